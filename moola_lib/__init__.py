@@ -1,0 +1,53 @@
+"""moola_lib: self-supervised pretraining of the Jade BiLSTM encoder on market bars.
+
+The public names (DESIGN.md section 7) are importable from the package root; each is loaded from its
+pipeline-stage module on first use, so ``import moola_lib`` stays cheap (no torch until a model is used).
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "DataValidationError": "data",
+    "load_ohlcv": "data",
+    "validate_ohlcv": "data",
+    "split_slices": "data",
+    "DEFAULT_SPLITS": "data",
+    "synthetic_ohlcv": "synthetic",
+    "synthetic_market": "synthetic",
+    "FEATURE_NAMES": "features",
+    "FEATURE_RANGES": "features",
+    "relativity_features": "features",
+    "swing_points": "features",
+    "window_starts": "windows",
+    "split_windows": "windows",
+    "gather_windows": "windows",
+    "JadeEncoder": "models",
+    "JadePretrainer": "models",
+    "JadeClassifier": "models",
+    "save_encoder": "models",
+    "load_encoder": "models",
+    "ConfigError": "config",
+    "PretrainConfig": "config",
+    "pretrain": "pretrain",
+    "load_labelled_windows": "labels",
+    "synthetic_labelled_set": "labels",
+    "evaluate_transfer": "transfer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'moola_lib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"moola_lib.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
