@@ -1,0 +1,291 @@
+"""Load and validate 1-minute OHLCV bars; date splits.
+
+Every loader returns the same frame shape: a ``DatetimeIndex`` named "timestamp" (tz-aware UTC,
+nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one). Bad
+input raises ``DataValidationError`` naming the source, the check, how many rows fail and the first
+offending timestamps; ``on_invalid="drop"`` drops such rows instead and records what it dropped in
+``frame.attrs["dropped"]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+VOLUME_COLUMN = "volume"
+TIMESTAMP_NAMES = ("timestamp", "ts_event", "datetime", "date", "time")
+DEFAULT_SPLITS = {
+    "train": ("2020-09-01", "2025-01-01"),
+    "val": ("2025-01-01", "2025-04-01"),
+    "test": ("2025-04-01", "2025-07-01"),
+}
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_N_EXAMPLES = 5
+
+
+class DataValidationError(ValueError):
+    """Invalid data: ``source`` (file or "<DataFrame>"), the ``check`` that failed, a ``detail`` text and,
+    for row checks, ``n_rows`` failing. The message reads "<source>: check '<check>' failed: <detail>"."""
+
+    def __init__(self, source: str, check: str, detail: str, n_rows: int | None = None):
+        super().__init__(f"{source}: check '{check}' failed: {detail}")
+        self.source, self.check, self.detail, self.n_rows = source, check, detail, n_rows
+
+    def __reduce__(self):  # picklable (e.g. across worker processes) despite the multi-argument __init__
+        return type(self), (self.source, self.check, self.detail, self.n_rows)
+
+
+class DataValidationWarning(UserWarning):
+    """Emitted when ``on_invalid="drop"`` dropped or reordered rows."""
+
+
+def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, on_invalid: str = "raise",
+               min_bars: int = 105) -> pd.DataFrame:
+    """Read bars from ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` and validate them (see ``validate_ohlcv``).
+
+    The timestamp comes from a DatetimeIndex, the column ``timestamp_column``, or the first column named
+    (case-insensitively) one of timestamp, ts_event, datetime, date, time. Strings, datetimes and epoch
+    numbers (s, ms, us or ns, told apart by magnitude) are accepted; naive times are taken as UTC.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise DataValidationError(source, "missing_file", "not a file" if path.exists() else "no such file")
+    name = path.name.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        reader = pd.read_csv
+    elif name.endswith(_PARQUET_SUFFIXES):
+        reader = pd.read_parquet
+    else:
+        raise DataValidationError(source, "unreadable_file", "unknown file type; expected one of "
+                                  + ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES))
+    try:
+        raw = reader(path)
+    except Exception as exc:  # any parser failure means the file itself is unreadable
+        raise DataValidationError(source, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
+    return validate_ohlcv(raw, source=source, on_invalid=on_invalid, min_bars=min_bars,
+                          timestamp_column=timestamp_column)
+
+
+def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_invalid: str = "raise",
+                   min_bars: int = 105, timestamp_column: str | None = None) -> pd.DataFrame:
+    """Return a new, validated bar frame built from ``frame`` (which is never modified).
+
+    Checks, in order: bad_timestamp, non_numeric, non_finite, non_positive_price, high_below_open_close,
+    low_above_open_close (together these imply high >= low), negative_volume, duplicate_timestamp,
+    unsorted_timestamp, too_few_bars. ``on_invalid="raise"`` raises on the first failing check;
+    ``"drop"`` drops the failing rows, sorts by time, keeps the first of duplicate timestamps, warns,
+    and records ``attrs["dropped"] = {check: n_rows}``. Fewer than ``min_bars`` bars always raises.
+    """
+    if on_invalid not in ("raise", "drop"):
+        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    source = str(source)
+    ts_values = _find_timestamps(frame, source, timestamp_column)
+    columns = _find_columns(frame, source)
+    drop = on_invalid == "drop"
+    n_total = len(frame)
+
+    ts, bad_ts = _parse_timestamps(ts_values)
+    dropped: dict[str, int] = {}
+    bad = np.zeros(n_total, dtype=bool)
+
+    def check(name: str, mask: np.ndarray, what: str) -> None:
+        mask = mask & ~bad
+        n = int(mask.sum())
+        if n == 0:
+            return
+        if not drop:
+            raise DataValidationError(source, name, f"{n} of {n_total} rows {what}; first at "
+                                      f"{_examples(ts, mask, by_row=name == 'bad_timestamp')}. "
+                                      "Pass on_invalid='drop' to drop such rows.", n_rows=n)
+        dropped[name] = n
+        bad[:] |= mask
+
+    check("bad_timestamp", bad_ts, "have a missing or unparseable timestamp")
+    values, non_numeric = {}, np.zeros(n_total, dtype=bool)
+    for name, original in columns.items():
+        values[name], col_bad = _to_float(frame[original])
+        non_numeric |= col_bad
+    check("non_numeric", non_numeric, "hold non-numeric values")
+    check("non_finite", ~np.logical_and.reduce([np.isfinite(v) for v in values.values()]), "hold NaN or inf")
+    o, h, l, c = (values[k] for k in PRICE_COLUMNS)
+    with np.errstate(invalid="ignore"):
+        check("non_positive_price", (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "have a price <= 0")
+        check("high_below_open_close", h < np.maximum(o, c), "have high < max(open, close)")
+        check("low_above_open_close", l > np.minimum(o, c), "have low > min(open, close)")
+        if VOLUME_COLUMN in values:
+            check("negative_volume", values[VOLUME_COLUMN] < 0, "have volume < 0")
+
+    positions = np.flatnonzero(~bad)
+    stamps = ts[positions]
+    earlier = stamps.asi8[1:] < stamps.asi8[:-1]
+    n_unsorted = int(earlier.sum())
+    if n_unsorted and drop:
+        order = np.argsort(stamps.asi8, kind="stable")
+        positions, stamps = positions[order], stamps[order]
+    duplicated = stamps.duplicated(keep="first")
+    n_dup = int(duplicated.sum())
+    if n_dup and not drop:
+        raise DataValidationError(source, "duplicate_timestamp",
+                                  f"{n_dup} of {n_total} rows repeat an earlier timestamp; first at "
+                                  f"{_fmt(stamps[duplicated][:_N_EXAMPLES])}. "
+                                  "Pass on_invalid='drop' to keep the first of each.", n_rows=n_dup)
+    if n_unsorted and not drop:
+        first = np.flatnonzero(earlier)[:_N_EXAMPLES] + 1
+        raise DataValidationError(source, "unsorted_timestamp",
+                                  f"{n_unsorted} of {n_total} rows have a timestamp earlier than the row "
+                                  f"before; first at {_fmt(stamps[first])}. "
+                                  "Sort the data or pass on_invalid='drop' to sort it.", n_rows=n_unsorted)
+    if n_dup:
+        dropped["duplicate_timestamp"] = n_dup
+        positions, stamps = positions[~duplicated], stamps[~duplicated]
+    if len(stamps) < min_bars:
+        raise DataValidationError(source, "too_few_bars",
+                                  f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
+                                  + (f" after dropping {dropped}" if dropped else ""))
+    if len(positions) < n_total or n_unsorted:  # the value arrays are fresh copies: no need to copy again
+        values = {name: v[positions] for name, v in values.items()}
+    out = pd.DataFrame(values, index=stamps, copy=False)
+    out.attrs["dropped"] = dropped
+    if dropped or n_unsorted:
+        notes = [f"dropped {sum(dropped.values())} of {n_total} rows ("
+                 + ", ".join(f"{k}={n}" for k, n in dropped.items()) + ")"] if dropped else []
+        notes += [f"sorted {n_unsorted} out-of-order rows"] if n_unsorted else []
+        warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=2)
+    return out
+
+
+def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS) -> dict[str, slice]:
+    """Positional slices of a sorted DatetimeIndex, one per split, in the order given.
+
+    Each split is a half-open ``[start, end)`` interval; dates without a time mean UTC midnight, naive
+    timestamps are UTC. Splits must have start < end and must not overlap. An empty split raises.
+    """
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError(f"split_slices needs a DatetimeIndex, got {type(index).__name__}")
+    if not index.is_monotonic_increasing:
+        raise DataValidationError("<index>", "unsorted_timestamp", "the index must be sorted to split it")
+    bounds = {}
+    for name, pair in splits.items():
+        if len(pair) != 2:
+            raise ValueError(f"split {name!r} must be a (start, end) pair, got {pair!r}")
+        start, end = (_utc(x) for x in pair)
+        if not start < end:
+            raise ValueError(f"split {name!r}: start {start} must be before end {end}")
+        bounds[name] = (start, end)
+    ordered = sorted(bounds.items(), key=lambda item: item[1][0])
+    for (a, (_, a_end)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
+        if b_start < a_end:
+            raise ValueError(f"splits {a!r} and {b!r} overlap: {a!r} ends {a_end}, {b!r} starts {b_start}")
+    search = index if index.tz is not None else index.tz_localize("UTC")
+    out = {}
+    for name, (start, end) in bounds.items():
+        lo, hi = search.searchsorted(start, side="left"), search.searchsorted(end, side="left")
+        if hi <= lo:
+            span = f"{index[0]} .. {index[-1]}" if len(index) else "no bars"
+            raise DataValidationError("<index>", "empty_split",
+                                      f"split {name!r} [{start}, {end}) holds no bars; the data spans {span}")
+        out[name] = slice(int(lo), int(hi))
+    return out
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
+    """The raw timestamps: a column or the index."""
+    lower = {str(c).strip().lower(): c for c in frame.columns}
+    index_name = str(frame.index.name).strip().lower() if frame.index.name is not None else None
+    if column is not None:
+        key = column.strip().lower()
+        if key in lower:
+            return frame[lower[key]]
+        if key == index_name:
+            return frame.index
+        raise DataValidationError(source, "timestamp_column",
+                                  f"timestamp_column={column!r} not found; columns seen: "
+                                  f"{list(frame.columns)}, index: {frame.index.name!r}")
+    if isinstance(frame.index, pd.DatetimeIndex):
+        return frame.index
+    for key in TIMESTAMP_NAMES:
+        if key in lower:
+            return frame[lower[key]]
+    if index_name in TIMESTAMP_NAMES:
+        return frame.index
+    raise DataValidationError(source, "timestamp_column",
+                              f"no timestamp found: the index is not a DatetimeIndex and no column is named "
+                              f"one of {', '.join(TIMESTAMP_NAMES)} (any case); columns seen: "
+                              f"{list(frame.columns)}. Pass timestamp_column=...")
+
+
+def _find_columns(frame: pd.DataFrame, source: str) -> dict[str, object]:
+    """Map canonical OHLCV names to the frame's own column labels (case-insensitive)."""
+    found: dict[str, list] = {}
+    for c in frame.columns:
+        found.setdefault(str(c).strip().lower(), []).append(c)
+    wanted = PRICE_COLUMNS + (VOLUME_COLUMN,)
+    ambiguous = {k: v for k, v in found.items() if k in wanted and len(v) > 1}
+    if ambiguous:
+        raise DataValidationError(source, "ambiguous_columns",
+                                  f"several columns match the same name (case-insensitive): {ambiguous}")
+    missing = [k for k in PRICE_COLUMNS if k not in found]
+    if missing:
+        raise DataValidationError(source, "missing_columns",
+                                  f"missing price column(s) {missing}; columns seen: {list(frame.columns)}")
+    return {k: found[k][0] for k in wanted if k in found}
+
+
+def _parse_timestamps(values) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Parse to a UTC, ns DatetimeIndex; also return the mask of rows whose timestamp is missing/bad."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.abs(numbers[np.isfinite(numbers)])
+        magnitude = float(np.median(finite)) if finite.size else 0.0
+        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+        parsed = pd.to_datetime(values, unit=unit, utc=True, errors="coerce")
+    else:
+        try:
+            parsed = pd.to_datetime(values, utc=True)
+        except (ValueError, TypeError, OverflowError):
+            parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    index = pd.DatetimeIndex(parsed).as_unit("ns")
+    return index.rename("timestamp"), np.asarray(index.isna())
+
+
+def _to_float(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 copy of a column and the mask of values that are present but not numbers."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        return values, np.zeros(len(column), dtype=bool)
+    numbers = pd.to_numeric(column, errors="coerce")
+    arr = numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    return arr, np.isnan(arr) & np.asarray(column.notna())
+
+
+def _examples(ts: pd.DatetimeIndex, mask: np.ndarray, by_row: bool) -> str:
+    rows = np.flatnonzero(mask)[:_N_EXAMPLES]
+    return "rows " + ", ".join(str(r) for r in rows) + " (0-based)" if by_row else _fmt(ts[rows])
+
+
+def _fmt(stamps) -> str:
+    return ", ".join(str(t) for t in stamps)
+
+
+def _utc(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")

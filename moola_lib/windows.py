@@ -1,0 +1,120 @@
+"""Fixed-length windows over the feature array, as start positions and index gathers.
+
+A window is identified by the position of its first bar; ``gather_windows`` turns a batch of starts
+into ``[N, length, F]`` with one fancy-index gather, so ``[T, length, F]`` is never materialised.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moola_lib.data import DEFAULT_SPLITS, split_slices
+
+
+def window_starts(n_bars: int, length: int = 105, stride: int = 52) -> np.ndarray:
+    """Start offsets of the windows in a contiguous run of n_bars bars: 0, stride, ... (int64).
+
+    floor((n_bars - length) / stride) + 1 windows; none if the run is shorter than one window.
+    """
+    for name, value in (("length", length), ("stride", stride)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if int(n_bars) != n_bars or n_bars < 0:
+        raise ValueError(f"n_bars must be an integer >= 0, got {n_bars!r}")
+    return np.arange(0, max(int(n_bars) - int(length) + 1, 0), int(stride), dtype=np.int64)
+
+
+def _windows_hit(flags: np.ndarray, starts: np.ndarray, span: int) -> np.ndarray:
+    """For each start s, whether any of flags[s : s + span] is set (prefix-sum lookup)."""
+    counts = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
+    return counts[starts + span] > counts[starts]
+
+
+def _as_timedelta(max_gap) -> pd.Timedelta:
+    if isinstance(max_gap, (int, float, np.integer, np.floating)) and not isinstance(max_gap, bool):
+        gap = pd.Timedelta(minutes=float(max_gap))
+    else:
+        gap = pd.Timedelta(max_gap)
+    if not gap > pd.Timedelta(0):
+        raise ValueError(f"max_gap must be positive, got {max_gap!r}")
+    return gap
+
+
+def _as_timestamp(value, tz) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if tz is None:
+        return ts.tz_convert(None) if ts.tz is not None else ts
+    return ts.tz_localize("UTC").tz_convert(tz) if ts.tz is None else ts.tz_convert(tz)
+
+
+def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *, length: int = 105,
+                  stride: int = 52, require_valid: bool = True, max_gap=None,
+                  exclude=None) -> dict[str, np.ndarray]:
+    """Window start positions (absolute, into the full series) per split; no window crosses a split.
+
+    valid: bool [T] per-bar mask (e.g. the features' warm-up mask); with require_valid, windows holding
+    an invalid bar are dropped. max_gap: pd.Timedelta (or minutes as a number; None = no limit);
+    windows spanning a longer gap between consecutive bars are dropped. exclude: (start, end)
+    timestamp pairs (inclusive; naive = UTC); windows overlapping any of them are dropped.
+    """
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError(f"index must be a pandas DatetimeIndex, not {type(index).__name__}")
+    n = len(index)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != (n,):
+            raise ValueError(f"valid has shape {valid.shape}, expected ({n},) to match the index")
+    gap_too_long = None
+    if max_gap is not None:
+        gap_too_long = np.asarray((index[1:] - index[:-1]) > _as_timedelta(max_gap))
+    ranges = []
+    for pair in exclude or ():
+        if len(pair) != 2:
+            raise ValueError(f"exclude entries must be (start, end) pairs, got {pair!r}")
+        lo, hi = (_as_timestamp(x, index.tz) for x in pair)
+        if hi < lo:
+            raise ValueError(f"exclude range ends before it starts: {pair!r}")
+        ranges.append((lo, hi))
+
+    out = {}
+    for name, part in split_slices(index, splits).items():
+        starts = part.start + window_starts(part.stop - part.start, length, stride)
+        keep = np.ones(len(starts), dtype=bool)
+        if require_valid and valid is not None:
+            keep &= ~_windows_hit(~valid, starts, length)
+        if gap_too_long is not None:
+            keep &= ~_windows_hit(gap_too_long, starts, length - 1)
+        if ranges:
+            first, last = index[starts], index[starts + length - 1]
+            for lo, hi in ranges:
+                keep &= ~((first <= hi) & (last >= lo))
+        out[name] = starts[keep]
+    return out
+
+
+def gather_windows(X, starts, length: int = 105):
+    """X[starts[i] : starts[i] + length] for every i, stacked to [N, length, ...] by one index gather.
+
+    Works for numpy arrays and torch tensors (the result lives where X lives). Starts given on the CPU
+    are bounds-checked; starts already on a GPU are trusted (checking would force a device sync).
+    """
+    if type(X).__module__.startswith("torch"):
+        import torch
+
+        on_gpu = isinstance(starts, torch.Tensor) and starts.device.type != "cpu"
+        if not on_gpu:
+            _check_bounds(np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts),
+                          len(X), length)
+        starts = torch.as_tensor(starts, dtype=torch.long, device=X.device)
+        return X[starts[:, None] + torch.arange(length, device=X.device)]
+    starts = np.asarray(starts, dtype=np.int64)
+    _check_bounds(starts, len(X), length)
+    return X[starts[:, None] + np.arange(length)]
+
+
+def _check_bounds(starts: np.ndarray, n: int, length: int) -> None:
+    if starts.ndim != 1:
+        raise ValueError(f"starts must be 1-D, got shape {starts.shape}")
+    if starts.size and (starts.min() < 0 or starts.max() + length > n):
+        raise IndexError(f"window starts must lie in [0, {n - length}] for {n} bars and length "
+                         f"{length}; got min {starts.min()}, max {starts.max()}")
