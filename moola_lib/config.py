@@ -1,0 +1,227 @@
+"""Strict, plain-value configs: a dataclass per job and one checker for overrides.
+
+``apply_overrides(cfg, {...})`` returns a new dataclass instance. It fails at once, with a message
+that names the key, on an unknown key (listing the valid names and the closest match) or a value of
+the wrong type. It works for any dataclass whose annotations use the types below, so notebooks reuse
+it for their parameters:
+
+    int, float, bool, str, None, X | None, Literal[...], list[X], tuple[X, ...], dict[K, V], Any,
+    IsoDate (a date string; datetime.date / pandas.Timestamp values are turned into ISO strings).
+
+Rules: an int is accepted for a float (and converted); a bool is never accepted as an int or float;
+None only where the annotation allows it; a tuple is accepted for a list (and converted).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import difflib
+import numbers
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import numpy as np
+
+
+class ConfigError(ValueError):
+    """An unknown option, a value of the wrong type or an invalid value."""
+
+
+IsoDate = Annotated[str, "iso-date"]
+
+
+def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> Any:
+    """Return a copy of dataclass instance ``cfg`` with ``overrides`` applied, checked strictly."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise TypeError(f"apply_overrides needs a dataclass instance, got {type(cfg).__name__}")
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{what}: overrides must be a mapping of name -> value, "
+                          f"got {type(overrides).__name__}")
+    hints = typing.get_type_hints(type(cfg), include_extras=True)
+    names = [f.name for f in dataclasses.fields(cfg) if f.init]
+    checked = {}
+    for key, value in overrides.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{what}: unknown option {key!r}.{hint} Valid names: {', '.join(names)}")
+        checked[key] = _check(value, hints[key], f"{what}.{key}")
+    try:
+        return dataclasses.replace(copy.deepcopy(cfg), **checked)   # no shared mutable values
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from e
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` (converted where allowed) if it matches annotation ``tp``, else raise."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Annotated:
+        base, *marks = args
+        if "iso-date" in marks:
+            if isinstance(value, (str, dt.date, np.datetime64)):
+                return _iso(value, where)
+            raise _type_error(value, str, where)
+        return _check(value, base, where)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _check(value, option, where)
+            except ConfigError:
+                pass
+        raise _type_error(value, tp, where)
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ConfigError(f"{where}: must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _type_error(value, tp, where)
+    if tp is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise _type_error(value, tp, where)
+    if tp is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        raise _type_error(value, tp, where)
+    if tp is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+        raise _type_error(value, tp, where)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _type_error(value, tp, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(value, tp, where)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} items ({_type_name(tp)}), "
+                                  f"got {len(value)}")
+            return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _type_error(value, tp, where)
+        ktype, vtype = args or (Any, Any)
+        return {_check(k, ktype, f"{where} key"): _check(v, vtype, f"{where}[{k!r}]")
+                for k, v in value.items()}
+    raise TypeError(f"{where}: unsupported annotation {tp!r} in the config class")
+
+
+def _iso(value: Any, where: str) -> str:
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: not an ISO date: {value!r}") from e
+    if ts is pd.NaT:
+        raise ConfigError(f"{where}: not an ISO date: {value!r}")
+    return ts.date().isoformat() if ts == ts.normalize() and ts.tzinfo is None else ts.isoformat()
+
+
+def _type_error(value: Any, tp: Any, where: str) -> ConfigError:
+    return ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} ({value!r})")
+
+
+def _default_splits() -> dict[str, list[str]]:
+    from .data import DEFAULT_SPLITS
+
+    return {name: list(bounds) for name, bounds in DEFAULT_SPLITS.items()}
+
+
+@dataclass
+class PretrainConfig:
+    """Every option of a masked-reconstruction pretraining job (DESIGN.md section 4)."""
+
+    # data
+    data_path: str | None = None              # OHLCV parquet/CSV; None = embedded synthetic data
+    synthetic_start: IsoDate = "2020-09-01"
+    synthetic_end: IsoDate = "2025-09-30"     # inclusive
+    synthetic_seed: int = 0
+    splits: dict[str, list[IsoDate]] = field(default_factory=_default_splits)  # half-open [start, end)
+    window_length: int = 105
+    stride: int = 52
+    max_gap_minutes: float | None = None      # drop windows spanning a longer gap between bars
+    exclude: list[list[IsoDate]] = field(default_factory=list)  # [start, end] periods kept out
+    exclude_margin_bars: int = 0              # widen each excluded period by this many bars per side
+    # model
+    input_size: int = 10
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.2
+    # optimisation
+    epochs: int = 50
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 5
+    grad_clip: float | None = 1.0             # None = no clipping
+    mixed_precision: bool = True              # bf16 (or fp16 + grad scaler) on CUDA; fp32 on CPU
+    patience: int | None = None               # early stopping; None = train all epochs
+    # masking and loss
+    mask_ratio: float = 0.15
+    mask_mode: Literal["random", "span"] = "random"
+    mean_span: float = 3.0
+    huber_delta: float = 1.0
+    # run
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.window_length >= 2, "window_length must be >= 2"),
+            (self.stride >= 1, "stride must be >= 1"),
+            (self.input_size >= 1 and self.hidden_size >= 1 and self.num_layers >= 1,
+             "input_size, hidden_size and num_layers must be >= 1"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
+            (self.patience is None or self.patience >= 1, "patience must be >= 1 or None"),
+            (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
+            (self.mean_span >= 1.0, "mean_span must be >= 1"),
+            (self.huber_delta > 0, "huber_delta must be > 0"),
+            (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
+             "exclude_margin_bars, synthetic_seed and seed must be >= 0"),
+            (self.max_gap_minutes is None or self.max_gap_minutes > 0, "max_gap_minutes must be > 0"),
+            ("train" in self.splits and "val" in self.splits,
+             f"splits must define 'train' and 'val' (got {list(self.splits)})"),
+        ]
+        checks += [(len(b) == 2, f"splits[{k!r}] must be [start, end], got {b!r}") for k, b in self.splits.items()]
+        checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"PretrainConfig: {message}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "PretrainConfig":
+        return apply_overrides(cls(), d, what="PretrainConfig")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,60 @@
+"""Minimal torch.distributed plumbing for ``torchrun`` (DistributedDataParallel training).
+
+Without ``WORLD_SIZE > 1`` in the environment everything is a no-op on a single process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .io import resolve_device
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False   # we initialised the process group, so we destroy it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """In-place all-reduce ("sum" | "min" | "max"); returns the tensor."""
+        if self.active:
+            dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
+                                        "max": dist.ReduceOp.MAX}[op])
+        return tensor
+
+
+def setup(device_name: str = "auto") -> tuple[DistContext, torch.device]:
+    """Join the torchrun process group if there is one (nccl on CUDA, gloo on CPU) and pick the
+    device: cuda:LOCAL_RANK under torchrun on GPUs."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size <= 1 and not dist.is_initialized():
+        return DistContext(), device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), owns), device
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()

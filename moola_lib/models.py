@@ -1,0 +1,148 @@
+"""The Jade BiLSTM encoder, its masked-reconstruction pretrainer and its classifier.
+
+Encoder files hold plain types and tensors only (``encoder_state``), so they load with
+``torch.load(..., weights_only=True)``: no pickled code runs. ``load_encoder`` checks the
+architecture against what the caller requires and names both shapes on a mismatch.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from torch import nn
+
+from .io import atomic_torch_save
+
+ENCODER_FORMAT = "moola.jade_encoder.v1"
+
+
+class JadeEncoder(nn.Module):
+    """Bidirectional LSTM over [B, T, input_size] -> [B, T, 2 * hidden_size]."""
+
+    def __init__(self, input_size: int = 10, hidden_size: int = 128, num_layers: int = 2,
+                 dropout: float = 0.2):
+        super().__init__()
+        self.arch = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                         dropout=dropout)
+        self.output_size = 2 * hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return out
+
+
+def _encoder(encoder: JadeEncoder | None, arch: dict) -> JadeEncoder:
+    if encoder is None:
+        return JadeEncoder(**arch)
+    if arch:
+        raise TypeError(f"pass either an encoder or architecture arguments, not both (got {sorted(arch)})")
+    return encoder
+
+
+class JadePretrainer(nn.Module):
+    """Masked reconstruction: masked steps are replaced by a learned vector, then every step is
+    reconstructed by a linear head on the encoder output."""
+
+    def __init__(self, encoder: JadeEncoder | None = None, **arch):
+        super().__init__()
+        self.encoder = _encoder(encoder, arch)
+        input_size = self.encoder.arch["input_size"]
+        self.mask_token = nn.Parameter(torch.zeros(input_size))
+        self.head = nn.Linear(self.encoder.output_size, input_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, T, F], mask bool [B, T] (True = hidden) -> reconstruction [B, T, F]."""
+        x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        return self.head(self.encoder(x))
+
+
+class JadeClassifier(nn.Module):
+    """Encoder, mean pooling over valid steps, dropout, linear head.
+
+    ``arch`` holds the encoder's arguments; the encoder's own dropout is ``encoder_dropout``
+    (``dropout`` is the head's)."""
+
+    def __init__(self, encoder: JadeEncoder | None = None, n_classes: int = 2, dropout: float = 0.3,
+                 **arch):
+        super().__init__()
+        if "encoder_dropout" in arch:
+            arch["dropout"] = arch.pop("encoder_dropout")
+        self.encoder = _encoder(encoder, arch)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, n_classes)
+
+    def embed(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled features [B, 2H]: mean of the encoder output over valid steps (all if None)."""
+        h = self.encoder(x)
+        if valid is None:
+            return h.mean(dim=1)
+        w = valid.to(h.dtype).unsqueeze(-1)
+        return (h * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x, valid)))
+
+
+def encoder_state(encoder: JadeEncoder) -> dict:
+    """Plain, weights_only-loadable description of an encoder: format, arch and CPU tensors."""
+    return {
+        "format": ENCODER_FORMAT,
+        "arch": dict(encoder.arch),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
+    }
+
+
+def save_encoder(encoder: JadeEncoder, path: str | os.PathLike, **metadata) -> None:
+    """Atomically write ``encoder_state(encoder)`` plus ``metadata`` (plain values only)."""
+    atomic_torch_save({**encoder_state(encoder), "metadata": metadata}, path)
+
+
+def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden_size: int | None = 128,
+                 num_layers: int | None = 2, map_location="cpu") -> JadeEncoder:
+    """Load an encoder file or a pretraining checkpoint (key "encoder") without running pickled code.
+
+    Each of ``input_size``, ``hidden_size``, ``num_layers`` is the value required (None = any); the
+    architecture is read from the tensor shapes, and a mismatch raises ValueError naming both."""
+    name = os.fspath(path)
+    try:
+        obj = torch.load(name, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path and the reason
+        raise ValueError(f"{name}: cannot be loaded as a weights-only encoder file: {e}") from e
+    if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):
+        obj = obj["encoder"]
+    if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:
+        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{name}: not a Jade encoder file or pretraining checkpoint "
+                         f"(expected format {ENCODER_FORMAT!r}; found {keys})")
+    state = obj["state_dict"]
+    found = _arch_from_state(state, name)
+    for key, required in (("input_size", input_size), ("hidden_size", hidden_size),
+                          ("num_layers", num_layers)):
+        if required is not None and found[key][0] != required:
+            value, evidence = found[key]
+            raise ValueError(f"{name}: encoder expects {key}={value} ({evidence}) but {required} was required")
+    arch = {k: v for k, (v, _) in found.items()}
+    encoder = JadeEncoder(**arch, dropout=float(obj.get("arch", {}).get("dropout", 0.2)))
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{name}: encoder weights do not match the architecture {arch}: {e}") from e
+    return encoder
+
+
+def _arch_from_state(state: dict, name: str) -> dict:
+    """(value, evidence) for input_size, hidden_size, num_layers from the LSTM weight shapes."""
+    try:
+        w_ih, w_hh = state["lstm.weight_ih_l0"], state["lstm.weight_hh_l0"]
+    except KeyError as e:
+        raise ValueError(f"{name}: encoder state has no {e.args[0]!r} (keys: {sorted(state)[:6]}...)") from None
+    layers = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"lstm\.weight_ih_l(\d+)", k)))
+    last = f"lstm.weight_ih_l{layers[-1]}"
+    return {
+        "input_size": (int(w_ih.shape[1]), f"lstm.weight_ih_l0 {list(w_ih.shape)}"),
+        "hidden_size": (int(w_hh.shape[1]), f"lstm.weight_hh_l0 {list(w_hh.shape)}"),
+        "num_layers": (len(layers), f"{len(layers)} layers, last {last} {list(state[last].shape)}"),
+    }

@@ -1,0 +1,498 @@
+"""Masked-reconstruction pretraining of the Jade encoder (DESIGN.md section 4).
+
+The whole feature array lives on the device; a batch is an index gather of window starts, its mask is
+drawn on the device, and nothing per sample runs in Python. One epoch:
+
+    shuffle the train windows (this rank's shard under torchrun) -> for each batch: gather, mask,
+    forward under autocast, masked Huber loss, backward, clip, AdamW step, per-step lr schedule
+    -> validation loss on FIXED seeded masks -> checkpoint_best.pt (if improved), checkpoint_last.pt
+
+Every epoch reseeds its shuffle, masks and dropout from (seed, epoch), so a run resumed from
+checkpoint_last.pt continues exactly as if it had never stopped. The best checkpoint is evaluated
+on the test split at the end, next to two reference predictors (training mean; linear
+interpolation between unmasked neighbours) on the same masks.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import resource
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from . import distributed
+from .config import ConfigError, PretrainConfig
+from .data import file_sha256, load_ohlcv, split_slices
+from .features import FEATURE_NAMES, relativity_features
+from .io import atomic_torch_save, write_json
+from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
+from .models import JadePretrainer, encoder_state
+from .synthetic import synthetic_ohlcv
+from .windows import gather_windows, split_windows
+
+CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"
+RESULTS_FORMAT = "moola.training_results.v1"
+BEST, LAST, RESULTS = "checkpoint_best.pt", "checkpoint_last.pt", "training_results.json"
+RESUMABLE_CHANGES = ("resume", "progress", "device")   # options that may differ on resume
+EVAL_SPLITS = ("val", "test")
+
+
+# ---------------------------------------------------------------------------------------------------
+# data
+
+@dataclass
+class PretrainData:
+    bars: pd.DataFrame
+    X: np.ndarray                     # float32 [T, F]
+    valid: np.ndarray                 # bool [T]
+    starts: dict[str, np.ndarray]     # window start positions per split
+    slices: dict[str, slice]          # bar positions per split
+    summary: dict
+
+
+def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
+    """Bars (file or synthetic), features once over the whole series, window starts per split."""
+    config = _as_config(config)
+    if config.data_path is None:
+        bars = synthetic_ohlcv(config.synthetic_start, config.synthetic_end, seed=config.synthetic_seed)
+        source = {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_ohlcv",
+                  "start": config.synthetic_start, "end": config.synthetic_end, "seed": config.synthetic_seed}
+    else:
+        bars = load_ohlcv(config.data_path)
+        source = {"kind": "file", "path": str(Path(config.data_path).resolve()),
+                  "sha256": file_sha256(config.data_path)}
+    t0 = time.perf_counter()
+    X, valid = relativity_features(bars)
+    features_seconds = time.perf_counter() - t0
+    if X.shape[1] != config.input_size:
+        raise ConfigError(f"input_size={config.input_size} but there are {X.shape[1]} features "
+                          f"({', '.join(FEATURE_NAMES)})")
+    splits = {name: tuple(bounds) for name, bounds in config.splits.items()}
+    slices = split_slices(bars.index, splits)
+    starts = split_windows(bars.index, valid, splits, length=config.window_length, stride=config.stride,
+                           max_gap=config.max_gap_minutes, exclude=_excluded_periods(bars.index, config))
+    for name in ("train", "val"):
+        if len(starts[name]) == 0:
+            raise ValueError(f"split {name!r} {list(splits[name])} holds no window of "
+                             f"{config.window_length} valid bars; widen the split or check the data")
+    index = bars.index
+    summary = {
+        "source": source,
+        "bars": len(bars),
+        "valid_bars": int(valid.sum()),
+        "first_bar": index[0].isoformat(),
+        "last_bar": index[-1].isoformat(),
+        "features": list(FEATURE_NAMES),
+        "features_seconds": round(features_seconds, 3),
+        "window_length": config.window_length,
+        "stride": config.stride,
+        "splits": {
+            name: {"start": splits[name][0], "end": splits[name][1], "bars": sl.stop - sl.start,
+                   "first_bar": index[sl.start].isoformat(), "last_bar": index[sl.stop - 1].isoformat(),
+                   "windows": len(starts[name])}
+            for name, sl in slices.items()
+        },
+    }
+    return PretrainData(bars, X, valid, starts, slices, summary)
+
+
+def _excluded_periods(index: pd.DatetimeIndex, config: PretrainConfig) -> list[tuple]:
+    """config.exclude as inclusive (first bar, last bar) pairs widened by exclude_margin_bars."""
+    periods, m = [], config.exclude_margin_bars
+    for start, end in config.exclude:
+        lo = index.searchsorted(_utc(start)) - m
+        hi = index.searchsorted(_utc(end), side="right") - 1 + m
+        lo, hi = max(lo, 0), min(hi, len(index) - 1)
+        if lo <= hi:
+            periods.append((index[lo], index[hi]))
+    return periods
+
+
+def _utc(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the job
+
+def pretrain(config: PretrainConfig | Mapping, run_dir) -> dict:
+    """Run a pretraining job; write checkpoints and training_results.json into run_dir (rank 0 under
+    torchrun) and return the results dict."""
+    config = _as_config(config)
+    ctx, device = distributed.setup(config.device)
+    try:
+        return _pretrain(config, Path(run_dir), ctx, device)
+    finally:
+        distributed.teardown(ctx)
+
+
+class Trainer:
+    """Model, optimiser, lr schedule and device-resident data of one pretraining job."""
+
+    def __init__(self, config: PretrainConfig, data: PretrainData, device: torch.device,
+                 ctx: distributed.DistContext | None = None):
+        self.config, self.device = config, device
+        self.ctx = ctx or distributed.DistContext()
+        self.X = torch.from_numpy(data.X).to(device)
+        self.valid = torch.from_numpy(data.valid).to(device)
+        self.starts = {name: torch.from_numpy(s).to(device) for name, s in data.starts.items()}
+        # fixed evaluation masks: a pure function of the seed, the same every epoch, run and world size
+        self.eval_masks = {}
+        for name in EVAL_SPLITS:
+            if name in self.starts and len(self.starts[name]):
+                g = torch.Generator(device).manual_seed(_seed(config.seed, "eval", name))
+                self.eval_masks[name] = self.make_mask(self.windows(self.valid, self.starts[name]), g)
+
+        torch.manual_seed(config.seed)
+        self.model = JadePretrainer(input_size=config.input_size, hidden_size=config.hidden_size,
+                                    num_layers=config.num_layers, dropout=config.dropout).to(device)
+        self.amp_dtype = _amp_dtype(config, self.model, self.X, device)
+        self.train_model = self.model
+        if self.ctx.active:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay, fused=device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+
+        n_train = len(self.starts["train"])
+        self.per_rank = n_train // self.ctx.world_size
+        if self.per_rank == 0:
+            raise ValueError(f"{n_train} train windows cannot be shared by {self.ctx.world_size} processes")
+        self.steps_per_epoch = math.ceil(self.per_rank / config.batch_size)
+        warmup_steps = config.warmup_epochs * self.steps_per_epoch
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, warmup_steps, self.total_steps))
+
+    def windows(self, series: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        return gather_windows(series, starts, self.config.window_length)
+
+    def make_mask(self, valid_windows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        c = self.config
+        if c.mask_mode == "span":
+            return span_mask(valid_windows, c.mask_ratio, c.mean_span, generator=generator)
+        return random_mask(valid_windows, c.mask_ratio, generator=generator)
+
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
+        """Reseed dropout for ``epoch``; return this rank's shuffled train-window indices and the
+        epoch's mask generator. All three are pure functions of (seed, epoch, rank)."""
+        seed, rank = self.config.seed, self.ctx.rank
+        torch.manual_seed(_seed(seed, "dropout", epoch, rank))
+        g_shuffle = torch.Generator(self.device).manual_seed(_seed(seed, "shuffle", epoch))
+        g_mask = torch.Generator(self.device).manual_seed(_seed(seed, "mask", epoch, rank))
+        world = self.ctx.world_size
+        order = torch.randperm(len(self.starts["train"]), generator=g_shuffle, device=self.device)
+        return order[: self.per_rank * world].view(self.per_rank, world)[:, rank], g_mask
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One pass over this rank's train windows; metrics are all-reduced over ranks."""
+        c, device = self.config, self.device
+        t0 = time.perf_counter()
+        self.model.train()
+        order, g_mask = self.epoch_plan(epoch)
+        sums = torch.zeros(2, dtype=torch.float64, device=device)    # loss x masked steps, masked steps
+        no_bad = self.steps_per_epoch + 1
+        first_bad = torch.full((), no_bad, dtype=torch.long, device=device)
+        for step, batch in enumerate(order.split(c.batch_size), start=1):
+            batch_starts = self.starts["train"][batch]
+            xb = self.windows(self.X, batch_starts)
+            mask = self.make_mask(self.windows(self.valid, batch_starts), g_mask)
+            with _autocast(device, self.amp_dtype):
+                pred = self.train_model(xb, mask)
+            loss = masked_huber(pred, xb, mask, c.huber_delta)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if c.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n = mask.sum().double()
+            loss = loss.detach()
+            sums += torch.stack([loss.double() * n, n])
+            # remember the first non-finite step without a device sync inside the loop
+            first_bad = torch.where(torch.isfinite(loss) | (first_bad < no_bad), first_bad, step)
+        self.ctx.all_reduce(sums)
+        self.ctx.all_reduce(first_bad, "min")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        if int(first_bad) < no_bad:
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, "
+                                     f"step {int(first_bad)} of {self.steps_per_epoch}")
+        return {"train_loss": (sums[0] / sums[1].clamp_min(1)).item(), "lr": lr,
+                "train_seconds": seconds, "windows_per_s": self.per_rank * self.ctx.world_size / seconds}
+
+    def predict(self, xb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.device, self.amp_dtype):
+            return self.model(xb, mask)
+
+    @torch.no_grad()
+    def evaluate(self, split: str, predict: Callable | None = None) -> dict:
+        """Masked Huber loss and MAE of ``predict(x, mask)`` (default: the model, eval mode) on the
+        split's fixed masks; each rank takes a shard, the sums are all-reduced."""
+        c, starts, masks = self.config, self.starts[split], self.eval_masks[split]
+        if predict is None:
+            self.model.eval()
+            predict = self.predict
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        mine = torch.arange(self.ctx.rank, len(starts), self.ctx.world_size, device=self.device)
+        for chunk in mine.split(c.batch_size):
+            xb, mb = self.windows(self.X, starts[chunk]), masks[chunk]
+            pred = predict(xb, mb)
+            n = mb.sum().double()
+            sums += torch.stack([masked_huber(pred, xb, mb, c.huber_delta).double() * n,
+                                 masked_mae(pred, xb, mb).double() * n, n])
+        self.ctx.all_reduce(sums)
+        loss, mae = (sums[:2] / sums[2].clamp_min(1)).tolist()
+        return {"loss": loss, "mae": mae, "windows": len(starts)}
+
+    def state_dict(self) -> dict:
+        return {
+            "encoder": encoder_state(self.model.encoder),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": _rng_state(self.device),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"], self.device)
+
+
+def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContext,
+              device: torch.device) -> dict:
+    t_start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    resumed = _resume_checkpoint(config, run_dir)
+    ctx.barrier()  # every rank has looked at run_dir before rank 0 writes into it
+    data = load_pretrain_data(config)
+    trainer = Trainer(config, data, device, ctx)
+
+    history, best_val, best_epoch, since_best, finished, elapsed_before = [], math.inf, 0, 0, False, 0.0
+    if resumed is not None:
+        trainer.load_state_dict(resumed)
+        history = list(resumed["history"])
+        best_val, best_epoch = resumed["best_val_loss"], resumed["best_epoch"]
+        since_best, finished = resumed["epochs_since_best"], resumed["finished"]
+        elapsed_before = resumed["elapsed_seconds"]
+    start_epoch = len(history)
+
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="pretrain", unit="epoch", dynamic_ncols=True,
+               disable=not (config.progress and ctx.is_main))
+    for epoch in range(start_epoch + 1, config.epochs + 1):   # 1-based epochs
+        if finished:
+            break
+        t0 = time.perf_counter()
+        kept = f"{run_dir / LAST} still holds epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
+        try:
+            stats = trainer.train_epoch(epoch)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e}; training stopped, {kept}. Lower lr or check the data.") from None
+        val = trainer.evaluate("val")
+        if not math.isfinite(val["loss"]):
+            raise FloatingPointError(f"non-finite validation loss at epoch {epoch}; training stopped, {kept}.")
+        improved = val["loss"] < best_val
+        if improved:
+            best_val, best_epoch, since_best = val["loss"], epoch, 0
+        else:
+            since_best += 1
+        finished = epoch == config.epochs or (config.patience is not None and since_best >= config.patience)
+        history.append({"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
+                        "val_mae": val["mae"], "lr": stats["lr"],
+                        "seconds": round(time.perf_counter() - t0, 4),
+                        "train_seconds": round(stats["train_seconds"], 4),
+                        "windows_per_s": round(stats["windows_per_s"], 1)})
+        if ctx.is_main:   # best first: a kill between the two writes only repeats this epoch on resume
+            state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, **trainer.state_dict(),
+                     "config": config.to_dict(), "history": history, "best_val_loss": best_val,
+                     "best_epoch": best_epoch, "epochs_since_best": since_best, "finished": finished,
+                     "elapsed_seconds": elapsed_before + time.perf_counter() - t_start}
+            if improved:
+                atomic_torch_save(state, run_dir / BEST)
+            atomic_torch_save(state, run_dir / LAST)
+        bar.set_postfix(train=f"{stats['train_loss']:.4f}", val=f"{val['loss']:.4f}",
+                        win_s=f"{stats['windows_per_s']:.0f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    ctx.barrier()   # rank 0 has written the checkpoints
+
+    best = torch.load(run_dir / BEST, map_location=device, weights_only=True)
+    trainer.model.load_state_dict(best["model"])
+    X, valid, train_bars = trainer.X, trainer.valid, data.slices["train"]
+    train_mean = X[train_bars][valid[train_bars]].mean(dim=0)
+    references = {name: {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
+                         "interpolation": trainer.evaluate(name, interpolation_baseline)}
+                  for name in trainer.eval_masks}
+    stopped_early = len(history) < config.epochs
+    results = {
+        "format": RESULTS_FORMAT,
+        "best_val_loss": best_val,
+        "best_epoch": best_epoch,
+        "best_val_mae": history[best_epoch - 1]["val_mae"],
+        "test": trainer.evaluate("test") if "test" in trainer.eval_masks else None,
+        "reference_losses": references,
+        "epochs_completed": len(history),
+        "stopped_early": stopped_early,
+        "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
+                        else "completed all epochs"),
+        "resumed_from_epoch": start_epoch if resumed is not None else None,
+        "history": history,
+        "config": config.to_dict(),
+        "data": data.summary,
+        "environment": _environment(device, trainer.amp_dtype, ctx),
+        "total_seconds": round(elapsed_before + time.perf_counter() - t_start, 3),
+        "peak_memory": _peak_memory(device),
+        "files": {"best": BEST, "last": LAST},
+    }
+    if ctx.is_main:
+        write_json(run_dir / RESULTS, results)
+    ctx.barrier()
+    return results
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """lr multiplier for optimizer step ``step`` (0-based): linear warm-up from 1/warmup_steps to 1
+    over the first warmup_steps steps, then cosine decay to 0 at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints, resume, reproducibility
+
+def load_pretrainer(checkpoint_path, *, map_location="cpu") -> JadePretrainer:
+    """The JadePretrainer (eval mode) stored in a pretraining checkpoint; no pickled code runs."""
+    ckpt = _load_checkpoint(Path(checkpoint_path), map_location)
+    model = JadePretrainer(**ckpt["encoder"]["arch"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _load_checkpoint(path: Path, map_location="cpu") -> dict:
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a pretraining checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return ckpt
+
+
+def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
+    """The checkpoint to resume from (None = fresh start); refuses to overwrite an existing run."""
+    existing = [name for name in (LAST, BEST, RESULTS) if (run_dir / name).exists()]
+    if not config.resume:
+        if existing:
+            raise FileExistsError(f"{run_dir} already holds {', '.join(existing)}; nothing was overwritten. "
+                                  "Pass resume=True to continue that run, or use a new run_dir.")
+        return None
+    if not (run_dir / LAST).exists():
+        return None   # nothing completed yet: start from scratch
+    ckpt = _load_checkpoint(run_dir / LAST)
+    saved, now = ckpt["config"], config.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now
+               if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir / LAST}: the config differs from the checkpoint's "
+                          f"({'; '.join(changed)}). Use the original settings or a new run_dir.")
+    return ckpt
+
+
+def _seed(*parts) -> int:
+    """A 63-bit seed that is a pure function of ``parts`` (ints and strings)."""
+    words = [p if isinstance(p, int) else int.from_bytes(str(p).encode(), "little") for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# precision, environment
+
+def _amp_dtype(config: PretrainConfig, model: JadePretrainer, X: torch.Tensor,
+               device: torch.device) -> torch.dtype | None:
+    """Autocast dtype on CUDA: bf16 where supported, else fp16 (with a grad scaler); None = fp32.
+
+    cuDNN LSTMs take bf16 only from cuDNN 9.13, so each candidate is probed with one tiny
+    forward/backward and the next one is used if it fails."""
+    if device.type != "cuda" or not config.mixed_precision:
+        return None
+    candidates = ([torch.bfloat16] if torch.cuda.is_bf16_supported() else []) + [torch.float16]
+    x = X[: 2 * config.window_length].reshape(2, config.window_length, -1)
+    mask = torch.zeros(x.shape[:2], dtype=torch.bool, device=device)
+    for dtype in candidates:
+        try:
+            with torch.autocast("cuda", dtype=dtype):
+                out = model(x, mask)
+            out.float().sum().backward()
+            return dtype
+        except RuntimeError as e:
+            warnings.warn(f"mixed precision {dtype} is not usable with this LSTM ({e}); trying the next option")
+        finally:
+            model.zero_grad(set_to_none=True)
+    return None
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    return contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
+
+
+def _environment(device: torch.device, amp_dtype, ctx: distributed.DistContext) -> dict:
+    cuda = device.type == "cuda"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "precision": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "float32",
+        "cpu_threads": torch.get_num_threads(),
+        "world_size": ctx.world_size,
+    }
+
+
+def _peak_memory(device: torch.device) -> dict:
+    peak = {"host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if device.type == "cuda":
+        peak["device_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+    return peak
+
+
+def _as_config(config) -> PretrainConfig:
+    if isinstance(config, PretrainConfig):
+        return config
+    if isinstance(config, Mapping):
+        return PretrainConfig.from_dict(config)
+    raise TypeError(f"config must be a PretrainConfig or a mapping, got {type(config).__name__}")

@@ -1,0 +1,81 @@
+import dataclasses
+import datetime as dt
+from typing import Literal
+
+import pytest
+
+from moola_lib.config import ConfigError, IsoDate, PretrainConfig, apply_overrides
+from moola_lib.data import DEFAULT_SPLITS
+
+
+def test_defaults_match_the_seed_guide():
+    c = PretrainConfig()
+    assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.warmup_epochs) == (50, 1024, 1e-3, 1e-2, 5)
+    assert (c.mask_ratio, c.huber_delta, c.grad_clip, c.mixed_precision, c.seed) == (0.15, 1.0, 1.0, True, 42)
+    assert (c.input_size, c.hidden_size, c.num_layers, c.dropout) == (10, 128, 2, 0.2)
+    assert (c.window_length, c.stride, c.data_path, c.patience) == (105, 52, None, None)
+    assert c.splits == {k: list(v) for k, v in DEFAULT_SPLITS.items()}
+
+
+def test_from_dict_applies_and_converts():
+    c = PretrainConfig.from_dict({"batch_size": 512, "lr": 3, "patience": 4, "grad_clip": None,
+                                  "splits": {"train": ("2020-01-01", dt.date(2021, 1, 1)),
+                                             "val": ["2021-01-01", "2021-02-01"]}})
+    assert c.batch_size == 512 and c.lr == 3.0 and isinstance(c.lr, float)
+    assert c.patience == 4 and c.grad_clip is None
+    assert c.splits["train"] == ["2020-01-01", "2021-01-01"]
+    assert PretrainConfig().batch_size == 1024  # the default instance is untouched
+
+
+def test_unknown_key_lists_valid_names_and_suggests():
+    with pytest.raises(ConfigError) as e:
+        PretrainConfig.from_dict({"batchsize": 512})
+    msg = str(e.value)
+    assert "'batchsize'" in msg and "Did you mean 'batch_size'" in msg and "warmup_epochs" in msg
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epochs", 2.5), ("epochs", "10"), ("epochs", True), ("lr", True), ("lr", "1e-3"),
+    ("mixed_precision", 1), ("epochs", None), ("mask_mode", "block"), ("device", "gpu"),
+    ("splits", {"train": ["2020-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
+    ("splits", {"train": ["2020-13-01", "2021-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
+    ("exclude", "2021-01-01"), ("synthetic_start", 20200101),
+])
+def test_wrong_types_and_values_fail_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=key.split("_")[0]):
+        PretrainConfig.from_dict({key: value})
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 0), ("mask_ratio", 1.0), ("dropout", -0.1),
+                                        ("splits", {"train": ["2020-01-01", "2021-01-01"]})])
+def test_invalid_values_fail(key, value):
+    with pytest.raises(ConfigError):
+        PretrainConfig.from_dict({key: value})
+
+
+def test_generic_over_other_dataclasses():
+    @dataclasses.dataclass
+    class NotebookParams:
+        run_dir: str | None = None
+        seed: int = 0
+        device: Literal["auto", "cpu", "cuda"] = "auto"
+        sizes: list[int] = dataclasses.field(default_factory=lambda: [512])
+        start: IsoDate = "2025-01-01"
+
+    p = apply_overrides(NotebookParams(), {"sizes": (512, 768), "seed": 3, "start": dt.date(2025, 7, 1)},
+                        what="params")
+    assert p.sizes == [512, 768] and p.seed == 3 and p.start == "2025-07-01"
+    with pytest.raises(ConfigError, match=r"params\.sizes\[1\]"):
+        apply_overrides(NotebookParams(), {"sizes": [512, "768"]}, what="params")
+    with pytest.raises(ConfigError, match="params: unknown option 'sed'.*'seed'"):
+        apply_overrides(NotebookParams(), {"sed": 1}, what="params")
+
+
+def test_round_trip_through_a_plain_dict_and_no_shared_state():
+    c = PretrainConfig.from_dict({"exclude": [["2025-07-01", "2025-07-02T12:00"]], "max_gap_minutes": 30})
+    d = c.to_dict()
+    assert PretrainConfig.from_dict(d) == c
+    assert d["exclude"] == [["2025-07-01", "2025-07-02T12:00:00"]] and d["max_gap_minutes"] == 30.0
+    copy = apply_overrides(c, {})
+    copy.splits["train"][0] = "1999-01-01"
+    assert c.splits["train"][0] == "2020-09-01"
