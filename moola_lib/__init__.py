@@ -31,10 +31,17 @@ _EXPORTS = {
     "load_encoder": "models",
     "ConfigError": "config",
     "PretrainConfig": "config",
+    "apply_overrides": "config",
     "pretrain": "pretrain",
-    "load_labelled_windows": "labels",
+    "load_pretrain_data": "pretrain",
+    "load_pretrainer": "pretrain",
+    "LabelledSet": "labels",
+    "load_labels": "labels",
     "synthetic_labelled_set": "labels",
-    "evaluate_transfer": "transfer",
+    "TransferConfig": "transfer",
+    "run_transfer": "transfer",
+    "exclude_intervals": "transfer",
+    "start_run": "runs",
 }
 
 __all__ = sorted(_EXPORTS)

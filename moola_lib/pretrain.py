@@ -496,3 +496,29 @@ def _as_config(config) -> PretrainConfig:
     if isinstance(config, Mapping):
         return PretrainConfig.from_dict(config)
     raise TypeError(f"config must be a PretrainConfig or a mapping, got {type(config).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line (for torchrun and scripts; the notebooks call pretrain() directly)
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-p NAME VALUE]...``, also under
+    ``torchrun --standalone --nproc_per_node=N -m moola_lib.pretrain ...``. Parameters are PretrainConfig
+    fields, given as for papermill; unknown names and wrong types fail before anything runs."""
+    import argparse
+
+    from .run_notebook import collect_parameters
+
+    parser = argparse.ArgumentParser(prog="python -m moola_lib.pretrain", description=main.__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("-f", "--parameters_file", dest="files", action="append", default=[],
+                        help="YAML file of PretrainConfig fields (repeatable; later ones win)")
+    parser.add_argument("-p", "--parameters", dest="pairs", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="one PretrainConfig field (repeatable)")
+    args = parser.parse_args(argv)
+    config = PretrainConfig.from_dict(collect_parameters(args.files, (), args.pairs))
+    return pretrain(config, args.run_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Labelled windows for the transfer task: loading both file formats, and the embedded synthetic set.
+
+Two formats (DESIGN.md section 5):
+
+(a) timestamps into the OHLCV file: columns ``start`` (first bar of the window) and/or ``end`` (last bar),
+    ``label``, optional ``window_id``, ``expansion_start``, ``expansion_end``. Features are gathered from
+    the relativity features of the full history, exactly as in pretraining.
+(b) self-contained windows: ``window_id``, ``label``, ``features`` (105 rows of [open, high, low, close]),
+    optional ``expansion_start``, ``expansion_end``. Features can only be computed from the window itself:
+    ATR, EMA and zigzag start cold inside the window, the bars before warm-up are invalid, and the values
+    differ from what the encoder saw in pretraining. The loader warns and sets ``cold_start=True``.
+
+Files may be CSV, parquet or JSON (records or lines); a DataFrame works too.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DataValidationError, file_sha256
+from .features import relativity_features
+from .windows import gather_windows
+
+DEFAULT_CLASSES = ("consolidation", "retracement")
+WINDOW_LENGTH = 105
+
+
+@dataclass
+class LabelledSet:
+    """N labelled windows ready for the classifier.
+
+    ``groups``: windows that overlap in time (or share bars) have the same group id and must land in the
+    same cross-validation fold. ``expansion``: [N, 2] bar offsets of the pattern inside each window,
+    -1 where unknown. ``start``/``end``: UTC timestamps of the first/last bar (NaT without timestamps).
+    ``truth``: how a synthetic set was made (None for user files).
+    """
+
+    X: np.ndarray
+    valid: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+    window_id: np.ndarray
+    start: pd.DatetimeIndex
+    end: pd.DatetimeIndex
+    expansion: np.ndarray
+    groups: np.ndarray
+    source: dict
+    cold_start: bool = False
+    warnings: list[str] = field(default_factory=list)
+    truth: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.classes, dtype=object)[self.y]
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.y, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def table(self) -> pd.DataFrame:
+        """One row per window: id, label, time span, pattern offsets, overlap group, valid bars."""
+        return pd.DataFrame({
+            "window_id": self.window_id, "label": self.labels, "start": self.start, "end": self.end,
+            "expansion_start": self.expansion[:, 0], "expansion_end": self.expansion[:, 1],
+            "group": self.groups, "valid_bars": self.valid.sum(axis=1),
+        })
+
+    def check_folds(self, folds: int) -> None:
+        """Raise DataValidationError unless every class has >= ``folds`` windows and groups suffice."""
+        name = self.source.get("path", "<labels>")
+        small = {c: n for c, n in self.class_counts().items() if n < folds}
+        if small:
+            raise DataValidationError(name, "class_size", f"class(es) {small} have fewer windows than "
+                                      f"folds={folds}; use fewer folds or label more windows")
+        n_groups = len(np.unique(self.groups))
+        if n_groups < folds:
+            raise DataValidationError(name, "overlap_groups", f"only {n_groups} groups of non-overlapping "
+                                      f"windows for folds={folds}")
+
+    def summary(self) -> dict:
+        """JSON-friendly description (for transfer_results.json)."""
+        times = self.start.dropna()
+        return {
+            "n_windows": len(self), "classes": list(self.classes), "class_counts": self.class_counts(),
+            "n_groups": int(len(np.unique(self.groups))),
+            "first_start": times.min().isoformat() if len(times) else None,
+            "last_start": times.max().isoformat() if len(times) else None,
+            "invalid_bars": int((~self.valid).sum()), "cold_start": self.cold_start,
+            "source": self.source, "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+def read_label_table(source) -> tuple[pd.DataFrame, str]:
+    """Read a labels table (CSV, parquet, JSON records, JSON lines) -> (frame, name for messages)."""
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True), "<DataFrame>"
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"labels file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    elif suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True)
+    elif suffix == ".json":
+        frame = pd.read_json(path)
+    else:
+        raise ValueError(f"{path}: unsupported labels format {suffix!r} (use .csv, .parquet, .json or .jsonl)")
+    return frame.reset_index(drop=True), str(path)
+
+
+def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,
+                label_column: str = "label", feature_options: dict | None = None) -> LabelledSet:
+    """Load labelled windows of either format (see the module docstring).
+
+    ``bars``: the full OHLCV frame (UTC index), needed for format (a). ``features``: optional precomputed
+    ``relativity_features(bars)`` result to avoid recomputing it. ``classes``: the allowed labels in
+    class-index order (None = the sorted labels found). Labels are compared stripped and lower-cased.
+    """
+    frame, name = read_label_table(source)
+    if label_column not in frame.columns:
+        raise DataValidationError(name, "label_column", f"no label column {label_column!r}; columns are "
+                                  f"{list(frame.columns)} (pass label_column=...)")
+    if len(frame) == 0:
+        raise DataValidationError(name, "empty", "the labels table is empty")
+    frame = frame.rename(columns={label_column: "label"})
+    ids = _window_ids(frame, name)
+    y, classes = _encode_labels(frame["label"], ids, classes, name)
+    expansion = _expansion_offsets(frame, ids, name)
+    source_info = {"path": name, "format": None, "rows": int(len(frame))}
+    if not isinstance(source, pd.DataFrame):
+        source_info["sha256"] = file_sha256(source)
+    options = dict(feature_options or {})
+
+    if "features" in frame.columns:
+        source_info["format"] = "windows"
+        return _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
+    if "start" in frame.columns or "end" in frame.columns:
+        source_info["format"] = "timestamps"
+        if bars is None:
+            raise ValueError(f"{name}: windows are given by timestamps; pass the OHLCV bars they point into")
+        return _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options)
+    raise DataValidationError(name, "format", "cannot tell the format: expected a 'features' column "
+                              "(self-contained windows) or a 'start'/'end' column (timestamps); "
+                              f"columns are {list(frame.columns)}")
+
+
+def _rows(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(f"row {r} (window_id {ids[r]!r})" for r in rows[:limit])
+    return f"{len(rows)} row(s): {shown}" + (" ..." if len(rows) > limit else "")
+
+
+def _window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if "window_id" not in frame.columns:
+        return np.array([f"row{i}" for i in range(len(frame))], dtype=object)
+    ids = frame["window_id"]
+    if ids.isna().any():
+        raise DataValidationError(name, "window_id", f"missing window_id in "
+                                  f"{_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}")
+    return ids.astype(str).to_numpy(dtype=object)
+
+
+def _encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, tuple[str, ...]]:
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        raise DataValidationError(name, "missing_label", f"missing label in {_rows(missing, ids)}")
+    norm = labels.astype(str).str.strip().str.lower()
+    classes = tuple(sorted(norm.unique())) if classes is None else tuple(c.lower() for c in classes)
+    if len(classes) < 2:
+        raise DataValidationError(name, "classes", f"need at least two classes, found {list(classes)}")
+    unknown = ~norm.isin(classes).to_numpy()
+    if unknown.any():
+        bad = sorted(norm[unknown].unique())
+        raise DataValidationError(name, "unknown_label", f"unknown label(s) {bad} (allowed: "
+                                  f"{list(classes)}) in {_rows(unknown, ids)}")
+    lookup = {c: i for i, c in enumerate(classes)}
+    return norm.map(lookup).to_numpy(dtype=np.int64), classes
+
+
+def _expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
+    out = np.full((len(frame), 2), -1, dtype=np.int64)
+    for j, col in enumerate(("expansion_start", "expansion_end")):
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        present = frame[col].notna().to_numpy()
+        v = values.to_numpy(dtype=float)
+        bad = present & ~(np.isfinite(v) & (v == np.round(v)) & (v >= 0) & (v < WINDOW_LENGTH))
+        if bad.any():
+            raise DataValidationError(name, "expansion_offsets", f"{col} must be a bar offset "
+                                      f"0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}")
+        out[present, j] = v[present].astype(np.int64)
+    both = (out >= 0).all(axis=1)
+    bad = both & (out[:, 0] > out[:, 1])
+    if bad.any():
+        raise DataValidationError(name, "expansion_offsets",
+                                  f"expansion_start > expansion_end in {_rows(bad, ids)}")
+    return out
+
+
+def _deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: str):
+    """Indices to keep (first of each key) and a note on dropped duplicates; conflicting labels raise."""
+    first: dict = {}
+    keep, dropped = [], []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j == i:
+            keep.append(i)
+        elif y[j] != y[i]:
+            raise DataValidationError(name, "conflicting_labels", f"the same window ({what}) has conflicting "
+                                      f"labels: row {j} (window_id {ids[j]!r}) and row {i} "
+                                      f"(window_id {ids[i]!r})")
+        else:
+            dropped.append(f"{ids[i]} (= {ids[j]})")
+    note = None
+    if dropped:
+        note = (f"{name}: dropped {len(dropped)} duplicate window(s) with the same label: "
+                f"{', '.join(dropped[:10])}")
+        warnings.warn(note, stacklevel=3)
+    return np.asarray(keep, dtype=np.int64), note
+
+
+def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
+    seen: dict = {}
+    for i, (wid, key) in enumerate(zip(ids, keys)):
+        j = seen.setdefault(wid, i)
+        if keys[j] != key:
+            raise DataValidationError(name, "window_id", f"window_id {wid!r} names two different windows "
+                                      f"(rows {j} and {i})")
+
+
+# ------------------------------------------------------------------------------------ format (a)
+
+def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
+    raw = frame[col]
+    times = pd.to_datetime(raw, utc=True, errors="coerce")
+    bad = (times.isna() & raw.notna()).to_numpy()
+    if bad.any():
+        raise DataValidationError(name, "timestamp",
+                                  f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
+    return pd.DatetimeIndex(times)
+
+
+def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise ValueError("bars must have a tz-aware DatetimeIndex (use load_ohlcv / synthetic_ohlcv)")
+    n_bars = len(index)
+    L = WINDOW_LENGTH
+    n = len(frame)
+    pos, has = {}, {}
+    for col in ("start", "end"):
+        times = (_parse_times(frame, col, ids, name) if col in frame.columns
+                 else pd.DatetimeIndex([pd.NaT] * n, tz="UTC"))
+        has[col] = np.asarray(times.notna())
+        p = index.get_indexer(times)
+        missing = (p < 0) & has[col]
+        if missing.any():
+            raise DataValidationError(name, "window_outside_data", f"{col!r} is not a bar of the data "
+                                      f"({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}")
+        pos[col] = p
+    no_time = ~has["start"] & ~has["end"]
+    if no_time.any():
+        raise DataValidationError(name, "timestamp", f"no start/end timestamp in {_rows(no_time, ids)}")
+    wrong = has["start"] & has["end"] & (pos["end"] - pos["start"] + 1 != L)
+    if wrong.any():
+        raise DataValidationError(name, "window_length", f"windows must span {L} bars from start to end in "
+                                  f"{_rows(wrong, ids)}")
+    start = np.where(has["start"], pos["start"], pos["end"] - (L - 1))
+    outside = (start < 0) | (start + L > n_bars)
+    if outside.any():
+        raise DataValidationError(name, "window_outside_data", f"window of {L} bars reaches outside the data "
+                                  f"({index[0]} .. {index[-1]}) in {_rows(outside, ids)}")
+
+    keys = [int(s) for s in start]
+    _check_unique_ids(ids, keys, name)
+    keep, note = _deduplicate(keys, y, ids, name, "same start bar")
+    start = start[keep].astype(np.int64)
+    X_full, valid_full = features if features is not None else relativity_features(bars, **options)
+    X = gather_windows(np.asarray(X_full), start, length=L).astype(np.float32, copy=False)
+    valid = gather_windows(np.asarray(valid_full)[:, None], start, length=L)[..., 0].astype(bool)
+    notes = [note] if note else []
+    if (~valid).any():
+        notes.append(f"{name}: {int((~valid).any(axis=1).sum())} window(s) contain bars before the "
+                     f"feature warm-up (marked invalid, ignored by the classifier's pooling)")
+    source_info["duplicates_dropped"] = int(len(frame) - len(keep))
+    return LabelledSet(
+        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep],
+        start=index[start], end=index[start + L - 1], expansion=expansion[keep],
+        groups=overlap_groups(start, L), source=source_info, warnings=notes)
+
+
+def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarray:
+    """Group ids such that windows [s, s + length) that overlap (transitively) share a group."""
+    starts = np.asarray(starts, dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    s = starts[order]
+    new_group = np.ones(len(s), dtype=bool)
+    new_group[1:] = s[1:] >= np.maximum.accumulate(s + length)[:-1]
+    groups = np.empty(len(s), dtype=np.int64)
+    groups[order] = np.cumsum(new_group) - 1
+    return groups
+
+
+# ------------------------------------------------------------------------------------ format (b)
+
+COLD_START_WARNING = ("features are computed from each window alone (cold start): ATR, EMA and zigzag warm "
+                      "up inside the window, bars before the warm-up are invalid, and the values differ from "
+                      "the full-history features the encoder was pretrained on. Prefer labels given as "
+                      "timestamps into the OHLCV file.")
+
+
+def _window_array(cell, wid, name) -> np.ndarray:
+    if isinstance(cell, str):
+        cell = json.loads(cell)
+    try:
+        arr = np.array([np.asarray(row, dtype=float) for row in cell]) if len(cell) else np.empty((0, 4))
+    except (TypeError, ValueError) as e:
+        raise DataValidationError(name, "window_bars",
+                                  f"window_id {wid!r}: features are not numeric rows ({e})") from None
+    if arr.ndim == 1 and arr.size == 4 * WINDOW_LENGTH:
+        arr = arr.reshape(WINDOW_LENGTH, 4)
+    if arr.shape != (WINDOW_LENGTH, 4):
+        raise DataValidationError(name, "window_length", f"window_id {wid!r}: features must be "
+                                  f"{WINDOW_LENGTH} rows of [open, high, low, close], got shape {arr.shape}")
+    o, h, l, c = arr.T
+    if not np.isfinite(arr).all() or (h < np.maximum(o, c)).any() or (l > np.minimum(o, c)).any():
+        raise DataValidationError(name, "window_bars", f"window_id {wid!r}: bars are not finite OHLC with "
+                                  f"low <= open, close <= high")
+    return arr
+
+
+def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
+    ohlc = np.stack([_window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
+    keys = [a.tobytes() for a in ohlc]
+    _check_unique_ids(ids, keys, name)
+    keep, note = _deduplicate(keys, y, ids, name, "identical bars")
+    source_info["duplicates_dropped"] = int(len(frame) - len(keep))
+    ohlc = ohlc[keep]
+    feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
+    X = np.stack([f[0] for f in feats]).astype(np.float32)
+    valid = np.stack([f[1] for f in feats]).astype(bool)
+    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else [])
+    warnings.warn(notes[0], stacklevel=3)
+    empty = ~valid.any(axis=1)
+    if empty.any():
+        msg = (f"{name}: dropped {int(empty.sum())} window(s) with no valid bar after the cold-start warm-up: "
+               f"{list(ids[keep][empty][:10])}")
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+        keep, ohlc, X, valid = keep[~empty], ohlc[~empty], X[~empty], valid[~empty]
+    times = {}
+    for col in ("start", "end"):
+        t = _parse_times(frame, col, ids, name)[keep] if col in frame.columns else None
+        times[col] = t if t is not None else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC")
+    source_info["dropped_no_valid_bar"] = int(empty.sum())
+    return LabelledSet(
+        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
+        end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
+        cold_start=True, warnings=notes)
+
+
+def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
+    """Group windows without timestamps that share a run of ``run`` identical consecutive OHLC bars
+    (i.e. overlap in time); connected windows get the same group id."""
+    parent = list(range(len(ohlc)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[bytes, int] = {}
+    for i, w in enumerate(ohlc):
+        for k in range(len(w) - run + 1):
+            j = owner.setdefault(w[k:k + run].tobytes(), i)
+            if j != i:
+                parent[find(i)] = find(j)
+    roots = [find(i) for i in range(len(ohlc))]
+    _, groups = np.unique(roots, return_inverse=True)
+    return groups.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------- synthetic default
+
+def synthetic_labelled_set(n: int = 174, class_balance: float = 81 / 174, label_noise: float = 0.0,
+                           seed: int = 0, *, start: str = "2025-07-01", end: str = "2025-09-30",
+                           history_start: str = "2025-06-01", market_seed: int = 0,
+                           feature_options: dict | None = None) -> LabelledSet:
+    """The embedded labelled set: ``n`` windows of 105 bars from the synthetic market generator.
+
+    Each window holds one planted expansion + follow-up pattern (at a random offset) and no part of any
+    other planted pattern; its label is the event kind. ``class_balance`` is the fraction of
+    ``consolidation`` windows (default 81 / 174 like the original set); ``label_noise`` flips that fraction
+    of labels (exactly round(noise * n), chosen at random). Windows come from [start, end] (inclusive
+    dates, after the default test split, so disjoint from pretraining); the generator runs from
+    ``history_start`` so the features have full warm-up history. ``truth`` records the true kind, the
+    flip flag and the event times.
+    """
+    from .synthetic import synthetic_market
+
+    if not 0.0 <= class_balance <= 1.0 or not 0.0 <= label_noise <= 1.0:
+        raise ValueError("class_balance and label_noise must lie in [0, 1]")
+    L = WINDOW_LENGTH
+    bars, events = synthetic_market(start=history_start, end=end, seed=market_seed)
+    X_full, valid_full = relativity_features(bars, **(feature_options or {}))
+    index = bars.index
+    lo = int(index.searchsorted(pd.Timestamp(start, tz="UTC")))
+    hi = int(index.searchsorted(pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)))  # windows end before hi
+    es = index.get_indexer(pd.DatetimeIndex(events["expansion_start"]))
+    pe = index.get_indexer(pd.DatetimeIndex(events["pattern_end"]))
+    order = np.argsort(es)
+    es, pe, events = es[order], pe[order], events.iloc[order].reset_index(drop=True)
+    invalid_before = np.concatenate([[0], np.cumsum(~np.asarray(valid_full))])  # invalid bars in [0, k)
+
+    rng = np.random.default_rng(seed)
+    candidates = {"consolidation": [], "retracement": []}
+    for k in range(len(events)):
+        allowed = _clean_offsets(k, es, pe, lo, hi, L)
+        allowed = [s for s in allowed if invalid_before[s + L] == invalid_before[s]]
+        if allowed:
+            candidates[events.at[k, "kind"]].append((k, allowed))
+    want = {"consolidation": int(round(n * class_balance))}
+    want["retracement"] = n - want["consolidation"]
+    picked = []
+    for kind, count in want.items():
+        pool = candidates[kind]
+        if len(pool) < count:
+            raise ValueError(f"synthetic market {start}..{end} has only {len(pool)} usable {kind} events, "
+                             f"{count} requested")
+        for j in rng.choice(len(pool), size=count, replace=False):
+            k, allowed = pool[j]
+            picked.append((k, int(allowed[rng.integers(len(allowed))]), kind))
+    picked.sort(key=lambda t: t[1])
+    k_idx = np.array([p[0] for p in picked], dtype=np.int64)
+    starts = np.array([p[1] for p in picked], dtype=np.int64)
+    true_kind = np.array([p[2] for p in picked], dtype=object)
+    classes = DEFAULT_CLASSES
+    y_true = np.array([classes.index(k) for k in true_kind], dtype=np.int64)
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.choice(n, size=int(round(label_noise * n)), replace=False)] = True
+    y = np.where(flipped, 1 - y_true, y_true)
+
+    ids = np.array([f"syn{i:04d}" for i in range(n)], dtype=object)
+    ev = events.iloc[k_idx].reset_index(drop=True)
+    ee = index.get_indexer(pd.DatetimeIndex(ev["expansion_end"]))
+    expansion = np.stack([es[k_idx] - starts, ee - starts], axis=1)
+    truth = pd.DataFrame({
+        "window_id": ids, "true_kind": true_kind, "label": np.asarray(classes, dtype=object)[y],
+        "flipped": flipped, "direction": ev["direction"].to_numpy(),
+        "expansion_start": ev["expansion_start"].to_numpy(), "expansion_end": ev["expansion_end"].to_numpy(),
+        "pattern_end": ev["pattern_end"].to_numpy(), "offset": es[k_idx] - starts,
+    })
+    X = gather_windows(np.asarray(X_full), starts, length=L).astype(np.float32, copy=False)
+    valid = gather_windows(np.asarray(valid_full)[:, None], starts, length=L)[..., 0].astype(bool)
+    source = {"path": "<synthetic>", "format": "synthetic", "rows": n, "n": n,
+              "class_balance": class_balance, "label_noise": label_noise, "seed": seed,
+              "market_seed": market_seed, "start": start, "end": end, "history_start": history_start,
+              "n_flipped": int(flipped.sum())}
+    return LabelledSet(X=X, valid=valid, y=y, classes=classes, window_id=ids, start=index[starts],
+                       end=index[starts + L - 1], expansion=expansion.astype(np.int64),
+                       groups=overlap_groups(starts, L), source=source, truth=truth)
+
+
+def _clean_offsets(k: int, es: np.ndarray, pe: np.ndarray, lo: int, hi: int, L: int) -> list[int]:
+    """Window starts s in [lo, hi - L] whose window holds event k whole and touches no other event."""
+    first, last = max(lo, pe[k] - L + 1), min(hi - L, es[k])
+    if first > last:
+        return []
+    ok = np.ones(last - first + 1, dtype=bool)
+    near = np.flatnonzero((es <= last + L - 1) & (pe >= first))
+    for j in near[near != k]:
+        # window [s, s + L) intersects [es_j, pe_j] when es_j - L + 1 <= s <= pe_j
+        a, b = max(first, es[j] - L + 1), min(last, pe[j])
+        if a <= b:
+            ok[a - first:b - first + 1] = False
+    return list(first + np.flatnonzero(ok))

@@ -1,0 +1,386 @@
+"""Figures and small tables for the notebooks (matplotlib; every function returns its figure or frame).
+
+Notebooks call these and display the result; they hold no plotting logic of their own.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from .features import FEATURE_NAMES, FEATURE_RANGES
+
+UP, DOWN = "#2e7d32", "#c62828"
+CANDLE_FEATURES = FEATURE_NAMES[:6]
+SWING_FEATURES = FEATURE_NAMES[6:]
+
+
+# ----------------------------------------------------------------------------------------------------
+# data summary tables
+
+def data_summary(bars: pd.DataFrame, source: str) -> pd.DataFrame:
+    """One-column table: source, bars, date range, trading days, bars per day, dropped rows."""
+    days = bars.index.normalize().unique()
+    sessions = 1 + int((np.diff(bars.index.asi8) > 30 * 60e9).sum())
+    dropped = bars.attrs.get("dropped") or {}
+    rows = {
+        "source": source,
+        "bars": f"{len(bars):,}",
+        "first bar (UTC)": str(bars.index[0]),
+        "last bar (UTC)": str(bars.index[-1]),
+        "days with bars": f"{len(days):,}",
+        "sessions (no gap > 30 min inside)": f"{sessions:,}",
+        "median bars per day": f"{bars.groupby(bars.index.normalize()).size().median():,.0f}",
+        "columns": ", ".join(bars.columns),
+        "validation": "all checks passed" if not dropped else
+                      "dropped " + ", ".join(f"{k}: {n}" for k, n in dropped.items()),
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def gap_table(index: pd.DatetimeIndex) -> pd.DataFrame:
+    """How often consecutive bars are further apart than one minute, by gap length."""
+    gaps = pd.Series(np.diff(index.asi8) / 60e9)
+    bins = [1.5, 5, 30, 75, 24 * 60, 3 * 24 * 60, np.inf]
+    labels = ["2-5 min", "5-30 min", "30-75 min (daily halt)", "75 min-1 day", "1-3 days (weekend)",
+              "> 3 days"]
+    counts = pd.cut(gaps[gaps > 1.5], bins, labels=labels).value_counts().reindex(labels)
+    return pd.DataFrame({"gaps": counts, "share of bars %": (100 * counts / len(index)).round(3)})
+
+
+def split_table(index: pd.DatetimeIndex, starts: Mapping[str, np.ndarray], length: int = 105) -> pd.DataFrame:
+    """Windows and date span per split."""
+    rows = {}
+    for name, s in starts.items():
+        s = np.asarray(s)
+        rows[name] = {"windows": len(s),
+                      "first bar": index[s.min()] if len(s) else None,
+                      "last bar": index[s.max() + length - 1] if len(s) else None}
+    return pd.DataFrame(rows).T
+
+
+# ----------------------------------------------------------------------------------------------------
+# prices, candles and swings
+
+def price_volume_overview(bars: pd.DataFrame, rule: str = "1D") -> plt.Figure:
+    """Close (resampled to ``rule``, with its high-low band) and volume per period."""
+    agg = bars.resample(rule).agg({"high": "max", "low": "min", "close": "last",
+                                   **({"volume": "sum"} if "volume" in bars else {})}).dropna(subset=["close"])
+    has_volume = "volume" in agg
+    fig, axes = plt.subplots(2 if has_volume else 1, 1, figsize=(12, 5 if has_volume else 3.5), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 1]} if has_volume else None, squeeze=False)
+    ax = axes[0, 0]
+    ax.fill_between(agg.index, agg["low"], agg["high"], color="0.85", label=f"{rule} high-low")
+    ax.plot(agg.index, agg["close"], lw=1, color="k", label=f"{rule} close")
+    ax.set_ylabel("price")
+    ax.legend(loc="upper left")
+    ax.set_title("Price overview")
+    if has_volume:
+        axes[1, 0].bar(agg.index, agg["volume"], width=0.8, color="0.4")
+        axes[1, 0].set_ylabel(f"volume / {rule}")
+    fig.tight_layout()
+    return fig
+
+
+def draw_candles(ax, bars: pd.DataFrame, x: np.ndarray | None = None, width: float = 0.6) -> None:
+    """Candlesticks of ``bars`` at positions ``x`` (default 0..n-1)."""
+    x = np.arange(len(bars)) if x is None else np.asarray(x)
+    o, h, l, c = (bars[k].to_numpy() for k in ("open", "high", "low", "close"))
+    colors = np.where(c >= o, UP, DOWN)
+    ax.vlines(x, l, h, colors=colors, lw=0.8)
+    body = np.abs(c - o)
+    ax.bar(x, np.where(body > 0, body, (h - l).max() * 1e-3 + 1e-12), bottom=np.minimum(o, c),
+           width=width, color=colors, edgecolor=colors, lw=0.5)
+
+
+def swings_chart(bars: pd.DataFrame, swings: pd.DataFrame, start: int, n_bars: int = 400) -> plt.Figure:
+    """Candles of bars[start:start+n_bars] with the confirmed swing points of the causal zigzag.
+
+    Each swing is drawn at its extreme bar (triangle) with a thin line to the bar that confirmed it."""
+    stop = min(start + n_bars, len(bars))
+    part = bars.iloc[start:stop]
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    draw_candles(ax, part)
+    inside = swings[(swings["extreme_pos"] >= start) & (swings["extreme_pos"] < stop)]
+    for kind, marker, color, va in (("high", "v", DOWN, "bottom"), ("low", "^", UP, "top")):
+        s = inside[inside["kind"] == kind]
+        offset = (part["high"].max() - part["low"].min()) * 0.015 * (1 if kind == "high" else -1)
+        ax.scatter(s["extreme_pos"] - start, s["price"] + offset, marker=marker, color=color, s=45, zorder=3,
+                   label=f"swing {kind} (at its extreme)")
+        for _, r in s.iterrows():
+            ax.plot([r["extreme_pos"] - start, min(r["confirm_pos"], stop - 1) - start], [r["price"]] * 2,
+                    color=color, lw=0.7, ls=":")
+    ax.plot([], [], color="0.3", lw=0.7, ls=":", label="dotted: until the bar that confirmed it")
+    _time_ticks(ax, part.index)
+    ax.set_ylabel("price")
+    ax.set_title(f"Confirmed swings, bars {start:,}-{stop - 1:,}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _time_ticks(ax, index: pd.DatetimeIndex, n: int = 8) -> None:
+    pos = np.linspace(0, len(index) - 1, min(n, len(index))).astype(int)
+    ax.set_xticks(pos)
+    ax.set_xticklabels([index[p].strftime("%m-%d %H:%M") for p in pos], fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------------
+# features
+
+def feature_distributions(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES,
+                          ranges: Mapping[str, tuple[float, float]] = FEATURE_RANGES) -> plt.Figure:
+    """Histogram of each feature over the valid bars, with its declared range and the share at the bounds."""
+    Xv = X[valid]
+    fig, axes = plt.subplots(2, 5, figsize=(15, 5.5))
+    for j, (ax, name) in enumerate(zip(axes.ravel(), names)):
+        lo, hi = ranges[name]
+        v = Xv[:, j]
+        ax.hist(v, bins=60, range=(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)), color="#4c72b0")
+        for b in (lo, hi):
+            ax.axvline(b, color="k", ls="--", lw=0.8)
+        outside = np.mean((v < lo) | (v > hi)) * 100
+        at_bounds = np.mean((v == lo) | (v == hi)) * 100
+        ax.set_title(f"{name}\nat bounds {at_bounds:.1f}%" + (f", OUTSIDE {outside:.2f}%" if outside else ""),
+                     fontsize=9)
+        ax.set_yticks([])
+    fig.suptitle("Feature distributions over valid bars (dashed: declared range)")
+    fig.tight_layout()
+    return fig
+
+
+def feature_table(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES,
+                  ranges: Mapping[str, tuple[float, float]] = FEATURE_RANGES) -> pd.DataFrame:
+    """Per feature over the valid bars: declared range, min, mean, max, share at the clip bounds."""
+    Xv = X[valid]
+    rows = {}
+    for j, name in enumerate(names):
+        lo, hi = ranges[name]
+        v = Xv[:, j]
+        rows[name] = {"declared": f"[{lo:g}, {hi:g}]", "min": v.min(), "mean": v.mean(), "max": v.max(),
+                      "% at lower bound": 100 * np.mean(v == lo), "% at upper bound": 100 * np.mean(v == hi),
+                      "non-finite": int((~np.isfinite(X[:, j])).sum())}
+    return pd.DataFrame(rows).T
+
+
+def feature_correlations(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> plt.Figure:
+    """Pearson correlation matrix of the features over the valid bars."""
+    corr = np.corrcoef(X[valid].T.astype(np.float64))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
+                    color="white" if abs(corr[i, j]) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title("Feature correlations")
+    fig.tight_layout()
+    return fig
+
+
+def window_figure(bars: pd.DataFrame, X: np.ndarray, start: int, length: int = 105,
+                  names: Sequence[str] = FEATURE_NAMES, title: str | None = None) -> plt.Figure:
+    """One window: candles on top, candle-shape features and swing features below."""
+    part = bars.iloc[start:start + length]
+    feats = X[start:start + length]
+    fig, axes = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1.2, 1.2]})
+    draw_candles(axes[0], part)
+    axes[0].set_ylabel("price")
+    axes[0].set_title(title or f"window at bar {start:,} ({part.index[0]:%Y-%m-%d %H:%M} UTC)")
+    for ax, group in ((axes[1], CANDLE_FEATURES), (axes[2], SWING_FEATURES)):
+        for name in group:
+            ax.plot(feats[:, list(names).index(name)], lw=1, label=name)
+        ax.legend(fontsize=7, ncol=3, loc="upper left")
+    axes[1].set_ylabel("candle features")
+    axes[2].set_ylabel("swing features")
+    _time_ticks(axes[2], part.index)
+    fig.tight_layout()
+    return fig
+
+
+def window_gallery(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], length: int = 105) -> plt.Figure:
+    """A few windows side by side (candles over their features): the static stand-in for the browser."""
+    starts = list(starts)
+    fig, axes = plt.subplots(3, len(starts), figsize=(4.2 * len(starts), 6.5), squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 1.2, 1.2]})
+    for k, s in enumerate(starts):
+        part, feats = bars.iloc[s:s + length], X[s:s + length]
+        draw_candles(axes[0, k], part)
+        axes[0, k].set_title(f"bar {s:,}\n{part.index[0]:%Y-%m-%d %H:%M} UTC", fontsize=9)
+        for row, group in ((1, CANDLE_FEATURES), (2, SWING_FEATURES)):
+            for name in group:
+                axes[row, k].plot(feats[:, FEATURE_NAMES.index(name)], lw=0.9, label=name)
+        for row in range(3):
+            axes[row, k].tick_params(labelsize=7)
+    axes[1, 0].set_ylabel("candle features")
+    axes[2, 0].set_ylabel("swing features")
+    for row in (1, 2):
+        axes[row, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def window_browser(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], length: int = 105):
+    """An ipywidgets slider over window starts that redraws ``window_figure`` (JupyterLab only)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    starts = np.asarray(starts)
+    slider = widgets.IntSlider(value=0, min=0, max=len(starts) - 1, description="window",
+                               continuous_update=False, layout=widgets.Layout(width="60%"))
+    out = widgets.Output()
+
+    def show(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = window_figure(bars, X, int(starts[slider.value]), length,
+                                title=f"window {slider.value} of {len(starts)} (bar {int(starts[slider.value]):,})")
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])
+
+
+# ----------------------------------------------------------------------------------------------------
+# pretraining
+
+def splits_table(summary: Mapping) -> pd.DataFrame:
+    """The split summary of ``load_pretrain_data(...).summary`` (or training_results.json["data"])."""
+    frame = pd.DataFrame(summary["splits"]).T[["start", "end", "bars", "windows", "first_bar", "last_bar"]]
+    frame.columns = ["start (incl.)", "end (excl.)", "bars", "windows", "first bar", "last bar"]
+    return frame
+
+
+def reference_table(results: Mapping) -> pd.DataFrame:
+    """Best model's masked loss next to the two reference predictors, per evaluated split."""
+    rows = {}
+    for split, refs in results["reference_losses"].items():
+        model = results["best_val_loss"] if split == "val" else (results.get("test") or {}).get("loss")
+        mean, interp = refs["train_mean"]["loss"], refs["interpolation"]["loss"]
+        rows[split] = {"model (best epoch)": model, "predict train mean": mean, "linear interpolation": interp,
+                       "model / better reference": model / min(mean, interp) if model is not None else None}
+    return pd.DataFrame(rows).T
+
+
+def reference_verdict(results: Mapping) -> str:
+    """One sentence: does the best checkpoint beat the reference predictors on the val split?"""
+    refs = results["reference_losses"]["val"]
+    model = results["best_val_loss"]
+    beaten = [name for name, key in (("predicting the train mean", "train_mean"),
+                                     ("linear interpolation", "interpolation")) if model < refs[key]["loss"]]
+    if len(beaten) == 2:
+        verdict = "beats both reference predictors"
+    elif beaten:
+        verdict = f"beats only {beaten[0]}; it has not learned more than the better reference"
+    else:
+        verdict = "beats neither reference predictor: it has learned nothing useful yet"
+    return (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
+            f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: predict the train mean "
+            f"{refs['train_mean']['loss']:.4f}, linear interpolation {refs['interpolation']['loss']:.4f}.")
+
+
+def masked_examples(model, X: np.ndarray, valid: np.ndarray, starts: np.ndarray, *, n: int = 3,
+                    ratio: float = 0.15, seed: int = 0, length: int = 105):
+    """Reconstruct ``n`` windows (chosen with ``seed``) under seeded random masks.
+
+    Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F]) for ``reconstructions``."""
+    import torch
+
+    from .masking import random_mask
+    from .windows import gather_windows
+
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(np.asarray(starts), size=min(n, len(starts)), replace=False))
+    x = torch.from_numpy(gather_windows(X, chosen, length))
+    v = torch.from_numpy(gather_windows(valid, chosen, length))
+    mask = random_mask(v, ratio, generator=torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        recon = model(x.to(device), mask.to(device)).float().cpu()
+    return x.numpy(), mask.numpy(), recon.numpy()
+
+
+def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> plt.Figure:
+    """Train and val loss per epoch against the reference losses, and the learning rate.
+
+    ``history``: one mapping per epoch with ``epoch``, ``train_loss``, ``val_loss`` and ``lr``;
+    ``references``: label -> loss (e.g. "predict the train mean", "linear interpolation")."""
+    h = pd.DataFrame(list(history))
+    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    ax.plot(h["epoch"], h["train_loss"], "o-", ms=3, label="train (masked Huber)")
+    ax.plot(h["epoch"], h["val_loss"], "o-", ms=3, label="val (fixed masks)")
+    styles = iter([":", "--", "-."])
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="0.35", ls=next(styles, ":"), lw=1.2, label=f"reference: {label} ({value:.3f})")
+    best = h["val_loss"].idxmin()
+    ax.scatter([h["epoch"][best]], [h["val_loss"][best]], s=80, facecolors="none", edgecolors="r", zorder=3,
+               label=f"best val {h['val_loss'][best]:.4f} (epoch {h['epoch'][best]})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("Masked reconstruction loss")
+    ax.legend(fontsize=8)
+    ax_lr.plot(h["epoch"], h["lr"], "o-", ms=3, color="tab:purple")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_title("learning rate (end of epoch)")
+    for a in (ax, ax_lr):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(x: np.ndarray, mask: np.ndarray, recon: np.ndarray, *, names: Sequence[str] = FEATURE_NAMES,
+                    features: Sequence[str] = ("close_norm", "range_z", "dist_to_prev_SH"),
+                    max_windows: int = 3) -> plt.Figure:
+    """Original feature traces, masked positions (shaded) and the model's reconstruction there.
+
+    x, recon: [B, T, F]; mask: bool [B, T]."""
+    n = min(max_windows, len(x))
+    fig, axes = plt.subplots(n, len(features), figsize=(4.6 * len(features), 2.4 * n), squeeze=False)
+    for i in range(n):
+        m = np.asarray(mask[i], dtype=bool)
+        t = np.arange(x.shape[1])
+        for k, name in enumerate(features):
+            j = list(names).index(name)
+            ax = axes[i, k]
+            for pos in t[m]:
+                ax.axvspan(pos - 0.5, pos + 0.5, color="orange", alpha=0.25, lw=0)
+            ax.plot(t, x[i, :, j], color="k", lw=0.9, label="original")
+            ax.scatter(t[m], recon[i, m, j], color="tab:blue", s=14, zorder=3, label="reconstruction (masked)")
+            if i == 0:
+                ax.set_title(name)
+            if k == 0:
+                ax.set_ylabel(f"window {i}")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Masked validation windows: shaded = masked steps (hidden from the encoder)", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# sweeps
+
+def sweep_val_curves(rows: Sequence[Mapping]) -> plt.Figure:
+    """Val loss per epoch of every finished sweep setting, overlaid."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for row in rows:
+        if row.get("status") == "finished" and row.get("history"):
+            h = pd.DataFrame(row["history"])
+            ax.plot(h["epoch"], h["val_loss"], "o-", ms=3, label=row["name"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val loss")
+    ax.set_title("Validation loss per setting")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

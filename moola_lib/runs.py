@@ -1,0 +1,327 @@
+"""Run directories for the notebooks: strict parameters, params.yaml, manifest.json, artifacts.
+
+A notebook has one cell tagged ``parameters`` (literal values) and then calls
+
+    run = start_run("pretrain", globals(), PretrainParams)
+
+``start_run`` checks the parameters strictly. papermill only warns about a name the notebook does not
+define (``-p batchsize 1024`` would silently run with the defaults), so the cell papermill injects is
+read back from IPython's input history (``In``): every name assigned there must be a field of the
+params dataclass, and every value must have the field's type (``moola_lib.config.apply_overrides``).
+Then the run directory is created (never reusing one that holds a previous run unless
+``overwrite=True``; ``resume=True`` continues one) and ``params.yaml`` and ``manifest.json`` are written.
+``run.finish(**artifacts)`` records the artifacts and marks the run finished; a cell that raises marks
+it failed.
+
+Relative paths (``run_dir``, ``data_path``, the runs root) are taken from the repository root, so a
+notebook behaves the same in JupyterLab (working directory notebooks/), papermill and nbval. The runs
+root is ``runs/`` unless the environment variable ``MOOLA_RUNS_DIR`` names another folder.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime as dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import typing
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .config import PretrainConfig, apply_overrides
+from .io import atomic_write_bytes, atomic_write_text, read_json, write_json
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "notebooks").is_dir() else Path.cwd()
+HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts
+_PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill",
+             "ipykernel")
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """An absolute path; a relative one is taken from the repository root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def runs_root() -> Path:
+    return resolve_path(os.environ.get("MOOLA_RUNS_DIR", "runs"))
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------------
+# notebook parameters
+
+@dataclass
+class RunParams:
+    """Parameters shared by every notebook (DESIGN.md section 7)."""
+
+    data_path: str | None = None    # OHLCV parquet/CSV; None = embedded synthetic data
+    run_dir: str | None = None      # None = runs/<notebook>-<UTC time>
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    overwrite: bool = False         # replace the files of an existing run directory
+
+
+@dataclass
+class EdaParams(RunParams):
+    synthetic_start: str = "2024-10-01"   # embedded data range (ignored with data_path)
+    synthetic_end: str = "2025-06-30"     # inclusive
+    synthetic_seed: int = 0
+    n_windows: int = 4                    # windows drawn in the static window gallery
+
+
+def _params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:
+    """A params dataclass: RunParams plus every field of ``config_cls`` (same type and default)."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    own = []
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
+                   else {"default": f.default})
+        own.append((f.name, hints[f.name], dataclasses.field(**default)))
+    cls = dataclasses.make_dataclass(name, own, bases=(RunParams,))
+    cls.__module__ = __name__
+    cls.__doc__ = f"Notebook parameters: RunParams + {config_cls.__name__} (except {', '.join(skip)})."
+    return cls
+
+
+# input_size is fixed by the 10 features; the notebook always shows progress.
+PretrainParams = _params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
+
+
+def pretrain_config(params) -> PretrainConfig:
+    """The PretrainConfig a PretrainParams (or any params object with such fields) describes."""
+    names = [f.name for f in dataclasses.fields(PretrainConfig)]
+    values = {n: getattr(params, n) for n in names if hasattr(params, n)}
+    return apply_overrides(PretrainConfig(), values, what="PretrainConfig")
+
+
+def injected_names(history: typing.Sequence[str]) -> list[str]:
+    """Names assigned in the latest papermill-injected cell ("# Parameters" ...) of IPython's ``In``."""
+    for source in reversed(list(history)):
+        if source.lstrip().startswith("# Parameters"):
+            tree = ast.parse(source)
+            return [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def notebook_params(namespace: typing.Mapping, params_cls: type, *, what: str = "parameters"):
+    """Build ``params_cls`` from a notebook's globals, rejecting unknown injected names and bad types."""
+    names = [f.name for f in dataclasses.fields(params_cls)]
+    values = {n: namespace[n] for n in names if n in namespace}
+    for n in injected_names(namespace.get("In", ())):   # an unknown name makes apply_overrides fail
+        values[n] = namespace.get(n)
+    return apply_overrides(params_cls(), values, what=what)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run directory
+
+@dataclass
+class Run:
+    notebook: str
+    dir: Path
+    params: Any
+    manifest: dict
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def save_figure(self, fig, name: str, *, dpi: int = 110) -> None:
+        """Save a matplotlib figure as figures/<name>.png in the run directory (atomic).
+
+        Returns None so that a notebook cell ending with this call shows only the figure."""
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        atomic_write_bytes(self.dir / "figures" / f"{name}.png", buf.getvalue())
+
+    def save_table(self, frame, name: str) -> None:
+        """Save a pandas DataFrame as <name>.csv in the run directory (atomic)."""
+        atomic_write_text(self.dir / f"{name}.csv", frame.to_csv())
+
+    def finish(self, **artifacts) -> None:
+        """Record artifacts (name -> path), mark the run finished and say where the report goes."""
+        files = {k: _relative(v, self.dir) for k, v in artifacts.items()}
+        update_manifest(self.dir, status="finished", finished=utc_now(), error=None,
+                        artifacts={**self.manifest.get("artifacts", {}), **files})
+        self.manifest = read_json(self.dir / "manifest.json")
+        print(f"Run directory: {self.dir}")
+        for name, rel in sorted(files.items()):
+            print(f"  {name}: {rel}")
+        if os.environ.get(HEADLESS_ENV):
+            print(f"The HTML report is written to {self.dir / 'report.html'} when this notebook ends.")
+        else:
+            print("To save this notebook and its HTML report (code hidden) into the run directory, save it "
+                  "and run:\n"
+                  f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}")
+
+
+def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type, *,
+              root: str | os.PathLike | None = None) -> Run:
+    """Validate the notebook parameters, create the run directory, write params.yaml and manifest.json."""
+    params = notebook_params(namespace, params_cls, what=f"{notebook}.ipynb parameters")
+    if params.run_dir is None:
+        run_dir = new_run_dir(notebook, root)
+    else:
+        run_dir = resolve_path(params.run_dir)
+    resume = bool(getattr(params, "resume", False))
+    prepare_run_dir(run_dir, overwrite=params.overwrite, resume=resume)
+    params = dataclasses.replace(params, run_dir=str(run_dir),
+                                 data_path=params.data_path and str(resolve_path(params.data_path)))
+    previous = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else None
+    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
+    manifest = {
+        "notebook": notebook,
+        "run_dir": str(run_dir),
+        "status": "running",
+        "started": utc_now(),
+        "finished": None,
+        "error": None,
+        "resumed_from": previous and {k: previous.get(k) for k in ("started", "finished", "status")},
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device_info(params.device),
+        "data": data_info(params),
+        "artifacts": previous.get("artifacts", {}) if previous else {},
+    }
+    write_json(run_dir / "manifest.json", manifest)
+    _mark_failures(run_dir)
+    print(f"{notebook}: run directory {run_dir}")
+    return Run(notebook, run_dir, params, manifest)
+
+
+def new_run_dir(notebook: str, root: str | os.PathLike | None = None) -> Path:
+    """runs/<notebook>-<UTC time>, with a suffix if that name is taken."""
+    base = resolve_path(root) if root is not None else runs_root()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path, k = base / f"{notebook}-{stamp}", 1
+    while path.exists():
+        k += 1
+        path = base / f"{notebook}-{stamp}-{k}"
+    return path
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool = False, resume: bool = False) -> None:
+    """Create ``run_dir``. One holding files of an earlier run is an error, unless ``resume`` (kept) or
+    ``overwrite`` (deleted). Executed notebooks and report.html do not count: papermill may be writing
+    the notebook right now, and both are rewritten by every run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name != "report.html"]
+    if not old or resume:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run ({', '.join(sorted(p.name for p in old)[:5])}); "
+            "choose another run_dir, or pass overwrite=True to replace it"
+            + (" (or resume=True to continue it)" if (run_dir / "checkpoint_last.pt").exists() else ""))
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def update_manifest(run_dir: str | os.PathLike, **fields) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    manifest = {**read_json(path), **fields}
+    write_json(path, manifest)
+    return manifest
+
+
+def _mark_failures(run_dir: Path) -> None:
+    """In IPython, mark the manifest failed when a later cell raises (the last such hook wins)."""
+    try:
+        ip = get_ipython()  # noqa: F821  (defined inside IPython only)
+    except NameError:
+        return
+
+    def hook(result):
+        if result.error_in_exec is not None and (run_dir / "manifest.json").exists():
+            err = result.error_in_exec
+            update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{type(err).__name__}: {err}")
+
+    for old in [h for h in ip.events.callbacks["post_run_cell"] if getattr(h, "_moola_run", False)]:
+        ip.events.unregister("post_run_cell", old)
+    hook._moola_run = True
+    ip.events.register("post_run_cell", hook)
+
+
+# ----------------------------------------------------------------------------------------------------
+# manifest contents
+
+def git_state() -> dict:
+    """Commit and dirty flag of the repository holding the code (None outside a git checkout)."""
+    def git(*args):
+        out = subprocess.run(["git", "--no-optional-locks", "-C", str(PACKAGE_DIR), *args],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = status = None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info(requested: str) -> dict:
+    import torch
+
+    from .io import resolve_device
+
+    info = {"requested": requested, "torch_cuda": torch.version.cuda,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    try:
+        device = resolve_device(requested)
+    except (RuntimeError, ValueError) as e:
+        return {**info, "resolved": None, "error": str(e)}
+    info["resolved"] = str(device)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def data_info(params) -> dict:
+    """The data file and its SHA-256, or the arguments of the embedded synthetic data."""
+    if params.data_path:
+        from .data import file_sha256
+
+        path = Path(params.data_path)
+        if not path.is_file():
+            return {"path": str(path), "exists": False}
+        return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    return {"synthetic": {k: getattr(params, f"synthetic_{k}") for k in ("start", "end", "seed")
+                          if hasattr(params, f"synthetic_{k}")}}
+
+
+def _relative(path, base: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)

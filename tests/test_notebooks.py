@@ -1,0 +1,136 @@
+"""The notebooks: committed clean, strict literal parameters, executed by nbval and by the papermill CLI.
+
+nbval runs in a subprocess (``pytest --nbval-lax notebooks/NAME.ipynb``) with ``MOOLA_RUNS_DIR`` set to
+a temporary folder, so the test suite never writes into the user's runs/.
+"""
+import ast
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from moola_lib.runs import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NAMES = [p.stem for p in NOTEBOOKS]
+TINY_PRETRAIN = {"synthetic_start": "2024-12-20", "synthetic_end": "2025-01-10", "warmup_epochs": 0,
+                 "batch_size": 64, "device": "cpu",
+                 "splits": {"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}}
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def params_class(path):
+    """The dataclass a notebook hands to start_run(name, globals(), Class), imported from its module."""
+    source = "\n".join(line for c in code_cells(path) for line in c.source.splitlines()
+                       if not line.startswith("%"))   # IPython magics are not Python
+    tree = ast.parse(source)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "start_run"]
+    assert len(calls) == 1, f"{path.name}: expected one start_run(...) call"
+    cls_name = calls[0].args[2].id
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(a.name == cls_name for a in node.names):
+            return getattr(importlib.import_module(node.module), cls_name)
+    raise AssertionError(f"{path.name}: {cls_name} is not imported from a module")
+
+
+def run(cmd, env=None, cwd=ROOT, timeout=900):
+    return subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_all_notebooks_are_present():
+    assert {"eda", "pretrain", "sweep"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} cell {i} has outputs"
+    assert "widgets" not in nb.metadata and "papermill" not in nb.metadata
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_one_literal_parameters_cell_matching_the_params_class(path):
+    cells = [c for c in code_cells(path) if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+    for stmt in ast.parse(cells[0].source).body:
+        assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name), ast.unparse(stmt)
+        ast.literal_eval(stmt.value)   # literal values only
+    names = list(papermill.inspect_notebook(str(path)))   # also: papermill can parse every line
+    fields = [f.name for f in dataclasses.fields(params_class(path))]
+    assert sorted(names) == sorted(fields)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_nbval_runs_the_notebook_with_its_defaults(path, tmp_path):
+    out = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(path)],
+              env={"MOOLA_RUNS_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    manifests = list(tmp_path.glob(f"{path.stem}-*/manifest.json"))
+    assert len(manifests) == 1, list(tmp_path.iterdir())
+    assert json.loads(manifests[0].read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_papermill_cli_with_overrides_and_params_file(tmp_path):
+    run_dir = tmp_path / "run"
+    params = tmp_path / "tiny.yaml"
+    params.write_text(yaml.safe_dump({**TINY_PRETRAIN, "run_dir": str(run_dir), "epochs": 5}))
+    out_nb = tmp_path / "out.ipynb"
+    out = run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "pretrain.ipynb"), str(out_nb),
+               "-f", str(params), "-p", "epochs", "2", "-p", "hidden_size", "8", "-p", "lr", "2e-3"],
+              cwd=tmp_path)   # any working directory: relative paths are taken from the repository root
+    assert out.returncode == 0, out.stderr[-4000:]
+
+    resolved = yaml.safe_load((run_dir / "params.yaml").read_text())
+    assert (resolved["epochs"], resolved["hidden_size"], resolved["lr"]) == (2, 8, 2e-3)   # -p wins over -f
+    assert resolved["synthetic_end"] == "2025-01-10" and resolved["splits"] == TINY_PRETRAIN["splits"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["data"]["synthetic"]["end"] == "2025-01-10"
+    results = json.loads((run_dir / "training_results.json").read_text())
+    assert results["epochs_completed"] == 2 and results["best_val_loss"] > 0
+    assert results["config"]["hidden_size"] == 8
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt", "figures/loss_curves.png",
+                 "figures/reconstructions.png", "reference_losses.csv"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "report.html").exists()   # plain papermill: the notebook says how to render it
+    last_output = nbformat.read(out_nb, as_version=4).cells[-1].outputs[0]["text"]
+    assert "python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir" in last_output
+
+    out = run([sys.executable, "-m", "moola_lib.run_notebook", "--report", str(out_nb), "--run-dir", str(run_dir)])
+    assert out.returncode == 0, out.stderr
+    html = (run_dir / "report.html").read_text()
+    assert "Pretraining the Jade encoder" in html and "Best val loss" in html
+    assert "start_run(" not in html and "load_pretrain_data(" not in html   # code cells hidden
+    assert (run_dir / "out.ipynb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["-p", "batchsize", "1024"], "unknown option 'batchsize'. Did you mean 'batch_size'? Valid names: "),
+    (["-p", "batch_size", "abc"], "batch_size: expected int, got str ('abc')"),
+], ids=["unknown-name", "wrong-type"])
+def test_papermill_cli_rejects_bad_parameters(tmp_path, args, message):
+    out_nb = tmp_path / "out.ipynb"
+    out = run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "pretrain.ipynb"), str(out_nb),
+               "-p", "run_dir", str(tmp_path / "run"), *args])
+    assert out.returncode != 0
+    errors = [o for c in nbformat.read(out_nb, as_version=4).cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "ConfigError"
+    assert message in errors[0]["evalue"]
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
