@@ -177,7 +177,7 @@ def comparison_table(rows: list[dict]):
                "peak_memory_mb", "peak_memory_of", "error"]
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], index=[r["name"] for r in rows])
     frame.index.name = "setting"
-    return frame
+    return frame.astype({"best_epoch": "Int64", "epochs": "Int64"})   # integers, blank where failed
 
 
 def best_row(rows: list[dict]) -> dict | None:
