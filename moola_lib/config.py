@@ -151,8 +151,26 @@ def _default_splits() -> dict[str, list[str]]:
     return {name: list(bounds) for name, bounds in DEFAULT_SPLITS.items()}
 
 
+class StrictConfig:
+    """Base of the config dataclasses: strict construction from a mapping, plain-dict export, and
+    named validity checks for ``__post_init__``."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        return apply_overrides(cls(), d, what=cls.__name__)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def require(self, checks) -> None:
+        """Raise ConfigError with the message of the first (ok, message) pair that is not ok."""
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{type(self).__name__}: {message}")
+
+
 @dataclass
-class PretrainConfig:
+class PretrainConfig(StrictConfig):
     """Every option of a masked-reconstruction pretraining job (DESIGN.md section 4)."""
 
     # data
@@ -215,13 +233,4 @@ class PretrainConfig:
         ]
         checks += [(len(b) == 2, f"splits[{k!r}] must be [start, end], got {b!r}") for k, b in self.splits.items()]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"PretrainConfig: {message}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "PretrainConfig":
-        return apply_overrides(cls(), d, what="PretrainConfig")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        self.require(checks)

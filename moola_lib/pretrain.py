@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from . import distributed
 from .config import ConfigError, PretrainConfig
@@ -38,6 +37,7 @@ from .features import FEATURE_NAMES, relativity_features
 from .io import atomic_torch_save, write_json
 from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
+from .progress import progress_bar
 from .synthetic import synthetic_ohlcv
 from .windows import gather_windows, split_windows
 
@@ -297,7 +297,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContex
         elapsed_before = resumed["elapsed_seconds"]
     start_epoch = len(history)
 
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc="pretrain", unit="epoch", dynamic_ncols=True,
+    bar = progress_bar(total=config.epochs, initial=start_epoch, desc="pretrain", unit="epoch", dynamic_ncols=True,
                disable=not (config.progress and ctx.is_main))
     for epoch in range(start_epoch + 1, config.epochs + 1):   # 1-based epochs
         if finished:

@@ -37,6 +37,7 @@ import yaml
 
 from .config import PretrainConfig, apply_overrides
 from .io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from .progress import TEXT_PROGRESS_ENV
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "notebooks").is_dir() else Path.cwd()
@@ -81,7 +82,7 @@ class EdaParams(RunParams):
     n_windows: int = 4                    # windows drawn in the static window gallery
 
 
-def _params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:
+def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:
     """A params dataclass: RunParams plus every field of ``config_cls`` (same type and default)."""
     hints = typing.get_type_hints(config_cls, include_extras=True)
     own = []
@@ -98,7 +99,7 @@ def _params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> 
 
 
 # input_size is fixed by the 10 features; the notebook always shows progress.
-PretrainParams = _params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
+PretrainParams = params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
 
 
 def pretrain_config(params) -> PretrainConfig:
@@ -108,14 +109,21 @@ def pretrain_config(params) -> PretrainConfig:
     return apply_overrides(PretrainConfig(), values, what="PretrainConfig")
 
 
-def injected_names(history: typing.Sequence[str]) -> list[str]:
-    """Names assigned in the latest papermill-injected cell ("# Parameters" ...) of IPython's ``In``."""
+def injected_cell(history: typing.Sequence[str]) -> str | None:
+    """The latest papermill-injected cell ("# Parameters" ...) of IPython's ``In``; None if none."""
     for source in reversed(list(history)):
         if source.lstrip().startswith("# Parameters"):
-            tree = ast.parse(source)
-            return [t.id for node in tree.body if isinstance(node, ast.Assign)
-                    for t in node.targets if isinstance(t, ast.Name)]
-    return []
+            return source
+    return None
+
+
+def injected_names(history: typing.Sequence[str]) -> list[str]:
+    """Names assigned in the papermill-injected cell of IPython's ``In``."""
+    source = injected_cell(history)
+    if source is None:
+        return []
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
 
 
 def notebook_params(namespace: typing.Mapping, params_cls: type, *, what: str = "parameters"):
@@ -175,6 +183,8 @@ def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type,
               root: str | os.PathLike | None = None) -> Run:
     """Validate the notebook parameters, create the run directory, write params.yaml and manifest.json."""
     params = notebook_params(namespace, params_cls, what=f"{notebook}.ipynb parameters")
+    if injected_cell(namespace.get("In", ())) is not None:
+        os.environ[TEXT_PROGRESS_ENV] = "1"   # executed by papermill: no widget front end, text progress bars
     if params.run_dir is None:
         run_dir = new_run_dir(notebook, root)
     else:

@@ -28,6 +28,7 @@ import yaml
 
 from .config import ConfigError
 from .io import read_json, write_json
+from .progress import progress_bar
 from .runs import PretrainParams, RunParams, resolve_path
 
 
@@ -122,8 +123,6 @@ def run_sweep(grid: dict, base: dict, sweep_dir: str | os.PathLike, *, device: s
               parallel: bool = True, progress: bool = True) -> list[dict]:
     """Run every setting of ``grid``; return one summary row per setting (in grid order), also written
     to ``sweep_dir/sweep_results.json``."""
-    from tqdm.auto import tqdm
-
     settings = sweep_settings(grid)
     sweep_dir = Path(sweep_dir)
     devices = sweep_devices(device, parallel)
@@ -141,7 +140,7 @@ def run_sweep(grid: dict, base: dict, sweep_dir: str | os.PathLike, *, device: s
 
     rows = [None] * len(settings)
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool, \
-            tqdm(total=len(settings), desc="settings", unit="run", disable=not progress) as bar:
+            progress_bar(total=len(settings), desc="settings", unit="run", disable=not progress) as bar:
         futures = {pool.submit(work, s): i for i, s in enumerate(settings)}
         for future in concurrent.futures.as_completed(futures):
             row = rows[futures[future]] = future.result()

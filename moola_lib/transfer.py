@@ -33,13 +33,14 @@ from scipy import stats
 from sklearn.model_selection import StratifiedGroupKFold
 from torch import nn
 
-from .config import ConfigError, IsoDate, PretrainConfig, apply_overrides
+from .config import IsoDate, PretrainConfig, StrictConfig, apply_overrides
 from .data import load_ohlcv
 from .io import read_json, resolve_device, write_json
 from .labels import LabelledSet, load_labels, read_label_table, synthetic_labelled_set
 from .models import JadeClassifier, JadeEncoder, load_encoder
 from .pretrain import pretrain
-from .runs import _params_like, resolve_path
+from .progress import progress_bar
+from .runs import params_like, resolve_path
 from .synthetic import synthetic_ohlcv
 
 ARMS = ("baseline", "frozen", "finetune", "random_frozen")
@@ -53,7 +54,7 @@ RESULTS_FORMAT = "moola.transfer_results.v1"
 
 
 @dataclass
-class TransferConfig:
+class TransferConfig(StrictConfig):
     """Options of the transfer protocol."""
 
     arms: list[Literal["baseline", "frozen", "finetune", "random_frozen"]] = field(
@@ -93,13 +94,7 @@ class TransferConfig:
             (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
             (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads must be >= 1 or None"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"TransferConfig: {message}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "TransferConfig":
-        return apply_overrides(cls(), d, what="TransferConfig")
+        self.require(checks)
 
 
 # ------------------------------------------------------------------------------------------- folds
@@ -561,9 +556,7 @@ def _brief(stat: dict) -> dict:
 def _progress(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="transfer fits", unit="fit")
+    return progress_bar(total=total, desc="transfer fits", unit="fit")
 
 
 # ------------------------------------------------------------------------------------------ verdict
@@ -633,7 +626,7 @@ def embed_windows(encoder: JadeEncoder, labelled: LabelledSet, device="cpu",
 
 # ------------------------------------------------------------------------------ notebook parameters
 
-_ProtocolParams = _params_like("_ProtocolParams", TransferConfig, skip=("seed", "device", "progress"))
+_ProtocolParams = params_like("_ProtocolParams", TransferConfig, skip=("seed", "device", "progress"))
 
 
 @dataclass

@@ -108,7 +108,12 @@ def test_papermill_cli_with_overrides_and_params_file(tmp_path):
                  "figures/reconstructions.png", "reference_losses.csv"):
         assert (run_dir / name).exists(), name
     assert not (run_dir / "report.html").exists()   # plain papermill: the notebook says how to render it
-    last_output = nbformat.read(out_nb, as_version=4).cells[-1].outputs[0]["text"]
+    executed = nbformat.read(out_nb, as_version=4)
+    outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+    # headless: a text progress bar that reached the end, no widget that would stay "0/N" in the record
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert any(o.get("name") == "stderr" and "pretrain" in o["text"] and "2/2" in o["text"] for o in outputs)
+    last_output = executed.cells[-1].outputs[0]["text"]
     assert "python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir" in last_output
 
     out = run([sys.executable, "-m", "moola_lib.run_notebook", "--report", str(out_nb), "--run-dir", str(run_dir)])
