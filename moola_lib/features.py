@@ -21,6 +21,7 @@ Degenerate cases (documented choices, never NaN/inf):
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import numba
@@ -259,6 +260,12 @@ def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, rev
     first_valid = int(np.argmax(valid)) if valid.any() else n
     X[:first_valid] = 0.0
     return X, valid
+
+
+# keyword options of relativity_features and their defaults (the original's), for configs to check against
+FEATURE_OPTION_DEFAULTS: dict[str, float] = {
+    name: p.default for name, p in inspect.signature(relativity_features).parameters.items()
+    if p.kind is p.KEYWORD_ONLY}
 
 
 def swing_points(bars, *, atr_period: int = 10, reversal_atr: float = 1.2, hybrid_max_age: int = 5,

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .config import ConfigError, PretrainConfig
 from .data import file_sha256, load_ohlcv, split_slices
-from .features import FEATURE_NAMES, relativity_features
+from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from .io import atomic_torch_save, write_json
 from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
@@ -73,7 +73,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
         source = {"kind": "file", "path": str(Path(config.data_path).resolve()),
                   "sha256": file_sha256(config.data_path)}
     t0 = time.perf_counter()
-    X, valid = relativity_features(bars)
+    X, valid = relativity_features(bars, **config.feature_options)
     features_seconds = time.perf_counter() - t0
     if X.shape[1] != config.input_size:
         raise ConfigError(f"input_size={config.input_size} but there are {X.shape[1]} features "
@@ -94,6 +94,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
         "first_bar": index[0].isoformat(),
         "last_bar": index[-1].isoformat(),
         "features": list(FEATURE_NAMES),
+        "feature_options": {**FEATURE_OPTION_DEFAULTS, **config.feature_options},
         "features_seconds": round(features_seconds, 3),
         "window_length": config.window_length,
         "stride": config.stride,

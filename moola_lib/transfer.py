@@ -439,6 +439,16 @@ def find_training_results(encoder_path) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
+def encoder_feature_options(encoder_path) -> dict:
+    """The relativity_features options an encoder was pretrained with (from its checkpoint's config or
+    its run's training_results.json), so that the labelled windows get the same features; {} = defaults."""
+    obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        return dict(obj["config"].get("feature_options", {}))
+    results = find_training_results(encoder_path)
+    return dict(read_json(results)["config"].get("feature_options", {})) if results else {}
+
+
 def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
                       bar_minutes: float = 1.0) -> list[list[str]]:
     """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
@@ -660,18 +670,21 @@ def transfer_config(params) -> TransferConfig:
 
 def labelled_from_params(params) -> LabelledSet:
     """The labelled set the notebook parameters name: a labels file (with the bars it points into) or the
-    embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on)."""
+    embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on).
+    Features use the feature options the encoder was pretrained with."""
+    options = encoder_feature_options(resolve_path(params.encoder_path)) if params.encoder_path else None
     if params.labels_path is None:
         return synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
                                       start=params.labels_start, end=params.labels_end,
-                                      history_start=params.synthetic_start, market_seed=params.synthetic_seed)
+                                      history_start=params.synthetic_start, market_seed=params.synthetic_seed,
+                                      feature_options=options)
     labels_path = resolve_path(params.labels_path)
     frame, _ = read_label_table(labels_path)
     bars = None
     if "features" not in frame.columns:
         bars = (load_ohlcv(params.data_path) if params.data_path else
                 synthetic_ohlcv(params.synthetic_start, params.synthetic_end, seed=params.synthetic_seed))
-    return load_labels(labels_path, bars, label_column=params.label_column)
+    return load_labels(labels_path, bars, label_column=params.label_column, feature_options=options)
 
 
 def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:

@@ -79,3 +79,14 @@ def test_round_trip_through_a_plain_dict_and_no_shared_state():
     copy = apply_overrides(c, {})
     copy.splits["train"][0] = "1999-01-01"
     assert c.splits["train"][0] == "2020-09-01"
+
+
+def test_feature_options_are_checked_against_relativity_features():
+    from moola_lib.config import ConfigError, PretrainConfig
+
+    cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": -1, "reversal_atr": 1}})
+    assert cfg.feature_options == {"hybrid_max_age": -1, "reversal_atr": 1}
+    with pytest.raises(ConfigError, match="unknown option 'hybrid_age'.*hybrid_max_age"):
+        PretrainConfig.from_dict({"feature_options": {"hybrid_age": -1}})
+    with pytest.raises(ConfigError, match=r"feature_options\['atr_period'\] must be an int"):
+        PretrainConfig.from_dict({"feature_options": {"atr_period": 10.5}})

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -264,3 +265,14 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
     assert last["epoch"] == 4 and last["finished"]
     best_weights = _weights(tmp_path / "checkpoint_best.pt")
     assert not all(best_weights[k].equal(last["model"][k]) for k in best_weights)
+
+
+def test_feature_options_reach_the_features_and_the_summary():
+    from moola_lib.pretrain import load_pretrain_data
+
+    default = load_pretrain_data(TINY)
+    no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": -1}})
+    assert no_hybrid.summary["feature_options"]["hybrid_max_age"] == -1
+    assert default.summary["feature_options"]["hybrid_max_age"] == 5
+    assert not np.array_equal(default.X, no_hybrid.X)
+    assert np.array_equal(default.X[:, :6], no_hybrid.X[:, :6])   # only the zigzag features change

@@ -13,7 +13,8 @@ from moola_lib.io import write_json
 from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.synthetic import synthetic_ohlcv
-from moola_lib.transfer import (TransferConfig, TransferParams, build_classifier, corrected_t, exclude_intervals,
+from moola_lib.transfer import (TransferConfig, TransferParams, build_classifier, corrected_t, encoder_feature_options,
+                                exclude_intervals,
                                 find_training_results, fit_classifier, inner_split, make_folds,
                                 labelled_from_params, paired_bootstrap, pretraining_overlap, run_transfer,
                                 transfer_config, verdict, weighted_metrics)
@@ -314,3 +315,9 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
     assert transfer_config(params).folds == params.folds
     with pytest.raises(ConfigError, match="Did you mean 'folds'"):
         apply_overrides(params, {"fold": 3})   # what start_run does with papermill's parameters
+
+
+def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
+    assert encoder_feature_options(encoder_dir / "encoder.pt") == {}   # its run used the defaults
+    torch.save({"config": {"feature_options": {"hybrid_max_age": -1}}}, tmp_path / "checkpoint_best.pt")
+    assert encoder_feature_options(tmp_path / "checkpoint_best.pt") == {"hybrid_max_age": -1}
