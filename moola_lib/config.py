@@ -34,6 +34,13 @@ class ConfigError(ValueError):
 IsoDate = Annotated[str, "iso-date"]
 
 
+def valid_names_hint(name, valid) -> str:
+    """" Did you mean 'x'? Valid names: a, b, ..." for an unknown ``name`` (the suggestion only if close)."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    suggestion = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{suggestion} Valid names: {', '.join(valid)}"
+
+
 def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> Any:
     """Return a copy of dataclass instance ``cfg`` with ``overrides`` applied, checked strictly."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
@@ -46,9 +53,7 @@ def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> An
     checked = {}
     for key, value in overrides.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{what}: unknown option {key!r}.{hint} Valid names: {', '.join(names)}")
+            raise ConfigError(f"{what}: unknown option {key!r}.{valid_names_hint(key, names)}")
         checked[key] = _check(value, hints[key], f"{what}.{key}")
     try:
         return dataclasses.replace(copy.deepcopy(cfg), **checked)   # no shared mutable values
@@ -236,7 +241,7 @@ class PretrainConfig(StrictConfig):
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
         if self.feature_options:
             from .features import FEATURE_OPTION_DEFAULTS as known
-            checks += [(k in known, f"feature_options: unknown option {k!r}; valid: {', '.join(known)}")
+            checks += [(k in known, f"feature_options: unknown option {k!r}.{valid_names_hint(k, known)}")
                        for k in self.feature_options]
             checks += [(not isinstance(known.get(k), int) or isinstance(v, int),
                         f"feature_options[{k!r}] must be an int, got {v!r}") for k, v in self.feature_options.items()]

@@ -178,7 +178,7 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
     for name, pair in splits.items():
         if len(pair) != 2:
             raise ValueError(f"split {name!r} must be a (start, end) pair, got {pair!r}")
-        start, end = (_utc(x) for x in pair)
+        start, end = (to_utc(x) for x in pair)
         if not start < end:
             raise ValueError(f"split {name!r}: start {start} must be before end {end}")
         bounds[name] = (start, end)
@@ -286,6 +286,7 @@ def _fmt(stamps) -> str:
     return ", ".join(str(t) for t in stamps)
 
 
-def _utc(value) -> pd.Timestamp:
+def to_utc(value) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken as UTC."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .config import ConfigError, PretrainConfig
-from .data import file_sha256, load_ohlcv, split_slices
+from .data import file_sha256, load_ohlcv, split_slices, to_utc
 from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from .io import atomic_torch_save, write_json
 from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
@@ -112,17 +112,12 @@ def _excluded_periods(index: pd.DatetimeIndex, config: PretrainConfig) -> list[t
     """config.exclude as inclusive (first bar, last bar) pairs widened by exclude_margin_bars."""
     periods, m = [], config.exclude_margin_bars
     for start, end in config.exclude:
-        lo = index.searchsorted(_utc(start)) - m
-        hi = index.searchsorted(_utc(end), side="right") - 1 + m
+        lo = index.searchsorted(to_utc(start)) - m
+        hi = index.searchsorted(to_utc(end), side="right") - 1 + m
         lo, hi = max(lo, 0), min(hi, len(index) - 1)
         if lo <= hi:
             periods.append((index[lo], index[hi]))
     return periods
-
-
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, valid_names_hint
 from .io import atomic_write_text
 from .runs import HEADLESS_ENV, ROOT, new_run_dir, prepare_run_dir, resolve_path, update_manifest, utc_now
 
@@ -78,16 +78,12 @@ def _drop_tagged(nb, resources):
 
 def check_names(source: Path, params: dict) -> None:
     """Reject parameters the notebook's ``parameters`` cell does not define (papermill only warns)."""
-    import difflib
-
     import papermill
 
     valid = list(papermill.inspect_notebook(str(source)))
     for key in params:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{source.name}: unknown parameter {key!r}.{hint} Valid names: {', '.join(valid)}")
+            raise ConfigError(f"{source.name}: unknown parameter {key!r}.{valid_names_hint(key, valid)}")
 
 
 def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: bool = False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import difflib
 import itertools
 import math
 import os
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, valid_names_hint
 from .io import read_json, write_json
 from .progress import progress_bar
 from .runs import PretrainParams, RunParams, resolve_path
@@ -52,9 +51,7 @@ def _check_pretrain_names(names, what: str) -> None:
     valid = [f.name for f in dataclasses.fields(PretrainParams) if f.name not in _NOT_SWEPT]
     for name in names:
         if name not in valid:
-            close = difflib.get_close_matches(str(name), valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{what}: {name!r} is not a pretrain parameter.{hint} Valid names: {', '.join(valid)}")
+            raise ConfigError(f"{what}: {name!r} is not a pretrain parameter.{valid_names_hint(name, valid)}")
 
 
 def sweep_settings(grid: dict[str, list]) -> list[dict]:
