@@ -1,6 +1,7 @@
 """Minimal torch.distributed plumbing for ``torchrun`` (DistributedDataParallel training).
 
-Without ``WORLD_SIZE > 1`` in the environment everything is a no-op on a single process.
+A process launched by torchrun (any world size, 1 included: that is how the GPU check exercises nccl
+and DDP on one GPU) joins the process group; a plain process is a no-op context.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     owns_group: bool = False   # we initialised the process group, so we destroy it
+    in_group: bool = False     # part of a torch.distributed process group (DDP, collectives)
 
     @property
     def is_main(self) -> bool:
@@ -25,7 +27,7 @@ class DistContext:
 
     @property
     def active(self) -> bool:
-        return self.world_size > 1
+        return self.in_group
 
     def barrier(self) -> None:
         if self.active:
@@ -42,9 +44,9 @@ class DistContext:
 def setup(device_name: str = "auto") -> tuple[DistContext, torch.device]:
     """Join the torchrun process group if there is one (nccl on CUDA, gloo on CPU) and pick the
     device: cuda:LOCAL_RANK under torchrun on GPUs."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_name)
-    if world_size <= 1 and not dist.is_initialized():
+    launched = all(k in os.environ for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"))
+    if not launched and not dist.is_initialized():
         return DistContext(), device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -52,7 +54,7 @@ def setup(device_name: str = "auto") -> tuple[DistContext, torch.device]:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), owns), device
+    return DistContext(dist.get_rank(), dist.get_world_size(), owns, in_group=True), device
 
 
 def teardown(ctx: DistContext) -> None:

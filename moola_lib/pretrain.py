@@ -195,44 +195,61 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over this rank's train windows; metrics are all-reduced over ranks."""
-        c, device = self.config, self.device
         t0 = time.perf_counter()
         self.model.train()
         order, g_mask = self.epoch_plan(epoch)
-        sums = torch.zeros(2, dtype=torch.float64, device=device)    # loss x masked steps, masked steps
-        no_bad = self.steps_per_epoch + 1
-        first_bad = torch.full((), no_bad, dtype=torch.long, device=device)
-        for step, batch in enumerate(order.split(c.batch_size), start=1):
-            batch_starts = self.starts["train"][batch]
-            xb = self.windows(self.X, batch_starts)
-            mask = self.make_mask(self.windows(self.valid, batch_starts), g_mask)
-            with _autocast(device, self.amp_dtype):
-                pred = self.train_model(xb, mask)
-            loss = masked_huber(pred, xb, mask, c.huber_delta)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if c.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            n = mask.sum().double()
-            loss = loss.detach()
-            sums += torch.stack([loss.double() * n, n])
-            # remember the first non-finite step without a device sync inside the loop
-            first_bad = torch.where(torch.isfinite(loss) | (first_bad < no_bad), first_bad, step)
+        sums, first_bad, lr = self.run_steps(order, g_mask)
         self.ctx.all_reduce(sums)
         self.ctx.all_reduce(first_bad, "min")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
-        if int(first_bad) < no_bad:
+        if int(first_bad) <= self.steps_per_epoch:
             raise FloatingPointError(f"non-finite training loss at epoch {epoch}, "
                                      f"step {int(first_bad)} of {self.steps_per_epoch}")
         return {"train_loss": (sums[0] / sums[1].clamp_min(1)).item(), "lr": lr,
                 "train_seconds": seconds, "windows_per_s": self.per_rank * self.ctx.world_size / seconds}
+
+    def run_steps(self, order: torch.Tensor, g_mask: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """The epoch's optimisation steps over the windows ``order`` indexes, without a single host-device
+        sync (the GPU check runs this under ``torch.cuda.set_sync_debug_mode("error")``). Returns the
+        device tensors (loss x masked steps, masked steps) and the first non-finite step (steps + 1 if
+        none), and the lr of the last step."""
+        c, device = self.config, self.device
+        sums = torch.zeros(2, dtype=torch.float64, device=device)
+        no_bad = self.steps_per_epoch + 1
+        first_bad = torch.full((), no_bad, dtype=torch.long, device=device)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for step, batch in enumerate(order.split(c.batch_size), start=1):
+            batch_starts = self.starts["train"][batch]
+            xb = self.windows(self.X, batch_starts)
+            mask = self.make_mask(self.windows(self.valid, batch_starts), g_mask)
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss = self.step(xb, mask)
+            n = mask.sum().double()
+            sums += torch.stack([loss.double() * n, n])
+            first_bad = torch.where(torch.isfinite(loss) | (first_bad < no_bad), first_bad, step)
+        return sums, first_bad, lr
+
+    def step(self, xb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on a gathered, masked batch; returns the (detached) loss tensor.
+
+        Nothing here waits for the device: the loss stays a tensor, clipping and the fused AdamW step
+        (which also takes the fp16 grad scaler's inf check) run as kernels, the lr schedule is host-side."""
+        c = self.config
+        with _autocast(self.device, self.amp_dtype):
+            pred = self.train_model(xb, mask)
+        loss = masked_huber(pred, xb, mask, c.huber_delta)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if c.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
 
     def predict(self, xb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with _autocast(self.device, self.amp_dtype):
@@ -268,7 +285,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # the optimizer state may come from another device (a CPU run resumed on a GPU or back): take this
+        # device's choice of fused AdamW, so load_state_dict also moves the step counters where fused wants them
+        optimizer = dict(state["optimizer"])
+        optimizer["param_groups"] = [{**group, "fused": self.optimizer.defaults["fused"]}
+                                     for group in optimizer["param_groups"]]
+        self.optimizer.load_state_dict(optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], self.device)
@@ -476,6 +498,7 @@ def _environment(device: torch.device, amp_dtype, ctx: distributed.DistContext) 
         "precision": str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "float32",
         "cpu_threads": torch.get_num_threads(),
         "world_size": ctx.world_size,
+        "distributed_backend": torch.distributed.get_backend() if ctx.in_group else None,
     }
 
 
