@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
@@ -212,24 +213,29 @@ class Trainer:
 
     def run_steps(self, order: torch.Tensor, g_mask: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """The epoch's optimisation steps over the windows ``order`` indexes, without a single host-device
-        sync (the GPU check runs this under ``torch.cuda.set_sync_debug_mode("error")``). Returns the
-        device tensors (loss x masked steps, masked steps) and the first non-finite step (steps + 1 if
-        none), and the lr of the last step."""
-        c, device = self.config, self.device
-        sums = torch.zeros(2, dtype=torch.float64, device=device)
-        no_bad = self.steps_per_epoch + 1
-        first_bad = torch.full((), no_bad, dtype=torch.long, device=device)
-        lr = self.optimizer.param_groups[0]["lr"]
-        for step, batch in enumerate(order.split(c.batch_size), start=1):
-            batch_starts = self.starts["train"][batch]
-            xb = self.windows(self.X, batch_starts)
-            mask = self.make_mask(self.windows(self.valid, batch_starts), g_mask)
+        """The epoch's optimisation steps over the train windows ``order`` indexes, without a host-device
+        sync (the GPU check runs this under ``torch.cuda.set_sync_debug_mode("error")``; the one sync
+        left is cuDNN reseeding its dropout state at the epoch's first step, after ``epoch_plan``).
+
+        The masks of all the epoch's windows are drawn at once and the per-step bookkeeping is
+        deferred to the end: on a GPU the loop is bound by kernel launches at batch 1024, so every
+        launch saved per step counts. Returns the device tensors (loss x masked steps, masked steps)
+        and the first non-finite step (steps + 1 if none), and the lr of the last step."""
+        c = self.config
+        starts = self.starts["train"][order]
+        masks = self.make_mask(self.windows(self.valid, starts), g_mask)
+        lr, losses = self.optimizer.param_groups[0]["lr"], []
+        for begin in range(0, len(starts), c.batch_size):
             lr = self.optimizer.param_groups[0]["lr"]
-            loss = self.step(xb, mask)
-            n = mask.sum().double()
-            sums += torch.stack([loss.double() * n, n])
-            first_bad = torch.where(torch.isfinite(loss) | (first_bad < no_bad), first_bad, step)
+            batch = slice(begin, begin + c.batch_size)
+            losses.append(self.step(self.windows(self.X, starts[batch]), masks[batch]))
+        losses = torch.stack(losses).double()
+        counts = masks.sum(dim=1).double()
+        counts = F.pad(counts, (0, len(losses) * c.batch_size - len(counts))).view(len(losses), -1).sum(dim=1)
+        sums = torch.stack([(losses * counts).sum(), counts.sum()])
+        bad = ~torch.isfinite(losses)
+        steps = torch.arange(1, len(losses) + 1, device=losses.device)
+        first_bad = torch.where(bad, steps, len(losses) + 1).min()
         return sums, first_bad, lr
 
     def step(self, xb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
