@@ -221,7 +221,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, procs):
 def test_torchrun_two_processes_gloo(tmp_path, procs):
     cfg = {**TINY, "epochs": 1}
     code = ("import json, sys; from moola_lib.pretrain import pretrain; "
-            "r = pretrain(json.loads(sys.argv[1]), sys.argv[2]); print('WORLD', r['environment']['world_size'])")
+            "r = pretrain(json.loads(sys.argv[1]), sys.argv[2]); "
+            "print(f\"WORLD {r['environment']['world_size']}\", flush=True)")   # one write: ranks share stdout
     script = tmp_path / "job.py"
     script.write_text(code)
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
