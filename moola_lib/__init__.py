@@ -1,7 +1,11 @@
 """moola_lib: self-supervised pretraining of the Jade BiLSTM encoder on market bars.
 
 The public names (DESIGN.md section 7) are importable from the package root; each is loaded from its
-pipeline-stage module on first use, so ``import moola_lib`` stays cheap (no torch until a model is used).
+module on first use, so ``import moola_lib`` stays cheap (no torch until a model is used).
+
+Three layers, imports pointing only downwards (README.md, "Architecture"): the pipeline (the modules
+directly in this package), the evaluation (``moola_lib.transfer``) and the notebook layer
+(``moola_lib.notebook``).
 """
 from __future__ import annotations
 
@@ -38,10 +42,10 @@ _EXPORTS = {
     "LabelledSet": "labels",
     "load_labels": "labels",
     "synthetic_labelled_set": "labels",
-    "TransferConfig": "transfer",
-    "run_transfer": "transfer",
-    "exclude_intervals": "transfer",
-    "start_run": "runs",
+    "exclude_intervals": "labels",
+    "TransferConfig": "transfer.config",
+    "run_transfer": "transfer.protocol",
+    "start_run": "notebook.runs",
 }
 
 __all__ = sorted(_EXPORTS)

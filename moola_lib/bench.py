@@ -27,7 +27,8 @@ import torch
 
 from .config import PretrainConfig
 from .features import relativity_features
-from .io import resolve_device, write_json
+from .devices import resolve_device
+from .io import write_json
 from .masking import masked_huber
 from .pretrain import PretrainData, Trainer, load_pretrain_data, pretrain
 from .synthetic import synthetic_ohlcv

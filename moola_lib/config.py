@@ -10,6 +10,10 @@ it for their parameters:
 
 Rules: an int is accepted for a float (and converted); a bool is never accepted as an int or float;
 None only where the annotation allows it; a tuple is accepted for a list (and converted).
+
+``read_parameters(files, yamls, pairs)`` is the one reader of command-line parameters (``-f`` YAML files,
+``-y`` YAML strings, ``-p NAME VALUE``, as papermill reads them); ``check_names`` the one name check.
+Both raise ConfigError.
 """
 from __future__ import annotations
 
@@ -22,9 +26,12 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+
+from .constants import WINDOW_LENGTH, WINDOW_STRIDE
 
 
 class ConfigError(ValueError):
@@ -41,6 +48,54 @@ def valid_names_hint(name, valid) -> str:
     return f"{suggestion} Valid names: {', '.join(valid)}"
 
 
+def check_names(names, valid, what: str, *, noun: str = "option") -> None:
+    """Raise ConfigError for the first of ``names`` not in ``valid`` (with the closest valid name)."""
+    valid = list(valid)
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"{what}: unknown {noun} {name!r}.{valid_names_hint(name, valid)}")
+
+
+def papermill_value(text: str):
+    """A ``-p`` value the way papermill's CLI reads it: True/False/None, int, float, else the string."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_parameters(files=(), yamls=(), pairs=()) -> dict:
+    """The parameters of a command line, as papermill reads them: YAML files (``-f``), then YAML strings
+    (``-y``), then ``-p NAME VALUE`` pairs; later ones win. Names are not checked here (each consumer
+    knows its valid names); a file that is missing or not a YAML mapping raises ConfigError."""
+    import yaml
+
+    params = {}
+    sources = [(f"parameters file {path}", _read_text(path)) for path in files]
+    sources += [(f"-y {text!r}", text) for text in yamls]
+    for what, text in sources:
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{what}: not valid YAML ({' '.join(str(e).split())})") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{what}: must be a YAML mapping of name: value")
+        params.update(loaded)
+    params.update({name: papermill_value(value) for name, value in pairs})
+    return params
+
+
+def _read_text(path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"parameters file {path}: cannot be read ({e.strerror or e})") from e
+
+
 def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> Any:
     """Return a copy of dataclass instance ``cfg`` with ``overrides`` applied, checked strictly."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
@@ -51,9 +106,8 @@ def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> An
     hints = typing.get_type_hints(type(cfg), include_extras=True)
     names = [f.name for f in dataclasses.fields(cfg) if f.init]
     checked = {}
+    check_names(overrides, names, what)
     for key, value in overrides.items():
-        if key not in names:
-            raise ConfigError(f"{what}: unknown option {key!r}.{valid_names_hint(key, names)}")
         checked[key] = _check(value, hints[key], f"{what}.{key}")
     try:
         return dataclasses.replace(copy.deepcopy(cfg), **checked)   # no shared mutable values
@@ -114,6 +168,14 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise _type_error(value, tp, where)
+    if origin in (list, tuple, dict):
+        return _check_container(value, tp, where)
+    raise TypeError(f"{where}: unsupported annotation {tp!r} in the config class")
+
+
+def _check_container(value: Any, tp: Any, where: str) -> Any:
+    """``_check`` for list[X], tuple[X, ...], fixed tuples and dict[K, V]: every item checked."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _type_error(value, tp, where)
@@ -125,13 +187,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         item = args[0] if args else Any
         items = [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise _type_error(value, tp, where)
-        ktype, vtype = args or (Any, Any)
-        return {_check(k, ktype, f"{where} key"): _check(v, vtype, f"{where}[{k!r}]")
-                for k, v in value.items()}
-    raise TypeError(f"{where}: unsupported annotation {tp!r} in the config class")
+    if not isinstance(value, Mapping):
+        raise _type_error(value, tp, where)
+    ktype, vtype = args or (Any, Any)
+    return {_check(k, ktype, f"{where} key"): _check(v, vtype, f"{where}[{k!r}]")
+            for k, v in value.items()}
 
 
 def _iso(value: Any, where: str) -> str:
@@ -184,8 +244,8 @@ class PretrainConfig(StrictConfig):
     synthetic_end: IsoDate = "2025-09-30"     # inclusive
     synthetic_seed: int = 0
     splits: dict[str, list[IsoDate]] = field(default_factory=_default_splits)  # half-open [start, end)
-    window_length: int = 105
-    stride: int = 52
+    window_length: int = WINDOW_LENGTH
+    stride: int = WINDOW_STRIDE
     max_gap_minutes: float | None = None      # drop windows spanning a longer gap between bars
     exclude: list[list[IsoDate]] = field(default_factory=list)  # [start, end] periods kept out
     exclude_margin_bars: int = 0              # widen each excluded period by this many bars per side

@@ -1,4 +1,4 @@
-"""Load and validate 1-minute OHLCV bars; date splits.
+"""Load and validate 1-minute OHLCV bars; the bars of a run (a file or the embedded market); date splits.
 
 Every loader returns the same frame shape: a ``DatetimeIndex`` named "timestamp" (tz-aware UTC,
 nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one). Bad
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .constants import WINDOW_LENGTH
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMN = "volume"
@@ -47,7 +49,7 @@ class DataValidationWarning(UserWarning):
 
 
 def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, on_invalid: str = "raise",
-               min_bars: int = 105) -> pd.DataFrame:
+               min_bars: int = WINDOW_LENGTH) -> pd.DataFrame:
     """Read bars from ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` and validate them (see ``validate_ohlcv``).
 
     The timestamp comes from a DatetimeIndex, the column ``timestamp_column``, or the first column named
@@ -75,7 +77,7 @@ def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, 
 
 
 def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_invalid: str = "raise",
-                   min_bars: int = 105, timestamp_column: str | None = None) -> pd.DataFrame:
+                   min_bars: int = WINDOW_LENGTH, timestamp_column: str | None = None) -> pd.DataFrame:
     """Return a new, validated bar frame built from ``frame`` (which is never modified).
 
     Checks, in order: bad_timestamp, non_numeric, non_finite, non_positive_price, high_below_open_close,
@@ -91,77 +93,99 @@ def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_inval
     source = str(source)
     ts_values = _find_timestamps(frame, source, timestamp_column)
     columns = _find_columns(frame, source)
-    drop = on_invalid == "drop"
-    n_total = len(frame)
-
     ts, bad_ts = _parse_timestamps(ts_values)
-    dropped: dict[str, int] = {}
-    bad = np.zeros(n_total, dtype=bool)
+    rows = _RowChecks(source, ts, drop=on_invalid == "drop")
+    values = _check_rows(rows, frame, columns, bad_ts)
+    positions, stamps, n_unsorted = _check_order(rows, ts)
+    if len(stamps) < min_bars:
+        raise DataValidationError(source, "too_few_bars",
+                                  f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
+                                  + (f" after dropping {rows.dropped}" if rows.dropped else ""))
+    if len(positions) < len(frame) or n_unsorted:  # the value arrays are fresh copies: no need to copy again
+        values = {name: v[positions] for name, v in values.items()}
+    out = pd.DataFrame(values, index=stamps, copy=False)
+    out.attrs["dropped"] = rows.dropped
+    _warn_dropped(source, rows.dropped, n_unsorted, len(frame))
+    return out
 
-    def check(name: str, mask: np.ndarray, what: str) -> None:
-        mask = mask & ~bad
+
+class _RowChecks:
+    """The failing rows so far: ``fail`` raises on the first failing check, or (``drop``) marks its rows."""
+
+    def __init__(self, source: str, ts: pd.DatetimeIndex, drop: bool):
+        self.source, self.ts, self.drop = source, ts, drop
+        self.bad = np.zeros(len(ts), dtype=bool)
+        self.dropped: dict[str, int] = {}
+
+    def fail(self, name: str, mask: np.ndarray, what: str) -> None:
+        mask = mask & ~self.bad
         n = int(mask.sum())
         if n == 0:
             return
-        if not drop:
-            raise DataValidationError(source, name, f"{n} of {n_total} rows {what}; first at "
-                                      f"{_examples(ts, mask, by_row=name == 'bad_timestamp')}. "
+        if not self.drop:
+            raise DataValidationError(self.source, name, f"{n} of {len(self.ts)} rows {what}; first at "
+                                      f"{_examples(self.ts, mask, by_row=name == 'bad_timestamp')}. "
                                       "Pass on_invalid='drop' to drop such rows.", n_rows=n)
-        dropped[name] = n
-        bad[:] |= mask
+        self.dropped[name] = n
+        self.bad |= mask
 
-    check("bad_timestamp", bad_ts, "have a missing or unparseable timestamp")
-    values, non_numeric = {}, np.zeros(n_total, dtype=bool)
+
+def _check_rows(rows: _RowChecks, frame: pd.DataFrame, columns: dict, bad_ts: np.ndarray) -> dict:
+    """The per-row checks, in order; returns the float64 column values (all rows)."""
+    rows.fail("bad_timestamp", bad_ts, "have a missing or unparseable timestamp")
+    values, non_numeric = {}, np.zeros(len(frame), dtype=bool)
     for name, original in columns.items():
         values[name], col_bad = _to_float(frame[original])
         non_numeric |= col_bad
-    check("non_numeric", non_numeric, "hold non-numeric values")
-    check("non_finite", ~np.logical_and.reduce([np.isfinite(v) for v in values.values()]), "hold NaN or inf")
+    rows.fail("non_numeric", non_numeric, "hold non-numeric values")
+    rows.fail("non_finite", ~np.logical_and.reduce([np.isfinite(v) for v in values.values()]), "hold NaN or inf")
     o, h, l, c = (values[k] for k in PRICE_COLUMNS)
     with np.errstate(invalid="ignore"):
-        check("non_positive_price", (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "have a price <= 0")
-        check("high_below_open_close", h < np.maximum(o, c), "have high < max(open, close)")
-        check("low_above_open_close", l > np.minimum(o, c), "have low > min(open, close)")
+        rows.fail("non_positive_price", (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "have a price <= 0")
+        rows.fail("high_below_open_close", h < np.maximum(o, c), "have high < max(open, close)")
+        rows.fail("low_above_open_close", l > np.minimum(o, c), "have low > min(open, close)")
         if VOLUME_COLUMN in values:
-            check("negative_volume", values[VOLUME_COLUMN] < 0, "have volume < 0")
+            rows.fail("negative_volume", values[VOLUME_COLUMN] < 0, "have volume < 0")
+    return values
 
-    positions = np.flatnonzero(~bad)
+
+def _check_order(rows: _RowChecks, ts: pd.DatetimeIndex) -> tuple[np.ndarray, pd.DatetimeIndex, int]:
+    """Duplicate and unsorted timestamps among the rows kept so far: raise, or (drop) sort and keep the
+    first of each duplicate. Returns the kept row positions, their timestamps and the unsorted count."""
+    n_total = len(ts)
+    positions = np.flatnonzero(~rows.bad)
     stamps = ts[positions]
     earlier = stamps.asi8[1:] < stamps.asi8[:-1]
     n_unsorted = int(earlier.sum())
-    if n_unsorted and drop:
+    if n_unsorted and rows.drop:
         order = np.argsort(stamps.asi8, kind="stable")
         positions, stamps = positions[order], stamps[order]
     duplicated = stamps.duplicated(keep="first")
     n_dup = int(duplicated.sum())
-    if n_dup and not drop:
-        raise DataValidationError(source, "duplicate_timestamp",
+    if n_dup and not rows.drop:
+        raise DataValidationError(rows.source, "duplicate_timestamp",
                                   f"{n_dup} of {n_total} rows repeat an earlier timestamp; first at "
                                   f"{_fmt(stamps[duplicated][:_N_EXAMPLES])}. "
                                   "Pass on_invalid='drop' to keep the first of each.", n_rows=n_dup)
-    if n_unsorted and not drop:
+    if n_unsorted and not rows.drop:
         first = np.flatnonzero(earlier)[:_N_EXAMPLES] + 1
-        raise DataValidationError(source, "unsorted_timestamp",
+        raise DataValidationError(rows.source, "unsorted_timestamp",
                                   f"{n_unsorted} of {n_total} rows have a timestamp earlier than the row "
                                   f"before; first at {_fmt(stamps[first])}. "
                                   "Sort the data or pass on_invalid='drop' to sort it.", n_rows=n_unsorted)
     if n_dup:
-        dropped["duplicate_timestamp"] = n_dup
+        rows.dropped["duplicate_timestamp"] = n_dup
         positions, stamps = positions[~duplicated], stamps[~duplicated]
-    if len(stamps) < min_bars:
-        raise DataValidationError(source, "too_few_bars",
-                                  f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
-                                  + (f" after dropping {dropped}" if dropped else ""))
-    if len(positions) < n_total or n_unsorted:  # the value arrays are fresh copies: no need to copy again
-        values = {name: v[positions] for name, v in values.items()}
-    out = pd.DataFrame(values, index=stamps, copy=False)
-    out.attrs["dropped"] = dropped
-    if dropped or n_unsorted:
-        notes = [f"dropped {sum(dropped.values())} of {n_total} rows ("
-                 + ", ".join(f"{k}={n}" for k, n in dropped.items()) + ")"] if dropped else []
-        notes += [f"sorted {n_unsorted} out-of-order rows"] if n_unsorted else []
-        warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=2)
-    return out
+    return positions, stamps, n_unsorted
+
+
+def _warn_dropped(source: str, dropped: dict, n_unsorted: int, n_total: int) -> None:
+    if not (dropped or n_unsorted):
+        return
+    notes = [f"dropped {sum(dropped.values())} of {n_total} rows ("
+             + ", ".join(f"{k}={n}" for k, n in dropped.items()) + ")"] if dropped else []
+    notes += [f"sorted {n_unsorted} out-of-order rows"] if n_unsorted else []
+    warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=3)
 
 
 def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS) -> dict[str, slice]:
@@ -196,6 +220,42 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
                                       f"split {name!r} [{start}, {end}) holds no bars; the data spans {span}")
         out[name] = slice(int(lo), int(hi))
     return out
+
+
+def run_bars(spec, *, on_invalid: str = "raise") -> tuple[pd.DataFrame, dict]:
+    """The bars of a run and where they came from (``bars_source``).
+
+    ``spec`` is anything with a ``data_path`` and (for the embedded market) ``synthetic_start``,
+    ``synthetic_end`` and ``synthetic_seed``: a PretrainConfig, a notebook's parameters. With a
+    ``data_path`` the file is loaded and validated (``load_ohlcv``, ``on_invalid`` as there); without one
+    the embedded synthetic market is generated for that range and seed.
+    """
+    if spec.data_path:
+        bars = load_ohlcv(spec.data_path, on_invalid=on_invalid)
+    else:
+        from .synthetic import synthetic_ohlcv
+
+        bars = synthetic_ohlcv(spec.synthetic_start, spec.synthetic_end, seed=spec.synthetic_seed)
+    return bars, bars_source(spec)
+
+
+def bars_source(spec) -> dict:
+    """Where the bars of ``spec`` come from, without loading them: a file (absolute path and SHA-256;
+    ``exists: False`` if missing) or the arguments of the embedded synthetic market."""
+    if not spec.data_path:
+        return {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_ohlcv",
+                **{k: getattr(spec, f"synthetic_{k}", None) for k in ("start", "end", "seed")}}
+    path = Path(spec.data_path).resolve()
+    if not path.is_file():
+        return {"kind": "file", "path": str(path), "exists": False}
+    return {"kind": "file", "path": str(path), "sha256": file_sha256(path)}
+
+
+def describe_source(source: Mapping) -> str:
+    """One line naming a ``bars_source``: the file path, or the embedded market's range and seed."""
+    if source["kind"] == "file":
+        return source["path"]
+    return f"embedded synthetic bars {source['start']} .. {source['end']} (seed {source['seed']})"
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .io import resolve_device
+from .devices import resolve_device
 
 
 @dataclass

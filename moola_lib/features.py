@@ -28,6 +28,8 @@ import numba
 import numpy as np
 import pandas as pd
 
+from .constants import WINDOW_LENGTH
+
 FEATURE_NAMES: tuple[str, ...] = (
     "open_norm",
     "close_norm",
@@ -237,7 +239,7 @@ def _candle_features(o, h, l, c, out):
 
 def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, reversal_atr: float = 1.2,
                         hybrid_max_age: int = 5, hybrid_atr: float = 0.5,
-                        bars_norm: float = 105) -> tuple[np.ndarray, np.ndarray]:
+                        bars_norm: float = WINDOW_LENGTH) -> tuple[np.ndarray, np.ndarray]:
     """The 10 relativity features of every bar.
 
     bars: DataFrame with open/high/low/close columns (any index) or a mapping of 1-D arrays.

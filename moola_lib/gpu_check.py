@@ -1,5 +1,7 @@
 """The prepared GPU check: prove the CUDA path and measure the real job in a few minutes.
 
+An entry module (like run_notebook): it drives the pipeline and the transfer protocol.
+
     bin/dev gpu-check [OUT_DIR]        (= python -m moola_lib.gpu_check [OUT_DIR] [--dry-run] [--budget S])
 
 Writes OUT_DIR/gpu_check.json (rewritten after every step, so a killed check keeps what it finished),
@@ -142,7 +144,7 @@ def _junit_summary(path: Path) -> dict:
     tests = {}
     for case in ET.parse(path).getroot().iter("testcase"):
         outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
-        printed = (case.findtext("system-out") or "").strip()
+        printed = (case.findtext("system-out") or "").strip().strip("- ").removeprefix("Captured Out").strip("- \n")
         tests[case.get("name")] = {"outcome": outcome, "seconds": float(case.get("time", 0)),
                                    **({"printed": printed[-500:]} if printed else {})}
     counts = {k: sum(t["outcome"] == k for t in tests.values()) for k in ("passed", "failure", "error", "skipped")}
@@ -188,7 +190,8 @@ def profile_steps(data, config: PretrainConfig, steps: int = 12) -> dict:
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
     events = prof.key_averages()
-    device_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events)
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in kernels)
     sort = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
     table = events.table(sort_by=sort, row_limit=15)
     log.info("profile of %d steps at batch %d (%s): wall %.1f ms, GPU busy %.1f ms\n%s", steps,
@@ -251,7 +254,8 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
 def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (the step-4 encoder was
     pretrained on the embedded market, whose labelled period lies after its splits)."""
-    from . import TransferConfig, run_transfer, synthetic_labelled_set
+    from .labels import synthetic_labelled_set
+    from .transfer import TransferConfig, run_transfer
 
     params = yaml.safe_load(TRANSFER_PARAMS.read_text(encoding="utf-8"))
     names = {f.name for f in dataclasses.fields(TransferConfig)}

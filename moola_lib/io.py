@@ -1,4 +1,4 @@
-"""Small shared I/O helpers: atomic writes, JSON, device resolution."""
+"""Small shared I/O helpers: atomic writes (bytes, text, JSON, torch objects) and JSON reading."""
 from __future__ import annotations
 
 import json
@@ -54,21 +54,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def resolve_device(name: str = "auto"):
-    """Map "auto" | "cpu" | "cuda" | "cuda:N" to a torch.device; asking for CUDA without one is an error."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was requested but torch sees no CUDA GPU "
-                           f"(torch {torch.__version__}); use device='cpu' or 'auto'")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
-    return device
 
 
 def _json_default(o: Any) -> Any:

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .constants import WINDOW_LENGTH
 from .data import DataValidationError, file_sha256
 from .features import relativity_features
 from .windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
-WINDOW_LENGTH = 105
 
 
 @dataclass
@@ -395,6 +395,44 @@ def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
     return groups.astype(np.int64)
 
 
+# ------------------------------------------------------------------------- kept out of pretraining
+
+def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
+                      bar_minutes: float = 1.0) -> list[list[str]]:
+    """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
+    the labelled windows (plus ``margin_minutes`` each side) out of pretraining.
+
+    ``labels``: a LabelledSet, or a labels file / DataFrame with ``start`` and/or ``end`` timestamps.
+    With ``bars`` the windows are resolved exactly; without, a missing end (start) is taken as
+    WINDOW_LENGTH - 1 bars of ``bar_minutes`` after (before) the other, which is too short across session gaps: add a
+    margin, or set ``PretrainConfig.exclude_margin_bars``.
+    """
+    if not isinstance(labels, LabelledSet) and bars is not None:
+        labels = load_labels(labels, bars)
+    if isinstance(labels, LabelledSet):
+        start, end, name = labels.start, labels.end, labels.source.get("path", "<labels>")
+    else:
+        frame, name = read_label_table(labels)
+        span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
+        col = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
+        if not col:
+            raise ValueError(f"{name}: no 'start' or 'end' column; self-contained windows carry no timestamps")
+        start = col["start"] if "start" in col else col["end"] - span
+        end = col["end"] if "end" in col else col["start"] + span
+        start, end = start.where(start.notna(), end - span), end.where(end.notna(), start + span)
+    if start.isna().any():
+        raise ValueError(f"{name}: {int(start.isna().sum())} window(s) without timestamps cannot be excluded")
+    margin = pd.Timedelta(minutes=margin_minutes)
+    spans = sorted(zip(start - margin, end + margin))
+    merged: list[list] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [[lo.isoformat(), hi.isoformat()] for lo, hi in merged]
+
+
 # ------------------------------------------------------------------------------- synthetic default
 
 def synthetic_labelled_set(n: int = 174, class_balance: float = 81 / 174, label_noise: float = 0.0,
@@ -419,36 +457,13 @@ def synthetic_labelled_set(n: int = 174, class_balance: float = 81 / 174, label_
     bars, events = synthetic_market(start=history_start, end=end, seed=market_seed)
     X_full, valid_full = relativity_features(bars, **(feature_options or {}))
     index = bars.index
-    lo = int(index.searchsorted(pd.Timestamp(start, tz="UTC")))
-    hi = int(index.searchsorted(pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)))  # windows end before hi
     es = index.get_indexer(pd.DatetimeIndex(events["expansion_start"]))
     pe = index.get_indexer(pd.DatetimeIndex(events["pattern_end"]))
     order = np.argsort(es)
     es, pe, events = es[order], pe[order], events.iloc[order].reset_index(drop=True)
-    invalid_before = np.concatenate([[0], np.cumsum(~np.asarray(valid_full))])  # invalid bars in [0, k)
-
+    candidates = _candidate_windows(index, events, es, pe, valid_full, start, end)
     rng = np.random.default_rng(seed)
-    candidates = {"consolidation": [], "retracement": []}
-    for k in range(len(events)):
-        allowed = _clean_offsets(k, es, pe, lo, hi, L)
-        allowed = [s for s in allowed if invalid_before[s + L] == invalid_before[s]]
-        if allowed:
-            candidates[events.at[k, "kind"]].append((k, allowed))
-    want = {"consolidation": int(round(n * class_balance))}
-    want["retracement"] = n - want["consolidation"]
-    picked = []
-    for kind, count in want.items():
-        pool = candidates[kind]
-        if len(pool) < count:
-            raise ValueError(f"synthetic market {start}..{end} has only {len(pool)} usable {kind} events, "
-                             f"{count} requested")
-        for j in rng.choice(len(pool), size=count, replace=False):
-            k, allowed = pool[j]
-            picked.append((k, int(allowed[rng.integers(len(allowed))]), kind))
-    picked.sort(key=lambda t: t[1])
-    k_idx = np.array([p[0] for p in picked], dtype=np.int64)
-    starts = np.array([p[1] for p in picked], dtype=np.int64)
-    true_kind = np.array([p[2] for p in picked], dtype=object)
+    k_idx, starts, true_kind = _pick_windows(rng, candidates, n, class_balance, f"{start}..{end}")
     classes = DEFAULT_CLASSES
     y_true = np.array([classes.index(k) for k in true_kind], dtype=np.int64)
     flipped = np.zeros(n, dtype=bool)
@@ -474,6 +489,41 @@ def synthetic_labelled_set(n: int = 174, class_balance: float = 81 / 174, label_
     return LabelledSet(X=X, valid=valid, y=y, classes=classes, window_id=ids, start=index[starts],
                        end=index[starts + L - 1], expansion=expansion.astype(np.int64),
                        groups=overlap_groups(starts, L), source=source, truth=truth)
+
+
+def _candidate_windows(index, events, es, pe, valid_full, start, end) -> dict[str, list]:
+    """Per event kind, (event, allowed window starts): windows inside [start, end] holding that one event
+    whole, no part of another, and only valid bars."""
+    L = WINDOW_LENGTH
+    lo = int(index.searchsorted(pd.Timestamp(start, tz="UTC")))
+    hi = int(index.searchsorted(pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)))  # windows end before hi
+    invalid_before = np.concatenate([[0], np.cumsum(~np.asarray(valid_full))])  # invalid bars in [0, k)
+    candidates = {"consolidation": [], "retracement": []}
+    for k in range(len(events)):
+        allowed = _clean_offsets(k, es, pe, lo, hi, L)
+        allowed = [s for s in allowed if invalid_before[s + L] == invalid_before[s]]
+        if allowed:
+            candidates[events.at[k, "kind"]].append((k, allowed))
+    return candidates
+
+
+def _pick_windows(rng, candidates: dict, n: int, class_balance: float, period: str):
+    """Draw round(n * class_balance) consolidation and the rest retracement windows; returns the event
+    indices, window starts and true kinds, ordered by start."""
+    want = {"consolidation": int(round(n * class_balance))}
+    want["retracement"] = n - want["consolidation"]
+    picked = []
+    for kind, count in want.items():
+        pool = candidates[kind]
+        if len(pool) < count:
+            raise ValueError(f"synthetic market {period} has only {len(pool)} usable {kind} events, "
+                             f"{count} requested")
+        for j in rng.choice(len(pool), size=count, replace=False):
+            k, allowed = pool[j]
+            picked.append((k, int(allowed[rng.integers(len(allowed))]), kind))
+    picked.sort(key=lambda t: t[1])
+    return (np.array([p[0] for p in picked], dtype=np.int64), np.array([p[1] for p in picked], dtype=np.int64),
+            np.array([p[2] for p in picked], dtype=object))
 
 
 def _clean_offsets(k: int, es: np.ndarray, pe: np.ndarray, lo: int, hi: int, L: int) -> list[int]:

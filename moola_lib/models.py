@@ -6,12 +6,15 @@ architecture against what the caller requires and names both shapes on a mismatc
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 
+import numpy as np
 import torch
 from torch import nn
 
+from .constants import WINDOW_LENGTH
 from .io import atomic_torch_save
 
 ENCODER_FORMAT = "moola.jade_encoder.v1"
@@ -146,3 +149,41 @@ def _arch_from_state(state: dict, name: str) -> dict:
         "hidden_size": (int(w_hh.shape[1]), f"lstm.weight_hh_l0 {list(w_hh.shape)}"),
         "num_layers": (len(layers), f"{len(layers)} layers, last {last} {list(state[last].shape)}"),
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# inference for reports (figures draw what these return)
+
+@torch.no_grad()
+def pooled_features(model: JadeClassifier, X: torch.Tensor, valid: torch.Tensor,
+                    batch_size: int = 1024) -> torch.Tensor:
+    """Pooled encoder features [N, 2H] of every window of X [N, T, F] (eval mode: no encoder dropout)."""
+    model.eval()
+    return torch.cat([model.embed(X[i:i + batch_size], valid[i:i + batch_size])
+                      for i in range(0, len(X), batch_size)])
+
+
+def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int = 1024):
+    """Mean-pooled features (numpy [N, 2H]) of windows X [N, T, F] under ``encoder`` (the classifier's
+    pooling over the valid steps); the encoder itself is left untouched."""
+    model = JadeClassifier(copy.deepcopy(encoder)).to(device)
+    X, valid = torch.as_tensor(X, device=device), torch.as_tensor(valid, device=device)
+    return pooled_features(model, X, valid, batch_size).cpu().numpy()
+
+
+def reconstruct_examples(model: JadePretrainer, X, valid, starts, *, n: int = 3, ratio: float = 0.15,
+                         seed: int = 0, length: int = WINDOW_LENGTH):
+    """Reconstruct ``n`` windows (starts chosen with ``seed``) of the series X [T, F] under seeded
+    random masks. Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F])."""
+    from .masking import random_mask
+    from .windows import gather_windows
+
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(np.asarray(starts), size=min(n, len(starts)), replace=False))
+    x = torch.from_numpy(gather_windows(X, chosen, length))
+    v = torch.from_numpy(gather_windows(valid, chosen, length))
+    mask = random_mask(v, ratio, generator=torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        recon = model(x.to(device), mask.to(device)).float().cpu()
+    return x.numpy(), mask.numpy(), recon.numpy()

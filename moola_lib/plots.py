@@ -1,6 +1,8 @@
-"""Figures and small tables for the notebooks (matplotlib; every function returns its figure or frame).
+"""Figures and small tables of the pipeline: the data (EDA), features, windows, pretraining and sweeps
+(matplotlib; every function returns its figure or frame). Transfer figures: ``moola_lib.transfer.figures``.
 
-Notebooks call these and display the result; they hold no plotting logic of their own.
+Notebooks call these and display the result; they hold no plotting logic of their own, and these functions
+draw what they are given: model inference for a figure is in ``moola_lib.models``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from .constants import WINDOW_LENGTH
+from .data import describe_source
 from .features import FEATURE_NAMES, FEATURE_RANGES
 
 UP, DOWN = "#2e7d32", "#c62828"
@@ -21,13 +25,14 @@ SWING_FEATURES = FEATURE_NAMES[6:]
 # ----------------------------------------------------------------------------------------------------
 # data summary tables
 
-def data_summary(bars: pd.DataFrame, source: str) -> pd.DataFrame:
-    """One-column table: source, bars, date range, trading days, bars per day, dropped rows."""
+def data_summary(bars: pd.DataFrame, source: str | Mapping) -> pd.DataFrame:
+    """One-column table: source (a text or a ``data.bars_source`` dict), bars, date range, trading days,
+    bars per day, dropped rows."""
     days = bars.index.normalize().unique()
     sessions = 1 + int((np.diff(bars.index.asi8) > 30 * 60e9).sum())
     dropped = bars.attrs.get("dropped") or {}
     rows = {
-        "source": source,
+        "source": source if isinstance(source, str) else describe_source(source),
         "bars": f"{len(bars):,}",
         "first bar (UTC)": str(bars.index[0]),
         "last bar (UTC)": str(bars.index[-1]),
@@ -49,17 +54,6 @@ def gap_table(index: pd.DatetimeIndex) -> pd.DataFrame:
               "> 3 days"]
     counts = pd.cut(gaps[gaps > 1.5], bins, labels=labels).value_counts().reindex(labels)
     return pd.DataFrame({"gaps": counts, "share of bars %": (100 * counts / len(index)).round(3)})
-
-
-def split_table(index: pd.DatetimeIndex, starts: Mapping[str, np.ndarray], length: int = 105) -> pd.DataFrame:
-    """Windows and date span per split."""
-    rows = {}
-    for name, s in starts.items():
-        s = np.asarray(s)
-        rows[name] = {"windows": len(s),
-                      "first bar": index[s.min()] if len(s) else None,
-                      "last bar": index[s.max() + length - 1] if len(s) else None}
-    return pd.DataFrame(rows).T
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ def feature_correlations(X: np.ndarray, valid: np.ndarray, names: Sequence[str] 
     return fig
 
 
-def window_figure(bars: pd.DataFrame, X: np.ndarray, start: int, length: int = 105,
+def window_figure(bars: pd.DataFrame, X: np.ndarray, start: int, length: int = WINDOW_LENGTH,
                   names: Sequence[str] = FEATURE_NAMES, title: str | None = None) -> plt.Figure:
     """One window: candles on top, candle-shape features and swing features below."""
     part = bars.iloc[start:start + length]
@@ -205,7 +199,8 @@ def window_figure(bars: pd.DataFrame, X: np.ndarray, start: int, length: int = 1
     return fig
 
 
-def window_gallery(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], length: int = 105) -> plt.Figure:
+def window_gallery(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int],
+                   length: int = WINDOW_LENGTH) -> plt.Figure:
     """A few windows side by side (candles over their features): the static stand-in for the browser."""
     starts = list(starts)
     fig, axes = plt.subplots(3, len(starts), figsize=(4.2 * len(starts), 6.5), squeeze=False,
@@ -227,7 +222,7 @@ def window_gallery(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], len
     return fig
 
 
-def window_browser(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], length: int = 105):
+def window_browser(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], length: int = WINDOW_LENGTH):
     """An ipywidgets slider over window starts that redraws ``window_figure`` (JupyterLab only)."""
     import ipywidgets as widgets
     from IPython.display import display
@@ -286,27 +281,6 @@ def reference_verdict(results: Mapping) -> str:
     return (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
             f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: predict the train mean "
             f"{refs['train_mean']['loss']:.4f}, linear interpolation {refs['interpolation']['loss']:.4f}.")
-
-
-def masked_examples(model, X: np.ndarray, valid: np.ndarray, starts: np.ndarray, *, n: int = 3,
-                    ratio: float = 0.15, seed: int = 0, length: int = 105):
-    """Reconstruct ``n`` windows (chosen with ``seed``) under seeded random masks.
-
-    Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F]) for ``reconstructions``."""
-    import torch
-
-    from .masking import random_mask
-    from .windows import gather_windows
-
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(np.asarray(starts), size=min(n, len(starts)), replace=False))
-    x = torch.from_numpy(gather_windows(X, chosen, length))
-    v = torch.from_numpy(gather_windows(valid, chosen, length))
-    mask = random_mask(v, ratio, generator=torch.Generator().manual_seed(seed))
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        recon = model(x.to(device), mask.to(device)).float().cpu()
-    return x.numpy(), mask.numpy(), recon.numpy()
 
 
 def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> plt.Figure:

@@ -14,6 +14,7 @@ interpolation between unmasked neighbours) on the same masks.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import platform
@@ -31,15 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed
+from . import cli, distributed
 from .config import ConfigError, PretrainConfig
-from .data import file_sha256, load_ohlcv, split_slices, to_utc
+from .data import run_bars, split_slices, to_utc
 from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from .io import atomic_torch_save, write_json
 from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
 from .progress import progress_bar
-from .synthetic import synthetic_ohlcv
 from .windows import gather_windows, split_windows
 
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"
@@ -65,14 +65,7 @@ class PretrainData:
 def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
     """Bars (file or synthetic), features once over the whole series, window starts per split."""
     config = _as_config(config)
-    if config.data_path is None:
-        bars = synthetic_ohlcv(config.synthetic_start, config.synthetic_end, seed=config.synthetic_seed)
-        source = {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_ohlcv",
-                  "start": config.synthetic_start, "end": config.synthetic_end, "seed": config.synthetic_seed}
-    else:
-        bars = load_ohlcv(config.data_path)
-        source = {"kind": "file", "path": str(Path(config.data_path).resolve()),
-                  "sha256": file_sha256(config.data_path)}
+    bars, source = run_bars(config)
     t0 = time.perf_counter()
     X, valid = relativity_features(bars, **config.feature_options)
     features_seconds = time.perf_counter() - t0
@@ -85,7 +78,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
                            max_gap=config.max_gap_minutes, exclude=_excluded_periods(bars.index, config))
     for name in ("train", "val"):
         if len(starts[name]) == 0:
-            raise ValueError(f"split {name!r} {list(splits[name])} holds no window of "
+            raise ConfigError(f"split {name!r} {list(splits[name])} holds no window of "
                              f"{config.window_length} valid bars; widen the split or check the data")
     index = bars.index
     summary = {
@@ -311,87 +304,134 @@ def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContex
     ctx.barrier()  # every rank has looked at run_dir before rank 0 writes into it
     data = load_pretrain_data(config)
     trainer = Trainer(config, data, device, ctx)
-
-    history, best_val, best_epoch, since_best, finished, elapsed_before = [], math.inf, 0, 0, False, 0.0
-    if resumed is not None:
-        trainer.load_state_dict(resumed)
-        history = list(resumed["history"])
-        best_val, best_epoch = resumed["best_val_loss"], resumed["best_epoch"]
-        since_best, finished = resumed["epochs_since_best"], resumed["finished"]
-        elapsed_before = resumed["elapsed_seconds"]
-    start_epoch = len(history)
-
-    bar = progress_bar(total=config.epochs, initial=start_epoch, desc="pretrain", unit="epoch", dynamic_ncols=True,
-               disable=not (config.progress and ctx.is_main))
-    for epoch in range(start_epoch + 1, config.epochs + 1):   # 1-based epochs
-        if finished:
-            break
-        t0 = time.perf_counter()
-        kept = f"{run_dir / LAST} still holds epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
-        try:
-            stats = trainer.train_epoch(epoch)
-        except FloatingPointError as e:
-            raise FloatingPointError(f"{e}; training stopped, {kept}. Lower lr or check the data.") from None
-        val = trainer.evaluate("val")
-        if not math.isfinite(val["loss"]):
-            raise FloatingPointError(f"non-finite validation loss at epoch {epoch}; training stopped, {kept}.")
-        improved = val["loss"] < best_val
-        if improved:
-            best_val, best_epoch, since_best = val["loss"], epoch, 0
-        else:
-            since_best += 1
-        finished = epoch == config.epochs or (config.patience is not None and since_best >= config.patience)
-        history.append({"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"],
-                        "val_mae": val["mae"], "lr": stats["lr"],
-                        "seconds": round(time.perf_counter() - t0, 4),
-                        "train_seconds": round(stats["train_seconds"], 4),
-                        "windows_per_s": round(stats["windows_per_s"], 1)})
-        if ctx.is_main:   # best first: a kill between the two writes only repeats this epoch on resume
-            state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, **trainer.state_dict(),
-                     "config": config.to_dict(), "history": history, "best_val_loss": best_val,
-                     "best_epoch": best_epoch, "epochs_since_best": since_best, "finished": finished,
-                     "elapsed_seconds": elapsed_before + time.perf_counter() - t_start}
-            if improved:
-                atomic_torch_save(state, run_dir / BEST)
-            atomic_torch_save(state, run_dir / LAST)
-        bar.set_postfix(train=f"{stats['train_loss']:.4f}", val=f"{val['loss']:.4f}",
-                        win_s=f"{stats['windows_per_s']:.0f}", refresh=False)
-        bar.update(1)
-    bar.close()
+    progress = _Progress.start(trainer, resumed, t_start)
+    _train_epochs(trainer, progress, run_dir)
     ctx.barrier()   # rank 0 has written the checkpoints
-
-    best = torch.load(run_dir / BEST, map_location=device, weights_only=True)
-    trainer.model.load_state_dict(best["model"])
-    X, valid, train_bars = trainer.X, trainer.valid, data.slices["train"]
-    train_mean = X[train_bars][valid[train_bars]].mean(dim=0)
-    references = {name: {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
-                         "interpolation": trainer.evaluate(name, interpolation_baseline)}
-                  for name in trainer.eval_masks}
-    stopped_early = len(history) < config.epochs
-    results = {
-        "format": RESULTS_FORMAT,
-        "best_val_loss": best_val,
-        "best_epoch": best_epoch,
-        "best_val_mae": history[best_epoch - 1]["val_mae"],
-        "test": trainer.evaluate("test") if "test" in trainer.eval_masks else None,
-        "reference_losses": references,
-        "epochs_completed": len(history),
-        "stopped_early": stopped_early,
-        "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
-                        else "completed all epochs"),
-        "resumed_from_epoch": start_epoch if resumed is not None else None,
-        "history": history,
-        "config": config.to_dict(),
-        "data": data.summary,
-        "environment": _environment(device, trainer.amp_dtype, ctx),
-        "total_seconds": round(elapsed_before + time.perf_counter() - t_start, 3),
-        "peak_memory": _peak_memory(device),
-        "files": {"best": BEST, "last": LAST},
-    }
+    results = _final_results(trainer, data, progress, run_dir)
     if ctx.is_main:
         write_json(run_dir / RESULTS, results)
     ctx.barrier()
     return results
+
+
+@dataclass
+class _Progress:
+    """Where a job stands between epochs: what checkpoint_last.pt stores to resume it."""
+
+    history: list
+    best_val: float = math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+    finished: bool = False
+    elapsed_before: float = 0.0      # seconds spent before this process (resumed runs)
+    t_start: float = 0.0             # perf_counter() when this process started the job
+    start_epoch: int = 0             # epochs completed when this process started
+    resumed: bool = False
+
+    @classmethod
+    def start(cls, trainer: Trainer, resumed: dict | None, t_start: float) -> _Progress:
+        if resumed is None:
+            return cls([], t_start=t_start)
+        trainer.load_state_dict(resumed)
+        return cls(list(resumed["history"]), resumed["best_val_loss"], resumed["best_epoch"],
+                   resumed["epochs_since_best"], resumed["finished"], resumed["elapsed_seconds"],
+                   t_start, len(resumed["history"]), True)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def record(self, epoch: int, val_loss: float, patience: int | None, epochs: int) -> bool:
+        """Update best / patience after ``epoch``; return whether its val loss improved."""
+        improved = val_loss < self.best_val
+        if improved:
+            self.best_val, self.best_epoch, self.since_best = val_loss, epoch, 0
+        else:
+            self.since_best += 1
+        self.finished = epoch == epochs or (patience is not None and self.since_best >= patience)
+        return improved
+
+    def checkpoint_fields(self) -> dict:
+        return {"history": self.history, "best_val_loss": self.best_val, "best_epoch": self.best_epoch,
+                "epochs_since_best": self.since_best, "finished": self.finished,
+                "elapsed_seconds": self.elapsed()}
+
+
+def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path) -> None:
+    """Train until the last epoch or early stopping; a progress bar on rank 0."""
+    config = trainer.config
+    bar = progress_bar(total=config.epochs, initial=progress.start_epoch, desc="pretrain", unit="epoch",
+                       dynamic_ncols=True, disable=not (config.progress and trainer.ctx.is_main))
+    for epoch in range(progress.start_epoch + 1, config.epochs + 1):   # 1-based epochs
+        if progress.finished:
+            break
+        row = _run_epoch(trainer, progress, epoch, run_dir)
+        bar.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}",
+                        win_s=f"{row['windows_per_s']:.0f}", refresh=False)
+        bar.update(1)
+    bar.close()
+
+
+def _run_epoch(trainer: Trainer, progress: _Progress, epoch: int, run_dir: Path) -> dict:
+    """Train one epoch, validate, record it and write the checkpoints (rank 0); returns its history row."""
+    config, t0 = trainer.config, time.perf_counter()
+    kept = f"{run_dir / LAST} still holds epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
+    try:
+        stats = trainer.train_epoch(epoch)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e}; training stopped, {kept}. Lower lr or check the data.") from None
+    val = trainer.evaluate("val")
+    if not math.isfinite(val["loss"]):
+        raise FloatingPointError(f"non-finite validation loss at epoch {epoch}; training stopped, {kept}.")
+    improved = progress.record(epoch, val["loss"], config.patience, config.epochs)
+    row = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"], "val_mae": val["mae"],
+           "lr": stats["lr"], "seconds": round(time.perf_counter() - t0, 4),
+           "train_seconds": round(stats["train_seconds"], 4), "windows_per_s": round(stats["windows_per_s"], 1)}
+    progress.history.append(row)
+    if trainer.ctx.is_main:   # best first: a kill between the two writes only repeats this epoch on resume
+        state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, **trainer.state_dict(),
+                 "config": config.to_dict(), **progress.checkpoint_fields()}
+        if improved:
+            atomic_torch_save(state, run_dir / BEST)
+        atomic_torch_save(state, run_dir / LAST)
+    return row
+
+
+def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, run_dir: Path) -> dict:
+    """The content of training_results.json: the best checkpoint on val and test, next to the reference
+    predictors on the same masks, the history, config, data summary, environment and costs."""
+    config, device, history = trainer.config, trainer.device, progress.history
+    best = torch.load(run_dir / BEST, map_location=device, weights_only=True)
+    trainer.model.load_state_dict(best["model"])
+    stopped_early = len(history) < config.epochs
+    return {
+        "format": RESULTS_FORMAT,
+        "best_val_loss": progress.best_val,
+        "best_epoch": progress.best_epoch,
+        "best_val_mae": history[progress.best_epoch - 1]["val_mae"],
+        "test": trainer.evaluate("test") if "test" in trainer.eval_masks else None,
+        "reference_losses": _reference_losses(trainer, data),
+        "epochs_completed": len(history),
+        "stopped_early": stopped_early,
+        "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
+                        else "completed all epochs"),
+        "resumed_from_epoch": progress.start_epoch if progress.resumed else None,
+        "history": history,
+        "config": config.to_dict(),
+        "data": data.summary,
+        "environment": _environment(device, trainer.amp_dtype, trainer.ctx),
+        "total_seconds": round(progress.elapsed(), 3),
+        "peak_memory": _peak_memory(device),
+        "files": {"best": BEST, "last": LAST},
+    }
+
+
+def _reference_losses(trainer: Trainer, data: PretrainData) -> dict:
+    """Masked losses of predicting the per-feature train mean and of linear interpolation, per split."""
+    X, valid, train_bars = trainer.X, trainer.valid, data.slices["train"]
+    train_mean = X[train_bars][valid[train_bars]].mean(dim=0)
+    return {name: {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
+                   "interpolation": trainer.evaluate(name, interpolation_baseline)}
+            for name in trainer.eval_masks}
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -527,23 +567,16 @@ def _as_config(config) -> PretrainConfig:
 # command line (for torchrun and scripts; the notebooks call pretrain() directly)
 
 def main(argv: list[str] | None = None) -> dict:
-    """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-p NAME VALUE]...``, also under
+    """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-y YAML] [-p NAME VALUE]...``, also under
     ``torchrun --standalone --nproc_per_node=N -m moola_lib.pretrain ...``. Parameters are PretrainConfig
     fields, given as for papermill; unknown names and wrong types fail before anything runs."""
-    import argparse
-
-    from .run_notebook import collect_parameters
-
     parser = argparse.ArgumentParser(prog="python -m moola_lib.pretrain", description=main.__doc__)
     parser.add_argument("run_dir")
-    parser.add_argument("-f", "--parameters_file", dest="files", action="append", default=[],
-                        help="YAML file of PretrainConfig fields (repeatable; later ones win)")
-    parser.add_argument("-p", "--parameters", dest="pairs", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="one PretrainConfig field (repeatable)")
+    cli.add_parameter_flags(parser, what="PretrainConfig field")
     args = parser.parse_args(argv)
-    config = PretrainConfig.from_dict(collect_parameters(args.files, (), args.pairs))
+    config = PretrainConfig.from_dict(cli.parameters(args))
     return pretrain(config, args.run_dir)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

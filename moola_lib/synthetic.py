@@ -114,9 +114,24 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     quiet = (profile.min() / profile) ** 2
     flat = (rng.random(n) < opts.flat_rate * quiet) & ~in_event
 
+    open_, high, low, close, move = _prices(rng, opts, minutes, sigma, drift, momentum, flat, session_start)
+    excitement = (sigma / opts.vol_per_minute) ** 1.2 * (1 + 0.25 * np.abs(move) / sigma)
+    volume = np.round(opts.base_volume * excitement * np.exp(0.5 * rng.standard_normal(n) - 0.125))
+    volume = np.where(flat, rng.integers(1, 8, n), np.maximum(volume, 1.0)).astype(np.float64)
+
+    index = pd.DatetimeIndex((minutes * _MINUTE_NS).astype("datetime64[ns]"), name="timestamp")
+    index = index.tz_localize("UTC")
+    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
+                        index=index, copy=False)
+    return bars, _event_table(index, events)
+
+
+def _prices(rng, opts: SyntheticOptions, minutes, sigma, drift, momentum, flat, session_start):
+    """Open, high, low, close on the tick grid (and each bar's log move open -> close): bar paths,
+    session gaps, a slow pull towards the long-run trend."""
     move, up, down = _bar_paths(rng, sigma, drift, momentum, flat, session_start)
     gap_scale = np.where(np.r_[False, np.diff(minutes) > 24 * 60], 12.0, 4.0)
-    jump = np.zeros(n)
+    jump = np.zeros(len(minutes))
     jump[session_start] = (sigma * gap_scale)[session_start] * rng.standard_normal(int(session_start.sum()))
     # Log close relative to the trend; a slow pull keeps it within about 10% of the trend.
     close_log = lfilter([1.0], [1.0, -np.exp(-1.0 / PULL_BARS)], jump + move)
@@ -136,24 +151,18 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     high = np.maximum(on_grid(open_log + up), np.maximum(open_, close))
     low = np.minimum(on_grid(open_log + down), np.minimum(open_, close))
     close[flat] = high[flat] = low[flat] = open_[flat]
-    del open_log, up, down
+    return open_, high, low, close, move
 
-    excitement = (sigma / opts.vol_per_minute) ** 1.2 * (1 + 0.25 * np.abs(move) / sigma)
-    volume = np.round(opts.base_volume * excitement * np.exp(0.5 * rng.standard_normal(n) - 0.125))
-    volume = np.where(flat, rng.integers(1, 8, n), np.maximum(volume, 1.0)).astype(np.float64)
 
-    index = pd.DatetimeIndex((minutes * _MINUTE_NS).astype("datetime64[ns]"), name="timestamp")
-    index = index.tz_localize("UTC")
-    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
-                        index=index, copy=False)
-    table = pd.DataFrame({
+def _event_table(index: pd.DatetimeIndex, events: dict) -> pd.DataFrame:
+    """The planted patterns as timestamps, kind and direction (see ``synthetic_market``)."""
+    return pd.DataFrame({
         "expansion_start": index[events["first"]],
         "expansion_end": index[events["first"] + events["leg"] - 1],
         "pattern_end": index[events["last"]],
         "kind": pd.Series(np.where(events["consolidation"], "consolidation", "retracement"), dtype="str"),
         "direction": events["direction"].astype(np.int64),
     })
-    return bars, table
 
 
 def _bar_paths(rng, sigma, drift, momentum, flat, session_start):

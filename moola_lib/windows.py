@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from moola_lib.data import DEFAULT_SPLITS, split_slices
+from .constants import WINDOW_LENGTH, WINDOW_STRIDE
+from .data import DEFAULT_SPLITS, split_slices
 
 
-def window_starts(n_bars: int, length: int = 105, stride: int = 52) -> np.ndarray:
+def window_starts(n_bars: int, length: int = WINDOW_LENGTH, stride: int = WINDOW_STRIDE) -> np.ndarray:
     """Start offsets of the windows in a contiguous run of n_bars bars: 0, stride, ... (int64).
 
     floor((n_bars - length) / stride) + 1 windows; none if the run is shorter than one window.
@@ -47,7 +48,7 @@ def _as_timestamp(value, tz) -> pd.Timestamp:
     return ts.tz_localize("UTC").tz_convert(tz) if ts.tz is None else ts.tz_convert(tz)
 
 
-def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *, length: int = 105,
+def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *, length: int = WINDOW_LENGTH,
                   stride: int = 52, require_valid: bool = True, max_gap=None,
                   exclude=None) -> dict[str, np.ndarray]:
     """Window start positions (absolute, into the full series) per split; no window crosses a split.
@@ -92,7 +93,7 @@ def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *,
     return out
 
 
-def gather_windows(X, starts, length: int = 105):
+def gather_windows(X, starts, length: int = WINDOW_LENGTH):
     """X[starts[i] : starts[i] + length] for every i, stacked to [N, length, ...] by one index gather.
 
     Works for numpy arrays and torch tensors (the result lives where X lives). Starts given on the CPU

@@ -86,39 +86,42 @@ def test_high_below_low_is_caught(tmp_path):
     assert str(frame.index[7]) in str(err.value)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_non_numeric(tmp_path, fmt):
-    frame = make_bars()
-    frame["close"] = frame["close"].astype(str)
-    frame.iloc[11, frame.columns.get_loc("close")] = "abc"
-    path = write(frame, tmp_path / fmt)
-    with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
-    assert_names(err, path, "non_numeric", frame.index[11])
+def _text_with_bad_close(f):
+    f["close"] = f["close"].astype(str)
+    return _set(f, 11, "close", "abc")
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_duplicate_timestamps(tmp_path, fmt):
-    frame = make_bars()
-    stamps = frame.index.to_numpy().copy()
+def _repeat_stamp(f):
+    stamps = f.index.to_numpy().copy()
     stamps[30] = stamps[29]
-    frame.index = pd.DatetimeIndex(stamps, name="timestamp")
-    path = write(frame, tmp_path / fmt)
-    with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
-    assert_names(err, path, "duplicate_timestamp", frame.index[29])
+    f.index = pd.DatetimeIndex(stamps, name="timestamp")
+    return f
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_unsorted_timestamps(tmp_path, fmt):
-    frame = make_bars()
+def _swap_rows(f):
     order = np.arange(N)
     order[[40, 41]] = [41, 40]
-    frame = frame.iloc[order]
+    return f.iloc[order]
+
+
+# Each case: how to break a valid frame, and the position (in the broken frame) of the timestamp the
+# error must name first.
+ORDER_CASES = {
+    "non_numeric": (_text_with_bad_close, 11),
+    "duplicate_timestamp": (_repeat_stamp, 29),
+    "unsorted_timestamp": (_swap_rows, 41),   # the row earlier than the one before
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("check", sorted(ORDER_CASES))
+def test_value_and_order_checks_name_the_first_offending_row(tmp_path, fmt, check):
+    breaker, row = ORDER_CASES[check]
+    frame = breaker(make_bars())
     path = write(frame, tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
         load_ohlcv(path)
-    assert_names(err, path, "unsorted_timestamp", frame.index[41])  # the row earlier than the one before
+    assert_names(err, path, check, frame.index[row])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -16,7 +16,7 @@ import papermill
 import pytest
 import yaml
 
-from moola_lib.runs import ROOT
+from moola_lib.paths import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 NAMES = [p.stem for p in NOTEBOOKS]
@@ -49,7 +49,7 @@ def run(cmd, env=None, cwd=ROOT, timeout=900):
 
 
 def test_all_notebooks_are_present():
-    assert {"eda", "pretrain", "sweep"} <= set(NAMES)
+    assert {"eda", "pretrain", "sweep", "transfer"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)

@@ -7,11 +7,13 @@ import nbformat
 import pytest
 import yaml
 
-from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.run_notebook import collect_parameters, main, papermill_value, render_report
-from moola_lib.runs import (EdaParams, PretrainParams, ROOT, injected_names, notebook_params, pretrain_config,
-                            start_run)
-from moola_lib.sweep import SweepParams, sweep_base, sweep_settings
+from moola_lib.config import ConfigError, PretrainConfig, papermill_value, read_parameters
+from moola_lib.notebook.params import EdaParams, PretrainParams, SweepParams, pretrain_config
+from moola_lib.notebook.report import render_report
+from moola_lib.notebook.runs import injected_names, notebook_params, start_run
+from moola_lib.notebook.sweep import sweep_base, sweep_settings
+from moola_lib.paths import ROOT
+from moola_lib.run_notebook import main
 
 PARAMS_DIR = ROOT / "params"
 
@@ -158,7 +160,7 @@ def test_papermill_style_arguments():
 def test_parameter_sources_are_merged_in_papermill_order(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("epochs: 5\nbatch_size: 512\nsplits: {train: ['2020-01-01', '2021-01-01']}\n")
-    got = collect_parameters([f], ["batch_size: 768\nlr: 0.01"], [("batch_size", "1024")])
+    got = read_parameters([f], ["batch_size: 768\nlr: 0.01"], [("batch_size", "1024")])
     assert got == {"epochs": 5, "batch_size": 1024, "lr": 0.01, "splits": {"train": ["2020-01-01", "2021-01-01"]}}
 
 

@@ -6,12 +6,13 @@ import time
 import pytest
 import torch
 
-from moola_lib import sweep
+from moola_lib.notebook import sweep
 from moola_lib.config import ConfigError
 from moola_lib.io import atomic_torch_save, read_json
 from moola_lib.models import JadeEncoder, encoder_state, load_encoder
-from moola_lib.sweep import (SweepParams, best_row, comparison_table, export_best_encoder, run_setting,
-                             run_sweep, setting_name, sweep_base, sweep_settings)
+from moola_lib.notebook.params import SweepParams
+from moola_lib.notebook.sweep import (best_row, export_best_encoder, run_setting, run_sweep, setting_name,
+                                      settings_table, sweep_base, sweep_settings)
 
 # a tiny pretraining job (about 200 train windows, 8 hidden units, one epoch)
 TINY = {"synthetic_start": "2024-12-20", "synthetic_end": "2025-01-10", "hidden_size": 8, "epochs": 1,
@@ -28,11 +29,11 @@ def test_grid_expands_to_every_combination():
 
 
 def test_grid_and_base_are_checked():
-    with pytest.raises(ConfigError, match="'batchsize' is not a pretrain parameter. Did you mean 'batch_size'"):
+    with pytest.raises(ConfigError, match="unknown pretrain parameter 'batchsize'. Did you mean 'batch_size'"):
         sweep_settings({"batchsize": [1]})
     with pytest.raises(ConfigError, match="non-empty list"):
         sweep_settings({"batch_size": 512})
-    with pytest.raises(ConfigError, match="not a pretrain parameter"):
+    with pytest.raises(ConfigError, match="unknown pretrain parameter"):
         sweep_base(SweepParams(base={"epoch": 2}))
     with pytest.raises(ConfigError, match="data_path"):
         sweep_base(SweepParams(base={"data_path": "x.parquet"}))
@@ -71,7 +72,7 @@ def test_settings_run_in_parallel_one_per_gpu(tmp_path, monkeypatch):
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "boom"
     assert best_row(rows)["name"] == "batch_size-4"
     assert [r["name"] for r in read_json(tmp_path / "sweep_results.json")] == [r["name"] for r in rows]
-    table = comparison_table(rows)
+    table = settings_table(rows)
     assert table.loc["batch_size-2", "status"] == "failed" and table.loc["batch_size-2", "error"] == "boom"
 
 

@@ -10,14 +10,18 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 
 from moola_lib.config import ConfigError, apply_overrides
 from moola_lib.io import write_json
-from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
+from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, exclude_intervals, overlap_groups
 from moola_lib.models import JadeEncoder, save_encoder
+from moola_lib.notebook.params import TransferParams, transfer_config
+from moola_lib.notebook.steps import labelled_from_params
 from moola_lib.synthetic import synthetic_ohlcv
-from moola_lib.transfer import (TransferConfig, TransferParams, build_classifier, corrected_t, encoder_feature_options,
-                                exclude_intervals,
-                                find_training_results, fit_classifier, inner_split, make_folds,
-                                labelled_from_params, paired_bootstrap, pretraining_overlap, run_transfer,
-                                transfer_config, verdict, weighted_metrics)
+from moola_lib.transfer.config import TransferConfig
+from moola_lib.transfer.folds import inner_split, make_folds
+from moola_lib.transfer.probe import build_classifier, fit_classifier
+from moola_lib.transfer.protocol import run_transfer
+from moola_lib.transfer.provenance import encoder_feature_options, find_training_results, pretraining_overlap
+from moola_lib.transfer.stats import corrected_t, paired_bootstrap, weighted_metrics
+from moola_lib.transfer.verdict import verdict
 
 N, L = 36, 105
 T0 = pd.Timestamp("2024-01-01", tz="UTC")

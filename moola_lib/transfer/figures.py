@@ -1,4 +1,8 @@
-"""Figures and tables of the transfer evaluation (each function returns its figure or frame)."""
+"""Figures and tables of the transfer evaluation (each function returns its figure or frame).
+
+They draw what transfer_results.json and the labelled set hold; pooled encoder features for the
+embedding projection come from ``moola_lib.models.embed_windows``.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,9 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from .features import FEATURE_NAMES
-from .labels import LabelledSet
-from .transfer import ARM_TITLES, METRICS
+from ..features import FEATURE_NAMES
+from ..labels import LabelledSet
+from .config import ARM_TITLES, METRICS
 
 COLORS = {"baseline": "#7f7f7f", "frozen": "#1f77b4", "finetune": "#d62728", "random_frozen": "#bcbd22"}
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
@@ -68,7 +72,7 @@ def metrics_table(results: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def comparison_table(results: Mapping) -> pd.DataFrame:
+def differences_table(results: Mapping) -> pd.DataFrame:
     """Per comparison ("arm vs reference") and metric: difference in pp, corrected-t CI and p, bootstrap CI."""
     rows = []
     for key, comp in results["comparisons"].items():

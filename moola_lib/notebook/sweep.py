@@ -18,29 +18,16 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
-from .config import ConfigError, valid_names_hint
-from .io import read_json, write_json
-from .progress import progress_bar
-from .runs import PretrainParams, RunParams, resolve_path
-
-
-def _default_grid() -> dict[str, list[Any]]:
-    return {"batch_size": [512, 768, 1024]}
-
-
-@dataclass
-class SweepParams(RunParams):
-    grid: dict[str, list[Any]] = field(default_factory=_default_grid)  # pretrain parameter -> values
-    base: dict[str, Any] = field(default_factory=dict)   # pretrain parameters shared by every setting
-    encoder_path: str | None = None    # copy of the best encoder; None = best_encoder.pt in the run dir
-    parallel: bool = True              # one setting per GPU when several GPUs are visible
+from ..config import ConfigError, check_names
+from ..io import read_json, write_json
+from ..paths import resolve_path
+from ..progress import progress_bar
+from .params import PretrainParams, SweepParams
 
 
 SHARED = ("data_path", "seed", "device")   # sweep parameters handed to every setting
@@ -49,9 +36,7 @@ _NOT_SWEPT = ("run_dir", "overwrite")
 
 def _check_pretrain_names(names, what: str) -> None:
     valid = [f.name for f in dataclasses.fields(PretrainParams) if f.name not in _NOT_SWEPT]
-    for name in names:
-        if name not in valid:
-            raise ConfigError(f"{what}: {name!r} is not a pretrain parameter.{valid_names_hint(name, valid)}")
+    check_names(names, valid, what, noun="pretrain parameter")
 
 
 def sweep_settings(grid: dict[str, list]) -> list[dict]:
@@ -165,7 +150,7 @@ def result_summary(results: dict) -> dict:
     }
 
 
-def comparison_table(rows: list[dict]):
+def settings_table(rows: list[dict]):
     """One row per setting: status, best val loss, time, throughput, peak memory, error."""
     import pandas as pd
 
@@ -185,7 +170,7 @@ def best_row(rows: list[dict]) -> dict | None:
 
 def export_best_encoder(row: dict, path: str | os.PathLike) -> Path:
     """Copy the best setting's encoder (from its checkpoint_best.pt) to ``path``, atomically."""
-    from .models import load_encoder, save_encoder
+    from ..models import load_encoder, save_encoder
 
     path = resolve_path(path)
     checkpoint = Path(row["run_dir"]) / "checkpoint_best.pt"

@@ -25,31 +25,21 @@ import datetime as dt
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import typing
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from .config import PretrainConfig, apply_overrides
-from .io import atomic_write_bytes, atomic_write_text, read_json, write_json
-from .progress import TEXT_PROGRESS_ENV
+from ..config import apply_overrides
+from ..io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from ..paths import resolve_path
+from ..progress import TEXT_PROGRESS_ENV
+from .manifest import data_info, device_info, git_state, package_versions
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "notebooks").is_dir() else Path.cwd()
 HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts
-_PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill",
-             "ipykernel")
-
-
-def resolve_path(path: str | os.PathLike) -> Path:
-    """An absolute path; a relative one is taken from the repository root."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else ROOT / path
 
 
 def runs_root() -> Path:
@@ -61,53 +51,7 @@ def utc_now() -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# notebook parameters
-
-@dataclass
-class RunParams:
-    """Parameters shared by every notebook (DESIGN.md section 7)."""
-
-    data_path: str | None = None    # OHLCV parquet/CSV; None = embedded synthetic data
-    run_dir: str | None = None      # None = runs/<notebook>-<UTC time>
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    overwrite: bool = False         # replace the files of an existing run directory
-
-
-@dataclass
-class EdaParams(RunParams):
-    synthetic_start: str = "2024-10-01"   # embedded data range (ignored with data_path)
-    synthetic_end: str = "2025-06-30"     # inclusive
-    synthetic_seed: int = 0
-    n_windows: int = 4                    # windows drawn in the static window gallery
-
-
-def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:
-    """A params dataclass: RunParams plus every field of ``config_cls`` (same type and default)."""
-    hints = typing.get_type_hints(config_cls, include_extras=True)
-    own = []
-    for f in dataclasses.fields(config_cls):
-        if f.name in skip:
-            continue
-        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
-                   else {"default": f.default})
-        own.append((f.name, hints[f.name], dataclasses.field(**default)))
-    cls = dataclasses.make_dataclass(name, own, bases=(RunParams,))
-    cls.__module__ = __name__
-    cls.__doc__ = f"Notebook parameters: RunParams + {config_cls.__name__} (except {', '.join(skip)})."
-    return cls
-
-
-# input_size is fixed by the 10 features; the notebook always shows progress.
-PretrainParams = params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
-
-
-def pretrain_config(params) -> PretrainConfig:
-    """The PretrainConfig a PretrainParams (or any params object with such fields) describes."""
-    names = [f.name for f in dataclasses.fields(PretrainConfig)]
-    values = {n: getattr(params, n) for n in names if hasattr(params, n)}
-    return apply_overrides(PretrainConfig(), values, what="PretrainConfig")
-
+# notebook parameters, read back from the kernel
 
 def injected_cell(history: typing.Sequence[str]) -> str | None:
     """The latest papermill-injected cell ("# Parameters" ...) of IPython's ``In``; None if none."""
@@ -268,65 +212,6 @@ def _mark_failures(run_dir: Path) -> None:
         ip.events.unregister("post_run_cell", old)
     hook._moola_run = True
     ip.events.register("post_run_cell", hook)
-
-
-# ----------------------------------------------------------------------------------------------------
-# manifest contents
-
-def git_state() -> dict:
-    """Commit and dirty flag of the repository holding the code (None outside a git checkout)."""
-    def git(*args):
-        out = subprocess.run(["git", "--no-optional-locks", "-C", str(PACKAGE_DIR), *args],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    except (OSError, subprocess.TimeoutExpired):
-        commit = status = None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def package_versions() -> dict:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def device_info(requested: str) -> dict:
-    import torch
-
-    from .io import resolve_device
-
-    info = {"requested": requested, "torch_cuda": torch.version.cuda,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:
-        device = resolve_device(requested)
-    except (RuntimeError, ValueError) as e:
-        return {**info, "resolved": None, "error": str(e)}
-    info["resolved"] = str(device)
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
-def data_info(params) -> dict:
-    """The data file and its SHA-256, or the arguments of the embedded synthetic data."""
-    if params.data_path:
-        from .data import file_sha256
-
-        path = Path(params.data_path)
-        if not path.is_file():
-            return {"path": str(path), "exists": False}
-        return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-    return {"synthetic": {k: getattr(params, f"synthetic_{k}") for k in ("start", "end", "seed")
-                          if hasattr(params, f"synthetic_{k}")}}
 
 
 def _relative(path, base: Path) -> str:

@@ -1,0 +1,51 @@
+"""Conventions shared by the command lines (``python -m moola_lib.pretrain``, ``python -m
+moola_lib.run_notebook``): the papermill-style parameter flags and one policy for expected errors.
+
+An expected error is the user's to fix: an unknown parameter or a value of the wrong type
+(ConfigError), a data file that fails validation (DataValidationError), a run directory that already
+holds a run (FileExistsError), a file that is not there (FileNotFoundError). The command prints it as
+one line ``error: ...`` on stderr and exits with status 2, with no traceback. Anything else is a bug and
+keeps its traceback. Library code only raises; the ``__main__`` blocks of the commands call ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .config import ConfigError, read_parameters
+from .data import DataValidationError
+
+EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError)
+USAGE_ERROR = 2   # the exit status of argparse's own usage errors too
+
+
+def add_parameter_flags(parser: argparse.ArgumentParser, *, what: str = "parameter") -> None:
+    """``-f FILE.yaml`` / ``-y YAML`` / ``-p NAME VALUE`` (each repeatable), read by ``parameters``."""
+    parser.add_argument("-f", "--parameters_file", dest="files", action="append", default=[], metavar="FILE",
+                        help=f"YAML file of {what}s (repeatable; later ones win)")
+    parser.add_argument("-y", "--parameters_yaml", dest="yamls", action="append", default=[], metavar="YAML",
+                        help=f"YAML string of {what}s (repeatable)")
+    parser.add_argument("-p", "--parameters", dest="pairs", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help=f"one {what} (repeatable)")
+
+
+def parameters(args: argparse.Namespace) -> dict:
+    """The parameters given by the flags of ``add_parameter_flags``: files, then -y, then -p."""
+    return read_parameters(args.files, args.yamls, args.pairs)
+
+
+def error_line(error: object) -> str:
+    """The one line printed for an expected error (a multi-line message is folded into one)."""
+    return "error: " + " ".join(str(error).split())
+
+
+def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """Call ``main(argv)``; an expected error becomes one line on stderr and exit status 2. An int
+    returned by ``main`` is its exit status; anything else means success (0)."""
+    try:
+        result = main(argv)
+    except EXPECTED_ERRORS as e:
+        print(error_line(e), file=sys.stderr)
+        return USAGE_ERROR
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,150 @@
+"""Execute a project notebook headlessly into its run directory and render its HTML report.
+
+    python -m moola_lib.run_notebook pretrain -f params/nq_5yr.yaml -p batch_size 1024
+    python -m moola_lib.run_notebook sweep -y "grid: {batch_size: [512, 1024]}" --run-dir runs/bs
+    python -m moola_lib.run_notebook --report out.ipynb --run-dir runs/pretrain-20250101-120000
+
+Parameters are given as with papermill: ``-f FILE.yaml`` and ``-y YAML`` (applied in that order, later
+ones win), then ``-p NAME VALUE`` (VALUE read as papermill does: True/False/None, int, float, else a
+string). notebooks/NAME.ipynb is executed into RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html
+with the code hidden. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
+A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
+line on stderr and exit status 2; a failing cell with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from .. import cli
+from ..config import ConfigError, check_names
+from ..io import atomic_write_text
+from ..paths import ROOT, resolve_path
+from .report import render_report
+from .runs import HEADLESS_ENV, new_run_dir, prepare_run_dir, update_manifest, utc_now
+
+NOTEBOOK_DIR = ROOT / "notebooks"
+
+
+def notebook_source(name: str) -> Path:
+    """notebooks/NAME.ipynb; an unknown name is a ConfigError listing the known notebooks."""
+    source = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not source.is_file():
+        known = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
+        raise ConfigError(f"no notebook {source}; known: {', '.join(known)}")
+    return source
+
+
+def check_parameter_names(source: Path, params: dict) -> None:
+    """Reject parameters the notebook's ``parameters`` cell does not define (papermill only warns)."""
+    import papermill
+
+    check_names(params, papermill.inspect_notebook(str(source)), source.name, noun="parameter")
+
+
+def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: bool = False,
+            progress_bar: bool = True, log_output: bool = False) -> Path:
+    """Run notebooks/NAME.ipynb into its run directory and render report.html; returns the run dir.
+
+    Raises papermill.PapermillExecutionError when a cell fails (report.html is still written)."""
+    import papermill
+
+    source = notebook_source(name)
+    check_parameter_names(source, params)
+    run_dir = resolve_path(run_dir or params.get("run_dir") or new_run_dir(name))
+    overwrite = overwrite or bool(params.get("overwrite"))
+    # fail before starting a kernel when the directory holds another run
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=bool(params.get("resume")))
+    params = {**params, "run_dir": str(run_dir), **({"overwrite": True} if overwrite else {})}
+    output = run_dir / f"{name}.ipynb"
+    previous_env = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"   # the kernel inherits it: Run.finish then says a report follows
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
+                                   progress_bar=progress_bar, log_output=log_output)
+    except papermill.PapermillExecutionError as e:
+        if (run_dir / "manifest.json").exists():
+            update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
+        raise
+    finally:
+        if previous_env is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        if output.exists():
+            render_report(output, run_dir / "report.html")
+    return run_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m moola_lib.run_notebook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help="notebook in notebooks/ (eda, pretrain, sweep, transfer)")
+    cli.add_parameter_flags(parser)
+    parser.add_argument("--run-dir", help="run directory (default: the run_dir parameter or runs/NAME-<time>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
+    parser.add_argument("--no-progress", action="store_true", help="no cell progress bar")
+    parser.add_argument("--log-output", action="store_true",
+                        help="also print what the notebook prints (and its text progress) to the terminal")
+    parser.add_argument("--report", metavar="EXECUTED.ipynb",
+                        help="only render the HTML report of an executed notebook (into --run-dir if given, "
+                             "which also receives a copy of the notebook; else beside the notebook)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """The command line; expected errors become one line on stderr and exit status 2 (``cli.run``)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    import sys
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.report:
+        return _report_only(Path(args.report), args.run_dir)
+    if not args.name:
+        parser.error("give a notebook name (or --report EXECUTED.ipynb)")
+    params = cli.parameters(args)
+    if args.log_output:
+        _stream_kernel_output()
+    import papermill
+
+    try:
+        run_dir = execute(args.name, params, run_dir=args.run_dir, overwrite=args.overwrite,
+                          progress_bar=not args.no_progress, log_output=args.log_output)
+    except papermill.PapermillExecutionError as e:
+        # an expected error raised inside the notebook (a bad data file, an invalid value) is the user's
+        # to fix, like one raised before the kernel started: same one line, same exit status
+        expected = e.ename in {cls.__name__ for cls in cli.EXPECTED_ERRORS}
+        print(cli.error_line(f"{args.name}.ipynb failed in cell {e.exec_count}: {e.ename}: {e.evalue}"),
+              file=sys.stderr)
+        return cli.USAGE_ERROR if expected else 1
+    print(f"run directory: {run_dir}\nreport:        {run_dir / 'report.html'}")
+    return 0
+
+
+def _stream_kernel_output() -> None:
+    """papermill logs the kernel's output at INFO level: print it as it comes."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("papermill")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _report_only(notebook: Path, run_dir: str | None) -> int:
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no executed notebook {notebook}")
+    if run_dir is None:
+        html = render_report(notebook, notebook.with_suffix(".html"))
+    else:
+        run_dir = resolve_path(run_dir)
+        copy = run_dir / notebook.name
+        if notebook.resolve() != copy.resolve():
+            atomic_write_text(copy, notebook.read_text(encoding="utf-8"))
+        html = render_report(notebook, run_dir / "report.html")
+    print(f"report: {html}")
+    return 0

@@ -1,0 +1,116 @@
+"""The parameters of each notebook (one dataclass per notebook) and the job configs they describe.
+
+A notebook's ``parameters`` cell holds exactly the fields of its dataclass (tests/test_notebooks.py
+checks it); ``start_run`` builds the dataclass strictly from the notebook's globals. Every notebook
+shares RunParams (DESIGN.md section 7); pretrain.ipynb and transfer.ipynb add every field of their job
+config (``params_like``), so a new PretrainConfig / TransferConfig field becomes a notebook parameter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import IsoDate, PretrainConfig, apply_overrides
+from ..transfer.config import TransferConfig
+
+
+@dataclass
+class RunParams:
+    """Parameters shared by every notebook (DESIGN.md section 7)."""
+
+    data_path: str | None = None    # OHLCV parquet/CSV; None = embedded synthetic data
+    run_dir: str | None = None      # None = runs/<notebook>-<UTC time>
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    overwrite: bool = False         # replace the files of an existing run directory
+
+
+@dataclass
+class EdaParams(RunParams):
+    synthetic_start: str = "2024-10-01"   # embedded data range (ignored with data_path)
+    synthetic_end: str = "2025-06-30"     # inclusive
+    synthetic_seed: int = 0
+    n_windows: int = 4                    # windows drawn in the static window gallery
+
+
+def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:
+    """A params dataclass: RunParams plus every field of ``config_cls`` (same type and default)."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    own = []
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
+                   else {"default": f.default})
+        own.append((f.name, hints[f.name], dataclasses.field(**default)))
+    cls = dataclasses.make_dataclass(name, own, bases=(RunParams,))
+    cls.__module__ = __name__
+    cls.__doc__ = f"Notebook parameters: RunParams + {config_cls.__name__} (except {', '.join(skip)})."
+    return cls
+
+
+# input_size is fixed by the 10 features; the notebook always shows progress.
+PretrainParams = params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
+
+
+def config_from_params(config_cls: type, params, **fixed):
+    """The ``config_cls`` instance that notebook parameters describe: every config field the params
+    object has, then ``fixed`` values, checked strictly (ConfigError)."""
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    values = {n: getattr(params, n) for n in names if hasattr(params, n)}
+    return apply_overrides(config_cls(), {**values, **fixed}, what=config_cls.__name__)
+
+
+def pretrain_config(params) -> PretrainConfig:
+    """The PretrainConfig a PretrainParams (or any params object with such fields) describes."""
+    return config_from_params(PretrainConfig, params)
+
+
+# --------------------------------------------------------------------------------------------------
+# transfer.ipynb
+
+_ProtocolParams = params_like("_ProtocolParams", TransferConfig, skip=("seed", "device", "progress"))
+
+
+@dataclass
+class TransferParams(_ProtocolParams):
+    """transfer.ipynb parameters: RunParams + TransferConfig + the data, labels and default encoder."""
+
+    encoder_path: str | None = None       # encoder file or pretraining checkpoint; None = pretrain a small one
+    labels_path: str | None = None        # labels file (CSV/parquet/JSON); None = embedded synthetic set
+    label_column: str = "label"
+    synthetic_start: IsoDate = "2024-10-01"  # embedded market (ignored with data_path)
+    synthetic_end: IsoDate = "2025-09-30"    # inclusive
+    synthetic_seed: int = 0
+    n_labelled: int = 174                 # embedded labelled set: windows, fraction consolidation,
+    class_balance: float = 0.466          # share of flipped labels, period (after the test split)
+    label_noise: float = 0.0
+    labels_start: IsoDate = "2025-07-01"
+    labels_end: IsoDate = "2025-09-30"
+    pretrain_epochs: int = 3              # the default encoder (encoder_path None), CPU-sized
+    pretrain_hidden_size: int = 32
+    pretrain_num_layers: int = 1
+    pretrain_batch_size: int = 256
+    pretrain_lr: float = 3e-3
+
+
+def transfer_config(params) -> TransferConfig:
+    """The TransferConfig that notebook parameters describe (progress bars on)."""
+    return config_from_params(TransferConfig, params, progress=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# sweep.ipynb
+
+def _default_grid() -> dict[str, list[Any]]:
+    return {"batch_size": [512, 768, 1024]}
+
+
+@dataclass
+class SweepParams(RunParams):
+    grid: dict[str, list[Any]] = field(default_factory=_default_grid)  # pretrain parameter -> values
+    base: dict[str, Any] = field(default_factory=dict)   # pretrain parameters shared by every setting
+    encoder_path: str | None = None    # copy of the best encoder; None = best_encoder.pt in the run dir
+    parallel: bool = True              # one setting per GPU when several GPUs are visible

@@ -1,0 +1,67 @@
+"""The steps the notebooks call between their parameters and the library: each turns a notebook's
+parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PretrainConfig
+from ..data import run_bars
+from ..labels import LabelledSet, exclude_intervals, load_labels, read_label_table, synthetic_labelled_set
+from ..models import JadeEncoder, embed_windows, load_encoder
+from ..paths import resolve_path
+from ..pretrain import pretrain
+from ..transfer.provenance import encoder_feature_options
+
+
+def labelled_from_params(params) -> LabelledSet:
+    """The labelled set the notebook parameters name: a labels file (with the bars it points into) or the
+    embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on).
+    Features use the feature options the encoder was pretrained with."""
+    options = encoder_feature_options(resolve_path(params.encoder_path)) if params.encoder_path else None
+    if params.labels_path is None:
+        return synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
+                                      start=params.labels_start, end=params.labels_end,
+                                      history_start=params.synthetic_start, market_seed=params.synthetic_seed,
+                                      feature_options=options)
+    labels_path = resolve_path(params.labels_path)
+    frame, _ = read_label_table(labels_path)
+    bars = None if "features" in frame.columns else run_bars(params)[0]   # self-contained windows need none
+    return load_labels(labels_path, bars, label_column=params.label_column, feature_options=options)
+
+
+def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
+    """A small pretraining job for when no encoder is given: same data as the labels (file or embedded
+    market), the labelled windows excluded (when they have timestamps)."""
+    exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
+    return PretrainConfig(
+        data_path=params.data_path, synthetic_start=params.synthetic_start, synthetic_end=params.synthetic_end,
+        synthetic_seed=params.synthetic_seed, exclude=exclude, hidden_size=params.pretrain_hidden_size,
+        num_layers=params.pretrain_num_layers, epochs=params.pretrain_epochs,
+        batch_size=params.pretrain_batch_size, lr=params.pretrain_lr, warmup_epochs=1, seed=params.seed,
+        device=params.device)
+
+
+def encoder_from_params(params, labelled: LabelledSet, run_dir) -> Path:
+    """``params.encoder_path``, or (when None) the best checkpoint of a small pretraining job run now into
+    ``run_dir/encoder``."""
+    if params.encoder_path is not None:
+        return resolve_path(params.encoder_path)
+    encoder_dir = Path(run_dir) / "encoder"
+    pretrain(default_pretrain_config(params, labelled), encoder_dir)
+    return encoder_dir / "checkpoint_best.pt"
+
+
+def encoder_embeddings(encoder_path, labelled: LabelledSet, seed: int = 0,
+                       device="cpu") -> dict[str, np.ndarray]:
+    """Pooled features of the labelled windows from the pretrained encoder and from a randomly
+    initialised one of the same architecture (for the 2-D projection)."""
+    import torch
+
+    encoder = load_encoder(encoder_path, input_size=labelled.X.shape[-1], hidden_size=None, num_layers=None)
+    torch.manual_seed(seed)
+    random_encoder = JadeEncoder(**encoder.arch)
+    return {"pretrained encoder": embed_windows(encoder, labelled.X, labelled.valid, device),
+            "random init (same architecture)": embed_windows(random_encoder, labelled.X, labelled.valid, device)}

@@ -1,0 +1,65 @@
+"""Where an encoder came from: its run's training_results.json, the feature options it was pretrained
+with, and how many labelled windows lie inside its pretraining period (the encoder has seen their bars)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..io import read_json
+from ..labels import LabelledSet
+from ..paths import resolve_path
+
+
+def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
+    """How many labelled windows lie inside the encoder's pretraining splits (from its
+    training_results.json: a path or the loaded dict). ``seen`` counts windows overlapping the train or
+    val split (used for gradients / checkpoint selection) and no excluded period."""
+    res = read_json(training_results) if not isinstance(training_results, Mapping) else training_results
+    cfg = res.get("config", {})
+    splits = cfg.get("splits") or {}
+    start, end = labelled.start, labelled.end
+    known = ~start.isna()
+
+    def hits(lo, hi, closed_end=False):
+        lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+        before_end = start <= hi if closed_end else start < hi
+        return known & np.asarray(before_end) & np.asarray(end >= lo)
+
+    per_split = {name: hits(lo, hi) for name, (lo, hi) in splits.items()}
+    excluded = np.zeros(len(labelled), dtype=bool)
+    for lo, hi in cfg.get("exclude", []):
+        excluded |= hits(lo, hi, closed_end=True)
+    seen = (per_split.get("train", excluded & False) | per_split.get("val", excluded & False)) & ~excluded
+    return {
+        "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
+        "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
+        "seen": int(seen.sum()), "excluded": int(excluded.sum()), "without_timestamps": int((~known).sum()),
+        "n_windows": len(labelled), "encoder_data_path": cfg.get("data_path"),
+        "encoder_synthetic_seed": cfg.get("synthetic_seed") if cfg.get("data_path") is None else None,
+    }
+
+
+def find_training_results(encoder_path) -> Path | None:
+    """The training_results.json of the run that produced an encoder: beside it, or beside the checkpoint
+    an exported encoder names in its metadata ("source", as the sweep writes it). None if not found."""
+    encoder_path = Path(encoder_path)
+    candidates = [encoder_path.parent / "training_results.json"]
+    obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
+    source = obj.get("metadata", {}).get("source") if isinstance(obj, dict) else None
+    if source:
+        candidates.append(resolve_path(source).parent / "training_results.json")
+    return next((p for p in candidates if p.exists()), None)
+
+
+def encoder_feature_options(encoder_path) -> dict:
+    """The relativity_features options an encoder was pretrained with (from its checkpoint's config or
+    its run's training_results.json), so that the labelled windows get the same features; {} = defaults."""
+    obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        return dict(obj["config"].get("feature_options", {}))
+    results = find_training_results(encoder_path)
+    return dict(read_json(results)["config"].get("feature_options", {})) if results else {}

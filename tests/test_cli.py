@@ -1,0 +1,76 @@
+"""Both command lines turn expected errors (a typo'd parameter, a bad data file, a ConfigError) into one
+line on stderr and exit status 2, with no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from moola_lib.paths import ROOT
+
+TINY = ["-p", "epochs", "1", "-p", "hidden_size", "8", "-p", "num_layers", "1", "-p", "progress", "False"]
+
+
+@pytest.fixture
+def bad_csv(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text("timestamp,open,high,low\n2024-01-02 14:30,1,2,0.5\n")   # no close column
+    return path
+
+
+@pytest.fixture
+def list_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- epochs\n- 3\n")   # a YAML list, not a mapping
+    return path
+
+
+def run_command(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+def assert_one_line_error(proc, *expected):
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for text in expected:
+        assert text in errors[0], errors[0]
+
+
+CASES = {
+    "typo": lambda tmp, bad_csv, list_yaml: (["-p", "batchsize", "64"], ["unknown", "'batchsize'", "batch_size"]),
+    "bad-data-file": lambda tmp, bad_csv, list_yaml: (["-p", "data_path", bad_csv], ["missing_columns", "close"]),
+    "config-error": lambda tmp, bad_csv, list_yaml: (["-f", list_yaml], ["must be a YAML mapping"]),
+    "invalid-value": lambda tmp, bad_csv, list_yaml: (["-p", "epochs", "0"], ["epochs must be >= 1"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pretrain_command_reports_expected_errors_in_one_line(tmp_path, bad_csv, list_yaml, case):
+    args, expected = CASES[case](tmp_path, bad_csv, list_yaml)
+    proc = run_command("moola_lib.pretrain", tmp_path / "run", *TINY, *args)
+    assert_one_line_error(proc, *expected)
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.parametrize("case", ["typo", "config-error"])
+def test_run_notebook_reports_expected_errors_before_starting_a_kernel(tmp_path, bad_csv, list_yaml, case):
+    args, expected = CASES[case](tmp_path, bad_csv, list_yaml)
+    proc = run_command("moola_lib.run_notebook", "pretrain", "--run-dir", tmp_path / "run", *args)
+    assert_one_line_error(proc, *expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_notebook_unknown_notebook(tmp_path):
+    assert_one_line_error(run_command("moola_lib.run_notebook", "pretrian"), "no notebook", "known: ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["bad-data-file", "invalid-value"])
+def test_run_notebook_reports_expected_errors_raised_in_the_notebook(tmp_path, bad_csv, list_yaml, case):
+    args, expected = CASES[case](tmp_path, bad_csv, list_yaml)
+    proc = run_command("moola_lib.run_notebook", "eda" if case == "bad-data-file" else "pretrain",
+                       "--no-progress", "--run-dir", tmp_path / "run", *args)
+    assert_one_line_error(proc, *expected)
+    assert (tmp_path / "run" / "report.html").exists()   # the failed run is still on record
