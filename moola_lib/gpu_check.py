@@ -255,7 +255,8 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (the step-4 encoder was
     pretrained on the embedded market, whose labelled period lies after its splits)."""
     from .labels import synthetic_labelled_set
-    from .transfer import TransferConfig, run_transfer
+    from .transfer.config import TransferConfig
+    from .transfer.protocol import run_transfer
 
     params = yaml.safe_load(TRANSFER_PARAMS.read_text(encoding="utf-8"))
     names = {f.name for f in dataclasses.fields(TransferConfig)}
