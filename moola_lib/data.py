@@ -212,8 +212,10 @@ def _warn_outliers(source: str, bars: pd.DataFrame) -> int:
     """Warn about bars with a price OUTLIER_FACTOR times above or below the median close of the
     OUTLIER_NEIGHBOURS bars around them; returns how many there are. They are kept: a bad tick and a
     real jump cannot be told apart for certain, and a jump lasts longer than half that median."""
-    median = bars["close"].rolling(OUTLIER_NEIGHBOURS, center=True, min_periods=1).median().to_numpy()
     prices = bars[list(PRICE_COLUMNS)].to_numpy()
+    if prices.max() <= OUTLIER_FACTOR * prices.min():
+        return 0   # each median lies in [min, max], so no price is that far from one (1.8M bars: 20 ms, not 0.7 s)
+    median = bars["close"].rolling(OUTLIER_NEIGHBOURS, center=True, min_periods=1).median().to_numpy()
     with np.errstate(over="ignore", divide="ignore"):
         ratio = prices / median[:, None]
     suspect = ((ratio > OUTLIER_FACTOR) | (ratio < 1 / OUTLIER_FACTOR)).any(axis=1)

@@ -252,9 +252,14 @@ def test_an_absurd_bar_is_reported_as_a_suspect_outlier(bars):
     with pytest.warns(SuspectOutlierWarning, match=f"1 suspect outlier.*first at {re.escape(str(bars.index[2000]))}"):
         checked = validate_ohlcv(frame, source="bars.csv")
     assert checked.attrs["suspect_outliers"] == 1
+    grown = bars * np.geomspace(0.05, 5.0, len(bars))[:, None]   # x100 over the file, like decades of a stock
     with warnings.catch_warnings():
         warnings.simplefilter("error", SuspectOutlierWarning)
         validate_ohlcv(bars)   # real moves are not outliers
+        assert validate_ohlcv(grown).attrs["suspect_outliers"] == 0
+    grown.iloc[7000, grown.columns.get_loc("low")] /= 50.0
+    with pytest.warns(SuspectOutlierWarning, match=re.escape(str(bars.index[7000]))):
+        validate_ohlcv(grown)
 
 
 def test_the_drop_remedy_is_a_parameter_where_it_is_offered(bars, tmp_path):
