@@ -3,20 +3,26 @@ moola_lib.run_notebook``): the papermill-style parameter flags and one policy fo
 
 An expected error is the user's to fix: an unknown parameter or a value of the wrong type
 (ConfigError), a data file that fails validation (DataValidationError), a run directory that already
-holds a run (FileExistsError), a file that is not there (FileNotFoundError). The command prints it as
-one line ``error: ...`` on stderr and exits with status 2, with no traceback. Anything else is a bug and
-keeps its traceback. Library code only raises; the ``__main__`` blocks of the commands call ``run``.
+holds a run or is in use (FileExistsError) or cannot be written (RunDirError), a file that is not there
+(FileNotFoundError), a broken checkpoint (CheckpointError), training stopped by a non-finite loss
+(FloatingPointError). The command prints it as one line ``error: ...`` on stderr and exits with status
+2, with no traceback; under torchrun only rank 0 prints it (every rank exits 2). Anything else is a bug
+and keeps its traceback. Library code only raises; the ``__main__`` blocks of the commands call ``run``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .config import ConfigError, read_parameters
 from .data import DataValidationError
+from .io import CheckpointError
+from .rundir import RunDirError
 
-EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError)
+EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError, RunDirError,
+                   CheckpointError, FloatingPointError)
 USAGE_ERROR = 2   # the exit status of argparse's own usage errors too
 
 
@@ -46,6 +52,7 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
     try:
         result = main(argv)
     except EXPECTED_ERRORS as e:
-        print(error_line(e), file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":   # torchrun: one line, not one per process
+            print(error_line(e), file=sys.stderr)
         return USAGE_ERROR
     return result if isinstance(result, int) else 0

@@ -13,7 +13,10 @@ None only where the annotation allows it; a tuple is accepted for a list (and co
 
 ``read_parameters(files, yamls, pairs)`` is the one reader of command-line parameters (``-f`` YAML files,
 ``-y`` YAML strings, ``-p NAME VALUE``, as papermill reads them); ``check_names`` the one name check.
-Both raise ConfigError.
+Both raise ConfigError. Two YAML habits of users are accepted rather than refused: unquoted dates
+(``2025-01-01``, which YAML reads as a date) become ISO strings, and floats without a dot (``1e-3``, copied
+from papers; YAML 1.1 reads them as text) are floats, in files and, for float fields, as strings too
+(plain papermill reads YAML files itself).
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import numbers
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -79,14 +84,39 @@ def read_parameters(files=(), yamls=(), pairs=()) -> dict:
     sources += [(f"-y {text!r}", text) for text in yamls]
     for what, text in sources:
         try:
-            loaded = yaml.safe_load(text) or {}
+            loaded = yaml.load(text, Loader=_yaml_loader()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{what}: not valid YAML ({' '.join(str(e).split())})") from e
         if not isinstance(loaded, dict):
             raise ConfigError(f"{what}: must be a YAML mapping of name: value")
-        params.update(loaded)
+        params.update(_dates_as_text(loaded))
     params.update({name: papermill_value(value) for name, value in pairs})
     return params
+
+
+# YAML 1.1 (PyYAML) wants a dot in a float ("1.0e-3"); 1e-3 and 1E+5 are floats everywhere else
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _yaml_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that also reads 1e-3 as a float."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    return Loader
+
+
+def _dates_as_text(value):
+    """Unquoted YAML dates (datetime.date / datetime) -> ISO strings, at any depth: papermill must store
+    the parameters as JSON, and every date field of the configs takes ISO strings."""
+    if isinstance(value, dict):
+        return {k: _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    return value.isoformat() if isinstance(value, dt.date) else value
 
 
 def _read_text(path) -> str:
@@ -163,6 +193,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            return float(value.replace("_", ""))   # "1e-3" as YAML 1.1 (plain papermill -f) leaves it
         raise _type_error(value, tp, where)
     if tp is str:
         if isinstance(value, str):
@@ -240,6 +272,7 @@ class PretrainConfig(StrictConfig):
 
     # data
     data_path: str | None = None              # OHLCV parquet/CSV; None = embedded synthetic data
+    on_invalid: Literal["raise", "drop"] = "raise"   # bad rows in data_path: stop, or drop them (and warn)
     synthetic_start: IsoDate = "2020-09-01"
     synthetic_end: IsoDate = "2025-09-30"     # inclusive
     synthetic_seed: int = 0
@@ -299,6 +332,7 @@ class PretrainConfig(StrictConfig):
         ]
         checks += [(len(b) == 2, f"splits[{k!r}] must be [start, end], got {b!r}") for k, b in self.splits.items()]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
+        checks += _date_order_checks(self)
         if self.feature_options:
             from .features import FEATURE_OPTION_DEFAULTS as known
             checks += [(k in known, f"feature_options: unknown option {k!r}.{valid_names_hint(k, known)}")
@@ -306,3 +340,20 @@ class PretrainConfig(StrictConfig):
             checks += [(not isinstance(known.get(k), int) or isinstance(v, int),
                         f"feature_options[{k!r}] must be an int, got {v!r}") for k, v in self.feature_options.items()]
         self.require(checks)
+
+
+def _date_order_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
+    """Splits with start < end that do not overlap, and a synthetic range that is not reversed: checked
+    with the parameters, so such a typo stops the job before any data is loaded."""
+    from .data import to_utc
+
+    bounds = {name: tuple(map(to_utc, b)) for name, b in cfg.splits.items() if len(b) == 2}
+    checks = [(lo < hi, f"splits[{name!r}]: start {cfg.splits[name][0]} must be before end {cfg.splits[name][1]}")
+              for name, (lo, hi) in bounds.items()]
+    ordered = sorted(bounds.items(), key=lambda item: item[1][0])
+    checks += [(b_lo >= a_hi, f"splits {a!r} and {b!r} overlap ({a!r} ends {cfg.splits[a][1]}, {b!r} starts "
+                f"{cfg.splits[b][0]}); splits are half-open [start, end)")
+               for (a, (_, a_hi)), (b, (b_lo, _)) in zip(ordered, ordered[1:])]
+    checks.append((to_utc(cfg.synthetic_start) <= to_utc(cfg.synthetic_end),
+                   f"synthetic_start {cfg.synthetic_start} is after synthetic_end {cfg.synthetic_end}"))
+    return checks

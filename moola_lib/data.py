@@ -4,7 +4,8 @@ Every loader returns the same frame shape: a ``DatetimeIndex`` named "timestamp"
 nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one). Bad
 input raises ``DataValidationError`` naming the source, the check, how many rows fail and the first
 offending timestamps; ``on_invalid="drop"`` drops such rows instead and records what it dropped in
-``frame.attrs["dropped"]``.
+``frame.attrs["dropped"]``. A price far from its neighbours (a bad tick: 1e300 among prices near 2e4)
+passes the checks but is reported as a suspect outlier (``SuspectOutlierWarning``, with its timestamps).
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ DEFAULT_SPLITS = {
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _N_EXAMPLES = 5
+# the remedy the messages offer: a parameter of load_ohlcv, of the pretrain and transfer jobs (command line and
+# notebooks) and of the sweep's base; the EDA notebook drops bad rows itself
+DROP_OPTION = "on_invalid='drop' (the on_invalid parameter)"
+OUTLIER_FACTOR = 10.0      # a price this many times above or below the median close around it is suspect
+OUTLIER_NEIGHBOURS = 11    # bars in that centred median: robust to a run of up to 5 bad bars
 
 
 class DataValidationError(ValueError):
@@ -46,6 +52,10 @@ class DataValidationError(ValueError):
 
 class DataValidationWarning(UserWarning):
     """Emitted when ``on_invalid="drop"`` dropped or reordered rows."""
+
+
+class SuspectOutlierWarning(DataValidationWarning):
+    """Emitted for bars whose prices are OUTLIER_FACTOR times away from the bars around them."""
 
 
 def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, on_invalid: str = "raise",
@@ -106,6 +116,7 @@ def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_inval
     out = pd.DataFrame(values, index=stamps, copy=False)
     out.attrs["dropped"] = rows.dropped
     _warn_dropped(source, rows.dropped, n_unsorted, len(frame))
+    out.attrs["suspect_outliers"] = _warn_outliers(source, out)
     return out
 
 
@@ -125,7 +136,7 @@ class _RowChecks:
         if not self.drop:
             raise DataValidationError(self.source, name, f"{n} of {len(self.ts)} rows {what}; first at "
                                       f"{_examples(self.ts, mask, by_row=name == 'bad_timestamp')}. "
-                                      "Pass on_invalid='drop' to drop such rows.", n_rows=n)
+                                      f"Fix the file, or pass {DROP_OPTION} to drop such rows.", n_rows=n)
         self.dropped[name] = n
         self.bad |= mask
 
@@ -139,14 +150,23 @@ def _check_rows(rows: _RowChecks, frame: pd.DataFrame, columns: dict, bad_ts: np
         non_numeric |= col_bad
     rows.fail("non_numeric", non_numeric, "hold non-numeric values")
     rows.fail("non_finite", ~np.logical_and.reduce([np.isfinite(v) for v in values.values()]), "hold NaN or inf")
-    o, h, l, c = (values[k] for k in PRICE_COLUMNS)
-    with np.errstate(invalid="ignore"):
-        rows.fail("non_positive_price", (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "have a price <= 0")
-        rows.fail("high_below_open_close", h < np.maximum(o, c), "have high < max(open, close)")
-        rows.fail("low_above_open_close", l > np.minimum(o, c), "have low > min(open, close)")
-        if VOLUME_COLUMN in values:
+    for check in price_checks(*(values[k] for k in PRICE_COLUMNS)):
+        rows.fail(*check)
+    if VOLUME_COLUMN in values:
+        with np.errstate(invalid="ignore"):
             rows.fail("negative_volume", values[VOLUME_COLUMN] < 0, "have volume < 0")
     return values
+
+
+def price_checks(o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
+    """The checks every finite OHLC bar must pass, in order, as (check name, failing rows, what they
+    have): the one definition for bar files and self-contained labelled windows."""
+    with np.errstate(invalid="ignore"):
+        return [
+            ("non_positive_price", (o <= 0) | (h <= 0) | (l <= 0) | (c <= 0), "have a price <= 0"),
+            ("high_below_open_close", h < np.maximum(o, c), "have high < max(open, close)"),
+            ("low_above_open_close", l > np.minimum(o, c), "have low > min(open, close)"),
+        ]
 
 
 def _check_order(rows: _RowChecks, ts: pd.DatetimeIndex) -> tuple[np.ndarray, pd.DatetimeIndex, int]:
@@ -166,13 +186,13 @@ def _check_order(rows: _RowChecks, ts: pd.DatetimeIndex) -> tuple[np.ndarray, pd
         raise DataValidationError(rows.source, "duplicate_timestamp",
                                   f"{n_dup} of {n_total} rows repeat an earlier timestamp; first at "
                                   f"{_fmt(stamps[duplicated][:_N_EXAMPLES])}. "
-                                  "Pass on_invalid='drop' to keep the first of each.", n_rows=n_dup)
+                                  f"Fix the file, or pass {DROP_OPTION} to keep the first of each.", n_rows=n_dup)
     if n_unsorted and not rows.drop:
         first = np.flatnonzero(earlier)[:_N_EXAMPLES] + 1
         raise DataValidationError(rows.source, "unsorted_timestamp",
                                   f"{n_unsorted} of {n_total} rows have a timestamp earlier than the row "
                                   f"before; first at {_fmt(stamps[first])}. "
-                                  "Sort the data or pass on_invalid='drop' to sort it.", n_rows=n_unsorted)
+                                  f"Sort the data or pass {DROP_OPTION} to sort it.", n_rows=n_unsorted)
     if n_dup:
         rows.dropped["duplicate_timestamp"] = n_dup
         positions, stamps = positions[~duplicated], stamps[~duplicated]
@@ -186,6 +206,26 @@ def _warn_dropped(source: str, dropped: dict, n_unsorted: int, n_total: int) -> 
              + ", ".join(f"{k}={n}" for k, n in dropped.items()) + ")"] if dropped else []
     notes += [f"sorted {n_unsorted} out-of-order rows"] if n_unsorted else []
     warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=3)
+
+
+def _warn_outliers(source: str, bars: pd.DataFrame) -> int:
+    """Warn about bars with a price OUTLIER_FACTOR times above or below the median close of the
+    OUTLIER_NEIGHBOURS bars around them; returns how many there are. They are kept: a bad tick and a
+    real jump cannot be told apart for certain, and a jump lasts longer than half that median."""
+    prices = bars[list(PRICE_COLUMNS)].to_numpy()
+    if prices.max() <= OUTLIER_FACTOR * prices.min():
+        return 0   # each median lies in [min, max], so no price is that far from one (1.8M bars: 20 ms, not 0.7 s)
+    median = bars["close"].rolling(OUTLIER_NEIGHBOURS, center=True, min_periods=1).median().to_numpy()
+    with np.errstate(over="ignore", divide="ignore"):
+        ratio = prices / median[:, None]
+    suspect = ((ratio > OUTLIER_FACTOR) | (ratio < 1 / OUTLIER_FACTOR)).any(axis=1)
+    n = int(suspect.sum())
+    if n:
+        warnings.warn(f"{source}: {n} suspect outlier bar(s), a price more than {OUTLIER_FACTOR:g}x away from the "
+                      f"median close of the {OUTLIER_NEIGHBOURS} bars around it; first at "
+                      f"{_fmt(bars.index[suspect][:_N_EXAMPLES])}. They are kept: check the file",
+                      SuspectOutlierWarning, stacklevel=3)
+    return n
 
 
 def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS) -> dict[str, slice]:
@@ -222,16 +262,17 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
     return out
 
 
-def run_bars(spec, *, on_invalid: str = "raise") -> tuple[pd.DataFrame, dict]:
+def run_bars(spec, *, on_invalid: str | None = None) -> tuple[pd.DataFrame, dict]:
     """The bars of a run and where they came from (``bars_source``).
 
     ``spec`` is anything with a ``data_path`` and (for the embedded market) ``synthetic_start``,
     ``synthetic_end`` and ``synthetic_seed``: a PretrainConfig, a notebook's parameters. With a
-    ``data_path`` the file is loaded and validated (``load_ohlcv``, ``on_invalid`` as there); without one
-    the embedded synthetic market is generated for that range and seed.
+    ``data_path`` the file is loaded and validated (``load_ohlcv``; ``on_invalid`` as there, by default
+    the spec's own ``on_invalid`` parameter, else "raise"); without one the embedded synthetic market is
+    generated for that range and seed.
     """
     if spec.data_path:
-        bars = load_ohlcv(spec.data_path, on_invalid=on_invalid)
+        bars = load_ohlcv(spec.data_path, on_invalid=on_invalid or getattr(spec, "on_invalid", "raise"))
     else:
         from .synthetic import synthetic_ohlcv
 
@@ -290,7 +331,8 @@ def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
     raise DataValidationError(source, "timestamp_column",
                               f"no timestamp found: the index is not a DatetimeIndex and no column is named "
                               f"one of {', '.join(TIMESTAMP_NAMES)} (any case); columns seen: "
-                              f"{list(frame.columns)}. Pass timestamp_column=...")
+                              f"{list(frame.columns)}. Rename the time column to 'timestamp' (in Python: "
+                              "load_ohlcv(path, timestamp_column=...))")
 
 
 def _find_columns(frame: pd.DataFrame, source: str) -> dict[str, object]:

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 
 def resolve_device(name: str = "auto"):
-    """Map "auto" | "cpu" | "cuda" | "cuda:N" to a torch.device; asking for CUDA without one is an error."""
+    """Map "auto" | "cpu" | "cuda" | "cuda:N" to a torch.device; asking for CUDA without one is a
+    ConfigError (the user's to fix, reported before any work is done)."""
     import torch
+
+    from .config import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was requested but torch sees no CUDA GPU "
-                           f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+        raise ConfigError(f"device={name!r} was requested but torch sees no CUDA GPU "
+                          f"(torch {torch.__version__}); use device='cpu' or 'auto'")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
     return device

@@ -1,8 +1,11 @@
-"""Small shared I/O helpers: atomic writes (bytes, text, JSON, torch objects) and JSON reading."""
+"""Small shared I/O helpers: atomic writes (bytes, text, JSON, torch objects), JSON reading, and the one
+reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a one-line
+``CheckpointError`` naming the file and what is wrong with it)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,49 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or encoder file that cannot be used: missing, empty, truncated or corrupt, holding
+    pickled code, or not the kind of moola file expected. The message names the file."""
+
+
+def load_torch_file(path: str | os.PathLike, *, map_location="cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every way a file can be broken turned into one
+    CheckpointError: no pickled code ever runs, and torch's advice to retry with weights_only=False
+    (which would run it) is not passed on."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); it was never completely written "
+                              "(interrupted copy?)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            raise CheckpointError(f"{path}: refused: it holds pickled Python objects ({found.group(1)}) that would "
+                                  "run code when loaded; moola files hold only tensors and plain values, so this "
+                                  "one was not written by moola or was altered") from None
+        raise CheckpointError(f"{path}: refused: not a file written by torch.save, or one that only the full pickle "
+                              "loader (which can run code) could read; corrupt, or not a moola file") from None
+    except (EOFError, RuntimeError, KeyError, OSError, ValueError) as e:
+        # torch reports a cut-off zip as RuntimeError, a cut-off legacy pickle as EOFError, foreign bytes as
+        # KeyError/ValueError or EINVAL: all mean the bytes are not a complete torch file
+        raise CheckpointError(f"{path}: truncated or corrupt, not a complete torch file "
+                              f"({type(e).__name__}: {_first_sentence(e)})") from None
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return (text.split(". ")[0] or repr(error))[:160]
 
 
 def _json_default(o: Any) -> Any:

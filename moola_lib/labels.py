@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import DataValidationError, file_sha256
+from .data import DataValidationError, file_sha256, price_checks
 from .features import relativity_features
 from .windows import gather_windows
 
@@ -336,10 +336,14 @@ def _window_array(cell, wid, name) -> np.ndarray:
     if arr.shape != (WINDOW_LENGTH, 4):
         raise DataValidationError(name, "window_length", f"window_id {wid!r}: features must be "
                                   f"{WINDOW_LENGTH} rows of [open, high, low, close], got shape {arr.shape}")
-    o, h, l, c = arr.T
-    if not np.isfinite(arr).all() or (h < np.maximum(o, c)).any() or (l > np.minimum(o, c)).any():
-        raise DataValidationError(name, "window_bars", f"window_id {wid!r}: bars are not finite OHLC with "
-                                  f"low <= open, close <= high")
+    checks = [("non_finite", ~np.isfinite(arr).all(axis=1), "hold NaN or inf")]
+    if not checks[0][1].any():
+        checks += price_checks(*arr.T)   # the checks of OHLCV files (load_ohlcv), on finite bars
+    for check, bad, what in checks:
+        if bad.any():
+            raise DataValidationError(name, check, f"window_id {wid!r}: {int(bad.sum())} of its {WINDOW_LENGTH} "
+                                      f"bars {what}; first at bar offset(s) "
+                                      f"{', '.join(map(str, np.flatnonzero(bad)[:5]))} (0-based)")
     return arr
 
 

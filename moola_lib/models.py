@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .constants import WINDOW_LENGTH
-from .io import atomic_torch_save
+from .io import CheckpointError, atomic_torch_save, load_torch_file
 
 ENCODER_FORMAT = "moola.jade_encoder.v1"
 
@@ -107,19 +107,17 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
                  num_layers: int | None = 2, map_location="cpu") -> JadeEncoder:
     """Load an encoder file or a pretraining checkpoint (key "encoder") without running pickled code.
 
-    Each of ``input_size``, ``hidden_size``, ``num_layers`` is the value required (None = any); the
+    A file that is missing, empty, truncated, holds pickled code or is no moola encoder raises
+    CheckpointError (a ValueError) naming it and the problem. Each of ``input_size``, ``hidden_size``, ``num_layers`` is the value required (None = any); the
     architecture is read from the tensor shapes, and a mismatch raises ValueError naming both."""
     name = os.fspath(path)
-    try:
-        obj = torch.load(name, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the path and the reason
-        raise ValueError(f"{name}: cannot be loaded as a weights-only encoder file: {e}") from e
+    obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
     if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):
         obj = obj["encoder"]
     if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:
-        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-        raise ValueError(f"{name}: not a Jade encoder file or pretraining checkpoint "
-                         f"(expected format {ENCODER_FORMAT!r}; found {keys})")
+        keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{name}: not a moola encoder file or pretraining checkpoint "
+                              f"(expected format {ENCODER_FORMAT!r}; found {keys})")
     state = obj["state_dict"]
     found = _arch_from_state(state, name)
     for key, required in (("input_size", input_size), ("hidden_size", hidden_size),

@@ -8,14 +8,20 @@ drawn on the device, and nothing per sample runs in Python. One epoch:
     -> validation loss on FIXED seeded masks -> checkpoint_best.pt (if improved), checkpoint_last.pt
 
 Every epoch reseeds its shuffle, masks and dropout from (seed, epoch), so a run resumed from
-checkpoint_last.pt continues exactly as if it had never stopped. The best checkpoint is evaluated
-on the test split at the end, next to two reference predictors (training mean; linear
-interpolation between unmasked neighbours) on the same masks.
+checkpoint_last.pt continues exactly as if it had never stopped. The best checkpoint is evaluated on
+the test split at the end, next to two reference predictors (training mean; linear interpolation between
+unmasked neighbours) on the same masks.
+
+Before any data is loaded the job claims its run directory (``rundir``: one writer per directory) and
+checks what it would resume from: the checkpoints record where the bars came from (the data file's
+SHA-256), and a resume on a changed file, or from a run directory that lost its checkpoint_last.pt, is
+refused.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
 import platform
 import resource
@@ -23,7 +29,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +40,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import cli, distributed
 from .config import ConfigError, PretrainConfig
-from .data import run_bars, split_slices, to_utc
-from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
-from .io import atomic_torch_save, write_json
+from .data import bars_source, describe_source, run_bars, split_slices, to_utc
+from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features, swing_points
+from .io import CheckpointError, atomic_torch_save, load_torch_file, write_json
 from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
 from .progress import progress_bar
+from .rundir import run_dir_claim
 from .windows import gather_windows, split_windows
 
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"
@@ -78,8 +85,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
                            max_gap=config.max_gap_minutes, exclude=_excluded_periods(bars.index, config))
     for name in ("train", "val"):
         if len(starts[name]) == 0:
-            raise ConfigError(f"split {name!r} {list(splits[name])} holds no window of "
-                             f"{config.window_length} valid bars; widen the split or check the data")
+            raise ConfigError(_no_windows_message(name, splits[name], config, bars, valid, slices[name], source))
     index = bars.index
     summary = {
         "source": source,
@@ -102,6 +108,29 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
     return PretrainData(bars, X, valid, starts, slices, summary)
 
 
+def _no_windows_message(name: str, bounds: tuple, config: PretrainConfig, bars: pd.DataFrame,
+                        valid: np.ndarray, bar_slice: slice, source: dict) -> str:
+    """Why split ``name`` holds no window, in the terms the user can act on: data whose prices never
+    confirm a swing (flat or degenerate), a split inside the feature warm-up, or a split too short."""
+    where = f"split {name!r} {list(bounds)} of {describe_source(source)}"
+    if not valid.any():
+        options = {**FEATURE_OPTION_DEFAULTS, **config.feature_options}
+        wanted = inspect.signature(swing_points).parameters
+        swings = swing_points(bars, **{k: v for k, v in options.items() if k in wanted})
+        missing = sorted({"high", "low"} - set(swings["kind"]))
+        if missing:
+            return (f"{where}: 0 valid bars in the whole data: no swing {' or '.join(missing)} is ever "
+                    f"confirmed (that needs a reversal of reversal_atr={options['reversal_atr']} x ATR), so "
+                    "the swing features never warm up. The prices are flat or degenerate: check the data file")
+        return (f"{where}: 0 valid bars in the whole data: {len(bars)} bars are too few for the feature warm-up "
+                "(ATR, EMA and a confirmed swing high and low); use a longer data file")
+    if not valid[bar_slice].any():
+        return (f"{where}: none of its {bar_slice.stop - bar_slice.start} bars is valid (all lie before the "
+                "feature warm-up); start the split later")
+    return (f"{where} holds no window of {config.window_length} consecutive valid bars; widen the split "
+            "or check the data")
+
+
 def _excluded_periods(index: pd.DatetimeIndex, config: PretrainConfig) -> list[tuple]:
     """config.exclude as inclusive (first bar, last bar) pairs widened by exclude_margin_bars."""
     periods, m = [], config.exclude_margin_bars
@@ -121,9 +150,10 @@ def pretrain(config: PretrainConfig | Mapping, run_dir) -> dict:
     """Run a pretraining job; write checkpoints and training_results.json into run_dir (rank 0 under
     torchrun) and return the results dict."""
     config = _as_config(config)
-    ctx, device = distributed.setup(config.device)
+    ctx, device = distributed.setup(config.device)   # a device that is not there: ConfigError, nothing done
     try:
-        return _pretrain(config, Path(run_dir), ctx, device)
+        with run_dir_claim(run_dir, enabled=ctx.is_main):   # one writer; refused before any work
+            return _pretrain(config, Path(run_dir), ctx, device)
     finally:
         distributed.teardown(ctx)
 
@@ -304,7 +334,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContex
     ctx.barrier()  # every rank has looked at run_dir before rank 0 writes into it
     data = load_pretrain_data(config)
     trainer = Trainer(config, data, device, ctx)
-    progress = _Progress.start(trainer, resumed, t_start)
+    progress = _Progress.start(trainer, resumed, t_start, data.summary["source"])
     _train_epochs(trainer, progress, run_dir)
     ctx.barrier()   # rank 0 has written the checkpoints
     results = _final_results(trainer, data, progress, run_dir)
@@ -327,15 +357,16 @@ class _Progress:
     t_start: float = 0.0             # perf_counter() when this process started the job
     start_epoch: int = 0             # epochs completed when this process started
     resumed: bool = False
+    data_source: dict = field(default_factory=dict)   # data.bars_source: resume checks the file's SHA-256
 
     @classmethod
-    def start(cls, trainer: Trainer, resumed: dict | None, t_start: float) -> _Progress:
+    def start(cls, trainer: Trainer, resumed: dict | None, t_start: float, data_source: dict) -> _Progress:
         if resumed is None:
-            return cls([], t_start=t_start)
+            return cls([], t_start=t_start, data_source=data_source)
         trainer.load_state_dict(resumed)
         return cls(list(resumed["history"]), resumed["best_val_loss"], resumed["best_epoch"],
                    resumed["epochs_since_best"], resumed["finished"], resumed["elapsed_seconds"],
-                   t_start, len(resumed["history"]), True)
+                   t_start, len(resumed["history"]), True, data_source)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t_start
@@ -353,7 +384,7 @@ class _Progress:
     def checkpoint_fields(self) -> dict:
         return {"history": self.history, "best_val_loss": self.best_val, "best_epoch": self.best_epoch,
                 "epochs_since_best": self.since_best, "finished": self.finished,
-                "elapsed_seconds": self.elapsed()}
+                "elapsed_seconds": self.elapsed(), "data_source": self.data_source}
 
 
 def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path) -> None:
@@ -455,14 +486,18 @@ def load_pretrainer(checkpoint_path, *, map_location="cpu") -> JadePretrainer:
 
 
 def _load_checkpoint(path: Path, map_location="cpu") -> dict:
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """A pretraining checkpoint; anything else (broken, unsafe, another kind of file) is CheckpointError."""
+    ckpt = load_torch_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a pretraining checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a moola pretraining checkpoint (expected format "
+                              f"{CHECKPOINT_FORMAT!r}, found {found!r})")
     return ckpt
 
 
 def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
-    """The checkpoint to resume from (None = fresh start); refuses to overwrite an existing run."""
+    """The checkpoint to resume from (None = fresh start); refuses to overwrite an existing run, to
+    resume on other settings or another data file, and to restart a run whose last checkpoint is gone."""
     existing = [name for name in (LAST, BEST, RESULTS) if (run_dir / name).exists()]
     if not config.resume:
         if existing:
@@ -470,6 +505,9 @@ def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
                                   "Pass resume=True to continue that run, or use a new run_dir.")
         return None
     if not (run_dir / LAST).exists():
+        if existing:   # starting over would replace the best checkpoint of the earlier run
+            raise ConfigError(f"cannot resume {run_dir}: it holds {', '.join(existing)} but no {LAST} to "
+                              f"continue from; nothing was changed. Move those files away or use a new run_dir.")
         return None   # nothing completed yet: start from scratch
     ckpt = _load_checkpoint(run_dir / LAST)
     saved, now = ckpt["config"], config.to_dict()
@@ -478,7 +516,24 @@ def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
     if changed:
         raise ConfigError(f"cannot resume {run_dir / LAST}: the config differs from the checkpoint's "
                           f"({'; '.join(changed)}). Use the original settings or a new run_dir.")
+    _check_same_data(ckpt.get("data_source"), bars_source(config), run_dir / LAST)
     return ckpt
+
+
+def _check_same_data(saved: dict | None, now: dict, checkpoint: Path) -> None:
+    """Refuse to resume on a data file whose content differs from the one the checkpoint trained on."""
+    if not saved:
+        warnings.warn(f"{checkpoint} does not record its data file's SHA-256 (written by an older moola); "
+                      "resuming without checking that the data is unchanged")
+        return
+    if saved.get("kind") != "file":
+        return   # the embedded market: a pure function of the config, compared above
+    if now.get("exists") is False:
+        raise ConfigError(f"cannot resume {checkpoint}: its data file {now['path']} is missing")
+    if now.get("sha256") != saved.get("sha256"):
+        raise ConfigError(f"cannot resume {checkpoint}: the data file {now['path']} changed since the checkpoint "
+                          f"was written (SHA-256 {saved.get('sha256', '?')[:12]}... then, {now['sha256'][:12]}... "
+                          f"now; trained on {saved.get('path')}). Restore that file or start a new run_dir.")
 
 
 def _seed(*parts) -> int:

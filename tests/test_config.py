@@ -35,7 +35,7 @@ def test_unknown_key_lists_valid_names_and_suggests():
 
 
 @pytest.mark.parametrize("key, value", [
-    ("epochs", 2.5), ("epochs", "10"), ("epochs", True), ("lr", True), ("lr", "1e-3"),
+    ("epochs", 2.5), ("epochs", "10"), ("epochs", True), ("lr", True), ("lr", "fast"),
     ("mixed_precision", 1), ("epochs", None), ("mask_mode", "block"), ("device", "gpu"),
     ("splits", {"train": ["2020-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
     ("splits", {"train": ["2020-13-01", "2021-01-01"], "val": ["2021-01-01", "2021-02-01"]}),

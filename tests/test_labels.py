@@ -169,7 +169,7 @@ def test_window_files(bars, tmp_path, suffix):
 @pytest.mark.parametrize("mutate, check, text", [
     (lambda f: f.assign(features=[f["features"][0][:104]] + list(f["features"][1:])), "window_length",
      "window_id 'w0'.*got shape \\(104, 4\\)"),
-    (lambda f: f.assign(features=list(f["features"][:5]) + [[[1, 0, 2, 1]] * L]), "window_bars",
+    (lambda f: f.assign(features=list(f["features"][:5]) + [[[1, 0, 2, 1]] * L]), "non_positive_price",
      "window_id 'w5'"),
     (lambda f: f.assign(features=[f["features"][1]] + list(f["features"][1:])), "conflicting_labels",
      "row 0 .* and row 1"),

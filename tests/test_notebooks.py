@@ -18,7 +18,24 @@ import yaml
 
 from moola_lib.paths import ROOT
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+def project_notebooks() -> list:
+    """The project's notebooks: those in notebooks/ that git does not ignore. Executed copies left beside
+    them (``cd notebooks && papermill pretrain.ipynb out.ipynb``) are ignored by .gitignore and not tested;
+    outside a git checkout, a notebook that carries papermill's metadata is such a copy."""
+    paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *map(str, paths)], capture_output=True,
+                             text=True, timeout=60)
+    except OSError:
+        out = None
+    if out is not None and out.returncode in (0, 1):   # 1: none ignored; anything else: no git checkout
+        ignored = set(out.stdout.splitlines())
+        return [p for p in paths if str(p) not in ignored]
+    return [p for p in paths if "papermill" not in nbformat.read(p, as_version=4).metadata]
+
+
+NOTEBOOKS = project_notebooks()
 NAMES = [p.stem for p in NOTEBOOKS]
 TINY_PRETRAIN = {"synthetic_start": "2024-12-20", "synthetic_end": "2025-01-10", "warmup_epochs": 0,
                  "batch_size": 64, "device": "cpu",

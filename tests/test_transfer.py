@@ -312,8 +312,8 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
     starts = [300, 1000, 1800, 2500]
     pd.DataFrame({"start": bars.index[starts], "label": ["consolidation", "retracement"] * 2}).to_csv(
         tmp_path / "labels.csv", index=False)
-    params = TransferParams(labels_path=str(tmp_path / "labels.csv"), synthetic_start="2025-06-02",
-                            synthetic_end="2025-06-04", synthetic_seed=3)
+    bars.to_parquet(tmp_path / "bars.parquet")   # timestamps point into a data file (issue 11, item 1)
+    params = TransferParams(labels_path=str(tmp_path / "labels.csv"), data_path=str(tmp_path / "bars.parquet"))
     ls = labelled_from_params(params)
     assert list(ls.start) == list(bars.index[starts]) and not ls.cold_start
     assert transfer_config(params).folds == params.folds

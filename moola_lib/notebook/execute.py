@@ -9,7 +9,9 @@ ones win), then ``-p NAME VALUE`` (VALUE read as papermill does: True/False/None
 string). notebooks/NAME.ipynb is executed into RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html
 with the code hidden. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
 A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
-line on stderr and exit status 2; a failing cell with status 1.
+line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
+(``moola_lib.rundir``) before it writes anything and holds the claim until the report is written: a
+second run on the same directory is refused and touches nothing of the first.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..config import ConfigError, check_names
 from ..io import atomic_write_text
 from ..paths import ROOT, resolve_path
 from .report import render_report
-from .runs import HEADLESS_ENV, new_run_dir, prepare_run_dir, update_manifest, utc_now
+from .runs import HEADLESS_ENV, claim_run, prepare_run_dir, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 
@@ -49,31 +51,42 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
     """Run notebooks/NAME.ipynb into its run directory and render report.html; returns the run dir.
 
     Raises papermill.PapermillExecutionError when a cell fails (report.html is still written)."""
-    import papermill
-
     source = notebook_source(name)
     check_parameter_names(source, params)
-    run_dir = resolve_path(run_dir or params.get("run_dir") or new_run_dir(name))
     overwrite = overwrite or bool(params.get("overwrite"))
-    # fail before starting a kernel when the directory holds another run
-    prepare_run_dir(run_dir, overwrite=overwrite, resume=bool(params.get("resume")))
-    params = {**params, "run_dir": str(run_dir), **({"overwrite": True} if overwrite else {})}
-    output = run_dir / f"{name}.ipynb"
-    previous_env = os.environ.get(HEADLESS_ENV)
-    os.environ[HEADLESS_ENV] = "1"   # the kernel inherits it: Run.finish then says a report follows
+    claim = claim_run(name, run_dir or params.get("run_dir"))   # another live run there: refused, untouched
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
-                                   progress_bar=progress_bar, log_output=log_output)
+        # fail before starting a kernel when the directory holds another run
+        prepare_run_dir(claim.path, overwrite=overwrite, resume=bool(params.get("resume")))
+        params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
+        _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar,
+                         log_output=log_output)
+    finally:
+        claim.release()
+    return claim.path
+
+
+def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict, **options) -> None:
+    """papermill into the claimed ``run_dir`` (the kernel inherits the claim); report.html in all cases."""
+    import papermill
+
+    output = run_dir / source.name
+    saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, *claim_env)}
+    os.environ.update({HEADLESS_ENV: "1", **claim_env})   # Run.finish then says a report follows
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT), **options)
     except papermill.PapermillExecutionError as e:
         if (run_dir / "manifest.json").exists():
             update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
         raise
     finally:
-        if previous_env is None:
-            os.environ.pop(HEADLESS_ENV, None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if output.exists():
             render_report(output, run_dir / "report.html")
-    return run_dir
 
 
 def _parser() -> argparse.ArgumentParser:

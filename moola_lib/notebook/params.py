@@ -80,6 +80,7 @@ class TransferParams(_ProtocolParams):
 
     encoder_path: str | None = None       # encoder file or pretraining checkpoint; None = pretrain a small one
     labels_path: str | None = None        # labels file (CSV/parquet/JSON); None = embedded synthetic set
+    on_invalid: Literal["raise", "drop"] = "raise"   # bad rows in data_path: stop, or drop them (and warn)
     label_column: str = "label"
     synthetic_start: IsoDate = "2024-10-01"  # embedded market (ignored with data_path)
     synthetic_end: IsoDate = "2025-09-30"    # inclusive

@@ -8,10 +8,13 @@ A notebook has one cell tagged ``parameters`` (literal values) and then calls
 define (``-p batchsize 1024`` would silently run with the defaults), so the cell papermill injects is
 read back from IPython's input history (``In``): every name assigned there must be a field of the
 params dataclass, and every value must have the field's type (``moola_lib.config.apply_overrides``).
-Then the run directory is created (never reusing one that holds a previous run unless
-``overwrite=True``; ``resume=True`` continues one) and ``params.yaml`` and ``manifest.json`` are written.
-``run.finish(**artifacts)`` records the artifacts and marks the run finished; a cell that raises marks
-it failed.
+Then the run directory is claimed (``moola_lib.rundir``: one writer per directory; a directory another
+live run holds is refused before anything in it is touched; under ``python -m moola_lib.run_notebook``
+the runner's claim is inherited) and created (never reusing one that holds a previous run unless
+``overwrite=True``; ``resume=True`` continues one), and ``params.yaml`` and ``manifest.json`` are written.
+``run.finish(**artifacts)`` records the artifacts, marks the run finished and releases the claim; a cell
+that raises marks it failed and releases it too. ``device="cuda"`` without a GPU is refused here, before
+any data is loaded.
 
 Relative paths (``run_dir``, ``data_path``, the runs root) are taken from the repository root, so a
 notebook behaves the same in JupyterLab (working directory notebooks/), papermill and nbval. The runs
@@ -34,9 +37,11 @@ from typing import Any
 import yaml
 
 from ..config import apply_overrides
+from ..devices import resolve_device
 from ..io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from ..paths import resolve_path
 from ..progress import TEXT_PROGRESS_ENV
+from ..rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
 from .manifest import data_info, device_info, git_state, package_versions
 
 HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts
@@ -88,6 +93,7 @@ class Run:
     dir: Path
     params: Any
     manifest: dict
+    claim: Claim | None = None
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -106,12 +112,19 @@ class Run:
         """Save a pandas DataFrame as <name>.csv in the run directory (atomic)."""
         atomic_write_text(self.dir / f"{name}.csv", frame.to_csv())
 
+    def release(self) -> None:
+        """Give up the claim on the run directory (once; finish() and a failing cell call this)."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+
     def finish(self, **artifacts) -> None:
         """Record artifacts (name -> path), mark the run finished and say where the report goes."""
         files = {k: _relative(v, self.dir) for k, v in artifacts.items()}
         update_manifest(self.dir, status="finished", finished=utc_now(), error=None,
                         artifacts={**self.manifest.get("artifacts", {}), **files})
         self.manifest = read_json(self.dir / "manifest.json")
+        self.release()
         print(f"Run directory: {self.dir}")
         for name, rel in sorted(files.items()):
             print(f"  {name}: {rel}")
@@ -127,16 +140,26 @@ def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type,
               root: str | os.PathLike | None = None) -> Run:
     """Validate the notebook parameters, create the run directory, write params.yaml and manifest.json."""
     params = notebook_params(namespace, params_cls, what=f"{notebook}.ipynb parameters")
+    resolve_device(params.device)   # ConfigError for a GPU that is not there, before any work
     if injected_cell(namespace.get("In", ())) is not None:
         os.environ[TEXT_PROGRESS_ENV] = "1"   # executed by papermill: no widget front end, text progress bars
-    if params.run_dir is None:
-        run_dir = new_run_dir(notebook, root)
-    else:
-        run_dir = resolve_path(params.run_dir)
-    resume = bool(getattr(params, "resume", False))
-    prepare_run_dir(run_dir, overwrite=params.overwrite, resume=resume)
+    claim = claim_run(notebook, params.run_dir, root)
+    run_dir = claim.path
     params = dataclasses.replace(params, run_dir=str(run_dir),
                                  data_path=params.data_path and str(resolve_path(params.data_path)))
+    try:
+        prepare_run_dir(run_dir, overwrite=params.overwrite, resume=bool(getattr(params, "resume", False)))
+        run = Run(notebook, run_dir, params, _write_run_files(notebook, run_dir, params), claim)
+    except BaseException:
+        claim.release()
+        raise
+    _mark_failures(run)
+    print(f"{notebook}: run directory {run_dir}")
+    return run
+
+
+def _write_run_files(notebook: str, run_dir: Path, params) -> dict:
+    """Write params.yaml and a "running" manifest.json (keeping an earlier run's artifacts); return it."""
     previous = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else None
     atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
     manifest = {
@@ -156,9 +179,21 @@ def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type,
         "artifacts": previous.get("artifacts", {}) if previous else {},
     }
     write_json(run_dir / "manifest.json", manifest)
-    _mark_failures(run_dir)
-    print(f"{notebook}: run directory {run_dir}")
-    return Run(notebook, run_dir, params, manifest)
+    return manifest
+
+
+def claim_run(notebook: str, run_dir: str | os.PathLike | None = None,
+              root: str | os.PathLike | None = None) -> Claim:
+    """Claim ``run_dir`` (``rundir.claim_run_dir``), or when None a new runs/<notebook>-<UTC time>: if
+    another run started in the same second took that name first, the next free name."""
+    if run_dir is not None:
+        return claim_run_dir(resolve_path(run_dir))
+    for _ in range(100):
+        try:
+            return claim_run_dir(new_run_dir(notebook, root))
+        except RunDirBusyError:
+            continue   # taken between new_run_dir's look and our claim: the next name is free
+    raise RunDirBusyError(f"no free run directory for {notebook} under {root or runs_root()}; pass run_dir")
 
 
 def new_run_dir(notebook: str, root: str | os.PathLike | None = None) -> Path:
@@ -174,10 +209,10 @@ def new_run_dir(notebook: str, root: str | os.PathLike | None = None) -> Path:
 
 def prepare_run_dir(run_dir: Path, *, overwrite: bool = False, resume: bool = False) -> None:
     """Create ``run_dir``. One holding files of an earlier run is an error, unless ``resume`` (kept) or
-    ``overwrite`` (deleted). Executed notebooks and report.html do not count: papermill may be writing
-    the notebook right now, and both are rewritten by every run."""
+    ``overwrite`` (deleted). Executed notebooks, report.html and the claim's lock file do not count:
+    papermill may be writing the notebook right now, and the others are rewritten by every run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name != "report.html"]
+    old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name not in ("report.html", LOCK_NAME)]
     if not old or resume:
         return
     if not overwrite:
@@ -196,17 +231,19 @@ def update_manifest(run_dir: str | os.PathLike, **fields) -> dict:
     return manifest
 
 
-def _mark_failures(run_dir: Path) -> None:
-    """In IPython, mark the manifest failed when a later cell raises (the last such hook wins)."""
+def _mark_failures(run: Run) -> None:
+    """In IPython, mark the manifest failed and release the run directory when a later cell raises (the
+    last such hook wins)."""
     try:
         ip = get_ipython()  # noqa: F821  (defined inside IPython only)
     except NameError:
         return
 
     def hook(result):
-        if result.error_in_exec is not None and (run_dir / "manifest.json").exists():
+        if result.error_in_exec is not None and run.claim is not None:   # never a run it no longer holds
             err = result.error_in_exec
-            update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{type(err).__name__}: {err}")
+            update_manifest(run.dir, status="failed", finished=utc_now(), error=f"{type(err).__name__}: {err}")
+            run.release()
 
     for old in [h for h in ip.events.callbacks["post_run_cell"] if getattr(h, "_moola_run", False)]:
         ip.events.unregister("post_run_cell", old)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PretrainConfig
+from ..config import ConfigError, PretrainConfig
 from ..data import run_bars
 from ..labels import LabelledSet, exclude_intervals, load_labels, read_label_table, synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
@@ -19,17 +19,39 @@ from ..transfer.provenance import encoder_feature_options
 def labelled_from_params(params) -> LabelledSet:
     """The labelled set the notebook parameters name: a labels file (with the bars it points into) or the
     embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on).
-    Features use the feature options the encoder was pretrained with."""
-    options = encoder_feature_options(resolve_path(params.encoder_path)) if params.encoder_path else None
+    Features use the feature options the encoder was pretrained with. The set's ``source["bars"]`` records
+    where its bars came from (file + SHA-256, the generator's arguments, or the labels file itself).
+
+    Labels given as timestamps point into an OHLCV file: without ``data_path`` they are refused (ConfigError)
+    rather than cut from the embedded synthetic market, whose bars they were never labelled on."""
+    options = None
+    if params.encoder_path:
+        encoder_path = resolve_path(params.encoder_path)
+        load_encoder(encoder_path, input_size=None, hidden_size=None, num_layers=None)   # broken: fail now
+        options = encoder_feature_options(encoder_path)
     if params.labels_path is None:
-        return synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
-                                      start=params.labels_start, end=params.labels_end,
-                                      history_start=params.synthetic_start, market_seed=params.synthetic_seed,
-                                      feature_options=options)
+        labelled = synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
+                                          start=params.labels_start, end=params.labels_end,
+                                          history_start=params.synthetic_start, market_seed=params.synthetic_seed,
+                                          feature_options=options)
+        labelled.source["bars"] = {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_market",
+                                   "start": params.synthetic_start, "end": params.labels_end,
+                                   "seed": params.synthetic_seed}
+        return labelled
     labels_path = resolve_path(params.labels_path)
     frame, _ = read_label_table(labels_path)
-    bars = None if "features" in frame.columns else run_bars(params)[0]   # self-contained windows need none
-    return load_labels(labels_path, bars, label_column=params.label_column, feature_options=options)
+    if "features" in frame.columns:   # self-contained windows need no bars
+        labelled = load_labels(labels_path, None, label_column=params.label_column, feature_options=options)
+        labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
+        return labelled
+    if not params.data_path:
+        raise ConfigError(f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
+                          "but data_path is None (the embedded synthetic market), whose bars they were not "
+                          "labelled on. Pass the OHLCV file they point into as data_path")
+    bars, source = run_bars(params)
+    labelled = load_labels(labels_path, bars, label_column=params.label_column, feature_options=options)
+    labelled.source["bars"] = source
+    return labelled
 
 
 def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
@@ -37,7 +59,7 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
     market), the labelled windows excluded (when they have timestamps)."""
     exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
     return PretrainConfig(
-        data_path=params.data_path, synthetic_start=params.synthetic_start, synthetic_end=params.synthetic_end,
+        data_path=params.data_path, on_invalid=params.on_invalid, synthetic_start=params.synthetic_start, synthetic_end=params.synthetic_end,
         synthetic_seed=params.synthetic_seed, exclude=exclude, hidden_size=params.pretrain_hidden_size,
         num_layers=params.pretrain_num_layers, epochs=params.pretrain_epochs,
         batch_size=params.pretrain_batch_size, lr=params.pretrain_lr, warmup_epochs=1, seed=params.seed,

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-
-from ..io import read_json
+from ..io import load_torch_file, read_json
 from ..labels import LabelledSet
 from ..paths import resolve_path
 
@@ -48,7 +46,7 @@ def find_training_results(encoder_path) -> Path | None:
     an exported encoder names in its metadata ("source", as the sweep writes it). None if not found."""
     encoder_path = Path(encoder_path)
     candidates = [encoder_path.parent / "training_results.json"]
-    obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
+    obj = load_torch_file(encoder_path)
     source = obj.get("metadata", {}).get("source") if isinstance(obj, dict) else None
     if source:
         candidates.append(resolve_path(source).parent / "training_results.json")
@@ -58,7 +56,7 @@ def find_training_results(encoder_path) -> Path | None:
 def encoder_feature_options(encoder_path) -> dict:
     """The relativity_features options an encoder was pretrained with (from its checkpoint's config or
     its run's training_results.json), so that the labelled windows get the same features; {} = defaults."""
-    obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
+    obj = load_torch_file(encoder_path)
     if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
         return dict(obj["config"].get("feature_options", {}))
     results = find_training_results(encoder_path)

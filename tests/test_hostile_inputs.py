@@ -1,0 +1,297 @@
+"""Issue 11: what a hostile user found. Labels that would meet the wrong bars, resume on changed data or
+after losing checkpoint_last.pt, broken checkpoints, labelled windows with impossible prices, expected
+errors of the command lines in one line, parameters written as users write YAML, degenerate and absurd
+data, executed notebook copies left beside the notebooks. (Run directories: tests/test_rundir.py.)"""
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+import warnings
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from moola_lib.cli import error_line
+from moola_lib.config import ConfigError, PretrainConfig, read_parameters
+from moola_lib.data import DataValidationError, SuspectOutlierWarning, file_sha256, validate_ohlcv
+from moola_lib.io import CheckpointError
+from moola_lib.labels import load_labels
+from moola_lib.models import load_encoder
+from moola_lib.notebook.params import PretrainParams, TransferParams
+from moola_lib.notebook.steps import labelled_from_params
+from moola_lib.paths import ROOT
+from moola_lib.pretrain import load_pretrain_data, pretrain
+from moola_lib.synthetic import synthetic_ohlcv
+
+from test_cli import assert_one_line_error, run_command
+
+SPLITS = {"train": ["2024-12-02", "2024-12-10"], "val": ["2024-12-10", "2024-12-12"],
+          "test": ["2024-12-12", "2024-12-14"]}
+TINY = {"splits": SPLITS, "stride": 52, "hidden_size": 8, "num_layers": 1, "epochs": 1, "batch_size": 32,
+        "warmup_epochs": 1, "device": "cpu", "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return synthetic_ohlcv("2024-12-01", "2024-12-20", seed=3)
+
+
+@pytest.fixture(scope="module")
+def bars_file(bars, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "bars.parquet"
+    bars.reset_index().to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(bars_file, tmp_path_factory):
+    """A finished one-epoch pretraining run on the data file."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    pretrain({**TINY, "data_path": str(bars_file)}, run_dir)
+    return run_dir
+
+
+def labels_csv(bars, path, n=6):
+    starts = bars.index.searchsorted(pd.Timestamp("2024-12-14", tz="UTC")) + np.arange(n) * 150
+    pd.DataFrame({"start": bars.index[starts].astype(str),
+                  "label": ["consolidation", "retracement"] * (n // 2)}).to_csv(path, index=False)
+    return path
+
+
+# ---------------------------------------------------------------------- 1. labels meet their own bars
+
+def test_timestamp_labels_without_data_path_are_refused(bars, tmp_path):
+    params = TransferParams(labels_path=str(labels_csv(bars, tmp_path / "labels.csv")))
+    with pytest.raises(ConfigError, match="given by timestamps.*data_path is None.*Pass the OHLCV file"):
+        labelled_from_params(params)
+
+
+def test_the_labelled_sets_bars_source_is_recorded(bars, bars_file, tmp_path):
+    params = TransferParams(labels_path=str(labels_csv(bars, tmp_path / "labels.csv")), data_path=str(bars_file))
+    source = labelled_from_params(params).summary()["source"]["bars"]   # -> transfer_results.json "data"
+    assert source == {"kind": "file", "path": str(bars_file), "sha256": file_sha256(bars_file)}
+    embedded = TransferParams(n_labelled=8, synthetic_start="2025-06-24", labels_start="2025-07-01",
+                              labels_end="2025-07-14", synthetic_seed=4)
+    source = labelled_from_params(embedded).summary()["source"]["bars"]
+    assert source["kind"] == "synthetic" and source["seed"] == 4 and source["start"] == "2025-06-24"
+
+
+# ---------------------------------------------------------------------- 3. resume checks its inputs
+
+def test_the_checkpoint_records_the_data_file_and_resume_refuses_a_changed_one(bars, tmp_path):
+    data, run_dir = tmp_path / "bars.parquet", tmp_path / "run"
+    bars.reset_index().to_parquet(data, index=False)
+    config = {**TINY, "data_path": str(data)}
+    pretrain(config, run_dir)
+    last = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    assert last["data_source"] == {"kind": "file", "path": str(data), "sha256": file_sha256(data)}
+    assert pretrain({**config, "resume": True}, run_dir)["epochs_completed"] == 1   # same file: resumes
+    changed = bars.copy()
+    changed.iloc[3000, changed.columns.get_loc("high")] += 0.25   # one tick on one bar
+    changed.reset_index().to_parquet(data, index=False)
+    before = (run_dir / "checkpoint_last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="data file .*bars.parquet changed since the checkpoint was written"):
+        pretrain({**config, "resume": True}, run_dir)
+    assert (run_dir / "checkpoint_last.pt").read_bytes() == before
+
+
+def test_resume_without_checkpoint_last_is_refused(trained, bars_file, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "checkpoint_last.pt").unlink()
+    best = (run_dir / "checkpoint_best.pt").read_bytes()
+    with pytest.raises(ConfigError, match="holds checkpoint_best.pt.*but no checkpoint_last.pt"):
+        pretrain({**TINY, "data_path": str(bars_file), "resume": True}, run_dir)
+    assert (run_dir / "checkpoint_best.pt").read_bytes() == best
+
+
+# ---------------------------------------------------------------------- 5. broken checkpoints
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pickled code ran",))
+
+
+def broken_file(kind, good, path):
+    data = good.read_bytes()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif kind == "pickled-code":
+        torch.save({"format": "moola.jade_encoder.v1", "payload": _RunsCode()}, path)
+    elif kind == "raw-pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    return path
+
+
+BROKEN = {"empty": "empty \\(0 bytes\\)", "truncated": "truncated or corrupt",
+          "foreign": "not a moola encoder file", "pickled-code": "would run code",
+          "raw-pickle": "not a file written by torch.save"}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_broken_encoder_files_are_one_line_errors(trained, tmp_path, kind):
+    path = broken_file(kind, trained / "checkpoint_best.pt", tmp_path / "encoder.pt")
+    with pytest.raises(CheckpointError, match=BROKEN[kind]) as err:
+        load_encoder(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and "\n" not in message and "weights_only=False" not in message
+
+
+@pytest.mark.parametrize("kind", ["empty", "pickled-code"])
+def test_broken_encoder_in_the_transfer_notebook(trained, tmp_path, kind):
+    path = broken_file(kind, trained / "checkpoint_best.pt", tmp_path / "encoder.pt")
+    with pytest.raises(CheckpointError, match=BROKEN[kind]):
+        labelled_from_params(TransferParams(encoder_path=str(path), n_labelled=8, synthetic_start="2025-06-24",
+                                            labels_start="2025-07-01", labels_end="2025-07-14"))
+
+
+def test_broken_checkpoint_on_resume_is_one_line(trained, bars_file, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    broken_file("truncated", trained / "checkpoint_last.pt", run_dir / "checkpoint_last.pt")
+    proc = run_command("moola_lib.pretrain", run_dir, "-y", json.dumps(TINY), "-p", "data_path", bars_file,
+                       "-p", "resume", "True")
+    assert_one_line_error(proc, "checkpoint_last.pt: truncated or corrupt")
+
+
+# ---------------------------------------------------------------------- 6. label windows: price checks
+
+def test_self_contained_windows_get_the_price_checks_of_ohlcv_files(bars):
+    ohlc = bars[["open", "high", "low", "close"]].to_numpy()
+    windows = [ohlc[s:s + 105] for s in (400, 1500, 2600, 3700)]
+    windows[2] = windows[2] - (windows[2].max() + 1.0)   # every price negative, bar order intact
+    frame = pd.DataFrame({"window_id": [f"w{i}" for i in range(4)], "features": [w.tolist() for w in windows],
+                          "label": ["consolidation", "retracement"] * 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataValidationError, match="non_positive_price.*window_id 'w2'.*bar offset"):
+            load_labels(frame)
+
+
+# ---------------------------------------------------------------------- 7. command lines, YAML habits
+
+def test_nan_stop_ends_the_command_in_one_line(bars_file, tmp_path):
+    proc = run_command("moola_lib.pretrain", tmp_path / "run", "-y", json.dumps(TINY), "-p", "data_path",
+                       bars_file, "-p", "lr", "1e20", "-p", "warmup_epochs", "0", "-p", "grad_clip", "None")
+    assert_one_line_error(proc, "non-finite", "training stopped")
+    assert not (tmp_path / "run").exists()   # nothing was written: no empty run directory either
+
+
+def test_unquoted_dates_and_exponent_floats_are_read_as_meant(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("splits: {train: [2024-12-02, 2024-12-10], val: [2024-12-10, 2024-12-12]}\n"
+                    "lr: 1e-3\nweight_decay: 1E-2\nexclude: [[2024-12-03 10:00:00, 2024-12-03 12:00:00]]\n")
+    params = read_parameters([path], ["huber_delta: 5e-1"])
+    assert params["splits"] == {"train": ["2024-12-02", "2024-12-10"], "val": ["2024-12-10", "2024-12-12"]}
+    assert (params["lr"], params["weight_decay"], params["huber_delta"]) == (1e-3, 1e-2, 0.5)
+    assert params["exclude"] == [["2024-12-03T10:00:00", "2024-12-03T12:00:00"]]
+    json.dumps(params)   # papermill stores the parameters as JSON
+    config = PretrainConfig.from_dict(params)
+    assert config.splits["train"] == ["2024-12-02", "2024-12-10"] and config.lr == 1e-3
+    # plain papermill reads -f files with YAML 1.1 and hands "1e-3" to the notebook as text
+    assert PretrainConfig.from_dict({"lr": "1e-3", "grad_clip": "2.5E+0"}).grad_clip == 2.5
+    with pytest.raises(ConfigError, match="lr: expected float"):
+        PretrainConfig.from_dict({"lr": "1e-3 fast"})
+
+
+@pytest.mark.slow
+def test_run_notebook_takes_unquoted_dates(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("splits: {train: [2024-12-02, 2024-12-10], val: [2024-12-10, 2024-12-12]}\nepochs: 0\n")
+    proc = run_command("moola_lib.run_notebook", "pretrain", "--no-progress", "--run-dir", tmp_path / "run",
+                       "-f", path)
+    assert_one_line_error(proc, "epochs must be >= 1")   # the dates went through; the kernel checked the rest
+
+
+def test_under_torchrun_an_expected_error_is_printed_once(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "moola_lib.pretrain",
+                           str(tmp_path / "run"), "-p", "batchsize", "64"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = (proc.stdout + proc.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [error_line(ConfigError(errors[0][len("error: "):]))] and "'batchsize'" in errors[0]
+    assert any("exitcode" in line and ": 2 " in line for line in lines), proc.stderr[-3000:]
+    assert "moola_lib" not in "".join(line for line in lines if line.lstrip().startswith("File "))
+
+
+# ---------------------------------------------------------------------- 8. degenerate and absurd data
+
+def test_data_that_never_confirms_a_swing_says_so(tmp_path):
+    index = pd.date_range("2024-12-02", "2024-12-06", freq="1min", tz="UTC")
+    flat = pd.DataFrame({"timestamp": index, "open": 100.0, "high": 100.0, "low": 100.0, "close": 100.0})
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    splits = {"train": ["2024-12-02", "2024-12-05"], "val": ["2024-12-05", "2024-12-06"]}
+    with pytest.raises(ConfigError, match="0 valid bars.*no swing high or low is ever confirmed") as err:
+        load_pretrain_data({"data_path": str(tmp_path / "flat.csv"), "splits": splits})
+    assert "widen the split" not in str(err.value)
+
+
+def test_an_absurd_bar_is_reported_as_a_suspect_outlier(bars):
+    frame = bars.copy()
+    frame.iloc[2000, frame.columns.get_loc("high")] = 1e300
+    with pytest.warns(SuspectOutlierWarning, match=f"1 suspect outlier.*first at {re.escape(str(bars.index[2000]))}"):
+        checked = validate_ohlcv(frame, source="bars.csv")
+    assert checked.attrs["suspect_outliers"] == 1
+    grown = bars * np.geomspace(0.05, 5.0, len(bars))[:, None]   # x100 over the file, like decades of a stock
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SuspectOutlierWarning)
+        validate_ohlcv(bars)   # real moves are not outliers
+        assert validate_ohlcv(grown).attrs["suspect_outliers"] == 0
+    grown.iloc[7000, grown.columns.get_loc("low")] /= 50.0
+    with pytest.warns(SuspectOutlierWarning, match=re.escape(str(bars.index[7000]))):
+        validate_ohlcv(grown)
+
+
+def test_the_drop_remedy_is_a_parameter_where_it_is_offered(bars, tmp_path):
+    frame = bars.reset_index()
+    frame.loc[500, "high"] = frame.loc[500, "low"] - 1.0
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    config = {**TINY, "data_path": str(tmp_path / "bad.csv")}
+    with pytest.raises(DataValidationError, match="on_invalid='drop' \\(the on_invalid parameter\\)"):
+        load_pretrain_data(config)
+    with pytest.warns(UserWarning, match="dropped 1 of"):
+        data = load_pretrain_data({**config, "on_invalid": "drop"})
+    assert data.summary["bars"] == len(bars) - 1
+    for params in (PretrainParams, TransferParams):   # the pretrain and transfer notebooks, the command line
+        assert params(on_invalid="drop").on_invalid == "drop"
+
+
+# ---------------------------------------------------------------------- 9. executed notebook copies
+
+def test_executed_notebook_copies_are_ignored_by_git_and_the_tests():
+    name = f"out-{uuid.uuid4().hex[:8]}.ipynb"
+    copy = ROOT / "notebooks" / name
+    nb = nbformat.read(ROOT / "notebooks" / "pretrain.ipynb", as_version=4)
+    nb.metadata["papermill"] = {"input_path": "pretrain.ipynb", "output_path": name}
+    nbformat.write(nb, copy)
+    try:
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(copy)], timeout=60)
+        if ignored.returncode == 128:
+            pytest.skip("not a git checkout")
+        assert ignored.returncode == 0, f"git would offer {name} for commit"
+        collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                    "tests/test_notebooks.py"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert collected.returncode == 0, collected.stdout[-3000:]
+        assert "pretrain" in collected.stdout and name[:-6] not in collected.stdout
+    finally:
+        copy.unlink()
