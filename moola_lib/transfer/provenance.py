@@ -11,6 +11,7 @@ import torch
 
 from ..io import read_json
 from ..labels import LabelledSet
+from ..models import recorded_feature_options, stored_feature_options
 from ..paths import resolve_path
 
 
@@ -56,10 +57,13 @@ def find_training_results(encoder_path) -> Path | None:
 
 
 def encoder_feature_options(encoder_path) -> dict:
-    """The relativity_features options an encoder was pretrained with (from its checkpoint's config or
-    its run's training_results.json), so that the labelled windows get the same features; {} = defaults."""
+    """Every relativity_features option (with its value) an encoder was pretrained with, so that the
+    labelled windows get the same features: what its file records, else what its run's
+    training_results.json records; options recorded by neither (encoders made before they were
+    recorded) are the original's (``ORIGINAL_FEATURE_OPTIONS``)."""
     obj = torch.load(encoder_path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        return dict(obj["config"].get("feature_options", {}))
-    results = find_training_results(encoder_path)
-    return dict(read_json(results)["config"].get("feature_options", {})) if results else {}
+    recorded = recorded_feature_options(obj) if isinstance(obj, dict) else None
+    if recorded is None:
+        results = find_training_results(encoder_path)
+        recorded = read_json(results).get("config", {}).get("feature_options") if results else None
+    return stored_feature_options(recorded)
