@@ -207,6 +207,10 @@ def _price_arrays(bars) -> tuple[np.ndarray, ...]:
     return o, h, l, c
 
 
+class FeatureOptionError(ValueError):
+    """An unknown feature option, or an option of the wrong type or with an invalid value."""
+
+
 _INT_OPTIONS = ("atr_period", "ema_period", "hybrid_max_age")
 _FLOAT_OPTIONS = ("reversal_atr", "hybrid_atr", "bars_norm", "dist_clip")
 
@@ -298,10 +302,6 @@ FEATURE_OPTION_DEFAULTS: dict[str, int | float | str] = {
 ORIGINAL_FEATURE_OPTIONS: dict[str, int | float | str] = {
     **FEATURE_OPTION_DEFAULTS, "reversal_atr": 1.2, "hybrid_max_age": 5, "dist_transform": "linear",
     "dist_clip": 3.0}
-
-
-class FeatureOptionError(ValueError):
-    """An unknown feature option, or an option of the wrong type or with an invalid value."""
 
 
 def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | None = None) -> dict:

@@ -4,6 +4,7 @@ mean the original's settings, and transfer computes the labelled windows' featur
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +57,17 @@ def test_new_encoder_files_store_and_return_their_options(tmp_path):
     # a fresh encoder records nothing (it was not pretrained on any features)
     save_encoder(JadeEncoder(hidden_size=4, num_layers=1), tmp_path / "fresh.pt")
     assert "feature_options" not in torch.load(tmp_path / "fresh.pt", weights_only=True)
+
+
+def test_transfer_computes_the_labelled_features_with_an_old_encoders_options():
+    from moola_lib.labels import synthetic_labelled_set
+    from moola_lib.notebook.params import TransferParams
+    from moola_lib.notebook.steps import labelled_from_params
+
+    params = TransferParams(encoder_path=str(OLD / "checkpoint_best.pt"), n_labelled=40)
+    labelled = labelled_from_params(params)
+    kwargs = dict(start=params.labels_start, end=params.labels_end, history_start=params.synthetic_start)
+    original = synthetic_labelled_set(40, params.class_balance, 0.0, params.seed, feature_options=ORIGINAL, **kwargs)
+    defaults = synthetic_labelled_set(40, params.class_balance, 0.0, params.seed, **kwargs)
+    assert (labelled.window_id == original.window_id).all()
+    assert np.array_equal(labelled.X, original.X) and not np.array_equal(labelled.X, defaults.X)
