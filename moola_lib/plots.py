@@ -194,10 +194,10 @@ def swing_frequency(swings: pd.DataFrame, valid: np.ndarray, length: int = WINDO
     n = len(swings)
     gaps = np.diff(swings["extreme_pos"].to_numpy())
     delay = (swings["confirm_pos"] - swings["extreme_pos"]).to_numpy()
-    return {"swings": n, "bars per swing": n_valid / n if n else float("inf"),
+    return {"swings": n, "bars per swing": round(n_valid / n, 2) if n else float("inf"),
             "median bars between swing extremes": float(np.median(gaps)) if len(gaps) else float("nan"),
             "median confirmation delay (bars)": float(np.median(delay)) if n else float("nan"),
-            "swings per window": length * n / n_valid if n_valid else 0.0}
+            "swings per window": round(length * n / n_valid, 2) if n_valid else 0.0}
 
 
 def feature_correlations(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> plt.Figure:
