@@ -51,8 +51,7 @@ BEST, LAST, RESULTS = "checkpoint_best.pt", "checkpoint_last.pt", "training_resu
 RESUMABLE_CHANGES = ("resume", "progress", "device")   # options that may differ on resume
 EVAL_SPLITS = ("val", "test")
 EVAL_MASK_SEED = 20_261_125   # the fixed masks of the eval splits: independent of config.seed and the device
-REFERENCES = {"train_mean": "predict the train mean", "interpolation": "linear interpolation",
-              "better_reference": "per feature, the better of the two"}
+REFERENCES = ("train_mean", "interpolation", "better_reference")   # keys of reference_losses per split
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -324,3 +324,17 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
     g = torch.Generator().manual_seed(_seed(EVAL_MASK_SEED, "eval", "val"))
     valid = torch.from_numpy(gather_windows(data.valid, data.starts["val"], 105))
     assert random_mask(valid, 0.15, generator=g).equal(a.eval_masks["val"])
+
+    # evaluate: per-feature masked Huber losses and MAE, over every val window and its fixed mask
+    from moola_lib.masking import masked_huber
+
+    x = torch.from_numpy(gather_windows(data.X, data.starts["val"], 105))
+    pred = torch.full_like(x, 0.25)
+    got = a.evaluate("val", lambda xb, mb: torch.full_like(xb, 0.25))
+    mask = a.eval_masks["val"]
+    for j, name in enumerate(FEATURE_NAMES):
+        expected = masked_huber(pred[..., j:j + 1], x[..., j:j + 1], mask).item()
+        assert got["per_feature"][name] == pytest.approx(expected, rel=1e-5)
+    assert got["loss"] == pytest.approx(masked_huber(pred, x, mask).item(), rel=1e-5)
+    abs_error = (pred - x).abs()[mask].mean().item()
+    assert got["mae"] == pytest.approx(abs_error, rel=1e-5) and got["windows"] == len(data.starts["val"])
