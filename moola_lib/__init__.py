@@ -23,6 +23,7 @@ _EXPORTS = {
     "synthetic_market": "synthetic",
     "FEATURE_NAMES": "features",
     "FEATURE_RANGES": "features",
+    "ORIGINAL_FEATURE_OPTIONS": "features",
     "relativity_features": "features",
     "swing_points": "features",
     "window_starts": "windows",

@@ -282,7 +282,9 @@ class PretrainConfig(StrictConfig):
     max_gap_minutes: float | None = None      # drop windows spanning a longer gap between bars
     exclude: list[list[IsoDate]] = field(default_factory=list)  # [start, end] periods kept out
     exclude_margin_bars: int = 0              # widen each excluded period by this many bars per side
-    feature_options: dict[str, int | float] = field(default_factory=dict)  # relativity_features options
+    # relativity_features options; {} or a partial mapping is resolved over the defaults (DESIGN.md section 3)
+    # into every option with its value, which is what checkpoints and encoders store
+    feature_options: dict[str, int | float | str] = field(default_factory=dict)
     # model
     input_size: int = 10
     hidden_size: int = 128
@@ -333,13 +335,13 @@ class PretrainConfig(StrictConfig):
         checks += [(len(b) == 2, f"splits[{k!r}] must be [start, end], got {b!r}") for k, b in self.splits.items()]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
         checks += _date_order_checks(self)
-        if self.feature_options:
-            from .features import FEATURE_OPTION_DEFAULTS as known
-            checks += [(k in known, f"feature_options: unknown option {k!r}.{valid_names_hint(k, known)}")
-                       for k in self.feature_options]
-            checks += [(not isinstance(known.get(k), int) or isinstance(v, int),
-                        f"feature_options[{k!r}] must be an int, got {v!r}") for k, v in self.feature_options.items()]
         self.require(checks)
+        from .features import FeatureOptionError, resolve_feature_options   # features imports config
+
+        try:
+            self.feature_options = resolve_feature_options(self.feature_options)
+        except FeatureOptionError as e:
+            raise ConfigError(f"{type(self).__name__}.feature_options: {e}") from None
 
 
 def _date_order_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:

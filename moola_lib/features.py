@@ -10,6 +10,12 @@ All features are computed once for the whole series as a float32 ``[T, 10]`` arr
 Value at bar t depends only on bars 0..t. Every feature is a ratio of price differences, so the
 features do not change under ``price -> a * price + b`` (a > 0).
 
+Options (keyword arguments of ``relativity_features``; ``FEATURE_OPTION_DEFAULTS``): the defaults are
+DESIGN.md section 3's (reversal at 2.0 ATR, no hybrid rule, dist features as sign(d) * ln(1 + |d|)
+clipped to [-4, 4]); ``ORIGINAL_FEATURE_OPTIONS`` are the original's (1.2 ATR, hybrid rule on, linear
+dist clipped to [-3, 3]) and reproduce its values exactly. ``resolve_feature_options`` checks a partial
+mapping and fills in the rest; ``feature_ranges`` gives each feature's clip range under given options.
+
 Degenerate cases (documented choices, never NaN/inf):
 - a flat bar (high == low) gets the candle features (0.5, 0.5, 0, 0, 0);
 - a ratio with a zero denominator (ATR == 0 after a run of identical flat bars, EMA of the range == 0)
@@ -43,19 +49,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "bars_since_SL_norm",
 )
 
-FEATURE_RANGES: dict[str, tuple[float, float]] = {
-    "open_norm": (0.0, 1.0),
-    "close_norm": (0.0, 1.0),
-    "body_pct": (-1.0, 1.0),
-    "upper_wick_pct": (0.0, 1.0),
-    "lower_wick_pct": (0.0, 1.0),
-    "range_z": (0.0, 3.0),
-    "dist_to_prev_SH": (-3.0, 3.0),
-    "dist_to_prev_SL": (-3.0, 3.0),
-    "bars_since_SH_norm": (0.0, 3.0),
-    "bars_since_SL_norm": (0.0, 3.0),
-}
-
+DIST_TRANSFORMS = ("log", "linear")   # dist features: sign(d) * ln(1 + |d|), or d itself
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
@@ -77,9 +71,24 @@ def _clipped_ratio(num, den, lo, hi):
     return min(max(x, lo), hi)
 
 
+@numba.njit(cache=True, inline="always")
+def _dist(num, den, log, bound):
+    """Distance num / den in ATR, optionally as sign(d) * ln(1 + |d|), clipped to [-bound, bound].
+
+    The linear case computes exactly what ``_clipped_ratio(num, den, -bound, bound)`` does (the
+    original's values); the log transform keeps heavy-tailed distances apart instead of saturating."""
+    if den <= 0.0:
+        return _clipped_ratio(num, den, -bound, bound)
+    x = num / den
+    if log:
+        x = np.log1p(x) if x >= 0.0 else -np.log1p(-x)
+    return min(max(x, -bound), bound)
+
+
 @numba.njit(cache=True)
 def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age, hybrid_atr,
-          bars_norm, out, valid, swing_kind, swing_extreme, swing_confirm, swing_price):
+          bars_norm, dist_log, dist_clip, out, valid, swing_kind, swing_extreme, swing_confirm,
+          swing_price):
     """One pass over the bars.
 
     Writes features 5-9 into ``out[:, 5:10]`` (valid bars only; skipped when out has 0 rows) and the
@@ -156,8 +165,8 @@ def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age
         valid[t] = ok
         if ok and write:
             out[t, 5] = _clipped_ratio(r, ema, 0.0, 3.0)
-            out[t, 6] = _clipped_ratio(sh_price - c, atr, -3.0, 3.0)
-            out[t, 7] = _clipped_ratio(c - sl_price, atr, -3.0, 3.0)
+            out[t, 6] = _dist(sh_price - c, atr, dist_log, dist_clip)
+            out[t, 7] = _dist(c - sl_price, atr, dist_log, dist_clip)
             out[t, 8] = min((t - sh_pos) / bars_norm, 3.0)
             out[t, 9] = min((t - sl_pos) / bars_norm, 3.0)
     return n_swings
@@ -198,25 +207,41 @@ def _price_arrays(bars) -> tuple[np.ndarray, ...]:
     return o, h, l, c
 
 
-def _check_options(atr_period, ema_period, reversal_atr, hybrid_max_age, hybrid_atr, bars_norm):
-    for name, value in (("atr_period", atr_period), ("ema_period", ema_period)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not isinstance(hybrid_max_age, (int, np.integer)) or isinstance(hybrid_max_age, bool):
-        raise ValueError(f"hybrid_max_age must be an integer (negative disables the hybrid rule), "
-                         f"got {hybrid_max_age!r}")
-    for name, value in (("reversal_atr", reversal_atr), ("hybrid_atr", hybrid_atr)):
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if not np.isfinite(bars_norm) or bars_norm <= 0:
-        raise ValueError(f"bars_norm must be a finite number > 0, got {bars_norm!r}")
+class FeatureOptionError(ValueError):
+    """An unknown feature option, or an option of the wrong type or with an invalid value."""
 
 
-def _run_scan(h, l, c, out, valid, swings, *, atr_period, ema_period, reversal_atr, hybrid_max_age,
-              hybrid_atr, bars_norm):
-    _check_options(atr_period, ema_period, reversal_atr, hybrid_max_age, hybrid_atr, bars_norm)
-    return _scan(h, l, c, int(atr_period), int(ema_period), float(reversal_atr), int(hybrid_max_age),
-                 float(hybrid_atr), float(bars_norm), out, valid, *swings)
+_INT_OPTIONS = ("atr_period", "ema_period", "hybrid_max_age")
+_FLOAT_OPTIONS = ("reversal_atr", "hybrid_atr", "bars_norm", "dist_clip")
+
+
+def _check_options(options: Mapping) -> None:
+    """Raise FeatureOptionError on the first option of a wrong type or an invalid value."""
+    def fail(name, what):
+        raise FeatureOptionError(f"feature option {name} must be {what}, got {options[name]!r}")
+
+    for name in _INT_OPTIONS:
+        value = options[name]
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            fail(name, "an integer" + (" (negative disables the hybrid rule)" if name == "hybrid_max_age" else ""))
+        if name != "hybrid_max_age" and value < 1:
+            fail(name, "an integer >= 1")
+    for name in _FLOAT_OPTIONS:
+        value = options[name]
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+            fail(name, "a number")
+        if not np.isfinite(value) or value < 0 or (value == 0 and name in ("bars_norm", "dist_clip")):
+            fail(name, "a finite number > 0" if name in ("bars_norm", "dist_clip") else "a finite number >= 0")
+    if options["dist_transform"] not in DIST_TRANSFORMS:
+        fail("dist_transform", f"one of {', '.join(map(repr, DIST_TRANSFORMS))}")
+
+
+def _run_scan(h, l, c, out, valid, swings, options: Mapping):
+    _check_options(options)
+    o = options
+    return _scan(h, l, c, int(o["atr_period"]), int(o["ema_period"]), float(o["reversal_atr"]),
+                 int(o["hybrid_max_age"]), float(o["hybrid_atr"]), float(o["bars_norm"]),
+                 o["dist_transform"] == "log", float(o["dist_clip"]), out, valid, *swings)
 
 
 def _candle_features(o, h, l, c, out):
@@ -237,26 +262,29 @@ def _candle_features(o, h, l, c, out):
         out[:, j] = num
 
 
-def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, reversal_atr: float = 1.2,
-                        hybrid_max_age: int = 5, hybrid_atr: float = 0.5,
-                        bars_norm: float = WINDOW_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, reversal_atr: float = 2.0,
+                        hybrid_max_age: int = -1, hybrid_atr: float = 0.5, bars_norm: float = WINDOW_LENGTH,
+                        dist_transform: str = "log", dist_clip: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """The 10 relativity features of every bar.
 
     bars: DataFrame with open/high/low/close columns (any index) or a mapping of 1-D arrays.
     Returns ``(X, valid)``: X float32 [T, 10] in FEATURE_NAMES order, valid bool [T] (False during the
     warm-up: fewer than atr_period / ema_period bars, or no swing high and low confirmed yet; X is 0
-    there). Zigzag: an up leg reverses when ``extreme - close >= reversal_atr * ATR`` or when its
-    extreme is at most ``hybrid_max_age`` bars old and ``extreme - low >= hybrid_atr * ATR`` (a negative
-    hybrid_max_age disables this rule); down legs mirror it.
+    there). Zigzag: an up leg reverses when ``extreme - close >= reversal_atr * ATR`` or, with
+    ``hybrid_max_age >= 0``, when its extreme is at most ``hybrid_max_age`` bars old and
+    ``extreme - low >= hybrid_atr * ATR`` (a negative hybrid_max_age disables this rule); down legs
+    mirror it. Dist features: d in ATR, as ``sign(d) * ln(1 + |d|)`` (dist_transform "log") or d itself
+    ("linear"), clipped to [-dist_clip, dist_clip]. Bad options raise FeatureOptionError.
     """
+    options = dict(atr_period=atr_period, ema_period=ema_period, reversal_atr=reversal_atr,
+                   hybrid_max_age=hybrid_max_age, hybrid_atr=hybrid_atr, bars_norm=bars_norm,
+                   dist_transform=dist_transform, dist_clip=dist_clip)
     o, h, l, c = _price_arrays(bars)
     n = h.shape[0]
     X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
     valid = np.zeros(n, dtype=np.bool_)
     no_swings = (np.empty(0, np.int8), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    _run_scan(h, l, c, X, valid, no_swings, atr_period=atr_period, ema_period=ema_period,
-              reversal_atr=reversal_atr, hybrid_max_age=hybrid_max_age, hybrid_atr=hybrid_atr,
-              bars_norm=bars_norm)
+    _run_scan(h, l, c, X, valid, no_swings, options)
     _candle_features(o, h, l, c, X)
     # validity is monotone (once valid, always valid): the warm-up is a prefix
     first_valid = int(np.argmax(valid)) if valid.any() else n
@@ -264,15 +292,59 @@ def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, rev
     return X, valid
 
 
-# keyword options of relativity_features and their defaults (the original's), for configs to check against
-FEATURE_OPTION_DEFAULTS: dict[str, float] = {
+# keyword options of relativity_features and their defaults, for configs to check against
+FEATURE_OPTION_DEFAULTS: dict[str, int | float | str] = {
     name: p.default for name, p in inspect.signature(relativity_features).parameters.items()
     if p.kind is p.KEYWORD_ONLY}
 
+# the original's settings (DESIGN.md section 3): relativity_features(bars, **ORIGINAL_FEATURE_OPTIONS)
+# gives its values exactly. An encoder whose stored options are empty or partial was made with these.
+ORIGINAL_FEATURE_OPTIONS: dict[str, int | float | str] = {
+    **FEATURE_OPTION_DEFAULTS, "reversal_atr": 1.2, "hybrid_max_age": 5, "dist_transform": "linear",
+    "dist_clip": 3.0}
 
-def swing_points(bars, *, atr_period: int = 10, reversal_atr: float = 1.2, hybrid_max_age: int = 5,
-                 hybrid_atr: float = 0.5) -> pd.DataFrame:
-    """The zigzag's confirmed swings, in confirmation order (same rules as relativity_features).
+
+def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | None = None) -> dict:
+    """Every feature option with its value: ``options`` over ``base`` (default: FEATURE_OPTION_DEFAULTS).
+
+    Unknown names, wrong types and bad values raise FeatureOptionError; floats given as ints become
+    floats, so equal settings compare equal."""
+    from .config import valid_names_hint   # config imports this module lazily; no cycle at import time
+
+    options = dict(options or {})
+    for name in options:
+        if name not in FEATURE_OPTION_DEFAULTS:
+            raise FeatureOptionError(f"unknown feature option {name!r}."
+                                     f"{valid_names_hint(name, FEATURE_OPTION_DEFAULTS)}")
+    resolved = {**(FEATURE_OPTION_DEFAULTS if base is None else base), **options}
+    _check_options(resolved)
+    return {k: float(v) if k in _FLOAT_OPTIONS else (int(v) if k in _INT_OPTIONS else v)
+            for k, v in resolved.items()}
+
+
+def feature_ranges(**options) -> dict[str, tuple[float, float]]:
+    """Each feature's (low, high) clip range under ``options`` (defaults: FEATURE_OPTION_DEFAULTS)."""
+    bound = resolve_feature_options(options)["dist_clip"]
+    return {
+        "open_norm": (0.0, 1.0),
+        "close_norm": (0.0, 1.0),
+        "body_pct": (-1.0, 1.0),
+        "upper_wick_pct": (0.0, 1.0),
+        "lower_wick_pct": (0.0, 1.0),
+        "range_z": (0.0, 3.0),
+        "dist_to_prev_SH": (-bound, bound),
+        "dist_to_prev_SL": (-bound, bound),
+        "bars_since_SH_norm": (0.0, 3.0),
+        "bars_since_SL_norm": (0.0, 3.0),
+    }
+
+
+FEATURE_RANGES: dict[str, tuple[float, float]] = feature_ranges()   # under the defaults
+
+
+def swing_points(bars, **options) -> pd.DataFrame:
+    """The zigzag's confirmed swings, in confirmation order, under the feature ``options`` (the same
+    rules and defaults as relativity_features; options that do not shape the zigzag are ignored).
 
     Columns: kind ("high"/"low"), extreme_pos (bar of the swing's extreme), confirm_pos (bar at which
     it became known), price; plus extreme_time / confirm_time when bars has a DatetimeIndex.
@@ -281,8 +353,7 @@ def swing_points(bars, *, atr_period: int = 10, reversal_atr: float = 1.2, hybri
     n = h.shape[0]
     swings = (np.empty(n, np.int8), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n))
     k = _run_scan(h, l, c, np.empty((0, len(FEATURE_NAMES)), np.float32), np.empty(n, np.bool_),
-                  swings, atr_period=atr_period, ema_period=1, reversal_atr=reversal_atr,
-                  hybrid_max_age=hybrid_max_age, hybrid_atr=hybrid_atr, bars_norm=1.0)
+                  swings, resolve_feature_options(options))
     kind, extreme_pos, confirm_pos, price = (a[:k] for a in swings)
     frame = pd.DataFrame({
         "kind": np.where(kind > 0, "high", "low"),

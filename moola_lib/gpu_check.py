@@ -224,6 +224,10 @@ def seed_job(out: Path, work: Path, dry: bool) -> dict:
         "best_val_loss": results["best_val_loss"], "best_epoch": results["best_epoch"],
         "val_train_mean_loss": refs["train_mean"]["loss"], "val_interpolation_loss": refs["interpolation"]["loss"],
         "val_gain_over_best_reference": 1 - results["best_val_loss"] / best_ref,
+        # per feature the better of the two references (issue 9); the per-feature table is in
+        # seed_training_results.json ("per_feature_losses")
+        "val_per_feature_better_reference_loss": refs["better_reference"]["loss"],
+        "val_gain_over_per_feature_better_reference": 1 - results["best_val_loss"] / refs["better_reference"]["loss"],
         "test_loss": (results["test"] or {}).get("loss"), "peak_memory": results["peak_memory"],
         "encoder": str(work / "seed_job" / "checkpoint_best.pt"),
     }

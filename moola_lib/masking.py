@@ -71,11 +71,6 @@ def masked_huber(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, d
     return _masked_mean(loss, mask)
 
 
-def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error (fp32) over masked positions x features (0 if nothing is masked)."""
-    return _masked_mean((pred.float() - target.float()).abs(), mask)
-
-
 def interpolation_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Fill masked steps of x [B, T, F] by linear interpolation between the nearest unmasked steps
     along time; at the edges the nearest unmasked value; a row with no unmasked step gets 0."""

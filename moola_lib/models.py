@@ -3,18 +3,25 @@
 Encoder files hold plain types and tensors only (``encoder_state``), so they load with
 ``torch.load(..., weights_only=True)``: no pickled code runs. ``load_encoder`` checks the
 architecture against what the caller requires and names both shapes on a mismatch.
+
+An encoder carries the feature options it was pretrained with (``JadeEncoder.feature_options``, every
+option with its value; None for a fresh encoder): its file stores them, and an encoder file that stores
+none or only some was made before they were recorded, so the missing ones are the original's
+(``stored_feature_options``). Transfer computes the labelled windows' features with them.
 """
 from __future__ import annotations
 
 import copy
 import os
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from .constants import WINDOW_LENGTH
+from .features import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 from .io import CheckpointError, atomic_torch_save, load_torch_file
 
 ENCODER_FORMAT = "moola.jade_encoder.v1"
@@ -29,6 +36,7 @@ class JadeEncoder(nn.Module):
         self.arch = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                          dropout=dropout)
         self.output_size = 2 * hidden_size
+        self.feature_options: dict | None = None   # set by pretraining and load_encoder
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
                             dropout=dropout if num_layers > 1 else 0.0)
 
@@ -90,12 +98,32 @@ class JadeClassifier(nn.Module):
 
 
 def encoder_state(encoder: JadeEncoder) -> dict:
-    """Plain, weights_only-loadable description of an encoder: format, arch and CPU tensors."""
-    return {
+    """Plain, weights_only-loadable description of an encoder: format, arch, feature options (if known)
+    and CPU tensors."""
+    state = {
         "format": ENCODER_FORMAT,
         "arch": dict(encoder.arch),
         "state_dict": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
     }
+    if encoder.feature_options is not None:
+        state["feature_options"] = dict(encoder.feature_options)
+    return state
+
+
+def recorded_feature_options(obj: Mapping) -> Mapping | None:
+    """The feature options an encoder file or a pretraining checkpoint records (None if none): the
+    encoder's own, else (older checkpoints) the options of the checkpoint's config."""
+    encoder = obj.get("encoder") if obj.get("format") != ENCODER_FORMAT else obj
+    if isinstance(encoder, Mapping) and isinstance(encoder.get("feature_options"), Mapping):
+        return encoder["feature_options"]
+    config = obj.get("config")
+    return config.get("feature_options") if isinstance(config, Mapping) else None
+
+
+def stored_feature_options(stored: Mapping | None) -> dict:
+    """Every feature option with its value, from options an encoder file or a pretraining config stored:
+    missing ones (all of them for encoders made before options were recorded) are the original's."""
+    return resolve_feature_options(stored or {}, base=ORIGINAL_FEATURE_OPTIONS)
 
 
 def save_encoder(encoder: JadeEncoder, path: str | os.PathLike, **metadata) -> None:
@@ -112,6 +140,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     architecture is read from the tensor shapes, and a mismatch raises ValueError naming both."""
     name = os.fspath(path)
     obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
+    recorded = recorded_feature_options(obj) if isinstance(obj, dict) else None
     if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):
         obj = obj["encoder"]
     if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:
@@ -127,6 +156,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
             raise ValueError(f"{name}: encoder expects {key}={value} ({evidence}) but {required} was required")
     arch = {k: v for k, (v, _) in found.items()}
     encoder = JadeEncoder(**arch, dropout=float(obj.get("arch", {}).get("dropout", 0.2)))
+    encoder.feature_options = stored_feature_options(recorded)
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -148,16 +148,56 @@ def feature_distributions(X: np.ndarray, valid: np.ndarray, names: Sequence[str]
 
 def feature_table(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES,
                   ranges: Mapping[str, tuple[float, float]] = FEATURE_RANGES) -> pd.DataFrame:
-    """Per feature over the valid bars: declared range, min, mean, max, share at the clip bounds."""
+    """Per feature over the valid bars: declared range, min, mean, max, std, entropy (bits, of a
+    100-bin histogram over the declared range), share at each clip bound, and whether it is nearly
+    constant (std under 2% of the range, or under 2 bits: it then tells the model almost nothing)."""
     Xv = X[valid]
     rows = {}
     for j, name in enumerate(names):
         lo, hi = ranges[name]
         v = Xv[:, j]
-        rows[name] = {"declared": f"[{lo:g}, {hi:g}]", "min": v.min(), "mean": v.mean(), "max": v.max(),
-                      "% at lower bound": 100 * np.mean(v == lo), "% at upper bound": 100 * np.mean(v == hi),
+        counts = np.histogram(v, bins=100, range=(lo, hi))[0]
+        p = counts[counts > 0] / max(1, counts.sum())
+        entropy = float(-(p * np.log2(p)).sum())
+        std = float(v.std()) if len(v) else 0.0
+        rows[name] = {"declared": f"[{lo:g}, {hi:g}]", "min": v.min(initial=np.inf), "mean": v.mean() if len(v) else np.nan,
+                      "max": v.max(initial=-np.inf), "std": std, "entropy bits": entropy,
+                      "% at lower bound": 100 * np.mean(v == lo) if len(v) else 0.0,
+                      "% at upper bound": 100 * np.mean(v == hi) if len(v) else 0.0,
+                      "nearly constant": bool(std < 0.02 * (hi - lo) or entropy < 2.0),
                       "non-finite": int((~np.isfinite(X[:, j])).sum())}
     return pd.DataFrame(rows).T
+
+
+def feature_warnings(table: pd.DataFrame, *, bound_share: float = 10.0) -> list[str]:
+    """Warnings from ``feature_table``: nearly constant features, and features with more than
+    ``bound_share`` % of their values at one bound. For the candle features (0-4) a bound is a natural
+    limit (the open or close at the bar's high or low, no wick), not a clip: said so in the warning."""
+    warnings = []
+    for name, row in table.iterrows():
+        if row["nearly constant"]:
+            warnings.append(f"{name} is nearly constant (std {row['std']:.3g}, {row['entropy bits']:.1f} bits): "
+                            "it carries almost no information for the model")
+        for side in ("lower", "upper"):
+            share = row[f"% at {side} bound"]
+            if share > bound_share:
+                why = (" (a natural limit of the candle: open/close at the high or low, or no wick)"
+                       if name in FEATURE_NAMES[:5] else ": values beyond it are clipped and indistinguishable")
+                warnings.append(f"{name}: {share:.1f}% of values at the {side} bound{why}")
+    return warnings
+
+
+def swing_frequency(swings: pd.DataFrame, valid: np.ndarray, length: int = WINDOW_LENGTH) -> dict:
+    """How often the zigzag confirms a swing: bars per swing over the valid bars, median bars between
+    consecutive swing extremes, median confirmation delay, swings per window of ``length`` bars."""
+    n_valid = int(np.asarray(valid).sum())
+    n = len(swings)
+    gaps = np.diff(swings["extreme_pos"].to_numpy())
+    delay = (swings["confirm_pos"] - swings["extreme_pos"]).to_numpy()
+    return {"swings": n, "bars per swing": round(n_valid / n, 2) if n else float("inf"),
+            "median bars between swing extremes": float(np.median(gaps)) if len(gaps) else float("nan"),
+            "median confirmation delay (bars)": float(np.median(delay)) if n else float("nan"),
+            "swings per window": round(length * n / n_valid, 2) if n_valid else 0.0}
 
 
 def feature_correlations(X: np.ndarray, valid: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> plt.Figure:
@@ -256,13 +296,17 @@ def splits_table(summary: Mapping) -> pd.DataFrame:
 
 
 def reference_table(results: Mapping) -> pd.DataFrame:
-    """Best model's masked loss next to the two reference predictors, per evaluated split."""
+    """Best model's masked loss next to the reference predictors, per evaluated split: the train mean,
+    linear interpolation and, per feature, the better of the two (results written before that
+    reference existed show the better of the two overall instead)."""
     rows = {}
     for split, refs in results["reference_losses"].items():
         model = results["best_val_loss"] if split == "val" else (results.get("test") or {}).get("loss")
         mean, interp = refs["train_mean"]["loss"], refs["interpolation"]["loss"]
+        better = refs.get("better_reference", {}).get("loss", min(mean, interp))
         rows[split] = {"model (best epoch)": model, "predict train mean": mean, "linear interpolation": interp,
-                       "model / better reference": model / min(mean, interp) if model is not None else None}
+                       "per feature the better reference": better,
+                       "model / per-feature better reference": model / better if model is not None else None}
     return pd.DataFrame(rows).T
 
 
@@ -278,9 +322,54 @@ def reference_verdict(results: Mapping) -> str:
         verdict = f"beats only {beaten[0]}; it has not learned more than the better reference"
     else:
         verdict = "beats neither reference predictor: it has learned nothing useful yet"
-    return (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
+    text = (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
             f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: predict the train mean "
-            f"{refs['train_mean']['loss']:.4f}, linear interpolation {refs['interpolation']['loss']:.4f}.")
+            f"{refs['train_mean']['loss']:.4f}, linear interpolation {refs['interpolation']['loss']:.4f}")
+    if "better_reference" in refs:
+        better = refs["better_reference"]["loss"]
+        change = 100 * (model / better - 1)
+        text += (f", per feature the better of the two {better:.4f} (the model's loss is "
+                 f"{abs(change):.1f}% {'below' if change < 0 else 'above'} it)")
+    return text + "."
+
+
+def per_feature_table(results: Mapping, split: str = "val") -> pd.DataFrame:
+    """Per feature: the best model's masked loss, the three references, and model / better reference
+    (below 1: the model reconstructs the feature better than either reference)."""
+    table = pd.DataFrame(results["per_feature_losses"][split]).T
+    table = table[["model", "train_mean", "interpolation", "better_reference"]]
+    table["model / better reference"] = table["model"] / table["better_reference"]
+    return table
+
+
+def per_feature_verdict(results: Mapping, split: str = "val", *, margin: float = 0.02) -> str:
+    """In words: which features the model reconstructs better than both references (by more than
+    ``margin``, relative), which about as well as the better one, and which worse."""
+    ratio = per_feature_table(results, split)["model / better reference"].sort_values()
+    groups = {"better": ratio[ratio < 1 - margin], "tie": ratio[(ratio >= 1 - margin) & (ratio <= 1 + margin)],
+              "worse": ratio[ratio > 1 + margin]}
+
+    def listed(series):   # the model's loss relative to the better reference
+        return ", ".join(f"{name} ({abs(100 * (r - 1)):.0f}% {'lower' if r < 1 else 'higher'})"
+                         for name, r in series.items())
+
+    lines = [f"On the {split} split the model reconstructs "
+             + (f"{len(groups['better'])} of {len(ratio)} features better than both references: "
+                f"{listed(groups['better'])} (loss relative to the better reference)." if len(groups["better"])
+                else "no feature better than both references.")]
+    if len(groups["tie"]):
+        lines.append(f"About as well as the better reference (within {100 * margin:.0f}%): {listed(groups['tie'])}.")
+    if len(groups["worse"]):
+        lines.append(f"Worse than the better reference: {listed(groups['worse'])}: there it has not learned "
+                     "what the reference already knows.")
+    return "\n".join(lines)
+
+
+def reconstruction_features(results: Mapping, split: str = "val", n_good: int = 2) -> list[str]:
+    """Features for the reconstruction figure: the ``n_good`` the model reconstructs best relative to
+    the better reference, then the one it reconstructs worst (the contrast)."""
+    ratio = per_feature_table(results, split)["model / better reference"].sort_values()
+    return [*ratio.index[:n_good], ratio.index[-1]]
 
 
 def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> plt.Figure:

@@ -8,9 +8,12 @@ drawn on the device, and nothing per sample runs in Python. One epoch:
     -> validation loss on FIXED seeded masks -> checkpoint_best.pt (if improved), checkpoint_last.pt
 
 Every epoch reseeds its shuffle, masks and dropout from (seed, epoch), so a run resumed from
-checkpoint_last.pt continues exactly as if it had never stopped. The best checkpoint is evaluated on
-the test split at the end, next to two reference predictors (training mean; linear interpolation between
-unmasked neighbours) on the same masks.
+checkpoint_last.pt continues exactly as if it had never stopped. The validation and test masks are
+drawn once, on the CPU, from their own fixed seed (EVAL_MASK_SEED): they do not depend on ``seed`` or
+the device, so val losses compare across epochs, runs, seeds and machines. The best checkpoint is
+evaluated on val and test at the end, next to two reference predictors (training mean; linear
+interpolation between unmasked neighbours) on the same masks and a third, per feature the better of
+the two; every loss is also given per feature (``per_feature_losses`` in training_results.json).
 
 Before any data is loaded the job claims its run directory (``rundir``: one writer per directory) and
 checks what it would resume from: the checkpoints record where the bars came from (the data file's
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import math
 import platform
 import resource
@@ -41,9 +43,9 @@ from torch.nn.parallel import DistributedDataParallel
 from . import cli, distributed
 from .config import ConfigError, PretrainConfig
 from .data import bars_source, describe_source, run_bars, split_slices, to_utc
-from .features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features, swing_points
+from .features import FEATURE_NAMES, relativity_features, swing_points
 from .io import CheckpointError, atomic_torch_save, load_torch_file, write_json
-from .masking import interpolation_baseline, masked_huber, masked_mae, random_mask, span_mask
+from .masking import interpolation_baseline, masked_huber, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
 from .progress import progress_bar
 from .rundir import run_dir_claim
@@ -54,6 +56,8 @@ RESULTS_FORMAT = "moola.training_results.v1"
 BEST, LAST, RESULTS = "checkpoint_best.pt", "checkpoint_last.pt", "training_results.json"
 RESUMABLE_CHANGES = ("resume", "progress", "device")   # options that may differ on resume
 EVAL_SPLITS = ("val", "test")
+EVAL_MASK_SEED = 20_261_125   # the fixed masks of the eval splits: independent of config.seed and the device
+REFERENCES = ("train_mean", "interpolation", "better_reference")   # keys of reference_losses per split
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
         "first_bar": index[0].isoformat(),
         "last_bar": index[-1].isoformat(),
         "features": list(FEATURE_NAMES),
-        "feature_options": {**FEATURE_OPTION_DEFAULTS, **config.feature_options},
+        "feature_options": dict(config.feature_options),   # every option with its value
         "features_seconds": round(features_seconds, 3),
         "window_length": config.window_length,
         "stride": config.stride,
@@ -114,9 +118,8 @@ def _no_windows_message(name: str, bounds: tuple, config: PretrainConfig, bars: 
     confirm a swing (flat or degenerate), a split inside the feature warm-up, or a split too short."""
     where = f"split {name!r} {list(bounds)} of {describe_source(source)}"
     if not valid.any():
-        options = {**FEATURE_OPTION_DEFAULTS, **config.feature_options}
-        wanted = inspect.signature(swing_points).parameters
-        swings = swing_points(bars, **{k: v for k, v in options.items() if k in wanted})
+        options = config.feature_options            # resolved: every option with its value
+        swings = swing_points(bars, **options)
         missing = sorted({"high", "low"} - set(swings["kind"]))
         if missing:
             return (f"{where}: 0 valid bars in the whole data: no swing {' or '.join(missing)} is ever "
@@ -168,16 +171,12 @@ class Trainer:
         self.X = torch.from_numpy(data.X).to(device)
         self.valid = torch.from_numpy(data.valid).to(device)
         self.starts = {name: torch.from_numpy(s).to(device) for name, s in data.starts.items()}
-        # fixed evaluation masks: a pure function of the seed, the same every epoch, run and world size
-        self.eval_masks = {}
-        for name in EVAL_SPLITS:
-            if name in self.starts and len(self.starts[name]):
-                g = torch.Generator(device).manual_seed(_seed(config.seed, "eval", name))
-                self.eval_masks[name] = self.make_mask(self.windows(self.valid, self.starts[name]), g)
+        self.eval_masks = self.fixed_eval_masks(data)
 
         torch.manual_seed(config.seed)
         self.model = JadePretrainer(input_size=config.input_size, hidden_size=config.hidden_size,
                                     num_layers=config.num_layers, dropout=config.dropout).to(device)
+        self.model.encoder.feature_options = dict(config.feature_options)   # stored with every encoder
         self.amp_dtype = _amp_dtype(config, self.model, self.X, device)
         self.train_model = self.model
         if self.ctx.active:
@@ -196,6 +195,18 @@ class Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, warmup_steps, self.total_steps))
+
+    def fixed_eval_masks(self, data: PretrainData) -> dict[str, torch.Tensor]:
+        """The val/test masks, drawn on the CPU from EVAL_MASK_SEED (a CPU generator gives the same
+        numbers on every machine; a CUDA one would not) and moved to the device: the same every epoch,
+        run, seed, device and world size."""
+        valid, masks = torch.from_numpy(data.valid), {}
+        for name in EVAL_SPLITS:
+            if name in data.starts and len(data.starts[name]):
+                g = torch.Generator().manual_seed(_seed(EVAL_MASK_SEED, "eval", name))
+                mask = self.make_mask(self.windows(valid, torch.from_numpy(data.starts[name])), g)
+                masks[name] = mask.to(self.device)
+        return masks
 
     def windows(self, series: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         return gather_windows(series, starts, self.config.window_length)
@@ -286,23 +297,29 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: str, predict: Callable | None = None) -> dict:
-        """Masked Huber loss and MAE of ``predict(x, mask)`` (default: the model, eval mode) on the
-        split's fixed masks; each rank takes a shard, the sums are all-reduced."""
+        """Masked Huber loss (overall and per feature) and MAE of ``predict(x, mask)`` (default: the
+        model, eval mode) on the split's fixed masks; each rank takes a shard, the sums are all-reduced.
+        The overall loss is the mean of the per-feature losses (every masked step masks all features)."""
         c, starts, masks = self.config, self.starts[split], self.eval_masks[split]
         if predict is None:
             self.model.eval()
             predict = self.predict
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        n_features = self.X.shape[1]
+        # per-feature Huber sums, absolute-error sum, masked steps
+        sums = torch.zeros(n_features + 2, dtype=torch.float64, device=self.device)
         mine = torch.arange(self.ctx.rank, len(starts), self.ctx.world_size, device=self.device)
         for chunk in mine.split(c.batch_size):
             xb, mb = self.windows(self.X, starts[chunk]), masks[chunk]
-            pred = predict(xb, mb)
-            n = mb.sum().double()
-            sums += torch.stack([masked_huber(pred, xb, mb, c.huber_delta).double() * n,
-                                 masked_mae(pred, xb, mb).double() * n, n])
+            pred, target, m = predict(xb, mb).float(), xb.float(), mb.unsqueeze(-1).float()
+            huber = F.huber_loss(pred, target, reduction="none", delta=c.huber_delta)
+            sums[:n_features] += (huber * m).sum(dim=(0, 1)).double()
+            sums[n_features] += ((pred - target).abs() * m).sum().double()
+            sums[n_features + 1] += mb.sum().double()
         self.ctx.all_reduce(sums)
-        loss, mae = (sums[:2] / sums[2].clamp_min(1)).tolist()
-        return {"loss": loss, "mae": mae, "windows": len(starts)}
+        steps = sums[n_features + 1].clamp_min(1)
+        per_feature = (sums[:n_features] / steps).tolist()
+        return {"loss": float(np.mean(per_feature)), "mae": (sums[n_features] / steps / n_features).item(),
+                "per_feature": dict(zip(FEATURE_NAMES, per_feature)), "windows": len(starts)}
 
     def state_dict(self) -> dict:
         return {
@@ -440,7 +457,7 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
         "best_epoch": progress.best_epoch,
         "best_val_mae": history[progress.best_epoch - 1]["val_mae"],
         "test": trainer.evaluate("test") if "test" in trainer.eval_masks else None,
-        "reference_losses": _reference_losses(trainer, data),
+        **_per_feature_results(trainer, data),
         "epochs_completed": len(history),
         "stopped_early": stopped_early,
         "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
@@ -456,13 +473,25 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
     }
 
 
-def _reference_losses(trainer: Trainer, data: PretrainData) -> dict:
-    """Masked losses of predicting the per-feature train mean and of linear interpolation, per split."""
+def _per_feature_results(trainer: Trainer, data: PretrainData) -> dict:
+    """``reference_losses`` (per split: predicting the per-feature train mean, linear interpolation, and
+    per feature the better of the two) and ``per_feature_losses`` (per split and feature: the best
+    model's masked loss next to the three references). Call with the best checkpoint loaded."""
     X, valid, train_bars = trainer.X, trainer.valid, data.slices["train"]
     train_mean = X[train_bars][valid[train_bars]].mean(dim=0)
-    return {name: {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
-                   "interpolation": trainer.evaluate(name, interpolation_baseline)}
-            for name in trainer.eval_masks}
+    references, per_feature = {}, {}
+    for name in trainer.eval_masks:
+        model = trainer.evaluate(name)
+        refs = {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
+                "interpolation": trainer.evaluate(name, interpolation_baseline)}
+        better = {f: min(refs["train_mean"]["per_feature"][f], refs["interpolation"]["per_feature"][f])
+                  for f in FEATURE_NAMES}
+        refs["better_reference"] = {"loss": float(np.mean(list(better.values()))), "per_feature": better}
+        references[name] = refs
+        per_feature[name] = {f: {"model": model["per_feature"][f],
+                                 **{key: refs[key]["per_feature"][f] for key in REFERENCES}}
+                             for f in FEATURE_NAMES}
+    return {"reference_losses": references, "per_feature_losses": per_feature}
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -5,7 +5,9 @@ time, a one-hour halt at 17:00 every day, weekend gaps; 1,380 bars a trading day
 ignored, so a year has a few more bars than the real file. Bars are labelled by their opening minute.
 
 Price model, in log-price and per bar: volatility = level x intraday profile (quiet overnight, a burst at
-the 09:30 cash open and around the 16:00 close) x clustered noise (two AR(1) log-volatility components);
+the 09:30 cash open and around the 16:00 close) x clustered noise (three AR(1) log-volatility components:
+bursts that fade over minutes, hours and weeks; the minute-scale bursts are what makes volatility
+clustering visible inside a 105-bar window, after range_z divides by the 20-bar EMA of the range);
 regimes alternate between trending (drift, momentum) and ranging (no drift, mean-reverting chop, lower
 volatility); each bar is a path of a few sub-steps, which gives its open, high, low and close; sessions
 open with a gap; a slow pull keeps the level near an NQ-like trend (about 11,500 in September 2020,
@@ -57,6 +59,7 @@ class SyntheticOptions:
     annual_drift: float = 0.14  # log growth a year of the long-run level
     vol_per_minute: float = 4.0e-4  # std of 1-minute log returns where the intraday profile is 1
     vol_of_vol: float = 0.4  # std of the clustered log-volatility
+    burst_half_life: float = 20.0  # bars: half-life of the fastest log-volatility component (minute-scale bursts)
     regime_bars: float = 720.0  # mean length of a trending or ranging regime
     trend_fraction: float = 0.4  # share of regimes that trend
     event_rate: float = 5.0  # planted expansion events per 1,000 bars (0 = none)
@@ -65,7 +68,7 @@ class SyntheticOptions:
     tick_size: float = 0.25
 
     def __post_init__(self):
-        for name in ("vol_per_minute", "vol_of_vol", "base_volume", "tick_size"):
+        for name in ("vol_per_minute", "vol_of_vol", "base_volume", "tick_size", "burst_half_life"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.regime_bars > _MIN_REGIME_BARS:
@@ -104,7 +107,10 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     session_start = np.r_[False, np.diff(minutes) > 1]
 
     profile = _intraday_profile()[ny_minute_of_day]
-    sigma = opts.vol_per_minute * profile * np.exp(_clustered_log_vol(rng, n, opts.vol_of_vol))
+    # the bursts come from a stream of their own: for a given seed the planted events, regimes and every
+    # other draw stay what they were before bursts were added (the labelled sets are built on them)
+    bursts = _burst_log_vol(np.random.default_rng([seed, 1]), n, opts.vol_of_vol, opts.burst_half_life)
+    sigma = opts.vol_per_minute * profile * np.exp(_clustered_log_vol(rng, n, opts.vol_of_vol) + bursts)
     drift, momentum, vol_scale = _regimes(rng, n, opts)
     sigma *= vol_scale
     drift *= sigma
@@ -234,6 +240,14 @@ def _clustered_log_vol(rng, n: int, vol_of_vol: float) -> np.ndarray:
     """Log-volatility noise with a fast (hours) and a slow (weeks) component, mean of exp(.) = 1."""
     fast, slow = vol_of_vol * 0.6, vol_of_vol * 0.8
     return _ar1(rng, n, 240.0, fast) + _ar1(rng, n, 5 * 1380.0, slow) - 0.5 * (fast**2 + slow**2)
+
+
+def _burst_log_vol(rng, n: int, vol_of_vol: float, half_life: float) -> np.ndarray:
+    """Minute-scale volatility bursts (log-volatility AR(1), mean of exp(.) = 1). Strong (0.9 x
+    vol_of_vol), so that they stand out of the bar-to-bar noise of the range: without them range_z's
+    lag-1 autocorrelation is 0.16 and volatility clustering is invisible inside a 105-bar window."""
+    std = 0.9 * vol_of_vol
+    return _ar1(rng, n, half_life, std) - 0.5 * std**2
 
 
 def _regimes(rng, n: int, opts: SyntheticOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

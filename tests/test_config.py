@@ -81,12 +81,23 @@ def test_round_trip_through_a_plain_dict_and_no_shared_state():
     assert c.splits["train"][0] == "2020-09-01"
 
 
-def test_feature_options_are_checked_against_relativity_features():
+def test_feature_options_are_checked_and_resolved():
     from moola_lib.config import ConfigError, PretrainConfig
+    from moola_lib.features import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
 
-    cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": -1, "reversal_atr": 1}})
-    assert cfg.feature_options == {"hybrid_max_age": -1, "reversal_atr": 1}
-    with pytest.raises(ConfigError, match="unknown option 'hybrid_age'.*hybrid_max_age"):
+    cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": 5, "reversal_atr": 1}})
+    # every option with its value, over the defaults: what checkpoints and encoders store
+    assert cfg.feature_options == {**FEATURE_OPTION_DEFAULTS, "bars_norm": 105.0, "hybrid_max_age": 5,
+                                   "reversal_atr": 1.0}
+    assert PretrainConfig().feature_options["dist_transform"] == "log"
+    assert PretrainConfig.from_dict(cfg.to_dict()) == cfg
+    original = PretrainConfig.from_dict({"feature_options": dict(ORIGINAL_FEATURE_OPTIONS)})
+    assert original.feature_options == {**ORIGINAL_FEATURE_OPTIONS, "bars_norm": 105.0}
+    with pytest.raises(ConfigError, match="unknown feature option 'hybrid_age'.*hybrid_max_age"):
         PretrainConfig.from_dict({"feature_options": {"hybrid_age": -1}})
-    with pytest.raises(ConfigError, match=r"feature_options\['atr_period'\] must be an int"):
+    with pytest.raises(ConfigError, match=r"feature_options: feature option atr_period must be an integer"):
         PretrainConfig.from_dict({"feature_options": {"atr_period": 10.5}})
+    with pytest.raises(ConfigError, match=r"dist_transform must be one of 'log', 'linear', got 'ln'"):
+        PretrainConfig.from_dict({"feature_options": {"dist_transform": "ln"}})
+    with pytest.raises(ConfigError, match=r"feature_options\['dist_clip'\]: expected"):
+        PretrainConfig.from_dict({"feature_options": {"dist_clip": True}})

@@ -23,6 +23,7 @@ def test_dry_run_of_the_documented_command_writes_every_step(tmp_path):
     assert steps["environment"]["torch"] and steps["cuda_tests"]["counts"]["skipped"] >= 8
     assert steps["benchmark"]["overhead_ratio"] > 0 and steps["seed_job"]["epochs"] == 1
     assert steps["seed_job"]["best_val_loss"] > 0 and steps["seed_job"]["val_interpolation_loss"] > 0
+    assert 0 < steps["seed_job"]["val_per_feature_better_reference_loss"] <= steps["seed_job"]["val_interpolation_loss"]
     assert "verdict" in steps["transfer"] and (out / "transfer_results.json").exists()
     for name in ("gpu_check.log", "cuda_tests.xml", "seed_training_results.json"):
         assert (out / name).stat().st_size > 0

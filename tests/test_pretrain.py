@@ -15,6 +15,7 @@ import torch
 import moola_lib.pretrain as pretrain_module
 from moola_lib.config import ConfigError
 from moola_lib.data import file_sha256
+from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from moola_lib.models import JadePretrainer, load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, lr_factor, pretrain
 
@@ -87,6 +88,21 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
         refs = results["reference_losses"][split]
         assert refs["train_mean"]["loss"] > 0 and refs["interpolation"]["loss"] > 0
         assert refs["train_mean"]["mae"] > 0 and refs["interpolation"]["mae"] > 0
+        # per feature: the model and the three references; the third is the better of the first two
+        table = results["per_feature_losses"][split]
+        assert list(table) == list(FEATURE_NAMES)
+        for name, row in table.items():
+            assert set(row) == {"model", "train_mean", "interpolation", "better_reference"}
+            assert row["better_reference"] == min(row["train_mean"], row["interpolation"]) > 0
+        better = refs["better_reference"]["loss"]
+        assert better == pytest.approx(np.mean([row["better_reference"] for row in table.values()]))
+        assert better <= min(refs["train_mean"]["loss"], refs["interpolation"]["loss"])
+        for kind in ("train_mean", "interpolation"):   # the overall loss is the mean over features
+            assert refs[kind]["loss"] == pytest.approx(np.mean([row[kind] for row in table.values()]))
+    val_model = np.mean([row["model"] for row in results["per_feature_losses"]["val"].values()])
+    assert val_model == pytest.approx(results["best_val_loss"], rel=1e-6)
+    assert results["test"]["loss"] == pytest.approx(
+        np.mean([row["model"] for row in results["per_feature_losses"]["test"].values()]), rel=1e-6)
     assert results["test"]["loss"] > 0 and results["test"]["windows"] == results["data"]["splits"]["test"]["windows"]
     assert results["config"]["hidden_size"] == 8 and results["config"]["epochs"] == 2
     assert results["data"]["splits"]["train"]["windows"] > 20
@@ -99,6 +115,9 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
         ckpt = torch.load(tmp_path / name, weights_only=True)
         assert {"encoder", "model", "config", "optimizer", "scheduler", "rng"} <= set(ckpt)
         assert ckpt["config"] == results["config"]
+        # every checkpoint's encoder stores the fully resolved feature options
+        assert ckpt["encoder"]["feature_options"] == results["data"]["feature_options"] == ckpt["config"]["feature_options"]
+        assert set(ckpt["encoder"]["feature_options"]) == set(FEATURE_OPTION_DEFAULTS)
     last = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
     assert last["epoch"] == 2
     enc = load_encoder(tmp_path / "checkpoint_best.pt", hidden_size=8)
@@ -134,8 +153,9 @@ def test_same_seed_same_results_and_span_masks(tmp_path):
     wa, wb = _weights(tmp_path / "a/checkpoint_last.pt"), _weights(tmp_path / "b/checkpoint_last.pt")
     assert all(wa[k].equal(wb[k]) for k in wa)
     assert a["history"][0]["train_loss"] != c["history"][0]["train_loss"]
-    # validation masks are fixed by the seed: the reference losses do not depend on training
-    assert a["reference_losses"] == b["reference_losses"]
+    # validation masks have their own fixed seed: the reference losses depend neither on training
+    # nor on the training seed
+    assert a["reference_losses"] == b["reference_losses"] == c["reference_losses"]
 
 
 def test_lr_warmup_then_cosine():
@@ -241,7 +261,9 @@ def test_torchrun_two_processes_gloo(tmp_path, procs):
     single = pretrain(cfg, tmp_path / "single")
     for split, refs in single["reference_losses"].items():
         for kind, metrics in refs.items():
-            assert results["reference_losses"][split][kind] == pytest.approx(metrics, rel=1e-5)
+            got = results["reference_losses"][split][kind]
+            assert got["per_feature"] == pytest.approx(metrics.pop("per_feature"), rel=1e-5)
+            assert {k: v for k, v in got.items() if k != "per_feature"} == pytest.approx(metrics, rel=1e-5)
     assert train_windows == single["data"]["splits"]["train"]["windows"]
     assert load_encoder(tmp_path / "run/checkpoint_best.pt", hidden_size=8) is not None
 
@@ -271,9 +293,48 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 def test_feature_options_reach_the_features_and_the_summary():
     from moola_lib.pretrain import load_pretrain_data
 
+    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+
     default = load_pretrain_data(TINY)
-    no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": -1}})
-    assert no_hybrid.summary["feature_options"]["hybrid_max_age"] == -1
-    assert default.summary["feature_options"]["hybrid_max_age"] == 5
+    no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": 5}})
+    assert no_hybrid.summary["feature_options"]["hybrid_max_age"] == 5
+    assert default.summary["feature_options"] == resolve_feature_options({})   # every option, resolved
+    assert default.summary["feature_options"]["hybrid_max_age"] == -1
     assert not np.array_equal(default.X, no_hybrid.X)
-    assert np.array_equal(default.X[:, :6], no_hybrid.X[:, :6])   # only the zigzag features change
+    original = load_pretrain_data({**TINY, "feature_options": ORIGINAL_FEATURE_OPTIONS})
+    np.testing.assert_array_equal(original.X, relativity_features(original.bars, **ORIGINAL_FEATURE_OPTIONS)[0])
+    both = default.valid & no_hybrid.valid    # the warm-up waits for the first swings: it differs
+    assert both.sum() > 0.99 * len(both)
+    assert np.array_equal(default.X[both, :6], no_hybrid.X[both, :6])   # only the zigzag features change
+
+
+def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
+    from moola_lib.pretrain import EVAL_MASK_SEED, Trainer, _seed
+
+    data = load_pretrain_data(TINY)
+    a = Trainer(pretrain_module.PretrainConfig.from_dict(TINY), data, torch.device("cpu"))
+    b = Trainer(pretrain_module.PretrainConfig.from_dict({**TINY, "seed": 123}), data, torch.device("cpu"))
+    for split in ("val", "test"):
+        assert a.eval_masks[split].equal(b.eval_masks[split])        # the training seed does not matter
+        assert a.eval_masks[split].sum(dim=1).eq(16).all()
+    # what they are: a CPU generator seeded from EVAL_MASK_SEED alone (so any device draws the same)
+    from moola_lib.masking import random_mask
+    from moola_lib.windows import gather_windows
+
+    g = torch.Generator().manual_seed(_seed(EVAL_MASK_SEED, "eval", "val"))
+    valid = torch.from_numpy(gather_windows(data.valid, data.starts["val"], 105))
+    assert random_mask(valid, 0.15, generator=g).equal(a.eval_masks["val"])
+
+    # evaluate: per-feature masked Huber losses and MAE, over every val window and its fixed mask
+    from moola_lib.masking import masked_huber
+
+    x = torch.from_numpy(gather_windows(data.X, data.starts["val"], 105))
+    pred = torch.full_like(x, 0.25)
+    got = a.evaluate("val", lambda xb, mb: torch.full_like(xb, 0.25))
+    mask = a.eval_masks["val"]
+    for j, name in enumerate(FEATURE_NAMES):
+        expected = masked_huber(pred[..., j:j + 1], x[..., j:j + 1], mask).item()
+        assert got["per_feature"][name] == pytest.approx(expected, rel=1e-5)
+    assert got["loss"] == pytest.approx(masked_huber(pred, x, mask).item(), rel=1e-5)
+    abs_error = (pred - x).abs()[mask].mean().item()
+    assert got["mae"] == pytest.approx(abs_error, rel=1e-5) and got["windows"] == len(data.starts["val"])

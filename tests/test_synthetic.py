@@ -147,3 +147,22 @@ def test_full_default_range():
     late = events[events["expansion_start"] >= pd.Timestamp("2025-07-01", tz="UTC")]
     assert late["kind"].value_counts().min() >= 150
     assert elapsed < 30, f"generation took {elapsed:.1f}s"
+
+
+def test_volatility_bursts_are_visible_inside_a_window(month):
+    """Minute-scale volatility bursts make range_z (the range over its 20-bar EMA) autocorrelated: what a
+    model seeing 105 bars can learn from. Without bursts (half-life 1 bar: white noise) it is much less."""
+    from moola_lib.features import relativity_features
+
+    def lag1(bars):
+        X, valid = relativity_features(bars)
+        z = X[valid, 5] - X[valid, 5].mean()
+        return float((z[:-1] * z[1:]).mean() / z.var())
+
+    bars, events = month
+    white, white_events = synthetic_market("2025-07-01", "2025-07-31", seed=3, burst_half_life=1e-3)
+    assert lag1(bars) > 0.22 and lag1(white) < 0.18
+    # the bursts have their own random stream: the planted events do not depend on them
+    pd.testing.assert_frame_equal(events, white_events)
+    with pytest.raises(ValueError, match="burst_half_life"):
+        synthetic_ohlcv("2025-07-01", "2025-07-02", burst_half_life=0)

@@ -322,6 +322,10 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
 
 
 def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
-    assert encoder_feature_options(encoder_dir / "encoder.pt") == {}   # its run used the defaults
+    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS as ORIGINAL, resolve_feature_options
+
+    # neither the encoder nor its run records options: an encoder made before they were: the original's
+    assert encoder_feature_options(encoder_dir / "encoder.pt") == resolve_feature_options(ORIGINAL)
     torch.save({"config": {"feature_options": {"hybrid_max_age": -1}}}, tmp_path / "checkpoint_best.pt")
-    assert encoder_feature_options(tmp_path / "checkpoint_best.pt") == {"hybrid_max_age": -1}
+    assert encoder_feature_options(tmp_path / "checkpoint_best.pt") == resolve_feature_options(
+        {**ORIGINAL, "hybrid_max_age": -1})

@@ -33,6 +33,8 @@ class EdaParams(RunParams):
     synthetic_end: str = "2025-06-30"     # inclusive
     synthetic_seed: int = 0
     n_windows: int = 4                    # windows drawn in the static window gallery
+    # relativity_features options over the defaults (e.g. moola_lib.ORIGINAL_FEATURE_OPTIONS to compare)
+    feature_options: dict[str, int | float | str] = field(default_factory=dict)
 
 
 def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> type:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from ..io import load_torch_file, read_json
 from ..labels import LabelledSet
+from ..models import recorded_feature_options, stored_feature_options
 from ..paths import resolve_path
 
 
@@ -54,10 +55,13 @@ def find_training_results(encoder_path) -> Path | None:
 
 
 def encoder_feature_options(encoder_path) -> dict:
-    """The relativity_features options an encoder was pretrained with (from its checkpoint's config or
-    its run's training_results.json), so that the labelled windows get the same features; {} = defaults."""
+    """Every relativity_features option (with its value) an encoder was pretrained with, so that the
+    labelled windows get the same features: what its file records, else what its run's
+    training_results.json records; options recorded by neither (encoders made before they were
+    recorded) are the original's (``ORIGINAL_FEATURE_OPTIONS``)."""
     obj = load_torch_file(encoder_path)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        return dict(obj["config"].get("feature_options", {}))
-    results = find_training_results(encoder_path)
-    return dict(read_json(results)["config"].get("feature_options", {})) if results else {}
+    recorded = recorded_feature_options(obj) if isinstance(obj, dict) else None
+    if recorded is None:
+        results = find_training_results(encoder_path)
+        recorded = read_json(results).get("config", {}).get("feature_options") if results else None
+    return stored_feature_options(recorded)
