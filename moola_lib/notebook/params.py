@@ -87,6 +87,7 @@ class TransferParams(_ProtocolParams):
     n_labelled: int = 174                 # embedded labelled set: windows, fraction consolidation,
     class_balance: float = 0.466          # share of flipped labels, period (after the test split)
     label_noise: float = 0.0
+    difficulty: float = 0.3               # embedded task: 0 easy .. 1 chance (labels.synthetic_labelled_set)
     labels_start: IsoDate = "2025-07-01"
     labels_end: IsoDate = "2025-09-30"
     pretrain_epochs: int = 3              # the default encoder (encoder_path None), CPU-sized

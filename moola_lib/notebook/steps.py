@@ -23,7 +23,7 @@ def labelled_from_params(params) -> LabelledSet:
     options = encoder_feature_options(resolve_path(params.encoder_path)) if params.encoder_path else None
     if params.labels_path is None:
         return synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
-                                      start=params.labels_start, end=params.labels_end,
+                                      difficulty=params.difficulty, start=params.labels_start, end=params.labels_end,
                                       history_start=params.synthetic_start, market_seed=params.synthetic_seed,
                                       feature_options=options)
     labels_path = resolve_path(params.labels_path)
