@@ -35,7 +35,7 @@ _MINUTE = pd.Timedelta(minutes=1)
 def free_starts(index: pd.DatetimeIndex, busy: np.ndarray, lo: int, hi: int, length: int) -> np.ndarray:
     """Window starts s in [lo, hi - length] whose bars [s, s + length) are one-minute consecutive (no
     session gap) and none ``busy``."""
-    gap = np.r_[False, np.diff(index.asi8) != _MINUTE.value]   # bar i follows a gap
+    gap = np.r_[False, np.diff(index.as_unit("ns").asi8) != _MINUTE.value]   # bar i follows a gap
     # a window starting at s is blocked by busy bars in [s, s + length) and gaps in (s, s + length)
     busy_before = np.concatenate([[0], np.cumsum(np.asarray(busy, dtype=bool))])
     gap_before = np.concatenate([[0], np.cumsum(gap)])

@@ -73,17 +73,19 @@ class LabelledSet:
             "group": self.groups, "valid_bars": self.valid.sum(axis=1),
         })
 
-    def check_folds(self, folds: int) -> None:
-        """Raise DataValidationError unless every class has >= ``folds`` windows and groups suffice."""
+    def check_folds(self, folds: int, groups: np.ndarray | None = None) -> None:
+        """Raise DataValidationError unless every class has >= ``folds`` windows and the groups (default:
+        the overlap groups; the protocol passes its session groups) suffice."""
         name = self.source.get("path", "<labels>")
         small = {c: n for c, n in self.class_counts().items() if n < folds}
         if small:
             raise DataValidationError(name, "class_size", f"class(es) {small} have fewer windows than "
                                       f"folds={folds}; use fewer folds or label more windows")
-        n_groups = len(np.unique(self.groups))
+        n_groups = len(np.unique(self.groups if groups is None else groups))
         if n_groups < folds:
-            raise DataValidationError(name, "overlap_groups", f"only {n_groups} groups of non-overlapping "
-                                      f"windows for folds={folds}")
+            raise DataValidationError(name, "overlap_groups", f"only {n_groups} groups of windows that "
+                                      f"may be split apart (overlap / session) for folds={folds}; use fewer "
+                                      "folds or group_by_session False")
 
     def summary(self) -> dict:
         """JSON-friendly description (for transfer_results.json)."""

@@ -52,7 +52,15 @@ def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> t
 
 
 # input_size is fixed by the 10 features; the notebook always shows progress.
-PretrainParams = params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
+_PretrainConfigParams = params_like("_PretrainConfigParams", PretrainConfig, skip=("input_size", "progress"))
+
+
+@dataclass
+class PretrainParams(_PretrainConfigParams):
+    """pretrain.ipynb parameters: RunParams + PretrainConfig + ``labels_path``, a labels file whose windows
+    must stay out of pretraining (the notebook warns when they fall inside the train or val split)."""
+
+    labels_path: str | None = None
 
 
 def config_from_params(config_cls: type, params, **fixed):
