@@ -99,12 +99,12 @@ def _fold_record(y_test: np.ndarray, probas: list[np.ndarray], classes) -> dict:
 
 
 def evaluate_arms(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray,
-                  groups: np.ndarray, fraction: float = 1.0, progress=None) -> dict:
-    """Train and test every arm on every (repeat, fold) of ``assign``. With ``fraction`` < 1 each training
-    set is a stratified subsample (identical for all arms). Returns, per arm, the fold records and the
-    out-of-fold probabilities [repeats, N, C]."""
+                  groups: np.ndarray, fraction: float = 1.0, progress=None, arms=None) -> dict:
+    """Train and test every arm (``arms``, default those of ``cfg``) on every (repeat, fold) of ``assign``.
+    With ``fraction`` < 1 each training set is a stratified subsample (identical for all arms). Returns,
+    per arm, the fold records and the out-of-fold probabilities [repeats, N, C]."""
     y, C = labelled.y, len(labelled.classes)
-    arms = result_arms(cfg.arms)
+    arms = result_arms(cfg.arms) if arms is None else list(arms)
     out = {arm: {"folds": [], "oof": np.full(assign.shape + (C,), np.nan)} for arm in arms}
     for r, row in enumerate(assign):
         for k in range(row.max() + 1):

@@ -99,6 +99,8 @@ def corrected_t(values, test_train_ratio: float, alpha: float = 0.05, power: flo
     se = math.sqrt((1.0 / J + test_train_ratio) * sd ** 2)
     out.update(sd=sd, se=se, mde=minimal_detectable_effect(se, J - 1, alpha, power))
     if se == 0.0:
+        if abs(mean) <= 1e-12:   # identical values: rounding must not make a "difference"
+            mean = out["mean"] = 0.0
         out.update(t=0.0 if mean == 0 else math.copysign(math.inf, mean), p_value=1.0 if mean == 0 else 0.0,
                    ci_low=mean, ci_high=mean)
         return out
