@@ -80,6 +80,11 @@ QUICK = dict(replicates=2, positive_replicates=2, n_labelled=40, folds=3, repeat
              history_start="2025-06-24")
 
 
+def _note(message: str) -> None:
+    """A progress line on stderr (the run takes half an hour; stdout gets the summary)."""
+    print(f"[validate {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def _labelled(vc: ValidationConfig, replicate: int):
     lo, hi = vc.labels_period
     return synthetic_labelled_set(vc.n_labelled, seed=10_000 + replicate, start=lo, end=hi,
@@ -123,6 +128,7 @@ def null_control(vc: ValidationConfig) -> dict:
         d = compare(runs["frozen"]["folds"], runs["random_frozen"]["folds"], cfg.alpha, cfg.power)
         rows.append({"replicate": r, **{m: {k: d[m][k] for k in ("mean", "se", "p_value", "mde")}
                                         for m in ("balanced_accuracy", "log_loss")}})
+        _note(f"null {r + 1}/{vc.replicates}: p = {d['balanced_accuracy']['p_value']:.3f}")
     out = {"replicates": rows}
     for m in ("balanced_accuracy", "log_loss"):
         out[f"false_positive_{m}"] = _rate([row[m]["p_value"] < cfg.alpha for row in rows])
@@ -147,6 +153,7 @@ def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
 def positive_control(vc: ValidationConfig, workdir: Path) -> dict:
     """The label-carrying encoder, frozen and probed, against the baseline, ``positive_replicates`` times."""
     encoder, trained = train_label_encoder(vc)
+    _note(f"label-carrying encoder trained: {trained}")
     save_encoder(encoder, workdir / "label_encoder.pt")
     cfg = _transfer_config(vc, arms=["baseline", "frozen"])
     rows = []
@@ -156,6 +163,7 @@ def positive_control(vc: ValidationConfig, workdir: Path) -> dict:
         rows.append({"replicate": r, "mean": d["mean"], "se": d["se"], "df": d["df"], "p_value": d["p_value"],
                      "mde": d["mde"], "frozen": res["arms"]["frozen"]["summary"]["balanced_accuracy"]["mean"],
                      "baseline": res["arms"]["baseline"]["summary"]["balanced_accuracy"]["mean"]})
+        _note(f"positive {r + 1}/{vc.positive_replicates}: {100 * d['mean']:+.1f} pp, p = {d['p_value']:.3g}")
     effect = float(np.mean([row["mean"] for row in rows]))
     implied = [_power(effect, row["se"], row["df"], cfg.alpha) for row in rows]
     return {"encoder": trained, "replicates": rows, "mean_effect": effect,
@@ -181,6 +189,7 @@ def real_question(vc: ValidationConfig, workdir: Path) -> dict:
                     "num_layers": vc.pretrain_num_layers, "epochs": vc.pretrain_epochs, "batch_size": 256,
                     "lr": 3e-3, "warmup_epochs": 1, "seed": vc.seed, "device": "cpu", "progress": False,
                     "splits": _pretrain_splits(vc.pretrain_start, lo)}, workdir / "pretrain")
+    _note(f"pretrained: best val loss {pre['best_val_loss']:.4f} in {pre['total_seconds']:.0f} s")
     cfg = _transfer_config(vc, repeats=vc.real_repeats, fractions=vc.real_fractions, n_bootstrap=1000)
     res = run_transfer(_labelled(vc, 0), workdir / "pretrain" / "checkpoint_best.pt", cfg)
     summary = {arm: a["summary"]["balanced_accuracy"] for arm, a in res["arms"].items()}
