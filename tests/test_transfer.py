@@ -440,6 +440,7 @@ def test_verdict_reflects_the_numbers():
     assert "Primary comparison (named before the run), frozen vs baseline" in good
     assert "+4.1 pp balanced accuracy, 95% CI [+1.2, +7.0], p = 0.01" in good
     assert "significantly better" in good and "p = 0.03 (Holm-corrected)" in good
+    assert "the run detects effects of 12.0 pp or more with 80% power" in good
     assert "None of the 174 labelled windows with timestamps" in good
     null = verdict(_fake(0.4, 0.01, -0.03, 0.05, seen=12, mde=0.118))
     assert "no significant difference" in null and "p = 0.4" in null

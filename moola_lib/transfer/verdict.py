@@ -43,7 +43,8 @@ def _finding(comp: dict, metric: str, alpha: float, p_key: str) -> str:
     if p < alpha:
         better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
         return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
-                f"{numbers}.")
+                f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
+                f"with {comp.get('power', 0.8):.0%} power.")
     return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
             f"{mde} (power {comp.get('power', 0.8):.0%}, alpha {alpha:g}).")
 
