@@ -45,7 +45,7 @@ class Inputs:
     the deterministic arms (pooled features of the frozen encoders, window summaries)."""
 
     data: tuple
-    encoder: JadeEncoder
+    encoder: JadeEncoder | None      # None when only fixed-feature arms run (the validation's null)
     fixed: dict
 
     @classmethod
