@@ -217,6 +217,9 @@ def test_frozen_arms_are_deterministic_linear_probes_on_pooled_features():
     assert not torch.equal(baseline.encoder.lstm.weight_hh_l0, encoder.lstm.weight_hh_l0)
     fresh = build_classifier("finetune", encoder, 2, 0.3, seed=0)
     assert torch.equal(baseline.head.weight, fresh.head.weight)     # same head init in every arm
+    data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
+    with pytest.raises(ValueError, match="not trained by SGD"):
+        fit_classifier(fresh, "frozen", data, fit, val, cfg, seed=0)
 
 
 def test_linear_probe_picks_the_regularisation_on_the_inner_split():

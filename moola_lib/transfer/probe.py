@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models import JadeClassifier, JadeEncoder, pooled_features
-from .config import RANDOM_INIT, TransferConfig
+from .config import RANDOM_INIT, TRAINED, TransferConfig
 
 
 def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float,
@@ -35,6 +35,8 @@ def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray
 
 
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
+    if arm not in TRAINED:
+        raise ValueError(f"arm {arm!r} is not trained by SGD (trained arms: {TRAINED})")
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     groups = [{"params": head, "lr": cfg.lr}]
     scale = {"baseline": 1.0, "finetune": cfg.encoder_lr_scale}[arm]
