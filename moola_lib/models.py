@@ -71,10 +71,14 @@ class JadePretrainer(nn.Module):
 
 
 class JadeClassifier(nn.Module):
-    """Encoder, mean pooling over valid steps, dropout, linear head.
+    """Encoder, mean pooling over valid steps, normalisation, dropout, linear head.
 
-    ``arch`` holds the encoder's arguments; the encoder's own dropout is ``encoder_dropout``
-    (``dropout`` is the head's)."""
+    ``norm`` (BatchNorm1d over the pooled features) is part of the model and saved with it: mean-pooled
+    LSTM outputs differ by ~1e-2 between windows, too little for a linear head to separate in a few dozen
+    steps, so the head needs standardised inputs; as a layer the statistics follow the encoder while it
+    trains (a baseline's encoder changes a lot), where statistics frozen from the initial encoder went
+    stale and let some folds collapse to chance. ``arch`` holds the encoder's arguments; the encoder's own
+    dropout is ``encoder_dropout`` (``dropout`` is the head's)."""
 
     def __init__(self, encoder: JadeEncoder | None = None, n_classes: int = 2, dropout: float = 0.3,
                  **arch):
@@ -82,6 +86,7 @@ class JadeClassifier(nn.Module):
         if "encoder_dropout" in arch:
             arch["dropout"] = arch.pop("encoder_dropout")
         self.encoder = _encoder(encoder, arch)
+        self.norm = nn.BatchNorm1d(self.encoder.output_size)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, n_classes)
 
@@ -93,8 +98,12 @@ class JadeClassifier(nn.Module):
         w = valid.to(h.dtype).unsqueeze(-1)
         return (h * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
 
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features (normalisation, dropout, head)."""
+        return self.head(self.dropout(self.norm(pooled)))
+
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x, valid)))
+        return self.classify(self.embed(x, valid))
 
 
 def encoder_state(encoder: JadeEncoder) -> dict:

@@ -156,7 +156,7 @@ def _interrupted(monkeypatch, at_epoch):
 
 def test_resume_on_cuda_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
     a = pretrain(TINY, tmp_path / "a")
-    b = pretrain(TINY, tmp_path / "b")
+    pretrain(TINY, tmp_path / "b")
     _interrupted(monkeypatch, at_epoch=3)
     with pytest.raises(KeyboardInterrupt):
         pretrain(TINY, tmp_path / "r")

@@ -103,3 +103,23 @@ def test_load_is_weights_only(tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(ValueError, match="not a moola encoder file"):
         load_encoder(other)
+
+
+def test_classifier_normalises_pooled_features_with_a_saved_layer():
+    torch.manual_seed(0)
+    clf = JadeClassifier(**SMALL)
+    x = torch.randn(64, 105, 10)
+    clf.train()
+    clf(x)                                   # one training pass updates the layer's running statistics
+    assert "norm.running_mean" in clf.state_dict() and clf.norm.num_batches_tracked == 1
+    clf.eval()
+    with torch.no_grad():
+        pooled = clf.embed(x)
+        z = clf.norm(pooled)
+    expected = (pooled - clf.norm.running_mean) / torch.sqrt(clf.norm.running_var + clf.norm.eps)
+    assert torch.allclose(z, expected * clf.norm.weight + clf.norm.bias, atol=1e-5)
+    copy_ = JadeClassifier(**SMALL)
+    copy_.load_state_dict(clf.state_dict())
+    copy_.eval()
+    with torch.no_grad():
+        assert torch.equal(copy_(x), clf(x))

@@ -54,7 +54,15 @@ def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> t
 
 
 # input_size is fixed by the 10 features; the notebook always shows progress.
-PretrainParams = params_like("PretrainParams", PretrainConfig, skip=("input_size", "progress"))
+_PretrainConfigParams = params_like("_PretrainConfigParams", PretrainConfig, skip=("input_size", "progress"))
+
+
+@dataclass
+class PretrainParams(_PretrainConfigParams):
+    """pretrain.ipynb parameters: RunParams + PretrainConfig + ``labels_path``, a labels file whose windows
+    must stay out of pretraining (the notebook warns when they fall inside the train or val split)."""
+
+    labels_path: str | None = None
 
 
 def config_from_params(config_cls: type, params, **fixed):
@@ -90,6 +98,7 @@ class TransferParams(_ProtocolParams):
     n_labelled: int = 174                 # embedded labelled set: windows, fraction consolidation,
     class_balance: float = 0.466          # share of flipped labels, period (after the test split)
     label_noise: float = 0.0
+    difficulty: float = 0.3               # embedded task: 0 easy .. 1 chance (labels.synthetic_labelled_set)
     labels_start: IsoDate = "2025-07-01"
     labels_end: IsoDate = "2025-09-30"
     pretrain_epochs: int = 3              # the default encoder (encoder_path None), CPU-sized

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..config import ConfigError, PretrainConfig
+from ..constants import WINDOW_LENGTH
 from ..data import run_bars
 from ..labels import LabelledSet, exclude_intervals, load_labels, read_label_table, synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
@@ -31,7 +33,7 @@ def labelled_from_params(params) -> LabelledSet:
         options = encoder_feature_options(encoder_path)
     if params.labels_path is None:
         labelled = synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
-                                          start=params.labels_start, end=params.labels_end,
+                                          difficulty=params.difficulty, start=params.labels_start, end=params.labels_end,
                                           history_start=params.synthetic_start, market_seed=params.synthetic_seed,
                                           feature_options=options)
         labelled.source["bars"] = {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_market",
@@ -87,3 +89,39 @@ def encoder_embeddings(encoder_path, labelled: LabelledSet, seed: int = 0,
     random_encoder = JadeEncoder(**encoder.arch)
     return {"pretrained encoder": embed_windows(encoder, labelled.X, labelled.valid, device),
             "random init (same architecture)": embed_windows(random_encoder, labelled.X, labelled.valid, device)}
+
+
+def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: float = 1.0) -> str | None:
+    """A warning (also printed) when labelled windows of ``labels_path`` fall inside the pretraining train or
+    val split and no ``exclude`` period covers them: the encoder would see their bars, which flatters the
+    transfer evaluation. None when no labels file is given or all is well (a line says so). Windows with only
+    ``start`` or ``end`` span WINDOW_LENGTH bars of ``bar_minutes`` (longer across a session halt)."""
+    if labels_path is None:
+        return None
+    frame, name = read_label_table(resolve_path(labels_path))
+    span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
+    times = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
+    if not times:
+        message = (f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "
+                   "their bars is unknown")
+        print(message)
+        return message
+    start = times["start"] if "start" in times else times["end"] - span
+    end = times["end"] if "end" in times else times["start"] + span
+    inside = np.zeros(len(frame), dtype=bool)
+    for split in ("train", "val"):
+        lo, hi = (pd.Timestamp(t, tz="UTC") for t in config.splits.get(split, ("1970-01-01", "1970-01-01")))
+        inside |= np.asarray((start < hi) & (end >= lo))
+    for lo, hi in config.exclude:
+        lo, hi = (pd.Timestamp(t) for t in (lo, hi))
+        lo, hi = (t.tz_localize("UTC") if t.tz is None else t for t in (lo, hi))
+        inside &= ~np.asarray((start <= hi) & (end >= lo))
+    if not inside.any():
+        print(f"{name}: none of the {len(frame)} labelled windows lies inside the train/val splits")
+        return None
+    message = (f"WARNING: {int(inside.sum())} of the {len(frame)} labelled windows in {name} lie inside the "
+               "pretraining train/val splits and no exclude period covers them: the encoder will see their "
+               "bars, which flatters the transfer evaluation. Keep them out with the exclude parameter "
+               "(moola_lib.exclude_intervals; README, \"Keep the labelled windows out of pretraining\").")
+    print(message)
+    return message

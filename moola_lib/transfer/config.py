@@ -1,4 +1,10 @@
-"""Options of the transfer protocol and the names of its arms and metrics."""
+"""Options of the transfer protocol and the names of its arms and metrics.
+
+Arms: ``baseline`` (random init, all trained), ``frozen`` (pretrained encoder frozen, deterministic
+linear probe on its pooled features), ``finetune`` (pretrained encoder, head first, then all at a lower
+encoder learning rate), ``random_frozen`` (a random encoder under the same probe: the control for
+``frozen``), ``simple`` (logistic regression and gradient boosting on per-window feature summaries,
+reported as ``simple_logistic`` and ``simple_boosting``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,24 +12,44 @@ from typing import Literal
 
 from ..config import StrictConfig
 
-ARMS = ("baseline", "frozen", "finetune", "random_frozen")
-ARM_TITLES = {"baseline": "random init (baseline)", "frozen": "pretrained, frozen encoder",
+ARMS = ("baseline", "frozen", "finetune", "random_frozen", "simple")
+SIMPLE_ARMS = ("simple_logistic", "simple_boosting")   # the "simple" arm reports both models
+ARM_TITLES = {"baseline": "random init (baseline)", "frozen": "pretrained, frozen encoder (linear probe)",
               "finetune": "pretrained, fine-tuned encoder",
-              "random_frozen": "random init, frozen encoder (probe control)"}
+              "random_frozen": "random init, frozen encoder (probe control)",
+              "simple_logistic": "logistic regression on window summaries",
+              "simple_boosting": "gradient boosting on window summaries"}
 RANDOM_INIT = ("baseline", "random_frozen")   # arms whose encoder is randomly initialised
-FROZEN = ("frozen", "random_frozen")          # arms that train the head only
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-RESULTS_FORMAT = "moola.transfer_results.v1"
+FROZEN = ("frozen", "random_frozen")          # frozen encoders: pooled features -> linear probe
+TRAINED = ("baseline", "finetune")            # neural arms trained by SGD, seeds_per_fold seeds per fold
+NEURAL = ("baseline", "frozen", "finetune")
+LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")   # from predicted labels
+METRICS = LABEL_METRICS + ("log_loss", "roc_auc")               # log-loss, AUC: from probabilities
+LOWER_IS_BETTER = ("log_loss",)
+RESULTS_FORMAT = "moola.transfer_results.v2"
+
+
+def result_arms(arms) -> list[str]:
+    """The arms as results name them: "simple" becomes its two models."""
+    return [a for arm in arms for a in (SIMPLE_ARMS if arm == "simple" else (arm,))]
 
 
 @dataclass
 class TransferConfig(StrictConfig):
     """Options of the transfer protocol."""
 
-    arms: list[Literal["baseline", "frozen", "finetune", "random_frozen"]] = field(
+    arms: list[Literal["baseline", "frozen", "finetune", "random_frozen", "simple"]] = field(
         default_factory=lambda: list(ARMS))
+    primary: str = "frozen vs baseline"   # the one comparison named before the run; others Holm-corrected
+    primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = \
+        "balanced_accuracy"
+    alpha: float = 0.05                   # two-sided level of every test
+    power: float = 0.8                    # for the minimal detectable effect
     folds: int = 5
     repeats: int = 5
+    seeds_per_fold: int = 1               # baseline / finetune: training seeds averaged per fold
+    group_by_session: bool = True         # windows of one trading session (17:00 New York halt) share a fold
+    embargo_bars: int = 0                 # drop training windows within this many bars (minutes) of a test window
     epochs: int = 60
     batch_size: int = 32
     lr: float = 3e-3                   # head (and baseline encoder) learning rate
@@ -46,6 +72,11 @@ class TransferConfig(StrictConfig):
             ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),
+            (self.seeds_per_fold >= 1 and self.embargo_bars >= 0,
+             "seeds_per_fold must be >= 1 and embargo_bars >= 0"),
+            (0 < self.alpha < 0.5 and 0.5 <= self.power < 1, "alpha must be in (0, 0.5), power in [0.5, 1)"),
+            (self.primary_pair() is not None, f"primary must be 'ARM vs ARM' with two different arms of "
+             f"{result_arms(self.arms)}, got {self.primary!r}"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
             (self.lr > 0 and self.encoder_lr_scale > 0, "lr and encoder_lr_scale must be > 0"),
             (self.unfreeze_epoch >= 0 and self.weight_decay >= 0,
@@ -58,3 +89,10 @@ class TransferConfig(StrictConfig):
             (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads must be >= 1 or None"),
         ]
         self.require(checks)
+
+    def primary_pair(self) -> tuple[str, str] | None:
+        """(arm, reference) of ``primary``, or None when it does not name two different run arms."""
+        parts = [p.strip() for p in self.primary.split(" vs ")]
+        arms = result_arms(self.arms)
+        ok = len(parts) == 2 and parts[0] != parts[1] and all(p in arms for p in parts)
+        return (parts[0], parts[1]) if ok else None

@@ -14,14 +14,16 @@ from sklearn.decomposition import PCA
 
 from ..features import FEATURE_NAMES
 from ..labels import LabelledSet
-from .config import ARM_TITLES, METRICS
+from .config import ARM_TITLES, LABEL_METRICS, LOWER_IS_BETTER, METRICS
 
-COLORS = {"baseline": "#7f7f7f", "frozen": "#1f77b4", "finetune": "#d62728", "random_frozen": "#bcbd22"}
+COLORS = {"baseline": "#7f7f7f", "frozen": "#1f77b4", "finetune": "#d62728", "random_frozen": "#bcbd22",
+          "simple_logistic": "#9467bd", "simple_boosting": "#8c564b"}
+BAR_METRICS = LABEL_METRICS + ("roc_auc",)   # the metrics in percent
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
 
 
-def _ci(stat: Mapping, scale: float = 100.0, signed: bool = False) -> str:
-    fmt = "{:+.1f}" if signed else "{:.1f}"
+def _ci(stat: Mapping, scale: float = 100.0, signed: bool = False, digits: int = 1) -> str:
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
     return (f"{fmt.format(scale * stat['mean'])} [{fmt.format(scale * stat['ci_low'])}, "
             f"{fmt.format(scale * stat['ci_high'])}]")
 
@@ -65,28 +67,36 @@ def labelled_examples(labelled: LabelledSet, n: int = 3, features=EXAMPLE_FEATUR
 
 
 def metrics_table(results: Mapping) -> pd.DataFrame:
-    """Per arm: every metric as 'mean [95% CI]' in percent."""
+    """Per arm: every metric as 'mean [95% CI]' in percent (the log-loss in nats)."""
     rows = {}
     for arm, a in results["arms"].items():
-        rows[ARM_TITLES[arm]] = {name.replace("_", " "): _ci(stat) for name, stat in a["summary"].items()}
+        rows[ARM_TITLES[arm]] = {(name + " (nats)" if name in LOWER_IS_BETTER else name).replace("_", " "):
+                                 _ci(stat, 1.0, digits=3) if name in LOWER_IS_BETTER else _ci(stat)
+                                 for name, stat in a["summary"].items()}
     return pd.DataFrame(rows).T
 
 
 def differences_table(results: Mapping) -> pd.DataFrame:
-    """Per comparison ("arm vs reference") and metric: difference in pp, corrected-t CI and p, bootstrap CI."""
+    """Per comparison ("arm vs reference", the primary one first) and metric: the difference [95% CI]
+    (pp; nats for the log-loss), the minimal detectable effect, p (corrected t; Holm-corrected for the
+    secondary comparisons) and the bootstrap CI."""
     rows = []
     for key, comp in results["comparisons"].items():
         for m in METRICS:
             d = comp[m]
+            scale, digits = (1.0, 3) if m in LOWER_IS_BETTER else (100.0, 1)
             boot = d.get("bootstrap_ci")
-            rows.append({"comparison": key, "metric": m.replace("_", " "),
-                         "difference pp [95% CI]": _ci(d, signed=True),
+            rows.append({"comparison": key + (" (primary)" if comp.get("primary") else ""),
+                         "metric": m.replace("_", " "), "difference [95% CI]": _ci(d, scale, True, digits),
+                         "detectable effect (80% power)": f"{scale * d['mde']:.{digits}f}",
                          "p (corrected t)": f"{d['p_value']:.3g}",
-                         "bootstrap CI pp": f"[{100 * boot[0]:+.1f}, {100 * boot[1]:+.1f}]" if boot else "-"})
+                         "p (Holm)": f"{d['p_holm']:.3g}" if "p_holm" in d else "primary",
+                         "bootstrap CI": f"[{scale * boot[0]:+.{digits}f}, {scale * boot[1]:+.{digits}f}]"
+                         if boot else "-"})
     return pd.DataFrame(rows).set_index(["comparison", "metric"])
 
 
-def metrics_bars(results: Mapping, metrics=METRICS) -> plt.Figure:
+def metrics_bars(results: Mapping, metrics=BAR_METRICS) -> plt.Figure:
     """Grouped bars per metric and arm with 95% CI error bars; chance level dashed."""
     arms = list(results["arms"])
     fig, ax = plt.subplots(figsize=(5 + 2.2 * len(metrics), 3.8))
@@ -164,13 +174,15 @@ def embedding_projection(embeddings: Mapping[str, np.ndarray], labelled: Labelle
 
 
 def overlap_table(overlap: Mapping | None) -> pd.DataFrame:
-    """Labelled windows inside each of the encoder's pretraining splits."""
-    if overlap is None:
-        return pd.DataFrame({"value": {"pretraining period": "unknown (no training_results.json)"}})
-    rows = {f"inside {name} split {lo}..{hi}": overlap["inside_split"][name]
-            for name, (lo, hi) in overlap["splits"].items()}
-    data = overlap["encoder_data_path"] or f"synthetic (seed {overlap['encoder_synthetic_seed']})"
-    rows.update({"seen in pretraining (train/val, not excluded)": overlap["seen"],
-                 "in excluded periods": overlap["excluded"],
-                 "without timestamps": overlap["without_timestamps"], "encoder data": data})
+    """Labelled windows inside each of the encoder's pretraining splits ("unknown" where it cannot be
+    known: no training_results.json, or windows without timestamps)."""
+    if overlap is None or not overlap.get("period_known", True):
+        return pd.DataFrame({"windows": {"pretraining period": "unknown (no training_results.json)"}})
+    rows = {"without timestamps (overlap unknown)": overlap["without_timestamps"]}
+    if overlap["status"] != "unknown":
+        rows.update({f"inside {name} split {lo}..{hi}": overlap["inside_split"][name]
+                     for name, (lo, hi) in overlap["splits"].items()})
+        data = overlap["encoder_data_path"] or f"synthetic (seed {overlap['encoder_synthetic_seed']})"
+        rows.update({"seen in pretraining (train/val, not excluded)": overlap["seen"],
+                     "in excluded periods": overlap["excluded"], "encoder data": data})
     return pd.DataFrame({"windows": {k: str(v) for k, v in rows.items()}})

@@ -1,12 +1,69 @@
-"""Which windows train, stop early and test: outer folds, inner early-stopping split, subsamples.
+"""Which windows train, stop early and test: groups, outer folds, embargo, inner early-stopping split,
+subsamples.
 
-Every split is stratified by class and group-aware (a group = windows that overlap in time never
-straddles a split), and a pure function of its seed, so every arm sees identical folds.
+Every split is stratified by class and group-aware (a group never straddles a split), and a pure
+function of its seed, so every arm sees identical folds. Groups join windows that overlap in time and,
+by default, windows of the same trading session: bars of one session share its regime and news, so a
+test window's session-mates in the training folds would flatter every arm. The embargo drops training
+windows within N bars of a test window (purged cross-validation).
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
+
+SESSION_TZ = "America/New_York"
+SESSION_END_HOUR = 17   # the daily CME Globex halt: a session runs from 18:00 to 17:00 the next day
+
+
+def session_ids(times: pd.DatetimeIndex) -> np.ndarray:
+    """Trading session of each timestamp: days since the epoch of the session's closing date (New York
+    time, a session closing at the 17:00 halt); -1 for NaT."""
+    local = pd.DatetimeIndex(times).tz_convert(SESSION_TZ).tz_localize(None)
+    # shifting by 24 - 17 = 7 hours puts a whole 18:00 .. 17:00 session on its closing date
+    days = (local + pd.Timedelta(hours=24 - SESSION_END_HOUR)).floor("D")
+    out = np.asarray((days - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1), dtype=float)
+    return np.where(np.isnan(out), -1, out).astype(np.int64)
+
+
+def fold_groups(overlap: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex,
+                by_session: bool = True) -> np.ndarray:
+    """Group ids for the folds: windows that overlap (``overlap`` ids) and, with ``by_session``, windows
+    whose first or last bar falls in the same trading session are joined (transitively). Windows
+    without timestamps keep their overlap group."""
+    n = len(overlap)
+    keys = [np.asarray(overlap)]
+    if by_session:
+        keys += [session_ids(start), session_ids(end)]
+    rows, cols = [], []
+    for k, key in enumerate(keys):
+        _, node = np.unique(key, return_inverse=True)
+        known = key >= 0
+        rows.append(np.flatnonzero(known))
+        cols.append(n + k * n + node[known])        # one graph node per (key kind, value)
+    graph = coo_matrix((np.ones(sum(map(len, rows))), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(n + len(keys) * n,) * 2)
+    _, component = connected_components(graph, directed=False)
+    return np.unique(component[:n], return_inverse=True)[1].astype(np.int64)
+
+
+def embargo(train_idx: np.ndarray, test_idx: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex,
+            bars: int, bar_minutes: float = 1.0) -> np.ndarray:
+    """``train_idx`` without the windows separated from a test window (before or after it) by fewer
+    than ``bars`` bars of ``bar_minutes`` (measured in time: across a session halt the count is in
+    minutes). Windows without timestamps cannot be placed in time and are kept."""
+    if bars <= 0 or len(test_idx) == 0:
+        return train_idx
+    s, e = (np.asarray(pd.DatetimeIndex(t).as_unit("ns").asi8, dtype=float) for t in (start, end))
+    s[np.asarray(start.isna())] = np.nan
+    e[np.asarray(end.isna())] = np.nan
+    gap = np.maximum(s[train_idx, None] - e[None, test_idx], s[None, test_idx] - e[train_idx, None])
+    # start - end of consecutive windows with k bars between them is (k + 1) bar lengths
+    too_close = (gap < (bars + 1) * bar_minutes * 60e9).any(axis=1)   # NaN compares False: unknown kept
+    return train_idx[~too_close]
 
 
 def make_folds(y: np.ndarray, groups: np.ndarray, folds: int, repeats: int, seed: int) -> np.ndarray:
@@ -24,6 +81,11 @@ def inner_split(train_idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fracti
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split training-fold indices into (fit, early-stopping validation), stratified and group-aware."""
     n_splits = max(2, round(1 / fraction))
+    counts = np.bincount(y[train_idx], minlength=int(y.max()) + 1)
+    if counts.min() < n_splits:
+        raise ValueError(f"a training fold holds only {counts.tolist()} windows per class, too few for an inner "
+                         f"split of 1/{n_splits} (after the embargo and learning-curve subsampling); lower "
+                         "embargo_bars, use fewer folds or a larger inner_val_fraction")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit, val = next(splitter.split(train_idx, y[train_idx], groups[train_idx]))
     return train_idx[fit], train_idx[val]

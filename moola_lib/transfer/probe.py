@@ -1,9 +1,10 @@
 """One classifier on one split: build the arm's model, train it with early stopping on the inner
-validation windows, predict the test windows.
+validation windows, predict class probabilities for the test windows.
 
-Arms share the architecture: ``baseline`` and ``random_frozen`` get a random encoder of the pretrained
-encoder's shape, ``frozen`` and ``finetune`` a copy of the pretrained one; ``frozen`` arms train the head
-only, ``finetune`` unfreezes the encoder after ``unfreeze_epoch`` epochs at a lower learning rate.
+Arms share the architecture: ``baseline`` gets a random encoder of the pretrained encoder's shape,
+``finetune`` a copy of the pretrained one (head first for ``unfreeze_epoch`` epochs, then the encoder at a
+lower learning rate). Frozen encoders (``frozen``, ``random_frozen``) are not trained here: their pooled
+features go to the deterministic linear probe (``linear.fit_logistic``), see ``pooled``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models import JadeClassifier, JadeEncoder, pooled_features
-from .config import FROZEN, RANDOM_INIT, TransferConfig
+from .config import RANDOM_INIT, TRAINED, TransferConfig
 
 
 def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float,
@@ -28,52 +29,65 @@ def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: fl
     return JadeClassifier(enc, n_classes=n_classes, dropout=dropout)
 
 
+def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray:
+    """Pooled features [N, 2H] (float64 numpy) of every window under a frozen encoder."""
+    return pooled_features(JadeClassifier(copy.deepcopy(encoder)).to(X.device), X, V).double().cpu().numpy()
+
+
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
+    if arm not in TRAINED:
+        raise ValueError(f"arm {arm!r} is not trained by SGD (trained arms: {TRAINED})")
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     groups = [{"params": head, "lr": cfg.lr}]
-    if arm == "baseline":
-        groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr})
-    elif arm == "finetune":
-        groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr * cfg.encoder_lr_scale})
+    scale = {"baseline": 1.0, "finetune": cfg.encoder_lr_scale}[arm]
+    groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr * scale})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
 
-def _logits(model: JadeClassifier, X, V, idx, norm, features=None):
-    """Training-time logits of windows ``idx``: the head on standardised pooled features,
-    (embed - mu) / sd; with ``features`` (already standardised, frozen encoder) only the head runs."""
-    if features is None:
-        mu, sd = norm
-        features = (model.embed(X[idx], V[idx]) - mu) / sd
-    else:
-        features = features[idx]
-    return model.head(model.dropout(features))
+def _logits(model: JadeClassifier, X, V, idx, features=None):
+    """Logits of windows ``idx``; with ``features`` (pooled under a frozen encoder) only the
+    normalisation and head run."""
+    return model.classify(model.embed(X[idx], V[idx]) if features is None else features[idx])
 
 
-def _raw_state(model: JadeClassifier, norm) -> dict:
-    """A copy of the model's state with the standardisation (mu, sd) folded into the head, so that it
-    takes raw pooled features like any JadeClassifier: W' = W / sd, b' = b - W' mu."""
-    mu, sd = norm
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    weight = state["head.weight"] / sd
-    state["head.bias"] = state["head.bias"] - weight @ mu
-    state["head.weight"] = weight
-    return state
+def _epoch(model, opt, loss_fn, data, fit_t, features, cfg, gen) -> float:
+    """One pass over the fit windows in random batches; returns the mean training loss."""
+    X, V, Y = data
+    model.train()
+    if features is not None:
+        model.encoder.eval()
+    total = 0.0
+    for b in torch.randperm(len(fit_t), generator=gen).split(cfg.batch_size):
+        if len(b) < 2:      # batch normalisation needs two windows; a lone one waits for the next epoch
+            continue
+        idx = fit_t[b.to(fit_t.device)]
+        loss = loss_fn(_logits(model, X, V, idx, features), Y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(b)
+    return total / len(fit_t)
+
+
+@torch.no_grad()
+def _calibrate_norm(model: JadeClassifier, X, V, fit_t, features=None) -> None:
+    """Set the normalisation layer's statistics to the exact mean and variance of the fit windows' pooled
+    features under the encoder as it is now. The running averages of batch normalisation lag behind an
+    encoder that changes every step (a few batches an epoch), and the stale statistics made validation
+    losses explode and early stopping keep a near-constant epoch-0 model on some folds."""
+    model.eval()
+    pooled = features[fit_t] if features is not None else pooled_features(model, X[fit_t], V[fit_t])
+    model.norm.running_mean.copy_(pooled.mean(0))
+    model.norm.running_var.copy_(pooled.var(0, unbiased=True))
 
 
 def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.ndarray, val_idx: np.ndarray,
                    cfg: TransferConfig, seed: int) -> dict:
-    """Train ``model`` in place on ``fit_idx``; keep the weights of the epoch with the lowest loss on
-    ``val_idx`` (early stopping after ``patience`` epochs without improvement). Returns the history.
-
-    Mean-pooled LSTM outputs differ by ~1e-2 between windows, too little for a linear head to separate
-    in a few dozen steps (a randomly initialised classifier sits at chance for many epochs). So in every
-    arm the head sees the pooled features standardised with a fixed mean and sd, measured once on the
-    fit windows with the initial encoder; the standardisation is folded into the head of the returned
-    model. While the encoder is frozen its pooled features are computed once."""
+    """Train ``model`` (arm ``baseline`` or ``finetune``) in place on ``fit_idx``; keep the weights of the
+    epoch with the lowest loss on ``val_idx`` (early stopping after ``patience`` epochs without
+    improvement). While the encoder is frozen its pooled features are computed once. Returns the history."""
     X, V, Y = data
-    device = X.device
-    fit_t = torch.as_tensor(fit_idx, device=device)
-    val_t = torch.as_tensor(val_idx, device=device)
+    fit_t, val_t = (torch.as_tensor(i, device=X.device) for i in (fit_idx, val_idx))
     n_classes = model.head.out_features
     weight = None
     if cfg.class_weighting:
@@ -82,30 +96,22 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = _optimizer(model, arm, cfg)
     gen = torch.Generator().manual_seed(seed)
-    pooled = pooled_features(model, X, V)
-    norm = (pooled[fit_t].mean(0), pooled[fit_t].std(0).clamp_min(1e-6))
-    frozen_features = (pooled - norm[0]) / norm[1]
+    frozen_features = pooled_features(model, X, V)
     best = {"val_loss": math.inf, "epoch": -1, "state": None}
     history, waited = [], 0
     for epoch in range(cfg.epochs):
-        frozen = arm in FROZEN or (arm == "finetune" and epoch < cfg.unfreeze_epoch)
+        frozen = arm == "finetune" and epoch < cfg.unfreeze_epoch
         model.encoder.requires_grad_(not frozen)
         features = frozen_features if frozen else None
-        model.train()
-        total = 0.0
-        for b in torch.randperm(len(fit_idx), generator=gen).split(cfg.batch_size):
-            idx = fit_t[b.to(device)]
-            loss = loss_fn(_logits(model, X, V, idx, norm, features), Y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
+        train_loss = _epoch(model, opt, loss_fn, data, fit_t, features, cfg, gen)
+        _calibrate_norm(model, X, V, fit_t, features)
         model.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(_logits(model, X, V, val_t, norm, features), Y[val_t]))
-        history.append({"epoch": epoch, "train_loss": total / len(fit_idx), "val_loss": val_loss})
+            val_loss = float(loss_fn(_logits(model, X, V, val_t, features), Y[val_t]))
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch, "state": _raw_state(model, norm)}
+            best = {"val_loss": val_loss, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             waited = 0
         else:
             waited += 1
@@ -119,6 +125,7 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
 
 
 @torch.no_grad()
-def predict(model: JadeClassifier, X, V, idx) -> np.ndarray:
+def predict_proba(model: JadeClassifier, X, V, idx) -> np.ndarray:
+    """Class probabilities [len(idx), C] (eval mode)."""
     model.eval()
-    return model(X[idx], V[idx]).argmax(-1).cpu().numpy()
+    return torch.softmax(model(X[idx], V[idx]).float(), dim=-1).cpu().numpy().astype(np.float64)

@@ -15,13 +15,21 @@ from ..paths import resolve_path
 
 def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
     """How many labelled windows lie inside the encoder's pretraining splits (from its
-    training_results.json: a path or the loaded dict). ``seen`` counts windows overlapping the train or
-    val split (used for gradients / checkpoint selection) and no excluded period."""
+    training_results.json: a path, the loaded dict, or None when it was not found). ``seen`` counts
+    windows with timestamps overlapping the train or val split (used for gradients / checkpoint
+    selection) and no excluded period; for windows without timestamps (``without_timestamps``) it is
+    unknown. ``status``: "known" (every window placed in time), "partial", or "unknown" (no window has
+    timestamps, or the pretraining period itself is unknown)."""
+    start, end = labelled.start, labelled.end
+    known = ~np.asarray(start.isna())
+    out = {"n_windows": len(labelled), "without_timestamps": int((~known).sum()), "splits": None,
+           "inside_split": None, "seen": None, "excluded": None, "encoder_data_path": None,
+           "encoder_synthetic_seed": None}
+    if training_results is None or not known.any():
+        return {**out, "status": "unknown", "period_known": training_results is not None}
     res = read_json(training_results) if not isinstance(training_results, Mapping) else training_results
     cfg = res.get("config", {})
     splits = cfg.get("splits") or {}
-    start, end = labelled.start, labelled.end
-    known = ~start.isna()
 
     def hits(lo, hi, closed_end=False):
         lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
@@ -32,14 +40,14 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
     excluded = np.zeros(len(labelled), dtype=bool)
     for lo, hi in cfg.get("exclude", []):
         excluded |= hits(lo, hi, closed_end=True)
-    seen = (per_split.get("train", excluded & False) | per_split.get("val", excluded & False)) & ~excluded
-    return {
-        "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
-        "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
-        "seen": int(seen.sum()), "excluded": int(excluded.sum()), "without_timestamps": int((~known).sum()),
-        "n_windows": len(labelled), "encoder_data_path": cfg.get("data_path"),
-        "encoder_synthetic_seed": cfg.get("synthetic_seed") if cfg.get("data_path") is None else None,
-    }
+    none = np.zeros(len(labelled), dtype=bool)
+    seen = (per_split.get("train", none) | per_split.get("val", none)) & ~excluded
+    return {**out, "status": "known" if known.all() else "partial", "period_known": True,
+            "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
+            "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
+            "seen": int(seen.sum()), "excluded": int(excluded.sum()),
+            "encoder_data_path": cfg.get("data_path"),
+            "encoder_synthetic_seed": cfg.get("synthetic_seed") if cfg.get("data_path") is None else None}
 
 
 def find_training_results(encoder_path) -> Path | None:

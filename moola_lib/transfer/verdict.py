@@ -1,57 +1,118 @@
-"""The verdict paragraph of a transfer run, generated from the numbers of transfer_results.json."""
+"""The verdict paragraph of a transfer run, generated from the numbers of transfer_results.json.
+
+It states the primary comparison (named before the run) with its p-value, confidence interval and the
+minimal detectable effect, so that "no significant difference" always comes with the size of effect the
+run could not have seen; the other comparisons with Holm-corrected p-values; whether the neural arms beat
+the simple models; and what is known about the encoder having seen the labelled windows' bars.
+"""
 from __future__ import annotations
 
 import math
 
-from .config import ARM_TITLES
+from .config import ARM_TITLES, LOWER_IS_BETTER, NEURAL, SIMPLE_ARMS
 
 
-def _pp(x: float) -> str:
-    return f"{100 * x:+.1f}"
+def _fmt(x: float, metric: str, signed: bool = True) -> str:
+    """A value of ``metric`` in its unit: percentage points, or nats for the log-loss."""
+    if metric in LOWER_IS_BETTER:
+        return f"{x:+.3f}" if signed else f"{x:.3f}"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
 
 
-def verdict(results: dict, metric: str = "balanced_accuracy", alpha: float = 0.05) -> str:
-    """One paragraph, generated from the numbers: each arm against the baseline, and the frozen
-    pretrained encoder against frozen random features (same probe) when both ran."""
-    name = metric.replace("_", " ")
-    arms, n = results["arms"], results["data"]["n_windows"]
+def _unit(metric: str) -> str:
+    return "nats" if metric in LOWER_IS_BETTER else "pp"
+
+
+def _title(arm: str) -> str:
+    return "the baseline" if arm == "baseline" else f"the {ARM_TITLES[arm]}"
+
+
+def _finding(comp: dict, metric: str, alpha: float, p_key: str) -> str:
+    """One sentence on one comparison: significant or not, the numbers, and the smallest detectable
+    effect when nothing was found."""
+    d, name, unit = comp[metric], metric.replace("_", " "), _unit(metric)
+    p = d.get(p_key, d["p_value"])
+    numbers = (f"{_fmt(d['mean'], metric)} {unit} {name}, 95% CI [{_fmt(d['ci_low'], metric)}, "
+               f"{_fmt(d['ci_high'], metric)}], p = {p:.2g}" + (" (Holm-corrected)" if p_key == "p_holm" else ""))
+    if "bootstrap_ci" in d:
+        numbers += f"; bootstrap CI [{_fmt(d['bootstrap_ci'][0], metric)}, {_fmt(d['bootstrap_ci'][1], metric)}]"
+    who = f"{_title(comp['arm'])[0].upper()}{_title(comp['arm'])[1:]}"
+    if math.isnan(p):
+        return f"{who} differs from {_title(comp['reference'])} by {numbers}, which this run cannot test."
+    mde = f"effects smaller than {_fmt(d['mde'], metric, signed=False)} {unit} could not have been detected"
+    if p < alpha:
+        better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
+        return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
+                f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
+                f"with {comp.get('power', 0.8):.0%} power.")
+    return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
+            f"{mde} (power {comp.get('power', 0.8):.0%}, alpha {alpha:g}).")
+
+
+def _simple_sentence(results: dict, metric: str, alpha: float) -> str | None:
+    """Whether the neural arms beat the simple models (Holm-corrected)."""
+    comps = [c for c in results["comparisons"].values() if c["reference"] in SIMPLE_ARMS and c["arm"] in NEURAL]
+    if not comps:
+        return None
+    arms = results["arms"]
+    best = max((a for a in SIMPLE_ARMS if a in arms), key=lambda a: arms[a]["summary"][metric]["mean"])
+    beats = [c["arm"] for c in comps if c["reference"] == best and c[metric].get("p_holm", 1) < alpha
+             and (c[metric]["mean"] < 0 if metric in LOWER_IS_BETTER else c[metric]["mean"] > 0)]
+    head = (f"The best simple model, {ARM_TITLES[best]}, reached "
+            f"{_fmt(arms[best]['summary'][metric]['mean'], metric, signed=False)}"
+            f"{'' if metric in LOWER_IS_BETTER else '%'} {metric.replace('_', ' ')}; ")
+    if not beats:
+        return head + "no neural arm beats it significantly (Holm-corrected)."
+    return head + "significantly beaten by " + ", ".join(_title(a) for a in beats) + " (Holm-corrected)."
+
+
+def overlap_sentence(overlap: dict | None, n: int) -> str:
+    """What is known about the encoder having been pretrained on the labelled windows' bars."""
+    if overlap is None or not overlap.get("period_known", overlap.get("seen") is not None):
+        return ("The encoder's pretraining period is unknown (its training_results.json was not found), so "
+                "it is not known whether it was pretrained on the labelled windows' bars.")
+    if overlap["status"] == "unknown":
+        return ("The labelled windows carry no timestamps, so whether they lie inside the encoder's "
+                "pretraining period is unknown.")
+    unknown = overlap["without_timestamps"]
+    placed = n - unknown
+    tail = f" For the {unknown} windows without timestamps it is unknown." if unknown else ""
+    if overlap["seen"]:
+        return (f"Caution: {overlap['seen']} of the {placed} labelled windows with timestamps lie inside the "
+                f"encoder's pretraining (train/val) period, so the encoder has seen their bars.{tail}")
+    return (f"None of the {placed} labelled windows with timestamps lies inside the encoder's pretraining "
+            f"train/val period.{tail}")
+
+
+def verdict(results: dict) -> str:
+    """One paragraph, generated from the numbers (see the module docstring)."""
     proto = results["protocol"]
+    metric, alpha = proto.get("primary_metric", "balanced_accuracy"), proto.get("alpha", 0.05)
+    arms, n = results["arms"], results["data"]["n_windows"]
     base = arms["baseline"]["summary"][metric]
     parts = [f"On {n} labelled windows ({proto['folds']}-fold CV x {proto['repeats']} repeat(s), identical "
-             f"folds for every arm), the randomly initialised baseline reached {100 * base['mean']:.1f}% "
-             f"{name} (95% CI [{100 * base['ci_low']:.1f}, {100 * base['ci_high']:.1f}])."]
-    for comp in results["comparisons"].values():
-        arm = comp["arm"]
-        ref = "the baseline" if comp["reference"] == "baseline" else f"the {ARM_TITLES[comp['reference']]}"
-        d, own = comp[metric], arms[arm]["summary"][metric]
-        numbers = (f"{_pp(d['mean'])} pp {name}, 95% CI [{_pp(d['ci_low'])}, {_pp(d['ci_high'])}], "
-                   f"p = {d['p_value']:.2g} (corrected resampled t-test")
-        if "bootstrap_ci" in d:
-            lo, hi = d["bootstrap_ci"]
-            numbers += f"; bootstrap CI [{_pp(lo)}, {_pp(hi)}]"
-        numbers += ")"
-        if math.isnan(d["p_value"]):
-            parts.append(f"The {ARM_TITLES[arm]} ({100 * own['mean']:.1f}%) differs by {_pp(d['mean'])} pp "
-                         f"{name}, which one train/test split cannot test.")
-        elif d["p_value"] < alpha:
-            finding = "better than" if d["mean"] > 0 else "worse than"
-            parts.append(f"The {ARM_TITLES[arm]} ({100 * own['mean']:.1f}%) is significantly {finding} "
-                         f"{ref}: {numbers}.")
-        else:
-            parts.append(f"The {ARM_TITLES[arm]} ({100 * own['mean']:.1f}%) shows no significant difference "
-                         f"from {ref}: {numbers}; the interval includes zero.")
+             f"folds for every arm), the randomly initialised baseline reached "
+             f"{_fmt(base['mean'], metric, False)}{'' if metric in LOWER_IS_BETTER else '%'} "
+             f"{metric.replace('_', ' ')} (95% CI [{_fmt(base['ci_low'], metric, False)}, "
+             f"{_fmt(base['ci_high'], metric, False)}])."]
+    comps = list(results["comparisons"].values())
+    primary = [c for c in comps if c.get("primary")]
+    if primary:
+        parts.append(f"Primary comparison (named before the run), {primary[0]['arm']} vs "
+                     f"{primary[0]['reference']}: " + _finding({**primary[0], "power": proto.get("power", 0.8)},
+                                                               metric, alpha, "p_value"))
+    secondary = [c for c in comps if not c.get("primary")]
+    if secondary:
+        parts.append("Secondary comparisons (Holm-corrected over " + f"{len(secondary)}): " + " ".join(
+            _finding({**c, "power": proto.get("power", 0.8)}, metric, alpha, "p_holm") for c in secondary
+            if c["reference"] not in SIMPLE_ARMS))
+    simple = _simple_sentence(results, metric, alpha)
+    if simple:
+        parts.append(simple)
     if proto["folds"] * proto["repeats"] < 10:
         parts.append(f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
                      "run the full protocol (params/transfer_full.yaml) before drawing conclusions.")
-    overlap = results["encoder"].get("pretraining_overlap")
-    if overlap is None:
-        parts.append("The encoder's pretraining period is unknown (its training_results.json was not found), "
-                     "so it is not known how many labelled windows it was pretrained on.")
-    elif overlap["seen"]:
-        parts.append(f"Caution: {overlap['seen']} of the {n} labelled windows lie inside the encoder's "
-                     "pretraining (train/val) period, so the encoder has seen their bars.")
-    else:
-        parts.append("None of the labelled windows lies inside the encoder's pretraining train/val period.")
+    parts.append(overlap_sentence(results["encoder"].get("pretraining_overlap"), n))
     if results["data"]["cold_start"]:
         parts.append("Features were computed cold from each window alone, unlike in pretraining.")
     return " ".join(parts)

@@ -1,0 +1,50 @@
+"""Which paired comparisons a run reports, and how their p-values are read.
+
+One comparison is primary (``TransferConfig.primary``, named before the run; default "frozen vs
+baseline"): its p-value is read as is. Every other comparison is secondary: for each metric its p-values
+get Holm's correction over the secondary family (``p_holm``), so that looking at many comparisons does
+not manufacture a finding. Each comparison carries, per metric, the paired corrected t-test, the minimal
+detectable effect (``mde``, at ``power`` and ``alpha``, same unit as the difference) and, for the label
+metrics, a paired bootstrap CI over groups.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import LABEL_METRICS, METRICS, NEURAL, SIMPLE_ARMS, TransferConfig, result_arms
+from .stats import compare, holm, paired_bootstrap
+
+
+def comparison_pairs(cfg: TransferConfig) -> list[tuple[str, str]]:
+    """The primary pair first, then: each neural arm and the probe control against the baseline, frozen
+    against random_frozen, and each neural arm against each simple model."""
+    arms = result_arms(cfg.arms)
+    pairs = [cfg.primary_pair()]
+    pairs += [(arm, "baseline") for arm in arms if arm not in ("baseline",) + SIMPLE_ARMS]
+    if "frozen" in arms and "random_frozen" in arms:
+        pairs.append(("frozen", "random_frozen"))
+    pairs += [(arm, simple) for simple in SIMPLE_ARMS if simple in arms for arm in NEURAL if arm in arms]
+    unique = []
+    for pair in pairs:
+        if pair not in unique and pair[::-1] not in unique:
+            unique.append(pair)
+    return unique
+
+
+def comparisons(y: np.ndarray, groups: np.ndarray, n_classes: int, main: dict, cfg: TransferConfig) -> dict:
+    """{"arm vs reference": {arm, reference, primary, metric -> statistics}} for ``comparison_pairs``."""
+    out = {}
+    for i, (arm, ref) in enumerate(comparison_pairs(cfg)):
+        comp = {"arm": arm, "reference": ref, "primary": i == 0,
+                **compare(main[arm]["folds"], main[ref]["folds"], cfg.alpha, cfg.power)}
+        if cfg.n_bootstrap:
+            boot = paired_bootstrap(y, main[arm]["oof"].argmax(-1), main[ref]["oof"].argmax(-1), groups,
+                                    n_classes, cfg.n_bootstrap, cfg.seed, cfg.alpha)
+            for m in LABEL_METRICS:
+                comp[m]["bootstrap_ci"] = [boot[m]["ci_low"], boot[m]["ci_high"]]
+        out[f"{arm} vs {ref}"] = comp
+    secondary = [c for c in out.values() if not c["primary"]]
+    for m in METRICS:
+        for comp, p in zip(secondary, holm([c[m]["p_value"] for c in secondary])):
+            comp[m]["p_holm"] = p
+    return out
