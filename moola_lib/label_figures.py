@@ -18,8 +18,10 @@ EXPANSION = "#ff9800"
 CONTEXT = "0.92"
 
 
-def _draw_window(ax, bars: pd.DataFrame, window: pd.Series, context: int, length: int) -> None:
-    """Candles of the window and ``context`` bars each side; context greyed, expansion shaded."""
+def _draw_window(ax, bars: pd.DataFrame, window: pd.Series, context: int, length: int,
+                 expansion_ticks: bool = True) -> None:
+    """Candles of the window and ``context`` bars each side; context greyed, expansion shaded; time ticks
+    at the window's first and last bar (and the expansion's, where there is room for them)."""
     s = int(window["start"])
     lo, hi = max(0, s - context), min(len(bars), s + length + context)
     draw_candles(ax, bars.iloc[lo:hi], x=np.arange(lo - s, hi - s))
@@ -28,7 +30,8 @@ def _draw_window(ax, bars: pd.DataFrame, window: pd.Series, context: int, length
     ax.axvspan(window["expansion_start"] - 0.5, window["expansion_end"] + 0.5, color=EXPANSION, alpha=0.25,
                zorder=0)
     ax.set_xlim(lo - s - 1, hi - s)
-    ticks = [0, int(window["expansion_start"]), int(window["expansion_end"]), length - 1]
+    ticks = [0, *([int(window["expansion_start"]), int(window["expansion_end"])] if expansion_ticks else []),
+             length - 1]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{bars.index[s + t]:%H:%M}" for t in ticks], fontsize=7)
 
@@ -69,7 +72,7 @@ def suggestions_gallery(bars: pd.DataFrame, batch: pd.DataFrame, *, context: int
             ax.axis("off")
             continue
         window = batch.iloc[k]
-        _draw_window(ax, bars, window, context, length)
+        _draw_window(ax, bars, window, context, length, expansion_ticks=False)   # small panels: no room
         ax.set_title(f"#{k + 1} {window['start_time']:%Y-%m-%d %H:%M}\n{window['direction']} "
                      f"{window['size_atr']:.1f} ATR", fontsize=8)
         ax.tick_params(labelsize=7)
