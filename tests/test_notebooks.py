@@ -12,11 +12,14 @@ import subprocess
 import sys
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 import yaml
 
+from moola_lib.labels import load_labels
 from moola_lib.paths import ROOT
+from moola_lib.synthetic import synthetic_ohlcv
 
 
 def project_notebooks() -> list:
@@ -66,7 +69,7 @@ def run(cmd, env=None, cwd=ROOT, timeout=900):
 
 
 def test_all_notebooks_are_present():
-    assert {"eda", "pretrain", "sweep", "transfer"} <= set(NAMES)
+    assert {"eda", "label", "pretrain", "sweep", "transfer"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -156,3 +159,25 @@ def test_papermill_cli_rejects_bad_parameters(tmp_path, args, message):
     assert errors and errors[0]["ename"] == "ConfigError"
     assert message in errors[0]["evalue"]
     assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.slow
+def test_label_notebook_headless_writes_suggestions_and_a_gallery(tmp_path):
+    run_dir, labels = tmp_path / "run", tmp_path / "labels.csv"
+    pd.DataFrame({"start": ["2025-05-02T10:00:00+00:00"], "label": ["retracement"]}).to_csv(labels, index=False)
+    out = run([sys.executable, "-m", "moola_lib.run_notebook", "label", "--run-dir", str(run_dir),
+               "-p", "labels_path", str(labels), "-p", "strategy", "random", "-p", "n_suggestions", "6"])
+    assert out.returncode == 0, out.stderr[-4000:]
+    table = pd.read_csv(run_dir / "suggestions.csv")
+    assert len(table) == 6 and (table["strategy"] == "random").all()
+    labelled = pd.Timestamp("2025-05-02T10:00:00Z")
+    starts = pd.to_datetime(table["start"], utc=True)
+    assert (abs(starts - labelled) >= pd.Timedelta(minutes=105)).all()   # no overlap with the labelled one
+    table["label"] = ["consolidation", "retracement"] * 3   # a user fills in the labels ...
+    table.to_csv(tmp_path / "filled.csv", index=False)
+    bars = synthetic_ohlcv("2025-05-01", "2025-06-30", seed=0)
+    assert len(load_labels(tmp_path / "filled.csv", bars)) == 6   # ... and the file loads for transfer
+    assert (run_dir / "figures" / "suggestions.png").stat().st_size > 10_000
+    assert pd.read_csv(labels).shape == (1, 2)   # headless: the labels file is only read
+    html = (run_dir / "report.html").read_text()
+    assert "Headless run: no labelling widget" in html and "VBox(children=" not in html

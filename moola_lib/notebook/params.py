@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import IsoDate, PretrainConfig, apply_overrides
+from ..labelling import DEFAULT_ZIGZAG
+from ..labels import DEFAULT_CLASSES
 from ..transfer.config import TransferConfig
 
 
@@ -126,3 +128,37 @@ class SweepParams(RunParams):
     base: dict[str, Any] = field(default_factory=dict)   # pretrain parameters shared by every setting
     encoder_path: str | None = None    # copy of the best encoder; None = best_encoder.pt in the run dir
     parallel: bool = True              # one setting per GPU when several GPUs are visible
+
+
+# --------------------------------------------------------------------------------------------------
+# label.ipynb
+
+def _default_classes() -> list[str]:
+    return list(DEFAULT_CLASSES)
+
+
+def _default_zigzag() -> dict[str, Any]:
+    return dict(DEFAULT_ZIGZAG)
+
+
+@dataclass
+class LabelParams(RunParams):
+    """label.ipynb parameters: RunParams + the labels file, the suggestions and the candidate windows."""
+
+    labels_path: str = "labels/labels.csv"   # labels file to read and append to (from the repository root)
+    classes: list[str] = field(default_factory=_default_classes)   # one button per class
+    encoder_path: str | None = None       # encoder or checkpoint; None = summary features (no uncertainty)
+    strategy: Literal["random", "uncertainty", "diverse"] = "uncertainty"
+    n_suggestions: int = 12               # windows per batch
+    min_labels: int = 10                  # labels before uncertainty replaces diverse
+    max_candidates: int = 5000            # candidates ranked (a seeded random subset beyond this)
+    min_leg_atr: float = 5.0              # candidate windows: expansion leg of at least this many ATR,
+    lead_bars: int = 20                   # starting this many bars into the window,
+    min_follow_bars: int = 30             # with at least this many bars after it,
+    max_gap_minutes: float | None = 60.0  # and no longer gap between bars inside the window
+    zigzag: dict[str, Any] = field(default_factory=_default_zigzag)   # swing_points options for the legs
+    context_bars: int = 30                # bars drawn before and after the window
+    labeller: str | None = None           # labelled_by in the file; None = the login name
+    synthetic_start: IsoDate = "2025-05-01"   # embedded market (ignored with data_path)
+    synthetic_end: IsoDate = "2025-06-30"     # inclusive
+    synthetic_seed: int = 0

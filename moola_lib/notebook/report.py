@@ -1,4 +1,10 @@
-"""The HTML report of an executed notebook: outputs only (code cells, prompts and parameter cells hidden)."""
+"""The HTML report of an executed notebook: outputs only (code cells, prompts and parameter cells hidden).
+
+Widget views (ipywidgets: the EDA window browser, the labelling widget, live progress bars) are dropped
+unless the notebook saved their state: JupyterLab does not, and nbconvert would then print the widget's
+text form (``VBox(children=(IntSlider(value=0, ...``). The notebooks draw a static stand-in beside
+each widget (a gallery, a text progress line), so the report loses nothing it could show.
+"""
 from __future__ import annotations
 
 import os
@@ -16,6 +22,7 @@ def render_report(notebook_path: str | os.PathLike, html_path: str | os.PathLike
     nb = nbformat.read(notebook_path, as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.register_preprocessor(_drop_tagged, enabled=True)
+    exporter.register_preprocessor(drop_widget_views, enabled=True)
     # one stream per output area, "\r" updates (text progress bars) reduced to their final state
     exporter.register_preprocessor(CoalesceStreamsPreprocessor, enabled=True)
     html, _ = exporter.from_notebook_node(nb)
@@ -27,3 +34,20 @@ def _drop_tagged(nb, resources):
     nb.cells = [c for c in nb.cells
                 if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
     return nb, resources
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widget_views(nb, resources):
+    """nbconvert preprocessor: remove outputs that are widget views whose state the notebook lacks."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if _renders_offline(o, state)]
+    return nb, resources
+
+
+def _renders_offline(output, state) -> bool:
+    view = output.get("data", {}).get(WIDGET_VIEW)
+    return view is None or view.get("model_id") in state

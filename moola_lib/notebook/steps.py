@@ -11,6 +11,10 @@ import pandas as pd
 from ..config import ConfigError, PretrainConfig
 from ..constants import WINDOW_LENGTH
 from ..data import run_bars
+from ..devices import resolve_device
+from ..features import relativity_features
+from ..label_store import LabelStore
+from ..labelling import CandidateOptions, LabellingSession
 from ..labels import LabelledSet, exclude_intervals, load_labels, read_label_table, synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
 from ..paths import resolve_path
@@ -125,3 +129,25 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
                "(moola_lib.exclude_intervals; README, \"Keep the labelled windows out of pretraining\").")
     print(message)
     return message
+
+
+def labelling_session_from_params(params) -> LabellingSession:
+    """The labelling session label.ipynb's parameters describe: the bars (file or embedded market), their
+    features (with the encoder's options when one is given), the labels file and the encoder's pooled
+    features for ranking (None without an encoder)."""
+    bars, _ = run_bars(params)
+    path = resolve_path(params.encoder_path) if params.encoder_path else None
+    X, valid = relativity_features(bars, **(encoder_feature_options(path) if path else {}))
+    embed = None
+    if path is not None:
+        encoder, device = load_encoder(path, hidden_size=None, num_layers=None), resolve_device(params.device)
+
+        def embed(Xw, vw):
+            return embed_windows(encoder, Xw, vw, device)
+    options = CandidateOptions(min_leg_atr=params.min_leg_atr, lead_bars=params.lead_bars,
+                               min_follow_bars=params.min_follow_bars, max_gap_minutes=params.max_gap_minutes,
+                               zigzag=dict(params.zigzag))
+    store = LabelStore(resolve_path(params.labels_path), user=params.labeller)
+    return LabellingSession(bars, X, valid, store, params.classes, options=options, strategy=params.strategy,
+                            n_suggestions=params.n_suggestions, seed=params.seed, embed=embed,
+                            min_labels=params.min_labels, max_candidates=params.max_candidates)

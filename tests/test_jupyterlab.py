@@ -1,0 +1,260 @@
+"""The notebooks in a real browser: ``jupyter lab`` on localhost with a token, driven through a headless
+Chromium (Debian's ``chromium`` and ``chromium-driver``, installed by ``bin/dev setup`` when missing) with
+selenium. Marked slow.
+
+Copies of the notebooks run in a temporary folder (JupyterLab autosaves, and the committed notebooks stay
+clean); their parameter cells are made CPU-small, and the labels file points into that folder. Runs go to
+a temporary ``MOOLA_RUNS_DIR``. Screenshots go to the test's output folder: ``MOOLA_SCREENSHOTS`` if set,
+else ``<tmp>/screenshots`` (printed). Without a browser the test is skipped, except under CI (CI=true),
+where that is a failure: the set-up is meant to install it.
+"""
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from moola_lib.paths import ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SMALL = {
+    "pretrain.ipynb": {"epochs": "2", "synthetic_start": '"2024-12-20"', "synthetic_end": '"2025-01-10"',
+                       "splits": '{"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}',
+                       "batch_size": "64", "hidden_size": "16", "num_layers": "1", "device": '"cpu"'},
+    "eda.ipynb": {"synthetic_start": '"2025-05-01"', "synthetic_end": '"2025-05-10"'},
+    "label.ipynb": {"synthetic_end": '"2025-05-20"', "n_suggestions": "4"},
+}
+
+
+def _browser_or_skip():
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing = "the selenium package"
+    else:
+        missing = None if CHROMIUM and DRIVER else "chromium / chromedriver"
+    if missing:
+        message = f"no real browser: {missing} missing (bin/dev setup installs them)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _copy_notebook(name: str, folder: Path, labels: Path) -> None:
+    """The notebook with its parameter cell edited (literal assignments replaced, one per line)."""
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {**SMALL[name], **({"labels_path": repr(str(labels))} if name == "label.ipynb" else {})}
+    lines = []
+    for line in cell.source.splitlines():
+        key = line.split("=")[0].strip()
+        lines.append(f"{key} = {values[key]}" if key in values else line)
+    cell.source = "\n".join(lines)
+    nbformat.write(nb, folder / name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    _browser_or_skip()
+    folder = tmp_path_factory.mktemp("lab")
+    labels = folder / "labels.csv"
+    for name in SMALL:
+        _copy_notebook(name, folder, labels)
+    news = folder / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')   # no "get notified about Jupyter news?" toast over the screenshots
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "MOOLA_RUNS_DIR": str(folder / "runs"), "OMP_NUM_THREADS": "1",
+           "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".ws"),
+           "JUPYTER_RUNTIME_DIR": str(folder / ".runtime")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "lab.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: server.poll() is not None or _status_ok(f"{url}/api/status?token={token}"), 90,
+              "jupyter lab to start")
+        assert server.poll() is None, (folder / "lab.log").read_text()[-3000:]
+        yield {"url": url, "token": token, "folder": folder, "labels": labels}
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _status_ok(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout: float, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except StaleElementReferenceException:   # the page redrew the element under us: look again
+            result = None
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = Path(os.environ.get("MOOLA_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _open_and_run_all(browser, lab, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    # a workspace of its own, reset: this notebook is the only tab, so every lookup below finds its cells
+    browser.get(f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"), 90, f"{name} to open")
+    _wait(lambda: _kernel_idle(browser) or _accept_kernel_dialog(browser), 120, f"the kernel of {name}")
+    _wait(lambda: _kernel_idle(browser), 120, f"the kernel of {name}")
+    for _ in range(3):   # a click that lands before the notebook has focus does nothing: check, retry
+        menu = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel")
+                              if e.text == "Run"], 30, "the Run menu")
+        menu[0].click()
+        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"), 30,
+              "Run All Cells")[0].click()
+        try:
+            _wait(lambda: any(p.text.strip() not in ("[ ]:", "")
+                              for p in browser.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")), 20,
+                  "a cell to run")
+            return
+        except AssertionError:
+            continue
+    browser.save_screenshot(str(lab["folder"] / f"not-running-{name}.png"))
+    raise AssertionError(f"Run All Cells did not start {name} (screenshot in {lab['folder']})")
+
+
+def _accept_kernel_dialog(browser) -> bool:
+    """JupyterLab sometimes opens a notebook before it has read the kernel specs and then asks which kernel
+    to start, with the notebook's own preselected: accept it. Any other dialog fails the test."""
+    from selenium.webdriver.common.by import By
+
+    dialogs = browser.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
+    if not dialogs:
+        return False
+    assert dialogs[0].text.startswith("Select Kernel") and "Python 3 (moola)" in dialogs[0].text, dialogs[0].text
+    dialogs[0].find_element(By.CSS_SELECTOR, ".jp-mod-accept").click()
+    return False   # then wait for that kernel to be idle
+
+
+def _scroll_to(browser, element) -> None:
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+
+
+def _kernel_idle(browser) -> bool:
+    from selenium.webdriver.common.by import By
+
+    status = browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
+    return bool(status) and status[0].get_attribute("data-status") == "idle"
+
+
+def _page_text(browser) -> str:
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").text
+
+
+def _finished(browser, marker: str):
+    """The run finished (its last cell printed ``marker``) and no cell raised."""
+    text = _page_text(browser)
+    assert "Traceback" not in text, text[-3000:]
+    return marker in text and _kernel_idle(browser)
+
+
+def test_pretrain_runs_all_cells_with_the_progress_widget(browser, lab, shots):
+    from selenium.webdriver.common.by import By
+
+    _open_and_run_all(browser, lab, "pretrain.ipynb")
+    bar = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".widget-hprogress"), 180, "the progress widget")
+    _scroll_to(browser, bar[-1])
+    browser.save_screenshot(str(shots / "pretrain_progress.png"))
+    _wait(lambda: _finished(browser, "Run directory:"), 400, "pretrain.ipynb to finish")
+    assert "Best val loss" in _page_text(browser)
+    browser.save_screenshot(str(shots / "pretrain_report.png"))
+
+
+def test_eda_window_browser_changes_the_figure(browser, lab, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _open_and_run_all(browser, lab, "eda.ipynb")
+    _wait(lambda: _finished(browser, "Run directory:"), 300, "eda.ipynb to finish")
+
+    def figure():
+        imgs = browser.find_elements(By.CSS_SELECTOR, ".widget-output img")
+        return imgs and imgs[-1].get_attribute("src")
+    before = _wait(figure, 60, "the window browser's figure")
+    readout = browser.find_element(By.CSS_SELECTOR, ".widget-slider .widget-readout").text
+    handle = browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle")
+    _scroll_to(browser, handle)
+    handle.click()
+    handle.send_keys(Keys.ARROW_RIGHT)
+    _wait(lambda: figure() not in (None, before), 60, "the figure to change")
+    assert browser.find_element(By.CSS_SELECTOR, ".widget-slider .widget-readout").text != readout
+    browser.save_screenshot(str(shots / "eda_window_browser.png"))
+
+
+def test_label_buttons_write_rows_and_undo_removes_the_last(browser, lab, shots):
+    from selenium.webdriver.common.by import By
+
+    _open_and_run_all(browser, lab, "label.ipynb")
+    _wait(lambda: _finished(browser, "Run directory:"), 300, "label.ipynb to finish")
+
+    def button(text):
+        found = [b for b in browser.find_elements(By.CSS_SELECTOR, "button.widget-button") if b.text == text]
+        return found[0] if found and found[0].is_enabled() else None
+
+    def rows():
+        return len(pd.read_csv(lab["labels"])) if lab["labels"].exists() else 0
+    for expected, name in ((1, "consolidation"), (2, "retracement")):
+        target = _wait(lambda: button(name), 60, f"the {name} button")
+        _scroll_to(browser, target)
+        target.click()
+        _wait(lambda: rows() == expected, 30, f"row {expected} in the labels file")
+    browser.save_screenshot(str(shots / "label_widget.png"))
+    assert list(pd.read_csv(lab["labels"])["label"]) == ["consolidation", "retracement"]
+    button("undo").click()
+    _wait(lambda: rows() == 1, 30, "undo to remove the last row")
+    assert "labelled 1 (consolidation 1, retracement 0)" in _page_text(browser)
