@@ -14,14 +14,13 @@ widget or a script calls ``label``, ``skip`` and ``undo``, each click is written
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .features import swing_points
+from .features import FeatureOptionError, resolve_feature_options, swing_points
 from .label_store import LabelStore
 from .suggestions import Suggestions, suggest, summary_features
 from .windows import _windows_hit, gather_windows
@@ -48,10 +47,10 @@ class CandidateOptions:
         if min(self.lead_bars, self.min_follow_bars) < 0 or self.lead_bars + self.min_follow_bars >= self.length - 1:
             raise ValueError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
                              f"non-negative and leave room for a leg in {self.length} bars")
-        allowed = [k for k in inspect.signature(swing_points).parameters if k != "bars"]
-        unknown = sorted(set(self.zigzag) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown zigzag option(s) {unknown}; valid: {allowed}")
+        try:
+            resolve_feature_options(self.zigzag)
+        except FeatureOptionError as e:
+            raise ValueError(f"zigzag: {e}") from None
 
 
 def average_true_range(bars: pd.DataFrame, period: int = 10) -> np.ndarray:

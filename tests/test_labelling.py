@@ -173,7 +173,7 @@ def test_uncertainty_with_an_encoder_refits_on_the_labels(market, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"zigzag": {"reversal": 2.0}}, r"unknown zigzag option\(s\) \['reversal'\]; valid: \['atr_period'"),
+    ({"zigzag": {"reversal": 2.0}}, r"zigzag: unknown feature option 'reversal'. Did you mean 'reversal_atr'"),
     ({"lead_bars": 60, "min_follow_bars": 50}, "leave room for a leg"),
     ({"min_leg_atr": 0}, "min_leg_atr must be > 0"),
 ])
