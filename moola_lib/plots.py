@@ -256,9 +256,9 @@ def window_gallery(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int],
             axes[row, k].tick_params(labelsize=7)
     axes[1, 0].set_ylabel("candle features")
     axes[2, 0].set_ylabel("swing features")
-    for row in (1, 2):
-        axes[row, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))   # room on the right for the legends
+    for row in (1, 2):   # one readable legend per feature row, beside the last panel
+        axes[row, -1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return fig
 
 
@@ -268,15 +268,17 @@ def window_browser(bars: pd.DataFrame, X: np.ndarray, starts: Sequence[int], len
     from IPython.display import display
 
     starts = np.asarray(starts)
-    slider = widgets.IntSlider(value=0, min=0, max=len(starts) - 1, description="window",
+    # counted from 1 on the slider and in the title alike ("window 1 of N")
+    slider = widgets.IntSlider(value=1, min=1, max=len(starts), description="window",
                                continuous_update=False, layout=widgets.Layout(width="60%"))
     out = widgets.Output()
 
     def show(change=None):
         with out:
             out.clear_output(wait=True)
-            fig = window_figure(bars, X, int(starts[slider.value]), length,
-                                title=f"window {slider.value} of {len(starts)} (bar {int(starts[slider.value]):,})")
+            start = int(starts[slider.value - 1])
+            fig = window_figure(bars, X, start, length,
+                                title=f"window {slider.value} of {len(starts)} (bar {start:,})")
             display(fig)
             plt.close(fig)
 

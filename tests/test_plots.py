@@ -98,3 +98,21 @@ def test_reference_table_and_verdict_name_the_per_feature_reference():
     del refs["better_reference"]
     assert plots.reference_table(results).loc["val", "per feature the better reference"] == min(
         refs["train_mean"]["loss"], refs["interpolation"]["loss"])
+
+
+def test_window_browser_counts_from_one_and_long_sources_are_shown_whole(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    bars = synthetic_ohlcv("2024-12-02", "2024-12-04")
+    X, _ = relativity_features(bars)
+    titles = []
+    monkeypatch.setattr(plots, "window_figure", lambda *a, title=None, **k: titles.append(title) or plt.figure())
+    slider = plots.window_browser(bars, X, [0, 200, 400]).children[0]
+    assert (slider.min, slider.max, slider.value) == (1, 3, 1) and titles[-1].startswith("window 1 of 3 (bar 0)")
+    slider.value = 3
+    assert titles[-1].startswith("window 3 of 3 (bar 400)")
+    path = "/data/" + "very_long_folder_name/" * 8 + "nq.parquet"
+    assert path in plots.data_summary(bars, path).style.to_html()
+    fig = plots.window_gallery(bars, X, [0, 200])
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 2 and all(t.get_fontsize() >= 8 for lg in legends for t in lg.get_texts())

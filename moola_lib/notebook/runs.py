@@ -131,9 +131,20 @@ class Run:
         if os.environ.get(HEADLESS_ENV):
             print(f"The HTML report is written to {self.dir / 'report.html'} when this notebook ends.")
         else:
-            print("To save this notebook and its HTML report (code hidden) into the run directory, save it "
-                  "and run:\n"
-                  f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}")
+            print(self._report_hint())
+
+    def _report_hint(self) -> str:
+        """How to keep this run's record when it was not run by the headless runner. In JupyterLab the
+        kernel knows its notebook (JPY_SESSION_NAME): saving it in place would put outputs into the
+        committed notebooks/NAME.ipynb, so the hint saves a copy into the run directory instead."""
+        copy = self.dir / f"{self.notebook}.ipynb"
+        live = os.environ.get("JPY_SESSION_NAME")
+        if not live:   # plain papermill: the executed notebook is wherever -o/OUTPUT said
+            return ("To render the HTML report (code hidden) into the run directory:\n"
+                    f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}")
+        return (f"To keep this run's record, save a copy of this notebook ({live}) into the run directory -- "
+                f"File > Save Notebook As... {copy} -- so the committed notebook stays clean, then render its "
+                f"report:\n  python -m moola_lib.run_notebook --report {copy} --run-dir {self.dir}")
 
 
 def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type, *,

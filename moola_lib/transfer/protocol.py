@@ -23,6 +23,7 @@ from ..models import JadeEncoder, load_encoder
 from ..progress import progress_bar
 from .comparisons import comparisons
 from .config import ARM_TITLES, FROZEN, METRICS, RESULTS_FORMAT, SIMPLE_ARMS, TransferConfig, result_arms
+from .extrapolation import labels_needed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
 from .linear import fit_logistic
 from .probe import build_classifier, fit_classifier, pooled, predict_proba
@@ -154,6 +155,7 @@ def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | M
         "arms": _arm_results(labelled, runs[1.0], cfg),
         "comparisons": comparisons(labelled.y, groups, len(labelled.classes), runs[1.0], cfg),
         "learning_curve": _learning_curve(runs, cfg, list(labelled.classes)),
+        "labels_needed": labels_needed(runs, cfg, len(labelled)),
         "seconds": time.perf_counter() - t_start, "device": str(resolve_device(cfg.device)),
     }
     results["verdict"] = verdict(results)
