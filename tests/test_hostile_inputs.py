@@ -38,12 +38,7 @@ TINY = {"splits": SPLITS, "stride": 52, "hidden_size": 8, "num_layers": 1, "epoc
         "warmup_epochs": 1, "device": "cpu", "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ N, L = 36, 105
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny LSTMs run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_set(n=N, seed=0) -> LabelledSet:
