@@ -92,6 +92,12 @@ class Check:
         return figures if status == "ok" else None
 
 
+def child_env() -> dict:
+    """This process's environment with the repository first on PYTHONPATH: moola_lib is not installed on a
+    bare GPU box, and the subprocesses (pytest, the transfer step, torchrun) must import this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
 # ---------------------------------------------------------------------------------------------------
 # 1. environment
 
@@ -129,8 +135,7 @@ def cuda_tests(out: Path, timeout: float) -> dict:
     xml = out / "cuda_tests.xml"
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", str(REPO / "tests" / "test_cuda.py"), "-q", "-rA",
            "-p", "no:cacheprovider", f"--junitxml={xml}", "-o", "junit_logging=system-out"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
     log.info("pytest -m cuda (exit %d):\n%s%s", proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
     figures = {"exit_code": proc.returncode, **_junit_summary(xml)}
     if proc.returncode != 0:
@@ -244,9 +249,8 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "moola_lib.gpu_check", str(out), "--transfer-only", encoder]
     if dry:
         cmd.append("--dry-run")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"_status": "failed", "error": f"did not finish within the {timeout:.0f} s left of the budget"}
     log.info("transfer (exit %d):\n%s%s", proc.returncode, proc.stdout[-4000:], proc.stderr[-3000:])

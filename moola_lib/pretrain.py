@@ -450,14 +450,15 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
     config, device, history = trainer.config, trainer.device, progress.history
     best = torch.load(run_dir / BEST, map_location=device, weights_only=True)
     trainer.model.load_state_dict(best["model"])
+    model = {name: trainer.evaluate(name) for name in trainer.eval_masks}   # the best checkpoint, once
     stopped_early = len(history) < config.epochs
     return {
         "format": RESULTS_FORMAT,
         "best_val_loss": progress.best_val,
         "best_epoch": progress.best_epoch,
         "best_val_mae": history[progress.best_epoch - 1]["val_mae"],
-        "test": trainer.evaluate("test") if "test" in trainer.eval_masks else None,
-        **_per_feature_results(trainer, data),
+        "test": model.get("test"),
+        **_per_feature_results(trainer, data, model),
         "epochs_completed": len(history),
         "stopped_early": stopped_early,
         "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
@@ -473,22 +474,21 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
     }
 
 
-def _per_feature_results(trainer: Trainer, data: PretrainData) -> dict:
+def _per_feature_results(trainer: Trainer, data: PretrainData, model: dict) -> dict:
     """``reference_losses`` (per split: predicting the per-feature train mean, linear interpolation, and
     per feature the better of the two) and ``per_feature_losses`` (per split and feature: the best
-    model's masked loss next to the three references). Call with the best checkpoint loaded."""
+    model's masked loss, ``model[split]`` from ``Trainer.evaluate``, next to the three references)."""
     X, valid, train_bars = trainer.X, trainer.valid, data.slices["train"]
     train_mean = X[train_bars][valid[train_bars]].mean(dim=0)
     references, per_feature = {}, {}
     for name in trainer.eval_masks:
-        model = trainer.evaluate(name)
         refs = {"train_mean": trainer.evaluate(name, lambda xb, mb: train_mean.expand_as(xb)),
                 "interpolation": trainer.evaluate(name, interpolation_baseline)}
         better = {f: min(refs["train_mean"]["per_feature"][f], refs["interpolation"]["per_feature"][f])
                   for f in FEATURE_NAMES}
         refs["better_reference"] = {"loss": float(np.mean(list(better.values()))), "per_feature": better}
         references[name] = refs
-        per_feature[name] = {f: {"model": model["per_feature"][f],
+        per_feature[name] = {f: {"model": model[name]["per_feature"][f],
                                  **{key: refs[key]["per_feature"][f] for key in REFERENCES}}
                              for f in FEATURE_NAMES}
     return {"reference_losses": references, "per_feature_losses": per_feature}

@@ -10,7 +10,6 @@ Run by the GPU check (``bin/dev gpu-check``, which calls ``pytest -m cuda``). To
   deterministic); otherwise no further from the uninterrupted run than a second uninterrupted run is.
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 
 import moola_lib.pretrain as pretrain_module
 from moola_lib.config import PretrainConfig
+from moola_lib.gpu_check import child_env
 from moola_lib.models import load_encoder
 from moola_lib.pretrain import Trainer, load_pretrain_data, load_pretrainer, pretrain
 
@@ -196,10 +196,9 @@ def test_checkpoints_move_between_cuda_and_cpu(tmp_path, monkeypatch, no_tf32):
 def test_ddp_with_nccl_in_one_process(tmp_path):
     params = tmp_path / "tiny.yaml"
     params.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
                            "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params)],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+                          env=child_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run/training_results.json").read_text())
     env_info = results["environment"]
