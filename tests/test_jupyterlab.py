@@ -78,6 +78,11 @@ def lab(tmp_path_factory):
     news = folder / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')   # no "get notified about Jupyter news?" toast over the screenshots
+    # every cell stays in the page: with JupyterLab's default windowing, cells scrolled out of view are not
+    # rendered, and the "finished" marker of the last cell can be missing from the page text
+    tracker = folder / ".settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "MOOLA_RUNS_DIR": str(folder / "runs"), "OMP_NUM_THREADS": "1",
            "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".ws"),
@@ -203,6 +208,17 @@ def _finished(browser, marker: str):
     return marker in text and _kernel_idle(browser)
 
 
+def _wait_finished(browser, lab, name: str, timeout: float) -> None:
+    """Wait for ``name`` to finish; on a time-out, a screenshot and what the page shows say where it stood."""
+    try:
+        _wait(lambda: _finished(browser, "Run directory:"), timeout, f"{name} to finish")
+    except AssertionError:
+        browser.save_screenshot(str(lab["folder"] / f"unfinished-{name}.png"))
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {name} to finish (kernel idle: "
+                             f"{_kernel_idle(browser)}; screenshot in {lab['folder']}); the page ends with:\n"
+                             f"{_page_text(browser)[-1500:]}") from None
+
+
 def test_pretrain_runs_all_cells_with_the_progress_widget(browser, lab, shots):
     from selenium.webdriver.common.by import By
 
@@ -210,7 +226,7 @@ def test_pretrain_runs_all_cells_with_the_progress_widget(browser, lab, shots):
     bar = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".widget-hprogress"), 180, "the progress widget")
     _scroll_to(browser, bar[-1])
     browser.save_screenshot(str(shots / "pretrain_progress.png"))
-    _wait(lambda: _finished(browser, "Run directory:"), 400, "pretrain.ipynb to finish")
+    _wait_finished(browser, lab, "pretrain.ipynb", 400)
     assert "Best val loss" in _page_text(browser)
     browser.save_screenshot(str(shots / "pretrain_report.png"))
 
@@ -220,7 +236,7 @@ def test_eda_window_browser_changes_the_figure(browser, lab, shots):
     from selenium.webdriver.common.keys import Keys
 
     _open_and_run_all(browser, lab, "eda.ipynb")
-    _wait(lambda: _finished(browser, "Run directory:"), 300, "eda.ipynb to finish")
+    _wait_finished(browser, lab, "eda.ipynb", 300)
 
     def figure():
         imgs = browser.find_elements(By.CSS_SELECTOR, ".widget-output img")
@@ -240,7 +256,7 @@ def test_label_buttons_write_rows_and_undo_removes_the_last(browser, lab, shots)
     from selenium.webdriver.common.by import By
 
     _open_and_run_all(browser, lab, "label.ipynb")
-    _wait(lambda: _finished(browser, "Run directory:"), 300, "label.ipynb to finish")
+    _wait_finished(browser, lab, "label.ipynb", 300)
 
     def button(text):
         found = [b for b in browser.find_elements(By.CSS_SELECTOR, "button.widget-button") if b.text == text]
