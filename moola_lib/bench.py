@@ -118,8 +118,10 @@ def bench_full_job(device: torch.device) -> dict:
             "precision": results["environment"]["precision"], "peak_memory": results["peak_memory"]}
 
 
-def run(preset: str = "full", device: str = "auto", threads: int | None = None, full_job: bool = True) -> dict:
-    """The benchmark as a dict (see the module docstring); ``full_job=False`` leaves out the 50-epoch job."""
+def run(preset: str = "full", device: str = "auto", threads: int | None = None, full_job: bool = True,
+        data: PretrainData | None = None) -> dict:
+    """The benchmark as a dict (see the module docstring); ``full_job=False`` leaves out the 50-epoch job.
+    ``data``: the preset's pretraining data when the caller has already loaded it (the GPU check does)."""
     p = PRESETS[preset]
     dev = resolve_device(device)
     if threads is not None:
@@ -129,7 +131,7 @@ def run(preset: str = "full", device: str = "auto", threads: int | None = None, 
                           synthetic_start=p["range"][0], synthetic_end=p["range"][1])
     if "splits" in p:
         base = dataclasses.replace(base, splits=p["splits"])
-    data = load_pretrain_data(base)
+    data = data if data is not None else load_pretrain_data(base)
     steps = p["steps"]
     if dev.type == "cuda" and preset == "full":   # a whole epoch of the seed-scale job per measurement
         steps = len(data.starts["train"]) // max(p["batch_sizes"])

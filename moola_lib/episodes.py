@@ -23,25 +23,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-KINDS = ("consolidation", "retracement")
+from .windows import _windows_hit
+
 LEG_BARS = (4, 30)        # inclusive ranges, as the generator's planted legs
 FOLLOW_BARS = (15, 50)    # the same for both kinds: the follow-up's length tells nothing
 STRENGTH = (0.9, 1.6)     # leg drift per bar in units of the local noise
 DEPTH = (0.4, 1.0)        # retracement: share of the leg given back, before the difficulty scaling
-EPISODE_MAX = LEG_BARS[1] + FOLLOW_BARS[1]
 _MINUTE = pd.Timedelta(minutes=1)
 
 
 def free_starts(index: pd.DatetimeIndex, busy: np.ndarray, lo: int, hi: int, length: int) -> np.ndarray:
     """Window starts s in [lo, hi - length] whose bars [s, s + length) are one-minute consecutive (no
     session gap) and none ``busy``."""
-    gap = np.r_[False, np.diff(index.as_unit("ns").asi8) != _MINUTE.value]   # bar i follows a gap
-    # a window starting at s is blocked by busy bars in [s, s + length) and gaps in (s, s + length)
-    busy_before = np.concatenate([[0], np.cumsum(np.asarray(busy, dtype=bool))])
-    gap_before = np.concatenate([[0], np.cumsum(gap)])
+    gap = np.diff(index.as_unit("ns").asi8) != _MINUTE.value   # gap[i]: bar i + 1 follows a gap
     s = np.arange(max(lo, 0), max(min(hi, len(index)) - length + 1, 0))
-    ok = (busy_before[s + length] == busy_before[s]) & (gap_before[s + length] == gap_before[s + 1])
-    return s[ok]
+    # blocked by busy bars in [s, s + length) and by gaps between any two of its bars
+    return s[~_windows_hit(np.asarray(busy, dtype=bool), s, length) & ~_windows_hit(gap, s, length - 1)]
 
 
 def place_windows(rng: np.random.Generator, allowed: np.ndarray, n: int, length: int,

@@ -162,10 +162,10 @@ def _junit_summary(path: Path) -> dict:
 def benchmark(dry: bool) -> dict:
     if dry:
         return bench.run("tiny", "cpu", threads=1, full_job=False)
-    result = bench.run("full", "cuda", full_job=False)
-    log.info("benchmark:\n%s", bench.format_table(result))
-    base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)
+    base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)   # = the bench's full preset
     data = load_pretrain_data(base)
+    result = bench.run("full", "cuda", full_job=False, data=data)
+    log.info("benchmark:\n%s", bench.format_table(result))
     steps = len(data.starts["train"]) // 4096
     variants = {"fp32 (tf32) batch 1024": dict(batch_size=1024, mixed_precision=False),
                 "amp batch 2048": dict(batch_size=2048), "amp batch 4096": dict(batch_size=4096)}
@@ -263,6 +263,7 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (the step-4 encoder was
     pretrained on the embedded market, whose labelled period lies after its splits)."""
     from .labels import synthetic_labelled_set
+    from .transfer.provenance import encoder_feature_options
     from .transfer.config import TransferConfig
     from .transfer.protocol import run_transfer
 
@@ -270,7 +271,7 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     names = {f.name for f in dataclasses.fields(TransferConfig)}
     settings = {k: v for k, v in params.items() if k in names}
     settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
-    options = torch.load(encoder, map_location="cpu", weights_only=True)["config"].get("feature_options", {})
+    options = encoder_feature_options(encoder)
     labelled = synthetic_labelled_set(feature_options=options)
     t0 = time.perf_counter()
     results = run_transfer(labelled, encoder, TransferConfig.from_dict(settings), run_dir=out)

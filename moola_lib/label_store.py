@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
+from .data import to_utc
 from .io import atomic_write_bytes
 from .labels import read_label_table
 
@@ -52,7 +53,6 @@ class LabelStore:
                                       f"{list(self.frame.columns)}); choose another labels_path")
         else:
             self.frame = pd.DataFrame(columns=list(COLUMNS))
-        self.n_existing = len(self.frame)
 
     @property
     def windows_format(self) -> bool:
@@ -82,7 +82,7 @@ class LabelStore:
 
     def add(self, *, start, end, label: str, expansion_start: int, expansion_end: int, ohlc=None) -> dict:
         """Append one labelled window and write the file; returns the row."""
-        start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+        start, end = to_utc(start), to_utc(end)
         row = {"window_id": f"lab-{start:%Y%m%dT%H%M}", "start": start.isoformat(), "end": end.isoformat(),
                "label": label, "expansion_start": int(expansion_start), "expansion_end": int(expansion_end),
                "labelled_by": self.user,

@@ -69,7 +69,7 @@ def expansion_legs(bars: pd.DataFrame, min_leg_atr: float, zigzag: dict | None =
     (price move over the ATR at leg_start, the volatility before the move)."""
     zigzag = dict(DEFAULT_ZIGZAG if zigzag is None else zigzag)
     swings = swing_points(bars, **zigzag)
-    atr = average_true_range(bars, int(zigzag.get("atr_period", 10)))
+    atr = average_true_range(bars, resolve_feature_options(zigzag)["atr_period"])
     a, b = swings["extreme_pos"].to_numpy()[:-1], swings["extreme_pos"].to_numpy()[1:]
     move = swings["price"].to_numpy()[1:] - swings["price"].to_numpy()[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -231,7 +231,7 @@ class LabellingSession:
                  f"labels file {self.store.path}: {len(self.store)} rows ({in_bars} in these bars), "
                  f"{self.n_free:,} candidates overlap none of them and were not skipped",
                  f"strategy {self.strategy}: {len(self.batch)} suggestions by {self.suggestions.strategy} on "
-                 f"{'encoder' if self.embed is not None else 'summary'} features"]
+                 f"{self.suggestions.features} features"]
         return "\n".join(lines + ([f"note: {self.suggestions.note}"] if self.suggestions.note else []))
 
     def suggestions_table(self) -> pd.DataFrame:

@@ -403,6 +403,20 @@ def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
 
 # ------------------------------------------------------------------------- kept out of pretraining
 
+def label_time_spans(source, bar_minutes: float = 1.0):
+    """(start, end, name) of the windows of a labels file or DataFrame, as UTC DatetimeIndexes (NaT where a
+    row has none); a missing column is the other one -+ WINDOW_LENGTH - 1 bars of ``bar_minutes`` (too
+    short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
+    frame, name = read_label_table(source)
+    span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
+    col = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
+    if not col:
+        return None, None, name
+    start = col["start"] if "start" in col else col["end"] - span
+    end = col["end"] if "end" in col else col["start"] + span
+    return start, end, name
+
+
 def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
                       bar_minutes: float = 1.0) -> list[list[str]]:
     """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
@@ -418,13 +432,10 @@ def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minute
     if isinstance(labels, LabelledSet):
         start, end, name = labels.start, labels.end, labels.source.get("path", "<labels>")
     else:
-        frame, name = read_label_table(labels)
-        span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-        col = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
-        if not col:
+        start, end, name = label_time_spans(labels, bar_minutes)
+        if start is None:
             raise ValueError(f"{name}: no 'start' or 'end' column; self-contained windows carry no timestamps")
-        start = col["start"] if "start" in col else col["end"] - span
-        end = col["end"] if "end" in col else col["start"] + span
+        span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
         start, end = start.where(start.notna(), end - span), end.where(end.notna(), start + span)
     if start.isna().any():
         raise ValueError(f"{name}: {int(start.isna().sum())} window(s) without timestamps cannot be excluded")

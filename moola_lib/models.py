@@ -122,6 +122,8 @@ def encoder_state(encoder: JadeEncoder) -> dict:
 def recorded_feature_options(obj: Mapping) -> Mapping | None:
     """The feature options an encoder file or a pretraining checkpoint records (None if none): the
     encoder's own, else (older checkpoints) the options of the checkpoint's config."""
+    if not isinstance(obj, Mapping):
+        return None
     encoder = obj.get("encoder") if obj.get("format") != ENCODER_FORMAT else obj
     if isinstance(encoder, Mapping) and isinstance(encoder.get("feature_options"), Mapping):
         return encoder["feature_options"]
@@ -149,7 +151,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     architecture is read from the tensor shapes, and a mismatch raises ValueError naming both."""
     name = os.fspath(path)
     obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
-    recorded = recorded_feature_options(obj) if isinstance(obj, dict) else None
+    recorded = recorded_feature_options(obj)
     if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):
         obj = obj["encoder"]
     if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:

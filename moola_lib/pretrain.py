@@ -258,7 +258,7 @@ class Trainer:
         c = self.config
         starts = self.starts["train"][order]
         masks = self.make_mask(self.windows(self.valid, starts), g_mask)
-        lr, losses = self.optimizer.param_groups[0]["lr"], []
+        losses = []
         for begin in range(0, len(starts), c.batch_size):
             lr = self.optimizer.param_groups[0]["lr"]
             batch = slice(begin, begin + c.batch_size)
@@ -373,7 +373,6 @@ class _Progress:
     elapsed_before: float = 0.0      # seconds spent before this process (resumed runs)
     t_start: float = 0.0             # perf_counter() when this process started the job
     start_epoch: int = 0             # epochs completed when this process started
-    resumed: bool = False
     data_source: dict = field(default_factory=dict)   # data.bars_source: resume checks the file's SHA-256
 
     @classmethod
@@ -383,7 +382,7 @@ class _Progress:
         trainer.load_state_dict(resumed)
         return cls(list(resumed["history"]), resumed["best_val_loss"], resumed["best_epoch"],
                    resumed["epochs_since_best"], resumed["finished"], resumed["elapsed_seconds"],
-                   t_start, len(resumed["history"]), True, data_source)
+                   t_start, len(resumed["history"]), data_source)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t_start
@@ -448,8 +447,7 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
     """The content of training_results.json: the best checkpoint on val and test, next to the reference
     predictors on the same masks, the history, config, data summary, environment and costs."""
     config, device, history = trainer.config, trainer.device, progress.history
-    best = torch.load(run_dir / BEST, map_location=device, weights_only=True)
-    trainer.model.load_state_dict(best["model"])
+    trainer.model.load_state_dict(_load_checkpoint(run_dir / BEST, device)["model"])
     model = {name: trainer.evaluate(name) for name in trainer.eval_masks}   # the best checkpoint, once
     stopped_early = len(history) < config.epochs
     return {
@@ -463,7 +461,7 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
         "stopped_early": stopped_early,
         "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
                         else "completed all epochs"),
-        "resumed_from_epoch": progress.start_epoch if progress.resumed else None,
+        "resumed_from_epoch": progress.start_epoch or None,   # a checkpoint holds >= 1 epoch
         "history": history,
         "config": config.to_dict(),
         "data": data.summary,

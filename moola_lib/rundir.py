@@ -68,9 +68,14 @@ class Claim:
                 (self.path / LOCK_NAME).unlink()   # while still locked: no other claim sees a half state
             os.close(self.fd)
             self.fd = None
-        for directory in self.created:
-            with contextlib.suppress(OSError):      # not empty: the run wrote something, keep it
-                directory.rmdir()
+        _remove_empty(self.created)
+
+
+def _remove_empty(directories) -> None:
+    """Remove the directories a claim created, innermost first, where nothing was written into them."""
+    for directory in directories:
+        with contextlib.suppress(OSError):      # not empty: the run wrote something, keep it
+            directory.rmdir()
 
 
 _HELD: dict[Path, Claim] = {}
@@ -90,9 +95,7 @@ def claim_run_dir(run_dir: str | os.PathLike) -> Claim:
         try:
             claim = _lock(path, created)
         except BaseException:
-            for directory in created:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
+            _remove_empty(created)
             raise
     _HELD[path] = claim
     return claim

@@ -49,7 +49,7 @@ def _as_timestamp(value, tz) -> pd.Timestamp:
 
 
 def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *, length: int = WINDOW_LENGTH,
-                  stride: int = 52, require_valid: bool = True, max_gap=None,
+                  stride: int = WINDOW_STRIDE, require_valid: bool = True, max_gap=None,
                   exclude=None) -> dict[str, np.ndarray]:
     """Window start positions (absolute, into the full series) per split; no window crosses a split.
 

@@ -40,16 +40,14 @@ def package_versions() -> dict:
 
 
 def device_info(requested: str) -> dict:
+    """The device a run uses; ``start_run`` has already refused one that is not there."""
     import torch
 
     from ..devices import resolve_device
 
     info = {"requested": requested, "torch_cuda": torch.version.cuda,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:
-        device = resolve_device(requested)
-    except (RuntimeError, ValueError) as e:
-        return {**info, "resolved": None, "error": str(e)}
+    device = resolve_device(requested)
     info["resolved"] = str(device)
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -121,9 +121,8 @@ class Run:
     def finish(self, **artifacts) -> None:
         """Record artifacts (name -> path), mark the run finished and say where the report goes."""
         files = {k: _relative(v, self.dir) for k, v in artifacts.items()}
-        update_manifest(self.dir, status="finished", finished=utc_now(), error=None,
-                        artifacts={**self.manifest.get("artifacts", {}), **files})
-        self.manifest = read_json(self.dir / "manifest.json")
+        self.manifest = update_manifest(self.dir, status="finished", finished=utc_now(), error=None,
+                                        artifacts={**self.manifest.get("artifacts", {}), **files})
         self.release()
         print(f"Run directory: {self.dir}")
         for name, rel in sorted(files.items()):

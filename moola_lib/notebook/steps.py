@@ -6,20 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..config import ConfigError, PretrainConfig
-from ..constants import WINDOW_LENGTH
 from ..data import run_bars
 from ..devices import resolve_device
 from ..features import relativity_features
 from ..label_store import LabelStore
 from ..labelling import CandidateOptions, LabellingSession
-from ..labels import LabelledSet, exclude_intervals, load_labels, read_label_table, synthetic_labelled_set
+from ..labels import (LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table,
+                      synthetic_labelled_set)
 from ..models import JadeEncoder, embed_windows, load_encoder
 from ..paths import resolve_path
 from ..pretrain import pretrain
-from ..transfer.provenance import encoder_feature_options
+from ..transfer.provenance import encoder_feature_options, seen_in_pretraining
 
 
 def labelled_from_params(params) -> LabelledSet:
@@ -102,28 +101,17 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
     ``start`` or ``end`` span WINDOW_LENGTH bars of ``bar_minutes`` (longer across a session halt)."""
     if labels_path is None:
         return None
-    frame, name = read_label_table(resolve_path(labels_path))
-    span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    times = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
-    if not times:
+    start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes)
+    if start is None:
         message = (f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "
                    "their bars is unknown")
         print(message)
         return message
-    start = times["start"] if "start" in times else times["end"] - span
-    end = times["end"] if "end" in times else times["start"] + span
-    inside = np.zeros(len(frame), dtype=bool)
-    for split in ("train", "val"):
-        lo, hi = (pd.Timestamp(t, tz="UTC") for t in config.splits.get(split, ("1970-01-01", "1970-01-01")))
-        inside |= np.asarray((start < hi) & (end >= lo))
-    for lo, hi in config.exclude:
-        lo, hi = (pd.Timestamp(t) for t in (lo, hi))
-        lo, hi = (t.tz_localize("UTC") if t.tz is None else t for t in (lo, hi))
-        inside &= ~np.asarray((start <= hi) & (end >= lo))
+    inside = seen_in_pretraining(start, end, config.splits, config.exclude)[2]
     if not inside.any():
-        print(f"{name}: none of the {len(frame)} labelled windows lies inside the train/val splits")
+        print(f"{name}: none of the {len(start)} labelled windows lies inside the train/val splits")
         return None
-    message = (f"WARNING: {int(inside.sum())} of the {len(frame)} labelled windows in {name} lie inside the "
+    message = (f"WARNING: {int(inside.sum())} of the {len(start)} labelled windows in {name} lie inside the "
                "pretraining train/val splits and no exclude period covers them: the encoder will see their "
                "bars, which flatters the transfer evaluation. Keep them out with the exclude parameter "
                "(moola_lib.exclude_intervals; README, \"Keep the labelled windows out of pretraining\").")

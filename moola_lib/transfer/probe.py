@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import JadeClassifier, JadeEncoder, pooled_features
+from ..models import JadeClassifier, JadeEncoder, embed_windows, pooled_features
 from .config import RANDOM_INIT, TRAINED, TransferConfig
 
 
@@ -31,7 +31,7 @@ def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: fl
 
 def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray:
     """Pooled features [N, 2H] (float64 numpy) of every window under a frozen encoder."""
-    return pooled_features(JadeClassifier(copy.deepcopy(encoder)).to(X.device), X, V).double().cpu().numpy()
+    return embed_windows(encoder, X, V, X.device).astype(np.float64)
 
 
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
@@ -96,7 +96,8 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = _optimizer(model, arm, cfg)
     gen = torch.Generator().manual_seed(seed)
-    frozen_features = pooled_features(model, X, V)
+    # the frozen encoder's pooled features, for finetune's head-only epochs (no other fit reads them)
+    frozen_features = pooled_features(model, X, V) if arm == "finetune" and cfg.unfreeze_epoch > 0 else None
     best = {"val_loss": math.inf, "epoch": -1, "state": None}
     history, waited = [], 0
     for epoch in range(cfg.epochs):

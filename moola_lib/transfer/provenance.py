@@ -6,11 +6,29 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from ..data import to_utc
 from ..io import load_torch_file, read_json
 from ..labels import LabelledSet
 from ..models import recorded_feature_options, stored_feature_options
 from ..paths import resolve_path
+
+
+def seen_in_pretraining(start, end, splits: Mapping, exclude) -> tuple[dict, np.ndarray, np.ndarray]:
+    """For windows [start, end] (UTC; NaT never matches): per split, whether each overlaps it (splits are
+    half-open), whether an ``exclude`` period (inclusive) covers it, and whether pretraining saw its bars
+    (inside train or val and not excluded)."""
+    def hits(lo, hi, closed_end=False):
+        lo, hi = to_utc(lo), to_utc(hi)
+        before_end = start <= hi if closed_end else start < hi
+        return np.asarray(before_end) & np.asarray(end >= lo)
+
+    per_split = {name: hits(lo, hi) for name, (lo, hi) in splits.items()}
+    excluded = np.zeros(len(start), dtype=bool)
+    for lo, hi in exclude:
+        excluded |= hits(lo, hi, closed_end=True)
+    none = np.zeros(len(start), dtype=bool)
+    return per_split, excluded, (per_split.get("train", none) | per_split.get("val", none)) & ~excluded
 
 
 def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
@@ -31,17 +49,7 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
     cfg = res.get("config", {})
     splits = cfg.get("splits") or {}
 
-    def hits(lo, hi, closed_end=False):
-        lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
-        before_end = start <= hi if closed_end else start < hi
-        return known & np.asarray(before_end) & np.asarray(end >= lo)
-
-    per_split = {name: hits(lo, hi) for name, (lo, hi) in splits.items()}
-    excluded = np.zeros(len(labelled), dtype=bool)
-    for lo, hi in cfg.get("exclude", []):
-        excluded |= hits(lo, hi, closed_end=True)
-    none = np.zeros(len(labelled), dtype=bool)
-    seen = (per_split.get("train", none) | per_split.get("val", none)) & ~excluded
+    per_split, excluded, seen = seen_in_pretraining(start, end, splits, cfg.get("exclude", []))
     return {**out, "status": "known" if known.all() else "partial", "period_known": True,
             "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
             "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
@@ -68,7 +76,7 @@ def encoder_feature_options(encoder_path) -> dict:
     training_results.json records; options recorded by neither (encoders made before they were
     recorded) are the original's (``ORIGINAL_FEATURE_OPTIONS``)."""
     obj = load_torch_file(encoder_path)
-    recorded = recorded_feature_options(obj) if isinstance(obj, dict) else None
+    recorded = recorded_feature_options(obj)
     if recorded is None:
         results = find_training_results(encoder_path)
         recorded = read_json(results).get("config", {}).get("feature_options") if results else None

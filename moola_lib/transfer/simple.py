@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.utils.class_weight import compute_sample_weight
 
 from .linear import fit_logistic
 
@@ -41,13 +42,9 @@ def fit_simple(model: str, Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, va
         return fit_logistic(Z, y, fit_idx, val_idx, class_weighting)
     if model == "boosting":
         train = np.concatenate([fit_idx, val_idx])
-        weight = _balanced_weights(y[train]) if class_weighting else None
+        weight = compute_sample_weight("balanced", y[train]) if class_weighting else None
         gb = GradientBoostingClassifier(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8,
                                         random_state=seed)
         return gb.fit(Z[train], y[train], sample_weight=weight)
     raise ValueError(f"unknown simple model {model!r}; choose one of {SIMPLE_MODELS}")
 
-
-def _balanced_weights(y: np.ndarray) -> np.ndarray:
-    counts = np.bincount(y)
-    return (len(y) / (len(counts) * np.maximum(counts, 1)))[y]

@@ -27,7 +27,7 @@ def _title(arm: str) -> str:
     return "the baseline" if arm == "baseline" else f"the {ARM_TITLES[arm]}"
 
 
-def _finding(comp: dict, metric: str, alpha: float, p_key: str) -> str:
+def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) -> str:
     """One sentence on one comparison: significant or not, the numbers, and the smallest detectable
     effect when nothing was found."""
     d, name, unit = comp[metric], metric.replace("_", " "), _unit(metric)
@@ -44,9 +44,9 @@ def _finding(comp: dict, metric: str, alpha: float, p_key: str) -> str:
         better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
         return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
                 f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
-                f"with {comp.get('power', 0.8):.0%} power.")
+                f"with {power:.0%} power.")
     return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
-            f"{mde} (power {comp.get('power', 0.8):.0%}, alpha {alpha:g}).")
+            f"{mde} (power {power:.0%}, alpha {alpha:g}).")
 
 
 def _simple_sentence(results: dict, metric: str, alpha: float) -> str | None:
@@ -95,16 +95,15 @@ def verdict(results: dict) -> str:
              f"{_fmt(base['mean'], metric, False)}{'' if metric in LOWER_IS_BETTER else '%'} "
              f"{metric.replace('_', ' ')} (95% CI [{_fmt(base['ci_low'], metric, False)}, "
              f"{_fmt(base['ci_high'], metric, False)}])."]
-    comps = list(results["comparisons"].values())
+    comps, power = list(results["comparisons"].values()), proto.get("power", 0.8)
     primary = [c for c in comps if c.get("primary")]
     if primary:
         parts.append(f"Primary comparison (named before the run), {primary[0]['arm']} vs "
-                     f"{primary[0]['reference']}: " + _finding({**primary[0], "power": proto.get("power", 0.8)},
-                                                               metric, alpha, "p_value"))
+                     f"{primary[0]['reference']}: " + _finding(primary[0], metric, alpha, power, "p_value"))
     secondary = [c for c in comps if not c.get("primary")]
     if secondary:
         parts.append("Secondary comparisons (Holm-corrected over " + f"{len(secondary)}): " + " ".join(
-            _finding({**c, "power": proto.get("power", 0.8)}, metric, alpha, "p_holm") for c in secondary
+            _finding(c, metric, alpha, power, "p_holm") for c in secondary
             if c["reference"] not in SIMPLE_ARMS))
     simple = _simple_sentence(results, metric, alpha)
     if simple:
