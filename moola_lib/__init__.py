@@ -42,7 +42,7 @@ _EXPORTS = {
     "load_pretrainer": "pretrain",
     "LabelledSet": "labels",
     "load_labels": "labels",
-    "synthetic_labelled_set": "labels",
+    "synthetic_labelled_set": "testbed",
     "exclude_intervals": "labels",
     "TransferConfig": "transfer.config",
     "run_transfer": "transfer.protocol",

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 
 from .config import ConfigError, read_parameters
 from .data import DataValidationError
-from .io import CheckpointError
-from .rundir import RunDirError
+from .util.io import CheckpointError
+from .util.rundir import RunDirError
 
 EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError, RunDirError,
                    CheckpointError, FloatingPointError)

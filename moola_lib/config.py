@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import difflib
 import functools
 import numbers
 import re
@@ -37,6 +36,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from .constants import WINDOW_LENGTH, WINDOW_STRIDE
+from .util.names import valid_names_hint
 
 
 class ConfigError(ValueError):
@@ -44,13 +44,6 @@ class ConfigError(ValueError):
 
 
 IsoDate = Annotated[str, "iso-date"]
-
-
-def valid_names_hint(name, valid) -> str:
-    """" Did you mean 'x'? Valid names: a, b, ..." for an unknown ``name`` (the suggestion only if close)."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
-    suggestion = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{suggestion} Valid names: {', '.join(valid)}"
 
 
 def check_names(names, valid, what: str, *, noun: str = "option") -> None:

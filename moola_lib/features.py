@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
+from .util.names import valid_names_hint
 
 FEATURE_NAMES: tuple[str, ...] = (
     "open_norm",
@@ -309,8 +310,6 @@ def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | N
 
     Unknown names, wrong types and bad values raise FeatureOptionError; floats given as ints become
     floats, so equal settings compare equal."""
-    from .config import valid_names_hint   # config imports this module lazily; no cycle at import time
-
     options = dict(options or {})
     for name in options:
         if name not in FEATURE_OPTION_DEFAULTS:

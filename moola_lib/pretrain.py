@@ -44,11 +44,11 @@ from . import cli, distributed
 from .config import ConfigError, PretrainConfig
 from .data import bars_source, describe_source, run_bars, split_slices, to_utc
 from .features import FEATURE_NAMES, relativity_features, swing_points
-from .io import CheckpointError, atomic_torch_save, load_torch_file, write_json
+from .util.io import CheckpointError, atomic_torch_save, load_torch_file, write_json
 from .masking import interpolation_baseline, masked_huber, random_mask, span_mask
 from .models import JadePretrainer, encoder_state
-from .progress import progress_bar
-from .rundir import run_dir_claim
+from .util.progress import progress_bar
+from .util.rundir import run_dir_claim
 from .windows import gather_windows, split_windows
 
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"

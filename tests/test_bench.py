@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from moola_lib import bench
+from moola_lib.tools import bench
 
 
 @pytest.fixture(autouse=True)

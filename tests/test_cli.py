@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from moola_lib.paths import ROOT
+from moola_lib.util.paths import ROOT
 
 TINY = ["-p", "epochs", "1", "-p", "hidden_size", "8", "-p", "num_layers", "1", "-p", "progress", "False"]
 

@@ -20,7 +20,7 @@ import yaml
 
 import moola_lib.pretrain as pretrain_module
 from moola_lib.config import PretrainConfig
-from moola_lib.gpu_check import child_env
+from moola_lib.tools.gpu_check import child_env
 from moola_lib.models import load_encoder
 from moola_lib.pretrain import Trainer, load_pretrain_data, load_pretrainer, pretrain
 

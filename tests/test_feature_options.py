@@ -11,7 +11,7 @@ import torch
 from moola_lib.features import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 from moola_lib.models import JadeEncoder, load_encoder, save_encoder
 from moola_lib.pretrain import load_pretrainer
-from moola_lib.transfer.provenance import encoder_feature_options
+from moola_lib.provenance import encoder_feature_options
 
 OLD = Path(__file__).parent / "fixtures" / "original_encoder"
 ORIGINAL = resolve_feature_options(ORIGINAL_FEATURE_OPTIONS)
@@ -60,7 +60,7 @@ def test_new_encoder_files_store_and_return_their_options(tmp_path):
 
 
 def test_transfer_computes_the_labelled_features_with_an_old_encoders_options():
-    from moola_lib.labels import synthetic_labelled_set
+    from moola_lib.testbed import synthetic_labelled_set
     from moola_lib.notebook.params import TransferParams
     from moola_lib.notebook.steps import labelled_from_params
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from moola_lib.gpu_check import Check
+from moola_lib.tools.gpu_check import Check
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,12 +21,12 @@ import torch
 from moola_lib.cli import error_line
 from moola_lib.config import ConfigError, PretrainConfig, read_parameters
 from moola_lib.data import DataValidationError, SuspectOutlierWarning, file_sha256, validate_ohlcv
-from moola_lib.io import CheckpointError
+from moola_lib.util.io import CheckpointError
 from moola_lib.labels import load_labels
 from moola_lib.models import load_encoder
 from moola_lib.notebook.params import PretrainParams, TransferParams
 from moola_lib.notebook.steps import labelled_from_params
-from moola_lib.paths import ROOT
+from moola_lib.util.paths import ROOT
 from moola_lib.pretrain import load_pretrain_data, pretrain
 from moola_lib.synthetic import synthetic_ohlcv
 

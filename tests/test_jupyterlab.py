@@ -22,7 +22,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from moola_lib.paths import ROOT
+from moola_lib.util.paths import ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

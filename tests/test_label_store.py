@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.label_store import LabelsFileError, LabelStore
+from moola_lib.labelling.store import LabelsFileError, LabelStore
 from moola_lib.labels import load_labels
 from moola_lib.synthetic import synthetic_ohlcv
 

@@ -12,7 +12,7 @@ from moola_lib.notebook.label_widget import LabelWidget, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report
 from moola_lib.notebook.steps import labelling_session_from_params
-from moola_lib.progress import TEXT_PROGRESS_ENV
+from moola_lib.util.progress import TEXT_PROGRESS_ENV
 
 TINY = dict(synthetic_start="2025-05-01", synthetic_end="2025-05-10", n_suggestions=5, device="cpu")
 

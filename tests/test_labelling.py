@@ -1,13 +1,13 @@
-"""Candidate windows, suggestion strategies and the labelling session (moola_lib.labelling, .suggestions)."""
+"""Candidate windows, suggestion strategies and the labelling session (moola_lib.labelling.session, .suggestions)."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from moola_lib.features import relativity_features, swing_points
-from moola_lib.label_store import LabelStore
-from moola_lib.labelling import (CandidateOptions, LabellingSession, average_true_range, candidate_windows,
+from moola_lib.labelling.store import LabelStore
+from moola_lib.labelling.session import (CandidateOptions, LabellingSession, average_true_range, candidate_windows,
                                  overlaps_any)
-from moola_lib.suggestions import k_center_greedy, suggest, summary_features, uncertainty_order
+from moola_lib.labelling.suggestions import k_center_greedy, suggest, summary_features, uncertainty_order
 from moola_lib.synthetic import synthetic_market
 
 L = 105

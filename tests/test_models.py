@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from moola_lib.io import atomic_torch_save
+from moola_lib.util.io import atomic_torch_save
 from moola_lib.masking import random_mask
 from moola_lib.models import (JadeClassifier, JadeEncoder, JadePretrainer, encoder_state, load_encoder,
                               save_encoder)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from moola_lib.labels import load_labels
-from moola_lib.paths import ROOT
+from moola_lib.util.paths import ROOT
 from moola_lib.synthetic import synthetic_ohlcv
 
 

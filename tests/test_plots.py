@@ -1,9 +1,9 @@
-"""Report tables and texts of moola_lib.plots that say what the features carry and what the model learned."""
+"""Report tables and texts of moola_lib.eda_plots and moola_lib.training_plots that say what the features carry and what the model learned."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib import plots
+from moola_lib import eda_plots, training_plots
 from moola_lib.features import (FEATURE_NAMES, ORIGINAL_FEATURE_OPTIONS, feature_ranges, relativity_features,
                                 swing_points)
 from moola_lib.synthetic import synthetic_ohlcv
@@ -18,20 +18,20 @@ def test_feature_table_and_warnings_tell_the_original_from_the_defaults(week):
     tables = {}
     for name, options in (("defaults", {}), ("original", ORIGINAL_FEATURE_OPTIONS)):
         X, valid = relativity_features(week, **options)
-        tables[name] = plots.feature_table(X, valid, ranges=feature_ranges(**options))
+        tables[name] = eda_plots.feature_table(X, valid, ranges=feature_ranges(**options))
     new, old = tables["defaults"], tables["original"]
     # the original's bars-since features take a handful of values near 0: nearly constant, few bits
     assert old.loc["bars_since_SH_norm", "nearly constant"] and old.loc["bars_since_SH_norm", "entropy bits"] < 2
     assert not new.loc["bars_since_SH_norm", "nearly constant"] and new.loc["bars_since_SH_norm", "entropy bits"] > 3
     assert not new["nearly constant"].any()
-    warned = plots.feature_warnings(old)
+    warned = eda_plots.feature_warnings(old)
     assert any(w.startswith("bars_since_SL_norm is nearly constant") for w in warned)
-    assert not any("nearly constant" in w for w in plots.feature_warnings(new))
+    assert not any("nearly constant" in w for w in eda_plots.feature_warnings(new))
     # the signed log keeps the distances off the clip bounds (~0.5% over a year, a little more in one week);
     # open/close sit at the bar's high/low often
     for name in ("dist_to_prev_SH", "dist_to_prev_SL"):
         assert new.loc[name, "% at lower bound"] + new.loc[name, "% at upper bound"] < 2.0
-    bound_warnings = [w for w in plots.feature_warnings(new) if "bound" in w]
+    bound_warnings = [w for w in eda_plots.feature_warnings(new) if "bound" in w]
     assert bound_warnings and all(w.split(":")[0] in FEATURE_NAMES[:5] and "natural limit" in w
                                   for w in bound_warnings)
 
@@ -40,15 +40,15 @@ def test_feature_warnings_thresholds():
     table = pd.DataFrame({"std": [0.5, 0.5], "entropy bits": [5.0, 5.0], "% at lower bound": [10.5, 9.9],
                           "% at upper bound": [0.0, 0.0], "nearly constant": [False, False]},
                          index=["range_z", "dist_to_prev_SH"])
-    assert plots.feature_warnings(table) == [
+    assert eda_plots.feature_warnings(table) == [
         "range_z: 10.5% of values at the lower bound: values beyond it are clipped and indistinguishable"]
 
 
 def test_swing_frequency(week):
     X, valid = relativity_features(week)
-    freq = plots.swing_frequency(swing_points(week), valid)
+    freq = eda_plots.swing_frequency(swing_points(week), valid)
     assert 8 < freq["bars per swing"] < 25 and 4 < freq["swings per window"] < 13
-    old = plots.swing_frequency(swing_points(week, **ORIGINAL_FEATURE_OPTIONS),
+    old = eda_plots.swing_frequency(swing_points(week, **ORIGINAL_FEATURE_OPTIONS),
                                 relativity_features(week, **ORIGINAL_FEATURE_OPTIONS)[1])
     assert old["bars per swing"] < 1.5          # the hybrid rule: a swing on nearly every bar
 
@@ -72,31 +72,31 @@ def fake_results(model_ratio: dict) -> dict:
 
 def test_per_feature_table_verdict_and_the_features_shown():
     results = fake_results({"body_pct": 0.5, "range_z": 0.8, "close_norm": 0.99, "bars_since_SL_norm": 3.0})
-    table = plots.per_feature_table(results)
+    table = training_plots.per_feature_table(results)
     assert list(table.index) == list(FEATURE_NAMES)
     assert table.loc["body_pct", "model / better reference"] == pytest.approx(0.5)
-    text = plots.per_feature_verdict(results)
+    text = training_plots.per_feature_verdict(results)
     assert "2 of 10 features better than both references: body_pct (50% lower), range_z (20% lower)" in text
     assert "within 2%" in text and "close_norm (1% lower)" in text
     assert "Worse than the better reference: bars_since_SL_norm (200% higher)" in text
-    assert plots.reconstruction_features(results) == ["body_pct", "range_z", "bars_since_SL_norm"]
-    nothing = plots.per_feature_verdict(fake_results({name: 1.5 for name in FEATURE_NAMES}))
+    assert training_plots.reconstruction_features(results) == ["body_pct", "range_z", "bars_since_SL_norm"]
+    nothing = training_plots.per_feature_verdict(fake_results({name: 1.5 for name in FEATURE_NAMES}))
     assert "no feature better than both references" in nothing
 
 
 def test_reference_table_and_verdict_name_the_per_feature_reference():
     results = fake_results({"body_pct": 0.5})
-    table = plots.reference_table(results)
+    table = training_plots.reference_table(results)
     refs = results["reference_losses"]["val"]
     assert table.loc["val", "per feature the better reference"] == refs["better_reference"]["loss"]
     assert table.loc["val", "model / per-feature better reference"] == pytest.approx(
         results["best_val_loss"] / refs["better_reference"]["loss"])
     ratio = results["best_val_loss"] / refs["better_reference"]["loss"]
     assert f"per feature the better of the two {refs['better_reference']['loss']:.4f} (the model's loss is " \
-           f"{100 * (1 - ratio):.1f}% below it)" in plots.reference_verdict(results)
+           f"{100 * (1 - ratio):.1f}% below it)" in training_plots.reference_verdict(results)
     # results written before the per-feature reference existed still render
     del refs["better_reference"]
-    assert plots.reference_table(results).loc["val", "per feature the better reference"] == min(
+    assert training_plots.reference_table(results).loc["val", "per feature the better reference"] == min(
         refs["train_mean"]["loss"], refs["interpolation"]["loss"])
 
 
@@ -106,13 +106,13 @@ def test_window_browser_counts_from_one_and_long_sources_are_shown_whole(monkeyp
     bars = synthetic_ohlcv("2024-12-02", "2024-12-04")
     X, _ = relativity_features(bars)
     titles = []
-    monkeypatch.setattr(plots, "window_figure", lambda *a, title=None, **k: titles.append(title) or plt.figure())
-    slider = plots.window_browser(bars, X, [0, 200, 400]).children[0]
+    monkeypatch.setattr(eda_plots, "window_figure", lambda *a, title=None, **k: titles.append(title) or plt.figure())
+    slider = eda_plots.window_browser(bars, X, [0, 200, 400]).children[0]
     assert (slider.min, slider.max, slider.value) == (1, 3, 1) and titles[-1].startswith("window 1 of 3 (bar 0)")
     slider.value = 3
     assert titles[-1].startswith("window 3 of 3 (bar 400)")
     path = "/data/" + "very_long_folder_name/" * 8 + "nq.parquet"
-    assert path in plots.data_summary(bars, path).style.to_html()
-    fig = plots.window_gallery(bars, X, [0, 200])
+    assert path in eda_plots.data_summary(bars, path).style.to_html()
+    fig = eda_plots.window_gallery(bars, X, [0, 200])
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     assert len(legends) == 2 and all(t.get_fontsize() >= 8 for lg in legends for t in lg.get_texts())

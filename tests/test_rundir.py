@@ -14,8 +14,8 @@ import torch
 
 import moola_lib.pretrain as pretrain_module
 from moola_lib.config import ConfigError
-from moola_lib.paths import ROOT
-from moola_lib.rundir import LOCK_NAME, RunDirBusyError, RunDirError, claim_run_dir, run_dir_claim
+from moola_lib.util.paths import ROOT
+from moola_lib.util.rundir import LOCK_NAME, RunDirBusyError, RunDirError, claim_run_dir, run_dir_claim
 
 from test_cli import assert_one_line_error, run_command
 
@@ -29,7 +29,7 @@ def hold_claim(run_dir, *, then="sleep"):
     """A separate process that claims ``run_dir`` and then sleeps (a live run) or SIGKILLs itself."""
     code = textwrap.dedent(f"""
         import os, signal, sys, time
-        from moola_lib.rundir import claim_run_dir
+        from moola_lib.util.rundir import claim_run_dir
         claim_run_dir({str(run_dir)!r})
         print("claimed", flush=True)
         if {then!r} == "kill":

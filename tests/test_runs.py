@@ -12,7 +12,7 @@ from moola_lib.notebook.params import EdaParams, PretrainParams, SweepParams, pr
 from moola_lib.notebook.report import render_report
 from moola_lib.notebook.runs import injected_names, notebook_params, start_run
 from moola_lib.notebook.sweep import sweep_base, sweep_settings
-from moola_lib.paths import ROOT
+from moola_lib.util.paths import ROOT
 from moola_lib.run_notebook import main
 
 PARAMS_DIR = ROOT / "params"

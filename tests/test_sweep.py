@@ -8,7 +8,7 @@ import torch
 
 from moola_lib.notebook import sweep
 from moola_lib.config import ConfigError
-from moola_lib.io import atomic_torch_save, read_json
+from moola_lib.util.io import atomic_torch_save, read_json
 from moola_lib.models import JadeEncoder, encoder_state, load_encoder
 from moola_lib.notebook.params import SweepParams
 from moola_lib.notebook.sweep import (best_row, export_best_encoder, run_setting, run_sweep, setting_name,

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from moola_lib.config import ConfigError, apply_overrides
-from moola_lib.io import write_json
+from moola_lib.util.io import write_json
 from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, exclude_intervals, overlap_groups
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.params import TransferParams, transfer_config
@@ -20,7 +20,7 @@ from moola_lib.transfer.folds import embargo, fold_groups, inner_split, make_fol
 from moola_lib.transfer.linear import C_GRID, fit_logistic
 from moola_lib.transfer.probe import build_classifier, fit_classifier, pooled, predict_proba
 from moola_lib.transfer.protocol import Inputs, run_transfer
-from moola_lib.transfer.provenance import encoder_feature_options, find_training_results, pretraining_overlap
+from moola_lib.provenance import encoder_feature_options, find_training_results, pretraining_overlap
 from moola_lib.transfer.simple import window_summaries
 from moola_lib.transfer.stats import (corrected_t, holm, minimal_detectable_effect, paired_bootstrap,
                                       probability_metrics, weighted_metrics)
@@ -354,7 +354,7 @@ def test_fold_groups_join_sessions_and_overlaps():
 
 
 def synthetic_labelled_set_small():
-    from moola_lib.labels import synthetic_labelled_set
+    from moola_lib.testbed import synthetic_labelled_set
     return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-14", history_start="2025-06-24")
 
 

@@ -10,7 +10,7 @@ string). notebooks/NAME.ipynb is executed into RUN_DIR/NAME.ipynb and rendered t
 with the code hidden. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
 A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
 line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
-(``moola_lib.rundir``) before it writes anything and holds the claim until the report is written: a
+(``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
 second run on the same directory is refused and touches nothing of the first.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from .. import cli
 from ..config import ConfigError, check_names
-from ..io import atomic_write_text
-from ..paths import ROOT, resolve_path
+from ..util.io import atomic_write_text
+from ..util.paths import ROOT, resolve_path
 from .report import render_report
 from .runs import HEADLESS_ENV, claim_run, prepare_run_dir, update_manifest, utc_now
 

@@ -1,7 +1,7 @@
 """The labelling widget of label.ipynb (ipywidgets): one candidate window at a time, one button per class,
 skip, undo, next batch, and a counter (labelled, per class, left in this batch).
 
-All logic is in ``moola_lib.labelling.LabellingSession``; the handlers here only call it and redraw, so
+All logic is in ``moola_lib.labelling.session.LabellingSession``; the handlers here only call it and redraw, so
 they can be tested without a browser (``widget.class_buttons[name].click()``). Every click is written to
 the labels file before the next window is drawn.
 """
@@ -12,9 +12,9 @@ import os
 
 import matplotlib.pyplot as plt
 
-from ..label_figures import labelling_figure
-from ..labelling import LabellingSession
-from ..progress import TEXT_PROGRESS_ENV
+from ..labelling.figures import labelling_figure
+from ..labelling.session import LabellingSession
+from ..util.progress import TEXT_PROGRESS_ENV
 
 
 class LabelWidget:

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..data import bars_source
-from ..paths import PACKAGE_DIR
+from ..util.paths import PACKAGE_DIR
 
 _PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill",
              "ipykernel")

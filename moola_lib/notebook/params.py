@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import IsoDate, PretrainConfig, apply_overrides
-from ..labelling import DEFAULT_ZIGZAG
+from ..labelling.session import DEFAULT_ZIGZAG
 from ..labels import DEFAULT_CLASSES
 from ..transfer.config import TransferConfig
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import atomic_write_text
+from ..util.io import atomic_write_text
 
 
 def render_report(notebook_path: str | os.PathLike, html_path: str | os.PathLike) -> Path:

@@ -8,7 +8,7 @@ A notebook has one cell tagged ``parameters`` (literal values) and then calls
 define (``-p batchsize 1024`` would silently run with the defaults), so the cell papermill injects is
 read back from IPython's input history (``In``): every name assigned there must be a field of the
 params dataclass, and every value must have the field's type (``moola_lib.config.apply_overrides``).
-Then the run directory is claimed (``moola_lib.rundir``: one writer per directory; a directory another
+Then the run directory is claimed (``moola_lib.util.rundir``: one writer per directory; a directory another
 live run holds is refused before anything in it is touched; under ``python -m moola_lib.run_notebook``
 the runner's claim is inherited) and created (never reusing one that holds a previous run unless
 ``overwrite=True``; ``resume=True`` continues one), and ``params.yaml`` and ``manifest.json`` are written.
@@ -38,10 +38,10 @@ import yaml
 
 from ..config import apply_overrides
 from ..devices import resolve_device
-from ..io import atomic_write_bytes, atomic_write_text, read_json, write_json
-from ..paths import resolve_path
-from ..progress import TEXT_PROGRESS_ENV
-from ..rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
+from ..util.io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from ..util.paths import resolve_path
+from ..util.progress import TEXT_PROGRESS_ENV
+from ..util.rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
 from .manifest import data_info, device_info, git_state, package_versions
 
 HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts

@@ -11,14 +11,14 @@ from ..config import ConfigError, PretrainConfig
 from ..data import run_bars
 from ..devices import resolve_device
 from ..features import relativity_features
-from ..label_store import LabelStore
-from ..labelling import CandidateOptions, LabellingSession
-from ..labels import (LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table,
-                      synthetic_labelled_set)
+from ..labelling.store import LabelStore
+from ..labelling.session import CandidateOptions, LabellingSession
+from ..labels import LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table
+from ..testbed import synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
-from ..paths import resolve_path
+from ..util.paths import resolve_path
 from ..pretrain import pretrain
-from ..transfer.provenance import encoder_feature_options, seen_in_pretraining
+from ..provenance import encoder_feature_options, seen_in_pretraining
 
 
 def labelled_from_params(params) -> LabelledSet:

@@ -24,9 +24,9 @@ import numpy as np
 import yaml
 
 from ..config import ConfigError, check_names
-from ..io import read_json, write_json
-from ..paths import resolve_path
-from ..progress import progress_bar
+from ..util.io import read_json, write_json
+from ..util.paths import resolve_path
+from ..util.progress import progress_bar
 from .params import PretrainParams, SweepParams
 
 

@@ -17,17 +17,17 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..io import write_json
+from ..util.io import write_json
 from ..labels import LabelledSet
 from ..models import JadeEncoder, load_encoder
-from ..progress import progress_bar
+from ..util.progress import progress_bar
 from .comparisons import comparisons
 from .config import ARM_TITLES, FROZEN, METRICS, RESULTS_FORMAT, SIMPLE_ARMS, TransferConfig, result_arms
 from .extrapolation import labels_needed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
 from .linear import fit_logistic
 from .probe import build_classifier, fit_classifier, pooled, predict_proba
-from .provenance import find_training_results, pretraining_overlap
+from ..provenance import find_training_results, pretraining_overlap
 from .simple import fit_simple, window_summaries
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict

@@ -36,8 +36,8 @@ from scipy import stats
 
 from ..cli import add_parameter_flags, parameters, run
 from ..config import StrictConfig
-from ..io import atomic_write_text, write_json
-from ..labels import synthetic_labelled_set
+from ..util.io import atomic_write_text, write_json
+from ..testbed import synthetic_labelled_set
 from ..models import JadeEncoder, save_encoder
 from ..pretrain import pretrain
 from .config import TransferConfig

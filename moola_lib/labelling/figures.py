@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .constants import WINDOW_LENGTH
-from .features import FEATURE_NAMES
-from .plots import CANDLE_FEATURES, SWING_FEATURES, draw_candles
+from ..constants import WINDOW_LENGTH
+from ..features import FEATURE_NAMES
+from ..eda_plots import CANDLE_FEATURES, SWING_FEATURES, draw_candles
 
 EXPANSION = "#ff9800"
 CONTEXT = "0.92"

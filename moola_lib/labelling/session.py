@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .constants import WINDOW_LENGTH
-from .features import FeatureOptionError, resolve_feature_options, swing_points
-from .label_store import LabelStore
+from ..constants import WINDOW_LENGTH
+from ..features import FeatureOptionError, resolve_feature_options, swing_points
+from .store import LabelStore
 from .suggestions import Suggestions, suggest, summary_features
-from .windows import _windows_hit, gather_windows
+from ..windows import _windows_hit, gather_windows
 
 # The zigzag that finds legs: DESIGN.md's recommended k = 2 ATR without the hybrid rule (legs of ~12 bars,
 # as a trader draws them); the original's hybrid rule confirms a swing on almost every bar.

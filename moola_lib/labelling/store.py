@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import WINDOW_LENGTH
-from .data import to_utc
-from .io import atomic_write_bytes
-from .labels import read_label_table
+from ..constants import WINDOW_LENGTH
+from ..data import to_utc
+from ..util.io import atomic_write_bytes
+from ..labels import read_label_table
 
 SUFFIXES = (".csv", ".parquet", ".pq", ".json", ".jsonl")
 COLUMNS = ("window_id", "start", "end", "label", "expansion_start", "expansion_end", "labelled_by", "labelled_at")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import to_utc
-from ..io import load_torch_file, read_json
-from ..labels import LabelledSet
-from ..models import recorded_feature_options, stored_feature_options
-from ..paths import resolve_path
+from .data import to_utc
+from .util.io import load_torch_file, read_json
+from .labels import LabelledSet
+from .models import recorded_feature_options, stored_feature_options
+from .util.paths import resolve_path
 
 
 def seen_in_pretraining(start, end, splits: Mapping, exclude) -> tuple[dict, np.ndarray, np.ndarray]:

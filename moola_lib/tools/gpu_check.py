@@ -1,0 +1,329 @@
+"""The prepared GPU check: prove the CUDA path and measure the real job in a few minutes.
+
+An entry module (like run_notebook): it drives the pipeline and the transfer protocol.
+
+    bin/dev gpu-check [OUT_DIR]        (= python -m moola_lib.gpu_check [OUT_DIR] [--dry-run] [--budget S])
+
+Writes OUT_DIR/gpu_check.json (rewritten after every step, so a killed check keeps what it finished),
+OUT_DIR/gpu_check.log, OUT_DIR/cuda_tests.xml and the step results below. Steps, in order:
+
+1. environment: GPU, driver, torch / CUDA / cuDNN versions, bf16 support;
+2. cuda_tests: ``pytest -m cuda tests/test_cuda.py`` in a subprocess (autocast dtype, CPU-vs-CUDA loss,
+   resume, checkpoints across devices, DDP over nccl, fused AdamW, no host sync in the training steps);
+3. benchmark: the engine per batch size over whole epochs of the seed-scale data, overhead against the
+   bare forward/backward/step, precision and batch-size variants, and a profiler table of one stretch
+   of training steps (where the GPU time goes, and how busy the GPU is);
+4. seed_job: the guide's job through ``pretrain()`` -- 1.8M bars, 50 epochs, batch 1024 -- wall time with
+   the features included, best val loss against the reference predictors (seed_training_results.json);
+5. transfer: the transfer protocol at the settings of params/transfer_full.yaml with the step-4 encoder on
+   the embedded labelled set, in a subprocess that gets whatever is left of the time budget; reported,
+   never blocking (transfer_results.json).
+
+A failing step is logged with its traceback and the next one runs; the exit status is 0 when steps 1-4
+passed. Without a GPU (or with --dry-run) every step runs at toy scale on the CPU in well under a minute:
+the test suite runs that dry run, so the check cannot rot between the sessions that have a GPU.
+The check needs only the pipeline's own dependencies and pytest: no papermill, nbconvert or ipykernel.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import bench
+from ..config import PretrainConfig
+from ..util.io import write_json
+from ..pretrain import Trainer, load_pretrain_data, pretrain
+
+REPO = Path(__file__).resolve().parents[2]
+GOALS = {"seed_job_seconds": 30.0, "overhead_ratio": 1.10}
+TRANSFER_PARAMS = REPO / "params" / "transfer_full.yaml"
+# toy scale for the CPU dry run: seven weeks of bars, a tiny model, one epoch
+DRY_PRETRAIN = dict(synthetic_start="2024-12-01", synthetic_end="2025-01-20", stride=105, hidden_size=8,
+                    epochs=1, batch_size=32, warmup_epochs=0, device="cpu", progress=False,
+                    splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-21"]})
+DRY_TRANSFER = dict(folds=2, repeats=1, epochs=1, fractions=[1.0], n_bootstrap=50, device="cpu")
+
+log = logging.getLogger("moola.gpu_check")
+
+
+class Check:
+    """Runs named steps, records each one's status, seconds and figures, and keeps the JSON current."""
+
+    def __init__(self, out_dir: Path, dry: bool, budget_s: float):
+        self.out, self.dry, self.deadline = out_dir, dry, time.monotonic() + budget_s
+        self.summary = {"format": "moola.gpu_check.v1", "dry_run": dry, "budget_seconds": budget_s,
+                        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        "goals": GOALS, "steps": {}}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def step(self, name: str, fn: Callable[[], dict]) -> dict | None:
+        log.info("== %s (%.0f s of the budget left)", name, self.left())
+        t0 = time.perf_counter()
+        try:
+            figures, status = fn(), "ok"
+        except Exception as e:   # noqa: BLE001 - a failed step is recorded and the next one runs
+            figures, status = {"error": f"{type(e).__name__}: {e}"}, "failed"
+            log.error("%s failed:\n%s", name, traceback.format_exc())
+        if isinstance(figures, dict) and figures.pop("_status", None) == "failed":
+            status = "failed"
+        seconds = round(time.perf_counter() - t0, 2)
+        self.summary["steps"][name] = {"status": status, "seconds": seconds, **figures}
+        log.info("-- %s: %s in %.1f s", name, status, seconds)
+        write_json(self.out / "gpu_check.json", self.summary)
+        return figures if status == "ok" else None
+
+
+def child_env() -> dict:
+    """This process's environment with the repository first on PYTHONPATH: moola_lib is not installed on a
+    bare GPU box, and the subprocesses (pytest, the transfer step, torchrun) must import this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. environment
+
+def environment() -> dict:
+    cuda = torch.cuda.is_available()
+    env = {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
+           "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
+           "cpu_count": os.cpu_count(), "gpu": None}
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        env["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                      "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
+                      "bf16_supported": torch.cuda.is_bf16_supported(), "driver": _driver_version()}
+    for module in ("numba", "numpy", "pandas", "sklearn", "scipy"):
+        try:
+            env[module] = __import__(module).__version__
+        except ImportError:
+            env[module] = None
+    log.info("environment: %s", env)
+    return env
+
+
+def _driver_version() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. the CUDA tests
+
+def cuda_tests(out: Path, timeout: float) -> dict:
+    xml = out / "cuda_tests.xml"
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", str(REPO / "tests" / "test_cuda.py"), "-q", "-rA",
+           "-p", "no:cacheprovider", f"--junitxml={xml}", "-o", "junit_logging=system-out"]
+    proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    log.info("pytest -m cuda (exit %d):\n%s%s", proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
+    figures = {"exit_code": proc.returncode, **_junit_summary(xml)}
+    if proc.returncode != 0:
+        figures["_status"] = "failed"
+    return figures
+
+
+def _junit_summary(path: Path) -> dict:
+    if not path.exists():
+        return {"tests": {}}
+    tests = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+        printed = (case.findtext("system-out") or "").strip().strip("- ").removeprefix("Captured Out").strip("- \n")
+        tests[case.get("name")] = {"outcome": outcome, "seconds": float(case.get("time", 0)),
+                                   **({"printed": printed[-500:]} if printed else {})}
+    counts = {k: sum(t["outcome"] == k for t in tests.values()) for k in ("passed", "failure", "error", "skipped")}
+    return {"counts": counts, "tests": tests}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. benchmark
+
+def benchmark(dry: bool) -> dict:
+    if dry:
+        return bench.run("tiny", "cpu", threads=1, full_job=False)
+    base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)   # = the bench's full preset
+    data = load_pretrain_data(base)
+    result = bench.run("full", "cuda", full_job=False, data=data)
+    log.info("benchmark:\n%s", bench.format_table(result))
+    steps = len(data.starts["train"]) // 4096
+    variants = {"fp32 (tf32) batch 1024": dict(batch_size=1024, mixed_precision=False),
+                "amp batch 2048": dict(batch_size=2048), "amp batch 4096": dict(batch_size=4096)}
+    result["variants"] = {}
+    for name, change in variants.items():
+        row = bench.bench_training(data, dataclasses.replace(base, **change), steps * 4096 // change["batch_size"],
+                                   1, torch.device("cuda"))
+        result["variants"][name] = row
+        log.info("variant %-24s %9.0f windows/s  overhead %.3f  %s", name, row["windows_per_s"],
+                 row["overhead_ratio"], row["precision"])
+    result["profile"] = profile_steps(data, dataclasses.replace(base, batch_size=1024))
+    return result
+
+
+def profile_steps(data, config: PretrainConfig, steps: int = 12) -> dict:
+    """torch.profiler over ``steps`` training steps: the top kernels, and GPU busy time / wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer = Trainer(config, data, torch.device("cuda"))
+    trainer.train_epoch(1)                                   # warm-up
+    order, g_mask = trainer.epoch_plan(2)
+    order = order[: steps * config.batch_size]
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        trainer.run_steps(order, g_mask)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in kernels)
+    sort = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+    table = events.table(sort_by=sort, row_limit=15)
+    log.info("profile of %d steps at batch %d (%s): wall %.1f ms, GPU busy %.1f ms\n%s", steps,
+             config.batch_size, trainer.amp_dtype, wall * 1e3, device_us / 1e3, table)
+    return {"steps": steps, "batch_size": config.batch_size, "wall_ms": wall * 1e3,
+            "gpu_busy_ms": device_us / 1e3, "gpu_busy_fraction": device_us / 1e6 / wall,
+            "ms_per_step": wall * 1e3 / steps}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. the seed-scale job
+
+def seed_job(out: Path, work: Path, dry: bool) -> dict:
+    config = PretrainConfig.from_dict(DRY_PRETRAIN) if dry else PretrainConfig(device="cuda", progress=False)
+    t0 = time.perf_counter()
+    results = pretrain(config, work / "seed_job")
+    wall = time.perf_counter() - t0
+    shutil.copyfile(work / "seed_job" / "training_results.json", out / "seed_training_results.json")
+    refs = results["reference_losses"]["val"]
+    best_ref = min(refs["train_mean"]["loss"], refs["interpolation"]["loss"])
+    hist = results["history"]
+    figures = {
+        "wall_seconds": round(wall, 2), "goal_seconds": None if dry else GOALS["seed_job_seconds"],
+        "bars": results["data"]["bars"], "features_seconds": results["data"]["features_seconds"],
+        "train_windows": results["data"]["splits"]["train"]["windows"], "epochs": results["epochs_completed"],
+        "batch_size": config.batch_size, "precision": results["environment"]["precision"],
+        "train_seconds": round(sum(h["train_seconds"] for h in hist), 2),
+        "epoch_seconds_median": sorted(h["seconds"] for h in hist)[len(hist) // 2],
+        "windows_per_s_median": sorted(h["windows_per_s"] for h in hist)[len(hist) // 2],
+        "best_val_loss": results["best_val_loss"], "best_epoch": results["best_epoch"],
+        "val_train_mean_loss": refs["train_mean"]["loss"], "val_interpolation_loss": refs["interpolation"]["loss"],
+        "val_gain_over_best_reference": 1 - results["best_val_loss"] / best_ref,
+        # per feature the better of the two references (issue 9); the per-feature table is in
+        # seed_training_results.json ("per_feature_losses")
+        "val_per_feature_better_reference_loss": refs["better_reference"]["loss"],
+        "val_gain_over_per_feature_better_reference": 1 - results["best_val_loss"] / refs["better_reference"]["loss"],
+        "test_loss": (results["test"] or {}).get("loss"), "peak_memory": results["peak_memory"],
+        "encoder": str(work / "seed_job" / "checkpoint_best.pt"),
+    }
+    log.info("seed job: %s", figures)
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. transfer (subprocess with a deadline)
+
+def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
+    if timeout < 30:
+        return {"skipped": f"only {timeout:.0f} s of the budget left"}
+    cmd = [sys.executable, "-m", "moola_lib.gpu_check", str(out), "--transfer-only", encoder]
+    if dry:
+        cmd.append("--dry-run")
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"_status": "failed", "error": f"did not finish within the {timeout:.0f} s left of the budget"}
+    log.info("transfer (exit %d):\n%s%s", proc.returncode, proc.stdout[-4000:], proc.stderr[-3000:])
+    if proc.returncode != 0:
+        return {"_status": "failed", "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
+    """The protocol of params/transfer_full.yaml on the embedded labelled set (the step-4 encoder was
+    pretrained on the embedded market, whose labelled period lies after its splits)."""
+    from ..testbed import synthetic_labelled_set
+    from ..provenance import encoder_feature_options
+    from ..transfer.config import TransferConfig
+    from ..transfer.protocol import run_transfer
+
+    params = yaml.safe_load(TRANSFER_PARAMS.read_text(encoding="utf-8"))
+    names = {f.name for f in dataclasses.fields(TransferConfig)}
+    settings = {k: v for k, v in params.items() if k in names}
+    settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
+    options = encoder_feature_options(encoder)
+    labelled = synthetic_labelled_set(feature_options=options)
+    t0 = time.perf_counter()
+    results = run_transfer(labelled, encoder, TransferConfig.from_dict(settings), run_dir=out)
+    return {"wall_seconds": round(time.perf_counter() - t0, 1), "settings": settings,
+            "verdict": results.get("verdict"), "file": "transfer_results.json"}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def run_check(out: Path, dry: bool, budget_s: float) -> dict:
+    check = Check(out, dry, budget_s)
+    check.step("environment", environment)
+    check.step("cuda_tests", lambda: cuda_tests(out, timeout=max(60.0, min(300.0, check.left() - 150))))
+    check.step("benchmark", lambda: benchmark(dry))
+    with tempfile.TemporaryDirectory(prefix="moola-gpu-check-") as work:
+        job = check.step("seed_job", lambda: seed_job(out, Path(work), dry))
+        if job is not None:
+            check.step("transfer", lambda: transfer(out, job["encoder"], dry, check.left() - 10))
+    required = ("environment", "cuda_tests", "benchmark", "seed_job")
+    check.summary["passed"] = all(check.summary["steps"][s]["status"] == "ok" for s in required)
+    check.summary["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_json(out / "gpu_check.json", check.summary)
+    return check.summary
+
+
+def _setup_logging(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    for handler in (logging.FileHandler(out / "gpu_check.log"), logging.StreamHandler(sys.stdout)):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bin/dev gpu-check", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", help="where the results go (default runs/gpu-check-<UTC time>)")
+    parser.add_argument("--dry-run", action="store_true", help="toy scale on the CPU (the default without CUDA)")
+    parser.add_argument("--budget", type=float, default=450.0,
+                        help="seconds for the whole check; the transfer step gets what is left (default 450)")
+    parser.add_argument("--transfer-only", metavar="ENCODER", help=argparse.SUPPRESS)   # step 5's subprocess
+    args = parser.parse_args(argv)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out_dir or REPO / "runs" / f"gpu-check-{stamp}")
+    dry = args.dry_run or not torch.cuda.is_available()
+    if args.transfer_only:
+        figures = run_transfer_protocol(out, args.transfer_only, dry)
+        print(json.dumps(figures, default=str))
+        return 0
+    _setup_logging(out)
+    log.info("moola GPU check%s into %s", " (CPU dry run: no CUDA GPU)" if dry else "", out)
+    summary = run_check(out, dry, args.budget)
+    log.info("GPU check %s: %s", "passed" if summary["passed"] else "FAILED",
+             {k: v["status"] for k, v in summary["steps"].items()})
+    return 0 if summary["passed"] else 1
