@@ -3,9 +3,10 @@
 The public names (DESIGN.md section 7) are importable from the package root; each is loaded from its
 module on first use, so ``import moola_lib`` stays cheap (no torch until a model is used).
 
-Three layers, imports pointing only downwards (README.md, "Architecture"): the pipeline (the modules
-directly in this package), the evaluation (``moola_lib.transfer``) and the notebook layer
-(``moola_lib.notebook``).
+Wings, imports pointing only downwards (README.md, "Architecture"; tests/test_architecture.py): generic
+helpers (``moola_lib.util``) <- the pipeline (the modules directly in this package) <- the labelling wing
+(``moola_lib.labelling``) and the evaluation wing (``moola_lib.transfer``) <- the notebook layer
+(``moola_lib.notebook``) <- the command-line tools (``moola_lib.tools``).
 """
 from __future__ import annotations
 
