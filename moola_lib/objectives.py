@@ -20,6 +20,7 @@ The trainer and the results call only these. A new objective is one subclass her
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,8 +28,7 @@ import torch.nn.functional as F
 
 from .config import PretrainConfig
 from .features import FEATURE_NAMES
-from .masking import (interpolation_baseline, last_steps_mask, masked_huber, persistence_baseline, random_mask,
-                      span_mask)
+from .masking import interpolation_baseline, last_steps_mask, masked_huber, persistence_baseline, random_mask, span_mask
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x [B, T, F], hidden [B, T]) -> [B, T, F]
 
@@ -37,8 +37,8 @@ class Objective:
     """The part every objective shares: Huber loss on the hidden steps, its evaluation, and the train-mean
     reference. Subclasses say which steps are hidden and which other references apply."""
 
-    name = ""
-    reference_titles: dict[str, str] = {}   # reference predictor -> its name in words
+    name: ClassVar[str] = ""
+    reference_titles: ClassVar[dict[str, str]] = {}   # reference predictor -> its name in words
 
     def __init__(self, config: PretrainConfig):
         self.config = config
@@ -79,7 +79,7 @@ class MaskedReconstruction(Objective):
     that does not beat it has learned nothing beyond smoothing."""
 
     name = "masked"
-    reference_titles = {"train_mean": "predict the train mean", "interpolation": "linear interpolation"}
+    reference_titles: ClassVar = {"train_mean": "predict the train mean", "interpolation": "linear interpolation"}
 
     def draw(self, valid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
@@ -100,7 +100,7 @@ class Forecast(Objective):
     the future."""
 
     name = "forecast"
-    reference_titles = {"train_mean": "predict the train mean", "persistence": "persistence (last seen bar)"}
+    reference_titles: ClassVar = {"train_mean": "predict the train mean", "persistence": "persistence (last seen bar)"}
 
     def draw(self, valid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return last_steps_mask(valid, self.config.forecast_bars)

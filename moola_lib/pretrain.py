@@ -35,7 +35,7 @@ from .util.io import write_json
 from .util.progress import progress_bar
 from .util.rundir import run_dir_claim
 
-__all__ = ["pretrain", "load_pretrain_data", "load_pretrainer", "main"]
+__all__ = ["load_pretrain_data", "load_pretrainer", "main", "pretrain"]
 
 RESULTS_FORMAT = "moola.training_results.v1"
 BETTER = "better_reference"   # per feature the better of the objective's references

@@ -25,7 +25,7 @@ def test_every_allowed_objective_is_a_class_with_titled_references():
         objective = make_objective(PretrainConfig(objective=name))
         assert type(objective) is cls and objective.name == name
         predictors = objective.reference_predictors(torch.zeros(10))
-        assert list(predictors) == list(objective.reference_titles) and list(predictors)[0] == "train_mean"
+        assert list(predictors) == list(objective.reference_titles) and next(iter(predictors)) == "train_mean"
     with pytest.raises(ConfigError, match="objective"):
         PretrainConfig.from_dict({"objective": "contrastive"})
     with pytest.raises(ConfigError, match="forecast_bars"):
