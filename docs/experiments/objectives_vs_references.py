@@ -19,11 +19,11 @@ from moola_lib.config import PretrainConfig
 from moola_lib.pretrain import load_pretrain_data, pretrain
 from moola_lib.trainer import Trainer
 
-BASE = dict(synthetic_start="2024-10-01", synthetic_end="2025-01-31", stride=105, hidden_size=32, num_layers=2,
-            epochs=int(sys.argv[2]), batch_size=32, lr=3e-3, warmup_epochs=1, device="cpu", progress=False,
-            seed=int(sys.argv[3]) if len(sys.argv) > 3 else 42,
-            splits={"train": ["2024-10-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-16"],
-                    "test": ["2025-01-16", "2025-02-01"]})
+BASE = {"synthetic_start": "2024-10-01", "synthetic_end": "2025-01-31", "stride": 105, "hidden_size": 32,
+        "num_layers": 2, "epochs": int(sys.argv[2]), "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1,
+        "device": "cpu", "progress": False, "seed": int(sys.argv[3]) if len(sys.argv) > 3 else 42,
+        "splits": {"train": ["2024-10-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-16"],
+                   "test": ["2025-01-16", "2025-02-01"]}}
 
 
 def compare(trainer, preds, split):
@@ -38,13 +38,13 @@ def compare(trainer, preds, split):
     per_wf["better_reference"] = np.stack([per_wf[k] for k in refs])[best, :, np.arange(best.size)].T
     per_window = {k: v.mean(1) for k, v in per_wf.items()}
     row = {"windows": len(starts), "loss": {k: float(v.mean()) for k, v in per_window.items()}}
-    for ref in per_window:
+    for ref, losses in per_window.items():
         if ref == "model":
             continue
-        d = per_window["model"] - per_window[ref]            # < 0: the model is better
+        d = per_window["model"] - losses                     # < 0: the model is better
         half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
         row[f"model_minus_{ref}"] = {"mean": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)],
-                                     "relative": float(d.mean() / per_window[ref].mean()),
+                                     "relative": float(d.mean() / losses.mean()),
                                      "smallest_detectable": float(2.8 * d.std(ddof=1) / np.sqrt(len(d)))}
     return row
 
@@ -56,7 +56,8 @@ for objective in ("forecast", "masked"):
     t0 = time.time()
     res = pretrain(cfg, f"{sys.argv[1]}/{objective}", data=data)
     trainer = Trainer(cfg, data, torch.device("cpu"))
-    trainer.model.load_state_dict(torch.load(f"{sys.argv[1]}/{objective}/checkpoint_best.pt", weights_only=True)["model"])
+    best = torch.load(f"{sys.argv[1]}/{objective}/checkpoint_best.pt", weights_only=True)
+    trainer.model.load_state_dict(best["model"])
     trainer.model.eval()
     X, valid, tr = trainer.X, trainer.valid, data.slices["train"]
     preds = {"model": trainer.predict, **trainer.objective.reference_predictors(X[tr][valid[tr]].mean(dim=0))}
