@@ -261,7 +261,7 @@ class StrictConfig:
 
 @dataclass
 class PretrainConfig(StrictConfig):
-    """Every option of a masked-reconstruction pretraining job (DESIGN.md section 4)."""
+    """Every option of a pretraining job (DESIGN.md section 4)."""
 
     # data
     data_path: str | None = None              # OHLCV parquet/CSV; None = embedded synthetic data
@@ -292,10 +292,12 @@ class PretrainConfig(StrictConfig):
     grad_clip: float | None = 1.0             # None = no clipping
     mixed_precision: bool = True              # bf16 (or fp16 + grad scaler) on CUDA; fp32 on CPU
     patience: int | None = None               # early stopping; None = train all epochs
-    # masking and loss
-    mask_ratio: float = 0.15
+    # pretext objective (moola_lib.objectives: one class per allowed value), masking and loss
+    objective: Literal["masked", "forecast"] = "masked"   # masked reconstruction, or forecast the last bars
+    mask_ratio: float = 0.15                  # "masked": share of the steps hidden
     mask_mode: Literal["random", "span"] = "random"
     mean_span: float = 3.0
+    forecast_bars: int = 16                   # "forecast": the last bars of a window hidden, round(0.15 * 105)
     huber_delta: float = 1.0
     # run
     seed: int = 42
@@ -318,6 +320,7 @@ class PretrainConfig(StrictConfig):
             (self.patience is None or self.patience >= 1, "patience must be >= 1 or None"),
             (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
             (self.mean_span >= 1.0, "mean_span must be >= 1"),
+            (1 <= self.forecast_bars < self.window_length, "forecast_bars must be >= 1 and below window_length"),
             (self.huber_delta > 0, "huber_delta must be > 0"),
             (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
              "exclude_margin_bars, synthetic_seed and seed must be >= 0"),

@@ -1,4 +1,5 @@
-"""Masks, masked losses and the interpolation reference for masked reconstruction.
+"""Masks, the masked Huber loss and the reference predictors of the pretext objectives: the tensor
+primitives that ``moola_lib.objectives`` assembles (DESIGN.md section 4).
 
 All functions are vectorised torch and run on the device of their inputs. A ``generator`` must live
 on that device too (``torch.Generator(device=valid.device)``).
@@ -58,6 +59,16 @@ def span_mask(valid: torch.Tensor, ratio: float = 0.15, mean_span: float = 3.0, 
     return mask & valid
 
 
+def last_steps_mask(valid: torch.Tensor, n: int) -> torch.Tensor:
+    """bool [B, T]: the last ``n`` valid steps of each row, but never the row's first valid step (a row
+    with at most ``n`` valid steps keeps that one step as its context); invalid steps are never masked."""
+    if n < 1:
+        raise ValueError(f"the number of masked last steps must be >= 1, got {n}")
+    valid = valid.bool()
+    at_or_after = valid.flip(1).cumsum(dim=1).flip(1)   # valid steps at or after each step
+    return valid & (at_or_after <= n) & (at_or_after < valid.sum(dim=1, keepdim=True))
+
+
 def _masked_mean(elementwise: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(elementwise.dtype)
     count = m.sum() * elementwise.shape[-1]
@@ -71,19 +82,37 @@ def masked_huber(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, d
     return _masked_mean(loss, mask)
 
 
+def _previous_seen(seen: torch.Tensor) -> torch.Tensor:
+    """long [B, T]: the index of the nearest seen step at or before each step (-1 where there is none)."""
+    steps = torch.arange(seen.shape[1], device=seen.device).expand_as(seen)
+    return torch.where(seen, steps, -1).cummax(dim=1).values
+
+
+def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [B, T, F] at the steps ``index`` [B, T] (clamped into the window)."""
+    b, t, f = x.shape
+    return x.gather(1, index.clamp(0, t - 1).unsqueeze(-1).expand(b, t, f))
+
+
 def interpolation_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Fill masked steps of x [B, T, F] by linear interpolation between the nearest unmasked steps
     along time; at the edges the nearest unmasked value; a row with no unmasked step gets 0."""
-    b, t, f = x.shape
-    steps = torch.arange(t, device=x.device).expand(b, t)
+    t = x.shape[1]
+    steps = torch.arange(t, device=x.device).expand(x.shape[0], t)
     seen = ~mask.bool()
-    prev = torch.where(seen, steps, -1).cummax(dim=1).values
-    nxt = torch.where(seen, steps, t).flip(1).cummin(dim=1).values.flip(1)
+    prev = _previous_seen(seen)
+    nxt = (t - 1) - _previous_seen(seen.flip(1)).flip(1)   # t where there is no later seen step
     has_prev, has_next = prev >= 0, nxt < t
-    x_prev = x.gather(1, prev.clamp(0, t - 1).unsqueeze(-1).expand(b, t, f))
-    x_next = x.gather(1, nxt.clamp(0, t - 1).unsqueeze(-1).expand(b, t, f))
+    x_prev, x_next = _at(x, prev), _at(x, nxt)
     weight = ((steps - prev) / (nxt - prev).clamp_min(1)).to(x.dtype).unsqueeze(-1)
     both = x_prev + weight * (x_next - x_prev)
     pred = torch.where((has_prev & has_next).unsqueeze(-1), both,
                        torch.where(has_prev.unsqueeze(-1), x_prev, x_next))
     return torch.where((has_prev | has_next).unsqueeze(-1), pred, torch.zeros_like(x))
+
+
+def persistence_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill masked steps of x [B, T, F] with the last unmasked value before them (carried forward: it
+    never looks ahead); a masked step with no unmasked step before it gets 0."""
+    prev = _previous_seen(~mask.bool())
+    return torch.where((prev >= 0).unsqueeze(-1), _at(x, prev), torch.zeros_like(x))

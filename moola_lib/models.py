@@ -7,7 +7,10 @@ architecture against what the caller requires and names both shapes on a mismatc
 An encoder carries the feature options it was pretrained with (``JadeEncoder.feature_options``, every
 option with its value; None for a fresh encoder): its file stores them, and an encoder file that stores
 none or only some was made before they were recorded, so the missing ones are the original's
-(``stored_feature_options``). Transfer computes the labelled windows' features with them.
+(``stored_feature_options``). Transfer computes the labelled windows' features with them. Likewise
+``JadeEncoder.objective`` names the pretext objective it was pretrained under (``moola_lib.objectives``;
+"masked" for files that record none: they were all made by masked reconstruction). The architecture is
+the same under every objective.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class JadeEncoder(nn.Module):
                          dropout=dropout)
         self.output_size = 2 * hidden_size
         self.feature_options: dict | None = None   # set by pretraining and load_encoder
+        self.objective: str | None = None          # the pretext objective; set by pretraining and load_encoder
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
                             dropout=dropout if num_layers > 1 else 0.0)
 
@@ -107,8 +111,8 @@ class JadeClassifier(nn.Module):
 
 
 def encoder_state(encoder: JadeEncoder) -> dict:
-    """Plain, weights_only-loadable description of an encoder: format, arch, feature options (if known)
-    and CPU tensors."""
+    """Plain, weights_only-loadable description of an encoder: format, arch, feature options and pretext
+    objective (if known) and CPU tensors."""
     state = {
         "format": ENCODER_FORMAT,
         "arch": dict(encoder.arch),
@@ -116,6 +120,8 @@ def encoder_state(encoder: JadeEncoder) -> dict:
     }
     if encoder.feature_options is not None:
         state["feature_options"] = dict(encoder.feature_options)
+    if encoder.objective is not None:
+        state["objective"] = encoder.objective
     return state
 
 
@@ -129,6 +135,19 @@ def recorded_feature_options(obj: Mapping) -> Mapping | None:
         return encoder["feature_options"]
     config = obj.get("config")
     return config.get("feature_options") if isinstance(config, Mapping) else None
+
+
+def _recorded_objective(obj) -> str:
+    """The pretext objective an encoder file or a pretraining checkpoint records: the encoder's own, else
+    the checkpoint config's, else "masked" (files written before objectives were recorded)."""
+    if not isinstance(obj, Mapping):
+        return "masked"
+    encoder = obj.get("encoder") if obj.get("format") != ENCODER_FORMAT else obj
+    config = obj.get("config")
+    for source in (encoder, config):
+        if isinstance(source, Mapping) and isinstance(source.get("objective"), str):
+            return source["objective"]
+    return "masked"
 
 
 def stored_feature_options(stored: Mapping | None) -> dict:
@@ -152,6 +171,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     name = os.fspath(path)
     obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
     recorded = recorded_feature_options(obj)
+    objective = _recorded_objective(obj)
     if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):
         obj = obj["encoder"]
     if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:
@@ -168,6 +188,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     arch = {k: v for k, (v, _) in found.items()}
     encoder = JadeEncoder(**arch, dropout=float(obj.get("arch", {}).get("dropout", 0.2)))
     encoder.feature_options = stored_feature_options(recorded)
+    encoder.objective = objective
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -211,9 +232,10 @@ def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int 
 
 
 def reconstruct_examples(model: JadePretrainer, X, valid, starts, *, n: int = 3, ratio: float = 0.15,
-                         seed: int = 0, length: int = WINDOW_LENGTH):
-    """Reconstruct ``n`` windows (starts chosen with ``seed``) of the series X [T, F] under seeded
-    random masks. Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F])."""
+                         seed: int = 0, length: int = WINDOW_LENGTH, draw=None):
+    """Reconstruct ``n`` windows (starts chosen with ``seed``) of the series X [T, F] with hidden steps
+    from ``draw(valid [n, T], generator)`` (a pretext objective's ``draw``; default: seeded random masks
+    of ``ratio``). Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F])."""
     from .masking import random_mask
     from .windows import gather_windows
 
@@ -221,7 +243,8 @@ def reconstruct_examples(model: JadePretrainer, X, valid, starts, *, n: int = 3,
     chosen = np.sort(rng.choice(np.asarray(starts), size=min(n, len(starts)), replace=False))
     x = torch.from_numpy(gather_windows(X, chosen, length))
     v = torch.from_numpy(gather_windows(valid, chosen, length))
-    mask = random_mask(v, ratio, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    mask = draw(v, g) if draw is not None else random_mask(v, ratio, generator=g)
     device = next(model.parameters()).device
     with torch.no_grad():
         recon = model(x.to(device), mask.to(device)).float().cpu()

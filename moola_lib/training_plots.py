@@ -24,36 +24,46 @@ def splits_table(summary: Mapping) -> pd.DataFrame:
     return frame
 
 
+# reference predictors of results written before training_results.json named them (masked reconstruction)
+_MASKED_TITLES = {"train_mean": "predict the train mean", "interpolation": "linear interpolation"}
+
+
+def _reference_titles(results: Mapping) -> dict[str, str]:
+    """Reference predictor -> its name in words, the per-feature better one left out (the objective's,
+    from ``reference_titles``; results without it come from masked reconstruction)."""
+    titles = results.get("reference_titles", _MASKED_TITLES)
+    return {key: title for key, title in titles.items() if key != "better_reference"}
+
+
 def reference_table(results: Mapping) -> pd.DataFrame:
-    """Best model's masked loss next to the reference predictors, per evaluated split: the train mean,
-    linear interpolation and, per feature, the better of the two (results written before that
-    reference existed show the better of the two overall instead)."""
-    rows = {}
+    """Best model's loss next to the objective's reference predictors, per evaluated split (masked
+    reconstruction: the train mean and linear interpolation; forecast: the train mean and persistence)
+    and, per feature, the better of them (results written before that reference existed show the better
+    one overall instead)."""
+    titles, rows = _reference_titles(results), {}
     for split, refs in results["reference_losses"].items():
         model = results["best_val_loss"] if split == "val" else (results.get("test") or {}).get("loss")
-        mean, interp = refs["train_mean"]["loss"], refs["interpolation"]["loss"]
-        better = refs.get("better_reference", {}).get("loss", min(mean, interp))
-        rows[split] = {"model (best epoch)": model, "predict train mean": mean, "linear interpolation": interp,
-                       "per feature the better reference": better,
+        losses = {title: refs[key]["loss"] for key, title in titles.items()}
+        better = refs.get("better_reference", {}).get("loss", min(losses.values()))
+        rows[split] = {"model (best epoch)": model, **losses, "per feature the better reference": better,
                        "model / per-feature better reference": model / better if model is not None else None}
     return pd.DataFrame(rows).T
 
 
 def reference_verdict(results: Mapping) -> str:
     """One sentence: does the best checkpoint beat the reference predictors on the val split?"""
-    refs = results["reference_losses"]["val"]
+    refs, titles = results["reference_losses"]["val"], _reference_titles(results)
     model = results["best_val_loss"]
-    beaten = [name for name, key in (("predicting the train mean", "train_mean"),
-                                     ("linear interpolation", "interpolation")) if model < refs[key]["loss"]]
-    if len(beaten) == 2:
+    beaten = [title for key, title in titles.items() if model < refs[key]["loss"]]
+    if len(beaten) == len(titles):
         verdict = "beats both reference predictors"
     elif beaten:
-        verdict = f"beats only {beaten[0]}; it has not learned more than the better reference"
+        verdict = f"beats only one reference ({beaten[0]}); it has not learned more than the better reference"
     else:
         verdict = "beats neither reference predictor: it has learned nothing useful yet"
+    losses = ", ".join(f"{title} {refs[key]['loss']:.4f}" for key, title in titles.items())
     text = (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
-            f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: predict the train mean "
-            f"{refs['train_mean']['loss']:.4f}, linear interpolation {refs['interpolation']['loss']:.4f}")
+            f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: {losses}")
     if "better_reference" in refs:
         better = refs["better_reference"]["loss"]
         change = 100 * (model / better - 1)
@@ -63,10 +73,10 @@ def reference_verdict(results: Mapping) -> str:
 
 
 def per_feature_table(results: Mapping, split: str = "val") -> pd.DataFrame:
-    """Per feature: the best model's masked loss, the three references, and model / better reference
-    (below 1: the model reconstructs the feature better than either reference)."""
+    """Per feature: the best model's loss, the references, and model / better reference (below 1: the
+    model predicts the feature better than either reference)."""
     table = pd.DataFrame(results["per_feature_losses"][split]).T
-    table = table[["model", "train_mean", "interpolation", "better_reference"]]
+    table = table[["model", *_reference_titles(results), "better_reference"]]
     table["model / better reference"] = table["model"] / table["better_reference"]
     return table
 
@@ -101,14 +111,22 @@ def reconstruction_features(results: Mapping, split: str = "val", n_good: int = 
     return [*ratio.index[:n_good], ratio.index[-1]]
 
 
+def reference_curves(results: Mapping, split: str = "val") -> dict[str, float]:
+    """Title -> loss of every reference predictor on ``split``, the per-feature better one last: the
+    ``references`` of ``loss_curves``."""
+    refs = results["reference_losses"][split]
+    titles = {**_reference_titles(results), "better_reference": "per feature the better"}
+    return {title: refs[key]["loss"] for key, title in titles.items() if key in refs}
+
+
 def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> plt.Figure:
     """Train and val loss per epoch against the reference losses, and the learning rate.
 
     ``history``: one mapping per epoch with ``epoch``, ``train_loss``, ``val_loss`` and ``lr``;
-    ``references``: label -> loss (e.g. "predict the train mean", "linear interpolation")."""
+    ``references``: label -> loss (e.g. "predict the train mean", "linear interpolation"; ``reference_curves``)."""
     h = pd.DataFrame(list(history))
     fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
-    ax.plot(h["epoch"], h["train_loss"], "o-", ms=3, label="train (masked Huber)")
+    ax.plot(h["epoch"], h["train_loss"], "o-", ms=3, label="train (Huber on the hidden steps)")
     ax.plot(h["epoch"], h["val_loss"], "o-", ms=3, label="val (fixed masks)")
     styles = iter([":", "--", "-."])
     for label, value in (references or {}).items():
@@ -118,7 +136,7 @@ def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | No
                label=f"best val {h['val_loss'][best]:.4f} (epoch {h['epoch'][best]})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title("Masked reconstruction loss")
+    ax.set_title("Pretraining loss (hidden steps)")
     ax.legend(fontsize=8)
     ax_lr.plot(h["epoch"], h["lr"], "o-", ms=3, color="tab:purple")
     ax_lr.set_xlabel("epoch")

@@ -18,11 +18,11 @@ import pytest
 import torch
 import yaml
 
-import moola_lib.pretrain as pretrain_module
 from moola_lib.config import PretrainConfig
 from moola_lib.tools.gpu_check import child_env
 from moola_lib.models import load_encoder
-from moola_lib.pretrain import Trainer, load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.trainer import Trainer
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -117,7 +117,7 @@ def _same_batches(cpu, steps):
     batches = []
     for batch in order.split(cpu.config.batch_size)[:steps]:
         starts = cpu.starts["train"][batch]
-        batches.append((cpu.windows(cpu.X, starts), cpu.make_mask(cpu.windows(cpu.valid, starts), g_mask)))
+        batches.append((cpu.windows(cpu.X, starts), cpu.objective.draw(cpu.windows(cpu.valid, starts), g_mask)))
     return batches
 
 
@@ -151,7 +151,7 @@ def _interrupted(monkeypatch, at_epoch):
             raise KeyboardInterrupt
         return real(self, epoch)
 
-    monkeypatch.setattr(pretrain_module.Trainer, "train_epoch", train_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
 
 
 def test_resume_on_cuda_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from moola_lib.masking import interpolation_baseline, masked_huber, n_masked, random_mask, span_mask
+from moola_lib.masking import (interpolation_baseline, last_steps_mask, masked_huber, n_masked, persistence_baseline,
+                               random_mask, span_mask)
 
 
 def test_n_masked_default_is_16_of_105():
@@ -62,3 +63,31 @@ def test_interpolation_baseline():
     expected = torch.tensor([10.0, 10.0, 20.0, 30.0, 40.0, 40.0])   # edges: nearest unmasked value
     assert torch.allclose(pred[0, :, 0], expected) and torch.allclose(pred[0, :, 1], -expected)
     assert interpolation_baseline(x, torch.ones(1, 6, dtype=torch.bool)).eq(0).all()
+
+
+def test_last_steps_mask_hides_the_last_valid_steps_and_keeps_a_context():
+    valid = torch.ones(4, 10, dtype=torch.bool)
+    valid[1, 8:] = False            # invalid tail: the last valid steps are 5..7
+    valid[2, :7] = False            # 3 valid steps: all but the first one hidden
+    valid[3] = False
+    mask = last_steps_mask(valid, 3)
+    assert mask[0].tolist() == [False] * 7 + [True] * 3
+    assert mask[1].tolist() == [False] * 5 + [True] * 3 + [False] * 2
+    assert mask[2].tolist() == [False] * 8 + [True] * 2
+    assert not mask[3].any() and not (mask & ~valid).any()
+    with pytest.raises(ValueError):
+        last_steps_mask(valid, 0)
+
+
+def test_persistence_baseline_carries_the_last_seen_value_forward():
+    x = torch.arange(6.0).view(1, 6, 1).repeat(2, 1, 2)
+    x[..., 1] *= -1
+    mask = torch.tensor([[False, False, True, False, True, True],
+                         [True, False, False, False, False, True]])
+    pred = persistence_baseline(torch.where(mask.unsqueeze(-1), torch.full_like(x, 999.0), x), mask)
+    assert pred[0, :, 0].tolist() == [0.0, 1.0, 1.0, 3.0, 3.0, 3.0]      # never looks ahead
+    assert pred[1, :, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]      # nothing seen before step 0: 0
+    assert pred[0, :, 1].tolist() == [-0.0, -1.0, -1.0, -3.0, -3.0, -3.0]
+    # hiding the last steps, persistence is interpolation's edge rule (the nearest seen value)
+    tail = last_steps_mask(torch.ones(2, 6, dtype=torch.bool), 2)
+    assert persistence_baseline(x, tail).equal(interpolation_baseline(x, tail))

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-import moola_lib.pretrain as pretrain_module
-from moola_lib.config import ConfigError
+import moola_lib.objectives as objectives_module
+from moola_lib.config import ConfigError, PretrainConfig
 from moola_lib.data import file_sha256
 from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from moola_lib.models import JadePretrainer, load_encoder
-from moola_lib.pretrain import load_pretrain_data, load_pretrainer, lr_factor, pretrain
+from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_factor
 
 # ~7 weeks of synthetic bars, windows every 210 bars: ~130 train / ~60 val / ~45 test windows
 TINY = dict(
@@ -164,7 +165,7 @@ def test_lr_warmup_then_cosine():
 
 
 def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
-    real = pretrain_module.masked_huber
+    real = objectives_module.masked_huber
     calls = {"n": 0}
     steps_per_epoch = math.ceil(load_pretrain_data(TINY).summary["splits"]["train"]["windows"] / 32)
 
@@ -176,7 +177,7 @@ def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(pretrain_module, "masked_huber", poisoned)
+    monkeypatch.setattr(objectives_module, "masked_huber", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 2, step 2"):
         pretrain(TINY, tmp_path)
     last = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
@@ -264,7 +265,7 @@ def test_torchrun_two_processes_gloo(tmp_path, procs):
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
     scripted = iter([1.0, 0.9, 0.95, 0.97, 0.5, 0.4])
-    real = pretrain_module.Trainer.evaluate
+    real = Trainer.evaluate
 
     def scripted_val(self, split, predict=None):
         result = real(self, split, predict)
@@ -272,7 +273,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
             result["loss"] = next(scripted)
         return result
 
-    monkeypatch.setattr(pretrain_module.Trainer, "evaluate", scripted_val)
+    monkeypatch.setattr(Trainer, "evaluate", scripted_val)
     results = pretrain({**TINY, "epochs": 6, "patience": 2}, tmp_path)
     assert results["epochs_completed"] == 4 and results["stopped_early"]
     assert results["best_epoch"] == 2 and results["best_val_loss"] == 0.9
@@ -285,8 +286,6 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 
 
 def test_feature_options_reach_the_features_and_the_summary():
-    from moola_lib.pretrain import load_pretrain_data
-
     from moola_lib.features import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 
     default = load_pretrain_data(TINY)
@@ -303,11 +302,9 @@ def test_feature_options_reach_the_features_and_the_summary():
 
 
 def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
-    from moola_lib.pretrain import EVAL_MASK_SEED, Trainer, _seed
-
     data = load_pretrain_data(TINY)
-    a = Trainer(pretrain_module.PretrainConfig.from_dict(TINY), data, torch.device("cpu"))
-    b = Trainer(pretrain_module.PretrainConfig.from_dict({**TINY, "seed": 123}), data, torch.device("cpu"))
+    a = Trainer(PretrainConfig.from_dict(TINY), data, torch.device("cpu"))
+    b = Trainer(PretrainConfig.from_dict({**TINY, "seed": 123}), data, torch.device("cpu"))
     for split in ("val", "test"):
         assert a.eval_masks[split].equal(b.eval_masks[split])        # the training seed does not matter
         assert a.eval_masks[split].sum(dim=1).eq(16).all()
@@ -332,3 +329,34 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
     assert got["loss"] == pytest.approx(masked_huber(pred, x, mask).item(), rel=1e-5)
     abs_error = (pred - x).abs()[mask].mean().item()
     assert got["mae"] == pytest.approx(abs_error, rel=1e-5) and got["windows"] == len(data.starts["val"])
+
+
+def test_pretrain_takes_the_data_already_loaded_and_refuses_other_data(tmp_path, monkeypatch):
+    import moola_lib.pretrain as pretrain_module
+
+    cfg = {**TINY, "epochs": 1}
+    data = load_pretrain_data(cfg)
+    with pytest.raises(ConfigError, match=r"stride: 210 \(data\) vs 105 \(config\)"):
+        pretrain({**cfg, "stride": 105}, tmp_path / "other", data=data)
+    assert not (tmp_path / "other").exists()          # refused before the run directory is claimed
+    monkeypatch.setattr(pretrain_module, "load_pretrain_data", lambda *a, **k: pytest.fail("data loaded again"))
+    given = pretrain({**cfg, "lr": 2e-3, "seed": 3}, tmp_path / "given", data=data)   # training fields may differ
+    assert given["data"] == data.summary and given["history"][0]["val_loss"] > 0
+
+
+def test_a_checkpoint_without_an_objective_is_masked_reconstruction(tmp_path):
+    cfg = {**TINY, "epochs": 1}
+    pretrain(cfg, tmp_path)
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):    # as written before objectives were recorded
+        ckpt = torch.load(tmp_path / name, weights_only=True)
+        assert ckpt["config"]["objective"] == ckpt["encoder"]["objective"] == "masked"
+        for key in ("objective", "forecast_bars"):
+            del ckpt["config"][key]
+        del ckpt["encoder"]["objective"]
+        torch.save(ckpt, tmp_path / name)
+    assert load_encoder(tmp_path / "checkpoint_best.pt", hidden_size=8).objective == "masked"
+    (tmp_path / "training_results.json").unlink()
+    again = pretrain({**cfg, "resume": True}, tmp_path)   # the missing fields count as their defaults
+    assert again["objective"] == "masked" and again["epochs_completed"] == 1
+    with pytest.raises(ConfigError, match="objective: 'masked' -> 'forecast'"):
+        pretrain({**cfg, "resume": True, "objective": "forecast"}, tmp_path)

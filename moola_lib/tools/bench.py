@@ -28,9 +28,10 @@ from ..config import PretrainConfig
 from ..features import relativity_features
 from ..devices import resolve_device
 from ..util.io import write_json
-from ..masking import masked_huber
-from ..pretrain import PretrainData, Trainer, load_pretrain_data, pretrain
+from ..pretrain import pretrain
+from ..pretrain_data import PretrainData, load_pretrain_data
 from ..synthetic import synthetic_ohlcv
+from ..trainer import Trainer
 
 BATCH_SIZES = (512, 768, 1024)
 SEED_RANGE = ("2020-09-01", "2025-09-30")   # ~1.8M synthetic bars
@@ -72,14 +73,14 @@ def bench_training(data: PretrainData, config: PretrainConfig, steps: int, repea
     for batch in order.split(config.batch_size):
         starts = trainer.starts["train"][batch]
         batches.append((trainer.windows(trainer.X, starts),
-                        trainer.make_mask(trainer.windows(trainer.valid, starts), g_mask)))
+                        trainer.objective.draw(trainer.windows(trainer.valid, starts), g_mask)))
 
     def bare() -> float:
         trainer.model.train()
         _sync(device)
         t0 = time.perf_counter()
         for xb, mask in batches:
-            loss = masked_huber(trainer.predict(xb, mask), xb, mask, config.huber_delta)
+            loss = trainer.objective.loss(trainer.predict(xb, mask), xb, mask)
             trainer.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             trainer.optimizer.step()

@@ -49,7 +49,9 @@ import yaml
 from . import bench
 from ..config import PretrainConfig
 from ..util.io import write_json
-from ..pretrain import Trainer, load_pretrain_data, pretrain
+from ..pretrain import pretrain
+from ..pretrain_data import PretrainData, load_pretrain_data
+from ..trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 GOALS = {"seed_job_seconds": 30.0, "overhead_ratio": 1.10}
@@ -159,11 +161,12 @@ def _junit_summary(path: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # 3. benchmark
 
-def benchmark(dry: bool) -> dict:
+def benchmark(dry: bool, loaded: dict) -> dict:
+    """The throughput benchmark; the seed-scale data it loads is left in ``loaded["data"]`` for the seed job."""
     if dry:
         return bench.run("tiny", "cpu", threads=1, full_job=False)
     base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)   # = the bench's full preset
-    data = load_pretrain_data(base)
+    data = loaded["data"] = load_pretrain_data(base)
     result = bench.run("full", "cuda", full_job=False, data=data)
     log.info("benchmark:\n%s", bench.format_table(result))
     steps = len(data.starts["train"]) // 4096
@@ -209,10 +212,11 @@ def profile_steps(data, config: PretrainConfig, steps: int = 12) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # 4. the seed-scale job
 
-def seed_job(out: Path, work: Path, dry: bool) -> dict:
+def seed_job(out: Path, work: Path, dry: bool, data: PretrainData | None = None) -> dict:
+    """The seed guide's job through pretrain(); ``data``: its data when the benchmark loaded it already."""
     config = PretrainConfig.from_dict(DRY_PRETRAIN) if dry else PretrainConfig(device="cuda", progress=False)
     t0 = time.perf_counter()
-    results = pretrain(config, work / "seed_job")
+    results = pretrain(config, work / "seed_job", data=data)
     wall = time.perf_counter() - t0
     shutil.copyfile(work / "seed_job" / "training_results.json", out / "seed_training_results.json")
     refs = results["reference_losses"]["val"]
@@ -285,9 +289,10 @@ def run_check(out: Path, dry: bool, budget_s: float) -> dict:
     check = Check(out, dry, budget_s)
     check.step("environment", environment)
     check.step("cuda_tests", lambda: cuda_tests(out, timeout=max(60.0, min(300.0, check.left() - 150))))
-    check.step("benchmark", lambda: benchmark(dry))
+    loaded = {}   # the seed-scale data: loaded by the benchmark, reused by the seed job (read once)
+    check.step("benchmark", lambda: benchmark(dry, loaded))
     with tempfile.TemporaryDirectory(prefix="moola-gpu-check-") as work:
-        job = check.step("seed_job", lambda: seed_job(out, Path(work), dry))
+        job = check.step("seed_job", lambda: seed_job(out, Path(work), dry, loaded.get("data")))
         if job is not None:
             check.step("transfer", lambda: transfer(out, job["encoder"], dry, check.left() - 10))
     required = ("environment", "cuda_tests", "benchmark", "seed_job")
