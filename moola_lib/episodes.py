@@ -20,8 +20,8 @@ difficulty, so two markets of one seed that differ in it differ only in their re
 ``MIN_GAP`` bars plus an exponential wait after the previous episode's end, at ``rate`` episodes per
 1,000 bars on average, half of each kind; episodes that would cross a session gap are dropped. The
 minimum gap means any 105-bar window that holds an episode holds no other one. ``testbed`` samples its
-labelled windows from these episodes (``episode_windows``), so the labelled windows and the unlabelled
-pretraining bars come from one process.
+labelled windows from these episodes (``testbed.episode_windows``), so the labelled windows and the
+unlabelled pretraining bars come from one process.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .windows import _windows_hit
 
 KINDS = ("consolidation", "retracement")   # the embedded task's classes (labels.DEFAULT_CLASSES)
 LEG_BARS = (10, 30)       # inclusive ranges
@@ -40,7 +39,6 @@ DEFAULT_DIFFICULTY = 0.75  # the embedded market's and labelled set's default: d
 MIN_GAP = WINDOW_LENGTH   # bars between one episode's last bar and the next one's first
 _MEAN_SPAN = (sum(LEG_BARS) + sum(FOLLOW_BARS)) / 2
 MAX_RATE = 1000 / (_MEAN_SPAN + MIN_GAP + 20)   # episodes per 1,000 bars (leaves a mean wait of 20 bars)
-_MINUTE = pd.Timedelta(minutes=1)
 
 
 def plant_episodes(rng: np.random.Generator, minutes: np.ndarray, sigma: np.ndarray, drift: np.ndarray,
@@ -99,40 +97,3 @@ def episode_table(index: pd.DatetimeIndex, ev: dict[str, np.ndarray]) -> pd.Data
         "direction": ev["direction"].astype(np.int64),
         "strength": ev["strength"], "depth": ev["depth"],
     })
-
-
-def free_starts(index: pd.DatetimeIndex, lo: int, hi: int, length: int = WINDOW_LENGTH) -> np.ndarray:
-    """Window starts s in [lo, hi - length] whose bars [s, s + length) are one-minute consecutive (no
-    session gap)."""
-    gap = np.diff(index.as_unit("ns").asi8) != _MINUTE.value   # gap[i]: bar i + 1 follows a gap
-    s = np.arange(max(lo, 0), max(min(hi, len(index)) - length + 1, 0))
-    return s[~_windows_hit(gap, s, length - 1)]
-
-
-def episode_windows(rng: np.random.Generator, index: pd.DatetimeIndex, events: pd.DataFrame, lo: int, hi: int,
-                    quota: dict[str, int], spacing: int, length: int = WINDOW_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``length`` bars in [lo, hi), each holding one whole episode of ``events`` at a random
-    offset, ``quota[kind]`` of each kind, at least ``length + spacing`` bars apart. Returns the sorted
-    window starts and the rows of ``events`` they hold. Raises ValueError when too few fit."""
-    first = index.get_indexer(pd.DatetimeIndex(events["expansion_start"]))
-    last = index.get_indexer(pd.DatetimeIndex(events["pattern_end"]))
-    allowed = free_starts(index, lo, hi, length)
-    a = np.searchsorted(allowed, last - length + 1, side="left")
-    count = np.searchsorted(allowed, first, side="right") - a   # windows [s, s + length) holding the episode
-    pick = allowed[np.minimum(a + (rng.random(len(first)) * count).astype(np.int64), len(allowed) - 1)]
-    need, kinds = dict(quota), events["kind"].to_numpy()
-    taken = np.zeros(len(index) + length + spacing, dtype=bool)
-    chosen = []
-    apart = length + spacing
-    for i in rng.permutation(np.flatnonzero(count > 0)):
-        s = int(pick[i])
-        if need.get(kinds[i], 0) > 0 and not taken[max(s - apart + 1, 0):s + apart].any():
-            chosen.append(i)
-            taken[s] = True
-            need[kinds[i]] -= 1
-    short = {k: v for k, v in need.items() if v > 0}
-    if short:
-        got = {k: quota[k] - short.get(k, 0) for k in quota}
-        raise ValueError(f"only {got} separate episode windows fit, {quota} requested")
-    chosen = np.asarray(sorted(chosen, key=lambda i: pick[i]), dtype=np.int64)
-    return pick[chosen], chosen

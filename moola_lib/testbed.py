@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .episodes import DEFAULT_DIFFICULTY, KINDS, episode_windows
+from .episodes import DEFAULT_DIFFICULTY, KINDS
 from .features import relativity_features
 from .labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
-from .windows import gather_windows
+from .windows import _windows_hit, gather_windows
 
 _WINDOW_SPACING = 20   # bars between two labelled windows
+_MINUTE = pd.Timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,43 @@ def synthetic_labelled_set(n: int = _D.n, class_balance: float = _D.class_balanc
         y=y, classes=classes, window_id=ids, start=index[starts], end=index[starts + L - 1],
         expansion=np.stack([first - starts, leg_end - starts], axis=1).astype(np.int64),
         groups=overlap_groups(starts, L), source=source, truth=truth)
+
+
+def free_starts(index: pd.DatetimeIndex, lo: int, hi: int, length: int = WINDOW_LENGTH) -> np.ndarray:
+    """Window starts s in [lo, hi - length] whose bars [s, s + length) are one-minute consecutive (no
+    session gap)."""
+    gap = np.diff(index.as_unit("ns").asi8) != _MINUTE.value   # gap[i]: bar i + 1 follows a gap
+    s = np.arange(max(lo, 0), max(min(hi, len(index)) - length + 1, 0))
+    return s[~_windows_hit(gap, s, length - 1)]
+
+
+def episode_windows(rng: np.random.Generator, index: pd.DatetimeIndex, events: pd.DataFrame, lo: int, hi: int,
+                    quota: dict[str, int], spacing: int, length: int = WINDOW_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``length`` bars in [lo, hi), each holding one whole episode of ``events`` at a random
+    offset, ``quota[kind]`` of each kind, at least ``length + spacing`` bars apart. Returns the sorted
+    window starts and the rows of ``events`` they hold. Raises ValueError when too few fit."""
+    first = index.get_indexer(pd.DatetimeIndex(events["expansion_start"]))
+    last = index.get_indexer(pd.DatetimeIndex(events["pattern_end"]))
+    allowed = free_starts(index, lo, hi, length)
+    a = np.searchsorted(allowed, last - length + 1, side="left")
+    count = np.searchsorted(allowed, first, side="right") - a   # windows [s, s + length) holding the episode
+    pick = allowed[np.minimum(a + (rng.random(len(first)) * count).astype(np.int64), len(allowed) - 1)]
+    need, kinds = dict(quota), events["kind"].to_numpy()
+    taken = np.zeros(len(index) + length + spacing, dtype=bool)
+    chosen = []
+    apart = length + spacing
+    for i in rng.permutation(np.flatnonzero(count > 0)):
+        s = int(pick[i])
+        if need.get(kinds[i], 0) > 0 and not taken[max(s - apart + 1, 0):s + apart].any():
+            chosen.append(i)
+            taken[s] = True
+            need[kinds[i]] -= 1
+    short = {k: v for k, v in need.items() if v > 0}
+    if short:
+        got = {k: quota[k] - short.get(k, 0) for k in quota}
+        raise ValueError(f"only {got} separate episode windows fit, {quota} requested")
+    chosen = np.asarray(sorted(chosen, key=lambda i: pick[i]), dtype=np.int64)
+    return pick[chosen], chosen
 
 
 def _synthetic_truth(ids, episodes, offset, classes, y, flipped) -> pd.DataFrame:

@@ -1,12 +1,13 @@
-"""The episode process (moola_lib.episodes): schedule, drift written into the generator, labelled windows."""
+"""The episode process (moola_lib.episodes): schedule, drift written into the generator; the labelled set's
+windows around the market's episodes (moola_lib.testbed)."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.episodes import (FOLLOW_BARS, KINDS, LEG_BARS, MIN_GAP, episode_table, episode_windows, free_starts,
-                                plant_episodes)
+from moola_lib.episodes import FOLLOW_BARS, KINDS, LEG_BARS, MIN_GAP, episode_table, plant_episodes
 from moola_lib.labels import DEFAULT_CLASSES
 from moola_lib.synthetic import synthetic_market, synthetic_ohlcv
+from moola_lib.testbed import episode_windows, free_starts
 
 L = 105
 

@@ -60,7 +60,7 @@ def test_no_class_is_told_apart_by_bar_width_or_volatility():
 def test_labelled_windows_are_the_markets_own_episodes():
     """The labelled windows hold episodes the generator planted in its market (the bars are not rewritten
     for the labels): the set's truth is a subset of the market's events, its features those of the market."""
-    kwargs = dict(start="2025-07-01", end="2025-07-31", history_start="2025-06-20")
+    kwargs = {"start": "2025-07-01", "end": "2025-07-31", "history_start": "2025-06-20"}
     ls = synthetic_labelled_set(40, 0.5, 0.0, 3, **kwargs)
     bars, events = synthetic_market(kwargs["history_start"], kwargs["end"], seed=0)
     merged = ls.truth.merge(events, on=["expansion_start", "expansion_end", "pattern_end", "direction"])
