@@ -12,7 +12,7 @@ embedded set's consolidations had 0.35x volatility: 98% balanced accuracy from `
 ``difficulty`` in [0, 1] scales the retracement depth, ``depth ~ U(1, 2) x (1 - difficulty)``: 0 = the
 follow-up gives back the whole leg and more (a reversal: easy), the default 0.75 = a pullback of 25-50% of
 the leg, 1 = none (the two kinds are one process: chance level). Held-out balanced accuracy of the simple
-models (logistic regression / boosting on window summaries, trained on 140 windows): about 87% / 93% at 0,
+models (logistic regression / boosting on window summaries, trained on 140 windows): about 86% / 91% at 0,
 70% / 74% at 0.75, 50% at 1 (VALIDATION.md, "The embedded testbed"). The depth draws do not depend on the
 difficulty, so two markets of one seed that differ in it differ only in their retracement follow-ups.
 

@@ -124,12 +124,14 @@ def episode_windows(rng: np.random.Generator, index: pd.DatetimeIndex, events: p
     allowed = free_starts(index, lo, hi, length)
     a = np.searchsorted(allowed, last - length + 1, side="left")
     count = np.searchsorted(allowed, first, side="right") - a   # windows [s, s + length) holding the episode
-    pick = allowed[np.minimum(a + (rng.random(len(first)) * count).astype(np.int64), len(allowed) - 1)]
+    eligible = np.flatnonzero(count > 0)
+    pick = np.full(len(first), -1, dtype=np.int64)
+    pick[eligible] = allowed[a[eligible] + (rng.random(len(eligible)) * count[eligible]).astype(np.int64)]
     need, kinds = dict(quota), events["kind"].to_numpy()
     taken = np.zeros(len(index) + length + spacing, dtype=bool)
     chosen = []
     apart = length + spacing
-    for i in rng.permutation(np.flatnonzero(count > 0)):
+    for i in rng.permutation(eligible):
         s = int(pick[i])
         if need.get(kinds[i], 0) > 0 and not taken[max(s - apart + 1, 0):s + apart].any():
             chosen.append(i)

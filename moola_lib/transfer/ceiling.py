@@ -16,6 +16,7 @@ import argparse
 import json
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
 from ..testbed import EMBEDDED_SET, synthetic_labelled_set
@@ -32,8 +33,6 @@ def held_out_ceiling(difficulty: float = EMBEDDED_SET.difficulty, *, replicates:
     ``history_days``: feature warm-up before each period (the training sets' markets start that many days
     before the labelled period, not at the default set's history start: the ceiling is a property of the
     process, and a short market is quicker)."""
-    import pandas as pd
-
     def market_start(day: str) -> str:
         return (pd.Timestamp(day) - pd.Timedelta(days=history_days)).strftime("%Y-%m-%d")
 
