@@ -27,8 +27,9 @@ class EmbeddedSet:
     literals), the validation script and the GPU check all read them from ``EMBEDDED_SET``.
 
     The market runs from ``history_start`` to ``end`` (seed ``market_seed``): the transfer notebook's
-    default encoder pretrains on the same market, whose default splits end before ``start``; the labelled
-    windows lie in [start, end], after the default test split, so outside pretraining."""
+    default encoder pretrains on the same market (the same bars at the default difficulty), whose default
+    splits end before ``start``; the labelled windows lie in [start, end], after the default test split,
+    so outside pretraining."""
 
     n: int = 174                  # windows
     class_balance: float = 0.466  # fraction of consolidation windows (81 / 174 like the original set)

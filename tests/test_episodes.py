@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.episodes import FOLLOW_BARS, KINDS, LEG_BARS, MIN_GAP, episode_table, plant_episodes
+from moola_lib.episodes import (
+    FOLLOW_BARS,
+    KINDS,
+    LEG_BARS,
+    MIN_GAP,
+    episode_table,
+    plant_episodes,
+)
 from moola_lib.labels import DEFAULT_CLASSES
 from moola_lib.synthetic import synthetic_market, synthetic_ohlcv
 from moola_lib.testbed import episode_windows, free_starts
