@@ -1,101 +1,99 @@
-"""Labelled episodes written into market bars: the embedded labelled task (``labels.synthetic_labelled_set``).
+"""The episode process of the embedded market: one notion of an episode, for the pretraining bars and the labels.
 
-An episode is an expansion leg (``LEG_BARS`` bars drifting ``strength`` x the local noise per bar) and a
-follow-up of ``FOLLOW_BARS`` bars that either gives back part of the leg (``retracement``: it drifts back
-``depth`` x the leg over the follow-up) or holds the level (``consolidation``: no drift). Both kinds have
-the same length distribution and keep the market's own bars and volatility: the episode only adds a
-smooth log-price drift path. So the label is in how the path unfolds after the expansion, not in a
-volatility level one feature could read off (the generator's own planted consolidations have 0.35x
-volatility, which made the first embedded set trivial: 98% balanced accuracy from ``range_z`` alone).
+An episode is an expansion leg of ``LEG_BARS`` bars drifting ``strength`` x the bar's own volatility per bar,
+then a follow-up of ``FOLLOW_BARS`` bars that either gives back part of the leg (``retracement``: it drifts
+back ``depth`` x the leg over the follow-up) or holds the level (``consolidation``: no drift). Both kinds
+have the same length distribution, volatility and momentum: the follow-up differs only by its drift, which
+enters each bar's sub-step path in the generator (``synthetic._bar_paths``), so a bar's high and low follow
+the drift accumulated along the bar, never the whole drift at once. So the label is in how the path
+unfolds after the expansion, not in a volatility level or bar width one feature could read off (the first
+embedded set's consolidations had 0.35x volatility: 98% balanced accuracy from ``range_z`` alone).
 
-``difficulty`` in [0, 1] scales the retracement depth, ``depth ~ U(0.4, 1.0) x (1 - difficulty)``:
-0 = deep retracements (easy), 1 = none (the classes are identical: chance level). Measured with a
-logistic regression on per-window summaries (5-fold grouped CV, 174 windows): about 75% balanced
-accuracy at 0, 70% at 0.3 (the default of the embedded set), 67% at 0.5, 50% at 1. The market's noise
-makes some episodes ambiguous at any difficulty, as real labels are.
+``difficulty`` in [0, 1] scales the retracement depth, ``depth ~ U(1, 2) x (1 - difficulty)``: 0 = the
+follow-up gives back the whole leg and more (a reversal: easy), the default 0.75 = a pullback of 25-50% of
+the leg, 1 = none (the two kinds are one process: chance level). Held-out balanced accuracy of the simple
+models (logistic regression / boosting on window summaries, trained on 140 windows): about 86% / 91% at 0,
+70% / 74% at 0.75, 50% at 1 (VALIDATION.md, "The embedded testbed"). The depth draws do not depend on the
+difficulty, so two markets of one seed that differ in it differ only in their retracement follow-ups.
 
-Writing a drift path keeps bars consistent: bar t's open moves with the path at t - 1, its close with the
-path at t, its high (low) with the larger (smaller) of the two, so low <= open, close <= high holds and,
-within a session, each open still equals the previous close. Prices stay on the tick grid.
+``synthetic.synthetic_market`` plants episodes throughout its history (``plant_episodes``): starts are
+``MIN_GAP`` bars plus an exponential wait after the previous episode's end, at ``rate`` episodes per
+1,000 bars on average, half of each kind; episodes that would cross a session gap are dropped. The
+minimum gap means any 105-bar window that holds an episode holds no other one. ``testbed`` samples its
+labelled windows from these episodes (``testbed.episode_windows``), so the labelled windows and the
+unlabelled pretraining bars come from one process.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .windows import _windows_hit
+from .constants import WINDOW_LENGTH
 
-LEG_BARS = (4, 30)        # inclusive ranges, as the generator's planted legs
+KINDS = ("consolidation", "retracement")   # the embedded task's classes (labels.DEFAULT_CLASSES)
+LEG_BARS = (10, 30)       # inclusive ranges
 FOLLOW_BARS = (15, 50)    # the same for both kinds: the follow-up's length tells nothing
-STRENGTH = (0.9, 1.6)     # leg drift per bar in units of the local noise
-DEPTH = (0.4, 1.0)        # retracement: share of the leg given back, before the difficulty scaling
-_MINUTE = pd.Timedelta(minutes=1)
+STRENGTH = (1.5, 2.5)     # leg drift per bar in units of the bar's volatility
+DEPTH = (1.0, 2.0)        # retracement: share of the leg given back, before the difficulty scaling
+DEFAULT_DIFFICULTY = 0.75  # the embedded market's and labelled set's default: depth 0.25-0.5 of the leg
+MIN_GAP = WINDOW_LENGTH   # bars between one episode's last bar and the next one's first
+_MEAN_SPAN = (sum(LEG_BARS) + sum(FOLLOW_BARS)) / 2
+MAX_RATE = 1000 / (_MEAN_SPAN + MIN_GAP + 20)   # episodes per 1,000 bars (leaves a mean wait of 20 bars)
 
 
-def free_starts(index: pd.DatetimeIndex, busy: np.ndarray, lo: int, hi: int, length: int) -> np.ndarray:
-    """Window starts s in [lo, hi - length] whose bars [s, s + length) are one-minute consecutive (no
-    session gap) and none ``busy``."""
-    gap = np.diff(index.as_unit("ns").asi8) != _MINUTE.value   # gap[i]: bar i + 1 follows a gap
-    s = np.arange(max(lo, 0), max(min(hi, len(index)) - length + 1, 0))
-    # blocked by busy bars in [s, s + length) and by gaps between any two of its bars
-    return s[~_windows_hit(np.asarray(busy, dtype=bool), s, length) & ~_windows_hit(gap, s, length - 1)]
+def plant_episodes(rng: np.random.Generator, minutes: np.ndarray, sigma: np.ndarray, drift: np.ndarray,
+                   rate: float, difficulty: float) -> dict[str, np.ndarray]:
+    """Draw the episodes of ``len(minutes)`` bars and write their drift into ``drift`` (in place; ``sigma``
+    is the bars' volatility, drift per bar is in the same log units). Returns the episodes as arrays:
+    ``first``, ``leg``, ``follow``, ``last`` (bar positions / lengths), ``retracement`` (bool),
+    ``direction``, ``strength``, ``depth`` (0 for consolidations)."""
+    n = len(minutes)
+    ev = _schedule(rng, n, rate)
+    count = len(ev["first"])
+    ev.update(retracement=rng.random(count) < 0.5, direction=rng.choice([-1, 1], count),
+              strength=rng.uniform(*STRENGTH, count), depth=rng.uniform(*DEPTH, count) * (1.0 - difficulty))
+    ev["depth"] = np.where(ev["retracement"], ev["depth"], 0.0)
+    ev["last"] = ev["first"] + ev["leg"] + ev["follow"] - 1
+    keep = ev["last"] < n
+    keep[keep] = minutes[ev["last"][keep]] - minutes[ev["first"][keep]] == (ev["last"] - ev["first"])[keep]
+    ev = {k: v[keep] for k, v in ev.items()}   # inside the bars, no session gap inside an episode
+
+    pos, owner = _ranges(ev["first"], ev["leg"])
+    drift[pos] = ev["direction"][owner] * ev["strength"][owner] * sigma[pos]
+    leg_move = np.bincount(owner, weights=drift[pos], minlength=len(ev["first"]))
+    pos, owner = _ranges(ev["first"] + ev["leg"], ev["follow"])
+    drift[pos] = -ev["depth"][owner] * leg_move[owner] / ev["follow"][owner]
+    return ev
 
 
-def place_windows(rng: np.random.Generator, allowed: np.ndarray, n: int, length: int,
-                  spacing: int) -> np.ndarray:
-    """``n`` sorted window starts drawn at random from ``allowed``, at least ``length + spacing`` bars
-    apart (windows and the episodes in them never touch). Raises ValueError when they do not fit."""
-    chosen: list[int] = []
-    apart = length + spacing
-    taken = np.zeros(int(allowed.max()) + apart + 1 if len(allowed) else 1, dtype=bool)
-    for s in rng.permutation(allowed):
-        if not taken[max(s - apart + 1, 0):s + apart].any():
-            chosen.append(int(s))
-            taken[s] = True
-            if len(chosen) == n:
-                return np.sort(np.asarray(chosen, dtype=np.int64))
-    raise ValueError(f"only {len(chosen)} separate windows fit, {n} requested")
+def _schedule(rng: np.random.Generator, n: int, rate: float) -> dict[str, np.ndarray]:
+    """First bars and lengths of the episodes of ``n`` bars: each starts MIN_GAP bars plus an exponential
+    wait (mean chosen for ``rate`` per 1,000 bars) after the previous one's end."""
+    if rate <= 0:
+        return {"first": np.zeros(0, np.int64), "leg": np.zeros(0, np.int64), "follow": np.zeros(0, np.int64)}
+    count = int(n * rate / 1000 * 1.2) + 8   # more than fit; the surplus lies beyond the bars
+    leg = rng.integers(LEG_BARS[0], LEG_BARS[1] + 1, count)
+    follow = rng.integers(FOLLOW_BARS[0], FOLLOW_BARS[1] + 1, count)
+    wait = np.floor(rng.exponential(1000 / rate - _MEAN_SPAN - MIN_GAP, count)).astype(np.int64)
+    first = np.cumsum(wait + MIN_GAP) + np.r_[0, np.cumsum(leg + follow)[:-1]] - MIN_GAP
+    return {"first": first, "leg": leg, "follow": follow}
 
 
-def draw_episodes(rng: np.random.Generator, starts: np.ndarray, kinds: np.ndarray, difficulty: float,
-                  length: int) -> pd.DataFrame:
-    """One episode per window: bar offsets (of the leg's first bar, the leg's last bar, the follow-up's
-    last bar) inside the window, direction, leg strength and retracement depth (0 for consolidations)."""
-    n = len(starts)
-    leg = rng.integers(LEG_BARS[0], LEG_BARS[1] + 1, n)
-    follow = rng.integers(FOLLOW_BARS[0], FOLLOW_BARS[1] + 1, n)
-    offset = (rng.random(n) * (length - leg - follow + 1)).astype(np.int64)
-    depth = rng.uniform(*DEPTH, n) * (1.0 - difficulty)
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions covered by [start, start + length) ranges, and which range each belongs to."""
+    owner = np.repeat(np.arange(len(starts)), lengths)
+    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return starts[owner] + offset, owner
+
+
+def episode_table(index: pd.DatetimeIndex, ev: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The episodes as timestamps (first and last bar of the leg, last bar of the follow-up: inclusive),
+    kind, direction, leg strength and retracement depth."""
     return pd.DataFrame({
-        "kind": kinds, "offset": offset, "leg_end": offset + leg - 1, "pattern_end": offset + leg + follow - 1,
-        "direction": rng.choice([-1, 1], n), "strength": rng.uniform(*STRENGTH, n),
-        "depth": np.where(kinds == "retracement", depth, 0.0),
+        "expansion_start": index[ev["first"]],
+        "expansion_end": index[ev["first"] + ev["leg"] - 1],
+        "pattern_end": index[ev["last"]],
+        "kind": pd.Series(np.asarray(KINDS)[ev["retracement"].astype(int)], dtype="str"),
+        "direction": ev["direction"].astype(np.int64),
+        "strength": ev["strength"], "depth": ev["depth"],
     })
-
-
-def episode_drift(bars: pd.DataFrame, starts: np.ndarray, episodes: pd.DataFrame) -> np.ndarray:
-    """Per-bar log drift [T] that writes the episodes into the bars. The noise unit of an episode is the
-    robust sd (1.4826 x median absolute) of its own bars' log moves open -> close, so a leg is as strong
-    against the noise in a quiet night as at the cash open."""
-    move = np.log(bars["close"].to_numpy() / bars["open"].to_numpy())
-    drift = np.zeros(len(bars))
-    for s, ep in zip(starts, episodes.itertuples(index=False)):
-        first, leg_end, end = s + ep.offset, s + ep.leg_end, s + ep.pattern_end
-        noise = max(1.4826 * float(np.median(np.abs(move[first:end + 1]))), 1e-5)
-        step = ep.direction * ep.strength * noise
-        drift[first:leg_end + 1] = step
-        drift[leg_end + 1:end + 1] = -ep.depth * step * (leg_end + 1 - first) / (end - leg_end)
-    return drift
-
-
-def apply_drift(bars: pd.DataFrame, drift: np.ndarray, tick: float = 0.25) -> pd.DataFrame:
-    """``bars`` with the cumulative log drift path written in (see the module docstring); volume kept."""
-    after = np.cumsum(drift)
-    before = np.r_[0.0, after[:-1]]
-    out = bars.copy()
-    scale = {"open": before, "close": after, "high": np.maximum(before, after), "low": np.minimum(before, after)}
-    for col, path in scale.items():
-        out[col] = np.round(bars[col].to_numpy() * np.exp(path) / tick) * tick
-    out["high"] = np.maximum(out["high"], np.maximum(out["open"], out["close"]))
-    out["low"] = np.minimum(out["low"], np.minimum(out["open"], out["close"]))
-    return out

@@ -14,11 +14,14 @@ open with a gap; a slow pull keeps the level near an NQ-like trend (about 11,500
 x1.15 a year). Prices are rounded to the 0.25 tick; quiet bars are sometimes flat (one price); volume
 grows with volatility and with the size of the move.
 
-Planted patterns (``synthetic_market`` returns them as ``events``): an impulsive expansion leg of 4-30
-bars with strong drift, followed by either a consolidation (15-60 bars of low volatility, no drift) or a
-retracement (10-50 bars drifting back 40-80% of the leg); at most 90 bars in all. One event is placed
-at a random offset in each slot of ``1000 / event_rate`` bars, so events never overlap; events that
-would cross a session gap are skipped.
+Episodes (``synthetic_market`` returns them as ``events``; ``moola_lib.episodes`` defines them): an
+expansion leg of 10-30 bars drifting 1.5-2.5 x the bar's volatility per bar, then 15-50 bars that either
+retrace part of the leg or hold the level, at the market's own volatility. They run through the whole
+history, unlabelled, at ``event_rate`` per 1,000 bars (default 4: about 5.5 per 23-hour trading day, one
+every ~4 hours: about one 105-bar window in five holds a whole one); ``difficulty`` scales the retracement
+depth. The embedded labelled set (``moola_lib.testbed``) is a sample of these episodes from a period
+kept out of pretraining: pretraining on this market sees episodes of the labelled kind, as pretraining on
+a user's years of bars does.
 """
 from __future__ import annotations
 
@@ -30,12 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from .episodes import DEFAULT_DIFFICULTY, MAX_RATE, episode_table, plant_episodes
+
 NEW_YORK = ZoneInfo("America/New_York")
 REFERENCE_DATE = pd.Timestamp("2020-09-01", tz="UTC")
 REFERENCE_PRICE = 11_500.0
 PULL_BARS = 1380 * 5 * 13  # time constant (a quarter) of the pull towards the long-run trend
-_LEG_BARS, _CONSOLIDATION_BARS, _RETRACEMENT_BARS = (4, 30), (15, 60), (10, 50)  # inclusive ranges
-MAX_EVENT_SPAN = _LEG_BARS[1] + max(_CONSOLIDATION_BARS[1], _RETRACEMENT_BARS[1])  # 90 < one 105-bar window
 _MIN_REGIME_BARS = 30
 _SUBSTEPS = 6
 _WICK_SCALE = 2.5  # wicks beyond the sub-step path: intrabar noise that does not carry to the close
@@ -62,7 +65,8 @@ class SyntheticOptions:
     burst_half_life: float = 20.0  # bars: half-life of the fastest log-volatility component (minute-scale bursts)
     regime_bars: float = 720.0  # mean length of a trending or ranging regime
     trend_fraction: float = 0.4  # share of regimes that trend
-    event_rate: float = 5.0  # planted expansion events per 1,000 bars (0 = none)
+    event_rate: float = 4.0  # episodes (expansion, then retracement or hold) per 1,000 bars (0 = none)
+    difficulty: float = DEFAULT_DIFFICULTY  # retracement depth x (1 - difficulty): 0 easy .. 1 = holds
     flat_rate: float = 0.004  # chance that a bar at the quietest time of day is flat
     base_volume: float = 300.0  # typical contracts per bar where the intraday profile is 1
     tick_size: float = 0.25
@@ -75,12 +79,12 @@ class SyntheticOptions:
             raise ValueError(f"regime_bars must be > {_MIN_REGIME_BARS}, got {self.regime_bars!r}")
         if self.start_price is not None and not self.start_price > 0:
             raise ValueError(f"start_price must be > 0 or None, got {self.start_price!r}")
-        for name in ("trend_fraction", "flat_rate"):
+        for name in ("trend_fraction", "flat_rate", "difficulty"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not 0 <= self.event_rate <= 1000 / MAX_EVENT_SPAN:
-            raise ValueError(f"event_rate must be in [0, {1000 / MAX_EVENT_SPAN:.2f}] events per 1,000 bars "
-                             f"(one event per slot of 1000 / event_rate bars), got {self.event_rate!r}")
+        if not 0 <= self.event_rate <= MAX_RATE:
+            raise ValueError(f"event_rate must be in [0, {MAX_RATE:.2f}] episodes per 1,000 bars (episodes are "
+                             f"at least a window apart), got {self.event_rate!r}")
 
 
 def synthetic_ohlcv(start="2020-09-01", end="2025-09-30", seed: int = 0, **options) -> pd.DataFrame:
@@ -93,10 +97,11 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     """Return ``(bars, events)``.
 
     ``bars``: UTC DatetimeIndex named "timestamp", float64 open/high/low/close/volume. ``events``: one row
-    per planted pattern with ``expansion_start``, ``expansion_end``, ``pattern_end`` (timestamps of the
-    first and last bar of the leg and of the last bar of the follow-up, inclusive), ``kind``
-    ("consolidation" | "retracement") and ``direction`` (+1 up leg, -1 down leg). Same seed, same
-    output. Options: the fields of ``SyntheticOptions``; unknown ones raise TypeError.
+    per episode with ``expansion_start``, ``expansion_end``, ``pattern_end`` (timestamps of the first and
+    last bar of the leg and of the last bar of the follow-up, inclusive), ``kind`` ("consolidation" |
+    "retracement"), ``direction`` (+1 up leg, -1 down leg), ``strength`` (leg drift per bar in units of
+    the bar's volatility) and ``depth`` (share of the leg retraced; 0 for consolidations). Same seed,
+    same output. Options: the fields of ``SyntheticOptions``; unknown ones raise TypeError.
     """
     opts = _options(options)
     minutes, ny_minute_of_day = _trading_minutes(start, end)
@@ -107,16 +112,19 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     session_start = np.r_[False, np.diff(minutes) > 1]
 
     profile = _intraday_profile()[ny_minute_of_day]
-    # the bursts come from a stream of their own: for a given seed the planted events, regimes and every
-    # other draw stay what they were before bursts were added (the labelled sets are built on them)
+    # the bursts and the episodes come from streams of their own: the episodes of a seed do not depend on
+    # the other options, and the other draws not on the episode options (event_rate, difficulty)
     bursts = _burst_log_vol(np.random.default_rng([seed, 1]), n, opts.vol_of_vol, opts.burst_half_life)
     sigma = opts.vol_per_minute * profile * np.exp(_clustered_log_vol(rng, n, opts.vol_of_vol) + bursts)
     drift, momentum, vol_scale = _regimes(rng, n, opts)
     sigma *= vol_scale
     drift *= sigma
-    events = _plant_events(rng, minutes, sigma, drift, momentum, opts.event_rate)
-    in_event = np.zeros(n, dtype=bool)
-    in_event[_ranges(events["first"], events["last"] - events["first"] + 1)[0]] = True
+    events = plant_episodes(np.random.default_rng([seed, 2]), minutes, sigma, drift, opts.event_rate,
+                            opts.difficulty)
+    in_event = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(in_event, events["first"], 1)
+    np.add.at(in_event, events["last"] + 1, -1)
+    in_event = np.cumsum(in_event[:-1]) > 0
     quiet = (profile.min() / profile) ** 2
     flat = (rng.random(n) < opts.flat_rate * quiet) & ~in_event
 
@@ -129,7 +137,7 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     index = index.tz_localize("UTC")
     bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
                         index=index, copy=False)
-    return bars, _event_table(index, events)
+    return bars, episode_table(index, events)
 
 
 def _prices(rng, opts: SyntheticOptions, minutes, sigma, drift, momentum, flat, session_start):
@@ -158,17 +166,6 @@ def _prices(rng, opts: SyntheticOptions, minutes, sigma, drift, momentum, flat, 
     low = np.minimum(on_grid(open_log + down), np.minimum(open_, close))
     close[flat] = high[flat] = low[flat] = open_[flat]
     return open_, high, low, close, move
-
-
-def _event_table(index: pd.DatetimeIndex, events: dict) -> pd.DataFrame:
-    """The planted patterns as timestamps, kind and direction (see ``synthetic_market``)."""
-    return pd.DataFrame({
-        "expansion_start": index[events["first"]],
-        "expansion_end": index[events["first"] + events["leg"] - 1],
-        "pattern_end": index[events["last"]],
-        "kind": pd.Series(np.where(events["consolidation"], "consolidation", "retracement"), dtype="str"),
-        "direction": events["direction"].astype(np.int64),
-    })
 
 
 def _bar_paths(rng, sigma, drift, momentum, flat, session_start):
@@ -243,10 +240,12 @@ def _clustered_log_vol(rng, n: int, vol_of_vol: float) -> np.ndarray:
 
 
 def _burst_log_vol(rng, n: int, vol_of_vol: float, half_life: float) -> np.ndarray:
-    """Minute-scale volatility bursts (log-volatility AR(1), mean of exp(.) = 1). Strong (0.9 x
-    vol_of_vol), so that they stand out of the bar-to-bar noise of the range: without them range_z's
-    lag-1 autocorrelation is 0.16 and volatility clustering is invisible inside a 105-bar window."""
-    std = 0.9 * vol_of_vol
+    """Minute-scale volatility bursts (log-volatility AR(1), mean of exp(.) = 1). Strong (1.2 x
+    vol_of_vol), so that they stand out of the bar-to-bar noise of the range: range_z's lag-1
+    autocorrelation is ~0.24 with them, ~0 without (volatility clustering invisible inside a 105-bar
+    window). 1.2, not the first version's 0.9: the episodes keep the market's volatility, where the first
+    version's planted patterns (0.35x and 1.3x volatility) added clustering of their own."""
+    std = 1.2 * vol_of_vol
     return _ar1(rng, n, half_life, std) - 0.5 * std**2
 
 
@@ -261,43 +260,6 @@ def _regimes(rng, n: int, opts: SyntheticOptions) -> tuple[np.ndarray, np.ndarra
     momentum = np.where(trending, 0.15, -0.25)[regime]
     vol_scale = np.where(trending, 1.1, 0.85)[regime]
     return drift, momentum, vol_scale
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions covered by [start, start + length) ranges, and which range each belongs to."""
-    owner = np.repeat(np.arange(len(starts)), lengths)
-    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return starts[owner] + offset, owner
-
-
-def _plant_events(rng, minutes, sigma, drift, momentum, event_rate: float) -> dict[str, np.ndarray]:
-    """Write expansion legs and their follow-up into sigma/drift/momentum (in place); return the events."""
-    slot = int(1000 / event_rate) if event_rate > 0 else len(minutes) + 1
-    count = len(minutes) // slot
-    leg = rng.integers(_LEG_BARS[0], _LEG_BARS[1] + 1, count)
-    consolidation = rng.random(count) < 0.5
-    follow = np.where(consolidation, rng.integers(_CONSOLIDATION_BARS[0], _CONSOLIDATION_BARS[1] + 1, count),
-                      rng.integers(_RETRACEMENT_BARS[0], _RETRACEMENT_BARS[1] + 1, count))
-    first = np.arange(count) * slot + (rng.random(count) * (slot - leg - follow + 1)).astype(np.int64)
-    ev = {"first": first, "leg": leg, "follow": follow, "consolidation": consolidation,
-          "direction": rng.choice([-1, 1], count), "strength": rng.uniform(0.9, 1.6, count),
-          "retrace": rng.uniform(0.4, 0.8, count)}
-    ev["last"] = first + leg + follow - 1
-    keep = minutes[ev["last"]] - minutes[first] == ev["last"] - first  # no session gap inside the event
-    ev = {k: v[keep] for k, v in ev.items()}
-
-    pos, owner = _ranges(ev["first"], ev["leg"])
-    drift[pos] = ev["direction"][owner] * ev["strength"][owner] * sigma[pos]
-    sigma[pos] *= 1.3
-    momentum[pos] = 0.0
-    leg_move = np.bincount(owner, weights=drift[pos], minlength=len(ev["first"]))
-
-    pos, owner = _ranges(ev["first"] + ev["leg"], ev["follow"])
-    calm = ev["consolidation"][owner]
-    sigma[pos] *= np.where(calm, 0.35, 1.0)
-    drift[pos] = np.where(calm, 0.0, -ev["retrace"][owner] * leg_move[owner] / ev["follow"][owner])
-    momentum[pos] = np.where(calm, -0.3, 0.1)
-    return ev
 
 
 def _trend_price(minute: int, annual_drift: float) -> float:

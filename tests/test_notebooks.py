@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from moola_lib.labels import load_labels
+from moola_lib.testbed import EMBEDDED_SET
 from moola_lib.util.paths import ROOT
 from moola_lib.synthetic import synthetic_ohlcv
 
@@ -175,7 +176,7 @@ def test_label_notebook_headless_writes_suggestions_and_a_gallery(tmp_path):
     assert (abs(starts - labelled) >= pd.Timedelta(minutes=105)).all()   # no overlap with the labelled one
     table["label"] = ["consolidation", "retracement"] * 3   # a user fills in the labels ...
     table.to_csv(tmp_path / "filled.csv", index=False)
-    bars = synthetic_ohlcv("2025-05-01", "2025-06-30", seed=0)
+    bars = synthetic_ohlcv(EMBEDDED_SET.history_start, EMBEDDED_SET.end, seed=EMBEDDED_SET.market_seed)
     assert len(load_labels(tmp_path / "filled.csv", bars)) == 6   # ... and the file loads for transfer
     assert (run_dir / "figures" / "suggestions.png").stat().st_size > 10_000
     assert pd.read_csv(labels).shape == (1, 2)   # headless: the labels file is only read

@@ -355,7 +355,7 @@ def test_fold_groups_join_sessions_and_overlaps():
 
 def synthetic_labelled_set_small():
     from moola_lib.testbed import synthetic_labelled_set
-    return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-14", history_start="2025-06-24")
+    return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-31", history_start="2025-06-24")
 
 
 def test_embargo_drops_training_windows_near_a_test_window(encoder_dir):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from ..config import IsoDate, PretrainConfig, apply_overrides
 from ..labelling.session import DEFAULT_ZIGZAG
 from ..labels import DEFAULT_CLASSES
+from ..testbed import EMBEDDED_SET
 from ..transfer.config import TransferConfig
 
 
@@ -94,15 +95,16 @@ class TransferParams(_ProtocolParams):
     labels_path: str | None = None        # labels file (CSV/parquet/JSON); None = embedded synthetic set
     on_invalid: Literal["raise", "drop"] = "raise"   # bad rows in data_path: stop, or drop them (and warn)
     label_column: str = "label"
-    synthetic_start: IsoDate = "2024-10-01"  # embedded market (ignored with data_path)
-    synthetic_end: IsoDate = "2025-09-30"    # inclusive
-    synthetic_seed: int = 0
-    n_labelled: int = 174                 # embedded labelled set: windows, fraction consolidation,
-    class_balance: float = 0.466          # share of flipped labels, period (after the test split)
-    label_noise: float = 0.0
-    difficulty: float = 0.3               # embedded task: 0 easy .. 1 chance (labels.synthetic_labelled_set)
-    labels_start: IsoDate = "2025-07-01"
-    labels_end: IsoDate = "2025-09-30"
+    # the embedded market and labelled set (ignored with data_path / labels_path): testbed.EMBEDDED_SET
+    synthetic_start: IsoDate = EMBEDDED_SET.history_start
+    synthetic_end: IsoDate = EMBEDDED_SET.end               # inclusive
+    synthetic_seed: int = EMBEDDED_SET.market_seed
+    n_labelled: int = EMBEDDED_SET.n                        # windows, fraction consolidation,
+    class_balance: float = EMBEDDED_SET.class_balance       # share of flipped labels, period (after the
+    label_noise: float = EMBEDDED_SET.label_noise           # test split)
+    difficulty: float = EMBEDDED_SET.difficulty             # embedded task: 0 easy .. 1 chance
+    labels_start: IsoDate = EMBEDDED_SET.start
+    labels_end: IsoDate = EMBEDDED_SET.end
     pretrain_epochs: int = 3              # the default encoder (encoder_path None), CPU-sized
     pretrain_hidden_size: int = 32
     pretrain_num_layers: int = 1
@@ -159,6 +161,6 @@ class LabelParams(RunParams):
     zigzag: dict[str, Any] = field(default_factory=_default_zigzag)   # swing_points options for the legs
     context_bars: int = 30                # bars drawn before and after the window
     labeller: str | None = None           # labelled_by in the file; None = the login name
-    synthetic_start: IsoDate = "2025-05-01"   # embedded market (ignored with data_path)
-    synthetic_end: IsoDate = "2025-06-30"     # inclusive
-    synthetic_seed: int = 0
+    synthetic_start: IsoDate = EMBEDDED_SET.history_start   # embedded market (ignored with data_path): the
+    synthetic_end: IsoDate = EMBEDDED_SET.end                 # embedded labelled set's (testbed.EMBEDDED_SET)
+    synthetic_seed: int = EMBEDDED_SET.market_seed

@@ -264,9 +264,9 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
 
 
 def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
-    """The protocol of params/transfer_full.yaml on the embedded labelled set (the step-4 encoder was
-    pretrained on the embedded market, whose labelled period lies after its splits)."""
-    from ..testbed import synthetic_labelled_set
+    """The protocol of params/transfer_full.yaml on the embedded labelled set (``EMBEDDED_SET``; the step-4
+    encoder was pretrained on the embedded market, whose labelled period lies after its splits)."""
+    from ..testbed import EMBEDDED_SET, synthetic_labelled_set
     from ..provenance import encoder_feature_options
     from ..transfer.config import TransferConfig
     from ..transfer.protocol import run_transfer
@@ -276,7 +276,7 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     settings = {k: v for k, v in params.items() if k in names}
     settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
     options = encoder_feature_options(encoder)
-    labelled = synthetic_labelled_set(feature_options=options)
+    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=options)
     t0 = time.perf_counter()
     results = run_transfer(labelled, encoder, TransferConfig.from_dict(settings), run_dir=out)
     return {"wall_seconds": round(time.perf_counter() - t0, 1), "settings": settings,

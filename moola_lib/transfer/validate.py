@@ -37,7 +37,7 @@ from scipy import stats
 from ..cli import add_parameter_flags, parameters, run
 from ..config import StrictConfig
 from ..util.io import atomic_write_text, write_json
-from ..testbed import synthetic_labelled_set
+from ..testbed import EMBEDDED_SET, synthetic_labelled_set
 from ..models import JadeEncoder, save_encoder
 from ..pretrain import pretrain
 from .config import TransferConfig
@@ -54,7 +54,7 @@ class ValidationConfig(StrictConfig):
 
     replicates: int = 20           # null experiment
     positive_replicates: int = 20
-    n_labelled: int = 174
+    n_labelled: int = EMBEDDED_SET.n   # the labelled sets: the embedded set's defaults, other window draws
     folds: int = 5
     repeats: int = 5
     epochs: int = 60               # transfer training epochs (baseline)
@@ -69,8 +69,8 @@ class ValidationConfig(StrictConfig):
     real_repeats: int = 5
     real_fractions: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0])
     seeds_per_fold: int = 1
-    labels_period: list[str] = dataclasses.field(default_factory=lambda: ["2025-07-01", "2025-09-30"])
-    history_start: str = "2025-06-01"
+    labels_period: list[str] = dataclasses.field(default_factory=lambda: [EMBEDDED_SET.start, EMBEDDED_SET.end])
+    history_start: str = EMBEDDED_SET.history_start
     seed: int = 0
 
 
@@ -86,8 +86,10 @@ def _note(message: str) -> None:
 
 
 def _labelled(vc: ValidationConfig, replicate: int):
+    """The embedded labelled set (``EMBEDDED_SET``) with its windows drawn by seed ``10_000 + replicate``."""
     lo, hi = vc.labels_period
-    return synthetic_labelled_set(vc.n_labelled, seed=10_000 + replicate, start=lo, end=hi,
+    return synthetic_labelled_set(vc.n_labelled, EMBEDDED_SET.class_balance, EMBEDDED_SET.label_noise,
+                                  seed=10_000 + replicate, difficulty=EMBEDDED_SET.difficulty, start=lo, end=hi,
                                   history_start=vc.history_start, market_seed=vc.seed)
 
 
