@@ -12,12 +12,20 @@ A mistyped parameter, a bad data file or a run directory holding another run end
 line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
 (``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
 second run on the same directory is refused and touches nothing of the first.
+
+The terminal shows only the runner's own lines (and, with --log-output, the notebook's output): the kernel
+process's own output (ipykernel's log, its shutdown races, C-level writes it also forwards into the
+notebook) goes to RUN_DIR/kernel.log, kept only when not empty. The kernel's channels are encrypted
+(CurveZMQ keys from jupyter_client) where the kernel supports it, so ipykernel has no plain-TCP warning
+to give either.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from .. import cli
@@ -28,6 +36,7 @@ from .report import render_report
 from .runs import HEADLESS_ENV, claim_run, prepare_run_dir, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
+KERNEL_LOG = "kernel.log"   # in the run directory: the kernel process's own output
 
 
 def notebook_source(name: str) -> Path:
@@ -73,8 +82,11 @@ def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict,
     output = run_dir / source.name
     saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, *claim_env)}
     os.environ.update({HEADLESS_ENV: "1", **claim_env})   # Run.finish then says a report follows
+    fd, kernel_log = tempfile.mkstemp(prefix="moola-kernel-", suffix=".log")   # moved into run_dir at the end:
+    os.close(fd)                                    # the notebook's start_run wants a run directory to itself
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT), **options)
+        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
+                                   kernel_manager_class=_kernel_manager_class(kernel_log), **options)
     except papermill.PapermillExecutionError as e:
         if (run_dir / "manifest.json").exists():
             update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
@@ -85,8 +97,41 @@ def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict,
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _keep_kernel_log(Path(kernel_log), run_dir / KERNEL_LOG)
         if output.exists():
             render_report(output, run_dir / "report.html")
+
+
+def _keep_kernel_log(log: Path, destination: Path) -> None:
+    """The kernel's own output into the run directory when there is any; an empty log is deleted."""
+    if log.stat().st_size and destination.parent.is_dir():
+        shutil.move(log, destination)
+    else:
+        log.unlink()
+
+
+def _kernel_manager_class(log_path: str) -> type:
+    """The kernel manager of the runner's kernels (a subclass of jupyter_client's AsyncKernelManager).
+
+    ipykernel logs "Kernel is running over TCP without encryption" to its process's stderr unless the
+    manager provisions CurveZMQ keys; jupyter_client does that with ``transport_encryption="auto"`` for a
+    kernelspec that declares "curve" support (``ipykernel install`` writes it since ipykernel 7), and the
+    channels are then encrypted. The kernel process's stdout and stderr, which the terminal would otherwise
+    share, go to ``log_path`` (appended; the runner never restarts a kernel, so the file is only needed at
+    launch)."""
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunnerKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            if zmq.has("curve") and self.has_trait("transport_encryption"):   # newer jupyter_client only
+                self.transport_encryption = "auto"
+            with open(log_path, "ab") as log:   # the kernel process holds its own copy of the descriptor
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                return await super().start_kernel(**kw)
+
+    return RunnerKernelManager
 
 
 def _parser() -> argparse.ArgumentParser:
