@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from .constants import WINDOW_LENGTH, WINDOW_STRIDE
+from .splits import DEFAULT_SPLITS, split_problems, to_utc
 from .util.names import valid_names_hint
 
 
@@ -141,9 +142,17 @@ def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> An
 
 
 def _type_name(tp: Any) -> str:
+    """An annotation as messages show it: IsoDate, X | Y, 'a' | 'b' for a Literal, dict[str, list[IsoDate]]."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is type(None):
         return "None"
-    if isinstance(tp, type) and not typing.get_args(tp):
+    if origin is Annotated:
+        return "IsoDate" if "iso-date" in args[1:] else _type_name(args[0])
+    if origin in (typing.Union, types.UnionType, Literal):
+        return " | ".join(repr(a) if origin is Literal else _type_name(a) for a in args)
+    if origin in (list, tuple, dict):
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else _type_name(a) for a in args)}]"
+    if isinstance(tp, type) and not args:
         return tp.__name__
     return str(tp).replace("typing.", "")
 
@@ -161,12 +170,14 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise _type_error(value, str, where)
         return _check(value, base, where)
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for option in args:
             try:
                 return _check(value, option, where)
-            except ConfigError:
-                pass
-        raise _type_error(value, tp, where)
+            except ConfigError as e:
+                if _same_kind(value, option):
+                    errors.append(e)
+        raise errors[0] if len(errors) == 1 else _type_error(value, tp, where)
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in args):
             return value
@@ -196,6 +207,20 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if origin in (list, tuple, dict):
         return _check_container(value, tp, where)
     raise TypeError(f"{where}: unsupported annotation {tp!r} in the config class")
+
+
+def _same_kind(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is of the kind option ``tp`` of a union describes (a mapping for dict[...], a list for
+    list[...], a string for a Literal of strings): when it is the only such option, its error (a bad date
+    inside the list, a literal misspelt) says more than "expected <the whole union>"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _same_kind(value, args[0])
+    if origin is Literal:
+        return any(type(value) is type(a) for a in args)
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return origin in (list, tuple) and isinstance(value, (list, tuple))
 
 
 def _check_container(value: Any, tp: Any, where: str) -> Any:
@@ -236,8 +261,6 @@ def _type_error(value: Any, tp: Any, where: str) -> ConfigError:
 
 
 def _default_splits() -> dict[str, list[str]]:
-    from .data import DEFAULT_SPLITS
-
     return {name: list(bounds) for name, bounds in DEFAULT_SPLITS.items()}
 
 
@@ -269,7 +292,8 @@ class PretrainConfig(StrictConfig):
     synthetic_start: IsoDate = "2020-09-01"
     synthetic_end: IsoDate = "2025-09-30"     # inclusive
     synthetic_seed: int = 0
-    splits: dict[str, list[IsoDate]] = field(default_factory=_default_splits)  # half-open [start, end)
+    # half-open [start, end) dates per split, or "auto" / fractions of the data's span (moola_lib.splits)
+    splits: Literal["auto"] | dict[str, list[IsoDate] | float] = field(default_factory=_default_splits)
     window_length: int = WINDOW_LENGTH
     stride: int = WINDOW_STRIDE
     max_gap_minutes: float | None = None      # drop windows spanning a longer gap between bars
@@ -325,12 +349,11 @@ class PretrainConfig(StrictConfig):
             (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
              "exclude_margin_bars, synthetic_seed and seed must be >= 0"),
             (self.max_gap_minutes is None or self.max_gap_minutes > 0, "max_gap_minutes must be > 0"),
-            ("train" in self.splits and "val" in self.splits,
-             f"splits must define 'train' and 'val' (got {list(self.splits)})"),
         ]
-        checks += [(len(b) == 2, f"splits[{k!r}] must be [start, end], got {b!r}") for k, b in self.splits.items()]
+        checks += [(False, problem) for problem in split_problems(self.splits)]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
-        checks += _date_order_checks(self)
+        checks.append((to_utc(self.synthetic_start) <= to_utc(self.synthetic_end),
+                       f"synthetic_start {self.synthetic_start} is after synthetic_end {self.synthetic_end}"))
         self.require(checks)
         from .features import FeatureOptionError, resolve_feature_options   # features imports config
 
@@ -338,20 +361,3 @@ class PretrainConfig(StrictConfig):
             self.feature_options = resolve_feature_options(self.feature_options)
         except FeatureOptionError as e:
             raise ConfigError(f"{type(self).__name__}.feature_options: {e}") from None
-
-
-def _date_order_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
-    """Splits with start < end that do not overlap, and a synthetic range that is not reversed: checked
-    with the parameters, so such a typo stops the job before any data is loaded."""
-    from .data import to_utc
-
-    bounds = {name: tuple(map(to_utc, b)) for name, b in cfg.splits.items() if len(b) == 2}
-    checks = [(lo < hi, f"splits[{name!r}]: start {cfg.splits[name][0]} must be before end {cfg.splits[name][1]}")
-              for name, (lo, hi) in bounds.items()]
-    ordered = sorted(bounds.items(), key=lambda item: item[1][0])
-    checks += [(b_lo >= a_hi, f"splits {a!r} and {b!r} overlap ({a!r} ends {cfg.splits[a][1]}, {b!r} starts "
-                f"{cfg.splits[b][0]}); splits are half-open [start, end)")
-               for (a, (_, a_hi)), (b, (b_lo, _)) in zip(ordered, ordered[1:])]
-    checks.append((to_utc(cfg.synthetic_start) <= to_utc(cfg.synthetic_end),
-                   f"synthetic_start {cfg.synthetic_start} is after synthetic_end {cfg.synthetic_end}"))
-    return checks

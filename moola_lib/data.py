@@ -1,4 +1,5 @@
-"""Load and validate 1-minute OHLCV bars; the bars of a run (a file or the embedded market); date splits.
+"""Load and validate 1-minute OHLCV bars; the bars of a run (a file or the embedded market); splits of the bars
+(dates, or fractions of the span resolved to dates at session cuts: ``resolve_splits``, moola_lib.splits).
 
 Every loader returns the same frame shape: a ``DatetimeIndex`` named "timestamp" (tz-aware UTC,
 nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one). Bad
@@ -19,15 +20,12 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
+from .splits import (AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds, is_fractions, split_problems,
+                     to_utc)
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMN = "volume"
 TIMESTAMP_NAMES = ("timestamp", "ts_event", "datetime", "date", "time")
-DEFAULT_SPLITS = {
-    "train": ("2020-09-01", "2025-01-01"),
-    "val": ("2025-01-01", "2025-04-01"),
-    "test": ("2025-04-01", "2025-07-01"),
-}
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _N_EXAMPLES = 5
@@ -238,28 +236,41 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
         raise TypeError(f"split_slices needs a DatetimeIndex, got {type(index).__name__}")
     if not index.is_monotonic_increasing:
         raise DataValidationError("<index>", "unsorted_timestamp", "the index must be sorted to split it")
-    bounds = {}
-    for name, pair in splits.items():
-        if len(pair) != 2:
-            raise ValueError(f"split {name!r} must be a (start, end) pair, got {pair!r}")
-        start, end = (to_utc(x) for x in pair)
-        if not start < end:
-            raise ValueError(f"split {name!r}: start {start} must be before end {end}")
-        bounds[name] = (start, end)
-    ordered = sorted(bounds.items(), key=lambda item: item[1][0])
-    for (a, (_, a_end)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
-        if b_start < a_end:
-            raise ValueError(f"splits {a!r} and {b!r} overlap: {a!r} ends {a_end}, {b!r} starts {b_start}")
+    if problems := split_problems(splits, required=()):
+        raise ValueError(problems[0])
     search = index if index.tz is not None else index.tz_localize("UTC")
     out = {}
-    for name, (start, end) in bounds.items():
+    for name, pair in splits.items():
+        start, end = (to_utc(x) for x in pair)
         lo, hi = search.searchsorted(start, side="left"), search.searchsorted(end, side="left")
         if hi <= lo:
             span = f"{index[0]} .. {index[-1]}" if len(index) else "no bars"
-            raise DataValidationError("<index>", "empty_split",
-                                      f"split {name!r} [{start}, {end}) holds no bars; the data spans {span}")
+            raise DataValidationError("<index>", "empty_split", f"split {name!r} [{start}, {end}) holds no bars; "
+                                      f"the data spans {span}. Give dates inside it, or {FRACTIONS_HINT}")
         out[name] = slice(int(lo), int(hi))
     return out
+
+
+def resolve_splits(index: pd.DatetimeIndex, splits) -> dict[str, tuple[str, str]]:
+    """The ``[start, end)`` dates of ``splits`` (moola_lib.splits) on the sorted bars of ``index``: date pairs
+    as given; "auto" or fractions of the span first .. last bar, in the order given, cut at 17:00 New York
+    (``fraction_bounds``), as ISO timestamps. A fraction too small for a whole session of this data raises
+    DataValidationError (check 'short_split'); malformed fractions raise ValueError."""
+    if not is_fractions(splits):
+        return {name: tuple(bounds) for name, bounds in splits.items()}
+    if problems := split_problems(splits, required=()):
+        raise ValueError(problems[0])
+    if not len(index):
+        raise DataValidationError("<index>", "short_split", "there are no bars to split")
+    fractions = AUTO_SPLITS if splits == "auto" else splits
+    bounds = fraction_bounds(index[0], index[-1], fractions)
+    for name, (start, end) in bounds.items():
+        if start >= end:
+            raise DataValidationError("<index>", "short_split",
+                                      f"split {name!r}, {fractions[name]:g} of the data's span, holds no whole "
+                                      f"session (cut at 17:00 New York): the data spans {index[0]} .. "
+                                      f"{index[-1]}; give it a larger fraction, or dates")
+    return {name: (start.isoformat(), end.isoformat()) for name, (start, end) in bounds.items()}
 
 
 def run_bars(spec, *, on_invalid: str | None = None) -> tuple[pd.DataFrame, dict]:
@@ -387,8 +398,3 @@ def _examples(ts: pd.DatetimeIndex, mask: np.ndarray, by_row: bool) -> str:
 def _fmt(stamps) -> str:
     return ", ".join(str(t) for t in stamps)
 
-
-def to_utc(value) -> pd.Timestamp:
-    """A timestamp in UTC; a naive one is taken as UTC."""
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")

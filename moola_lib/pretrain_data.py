@@ -7,6 +7,7 @@ relativity features over the whole series, and the window starts of each split (
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError, PretrainConfig
-from .data import describe_source, run_bars, split_slices, to_utc
+from .data import describe_source, resolve_splits, run_bars, split_slices, to_utc
 from .features import FEATURE_NAMES, relativity_features, swing_points
+from .splits import is_fractions, resolved_splits_line
 from .windows import split_windows
 
 # every PretrainConfig field that load_pretrain_data reads: data loaded with the same values is the same data
@@ -46,7 +48,9 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
     if X.shape[1] != config.input_size:
         raise ConfigError(f"input_size={config.input_size} but there are {X.shape[1]} features "
                           f"({', '.join(FEATURE_NAMES)})")
-    splits = {name: tuple(bounds) for name, bounds in config.splits.items()}
+    splits = resolve_splits(bars.index, config.splits)   # "auto" / fractions: dates cut between sessions
+    if is_fractions(config.splits) and os.environ.get("RANK", "0") == "0":   # torchrun: one line, not one per rank
+        print(resolved_splits_line(config.splits, splits))
     slices = split_slices(bars.index, splits)
     starts = split_windows(bars.index, valid, splits, length=config.window_length, stride=config.stride,
                            max_gap=config.max_gap_minutes, exclude=_excluded_periods(bars.index, config))

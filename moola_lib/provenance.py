@@ -47,7 +47,9 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
         return {**out, "status": "unknown", "period_known": training_results is not None}
     res = read_json(training_results) if not isinstance(training_results, Mapping) else training_results
     cfg = res.get("config", {})
-    splits = cfg.get("splits") or {}
+    # the dates pretraining split at: the data summary's ("auto" / fractions in the config are not dates)
+    splits = {name: (s["start"], s["end"]) for name, s in res.get("data", {}).get("splits", {}).items()}
+    splits = splits or cfg.get("splits") or {}
 
     per_split, excluded, seen = seen_in_pretraining(start, end, splits, cfg.get("exclude", []))
     return {**out, "status": "known" if known.all() else "partial", "period_known": True,

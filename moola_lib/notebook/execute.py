@@ -126,7 +126,8 @@ def _kernel_manager_class(log_path: str) -> type:
         async def start_kernel(self, **kw):
             if zmq.has("curve") and self.has_trait("transport_encryption"):   # newer jupyter_client only
                 self.transport_encryption = "auto"
-            with open(log_path, "ab") as log:   # the kernel process holds its own copy of the descriptor
+            # the kernel process holds its own copy of the descriptor (a local file: no await worth having)
+            with open(log_path, "ab") as log:  # noqa: ASYNC230
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
                 return await super().start_kernel(**kw)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError, PretrainConfig
-from ..data import run_bars
+from ..data import resolve_splits, run_bars
 from ..devices import resolve_device
 from ..features import relativity_features
 from ..labelling.store import LabelStore
@@ -19,6 +19,7 @@ from ..models import JadeEncoder, embed_windows, load_encoder
 from ..util.paths import resolve_path
 from ..pretrain import pretrain
 from ..provenance import encoder_feature_options, seen_in_pretraining
+from ..splits import is_fractions
 
 
 def labelled_from_params(params) -> LabelledSet:
@@ -107,7 +108,10 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
                    "their bars is unknown")
         print(message)
         return message
-    inside = seen_in_pretraining(start, end, config.splits, config.exclude)[2]
+    splits = config.splits
+    if is_fractions(splits):   # "auto" / fractions: their dates depend on the bars
+        splits = resolve_splits(run_bars(config)[0].index, splits)
+    inside = seen_in_pretraining(start, end, splits, config.exclude)[2]
     if not inside.any():
         print(f"{name}: none of the {len(start)} labelled windows lies inside the train/val splits")
         return None
