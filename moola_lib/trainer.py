@@ -33,6 +33,7 @@ from .config import PretrainConfig
 from .models import JadePretrainer, encoder_state
 from .objectives import make_objective
 from .pretrain_data import PretrainData
+from .util.threads import CpuThreads
 from .windows import gather_windows
 
 EVAL_SPLITS = ("val", "test")
@@ -46,6 +47,7 @@ class Trainer:
                  ctx: distributed.DistContext | None = None):
         self.config, self.device = config, device
         self.ctx = ctx or distributed.DistContext()
+        self.cpu_threads = CpuThreads(device)   # re-decided before each epoch from the load of other processes
         self.objective = make_objective(config)
         self.X = torch.from_numpy(data.X).to(device)
         self.valid = torch.from_numpy(data.valid).to(device)
@@ -104,6 +106,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over this rank's train windows; metrics are all-reduced over ranks."""
+        self.cpu_threads.adapt()
         t0 = time.perf_counter()
         self.model.train()
         order, g_mask = self.epoch_plan(epoch)

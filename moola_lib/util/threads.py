@@ -1,0 +1,132 @@
+"""How many torch CPU threads a training job uses when other processes compete for the cores.
+
+torch starts one OpenMP thread per physical core. On cores that other processes want too, those threads
+thrash: every parallel region ends at a barrier that waits (spinning) for the thread the scheduler has
+just taken off its core, and a CPU epoch of the small LSTM is thousands of such regions. On a 2-core
+machine with one busy single-threaded process beside it the CPU demo took 183 s with two threads and
+70 s with one; with two busy processes it had not finished after 16 minutes.
+
+``CpuThreads`` is the policy of one CPU job. ``adapt()``, called before each epoch, sets torch's count from
+the load other processes put on this process's cores since the previous call: the busy time of the CPUs in
+``os.sched_getaffinity`` (from /proc/stat) less this process's own CPU time. ``choose_threads`` is the rule:
+one thread per core the others leave free, where a core counts as free when they use less than
+``1 - SLACK`` of it; at least one thread, and never more than torch had when this module was imported (its
+default: the physical cores) or the cgroup's CPU quota allows. Re-deciding every epoch follows load that
+comes and goes during a run; the first decision waits until ``MIN_SAMPLE_S`` of load have been seen.
+
+A count the user chose wins: the policy changes nothing when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is
+set, when torch's count differs from the one it had at import (or the one the policy set last) at the start
+of the job, or once it differs during the job (``torch.set_num_threads`` called meanwhile). It also changes
+nothing on a GPU job, and where /proc/stat cannot be read (not Linux).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SLACK = 0.3          # a core that others use for less than 0.7 of the time still takes a thread
+MIN_SAMPLE_S = 0.25  # the first decision of a job looks at the load of at least this long
+_AT_IMPORT = torch.get_num_threads()
+_policy_set: int | None = None   # the count the policy set last, in this process
+
+
+def choose_threads(ceiling: int, cores: int, others: float) -> int:
+    """torch threads for a job that may run on ``cores`` CPUs while other processes keep ``others`` CPUs'
+    worth of them busy: one per core they leave free (``SLACK``), between 1 and ``ceiling``."""
+    return max(1, min(ceiling, math.floor(cores - others + SLACK)))
+
+
+def user_chose_threads() -> bool:
+    """Whether the thread count is the user's: set in the environment, or by torch.set_num_threads."""
+    return any(os.environ.get(name) for name in USER_ENV) or torch.get_num_threads() not in (_AT_IMPORT,
+                                                                                              _policy_set)
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """Cumulative counters at one moment: wall clock, busy seconds of ``cpus``, this process's CPU seconds."""
+
+    wall: float
+    busy: float
+    own: float
+
+    @classmethod
+    def now(cls, cpus: frozenset[int]) -> LoadSample | None:
+        busy = cpu_busy_seconds(cpus)
+        return None if busy is None else cls(time.perf_counter(), busy, time.process_time())
+
+    def others_since(self, earlier: LoadSample) -> float:
+        """CPUs' worth of work other processes did on the cpus between ``earlier`` and this sample."""
+        return max(0.0, (self.busy - earlier.busy) - (self.own - earlier.own)) / max(self.wall - earlier.wall, 1e-9)
+
+
+def cpu_busy_seconds(cpus: frozenset[int]) -> float | None:
+    """Seconds ``cpus`` have spent busy (everything but idle and iowait) since boot, from /proc/stat; None where
+    that cannot be read."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name[3:].isdigit() and name.startswith("cpu") and int(name[3:]) in cpus:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+            ticks += user + nice + system + irq + softirq + steal
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def allowed_cpus() -> frozenset[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return frozenset(os.sched_getaffinity(0))
+    return frozenset(range(os.cpu_count() or 1))
+
+
+def quota_cores(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """The CPUs' worth a cgroup v2 CPU quota allows (rounded up); None without a quota."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+
+
+class CpuThreads:
+    """The thread policy of one job on ``device`` (module docstring); ``adapt()`` before each epoch."""
+
+    def __init__(self, device: torch.device):
+        self.cpus = allowed_cpus()
+        self.ceiling = min(_AT_IMPORT, quota_cores() or _AT_IMPORT)
+        self.count = torch.get_num_threads()
+        self.sample = None if device.type != "cpu" or user_chose_threads() else LoadSample.now(self.cpus)
+
+    @property
+    def active(self) -> bool:
+        return self.sample is not None
+
+    def adapt(self) -> int:
+        """Set and return torch's thread count for the next epoch (unchanged when the policy is off)."""
+        global _policy_set
+        if self.sample is None:
+            return torch.get_num_threads()
+        if torch.get_num_threads() != self.count:   # set by the user during the job: theirs from now on
+            self.sample = None
+            return torch.get_num_threads()
+        time.sleep(max(0.0, MIN_SAMPLE_S - (time.perf_counter() - self.sample.wall)))
+        now = LoadSample.now(self.cpus)
+        if now is None:
+            self.sample = None
+            return self.count
+        self.count = choose_threads(self.ceiling, len(self.cpus), now.others_since(self.sample))
+        self.sample = now
+        if self.count != torch.get_num_threads():
+            torch.set_num_threads(self.count)
+        _policy_set = self.count
+        return self.count

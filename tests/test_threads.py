@@ -1,0 +1,115 @@
+"""The CPU thread policy: one torch thread per core that other processes leave free, re-decided per epoch,
+never over torch's default, and a count the user chose always wins."""
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from moola_lib.util import threads
+from moola_lib.util.threads import CpuThreads, LoadSample, choose_threads, quota_cores
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("ceiling, cores, others, expected", [
+    (2, 2, 0.0, 2),     # idle 2-core machine: torch's default, as before
+    (2, 2, 0.25, 2),    # background noise does not cost a thread
+    (2, 2, 0.67, 1),    # one busy process squeezed by our two spinning threads (2 of 3 runnable on 2 cores)
+    (2, 2, 1.0, 1),     # one busy process beside one thread of ours
+    (2, 2, 2.0, 1),     # two busy processes: still one thread, never none
+    (2, 2, 5.0, 1),
+    (8, 16, 0.0, 8),    # never more than torch's default (the physical cores)
+    (16, 16, 7.0, 9),   # seven busy processes on 16 cores
+    (16, 16, 6.6, 9),
+    (16, 16, 6.8, 9),
+    (16, 16, 6.71, 9),
+    (16, 16, 7.71, 8),
+])
+def test_choose_threads(ceiling, cores, others, expected):
+    assert choose_threads(ceiling, cores, others) == expected
+
+
+def test_load_of_other_processes_excludes_our_own():
+    earlier = LoadSample(wall=10.0, busy=100.0, own=5.0)
+    assert LoadSample(wall=12.0, busy=103.0, own=6.0).others_since(earlier) == pytest.approx(1.0)
+    assert LoadSample(wall=12.0, busy=101.0, own=7.0).others_since(earlier) == 0.0   # counter jitter: not < 0
+
+
+def test_quota_cores(tmp_path):
+    path = tmp_path / "cpu.max"
+    for text, expected in [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("junk", None)]:
+        path.write_text(text)
+        assert quota_cores(path) == expected
+    assert quota_cores(tmp_path / "missing") is None
+
+
+@pytest.mark.skipif(threads.cpu_busy_seconds(threads.allowed_cpus()) is None, reason="no /proc/stat")
+def test_a_busy_process_shows_as_load_of_others():
+    cpus = threads.allowed_cpus()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        before = LoadSample.now(cpus)
+        time.sleep(1.0)
+        others = LoadSample.now(cpus).others_since(before)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others >= 0.5   # the busy loop alone is one core's worth on an idle machine, shared on a busy one
+
+
+@pytest.fixture
+def policy_env(monkeypatch):
+    """torch's count as it is now taken as its default; the thread variables unset; the count restored."""
+    count = torch.get_num_threads()
+    for name in threads.USER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_AT_IMPORT", 4)
+    monkeypatch.setattr(threads, "_policy_set", None)
+    torch.set_num_threads(4)
+    yield monkeypatch
+    torch.set_num_threads(count)
+
+
+def scripted_load(monkeypatch, others_per_call):
+    """LoadSample.now returns samples 1 s apart in which other processes used the given CPUs' worth."""
+    clock = {"wall": 0.0, "busy": 0.0}
+
+    def now(cpus):
+        clock["wall"] += 1.0
+        clock["busy"] += others_per_call.pop(0) if clock["wall"] > 1 else 0.0
+        return LoadSample(clock["wall"], clock["busy"], 0.0)
+
+    monkeypatch.setattr(LoadSample, "now", staticmethod(now))
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: frozenset(range(4)))
+    monkeypatch.setattr(threads, "quota_cores", lambda: None)
+
+
+def test_the_policy_follows_the_load_per_epoch(policy_env):
+    scripted_load(policy_env, [0.0, 2.0, 0.2, 3.5, 0.0])
+    policy = CpuThreads(CPU)
+    assert policy.active
+    assert [policy.adapt() for _ in range(4)] == [4, 2, 4, 1]
+    assert torch.get_num_threads() == 1
+    second_job = CpuThreads(CPU)   # the count the policy left is not mistaken for the user's
+    assert second_job.active
+
+
+def test_a_count_the_user_chose_wins(policy_env):
+    scripted_load(policy_env, [3.0, 3.0])
+    policy_env.setenv("OMP_NUM_THREADS", "3")
+    assert not CpuThreads(CPU).active
+    policy_env.delenv("OMP_NUM_THREADS")
+    torch.set_num_threads(3)                   # before the job
+    assert not CpuThreads(CPU).active and CpuThreads(CPU).adapt() == 3
+    torch.set_num_threads(4)
+    policy = CpuThreads(CPU)
+    assert policy.adapt() == 1
+    torch.set_num_threads(2)                   # during the job
+    assert policy.adapt() == 2 and not policy.active and torch.get_num_threads() == 2
+
+
+def test_no_policy_on_a_gpu_job(policy_env):
+    assert not CpuThreads(torch.device("cuda")).active   # the device is only named: no GPU needed
