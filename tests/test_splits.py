@@ -2,12 +2,13 @@
 every bar in exactly one split, checked before any data is loaded, accepted by the config, the notebook
 parameters and the command line, resolved and recorded by the pretraining data."""
 import datetime as dt
+import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.config import ConfigError, PretrainConfig, read_parameters
+from moola_lib.config import ConfigError, PretrainConfig, apply_overrides, read_parameters
 from moola_lib.data import DataValidationError, resolve_splits, split_slices
 from moola_lib.splits import (AUTO_SPLITS, NEW_YORK, is_fractions, nearest_session_cut, session_cut_before,
                               split_problems)
@@ -28,7 +29,7 @@ def check_partition(index, resolved, *, complete=True):
     for start, end in bounds:
         assert start < end
         assert start.tz_convert(NEW_YORK).time() == SEVENTEEN and end.tz_convert(NEW_YORK).time() == SEVENTEEN
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))   # no gap, no overlap
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))   # no gap, no overlap
     seen = np.zeros(len(index), dtype=int)
     for name, part in split_slices(index, resolved).items():
         seen[part] += 1
@@ -113,8 +114,10 @@ def test_auto_in_the_config_the_notebook_and_the_command_line():
 
     assert PretrainConfig.from_dict({"splits": "auto"}).to_dict()["splits"] == "auto"
     assert PretrainConfig.from_dict({"splits": {"train": 0.9, "val": 0.1}}).splits == {"train": 0.9, "val": 0.1}
-    params = PretrainParams(splits="auto")
+    params = apply_overrides(PretrainParams(), {"splits": "auto"}, what="pretrain.ipynb")   # as start_run checks
     assert pretrain_config(params).splits == "auto"
+    with pytest.raises(ConfigError, match="pretrain.ipynb.splits: must be one of 'auto', got 'half'"):
+        apply_overrides(PretrainParams(), {"splits": "half"}, what="pretrain.ipynb")
     given = read_parameters(pairs=[("splits", "auto")])
     assert PretrainConfig.from_dict(given).splits == "auto"
     given = read_parameters(yamls=["splits: {train: 0.8, val: 0.2}"])

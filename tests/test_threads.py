@@ -68,6 +68,7 @@ def policy_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(threads, "_AT_IMPORT", 4)
     monkeypatch.setattr(threads, "_policy_set", None)
+    monkeypatch.setattr(threads, "_latest", None)
     torch.set_num_threads(4)
     yield monkeypatch
     torch.set_num_threads(count)
@@ -113,3 +114,11 @@ def test_a_count_the_user_chose_wins(policy_env):
 
 def test_no_policy_on_a_gpu_job(policy_env):
     assert not CpuThreads(torch.device("cuda")).active   # the device is only named: no GPU needed
+
+
+def test_the_first_decision_sees_the_load_since_import(policy_env):
+    recent = LoadSample(time.perf_counter() - 5.0, 0.0, 0.0)   # e.g. taken at import, before the data loaded
+    policy_env.setattr(threads, "_latest", recent)
+    assert CpuThreads(CPU).sample is recent
+    policy_env.setattr(threads, "_latest", LoadSample(time.perf_counter() - 2 * threads.MAX_AGE_S, 0.0, 0.0))
+    assert CpuThreads(CPU).sample.wall > time.perf_counter() - 1.0   # too old: a fresh one

@@ -60,7 +60,8 @@ def measure(params: dict, threads: str, timeout: float) -> dict:
         command = [sys.executable, "-m", "moola_lib.pretrain", f"{tmp}/run", "-y", yaml.safe_dump(params)]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
         except subprocess.TimeoutExpired:
             return {"threads": threads, "timed_out": True, "wall_s": timeout}
         wall = time.perf_counter() - t0

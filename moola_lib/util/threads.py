@@ -12,7 +12,9 @@ the load other processes put on this process's cores since the previous call: th
 one thread per core the others leave free, where a core counts as free when they use less than
 ``1 - SLACK`` of it; at least one thread, and never more than torch had when this module was imported (its
 default: the physical cores) or the cgroup's CPU quota allows. Re-deciding every epoch follows load that
-comes and goes during a run; the first decision waits until ``MIN_SAMPLE_S`` of load have been seen.
+comes and goes during a run. The first decision of a job looks at the load since this module was imported
+(or since the process's previous decision) when that was less than ``MAX_AGE_S`` ago, so it typically sees
+the seconds of data loading before training; it waits until ``MIN_SAMPLE_S`` of load have been seen.
 
 A count the user chose wins: the policy changes nothing when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is
 set, when torch's count differs from the one it had at import (or the one the policy set last) at the start
@@ -32,6 +34,7 @@ import torch
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SLACK = 0.3          # a core that others use for less than 0.7 of the time still takes a thread
 MIN_SAMPLE_S = 0.25  # the first decision of a job looks at the load of at least this long
+MAX_AGE_S = 60.0     # ... and of at most about this long (longer ago: a fresh sample)
 _AT_IMPORT = torch.get_num_threads()
 _policy_set: int | None = None   # the count the policy set last, in this process
 
@@ -77,7 +80,7 @@ def cpu_busy_seconds(cpus: frozenset[int]) -> float | None:
     for line in lines:
         name, *fields = line.split()
         if name[3:].isdigit() and name.startswith("cpu") and int(name[3:]) in cpus:
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
             ticks += user + nice + system + irq + softirq + steal
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -105,7 +108,7 @@ class CpuThreads:
         self.cpus = allowed_cpus()
         self.ceiling = min(_AT_IMPORT, quota_cores() or _AT_IMPORT)
         self.count = torch.get_num_threads()
-        self.sample = None if device.type != "cpu" or user_chose_threads() else LoadSample.now(self.cpus)
+        self.sample = None if device.type != "cpu" or user_chose_threads() else _recent_sample(self.cpus)
 
     @property
     def active(self) -> bool:
@@ -113,7 +116,7 @@ class CpuThreads:
 
     def adapt(self) -> int:
         """Set and return torch's thread count for the next epoch (unchanged when the policy is off)."""
-        global _policy_set
+        global _policy_set, _latest
         if self.sample is None:
             return torch.get_num_threads()
         if torch.get_num_threads() != self.count:   # set by the user during the job: theirs from now on
@@ -125,8 +128,18 @@ class CpuThreads:
             self.sample = None
             return self.count
         self.count = choose_threads(self.ceiling, len(self.cpus), now.others_since(self.sample))
-        self.sample = now
+        self.sample = _latest = now
         if self.count != torch.get_num_threads():
             torch.set_num_threads(self.count)
         _policy_set = self.count
         return self.count
+
+
+def _recent_sample(cpus: frozenset[int]) -> LoadSample | None:
+    """The process's latest sample if it is younger than MAX_AGE_S, else a fresh one."""
+    if _latest is not None and time.perf_counter() - _latest.wall < MAX_AGE_S:
+        return _latest
+    return LoadSample.now(cpus)
+
+
+_latest = LoadSample.now(allowed_cpus())   # at import: the first job's first decision sees the load since
