@@ -252,10 +252,9 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
 
 
 def resolve_splits(index: pd.DatetimeIndex, splits) -> dict[str, tuple[str, str]]:
-    """The ``[start, end)`` dates of ``splits`` (moola_lib.splits) on the sorted bars of ``index``: date pairs
-    as given; "auto" or fractions of the span first .. last bar, in the order given, cut at 17:00 New York
-    (``fraction_bounds``), as ISO timestamps. A fraction too small for a whole session of this data raises
-    DataValidationError (check 'short_split'); malformed fractions raise ValueError."""
+    """The ``[start, end)`` dates of ``splits`` (moola_lib.splits) on the sorted bars of ``index``: date pairs as
+    given; "auto" / fractions of the span first .. last bar cut at 17:00 New York (``fraction_bounds``), as ISO
+    timestamps: a fraction too small for a whole session raises DataValidationError 'short_split'."""
     if not is_fractions(splits):
         return {name: tuple(bounds) for name, bounds in splits.items()}
     if problems := split_problems(splits, required=()):
