@@ -122,3 +122,28 @@ def test_the_first_decision_sees_the_load_since_import(policy_env):
     assert CpuThreads(CPU).sample is recent
     policy_env.setattr(threads, "_latest", LoadSample(time.perf_counter() - 2 * threads.MAX_AGE_S, 0.0, 0.0))
     assert CpuThreads(CPU).sample.wall > time.perf_counter() - 1.0   # too old: a fresh one
+
+
+def test_contention_table_and_demo_parameters():
+    from moola_lib.tools.contention import demo_parameters, table
+
+    params = demo_parameters(2, {"hidden_size": 8})
+    assert params["epochs"] == 2 and params["hidden_size"] == 8 and params["device"] == "cpu"
+    assert params["batch_size"] == 32 and "run_dir" not in params and "labels_path" not in params   # the demo's
+    runs = [{"threads": "1", "timed_out": False, "train_s": 10.0, "wall_s": 20.0},
+            {"threads": "2", "timed_out": True, "wall_s": 600.0},
+            {"threads": "policy", "timed_out": False, "train_s": 12.0, "wall_s": 22.0, "final_threads": 1}]
+    text = table([{"busy": 2, "background": 0.05, "runs": runs}], ["1", "2", "policy"])
+    assert "| 2 | 0.05 | 10.0 s (20 s) | > 600 s (timed out) | 12.0 s (22 s), ended on 1 | 1.20 |" in text
+    assert "(not idle)" in table([{"busy": 0, "background": 1.5, "runs": runs}], ["1", "2", "policy"])
+
+
+@pytest.mark.slow
+def test_contention_command_runs_the_demo(capsys):
+    from moola_lib.tools.contention import main
+
+    args = ["--epochs", "1", "--busy", "1", "--threads", "policy", "-p", "synthetic_end", "2024-10-20",
+            "-p", "splits", "auto", "-p", "hidden_size", "8"]
+    assert main(args) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| 1 | ") and "ended on" in row and row.endswith(" 1.00 |")

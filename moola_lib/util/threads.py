@@ -142,4 +142,4 @@ def _recent_sample(cpus: frozenset[int]) -> LoadSample | None:
     return LoadSample.now(cpus)
 
 
-_latest = LoadSample.now(allowed_cpus())   # at import: the first job's first decision sees the load since
+_latest = LoadSample.now(allowed_cpus())   # taken at import: a job's first decision sees the load from here on
