@@ -48,7 +48,8 @@ def test_quota_cores(tmp_path):
 @pytest.mark.skipif(threads.cpu_busy_seconds(threads.allowed_cpus()) is None, reason="no /proc/stat")
 def test_a_busy_process_shows_as_load_of_others():
     cpus = threads.allowed_cpus()
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    loop = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", loop])
     try:
         time.sleep(0.3)
         before = LoadSample.now(cpus)
