@@ -109,18 +109,21 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"labels file not found: {path}")
+    if path.is_dir():
+        raise DataValidationError(str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, "
+                                  ".json or .jsonl)")
     suffix = path.suffix.lower()
+    # window ids stay text ("007" is not 7) and JSON values keep their JSON types
     if suffix in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
     elif suffix == ".csv":
-        frame = pd.read_csv(path)
-    elif suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True)
-    elif suffix == ".json":
-        frame = pd.read_json(path)
+        frame = pd.read_csv(path, dtype={"window_id": str})
+    elif suffix in (".jsonl", ".json"):
+        frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     else:
         raise ValueError(f"{path}: unsupported labels format {suffix!r} (use .csv, .parquet, .json or .jsonl)")
-    return frame.reset_index(drop=True), str(path)
+    named_index = frame.index.names != [None]   # a parquet file's window_id index is a column of the table
+    return frame.reset_index(drop=not named_index), str(path)
 
 
 def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,

@@ -156,7 +156,9 @@ class LabellingSession:
         return starts, np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
 
     def next_batch(self) -> Suggestions:
-        """Rank the candidates that overlap no labelled window and were not skipped; refits the probe."""
+        """Rank the candidates that overlap no labelled window and were not skipped; refits the probe.
+        Rows another labeller wrote into the same file since are seen here (``store.refresh``)."""
+        self.store.refresh()
         starts, y = self.labelled()
         cand = self.candidates["start"].to_numpy()
         free = np.flatnonzero(~overlaps_any(cand, starts, self.options.length)
@@ -217,7 +219,8 @@ class LabellingSession:
         return removed
 
     def counter(self) -> dict:
-        """Labelled rows in the file, per class, and windows left in this batch."""
+        """Labelled rows in the file (another labeller's too), per class, and windows left in this batch."""
+        self.store.refresh()
         return {"labelled": len(self.store), "per_class": self.store.counts(self.classes),
                 "left_in_batch": len(self.batch) - self.position}
 
