@@ -43,6 +43,18 @@ def parameters(args: argparse.Namespace) -> dict:
     return read_parameters(args.files, args.yamls, args.pairs)
 
 
+def expected_error_names() -> set[str]:
+    """Names of the expected errors and of their subclasses (RunDirBusyError, LabelsFileError, ...): an
+    error raised inside a notebook reaches the runner as its class name only."""
+    names, todo = set(), list(EXPECTED_ERRORS)
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ not in names:
+            names.add(cls.__name__)
+            todo.extend(cls.__subclasses__())
+    return names
+
+
 def error_line(error: object) -> str:
     """The one line printed for an expected error (a multi-line message is folded into one)."""
     return "error: " + " ".join(str(error).split())

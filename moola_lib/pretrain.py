@@ -54,6 +54,8 @@ from .windows import gather_windows, split_windows
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"
 RESULTS_FORMAT = "moola.training_results.v1"
 BEST, LAST, RESULTS = "checkpoint_best.pt", "checkpoint_last.pt", "training_results.json"
+CHECKPOINT_KEYS = ("epoch", "encoder", "model", "optimizer", "scheduler", "scaler", "rng", "config", "history",
+                   "best_val_loss", "best_epoch", "epochs_since_best", "finished", "elapsed_seconds")
 RESUMABLE_CHANGES = ("resume", "progress", "device")   # options that may differ on resume
 EVAL_SPLITS = ("val", "test")
 EVAL_MASK_SEED = 20_261_125   # the fixed masks of the eval splits: independent of config.seed and the device
@@ -519,7 +521,17 @@ def _load_checkpoint(path: Path, map_location="cpu") -> dict:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a moola pretraining checkpoint (expected format "
                               f"{CHECKPOINT_FORMAT!r}, found {found!r})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: a pretraining checkpoint without {', '.join(missing)}; incomplete or "
+                              "altered, it cannot be used. Use another checkpoint or a new run_dir")
     return ckpt
+
+
+def check_resume(config: PretrainConfig | Mapping, run_dir) -> None:
+    """Raise (ConfigError, FileExistsError, CheckpointError) unless ``pretrain(config, run_dir)`` may start
+    or resume there; reads only (start_run calls it before it writes the run's files)."""
+    _resume_checkpoint(_as_config(config), Path(run_dir))
 
 
 def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
@@ -536,6 +548,9 @@ def _resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
             raise ConfigError(f"cannot resume {run_dir}: it holds {', '.join(existing)} but no {LAST} to "
                               f"continue from; nothing was changed. Move those files away or use a new run_dir.")
         return None   # nothing completed yet: start from scratch
+    if not (run_dir / BEST).exists():   # the results are the best checkpoint's: found now, not after the work
+        raise ConfigError(f"cannot resume {run_dir}: it holds {LAST} but no {BEST}, which the results are "
+                          f"computed from; nothing was changed. Restore {BEST} or use a new run_dir.")
     ckpt = _load_checkpoint(run_dir / LAST)
     saved, now = ckpt["config"], config.to_dict()
     changed = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import ConfigError
 from ..constants import WINDOW_LENGTH
 from ..features import FeatureOptionError, resolve_feature_options, swing_points
 from .store import LabelStore
@@ -32,7 +33,8 @@ DEFAULT_ZIGZAG = {"reversal_atr": 2.0, "hybrid_max_age": -1}
 
 @dataclass(frozen=True)
 class CandidateOptions:
-    """How candidate windows are cut from the bars (see the module docstring)."""
+    """How candidate windows are cut from the bars (see the module docstring); an invalid value is a
+    ConfigError (label.ipynb's parameters)."""
 
     min_leg_atr: float = 5.0
     lead_bars: int = 20
@@ -43,14 +45,14 @@ class CandidateOptions:
 
     def __post_init__(self):
         if not self.min_leg_atr > 0:
-            raise ValueError(f"min_leg_atr must be > 0, got {self.min_leg_atr}")
+            raise ConfigError(f"min_leg_atr must be > 0, got {self.min_leg_atr}")
         if min(self.lead_bars, self.min_follow_bars) < 0 or self.lead_bars + self.min_follow_bars >= self.length - 1:
-            raise ValueError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
+            raise ConfigError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
                              f"non-negative and leave room for a leg in {self.length} bars")
         try:
             resolve_feature_options(self.zigzag)
         except FeatureOptionError as e:
-            raise ValueError(f"zigzag: {e}") from None
+            raise ConfigError(f"zigzag: {e}") from None
 
 
 def average_true_range(bars: pd.DataFrame, period: int = 10) -> np.ndarray:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import ConfigError
 from ..constants import WINDOW_LENGTH
 from ..data import to_utc
 from ..labels import read_label_table
@@ -42,8 +43,9 @@ SUFFIXES = (".csv", ".parquet", ".pq", ".json", ".jsonl")
 COLUMNS = ("window_id", "start", "end", "label", "expansion_start", "expansion_end", "labelled_by", "labelled_at")
 
 
-class LabelsFileError(ValueError):
-    """A labels file the tool cannot append to (unknown suffix, unreadable, read-only, no label column)."""
+class LabelsFileError(ConfigError):
+    """A labels file the tool cannot append to (unknown suffix, unreadable, read-only, no label column):
+    the labels_path parameter's to fix, so an expected error of the command lines (a ValueError too)."""
 
 
 class LabelStore:

@@ -6,8 +6,10 @@
 
 Parameters are given as with papermill: ``-f FILE.yaml`` and ``-y YAML`` (applied in that order, later
 ones win), then ``-p NAME VALUE`` (VALUE read as papermill does: True/False/None, int, float, else a
-string). notebooks/NAME.ipynb is executed into RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html
-with the code hidden. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
+string). notebooks/NAME.ipynb is executed (into a scratch folder) and, once the notebook's ``start_run``
+has accepted the run, saved as RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html with the code
+hidden; a run refused by its checks (a resume on other settings, a directory of another kind) changes
+nothing of RUN_DIR. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
 A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
 line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
 (``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
@@ -18,14 +20,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
+import uuid
 from pathlib import Path
 
 from .. import cli
 from ..config import ConfigError, check_names
-from ..util.io import atomic_write_text
+from ..util.io import atomic_write_bytes, atomic_write_text, read_json
 from ..util.paths import ROOT, resolve_path
 from .report import render_report
-from .runs import HEADLESS_ENV, claim_run, prepare_run_dir, update_manifest, utc_now
+from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 
@@ -50,14 +54,17 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
             progress_bar: bool = True, log_output: bool = False) -> Path:
     """Run notebooks/NAME.ipynb into its run directory and render report.html; returns the run dir.
 
-    Raises papermill.PapermillExecutionError when a cell fails (report.html is still written)."""
+    Raises papermill.PapermillExecutionError when a cell fails. The executed notebook and report.html go
+    into the run directory only once the notebook's ``start_run`` accepted the run (all its checks
+    passed): a run refused there (a resume on other settings, a directory of another kind) changes
+    nothing of the directory it was pointed at."""
     source = notebook_source(name)
     check_parameter_names(source, params)
     overwrite = overwrite or bool(params.get("overwrite"))
     claim = claim_run(name, run_dir or params.get("run_dir"))   # another live run there: refused, untouched
     try:
-        # fail before starting a kernel when the directory holds another run
-        prepare_run_dir(claim.path, overwrite=overwrite, resume=bool(params.get("resume")))
+        # fail before starting a kernel when the directory holds another run (start_run checks it again)
+        check_run_dir(claim.path, name, overwrite=overwrite, resume=bool(params.get("resume")))
         params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
         _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar,
                          log_output=log_output)
@@ -67,26 +74,38 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
 
 
 def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict, **options) -> None:
-    """papermill into the claimed ``run_dir`` (the kernel inherits the claim); report.html in all cases."""
+    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook and its
+    report.html move into ``run_dir`` if the run was accepted (its manifest carries this run's id)."""
     import papermill
 
-    output = run_dir / source.name
-    saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, *claim_env)}
-    os.environ.update({HEADLESS_ENV: "1", **claim_env})   # Run.finish then says a report follows
+    run_id = uuid.uuid4().hex
+    env = {HEADLESS_ENV: "1", RUN_ID_ENV: run_id, **claim_env}   # Run.finish then says a report follows
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with tempfile.TemporaryDirectory(prefix="moola-run-") as scratch:
+        output = Path(scratch) / source.name
+        try:
+            papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT), **options)
+        except papermill.PapermillExecutionError as e:
+            if _accepted(run_dir, run_id):
+                update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
+            raise
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if output.exists() and _accepted(run_dir, run_id):
+                atomic_write_bytes(run_dir / source.name, output.read_bytes())
+                render_report(run_dir / source.name, run_dir / "report.html")
+
+
+def _accepted(run_dir: Path, run_id: str) -> bool:
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT), **options)
-    except papermill.PapermillExecutionError as e:
-        if (run_dir / "manifest.json").exists():
-            update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
-        raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if output.exists():
-            render_report(output, run_dir / "report.html")
+        return read_json(run_dir / "manifest.json").get("run_id") == run_id
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,7 +149,7 @@ def _main(argv) -> int:
     except papermill.PapermillExecutionError as e:
         # an expected error raised inside the notebook (a bad data file, an invalid value) is the user's
         # to fix, like one raised before the kernel started: same one line, same exit status
-        expected = e.ename in {cls.__name__ for cls in cli.EXPECTED_ERRORS}
+        expected = e.ename in cli.expected_error_names()
         print(cli.error_line(f"{args.name}.ipynb failed in cell {e.exec_count}: {e.ename}: {e.evalue}"),
               file=sys.stderr)
         return cli.USAGE_ERROR if expected else 1
