@@ -259,6 +259,16 @@ class StrictConfig:
                 raise ConfigError(f"{type(self).__name__}: {message}")
 
 
+# a gap is compared in whole nanoseconds: 1e-300 minutes would be 0 ns (every bar a gap), 1e300 overflows
+MAX_GAP_MINUTES = (1e-6, 1e9)
+MAX_GAP_MESSAGE = (f"max_gap_minutes must be between {MAX_GAP_MINUTES[0]:g} and {MAX_GAP_MINUTES[1]:g} minutes, "
+                   "or None (no limit)")
+
+
+def max_gap_ok(minutes: float | None) -> bool:
+    return minutes is None or MAX_GAP_MINUTES[0] <= minutes <= MAX_GAP_MINUTES[1]
+
+
 @dataclass
 class PretrainConfig(StrictConfig):
     """Every option of a masked-reconstruction pretraining job (DESIGN.md section 4)."""
@@ -321,7 +331,7 @@ class PretrainConfig(StrictConfig):
             (self.huber_delta > 0, "huber_delta must be > 0"),
             (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
              "exclude_margin_bars, synthetic_seed and seed must be >= 0"),
-            (self.max_gap_minutes is None or self.max_gap_minutes > 0, "max_gap_minutes must be > 0"),
+            (max_gap_ok(self.max_gap_minutes), MAX_GAP_MESSAGE),
             ("train" in self.splits and "val" in self.splits,
              f"splits must define 'train' and 'val' (got {list(self.splits)})"),
         ]

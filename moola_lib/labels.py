@@ -250,13 +250,37 @@ def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
 # ------------------------------------------------------------------------------------ format (a)
 
 def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
+    """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
     raw = frame[col]
+    naive = _without_zone(raw)
+    if naive.any():
+        raise DataValidationError(name, "time_zone", f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
+                                  "does not guess one (local exchange times read as UTC shift every window by "
+                                  "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
+                                  "or with Z for UTC")
     times = pd.to_datetime(raw, utc=True, errors="coerce")
     bad = (times.isna() & raw.notna()).to_numpy()
     if bad.any():
         raise DataValidationError(name, "timestamp",
                                   f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
     return pd.DatetimeIndex(times)
+
+
+def _without_zone(raw: pd.Series) -> np.ndarray:
+    """Which values are timestamps without a time zone (text like "2024-03-01 09:30", naive datetimes)."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(raw), dtype=bool)
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        return raw.notna().to_numpy()
+
+    def naive(value) -> bool:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return False
+        try:
+            return pd.Timestamp(value).tzinfo is None
+        except (ValueError, TypeError, OverflowError):
+            return False   # not a timestamp at all: the parse check names it
+    return np.fromiter((naive(v) for v in raw), dtype=bool, count=len(raw))
 
 
 def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
@@ -412,7 +436,8 @@ def label_time_spans(source, bar_minutes: float = 1.0):
     short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
     frame, name = read_label_table(source)
     span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    col = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
+    ids = _window_ids(frame, name)
+    col = {c: _parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
     if not col:
         return None, None, name
     start = col["start"] if "start" in col else col["end"] - span

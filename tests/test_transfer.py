@@ -410,7 +410,7 @@ def test_exclude_intervals(tmp_path):
     first = [T0 - pd.Timedelta("10min"), T0 + pd.Timedelta(minutes=50 + 104 + 10)]
     assert spans[0] == [t.isoformat() for t in first]
     assert len(spans) == 4                                        # windows 0/1 and 4/5 merged
-    frame = pd.DataFrame({"start": ls.start.tz_localize(None), "label": ls.labels})
+    frame = pd.DataFrame({"start": ls.start, "label": ls.labels})
     frame.to_csv(tmp_path / "l.csv", index=False)
     assert exclude_intervals(tmp_path / "l.csv", margin_minutes=10) == spans
 

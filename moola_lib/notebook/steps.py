@@ -12,7 +12,7 @@ from ..data import run_bars
 from ..devices import resolve_device
 from ..features import relativity_features
 from ..labelling.store import LabelStore
-from ..labelling.session import CandidateOptions, LabellingSession
+from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
 from ..labels import LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table
 from ..testbed import synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
@@ -122,7 +122,8 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
 def labelling_session_from_params(params) -> LabellingSession:
     """The labelling session label.ipynb's parameters describe: the bars (file or embedded market), their
     features (with the encoder's options when one is given), the labels file and the encoder's pooled
-    features for ranking (None without an encoder)."""
+    features for ranking (None without an encoder). Classes that transfer cannot read are refused first."""
+    readable_classes(params.classes)
     bars, _ = run_bars(params)
     path = resolve_path(params.encoder_path) if params.encoder_path else None
     X, valid = relativity_features(bars, **(encoder_feature_options(path) if path else {}))
