@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import DataValidationError, file_sha256, price_checks
+from .data import (OUTLIER_FACTOR, DataValidationError, SuspectOutlierWarning, file_sha256, price_checks,
+                   suspect_outliers)
 from .features import relativity_features
 from .windows import gather_windows
 
@@ -386,7 +387,7 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
     feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
     X = np.stack([f[0] for f in feats]).astype(np.float32)
     valid = np.stack([f[1] for f in feats]).astype(bool)
-    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else [])
+    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + _outlier_notes(ohlc, ids[keep], name)
     warnings.warn(notes[0], stacklevel=3)
     empty = ~valid.any(axis=1)
     if empty.any():
@@ -404,6 +405,21 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
         end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
         cold_start=True, warnings=notes)
+
+
+def _outlier_notes(ohlc: np.ndarray, ids: np.ndarray, name: str) -> list[str]:
+    """Warn, as for OHLCV files, about bars of a window with a price OUTLIER_FACTOR x away from the bars
+    around them (a bad tick in a hand-made window); the windows are kept."""
+    found = {wid: np.flatnonzero(suspect_outliers(w)) for w, wid in zip(ohlc, ids)}
+    found = {wid: bad for wid, bad in found.items() if len(bad)}
+    if not found:
+        return []
+    where = "; ".join(f"window_id {wid!r} at bar offset(s) {', '.join(map(str, bad[:5]))}"
+                      for wid, bad in list(found.items())[:5])
+    note = (f"{name}: {len(found)} window(s) with suspect outlier bars (a price more than {OUTLIER_FACTOR:g}x away "
+            f"from the median close around it): {where}. They are kept: check the file")
+    warnings.warn(note, SuspectOutlierWarning, stacklevel=4)
+    return [note]
 
 
 def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:

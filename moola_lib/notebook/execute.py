@@ -35,12 +35,32 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 
 
 def notebook_source(name: str) -> Path:
-    """notebooks/NAME.ipynb; an unknown name is a ConfigError listing the known notebooks."""
+    """notebooks/NAME.ipynb; an unknown name, or an executed copy left in notebooks/, is a ConfigError
+    listing the project's notebooks."""
     source = NOTEBOOK_DIR / f"{name}.ipynb"
-    if not source.is_file():
-        known = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
-        raise ConfigError(f"no notebook {source}; known: {', '.join(known)}")
+    known = project_notebooks()
+    if source.stem not in known:
+        what = "an executed copy, not a project notebook" if source.is_file() else "no such notebook"
+        raise ConfigError(f"{source}: {what}; known: {', '.join(known)}")
     return source
+
+
+def project_notebooks() -> list[str]:
+    """Names of the notebooks in notebooks/, without the executed copies papermill or JupyterLab may leave
+    there (they carry papermill metadata, outputs or execution counts; the project's are committed clean)."""
+    import nbformat
+
+    names = []
+    for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except (OSError, ValueError):
+            continue
+        executed = "papermill" in nb.metadata or any(
+            cell.get("outputs") or cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+        if not executed:
+            names.append(path.stem)
+    return names
 
 
 def check_parameter_names(source: Path, params: dict) -> None:

@@ -18,6 +18,7 @@ from ..testbed import synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
 from ..util.paths import resolve_path
 from ..pretrain import pretrain
+from ..transfer.folds import fold_groups
 from ..provenance import encoder_feature_options, seen_in_pretraining
 
 
@@ -73,9 +74,12 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
 
 def encoder_from_params(params, labelled: LabelledSet, run_dir) -> Path:
     """``params.encoder_path``, or (when None) the best checkpoint of a small pretraining job run now into
-    ``run_dir/encoder``."""
+    ``run_dir/encoder``: only once the labelled set is known to suffice for ``params.folds`` (too few
+    windows or groups is a DataValidationError now, not after the pretraining)."""
     if params.encoder_path is not None:
         return resolve_path(params.encoder_path)
+    labelled.check_folds(params.folds, fold_groups(labelled.groups, labelled.start, labelled.end,
+                                                   params.group_by_session))
     encoder_dir = Path(run_dir) / "encoder"
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
     return encoder_dir / "checkpoint_best.pt"
