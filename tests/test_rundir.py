@@ -184,7 +184,7 @@ KERNEL = """
 import subprocess, sys
 from moola_lib.util.rundir import claim_run_dir
 claim = claim_run_dir(sys.argv[1])   # start_run in the kernel: runs under the runner's claim
-print("kernel inherited", claim.inherited, flush=True)
+print("kernel inherited", getattr(claim, "inherited", claim.fd is None), flush=True)
 if len(sys.argv) > 3:                # a subprocess the notebook starts while its run is live
     child = subprocess.run(sys.argv[3:], capture_output=True, text=True)
     print("child", child.returncode, child.stderr.strip().splitlines()[-1:], flush=True)

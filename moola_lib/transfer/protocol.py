@@ -154,8 +154,9 @@ def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | M
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
-    for _ in fold_splits(labelled, cfg, assign, groups):   # every inner split exists: found before any training
-        pass
+    for fraction in {*cfg.fractions, 1.0}:   # every inner split exists: found before any training
+        for _ in fold_splits(labelled, cfg, assign, groups, fraction):
+            pass
     runs = _evaluate_fractions(labelled, Inputs.build(labelled, encoder, cfg), cfg, assign, groups)
     results = {
         "format": RESULTS_FORMAT, "config": dataclasses.asdict(cfg), "data": labelled.summary(),
