@@ -40,8 +40,8 @@ def notebook_source(name: str) -> Path:
     source = NOTEBOOK_DIR / f"{name}.ipynb"
     known = project_notebooks()
     if source.stem not in known:
-        what = "an executed copy, not a project notebook" if source.is_file() else "no such notebook"
-        raise ConfigError(f"{source}: {what}; known: {', '.join(known)}")
+        what = f"{source}: an executed copy, not a project notebook" if source.is_file() else f"no notebook {source}"
+        raise ConfigError(f"{what}; known: {', '.join(known)}")
     return source
 
 

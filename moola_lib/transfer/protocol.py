@@ -154,7 +154,7 @@ def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | M
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
-    for fraction in {*cfg.fractions, 1.0}:   # every inner split exists: found before any training
+    for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):   # every inner split exists: before any training
         for _ in fold_splits(labelled, cfg, assign, groups, fraction):
             pass
     runs = _evaluate_fractions(labelled, Inputs.build(labelled, encoder, cfg), cfg, assign, groups)
