@@ -8,7 +8,8 @@ holds a run or is in use (FileExistsError) or cannot be written (RunDirError), a
 (FloatingPointError), a file that cannot be written, e.g. on a full disk (FileWriteError). The command
 prints it as one line ``error: ...`` on stderr and exits with status 2, with no traceback; under torchrun
 only rank 0 prints it (every rank exits 2). Anything else is a bug and keeps its traceback. A warning is
-one line ``warning: ...`` on stderr too (not Python's two lines with the source line that raised it). Library code only raises; the ``__main__`` blocks of the commands call ``run``.
+one line ``warning: ...`` on stderr too (not Python's two lines with the source line that raised it).
+Library code only raises; the ``__main__`` blocks of the commands call ``run``.
 """
 from __future__ import annotations
 

@@ -510,7 +510,7 @@ def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys
     from moola_lib.config import PretrainConfig
     from moola_lib.notebook.steps import labels_in_pretraining
 
-    starts = ["2024-12-10 14:00", "2024-12-20 14:00", "2025-01-20 14:00", "2025-03-01 14:00"]
+    starts = ["2024-12-10 14:00Z", "2024-12-20 14:00Z", "2025-01-20 14:00Z", "2025-03-01 14:00Z"]
     pd.DataFrame({"start": starts, "label": ["consolidation", "retracement"] * 2}).to_csv(
         tmp_path / "l.csv", index=False)
     cfg = PretrainConfig(splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-02-01"],
