@@ -17,10 +17,13 @@ from pathlib import Path
 from .config import ConfigError, PretrainConfig
 from .data import bars_source
 from .models import JadePretrainer
+from .pretrain_data import as_config
 from .util.io import CheckpointError, atomic_torch_save, load_torch_file
 
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"
 BEST, LAST, RESULTS = "checkpoint_best.pt", "checkpoint_last.pt", "training_results.json"
+CHECKPOINT_KEYS = ("epoch", "encoder", "model", "optimizer", "scheduler", "scaler", "rng", "config", "history",
+                   "best_val_loss", "best_epoch", "epochs_since_best", "finished", "elapsed_seconds")
 RESUMABLE_CHANGES = ("resume", "progress", "device")   # options that may differ on resume
 
 
@@ -48,7 +51,17 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a moola pretraining checkpoint (expected format "
                               f"{CHECKPOINT_FORMAT!r}, found {found!r})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: a pretraining checkpoint without {', '.join(missing)}; incomplete or "
+                              "altered, it cannot be used. Use another checkpoint or a new run_dir")
     return ckpt
+
+
+def check_resume(config, run_dir) -> None:
+    """Raise (ConfigError, FileExistsError, CheckpointError) unless ``pretrain(config, run_dir)`` may start
+    or resume there; reads only (start_run calls it before it writes the run's files)."""
+    resume_checkpoint(as_config(config), Path(run_dir))
 
 
 def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
@@ -65,6 +78,9 @@ def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> dict | None:
             raise ConfigError(f"cannot resume {run_dir}: it holds {', '.join(existing)} but no {LAST} to "
                               f"continue from; nothing was changed. Move those files away or use a new run_dir.")
         return None   # nothing completed yet: start from scratch
+    if not (run_dir / BEST).exists():   # the results are the best checkpoint's: found now, not after the work
+        raise ConfigError(f"cannot resume {run_dir}: it holds {LAST} but no {BEST}, which the results are "
+                          f"computed from; nothing was changed. Restore {BEST} or use a new run_dir.")
     ckpt = load_checkpoint(run_dir / LAST)
     now = config.to_dict()
     saved = {**PretrainConfig().to_dict(), **ckpt["config"]}   # fields added since: their defaults

@@ -5,24 +5,27 @@ An expected error is the user's to fix: an unknown parameter or a value of the w
 (ConfigError), a data file that fails validation (DataValidationError), a run directory that already
 holds a run or is in use (FileExistsError) or cannot be written (RunDirError), a file that is not there
 (FileNotFoundError), a broken checkpoint (CheckpointError), training stopped by a non-finite loss
-(FloatingPointError). The command prints it as one line ``error: ...`` on stderr and exits with status
-2, with no traceback; under torchrun only rank 0 prints it (every rank exits 2). Anything else is a bug
-and keeps its traceback. Library code only raises; the ``__main__`` blocks of the commands call ``run``.
+(FloatingPointError), a file that cannot be written, e.g. on a full disk (FileWriteError). The command
+prints it as one line ``error: ...`` on stderr and exits with status 2, with no traceback; under torchrun
+only rank 0 prints it (every rank exits 2). Anything else is a bug and keeps its traceback. A warning is
+one line ``warning: ...`` on stderr too (not Python's two lines with the source line that raised it).
+Library code only raises; the ``__main__`` blocks of the commands call ``run``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from .config import ConfigError, read_parameters
 from .data import DataValidationError
-from .util.io import CheckpointError
+from .util.io import CheckpointError, FileWriteError
 from .util.rundir import RunDirError
 
 EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError, RunDirError,
-                   CheckpointError, FloatingPointError)
+                   CheckpointError, FloatingPointError, FileWriteError)
 USAGE_ERROR = 2   # the exit status of argparse's own usage errors too
 
 
@@ -41,6 +44,18 @@ def parameters(args: argparse.Namespace) -> dict:
     return read_parameters(args.files, args.yamls, args.pairs)
 
 
+def expected_error_names() -> set[str]:
+    """Names of the expected errors and of their subclasses (RunDirBusyError, LabelsFileError, ...): an
+    error raised inside a notebook reaches the runner as its class name only."""
+    names, todo = set(), list(EXPECTED_ERRORS)
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ not in names:
+            names.add(cls.__name__)
+            todo.extend(cls.__subclasses__())
+    return names
+
+
 def error_line(error: object) -> str:
     """The one line printed for an expected error (a multi-line message is folded into one)."""
     return "error: " + " ".join(str(error).split())
@@ -48,11 +63,17 @@ def error_line(error: object) -> str:
 
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Call ``main(argv)``; an expected error becomes one line on stderr and exit status 2. An int
-    returned by ``main`` is its exit status; anything else means success (0)."""
-    try:
-        result = main(argv)
-    except EXPECTED_ERRORS as e:
-        if os.environ.get("RANK", "0") == "0":   # torchrun: one line, not one per process
-            print(error_line(e), file=sys.stderr)
-        return USAGE_ERROR
+    returned by ``main`` is its exit status; anything else means success (0). Warnings are one line each."""
+    with warnings.catch_warnings():   # restores the default display afterwards
+        warnings.showwarning = _warning_line
+        try:
+            result = main(argv)
+        except EXPECTED_ERRORS as e:
+            if os.environ.get("RANK", "0") == "0":   # torchrun: one line, not one per process
+                print(error_line(e), file=sys.stderr)
+            return USAGE_ERROR
     return result if isinstance(result, int) else 0
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print("warning: " + " ".join(str(message).split()), file=file or sys.stderr)

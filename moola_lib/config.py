@@ -282,6 +282,16 @@ class StrictConfig:
                 raise ConfigError(f"{type(self).__name__}: {message}")
 
 
+# a gap is compared in whole nanoseconds: 1e-300 minutes would be 0 ns (every bar a gap), 1e300 overflows
+MAX_GAP_MINUTES = (1e-6, 1e9)
+MAX_GAP_MESSAGE = (f"max_gap_minutes must be between {MAX_GAP_MINUTES[0]:g} and {MAX_GAP_MINUTES[1]:g} minutes, "
+                   "or None (no limit)")
+
+
+def max_gap_ok(minutes: float | None) -> bool:
+    return minutes is None or MAX_GAP_MINUTES[0] <= minutes <= MAX_GAP_MINUTES[1]
+
+
 @dataclass
 class PretrainConfig(StrictConfig):
     """Every option of a pretraining job (DESIGN.md section 4)."""
@@ -348,7 +358,7 @@ class PretrainConfig(StrictConfig):
             (self.huber_delta > 0, "huber_delta must be > 0"),
             (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
              "exclude_margin_bars, synthetic_seed and seed must be >= 0"),
-            (self.max_gap_minutes is None or self.max_gap_minutes > 0, "max_gap_minutes must be > 0"),
+            (max_gap_ok(self.max_gap_minutes), MAX_GAP_MESSAGE),
         ]
         checks += [(False, problem) for problem in split_problems(self.splits)]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]

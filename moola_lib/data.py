@@ -206,17 +206,23 @@ def _warn_dropped(source: str, dropped: dict, n_unsorted: int, n_total: int) -> 
     warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=3)
 
 
+def suspect_outliers(ohlc: np.ndarray) -> np.ndarray:
+    """Which bars of ``ohlc`` [N, 4] (open, high, low, close) hold a price OUTLIER_FACTOR times above or
+    below the median close of the OUTLIER_NEIGHBOURS bars around them (files and label windows alike)."""
+    if ohlc.max() <= OUTLIER_FACTOR * ohlc.min():
+        # each median lies in [min, max], so no price is that far from one (1.8M bars: 20 ms, not 0.7 s)
+        return np.zeros(len(ohlc), dtype=bool)
+    median = pd.Series(ohlc[:, 3]).rolling(OUTLIER_NEIGHBOURS, center=True, min_periods=1).median().to_numpy()
+    with np.errstate(over="ignore", divide="ignore"):
+        ratio = ohlc / median[:, None]
+    return ((ratio > OUTLIER_FACTOR) | (ratio < 1 / OUTLIER_FACTOR)).any(axis=1)
+
+
 def _warn_outliers(source: str, bars: pd.DataFrame) -> int:
     """Warn about bars with a price OUTLIER_FACTOR times above or below the median close of the
     OUTLIER_NEIGHBOURS bars around them; returns how many there are. They are kept: a bad tick and a
     real jump cannot be told apart for certain, and a jump lasts longer than half that median."""
-    prices = bars[list(PRICE_COLUMNS)].to_numpy()
-    if prices.max() <= OUTLIER_FACTOR * prices.min():
-        return 0   # each median lies in [min, max], so no price is that far from one (1.8M bars: 20 ms, not 0.7 s)
-    median = bars["close"].rolling(OUTLIER_NEIGHBOURS, center=True, min_periods=1).median().to_numpy()
-    with np.errstate(over="ignore", divide="ignore"):
-        ratio = prices / median[:, None]
-    suspect = ((ratio > OUTLIER_FACTOR) | (ratio < 1 / OUTLIER_FACTOR)).any(axis=1)
+    suspect = suspect_outliers(bars[list(PRICE_COLUMNS)].to_numpy())
     n = int(suspect.sum())
     if n:
         warnings.warn(f"{source}: {n} suspect outlier bar(s), a price more than {OUTLIER_FACTOR:g}x away from the "

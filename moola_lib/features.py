@@ -8,7 +8,9 @@ All features are computed once for the whole series as a float32 ``[T, 10]`` arr
   sequential pass in a numba-compiled loop.
 
 Value at bar t depends only on bars 0..t. Every feature is a ratio of price differences, so the
-features do not change under ``price -> a * price + b`` (a > 0).
+features do not change under ``price -> a * price + b`` (a > 0). That holds for swings too: a reversal
+move within ``TIE_TOLERANCE`` x ATR of its threshold counts as reaching it, so an exact tie of decimal
+prices is not decided by how a shifted or scaled price happens to round.
 
 Options (keyword arguments of ``relativity_features``; ``FEATURE_OPTION_DEFAULTS``): the defaults are
 DESIGN.md section 3's (reversal at 2.0 ATR, no hybrid rule, dist features as sign(d) * ln(1 + |d|)
@@ -56,6 +58,11 @@ _PRICE_COLUMNS = ("open", "high", "low", "close")
 
 # ---------------------------------------------------------------------------------------------------
 # sequential part: TR/ATR, EMA of the range, causal zigzag (one compiled pass)
+
+# Reversal ties, relative to ATR. Float rounding of a * price + b moves a difference of prices by about
+# |price| * 2e-16, i.e. 1e-9 ATR for prices 1e4 x their ATR; two tick-grid prices that do not tie differ
+# by far more than 1e-6 ATR (a tick is typically >= 1e-3 ATR).
+TIE_TOLERANCE = 1e-6
 
 
 @numba.njit(cache=True, inline="always")
@@ -145,8 +152,11 @@ def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age
                 extreme_pos = t
             move = sign * (extreme - c)
             pull = sign * (extreme - opposite)
-            if (move > 0.0 and move >= reversal_atr * atr) or (
-                t - extreme_pos <= hybrid_max_age and pull > 0.0 and pull >= hybrid_atr * atr
+            # a move within TIE_TOLERANCE * ATR of the threshold is a tie, and a tie reverses: on decimal
+            # prices a tie is exact, and the rounding of a * price + b must not decide it
+            tie = TIE_TOLERANCE * atr
+            if (move > 0.0 and move >= reversal_atr * atr - tie) or (
+                t - extreme_pos <= hybrid_max_age and pull > 0.0 and pull >= hybrid_atr * atr - tie
             ):
                 if leg_up:
                     sh_price, sh_pos = extreme, extreme_pos

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import DataValidationError, file_sha256, price_checks
+from .data import (OUTLIER_FACTOR, DataValidationError, SuspectOutlierWarning, file_sha256, price_checks,
+                   suspect_outliers)
 from .features import relativity_features
 from .windows import gather_windows
 
@@ -109,18 +110,21 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"labels file not found: {path}")
+    if path.is_dir():
+        raise DataValidationError(str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, "
+                                  ".json or .jsonl)")
     suffix = path.suffix.lower()
+    # window ids stay text ("007" is not 7) and JSON values keep their JSON types
     if suffix in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
     elif suffix == ".csv":
-        frame = pd.read_csv(path)
-    elif suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True)
-    elif suffix == ".json":
-        frame = pd.read_json(path)
+        frame = pd.read_csv(path, dtype={"window_id": str})
+    elif suffix in (".jsonl", ".json"):
+        frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     else:
         raise ValueError(f"{path}: unsupported labels format {suffix!r} (use .csv, .parquet, .json or .jsonl)")
-    return frame.reset_index(drop=True), str(path)
+    named_index = frame.index.names != [None]   # a parquet file's window_id index is a column of the table
+    return frame.reset_index(drop=not named_index), str(path)
 
 
 def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,
@@ -247,13 +251,37 @@ def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
 # ------------------------------------------------------------------------------------ format (a)
 
 def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
+    """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
     raw = frame[col]
+    naive = _without_zone(raw)
+    if naive.any():
+        raise DataValidationError(name, "time_zone", f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
+                                  "does not guess one (local exchange times read as UTC shift every window by "
+                                  "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
+                                  "or with Z for UTC")
     times = pd.to_datetime(raw, utc=True, errors="coerce")
     bad = (times.isna() & raw.notna()).to_numpy()
     if bad.any():
         raise DataValidationError(name, "timestamp",
                                   f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
     return pd.DatetimeIndex(times)
+
+
+def _without_zone(raw: pd.Series) -> np.ndarray:
+    """Which values are timestamps without a time zone (text like "2024-03-01 09:30", naive datetimes)."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return np.zeros(len(raw), dtype=bool)
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        return raw.notna().to_numpy()
+
+    def naive(value) -> bool:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return False
+        try:
+            return pd.Timestamp(value).tzinfo is None
+        except (ValueError, TypeError, OverflowError):
+            return False   # not a timestamp at all: the parse check names it
+    return np.fromiter((naive(v) for v in raw), dtype=bool, count=len(raw))
 
 
 def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
@@ -359,7 +387,7 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
     feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
     X = np.stack([f[0] for f in feats]).astype(np.float32)
     valid = np.stack([f[1] for f in feats]).astype(bool)
-    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else [])
+    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + _outlier_notes(ohlc, ids[keep], name)
     warnings.warn(notes[0], stacklevel=3)
     empty = ~valid.any(axis=1)
     if empty.any():
@@ -377,6 +405,21 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
         end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
         cold_start=True, warnings=notes)
+
+
+def _outlier_notes(ohlc: np.ndarray, ids: np.ndarray, name: str) -> list[str]:
+    """Warn, as for OHLCV files, about bars of a window with a price OUTLIER_FACTOR x away from the bars
+    around them (a bad tick in a hand-made window); the windows are kept."""
+    found = {wid: np.flatnonzero(suspect_outliers(w)) for w, wid in zip(ohlc, ids)}
+    found = {wid: bad for wid, bad in found.items() if len(bad)}
+    if not found:
+        return []
+    where = "; ".join(f"window_id {wid!r} at bar offset(s) {', '.join(map(str, bad[:5]))}"
+                      for wid, bad in list(found.items())[:5])
+    note = (f"{name}: {len(found)} window(s) with suspect outlier bars (a price more than {OUTLIER_FACTOR:g}x away "
+            f"from the median close around it): {where}. They are kept: check the file")
+    warnings.warn(note, SuspectOutlierWarning, stacklevel=4)
+    return [note]
 
 
 def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
@@ -409,7 +452,8 @@ def label_time_spans(source, bar_minutes: float = 1.0):
     short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
     frame, name = read_label_table(source)
     span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    col = {c: pd.DatetimeIndex(pd.to_datetime(frame[c], utc=True)) for c in ("start", "end") if c in frame}
+    ids = _window_ids(frame, name)
+    col = {c: _parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
     if not col:
         return None, None, name
     start = col["start"] if "start" in col else col["end"] - span

@@ -166,8 +166,9 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     """Load an encoder file or a pretraining checkpoint (key "encoder") without running pickled code.
 
     A file that is missing, empty, truncated, holds pickled code or is no moola encoder raises
-    CheckpointError (a ValueError) naming it and the problem. Each of ``input_size``, ``hidden_size``, ``num_layers`` is the value required (None = any); the
-    architecture is read from the tensor shapes, and a mismatch raises ValueError naming both."""
+    CheckpointError (a ValueError) naming it and the problem. Each of ``input_size``, ``hidden_size``,
+    ``num_layers`` is the value required (None = any); the architecture is read from the tensor shapes, and a
+    mismatch, missing weights or weights of another shape are CheckpointError too, naming both."""
     name = os.fspath(path)
     obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
     recorded = recorded_feature_options(obj)
@@ -178,13 +179,16 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
         keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{name}: not a moola encoder file or pretraining checkpoint "
                               f"(expected format {ENCODER_FORMAT!r}; found {keys})")
-    state = obj["state_dict"]
+    state = obj.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{name}: a moola encoder without its weights (no 'state_dict'); incomplete or "
+                              "altered, it cannot be used")
     found = _arch_from_state(state, name)
     for key, required in (("input_size", input_size), ("hidden_size", hidden_size),
                           ("num_layers", num_layers)):
         if required is not None and found[key][0] != required:
             value, evidence = found[key]
-            raise ValueError(f"{name}: encoder expects {key}={value} ({evidence}) but {required} was required")
+            raise CheckpointError(f"{name}: encoder expects {key}={value} ({evidence}) but {required} was required")
     arch = {k: v for k, (v, _) in found.items()}
     encoder = JadeEncoder(**arch, dropout=float(obj.get("arch", {}).get("dropout", 0.2)))
     encoder.feature_options = stored_feature_options(recorded)
@@ -192,7 +196,7 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{name}: encoder weights do not match the architecture {arch}: {e}") from e
+        raise CheckpointError(f"{name}: encoder weights do not match the architecture {arch}: {e}") from e
     return encoder
 
 
@@ -201,7 +205,7 @@ def _arch_from_state(state: dict, name: str) -> dict:
     try:
         w_ih, w_hh = state["lstm.weight_ih_l0"], state["lstm.weight_hh_l0"]
     except KeyError as e:
-        raise ValueError(f"{name}: encoder state has no {e.args[0]!r} (keys: {sorted(state)[:6]}...)") from None
+        raise CheckpointError(f"{name}: encoder state has no {e.args[0]!r} (keys: {sorted(state)[:6]}...)") from None
     layers = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"lstm\.weight_ih_l(\d+)", k)))
     last = f"lstm.weight_ih_l{layers[-1]}"
     return {

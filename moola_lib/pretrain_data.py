@@ -97,6 +97,10 @@ def _no_windows_message(name: str, bounds: tuple, config: PretrainConfig, bars: 
     if not valid[bar_slice].any():
         return (f"{where}: none of its {bar_slice.stop - bar_slice.start} bars is valid (all lie before the "
                 "feature warm-up); start the split later")
+    n_bars = bar_slice.stop - bar_slice.start
+    if config.stride >= n_bars:   # one window at most, at the split's first bar: usually not a valid one
+        return (f"{where}: stride={config.stride} is not shorter than the split's {n_bars} bars, so at most "
+                f"one window start is tried; lower stride")
     return (f"{where} holds no window of {config.window_length} consecutive valid bars; widen the split "
             "or check the data")
 

@@ -429,6 +429,34 @@ def test_invariant_exactly_on_tick_data_with_ties(options):
     np.testing.assert_array_equal(Xa, X)
 
 
+def decimal_bars(seed: int, n: int = 5000) -> pd.DataFrame:
+    """FX-like bars on a 1e-5 tick (EURUSD near 1.1) as decimal floats: a reversal move can equal
+    reversal_atr * ATR exactly in decimals, and how a * price + b rounds must not decide that tie."""
+    rng = np.random.default_rng(seed)
+    close = 110_000 + np.cumsum(rng.integers(-30, 31, n))
+    open_ = np.concatenate([close[:1], close[:-1]])
+    high = np.maximum(open_, close) + rng.integers(0, 20, n)
+    low = np.minimum(open_, close) - rng.integers(0, 20, n)
+    index = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    return pd.DataFrame({k: np.round(v * 1e-5, 5) for k, v in
+                         (("open", open_), ("high", high), ("low", low), ("close", close))}, index=index)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS)
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_swings_do_not_move_under_an_affine_change_of_decimal_prices(options, seed):
+    bars = decimal_bars(seed)
+    X, valid = relativity_features(bars, **options)
+    swings = swing_points(bars, **options)
+    for a, b in ((1.0, 1000.0), (3.0, 0.0), (7.3, 12.5)):   # +1000: the shift that moved EURUSD swings
+        moved = bars * a + b
+        pd.testing.assert_frame_equal(swing_points(moved, **options)[["kind", "extreme_pos", "confirm_pos"]],
+                                      swings[["kind", "extreme_pos", "confirm_pos"]])
+        Xa, valid_a = relativity_features(moved, **options)
+        np.testing.assert_array_equal(valid_a, valid)
+        np.testing.assert_allclose(Xa, X, rtol=0, atol=1e-4)
+
+
 @st.composite
 def tick_bars(draw):
     n = draw(st.integers(1, 120))

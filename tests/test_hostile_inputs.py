@@ -1,7 +1,10 @@
 """Issue 11: what a hostile user found. Labels that would meet the wrong bars, resume on changed data or
 after losing checkpoint_last.pt, broken checkpoints, labelled windows with impossible prices, expected
 errors of the command lines in one line, parameters written as users write YAML, degenerate and absurd
-data, executed notebook copies left beside the notebooks. (Run directories: tests/test_rundir.py.)"""
+data, executed notebook copies left beside the notebooks. (Run directories: tests/test_rundir.py.)
+Issue 19, the second attack: the items below "issue 19" (labels files with several writers:
+tests/test_label_store.py and tests/test_label_widget.py; refused runs: tests/test_runs.py; inherited
+claims: tests/test_rundir.py; affine-invariant swings: tests/test_features.py)."""
 import json
 import os
 import pickle
@@ -22,10 +25,13 @@ from moola_lib.cli import error_line
 from moola_lib.config import ConfigError, PretrainConfig, read_parameters
 from moola_lib.data import DataValidationError, SuspectOutlierWarning, file_sha256, validate_ohlcv
 from moola_lib.util.io import CheckpointError
-from moola_lib.labels import load_labels
+from moola_lib.labelling.session import CandidateOptions, readable_classes
+from moola_lib.labels import LabelledSet, load_labels
 from moola_lib.models import load_encoder
-from moola_lib.notebook.params import PretrainParams, TransferParams
-from moola_lib.notebook.steps import labelled_from_params
+from moola_lib.notebook.params import LabelParams, PretrainParams, TransferParams
+from moola_lib.notebook.steps import encoder_from_params, labelled_from_params, labelling_session_from_params
+from moola_lib.transfer.config import TransferConfig
+from moola_lib.transfer.protocol import run_transfer
 from moola_lib.util.paths import ROOT
 from moola_lib.pretrain import load_pretrain_data, pretrain
 from moola_lib.synthetic import synthetic_ohlcv
@@ -290,3 +296,200 @@ def test_executed_notebook_copies_are_ignored_by_git_and_the_tests():
         assert "pretrain" in collected.stdout and name[:-6] not in collected.stdout
     finally:
         copy.unlink()
+
+
+# ====================================================================== issue 19: the second attack
+
+def small_set(n=60, groups=None, seed=0) -> LabelledSet:
+    """n windows (alternating classes, a learnable offset on feature 0) without timestamps."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, 105, 10)).astype(np.float32)
+    X[..., 0] += y[:, None]
+    nat = pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
+    return LabelledSet(X=X, valid=np.ones((n, 105), dtype=bool), y=y, classes=("consolidation", "retracement"),
+                       window_id=np.array([f"w{i}" for i in range(n)], dtype=object), start=nat, end=nat,
+                       expansion=np.full((n, 2), -1), groups=np.arange(n) if groups is None else groups,
+                       source={"path": "<small>"})
+
+
+# ---------------------------------------------------------------------- 7. few groups: a clear error
+
+def test_few_session_groups_are_refused_before_any_training_not_by_sklearn(trained):
+    labelled = small_set(groups=np.repeat([0, 1], 30))   # 60 windows chained into 2 groups
+    config = {"folds": 2, "repeats": 1, "arms": ["baseline"], "primary": "baseline vs simple_logistic"}
+    with pytest.raises(DataValidationError, match="only 1 group\\(s\\) of windows.*inner split of 1/5"):
+        run_transfer(labelled, trained / "checkpoint_best.pt", {**config, "arms": ["baseline", "simple"]})
+
+
+# ---------------------------------------------------------------------- 9. tracebacks and status 1
+
+@pytest.mark.parametrize("change, message", [({"lr": float("inf")}, "lr and encoder_lr_scale must be finite"),
+                                             ({"seed": 2**70}, "seed must be in \\[0, 2\\*\\*31\\)")])
+def test_transfer_values_that_crashed_late_are_config_errors(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TransferConfig.from_dict(change)
+
+
+def test_a_diverging_learning_rate_is_a_one_line_floating_point_error(trained):
+    config = {"folds": 2, "repeats": 1, "arms": ["baseline", "simple"], "primary": "baseline vs simple_logistic",
+              "lr": 1e30, "epochs": 3, "fractions": [1.0], "n_bootstrap": 0, "device": "cpu", "progress": False}
+    with pytest.raises(FloatingPointError, match="baseline: the validation loss was never finite.*lower lr"):
+        run_transfer(small_set(20), trained / "checkpoint_best.pt", config)
+
+
+def test_absurd_max_gap_and_stride_say_what_to_change(bars):
+    for gap in (1e-300, 1e300):
+        with pytest.raises(ConfigError, match="max_gap_minutes must be between"):
+            PretrainConfig(max_gap_minutes=gap)
+        with pytest.raises(ConfigError, match="max_gap_minutes must be between"):
+            CandidateOptions(max_gap_minutes=gap)
+    with pytest.raises(ConfigError, match="stride=1000000000 is not shorter than the split's .* bars"):
+        # the only start tried is the data's first bar, inside the feature warm-up
+        load_pretrain_data({**TINY, "synthetic_start": "2024-12-02", "synthetic_end": "2024-12-14",
+                            "stride": 10**9})
+
+
+@pytest.mark.parametrize("drop", ["history", "model"])
+def test_a_checkpoint_missing_keys_is_a_checkpoint_error(trained, bars_file, tmp_path, drop):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        state = torch.load(run_dir / name, weights_only=True)
+        del state[drop]
+        torch.save(state, run_dir / name)
+    proc = run_command("moola_lib.pretrain", run_dir, "-y", json.dumps(TINY), "-p", "data_path", bars_file,
+                       "-p", "resume", "True")
+    assert_one_line_error(proc, "checkpoint_last.pt: a pretraining checkpoint without", drop)
+    encoder = torch.load(run_dir / "checkpoint_best.pt", weights_only=True)["encoder"]
+    del encoder["state_dict"]
+    torch.save(encoder, tmp_path / "encoder.pt")
+    with pytest.raises(CheckpointError, match="encoder.pt: a moola encoder without its weights"):
+        load_encoder(tmp_path / "encoder.pt")
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_files(bars_file, tmp_path, monkeypatch,
+                                                                               capsys):
+    import errno
+
+    from moola_lib import cli
+    from moola_lib.pretrain import main as pretrain_main
+
+    real = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("checkpoint_last.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    run_dir = tmp_path / "run"
+    assert cli.run(pretrain_main, [str(run_dir), "-y", json.dumps(TINY), "-p", "data_path", str(bars_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: cannot write ") and "checkpoint_last.pt: No space left on device" in err[-1]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_best.pt"]   # complete; no temp file
+
+
+def test_resume_without_checkpoint_best_is_refused_before_the_work(trained, bars_file, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "checkpoint_best.pt").unlink()
+    monkeypatch.setattr("moola_lib.pretrain.load_pretrain_data", lambda *a, **k: pytest.fail("data loaded"))
+    with pytest.raises(ConfigError, match="holds checkpoint_last.pt but no checkpoint_best.pt"):
+        pretrain({**TINY, "data_path": str(bars_file), "resume": True}, run_dir)
+
+
+def test_labels_path_that_is_a_folder_and_a_five_window_file(bars, bars_file, tmp_path):
+    with pytest.raises(DataValidationError, match="check 'labels_path' failed: is a folder, not a labels file"):
+        labelled_from_params(TransferParams(labels_path=str(tmp_path), data_path=str(bars_file)))
+    five = labels_csv(bars, tmp_path / "five.csv", n=6).with_name("five.csv")
+    pd.read_csv(five).iloc[:5].to_csv(five, index=False)
+    params = TransferParams(labels_path=str(five), data_path=str(bars_file))
+    labelled = labelled_from_params(params)
+    with pytest.raises(DataValidationError, match="fewer windows than folds=5"):   # before pretraining an encoder
+        encoder_from_params(params, labelled, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_expected_errors_raised_inside_a_notebook_exit_2(monkeypatch, capsys):
+    import papermill
+
+    from moola_lib import cli
+    from moola_lib.notebook import execute
+
+    for name in ("RunDirBusyError", "LabelsFileError", "FileWriteError", "DataValidationError"):
+        assert name in cli.expected_error_names()
+
+        def fails(*args, name=name, **kwargs):
+            raise papermill.PapermillExecutionError(3, 3, "run = start_run(...)", name, "why", [])
+        monkeypatch.setattr(execute, "execute", fails)
+        assert execute.main(["eda"]) == 2
+        assert f"eda.ipynb failed in cell 3: {name}: why" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- 8. classes transfer cannot read
+
+def test_the_labelling_tool_refuses_classes_transfer_cannot_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("moola_lib.notebook.steps.run_bars", lambda *a: pytest.fail("data loaded"))
+    for classes in (["up", "down", "flat"], ["consolidation"], ["consolidation", "retracement", "other"]):
+        with pytest.raises(ConfigError, match="transfer notebook reads exactly the classes"):
+            labelling_session_from_params(LabelParams(classes=classes, labels_path=str(tmp_path / "l.csv")))
+    assert readable_classes([" Retracement", "consolidation"]) == ("retracement", "consolidation")
+
+
+# ---------------------------------------------------------------------- 10. naive label timestamps
+
+def test_label_times_without_a_time_zone_are_refused_naming_time_zones(bars, tmp_path):
+    starts = bars.index.searchsorted(pd.Timestamp("2024-12-14", tz="UTC")) + np.arange(6) * 150
+    local = bars.index[starts].tz_convert("America/New_York").tz_localize(None)   # New York wall-clock times
+    frame = pd.DataFrame({"start": local.astype(str), "label": ["consolidation", "retracement"] * 3})
+    for suffix in (".csv", ".parquet", ".jsonl"):
+        path = tmp_path / f"ny{suffix}"
+        getattr(frame, {".csv": "to_csv", ".parquet": "to_parquet", ".jsonl": "to_json"}[suffix])(
+            path, **({"index": False} if suffix != ".jsonl" else {"orient": "records", "lines": True}))
+        with pytest.raises(DataValidationError, match="'start' has no time zone in 6 row\\(s\\).*UTC offset"):
+            load_labels(path, bars)
+    aware = frame.assign(start=bars.index[starts].tz_convert("America/New_York").astype(str))
+    assert list(load_labels(aware, bars).start) == list(bars.index[starts])   # an offset is read as written
+
+
+# ---------------------------------------------------------------------- 11. smaller
+
+def test_a_ten_times_bar_in_a_self_contained_window_is_warned(bars):
+    ohlc = bars[["open", "high", "low", "close"]].to_numpy()
+    windows = [ohlc[s:s + 105].copy() for s in (400, 1500)]
+    windows[1][60] *= 10.0
+    frame = pd.DataFrame({"window_id": ["ok", "spiky"], "label": ["consolidation", "retracement"],
+                          "features": [w.tolist() for w in windows]})
+    with pytest.warns(SuspectOutlierWarning, match="1 window\\(s\\) with suspect outlier bars.*'spiky' at bar "
+                                                   "offset\\(s\\) 60"):
+        labelled = load_labels(frame)
+    assert len(labelled) == 2 and any("spiky" in note for note in labelled.warnings)
+
+
+def test_run_notebook_neither_lists_nor_runs_executed_copies():
+    from moola_lib.notebook.execute import notebook_source, project_notebooks
+
+    name = f"out-{uuid.uuid4().hex[:8]}"
+    nb = nbformat.read(ROOT / "notebooks" / "pretrain.ipynb", as_version=4)
+    nb.metadata["papermill"] = {"input_path": "pretrain.ipynb", "output_path": f"{name}.ipynb"}
+    nbformat.write(nb, ROOT / "notebooks" / f"{name}.ipynb")
+    try:
+        assert name not in project_notebooks() and "pretrain" in project_notebooks()
+        with pytest.raises(ConfigError, match=f"{name}.ipynb: an executed copy, not a project notebook; known: eda"):
+            notebook_source(name)
+    finally:
+        (ROOT / "notebooks" / f"{name}.ipynb").unlink()
+
+
+def test_taking_over_a_stale_lock_is_one_warning_line(tmp_path):
+    from test_rundir import hold_claim
+
+    run_dir = tmp_path / "run"
+    holder = hold_claim(run_dir, then="kill")
+    holder.wait(timeout=60)
+    (run_dir / "old_result.json").write_text("{}")   # the killed run's files: the new one is refused
+    proc = run_command("moola_lib.run_notebook", "eda", "--run-dir", run_dir)
+    assert_one_line_error(proc, "already holds a run")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("warning: run directory") and "stale lock" in lines[0]

@@ -7,10 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
+from moola_lib.features import relativity_features
+from moola_lib.labelling.session import LabellingSession
+from moola_lib.labelling.store import LabelStore
+from moola_lib.labels import read_label_table
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.label_widget import LabelWidget, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report
+from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.notebook.steps import labelling_session_from_params
 from moola_lib.util.progress import TEXT_PROGRESS_ENV
 
@@ -88,3 +93,32 @@ def test_the_report_drops_widget_views_jupyterlab_did_not_save(tmp_path):
     nbformat.write(nb, tmp_path / "with_state.ipynb")
     html = render_report(tmp_path / "with_state.ipynb", tmp_path / "report2.html").read_text()
     assert "abc" in html   # a saved widget state is left to nbconvert's widget renderer
+
+
+@pytest.fixture(scope="module")
+def market():
+    bars = synthetic_ohlcv(TINY["synthetic_start"], TINY["synthetic_end"], seed=0)
+    return (bars, *relativity_features(bars))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json", ".jsonl"])
+def test_two_widgets_on_one_users_file_lose_no_click_and_undo_only_their_own(market, tmp_path, suffix,
+                                                                               foreign_labels):
+    path = tmp_path / f"labels{suffix}"
+    original = foreign_labels(path)   # a user's own file, rows with labelled_at included
+    ann, bob = (LabelWidget(LabellingSession(*market, LabelStore(path, user=who), n_suggestions=5))
+                for who in ("ann", "bob"))
+    for widget, button in [(ann, "consolidation"), (bob, "retracement"), (ann, "retracement"), (bob, "skip"),
+                           (bob, "consolidation"), (ann, "consolidation")]:
+        (widget.skip_button if button == "skip" else widget.class_buttons[button]).click()
+    rows = read_label_table(path)[0]
+    assert list(rows["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann", "bob", "ann"]   # 5 clicks, 5 rows
+    original.assert_kept()
+    assert "labelled 7 " in bob.counter_text()   # bob's counter sees ann's rows
+    bob.undo_button.click()
+    assert list(read_label_table(path)[0]["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann", "ann"]
+    for _ in range(4):
+        ann.undo_button.click()
+    assert "nothing to undo" in ann.message.value
+    bob.undo_button.click()
+    original.assert_unchanged()   # every row the widgets wrote is gone, the user's rows never were touched

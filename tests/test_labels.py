@@ -32,7 +32,7 @@ def full_features(bars):
 def timestamp_frame(bars, starts=STARTS, labels=LABELS, column="start"):
     offset = 0 if column == "start" else L - 1
     return pd.DataFrame({"window_id": [f"w{i}" for i in range(len(starts))],
-                         column: [bars.index[s + offset].tz_localize(None) for s in starts],
+                         column: [bars.index[s + offset] for s in starts],
                          "label": labels, "expansion_start": [3, 10, None, 0, 50, 7],
                          "expansion_end": [40, 60, None, 104, 90, 7]})
 

@@ -170,3 +170,60 @@ def test_parameter_errors_found_late_today_stop_before_the_data(tmp_path, monkey
         pretrain_module.pretrain(overlap, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert os.listdir(tmp_path) == []
+
+
+RUNNER = """
+import subprocess, sys
+from moola_lib.util.rundir import claim_run_dir
+claim = claim_run_dir(sys.argv[1])   # the notebook runner
+import os
+kernel = subprocess.run([sys.executable, sys.argv[2], *sys.argv[1:]], env={**os.environ, **claim.env()})
+sys.exit(kernel.returncode)
+"""
+KERNEL = """
+import subprocess, sys
+from moola_lib.util.rundir import claim_run_dir
+claim = claim_run_dir(sys.argv[1])   # start_run in the kernel: runs under the runner's claim
+print("kernel inherited", getattr(claim, "inherited", claim.fd is None), flush=True)
+if len(sys.argv) > 3:                # a subprocess the notebook starts while its run is live
+    child = subprocess.run(sys.argv[3:], capture_output=True, text=True)
+    print("child", child.returncode, child.stderr.strip().splitlines()[-1:], flush=True)
+claim.release()
+"""
+
+
+def run_tree(tmp_path, run_dir, *child):
+    (tmp_path / "runner.py").write_text(RUNNER)
+    (tmp_path / "kernel.py").write_text(KERNEL)
+    return subprocess.run([sys.executable, tmp_path / "runner.py", str(run_dir), tmp_path / "kernel.py",
+                           *map(str, child)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_a_claim_is_inherited_by_one_process_of_its_tree_at_a_time(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_tree(tmp_path, run_dir, sys.executable, "-m", "moola_lib.pretrain", run_dir, "-y", json.dumps(TINY))
+    assert proc.returncode == 0, proc.stderr
+    assert "kernel inherited True" in proc.stdout
+    assert "child 2 ['error: run directory" in proc.stdout and "under the same claim" in proc.stdout
+    assert not (run_dir / "checkpoint_last.pt").exists()   # the second writer never started
+
+
+def test_a_run_dir_with_a_colon_is_inherited(tmp_path):
+    proc = run_tree(tmp_path, tmp_path / "a:b" / "run")
+    assert proc.returncode == 0 and "kernel inherited True" in proc.stdout, proc.stderr
+
+
+def test_a_token_read_from_the_lock_file_admits_no_one(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    holder = hold_claim(run_dir)
+    try:
+        token = json.loads((run_dir / LOCK_NAME).read_text())["token"]   # the file is world-readable
+        monkeypatch.setenv("MOOLA_RUN_CLAIMS", json.dumps({str(run_dir): token}))
+        with pytest.raises(RunDirBusyError, match=f"in use by another run \\(pid {holder.pid}"):
+            claim_run_dir(run_dir)
+        monkeypatch.setenv("MOOLA_RUN_CLAIMS", f"{run_dir}={token}")   # the old format: not a claim either
+        with pytest.raises(RunDirBusyError):
+            claim_run_dir(run_dir)
+    finally:
+        holder.kill()
+        holder.wait()

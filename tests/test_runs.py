@@ -12,6 +12,7 @@ from moola_lib.notebook.params import EdaParams, PretrainParams, SweepParams, pr
 from moola_lib.notebook.report import render_report
 from moola_lib.notebook.runs import injected_names, notebook_params, start_run
 from moola_lib.notebook.sweep import sweep_base, sweep_settings
+from moola_lib.pretrain import pretrain
 from moola_lib.util.paths import ROOT
 from moola_lib.run_notebook import main
 
@@ -116,15 +117,68 @@ def test_existing_run_dir_is_never_overwritten_unless_asked(tmp_path):
     assert (again.dir / "eda.ipynb").exists() and (again.dir / "manifest.json").exists()
 
 
-def test_resume_keeps_the_run_dir(tmp_path):
-    ns = {"run_dir": str(tmp_path / "r"), "epochs": 1}
-    first = start_run("pretrain", ns, PretrainParams)
-    (first.dir / "checkpoint_last.pt").write_text("ckpt")
+TINY = {"synthetic_start": "2024-12-01", "synthetic_end": "2024-12-20", "stride": 13,
+        "splits": {"train": ["2024-12-01", "2024-12-12"], "val": ["2024-12-12", "2024-12-20"]},
+        "hidden_size": 8, "num_layers": 1, "epochs": 1, "batch_size": 16, "warmup_epochs": 1, "device": "cpu"}
+
+
+@pytest.fixture
+def finished_pretrain(tmp_path):
+    """A finished pretrain.ipynb run with its executed notebook and report, as the runner leaves it."""
+    ns = {"run_dir": str(tmp_path / "r"), **TINY}
+    run = start_run("pretrain", ns, PretrainParams)
+    pretrain(dataclasses.replace(pretrain_config(run.params), progress=False), run.dir)
+    run.finish()
+    (run.dir / "pretrain.ipynb").write_text('{"executed": "the finished run"}')
+    (run.dir / "report.html").write_text("<p>the finished run</p>")
+    return ns, run.dir
+
+
+def listing(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_resume_keeps_the_run_dir(finished_pretrain):
+    ns, run_dir = finished_pretrain
+    first = json.loads((run_dir / "manifest.json").read_text())
+    before = (run_dir / "checkpoint_last.pt").read_bytes()
     with pytest.raises(FileExistsError, match="resume=True"):
         start_run("pretrain", ns, PretrainParams)
     second = start_run("pretrain", {**ns, "resume": True}, PretrainParams)
-    assert (second.dir / "checkpoint_last.pt").read_text() == "ckpt"
-    assert second.manifest["resumed_from"]["started"] == first.manifest["started"]
+    assert (second.dir / "checkpoint_last.pt").read_bytes() == before
+    assert second.manifest["resumed_from"]["started"] == first["started"]
+    second.release()
+
+
+@pytest.mark.parametrize("change", [{"hidden_size": 16}, {"seed": 5}])
+def test_a_refused_resume_changes_nothing_of_the_finished_run(finished_pretrain, change):
+    ns, run_dir = finished_pretrain
+    before = listing(run_dir)
+    with pytest.raises(ConfigError, match="cannot resume .*the config differs"):
+        start_run("pretrain", {**ns, "resume": True, **change}, PretrainParams)
+    assert listing(run_dir) == before   # params.yaml, manifest.json, the notebook and report as they were
+
+
+def test_a_run_directory_holds_one_kind_of_run(finished_pretrain, tmp_path):
+    ns, run_dir = finished_pretrain
+    before = listing(run_dir)
+    for notebook, params in (("eda", EdaParams), ("sweep", SweepParams)):
+        with pytest.raises(FileExistsError, match=f"holds a pretrain run, not a {notebook} run"):
+            start_run(notebook, {"run_dir": ns["run_dir"]}, params)
+    assert listing(run_dir) == before
+    assert main(["transfer", "--run-dir", ns["run_dir"], "-p", "n_labelled", "8"]) == 2
+    assert listing(run_dir) == before
+
+
+@pytest.mark.slow
+def test_run_notebook_refused_resume_leaves_the_finished_run_as_it_was(finished_pretrain, capsys):
+    """The command the issue reproduced: the kernel's start_run refuses, the runner keeps its hands off."""
+    ns, run_dir = finished_pretrain
+    before = listing(run_dir)
+    assert main(["pretrain", "--no-progress", "--run-dir", ns["run_dir"], "-y", yaml.safe_dump(TINY),
+                 "-p", "resume", "True", "-p", "hidden_size", "16"]) == 2
+    assert "the config differs" in capsys.readouterr().err
+    assert listing(run_dir) == before
 
 
 def test_relative_paths_are_taken_from_the_repository_root(tmp_path, monkeypatch):

@@ -410,7 +410,7 @@ def test_exclude_intervals(tmp_path):
     first = [T0 - pd.Timedelta("10min"), T0 + pd.Timedelta(minutes=50 + 104 + 10)]
     assert spans[0] == [t.isoformat() for t in first]
     assert len(spans) == 4                                        # windows 0/1 and 4/5 merged
-    frame = pd.DataFrame({"start": ls.start.tz_localize(None), "label": ls.labels})
+    frame = pd.DataFrame({"start": ls.start, "label": ls.labels})
     frame.to_csv(tmp_path / "l.csv", index=False)
     assert exclude_intervals(tmp_path / "l.csv", margin_minutes=10) == spans
 
@@ -510,7 +510,7 @@ def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys
     from moola_lib.config import PretrainConfig
     from moola_lib.notebook.steps import labels_in_pretraining
 
-    starts = ["2024-12-10 14:00", "2024-12-20 14:00", "2025-01-20 14:00", "2025-03-01 14:00"]
+    starts = ["2024-12-10 14:00Z", "2024-12-20 14:00Z", "2025-01-20 14:00Z", "2025-03-01 14:00Z"]
     pd.DataFrame({"start": starts, "label": ["consolidation", "retracement"] * 2}).to_csv(
         tmp_path / "l.csv", index=False)
     cfg = PretrainConfig(splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-02-01"],

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import MAX_GAP_MESSAGE, ConfigError, max_gap_ok
 from ..constants import WINDOW_LENGTH
+from ..labels import DEFAULT_CLASSES
 from ..features import FeatureOptionError, resolve_feature_options, swing_points
 from .store import LabelStore
 from .suggestions import Suggestions, suggest, summary_features
@@ -32,7 +34,8 @@ DEFAULT_ZIGZAG = {"reversal_atr": 2.0, "hybrid_max_age": -1}
 
 @dataclass(frozen=True)
 class CandidateOptions:
-    """How candidate windows are cut from the bars (see the module docstring)."""
+    """How candidate windows are cut from the bars (see the module docstring); an invalid value is a
+    ConfigError (label.ipynb's parameters)."""
 
     min_leg_atr: float = 5.0
     lead_bars: int = 20
@@ -43,14 +46,16 @@ class CandidateOptions:
 
     def __post_init__(self):
         if not self.min_leg_atr > 0:
-            raise ValueError(f"min_leg_atr must be > 0, got {self.min_leg_atr}")
+            raise ConfigError(f"min_leg_atr must be > 0, got {self.min_leg_atr}")
         if min(self.lead_bars, self.min_follow_bars) < 0 or self.lead_bars + self.min_follow_bars >= self.length - 1:
-            raise ValueError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
+            raise ConfigError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
                              f"non-negative and leave room for a leg in {self.length} bars")
+        if not max_gap_ok(self.max_gap_minutes):
+            raise ConfigError(MAX_GAP_MESSAGE)
         try:
             resolve_feature_options(self.zigzag)
         except FeatureOptionError as e:
-            raise ValueError(f"zigzag: {e}") from None
+            raise ConfigError(f"zigzag: {e}") from None
 
 
 def average_true_range(bars: pd.DataFrame, period: int = 10) -> np.ndarray:
@@ -103,6 +108,18 @@ def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateO
         "direction": legs["direction"].to_numpy(), "size_atr": legs["size_atr"].to_numpy()})
 
 
+def readable_classes(classes) -> tuple[str, ...]:
+    """``classes`` stripped and lower-cased, if they are the classes the transfer notebook reads
+    (``labels.DEFAULT_CLASSES``, in any order); else a ConfigError: labels of other classes would be a
+    file that transfer refuses, found only after the labelling work."""
+    found = tuple(str(c).strip().lower() for c in classes)
+    if sorted(found) != sorted(DEFAULT_CLASSES):
+        raise ConfigError(f"classes {list(classes)}: the transfer notebook reads exactly the classes "
+                          f"{list(DEFAULT_CLASSES)} (a binary task), so the labelling tool offers only those; "
+                          "set classes to them (any order)")
+    return found
+
+
 def overlaps_any(starts: np.ndarray, taken: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarray:
     """For each window start, whether [s, s + length) overlaps any window starting at ``taken``."""
     taken = np.sort(np.asarray(taken, dtype=np.int64))
@@ -128,7 +145,7 @@ class LabellingSession:
                  strategy: str = "diverse", n_suggestions: int = 20, seed: int = 0, embed=None,
                  min_labels: int = 10, max_candidates: int = 5000):
         self.bars, self.X, self.valid, self.store = bars, X, valid, store
-        self.classes = tuple(c.strip().lower() for c in classes)
+        self.classes = readable_classes(classes)
         self.options, self.strategy, self.n_suggestions = options, strategy, n_suggestions
         self.seed, self.embed, self.min_labels = seed, embed, min_labels
         found = candidate_windows(bars, valid, options)
@@ -156,7 +173,9 @@ class LabellingSession:
         return starts, np.array([lookup.get(v, -1) for v in labels], dtype=np.int64)
 
     def next_batch(self) -> Suggestions:
-        """Rank the candidates that overlap no labelled window and were not skipped; refits the probe."""
+        """Rank the candidates that overlap no labelled window and were not skipped; refits the probe.
+        Rows another labeller wrote into the same file since are seen here (``store.refresh``)."""
+        self.store.refresh()
         starts, y = self.labelled()
         cand = self.candidates["start"].to_numpy()
         free = np.flatnonzero(~overlaps_any(cand, starts, self.options.length)
@@ -217,7 +236,8 @@ class LabellingSession:
         return removed
 
     def counter(self) -> dict:
-        """Labelled rows in the file, per class, and windows left in this batch."""
+        """Labelled rows in the file (another labeller's too), per class, and windows left in this batch."""
+        self.store.refresh()
         return {"labelled": len(self.store), "per_class": self.store.counts(self.classes),
                 "left_in_batch": len(self.batch) - self.position}
 

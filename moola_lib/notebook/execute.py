@@ -6,8 +6,10 @@
 
 Parameters are given as with papermill: ``-f FILE.yaml`` and ``-y YAML`` (applied in that order, later
 ones win), then ``-p NAME VALUE`` (VALUE read as papermill does: True/False/None, int, float, else a
-string). notebooks/NAME.ipynb is executed into RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html
-with the code hidden. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
+string). notebooks/NAME.ipynb is executed (into a scratch folder) and, once the notebook's ``start_run``
+has accepted the run, saved as RUN_DIR/NAME.ipynb and rendered to RUN_DIR/report.html with the code
+hidden; a run refused by its checks (a resume on other settings, a directory of another kind) changes
+nothing of RUN_DIR. RUN_DIR comes from --run-dir, the run_dir parameter, or runs/NAME-<UTC time>.
 A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
 line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
 (``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
@@ -26,26 +28,47 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from .. import cli
 from ..config import ConfigError, check_names
-from ..util.io import atomic_write_text
+from ..util.io import atomic_write_bytes, atomic_write_text, read_json
 from ..util.paths import ROOT, resolve_path
 from .report import render_report
-from .runs import HEADLESS_ENV, claim_run, prepare_run_dir, update_manifest, utc_now
+from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 KERNEL_LOG = "kernel.log"   # in the run directory: the kernel process's own output
 
 
 def notebook_source(name: str) -> Path:
-    """notebooks/NAME.ipynb; an unknown name is a ConfigError listing the known notebooks."""
+    """notebooks/NAME.ipynb; an unknown name, or an executed copy left in notebooks/, is a ConfigError
+    listing the project's notebooks."""
     source = NOTEBOOK_DIR / f"{name}.ipynb"
-    if not source.is_file():
-        known = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
-        raise ConfigError(f"no notebook {source}; known: {', '.join(known)}")
+    known = project_notebooks()
+    if source.stem not in known:
+        what = f"{source}: an executed copy, not a project notebook" if source.is_file() else f"no notebook {source}"
+        raise ConfigError(f"{what}; known: {', '.join(known)}")
     return source
+
+
+def project_notebooks() -> list[str]:
+    """Names of the notebooks in notebooks/, without the executed copies papermill or JupyterLab may leave
+    there (they carry papermill metadata, outputs or execution counts; the project's are committed clean)."""
+    import nbformat
+
+    names = []
+    for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except (OSError, ValueError):
+            continue
+        executed = "papermill" in nb.metadata or any(
+            cell.get("outputs") or cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+        if not executed:
+            names.append(path.stem)
+    return names
 
 
 def check_parameter_names(source: Path, params: dict) -> None:
@@ -59,14 +82,17 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
             progress_bar: bool = True, log_output: bool = False) -> Path:
     """Run notebooks/NAME.ipynb into its run directory and render report.html; returns the run dir.
 
-    Raises papermill.PapermillExecutionError when a cell fails (report.html is still written)."""
+    Raises papermill.PapermillExecutionError when a cell fails. The executed notebook and report.html go
+    into the run directory only once the notebook's ``start_run`` accepted the run (all its checks
+    passed): a run refused there (a resume on other settings, a directory of another kind) changes
+    nothing of the directory it was pointed at."""
     source = notebook_source(name)
     check_parameter_names(source, params)
     overwrite = overwrite or bool(params.get("overwrite"))
     claim = claim_run(name, run_dir or params.get("run_dir"))   # another live run there: refused, untouched
     try:
-        # fail before starting a kernel when the directory holds another run
-        prepare_run_dir(claim.path, overwrite=overwrite, resume=bool(params.get("resume")))
+        # fail before starting a kernel when the directory holds another run (start_run checks it again)
+        check_run_dir(claim.path, name, overwrite=overwrite, resume=bool(params.get("resume")))
         params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
         _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar,
                          log_output=log_output)
@@ -76,38 +102,48 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
 
 
 def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict, **options) -> None:
-    """papermill into the claimed ``run_dir`` (the kernel inherits the claim); report.html in all cases."""
+    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook and its
+    report.html move into ``run_dir`` if the run was accepted (its manifest carries this run's id)."""
     import papermill
 
-    output = run_dir / source.name
-    saved = {k: os.environ.get(k) for k in (HEADLESS_ENV, *claim_env)}
-    os.environ.update({HEADLESS_ENV: "1", **claim_env})   # Run.finish then says a report follows
-    fd, kernel_log = tempfile.mkstemp(prefix="moola-kernel-", suffix=".log")   # moved into run_dir at the end:
-    os.close(fd)                                    # the notebook's start_run wants a run directory to itself
+    run_id = uuid.uuid4().hex
+    env = {HEADLESS_ENV: "1", RUN_ID_ENV: run_id, **claim_env}   # Run.finish then says a report follows
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with tempfile.TemporaryDirectory(prefix="moola-run-") as scratch:
+        output, kernel_log = Path(scratch) / source.name, Path(scratch) / KERNEL_LOG
+        try:
+            papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
+                                       kernel_manager_class=_kernel_manager_class(str(kernel_log)), **options)
+        except papermill.PapermillExecutionError as e:
+            if _accepted(run_dir, run_id):
+                update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
+            raise
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if _accepted(run_dir, run_id):
+                _keep_outputs(output, kernel_log, run_dir)
+
+
+def _accepted(run_dir: Path, run_id: str) -> bool:
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
-                                   kernel_manager_class=_kernel_manager_class(kernel_log), **options)
-    except papermill.PapermillExecutionError as e:
-        if (run_dir / "manifest.json").exists():
-            update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
-        raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _keep_kernel_log(Path(kernel_log), run_dir / KERNEL_LOG)
-        if output.exists():
-            render_report(output, run_dir / "report.html")
+        return read_json(run_dir / "manifest.json").get("run_id") == run_id
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
-def _keep_kernel_log(log: Path, destination: Path) -> None:
-    """The kernel's own output into the run directory when there is any; an empty log is deleted."""
-    if log.stat().st_size and destination.parent.is_dir():
-        shutil.move(log, destination)
-    else:
-        log.unlink()
+def _keep_outputs(output: Path, kernel_log: Path, run_dir: Path) -> None:
+    """The executed notebook and its report.html into the accepted run's directory, and the kernel process's
+    own output (kernel.log) when there is any."""
+    if output.exists():
+        atomic_write_bytes(run_dir / output.name, output.read_bytes())
+        render_report(run_dir / output.name, run_dir / "report.html")
+    if kernel_log.exists() and kernel_log.stat().st_size:
+        shutil.copyfile(kernel_log, run_dir / KERNEL_LOG)
 
 
 def _kernel_manager_class(log_path: str) -> type:
@@ -176,7 +212,7 @@ def _main(argv) -> int:
     except papermill.PapermillExecutionError as e:
         # an expected error raised inside the notebook (a bad data file, an invalid value) is the user's
         # to fix, like one raised before the kernel started: same one line, same exit status
-        expected = e.ename in {cls.__name__ for cls in cli.EXPECTED_ERRORS}
+        expected = e.ename in cli.expected_error_names()
         print(cli.error_line(f"{args.name}.ipynb failed in cell {e.exec_count}: {e.ename}: {e.evalue}"),
               file=sys.stderr)
         return cli.USAGE_ERROR if expected else 1

@@ -62,7 +62,8 @@ class LabelWidget:
     def on_undo(self) -> None:
         removed = self.session.undo()
         self.say(f"removed {removed['window_id']} ({removed['label']})" if removed else
-                 "nothing to undo: no row written by this tool")
+                 "nothing to undo: no row this widget wrote is left in the file (rows from elsewhere are "
+                 "never removed)")
         self.redraw()
 
     def on_next_batch(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from ..config import IsoDate, PretrainConfig, apply_overrides
 from ..labelling.session import DEFAULT_ZIGZAG
 from ..labels import DEFAULT_CLASSES
+from ..checkpoints import check_resume
 from ..testbed import EMBEDDED_SET
 from ..transfer.config import TransferConfig
 
@@ -66,6 +67,12 @@ class PretrainParams(_PretrainConfigParams):
     must stay out of pretraining (the notebook warns when they fall inside the train or val split)."""
 
     labels_path: str | None = None
+
+    def check_run_dir(self, run_dir) -> None:
+        """``start_run``'s check before it writes anything: a resume must be able to continue this run
+        directory with these settings (same config and data, a last and a best checkpoint)."""
+        if self.resume:
+            check_resume(pretrain_config(self), run_dir)
 
 
 def config_from_params(config_cls: type, params, **fixed):

@@ -30,6 +30,7 @@ import platform
 import shutil
 import sys
 import typing
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from ..util.rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
 from .manifest import data_info, device_info, git_state, package_versions
 
 HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts
+RUN_ID_ENV = "MOOLA_RUN_ID"          # the runner's id for the run; start_run records it once the run is accepted
 
 
 def runs_root() -> Path:
@@ -158,7 +160,13 @@ def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type,
     params = dataclasses.replace(params, run_dir=str(run_dir),
                                  data_path=params.data_path and str(resolve_path(params.data_path)))
     try:
-        prepare_run_dir(run_dir, overwrite=params.overwrite, resume=bool(getattr(params, "resume", False)))
+        # every check first (the directory's kind and content, the notebook's own, e.g. a resume's config):
+        # a refused run changes nothing of the run directory it was pointed at
+        resume = bool(getattr(params, "resume", False))
+        old = check_run_dir(run_dir, notebook, overwrite=params.overwrite, resume=resume)
+        if hasattr(params, "check_run_dir") and not params.overwrite:
+            params.check_run_dir(run_dir)
+        _remove(old if params.overwrite else [])
         run = Run(notebook, run_dir, params, _write_run_files(notebook, run_dir, params), claim)
     except BaseException:
         claim.release()
@@ -179,6 +187,7 @@ def _write_run_files(notebook: str, run_dir: Path, params) -> dict:
         "started": utc_now(),
         "finished": None,
         "error": None,
+        "run_id": os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,   # the runner's, so it knows this run began
         "resumed_from": previous and {k: previous.get(k) for k in ("started", "finished", "status")},
         "git": git_state(),
         "python": sys.version.split()[0],
@@ -217,21 +226,39 @@ def new_run_dir(notebook: str, root: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def prepare_run_dir(run_dir: Path, *, overwrite: bool = False, resume: bool = False) -> None:
-    """Create ``run_dir``. One holding files of an earlier run is an error, unless ``resume`` (kept) or
-    ``overwrite`` (deleted). Executed notebooks, report.html and the claim's lock file do not count:
-    papermill may be writing the notebook right now, and the others are rewritten by every run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def check_run_dir(run_dir: Path, notebook: str | None = None, *, overwrite: bool = False,
+                  resume: bool = False) -> list[Path]:
+    """Raise unless a ``notebook`` run may use ``run_dir``; change nothing. Returns the earlier run's files
+    that ``overwrite`` replaces. A directory holding files of an earlier run is refused, unless ``resume``
+    (kept) or ``overwrite``; one holding another notebook's run (manifest.json) is refused even with
+    ``resume``: a run directory holds one kind of run. Executed notebooks, report.html and the claim's
+    lock file do not count as a run's files."""
+    if not run_dir.is_dir():
+        return []
     old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name not in ("report.html", LOCK_NAME)]
-    if not old or resume:
-        return
-    if not overwrite:
+    kind = _run_kind(run_dir)
+    if notebook and kind not in (None, notebook) and not overwrite:
+        raise FileExistsError(f"run directory {run_dir} holds a {kind} run, not a {notebook} run; a run directory "
+                              "holds one kind of run: choose another run_dir (or overwrite=True to replace it)")
+    if old and not (resume or overwrite):
         raise FileExistsError(
             f"run directory {run_dir} already holds a run ({', '.join(sorted(p.name for p in old)[:5])}); "
             "choose another run_dir, or pass overwrite=True to replace it"
             + (" (or resume=True to continue it)" if (run_dir / "checkpoint_last.pt").exists() else ""))
-    for p in old:
+    return old
+
+
+def _remove(paths) -> None:
+    for p in paths:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _run_kind(run_dir: Path) -> str | None:
+    """The notebook whose run ``run_dir`` holds (manifest.json), None when it records none."""
+    try:
+        return read_json(run_dir / "manifest.json").get("notebook")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def update_manifest(run_dir: str | os.PathLike, **fields) -> dict:

@@ -12,12 +12,13 @@ from ..data import resolve_splits, run_bars
 from ..devices import resolve_device
 from ..features import relativity_features
 from ..labelling.store import LabelStore
-from ..labelling.session import CandidateOptions, LabellingSession
+from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
 from ..labels import LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table
 from ..testbed import synthetic_labelled_set
 from ..models import JadeEncoder, embed_windows, load_encoder
 from ..util.paths import resolve_path
 from ..pretrain import pretrain
+from ..transfer.folds import fold_groups
 from ..provenance import encoder_feature_options, seen_in_pretraining
 from ..splits import is_fractions
 
@@ -74,9 +75,12 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
 
 def encoder_from_params(params, labelled: LabelledSet, run_dir) -> Path:
     """``params.encoder_path``, or (when None) the best checkpoint of a small pretraining job run now into
-    ``run_dir/encoder``."""
+    ``run_dir/encoder``: only once the labelled set is known to suffice for ``params.folds`` (too few
+    windows or groups is a DataValidationError now, not after the pretraining)."""
     if params.encoder_path is not None:
         return resolve_path(params.encoder_path)
+    labelled.check_folds(params.folds, fold_groups(labelled.groups, labelled.start, labelled.end,
+                                                   params.group_by_session))
     encoder_dir = Path(run_dir) / "encoder"
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
     return encoder_dir / "checkpoint_best.pt"
@@ -126,7 +130,8 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
 def labelling_session_from_params(params) -> LabellingSession:
     """The labelling session label.ipynb's parameters describe: the bars (file or embedded market), their
     features (with the encoder's options when one is given), the labels file and the encoder's pooled
-    features for ranking (None without an encoder)."""
+    features for ranking (None without an encoder). Classes that transfer cannot read are refused first."""
+    readable_classes(params.classes)
     bars, _ = run_bars(params)
     path = resolve_path(params.encoder_path) if params.encoder_path else None
     X, valid = relativity_features(bars, **(encoder_feature_options(path) if path else {}))

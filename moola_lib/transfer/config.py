@@ -7,6 +7,7 @@ encoder learning rate), ``random_frozen`` (a random encoder under the same probe
 reported as ``simple_logistic`` and ``simple_boosting``)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -78,7 +79,9 @@ class TransferConfig(StrictConfig):
             (self.primary_pair() is not None, f"primary must be 'ARM vs ARM' with two different arms of "
              f"{result_arms(self.arms)}, got {self.primary!r}"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-            (self.lr > 0 and self.encoder_lr_scale > 0, "lr and encoder_lr_scale must be > 0"),
+            (self.lr > 0 and self.encoder_lr_scale > 0 and math.isfinite(self.lr * self.encoder_lr_scale),
+             "lr and encoder_lr_scale must be finite and > 0"),
+            (0 <= self.seed < 2**31, "seed must be in [0, 2**31) (the fold splitter's random state)"),
             (self.unfreeze_epoch >= 0 and self.weight_decay >= 0,
              "unfreeze_epoch and weight_decay must be >= 0"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),

@@ -15,6 +15,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
+from ..data import DataValidationError
+
 SESSION_TZ = "America/New_York"
 SESSION_END_HOUR = 17   # the daily CME Globex halt: a session runs from 18:00 to 17:00 the next day
 
@@ -79,13 +81,22 @@ def make_folds(y: np.ndarray, groups: np.ndarray, folds: int, repeats: int, seed
 
 def inner_split(train_idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float,
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split training-fold indices into (fit, early-stopping validation), stratified and group-aware."""
+    """Split training-fold indices into (fit, early-stopping validation), stratified and group-aware; too
+    few windows of a class, or too few groups, for ``fraction`` is a DataValidationError saying what to change."""
     n_splits = max(2, round(1 / fraction))
     counts = np.bincount(y[train_idx], minlength=int(y.max()) + 1)
     if counts.min() < n_splits:
-        raise ValueError(f"a training fold holds only {counts.tolist()} windows per class, too few for an inner "
-                         f"split of 1/{n_splits} (after the embargo and learning-curve subsampling); lower "
-                         "embargo_bars, use fewer folds or a larger inner_val_fraction")
+        raise DataValidationError("labelled windows", "inner_split", f"a training fold holds only "
+                                  f"{counts.tolist()} windows per class, too few for an inner split of "
+                                  f"1/{n_splits} (after the embargo and learning-curve subsampling); lower "
+                                  "embargo_bars, use fewer folds or a larger inner_val_fraction")
+    n_groups = len(np.unique(groups[train_idx]))
+    if n_groups < n_splits:   # a group never straddles the split: each side needs groups of its own
+        raise DataValidationError("labelled windows", "inner_split", f"a training fold holds only {n_groups} "
+                                  f"group(s) of windows (overlapping windows and, with group_by_session, "
+                                  f"trading sessions), too few for an inner split of 1/{n_splits}; label "
+                                  "windows from more sessions, set group_by_session False, use fewer folds "
+                                  "or a larger inner_val_fraction")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit, val = next(splitter.split(train_idx, y[train_idx], groups[train_idx]))
     return train_idx[fit], train_idx[val]

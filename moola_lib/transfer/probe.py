@@ -118,6 +118,9 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
             waited += 1
             if cfg.patience is not None and waited >= cfg.patience:
                 break
+    if best["state"] is None:   # every validation loss NaN or inf: the weights diverged
+        raise FloatingPointError(f"{arm}: the validation loss was never finite in {len(history)} epoch(s) "
+                                 f"(lr={cfg.lr:g} too large?); lower lr")
     model.load_state_dict(best["state"])
     model.encoder.requires_grad_(True)
     model.eval()

@@ -107,6 +107,29 @@ def evaluate_arms(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, as
     y, C = labelled.y, len(labelled.classes)
     arms = result_arms(cfg.arms) if arms is None else list(arms)
     out = {arm: {"folds": [], "oof": np.full(assign.shape + (C,), np.nan)} for arm in arms}
+    splits = fold_splits(labelled, cfg, assign, groups, fraction)
+    for r, k, seed, train_idx, (fit_idx, val_idx, test_idx) in splits:
+        for arm in arms:
+            t0 = time.perf_counter()
+            probas, info = arm_probabilities(arm, inputs, y, (fit_idx, val_idx, test_idx), cfg, seed)
+            out[arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
+            out[arm]["folds"].append({
+                "repeat": r, "fold": k, "fraction": fraction, "n_train": len(train_idx),
+                "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(test_idx),
+                **_fold_record(y[test_idx], probas, labelled.classes), **info,
+                "seconds": time.perf_counter() - t0,
+                "fit_idx": fit_idx.tolist(), "val_idx": val_idx.tolist(), "test_idx": test_idx.tolist(),
+            })
+            if progress is not None:
+                progress.update(1)
+    return out
+
+
+def fold_splits(labelled: LabelledSet, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray,
+                fraction: float = 1.0):
+    """(repeat, fold, seed, training windows, (fit, early-stopping, test windows)) of every fold: the
+    embargo, the learning curve's subsample and the inner split applied."""
+    y = labelled.y
     for r, row in enumerate(assign):
         for k in range(row.max() + 1):
             test_idx, train_idx = np.flatnonzero(row == k), np.flatnonzero(row != k)
@@ -115,20 +138,7 @@ def evaluate_arms(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, as
             if fraction < 1:
                 train_idx = subsample(train_idx, y, fraction, seed)
             fit_idx, val_idx = inner_split(train_idx, y, groups, cfg.inner_val_fraction, seed)
-            for arm in arms:
-                t0 = time.perf_counter()
-                probas, info = arm_probabilities(arm, inputs, y, (fit_idx, val_idx, test_idx), cfg, seed)
-                out[arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
-                out[arm]["folds"].append({
-                    "repeat": r, "fold": k, "fraction": fraction, "n_train": len(train_idx),
-                    "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(test_idx),
-                    **_fold_record(y[test_idx], probas, labelled.classes), **info,
-                    "seconds": time.perf_counter() - t0,
-                    "fit_idx": fit_idx.tolist(), "val_idx": val_idx.tolist(), "test_idx": test_idx.tolist(),
-                })
-                if progress is not None:
-                    progress.update(1)
-    return out
+            yield r, k, seed, train_idx, (fit_idx, val_idx, test_idx)
 
 
 def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | Mapping | None = None,
@@ -144,6 +154,9 @@ def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | M
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
+    for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):   # every inner split exists: before any training
+        for _ in fold_splits(labelled, cfg, assign, groups, fraction):
+            pass
     runs = _evaluate_fractions(labelled, Inputs.build(labelled, encoder, cfg), cfg, assign, groups)
     results = {
         "format": RESULTS_FORMAT, "config": dataclasses.asdict(cfg), "data": labelled.summary(),

@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
+class FileWriteError(OSError):
+    """A file could not be written (disk full, no permission, read-only file system): the message names
+    the file and says that its previous content, if any, is unchanged."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
+    An OSError on the way is a FileWriteError naming the file (the old file stays as it was)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -23,10 +32,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, FileWriteError):
+            raise _write_error(path, e) from None
         raise
     return path
+
+
+def _write_error(path: Path, error: OSError) -> FileWriteError:
+    kept = "its previous content is unchanged" if path.exists() else "nothing was written"
+    out = FileWriteError(f"cannot write {path}: {error.strerror or error}; {kept}. Free disk space or fix "
+                         "the permissions, then run again")
+    out.errno = error.errno
+    return out
 
 
 def _umask() -> int:

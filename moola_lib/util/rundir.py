@@ -9,8 +9,14 @@ recognisably stale and the next claim takes it over (with a warning naming the d
 
 Claims nest: within a process a second claim of a held directory is counted, not refused
 (pretrain.ipynb claims its run directory in ``start_run``, then ``pretrain()`` claims it again). A child
-process inherits its parent's claims through the environment variable ``MOOLA_RUN_CLAIMS`` (the notebook
-runner claims the directory, then starts the kernel that runs the notebook's ``start_run``).
+process may run under its parent's claim (the notebook runner claims the directory, then starts the
+kernel that runs the notebook's ``start_run``): ``Claim.env()`` names the claim in the environment
+variable ``MOOLA_RUN_CLAIMS`` (JSON: run directory -> token, so any path works, ``:`` included). The
+claim is inherited only when (1) the lock file holds that token, (2) its holder is alive on this host
+and an ancestor of the claimant (reading the world-readable lock file gives an unrelated process
+nothing), and (3) no other process is running under the same claim: the one that inherits it holds an
+exclusive ``flock`` on the run directory itself until it releases, so a subprocess that a notebook
+starts on its own run directory while it writes there is refused (one writer, even within one tree).
 
 A directory that cannot be created or written is ``RunDirError``, raised before any work is done.
 Releasing a claim that created the directory removes it again when nothing was written into it, so a
@@ -47,25 +53,27 @@ class RunDirBusyError(FileExistsError):
 class Claim:
     path: Path
     token: str
-    fd: int | None = None                 # None: inherited from the parent process, which holds the lock
+    fd: int | None = None     # the lock file (this process holds the claim) or, inherited, the directory
     created: list[Path] = field(default_factory=list)   # directories this claim created, deepest first
     count: int = 1
+    inherited: bool = False   # run under an ancestor's claim (which keeps the lock file)
 
     def env(self) -> dict[str, str]:
         """The environment a child process needs to run under this claim."""
-        held = [item for item in os.environ.get(CLAIMS_ENV, "").split(os.pathsep) if item]
-        return {CLAIMS_ENV: os.pathsep.join(held + [f"{self.path}={self.token}"])}
+        return {CLAIMS_ENV: json.dumps({**_env_claims(), str(self.path): self.token})}
 
     def release(self) -> None:
-        """Drop one level of the claim; the last one unlocks, removes the lock file and, if this claim
-        created the directory and nothing was written into it, the directory."""
+        """Drop one level of the claim; the last one unlocks, removes the lock file (not an inherited
+        claim's: its holder's) and, if this claim created the directory and nothing was written into it,
+        the directory."""
         self.count -= 1
         if self.count > 0:
             return
         _HELD.pop(self.path, None)
         if self.fd is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.path / LOCK_NAME).unlink()   # while still locked: no other claim sees a half state
+            if not self.inherited:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / LOCK_NAME).unlink()   # while still locked: no other claim sees a half state
             os.close(self.fd)
             self.fd = None
         _remove_empty(self.created)
@@ -87,10 +95,8 @@ def claim_run_dir(run_dir: str | os.PathLike) -> Claim:
     if path in _HELD:
         _HELD[path].count += 1
         return _HELD[path]
-    token = _inherited_token(path)
-    if token is not None:
-        claim = Claim(path, token)
-    else:
+    claim = _inherited_claim(path)
+    if claim is None:
         created = _make_dirs(path)
         try:
             claim = _lock(path, created)
@@ -114,13 +120,47 @@ def run_dir_claim(run_dir: str | os.PathLike, *, enabled: bool = True) -> Iterat
         claim.release()
 
 
-def _inherited_token(path: Path) -> str | None:
-    """The parent's token for ``path`` if the parent claimed it and the lock file still says so."""
-    for item in os.environ.get(CLAIMS_ENV, "").split(os.pathsep):
-        where, _, token = item.rpartition("=")
-        if where and Path(where) == path and _holder(path / LOCK_NAME).get("token") == token:
-            return token
-    return None
+def _env_claims() -> dict[str, str]:
+    try:
+        claims = json.loads(os.environ.get(CLAIMS_ENV) or "{}")
+    except ValueError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _inherited_claim(path: Path) -> Claim | None:
+    """The claim of an ancestor process on ``path`` that this process may run under (see the module
+    docstring); None when there is none, RunDirBusyError when another process already runs under it."""
+    token = _env_claims().get(str(path))
+    holder = _holder(path / LOCK_NAME) if token else {}
+    if not (token and holder.get("token") == token and holder.get("host") == socket.gethostname()
+            and holder.get("pid") in _ancestors()):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirBusyError(f"run directory {path} is in use by another process running under the same "
+                              f"claim ({_describe(holder)}); nothing in it was touched. One writer per run "
+                              "directory: give this job its own run_dir") from None
+    return Claim(path, token, fd, inherited=True)
+
+
+def _ancestors() -> set[int]:
+    """Process ids of this process's parent, its parent, ... (from /proc; the parent alone without it)."""
+    out, pid = set(), os.getppid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])   # field 4, after the command in ()
+        except (OSError, ValueError, IndexError):
+            break
+    return out
 
 
 def _make_dirs(path: Path) -> list[Path]:
