@@ -108,6 +108,11 @@ def test_the_widget_says_what_the_label_is_about(params):
     leg, about = leg_brief(w)
     assert leg.startswith(f"{w['direction']} leg of {w['size_atr']:.1f} ATR") and f"bars {a}-{b}" in leg
     assert f"label bars {b + 1}-104 after the expansion leg" in about
+    last = pd.Series({"expansion_start": 20, "expansion_end": 104, "direction": "up", "size_atr": 7.25,
+                      "size_price": 12345.6})
+    assert leg_brief(last) == ("up leg of 7.2 ATR (12,346 in price), bars 20-104 of the window's 0-104 (orange)",
+                               "the leg ends at the window's last bar: nothing after it to label (skip)")
+    assert "(0.001234 in price)" in leg_brief(last.replace(12345.6, 0.0012345))[0]
     brief = widget.brief.value
     assert f"bars {b + 1}-104 after the expansion leg" in brief
     for k, (name, text) in enumerate(params.class_definitions.items()):

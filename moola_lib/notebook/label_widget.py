@@ -60,7 +60,9 @@ def class_key(k: int) -> str | None:
 def leg_brief(window: pd.Series, length: int = WINDOW_LENGTH) -> tuple[str, str]:
     """What the candidate is and which of its bars the label is about, one line each (plain text)."""
     a, b = int(window["expansion_start"]), int(window["expansion_end"])
-    leg = (f"{window['direction']} leg of {window['size_atr']:.1f} ATR ({window['size_price']:.4g} in price), "
+    move = window["size_price"]   # 4 significant digits, but no exponent for moves of 1000 and more
+    price = f"{move:,.0f}" if move >= 1000 else f"{move:.4g}"
+    leg = (f"{window['direction']} leg of {window['size_atr']:.1f} ATR ({price} in price), "
            f"bars {a}-{b} of the window's 0-{length - 1} (orange)")
     about = (f"label bars {b + 1}-{length - 1} after the expansion leg: what price does once the leg ends"
              if b + 1 < length else "the leg ends at the window's last bar: nothing after it to label (skip)")
@@ -74,7 +76,11 @@ class LabelWidget:
     def __init__(self, session: LabellingSession, context: int = 30,
                  definitions: Mapping[str, str] | None = None):
         import ipywidgets as widgets
-        from ipyevents import Event
+        try:
+            from ipyevents import Event
+        except ImportError:
+            raise ImportError("the labelling widget needs ipyevents (the notebooks extra): bin/dev setup, or "
+                              "pip install -e '.[notebooks]', then restart JupyterLab") from None
 
         self.session, self.context = session, context
         self.definitions = {k.strip().lower(): v for k, v in (definitions or {}).items()}
