@@ -3,6 +3,7 @@ delivers), what it says about the window, the notebook's session step and parame
 renderer's handling of widget views."""
 import dataclasses
 
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from moola_lib.config import ConfigError, apply_overrides
+from moola_lib.labelling.figures import labelling_figure
 from moola_lib.labelling.session import average_true_range
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.label_widget import LabelWidget, key_action, leg_brief, show_labeller
@@ -121,6 +123,19 @@ def test_the_widget_says_what_the_label_is_about(params):
     widget.skip_button.click()
     assert widget.brief.value != brief   # the next window's leg
     assert "definition" not in LabelWidget(session).brief.value   # library use without definitions: none shown
+
+
+def test_the_window_figure_marks_the_bars_the_label_is_about(params):
+    session = labelling_session_from_params(params)
+    w = session.current
+    fig = labelling_figure(session.bars, session.X, w)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert f"label: bars {int(w['expansion_end']) + 1}-104 after the leg" in texts
+    plt.close(fig)
+    fig = labelling_figure(session.bars, session.X, pd.concat([w.drop("expansion_end"),
+                                                                 pd.Series({"expansion_end": 104})]))
+    assert not any(t.get_text().startswith("label:") for t in fig.axes[0].texts)   # nothing after the leg
+    plt.close(fig)
 
 
 def test_the_leg_size_in_price_is_the_atr_size_times_the_atr_before_the_leg(params):
