@@ -8,7 +8,9 @@ a temporary ``MOOLA_RUNS_DIR``. Screenshots go to the test's output folder: ``MO
 else ``<tmp>/screenshots`` (printed). Without a browser the test is skipped, except under CI (CI=true),
 where that is a failure: the set-up is meant to install it.
 """
+import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -79,10 +81,12 @@ def lab(tmp_path_factory):
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false"}')   # no "get notified about Jupyter news?" toast over the screenshots
     # every cell stays in the page: with JupyterLab's default windowing, cells scrolled out of view are not
-    # rendered, and the "finished" marker of the last cell can be missing from the page text
+    # rendered, and the "finished" marker of the last cell can be missing from the page text. The notebook's
+    # kernel starts without asking: on a loaded machine the "Select Kernel" dialog could open seconds after
+    # Run All had started, and accepting it replaced the running kernel
     tracker = folder / ".settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
-    tracker.write_text('{"windowingMode": "none"}')
+    tracker.write_text('{"windowingMode": "none", "autoStartDefaultKernel": true}')
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "MOOLA_RUNS_DIR": str(folder / "runs"), "OMP_NUM_THREADS": "1",
            "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".ws"),
@@ -154,6 +158,7 @@ def _open_and_run_all(browser, lab, name: str) -> None:
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"), 90, f"{name} to open")
     _wait(lambda: _kernel_idle(browser) or _accept_kernel_dialog(browser), 120, f"the kernel of {name}")
     _wait(lambda: _kernel_idle(browser), 120, f"the kernel of {name}")
+    _wait(_kernel_settled(lab, name), 120, f"one kernel for {name}, unchanged for 3 s")
     for _ in range(3):   # a click that lands before the notebook has focus does nothing: check, retry
         menu = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel")
                               if e.text == "Run"], 30, "the Run menu")
@@ -161,7 +166,7 @@ def _open_and_run_all(browser, lab, name: str) -> None:
         _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"), 30,
               "Run All Cells")[0].click()
         try:
-            _wait(lambda: any(p.text.strip() not in ("[ ]:", "")
+            _wait(lambda: any(re.fullmatch(r"\[(\d+|\*)\]:", p.text.strip())
                               for p in browser.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")), 20,
                   "a cell to run")
             return
@@ -169,6 +174,18 @@ def _open_and_run_all(browser, lab, name: str) -> None:
             continue
     browser.save_screenshot(str(lab["folder"] / f"not-running-{name}.png"))
     raise AssertionError(f"Run All Cells did not start {name} (screenshot in {lab['folder']})")
+
+
+def _kernel_settled(lab, name: str):
+    """A condition: the server has had one kernel session for ``name``, the same, for 3 s. JupyterLab can
+    start a kernel and replace it a moment later; Run All sent in between is lost with the first kernel."""
+    seen = []
+
+    def settled() -> bool:
+        with urllib.request.urlopen(f"{lab['url']}/api/sessions?token={lab['token']}", timeout=5) as r:
+            seen.append(tuple(s["kernel"]["id"] for s in json.load(r) if s["path"] == name))
+        return len(seen) >= 7 and len(set(seen[-7:])) == 1 and len(seen[-1]) == 1
+    return settled
 
 
 def _accept_kernel_dialog(browser) -> bool:
@@ -252,8 +269,10 @@ def test_eda_window_browser_changes_the_figure(browser, lab, shots):
     browser.save_screenshot(str(shots / "eda_window_browser.png"))
 
 
-def test_label_buttons_write_rows_and_undo_removes_the_last(browser, lab, shots):
+def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, lab, shots):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     _open_and_run_all(browser, lab, "label.ipynb")
     _wait_finished(browser, lab, "label.ipynb", 300)
@@ -263,14 +282,36 @@ def test_label_buttons_write_rows_and_undo_removes_the_last(browser, lab, shots)
         return found[0] if found and found[0].is_enabled() else None
 
     def rows():
-        return len(pd.read_csv(lab["labels"])) if lab["labels"].exists() else 0
-    for expected, name in ((1, "consolidation"), (2, "retracement")):
-        target = _wait(lambda: button(name), 60, f"the {name} button")
-        _scroll_to(browser, target)
-        target.click()
-        _wait(lambda: rows() == expected, 30, f"row {expected} in the labels file")
+        return list(pd.read_csv(lab["labels"])["label"]) if lab["labels"].exists() else []
+
+    def press(key, labels: list[str], what: str):
+        # ipyevents takes keys while the pointer is over the widget: hover it, then type
+        ActionChains(browser).move_to_element(widget).pause(0.3).send_keys(key).perform()
+        _wait(lambda: rows() == labels, 30, what)
+
+    target = _wait(lambda: button("1 consolidation"), 60, "the '1 consolidation' button")
+    widget = target.find_element(By.XPATH, "ancestor::div[contains(@class, 'widget-vbox')][1]")
+    _scroll_to(browser, widget)
+    target.click()
+    _wait(lambda: rows() == ["consolidation"], 30, "the button's row in the labels file")
+    # keys count only while the pointer is over the widget (as the widget says): elsewhere "2" labels nothing
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, ".jp-FileBrowser")).pause(0.3) \
+        .send_keys("2").perform()
+    time.sleep(2)
+    assert rows() == ["consolidation"]
+    press("2", ["consolidation", "retracement"], "key 2 to write a retracement row")
+    _wait(lambda: "2 left in this batch" in _page_text(browser), 30, "the counter after two labels")
+    brief = widget.find_element(By.CSS_SELECTOR, ".widget-html").text
+    assert "after the expansion leg" in brief and "1 consolidation: " in brief and "2 retracement: " in brief, brief
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", widget)
+    _wait(lambda: _kernel_idle(browser), 30, "the kernel to draw the next window")
+    time.sleep(1)   # the new figure arrives with the last message before idle: let the page draw it
     browser.save_screenshot(str(shots / "label_widget.png"))
-    assert list(pd.read_csv(lab["labels"])["label"]) == ["consolidation", "retracement"]
-    button("undo").click()
-    _wait(lambda: rows() == 1, 30, "undo to remove the last row")
+    press("s", ["consolidation", "retracement"], "key s to leave the rows alone")
+    _wait(lambda: "1 left in this batch" in _page_text(browser), 30, "key s to skip a window")
+    press("1", ["consolidation", "retracement", "consolidation"], "key 1 to write a consolidation row")
+    press("u", ["consolidation", "retracement"], "key u to remove the last row")
+    press(Keys.BACKSPACE, ["consolidation"], "Backspace to remove the last row")
     assert "labelled 1 (consolidation 1, retracement 0)" in _page_text(browser)
+    button("u undo").click()
+    _wait(lambda: rows() == [], 30, "the undo button to remove the last row")

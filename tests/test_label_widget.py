@@ -1,18 +1,23 @@
-"""The labelling widget without a browser (its handlers are the button clicks), the notebook's session step,
-and the report renderer's handling of widget views."""
+"""The labelling widget without a browser (its handlers are the button clicks and the key events ipyevents
+delivers), what it says about the window, the notebook's session step and parameters, and the report
+renderer's handling of widget views."""
 import dataclasses
 
+import matplotlib.pyplot as plt
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from moola_lib.config import ConfigError, apply_overrides
 from moola_lib.features import relativity_features
-from moola_lib.labelling.session import LabellingSession
+from moola_lib.labelling.figures import labelling_figure
+from moola_lib.labelling.session import LabellingSession, average_true_range
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labels import read_label_table
 from moola_lib.models import JadeEncoder, save_encoder
-from moola_lib.notebook.label_widget import LabelWidget, show_labeller
+from moola_lib.notebook.label_widget import LabelWidget, key_action, leg_brief, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report
 from moola_lib.synthetic import synthetic_ohlcv
@@ -45,6 +50,118 @@ def test_buttons_write_rows_undo_removes_the_last_and_reopening_continues(params
     reopened = LabelWidget(labelling_session_from_params(params))
     assert "labelled 1 (consolidation 0, retracement 1)" in reopened.counter_text()
     assert first not in set(reopened.session.batch["start_time"])
+
+
+def keydown(key, **extra):
+    """The dict ipyevents sends for a keydown (the fields the widget reads)."""
+    return {"event": "keydown", "key": key, "repeat": False, "ctrlKey": False, "altKey": False,
+            "metaKey": False, "shiftKey": False, **extra}
+
+
+def test_key_action_maps_keys_to_actions():
+    classes = ("consolidation", "retracement")
+    assert key_action(keydown("1"), classes) == ("label", "consolidation")
+    assert key_action(keydown("2"), classes) == ("label", "retracement")
+    assert key_action(keydown("S"), classes) == ("skip", None)   # caps lock or shift: the same key
+    assert key_action(keydown("u"), classes) == key_action(keydown("Backspace"), classes) == ("undo", None)
+    assert key_action(keydown("n"), classes) == ("next", None)
+    for ignored in (keydown("3"), keydown("x"), keydown("Enter"), keydown("0"), keydown(""), {}):
+        assert key_action(ignored, classes) is None, ignored
+    # browser and JupyterLab shortcuts (Ctrl+S saves) and a held key (auto-repeat) label nothing
+    for extra in ({"ctrlKey": True}, {"altKey": True}, {"metaKey": True}, {"repeat": True}):
+        assert key_action(keydown("1", **extra), classes) is None and key_action(keydown("s", **extra), classes) is None
+    many = [f"c{k}" for k in range(11)]
+    assert key_action(keydown("9"), many) == ("label", "c8") and key_action(keydown("0"), many) is None
+
+
+def test_keys_write_rows_skip_moves_on_undo_removes_the_last_and_unknown_keys_do_nothing(params):
+    widget = LabelWidget(labelling_session_from_params(params))
+    assert [b.description for b in widget.class_buttons.values()] == ["1 consolidation", "2 retracement"]
+    assert (widget.skip_button.description, widget.undo_button.description) == ("s skip", "u undo")
+    press = widget.keys._handle_mouse_msg   # what ipyevents calls with the browser's message
+    batch = widget.session.batch["start_time"]
+    press(None, keydown("2"), [])
+    press(None, keydown("s"), [])
+    press(None, keydown("1"), [])
+    rows = pd.read_csv(params.labels_path)
+    assert list(rows["label"]) == ["retracement", "consolidation"]
+    assert list(rows["start"]) == [batch[0].isoformat(), batch[2].isoformat()]   # the skipped one is not there
+    before, position = widget.message.value, widget.session.position
+    for key in ("x", "3", "Enter"):
+        press(None, keydown(key), [])
+    press(None, keydown("1", repeat=True), [])
+    press(None, keydown("1", ctrlKey=True), [])
+    assert len(pd.read_csv(params.labels_path)) == 2
+    assert (widget.message.value, widget.session.position) == (before, position)
+    press(None, keydown("Backspace"), [])
+    assert list(pd.read_csv(params.labels_path)["label"]) == ["retracement"] and "removed" in widget.message.value
+    assert widget.session.current["start_time"] == batch[2]   # the undone window is shown again
+    press(None, keydown("u"), [])
+    assert len(pd.read_csv(params.labels_path)) == 0
+    for _ in range(5):
+        press(None, keydown("s"), [])
+    press(None, keydown("1"), [])   # the batch is done: the key says so and writes nothing
+    assert len(pd.read_csv(params.labels_path)) == 0 and "n (next batch)" in widget.message.value
+    press(None, keydown("n"), [])
+    assert "5 left in this batch" in widget.counter_text()
+
+
+def test_the_widget_says_what_the_label_is_about(params):
+    session = labelling_session_from_params(params)
+    widget = LabelWidget(session, definitions=params.class_definitions)
+    w = session.current
+    a, b = int(w["expansion_start"]), int(w["expansion_end"])
+    leg, about = leg_brief(w)
+    assert leg.startswith(f"{w['direction']} leg of {w['size_atr']:.1f} ATR") and f"bars {a}-{b}" in leg
+    assert f"label bars {b + 1}-104 after the expansion leg" in about
+    last = pd.Series({"expansion_start": 20, "expansion_end": 104, "direction": "up", "size_atr": 7.25,
+                      "size_price": 12345.6})
+    assert leg_brief(last) == ("up leg of 7.2 ATR (12,346 in price), bars 20-104 of the window's 0-104 (orange)",
+                               "the leg ends at the window's last bar: nothing after it to label (skip)")
+    assert "(0.001234 in price)" in leg_brief(last.replace(12345.6, 0.0012345))[0]
+    brief = widget.brief.value
+    assert f"bars {b + 1}-104 after the expansion leg" in brief
+    for k, (name, text) in enumerate(params.class_definitions.items()):
+        assert f"<b>{k + 1} {name}</b>: {text}".replace("'", "&#x27;") in brief
+    assert brief.index("consolidation") < brief.index("retracement")
+    widget.skip_button.click()
+    assert widget.brief.value != brief   # the next window's leg
+    assert "definition" not in LabelWidget(session).brief.value   # library use without definitions: none shown
+
+
+def test_the_window_figure_marks_the_bars_the_label_is_about(params):
+    session = labelling_session_from_params(params)
+    w = session.current
+    fig = labelling_figure(session.bars, session.X, w)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert f"label: bars {int(w['expansion_end']) + 1}-104 after the leg" in texts
+    plt.close(fig)
+    fig = labelling_figure(session.bars, session.X, pd.concat([w.drop("expansion_end"),
+                                                                 pd.Series({"expansion_end": 104})]))
+    assert not any(t.get_text().startswith("label:") for t in fig.axes[0].texts)   # nothing after the leg
+    plt.close(fig)
+
+
+def test_the_leg_size_in_price_is_the_atr_size_times_the_atr_before_the_leg(params):
+    session = labelling_session_from_params(params)
+    c = session.candidates
+    atr = average_true_range(session.bars)[(c["start"] + c["expansion_start"]).to_numpy()]
+    assert (c["size_price"] > 0).all()
+    np.testing.assert_allclose(c["size_price"].to_numpy(), c["size_atr"].to_numpy() * atr, rtol=1e-9)
+
+
+def test_class_definitions_need_one_line_for_each_class():
+    assert set(LabelParams().class_definitions) == set(LabelParams().classes)
+    three = {"classes": ["up", "down", "flat"], "class_definitions": {"Up": "rises", "down": "falls"}}
+    with pytest.raises(ConfigError, match=r"label.ipynb parameters: .*missing \['flat'\], not a class \[\]"):
+        apply_overrides(LabelParams(), three, what="label.ipynb parameters")
+    with pytest.raises(ConfigError, match=r"not a class \['other'\]"):
+        LabelParams(class_definitions={**LabelParams().class_definitions, "other": "x"})
+    for bad in ("", "  ", "two\nlines"):
+        with pytest.raises(ConfigError, match=r"\['retracement'\] must be one non-empty line"):
+            LabelParams(class_definitions={"consolidation": "sideways", "retracement": bad})
+    ok = apply_overrides(LabelParams(), {**three, "class_definitions": {**three["class_definitions"], "flat": "x"}})
+    assert ok.class_definitions["flat"] == "x"
 
 
 def test_the_last_window_disables_the_class_buttons_and_errors_show_in_the_widget(params):

@@ -2,7 +2,8 @@
 gallery of a batch of suggestions (the headless report). Each draws what it is given (matplotlib).
 
 Bars are drawn at offsets relative to the window's first bar, so the window is 0..104 and the context
-before/after it lies outside, greyed; the expansion leg is shaded.
+before/after it lies outside, greyed; the expansion leg is shaded, and the labelling figure marks the
+bars after the leg (the part of the window the label is about).
 """
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ def _title(window: pd.Series, prefix: str = "") -> str:
             f"{window['size_atr']:.1f} ATR (bars {int(window['expansion_start'])}-{int(window['expansion_end'])})")
 
 
+def _mark_follow_up(ax, expansion_end: int, length: int) -> None:
+    """An arrow along the top of the price panel over the bars after the leg: the part the label is about."""
+    if expansion_end + 1 >= length:
+        return
+    top = ax.get_xaxis_transform()   # x in bars, y in axes fraction
+    ax.annotate("", xy=(expansion_end + 0.5, 0.97), xytext=(length - 0.5, 0.97), xycoords=top,
+                arrowprops={"arrowstyle": "<->", "color": "#1565c0", "lw": 1.2})
+    ax.text((expansion_end + length) / 2, 0.93, f"label: bars {expansion_end + 1}-{length - 1} after the leg",
+            transform=top, ha="center", va="top", fontsize=8, color="#1565c0")
+
+
 def labelling_figure(bars: pd.DataFrame, X: np.ndarray, window: pd.Series, *, context: int = 30,
                      length: int = WINDOW_LENGTH, title: str = "") -> plt.Figure:
     """One candidate: candles with context (grey) and the expansion (orange); its features below."""
@@ -49,6 +61,7 @@ def labelling_figure(bars: pd.DataFrame, X: np.ndarray, window: pd.Series, *, co
     _draw_window(axes[0], bars, window, context, length)
     axes[0].set_ylabel("price")
     axes[0].set_title(_title(window, title), fontsize=10)
+    _mark_follow_up(axes[0], int(window["expansion_end"]), length)
     for ax, group in ((axes[1], CANDLE_FEATURES), (axes[2], SWING_FEATURES)):
         for name in group:
             ax.plot(np.arange(length), X[s:s + length, FEATURE_NAMES.index(name)], lw=0.9, label=name)

@@ -71,7 +71,7 @@ def expansion_legs(bars: pd.DataFrame, min_leg_atr: float, zigzag: dict | None =
     """Zigzag legs (swing extreme to the next swing extreme) of at least ``min_leg_atr`` ATR.
 
     Columns: leg_start, leg_end (bar positions of the two extremes), direction ("up"/"down"), size_atr
-    (price move over the ATR at leg_start, the volatility before the move)."""
+    (price move over the ATR at leg_start, the volatility before the move), size_price (the price move)."""
     zigzag = dict(DEFAULT_ZIGZAG if zigzag is None else zigzag)
     swings = swing_points(bars, **zigzag)
     atr = average_true_range(bars, resolve_feature_options(zigzag)["atr_period"])
@@ -81,7 +81,8 @@ def expansion_legs(bars: pd.DataFrame, min_leg_atr: float, zigzag: dict | None =
         size = np.where(atr[a] > 0, np.abs(move) / atr[a], 0.0)   # flat history: no measurable leg
     keep = (size >= min_leg_atr) & (b > a)
     return pd.DataFrame({"leg_start": a[keep], "leg_end": b[keep],
-                         "direction": np.where(move[keep] > 0, "up", "down"), "size_atr": size[keep]})
+                         "direction": np.where(move[keep] > 0, "up", "down"), "size_atr": size[keep],
+                         "size_price": np.abs(move[keep])})
 
 
 def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateOptions = CandidateOptions()
@@ -89,7 +90,7 @@ def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateO
     """Candidate windows (one per qualifying leg), ordered by start.
 
     Columns: start (bar position), start_time, end_time, expansion_start, expansion_end (offsets inside the
-    window), direction, size_atr."""
+    window), direction, size_atr, size_price."""
     L = options.length
     legs = expansion_legs(bars, options.min_leg_atr, options.zigzag)
     start = legs["leg_start"].to_numpy() - options.lead_bars
@@ -105,7 +106,8 @@ def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateO
         "start": start, "start_time": bars.index[start], "end_time": bars.index[start + L - 1],
         "expansion_start": legs["leg_start"].to_numpy() - start,
         "expansion_end": legs["leg_end"].to_numpy() - start,
-        "direction": legs["direction"].to_numpy(), "size_atr": legs["size_atr"].to_numpy()})
+        "direction": legs["direction"].to_numpy(), "size_atr": legs["size_atr"].to_numpy(),
+        "size_price": legs["size_price"].to_numpy()})
 
 
 def readable_classes(classes) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..config import IsoDate, PretrainConfig, apply_overrides
+from ..config import ConfigError, IsoDate, PretrainConfig, apply_overrides
 from ..labelling.session import DEFAULT_ZIGZAG
 from ..labels import DEFAULT_CLASSES
 from ..checkpoints import check_resume
@@ -150,12 +150,19 @@ def _default_zigzag() -> dict[str, Any]:
     return dict(DEFAULT_ZIGZAG)
 
 
+def _default_class_definitions() -> dict[str, str]:
+    # what the labeller looks at: the bars after the expansion leg (the candidates' follow-up)
+    return {"consolidation": "price holds near the leg's end: a sideways range that gives back little of the leg",
+            "retracement": "price moves back against the leg and gives back a clear part of it"}
+
+
 @dataclass
 class LabelParams(RunParams):
     """label.ipynb parameters: RunParams + the labels file, the suggestions and the candidate windows."""
 
     labels_path: str = "labels/labels.csv"   # labels file to read and append to (from the repository root)
-    classes: list[str] = field(default_factory=_default_classes)   # one button per class
+    classes: list[str] = field(default_factory=_default_classes)   # one button (and key 1..9) per class
+    class_definitions: dict[str, str] = field(default_factory=_default_class_definitions)  # one line per class
     encoder_path: str | None = None       # encoder or checkpoint; None = summary features (no uncertainty)
     strategy: Literal["random", "uncertainty", "diverse"] = "uncertainty"
     n_suggestions: int = 12               # windows per batch
@@ -171,3 +178,16 @@ class LabelParams(RunParams):
     synthetic_start: IsoDate = EMBEDDED_SET.history_start   # embedded market (ignored with data_path): the
     synthetic_end: IsoDate = EMBEDDED_SET.end                 # embedded labelled set's (testbed.EMBEDDED_SET)
     synthetic_seed: int = EMBEDDED_SET.market_seed
+
+    def __post_init__(self) -> None:
+        # the widget shows one definition line per class: every class needs one, and only classes have one
+        names = [c.strip().lower() for c in self.classes]
+        defined = {k.strip().lower(): v for k, v in self.class_definitions.items()}
+        missing, unknown = [c for c in names if c not in defined], sorted(set(defined) - set(names))
+        if missing or unknown:
+            raise ConfigError(f"label.ipynb parameters: class_definitions must have one line for each of classes "
+                              f"{names}; missing {missing}, not a class {unknown}")
+        bad = [k for k, v in defined.items() if not v.strip() or "\n" in v]
+        if bad:
+            raise ConfigError(f"label.ipynb parameters: class_definitions of {bad} must be one non-empty line "
+                              "each")
