@@ -51,10 +51,9 @@ class TransferConfig(StrictConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.arms if a not in OPTIONS]
+        unknown = next((a for a in self.arms if a not in OPTIONS), None)
         checks = [
-            (not unknown, f"unknown arm {unknown[0]!r} in arms." + valid_names_hint(unknown[0], OPTIONS)
-             if unknown else ""),
+            (unknown is None, f"unknown arm {unknown!r} in arms.{valid_names_hint(unknown, OPTIONS)}"),
             ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),
