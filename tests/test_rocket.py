@@ -6,6 +6,7 @@ from scipy.special import log_softmax
 from test_transfer import tiny_set
 
 from moola_lib.transfer.config import TransferConfig
+from moola_lib.transfer.fits import fit_seed
 from moola_lib.transfer.folds import make_folds
 from moola_lib.transfer.protocol import Inputs, evaluate_arms
 from moola_lib.transfer.rocket import ALPHAS, fit_ridge, rocket_features, rocket_series
@@ -74,3 +75,9 @@ def test_rocket_arms_on_the_protocols_folds():
         for f in out[arm]["folds"]:
             assert f["alpha"] in ALPHAS and f["temperature"] > 0
         assert np.mean([f["balanced_accuracy"] for f in out[arm]["folds"]]) >= 0.75   # the wave is learnable
+    first = out["rocket_minirocket"]["folds"][0]         # the same as transforming the whole set
+    fit, val, test = (np.array(first[k]) for k in ("fit_idx", "val_idx", "test_idx"))
+    seed = fit_seed(cfg.seed, 0, first["fold"], 1000)
+    Z = rocket_features("minirocket", inputs.fixed["series"], fit, seed)
+    np.testing.assert_allclose(out["rocket_minirocket"]["oof"][0, test],
+                               fit_ridge(Z, ls.y, fit, val).predict_proba(Z[test]), atol=1e-6)

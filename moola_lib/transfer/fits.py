@@ -94,9 +94,11 @@ def _fit_summaries(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: 
 
 def _fit_rocket(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
                 seed: int) -> tuple[list[np.ndarray], dict]:
-    fit_idx, val_idx, test_idx = split
-    Z = rocket_features(arm_row(name).model, inputs.fixed["series"], fit_idx, seed)
-    model = fit_ridge(Z, y, fit_idx, val_idx, cfg.class_weighting)
+    # only the split's windows are transformed (a learning-curve subsample leaves out most of the set)
+    used = np.concatenate(split)
+    fit_idx, val_idx, test_idx = np.split(np.arange(len(used)), np.cumsum([len(i) for i in split])[:-1])
+    Z = rocket_features(arm_row(name).model, inputs.fixed["series"][used], fit_idx, seed)
+    model = fit_ridge(Z, y[used], fit_idx, val_idx, cfg.class_weighting)
     return [model.predict_proba(Z[test_idx])], {"alpha": model.chosen_alpha, "temperature": model.temperature}
 
 
