@@ -2,6 +2,7 @@
 temperature for its probabilities, deterministic for its seed, on the protocol's folds."""
 import numpy as np
 import pytest
+import torch
 from scipy.special import log_softmax
 from test_transfer import tiny_set
 
@@ -67,7 +68,9 @@ def test_rocket_arms_on_the_protocols_folds():
     inputs = Inputs.build(ls, None, cfg)
     assign = make_folds(ls.y, ls.groups, 3, 1, 0)
     arms = ["rocket_minirocket", "rocket_multirocket"]
+    threads = torch.get_num_threads()
     out = evaluate_arms(ls, inputs, cfg, assign, ls.groups, arms=arms)
+    assert torch.get_num_threads() == threads     # aeon's numba threads leave torch's alone
     again = evaluate_arms(ls, inputs, cfg, assign, ls.groups, arms=arms)
     for arm in arms:
         np.testing.assert_array_equal(out[arm]["oof"], again[arm]["oof"])            # deterministic

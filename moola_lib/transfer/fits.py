@@ -97,7 +97,13 @@ def _fit_rocket(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: Tra
     # only the split's windows are transformed (a learning-curve subsample leaves out most of the set)
     used = np.concatenate(split)
     fit_idx, val_idx, test_idx = np.split(np.arange(len(used)), np.cumsum([len(i) for i in split])[:-1])
-    Z = rocket_features(arm_row(name).model, inputs.fixed["series"][used], fit_idx, seed)
+    threads = torch.get_num_threads()
+    try:
+        Z = rocket_features(arm_row(name).model, inputs.fixed["series"][used], fit_idx, seed)
+    finally:
+        # aeon sets numba's thread count and restores it, which sets OpenMP's for the whole process: torch
+        # (the same OpenMP) would then train the next arms on every core, many times slower on a small CPU
+        torch.set_num_threads(threads)
     model = fit_ridge(Z, y[used], fit_idx, val_idx, cfg.class_weighting)
     return [model.predict_proba(Z[test_idx])], {"alpha": model.chosen_alpha, "temperature": model.temperature}
 
