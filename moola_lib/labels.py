@@ -127,15 +127,33 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
     return frame.reset_index(drop=not named_index), str(path)
 
 
+@dataclass(frozen=True)
+class LabelTable:
+    """A labels table read once: the frame, its name for messages and the file's SHA-256 (None for a
+    DataFrame). ``load_labels`` accepts it in place of the file, so a caller that inspects the table first
+    does not read the file twice."""
+
+    frame: pd.DataFrame
+    name: str
+    sha256: str | None
+
+    @classmethod
+    def read(cls, source) -> LabelTable:
+        frame, name = read_label_table(source)
+        return cls(frame, name, None if isinstance(source, pd.DataFrame) else file_sha256(source))
+
+
 def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,
                 label_column: str = "label", feature_options: dict | None = None) -> LabelledSet:
-    """Load labelled windows of either format (see the module docstring).
+    """Load labelled windows of either format (see the module docstring) from a file, a DataFrame or a
+    ``LabelTable`` already read.
 
     ``bars``: the full OHLCV frame (UTC index), needed for format (a). ``features``: optional precomputed
     ``relativity_features(bars)`` result to avoid recomputing it. ``classes``: the allowed labels in
     class-index order (None = the sorted labels found). Labels are compared stripped and lower-cased.
     """
-    frame, name = read_label_table(source)
+    table = source if isinstance(source, LabelTable) else LabelTable.read(source)
+    frame, name = table.frame, table.name
     if label_column not in frame.columns:
         raise DataValidationError(name, "label_column", f"no label column {label_column!r}; columns are "
                                   f"{list(frame.columns)} (pass label_column=...)")
@@ -146,8 +164,8 @@ def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, clas
     y, classes = _encode_labels(frame["label"], ids, classes, name)
     expansion = _expansion_offsets(frame, ids, name)
     source_info = {"path": name, "format": None, "rows": int(len(frame))}
-    if not isinstance(source, pd.DataFrame):
-        source_info["sha256"] = file_sha256(source)
+    if table.sha256 is not None:
+        source_info["sha256"] = table.sha256
     options = dict(feature_options or {})
 
     if "features" in frame.columns:

@@ -171,6 +171,14 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     mismatch, missing weights or weights of another shape are CheckpointError too, naming both."""
     name = os.fspath(path)
     obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
+    return encoder_from_file_object(obj, name, input_size=input_size, hidden_size=hidden_size,
+                                    num_layers=num_layers)
+
+
+def encoder_from_file_object(obj, name: str, *, input_size: int | None = 10, hidden_size: int | None = 128,
+                             num_layers: int | None = 2) -> JadeEncoder:
+    """``load_encoder`` for the object an encoder file or checkpoint holds, already read (``name``: the
+    file, for messages), so that a caller who needs the file's other contents reads it once."""
     recorded = recorded_feature_options(obj)
     objective = _recorded_objective(obj)
     if isinstance(obj, dict) and obj.get("format") != ENCODER_FORMAT and isinstance(obj.get("encoder"), dict):

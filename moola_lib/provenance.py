@@ -1,8 +1,10 @@
 """Where an encoder came from: its run's training_results.json, the feature options it was pretrained
-with, and how many labelled windows lie inside its pretraining period (the encoder has seen their bars)."""
+with, and how many labelled windows lie inside its pretraining period (the encoder has seen their bars).
+``EncoderSource.load`` reads an encoder file once and keeps all of these with the encoder."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import numpy as np
 from .data import to_utc
 from .util.io import load_torch_file, read_json
 from .labels import LabelledSet
-from .models import recorded_feature_options, stored_feature_options
+from .models import JadeEncoder, encoder_from_file_object, recorded_feature_options, stored_feature_options
 from .util.paths import resolve_path
 
 
@@ -63,9 +65,11 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
 def find_training_results(encoder_path) -> Path | None:
     """The training_results.json of the run that produced an encoder: beside it, or beside the checkpoint
     an exported encoder names in its metadata ("source", as the sweep writes it). None if not found."""
-    encoder_path = Path(encoder_path)
+    return _training_results_path(Path(encoder_path), load_torch_file(encoder_path))
+
+
+def _training_results_path(encoder_path: Path, obj) -> Path | None:
     candidates = [encoder_path.parent / "training_results.json"]
-    obj = load_torch_file(encoder_path)
     source = obj.get("metadata", {}).get("source") if isinstance(obj, dict) else None
     if source:
         candidates.append(resolve_path(source).parent / "training_results.json")
@@ -78,8 +82,39 @@ def encoder_feature_options(encoder_path) -> dict:
     training_results.json records; options recorded by neither (encoders made before they were
     recorded) are the original's (``ORIGINAL_FEATURE_OPTIONS``)."""
     obj = load_torch_file(encoder_path)
+    results = None   # read only when the file records no options
+    if recorded_feature_options(obj) is None and (path := _training_results_path(Path(encoder_path), obj)):
+        results = read_json(path)
+    return _feature_options(obj, results)
+
+
+def _feature_options(obj, training_results: Mapping | None) -> dict:
     recorded = recorded_feature_options(obj)
-    if recorded is None:
-        results = find_training_results(encoder_path)
-        recorded = read_json(results).get("config", {}).get("feature_options") if results else None
+    if recorded is None and training_results is not None:
+        recorded = training_results.get("config", {}).get("feature_options")
     return stored_feature_options(recorded)
+
+
+@dataclass(frozen=True)
+class EncoderSource:
+    """An encoder file read once, with what is known about it: the encoder, the feature options it was
+    pretrained with (``encoder_feature_options``), its run's training_results.json (path and contents;
+    None when not found). A run passes it down instead of the path, so nothing reads the file again."""
+
+    path: Path
+    encoder: JadeEncoder
+    feature_options: dict
+    training_results_path: Path | None
+    training_results: dict | None
+
+    @classmethod
+    def load(cls, path, *, input_size: int | None = None) -> EncoderSource:
+        """Read ``path`` (an encoder file or pretraining checkpoint; ``load_encoder``'s errors) once;
+        ``input_size``: the number of features required (None = any)."""
+        path = Path(path)
+        obj = load_torch_file(path)
+        encoder = encoder_from_file_object(obj, str(path), input_size=input_size, hidden_size=None,
+                                           num_layers=None)
+        results_path = _training_results_path(path, obj)
+        results = read_json(results_path) if results_path else None
+        return cls(path, encoder, _feature_options(obj, results), results_path, results)

@@ -268,6 +268,11 @@ def test_config_is_strict():
         TransferConfig.from_dict({"fold": 3})
     with pytest.raises(ConfigError, match="baseline"):
         TransferConfig(arms=["frozen"])
+    with pytest.raises(ConfigError, match="unknown arm 'rockets' in arms. Did you mean 'rocket'"):
+        TransferConfig.from_dict({"arms": ["baseline", "frozen", "rockets"]})
+    params = TransferParams(arms=["baseline", "frozen", "fine_tune"])     # the notebook's parameters too
+    with pytest.raises(ConfigError, match="Did you mean 'finetune'"):
+        transfer_config(params)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -277,10 +282,12 @@ def test_results_file_and_summaries(results):
     on_disk = json.loads((run_dir / "transfer_results.json").read_text())
     assert on_disk["format"] == "moola.transfer_results.v2" and on_disk["verdict"] == res["verdict"]
     assert set(res["arms"]) == {"baseline", "frozen", "finetune", "random_frozen", "simple_logistic",
-                                "simple_boosting"}
+                                "simple_boosting", "rocket_minirocket", "rocket_multirocket"}
     assert list(res["comparisons"])[0] == "frozen vs baseline" and res["comparisons"]["frozen vs baseline"]["primary"]
     assert {"finetune vs baseline", "random_frozen vs baseline", "frozen vs random_frozen",
-            "baseline vs simple_logistic", "frozen vs simple_boosting"} <= set(res["comparisons"])
+            "baseline vs simple_logistic", "frozen vs simple_boosting", "finetune vs rocket_multirocket",
+            "frozen vs rocket_minirocket"} <= set(res["comparisons"])
+    assert "The best non-neural arm" in res["verdict"] and "Do the pretrained arms beat it?" in res["verdict"]
     for arm in res["arms"].values():
         s = arm["summary"]
         for m in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "recall_consolidation"):

@@ -10,32 +10,40 @@ import numpy as np
 from ..config import ConfigError, PretrainConfig
 from ..data import resolve_splits, run_bars
 from ..devices import resolve_device
-from ..features import relativity_features
-from ..labelling.store import LabelStore
+from ..features import FEATURE_NAMES, relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
-from ..labels import LabelledSet, exclude_intervals, label_time_spans, load_labels, read_label_table
-from ..testbed import synthetic_labelled_set
-from ..models import JadeEncoder, embed_windows, load_encoder
-from ..util.paths import resolve_path
+from ..labelling.store import LabelStore
+from ..labels import LabelledSet, LabelTable, exclude_intervals, label_time_spans, load_labels
+from ..models import JadeEncoder, embed_windows
 from ..pretrain import pretrain
-from ..transfer.folds import fold_groups
-from ..provenance import encoder_feature_options, seen_in_pretraining
+from ..provenance import EncoderSource, seen_in_pretraining
 from ..splits import is_fractions
+from ..testbed import synthetic_labelled_set
+from ..transfer.folds import fold_groups
+from ..util.paths import resolve_path
 
 
-def labelled_from_params(params) -> LabelledSet:
+def encoder_source_from_params(params) -> EncoderSource | None:
+    """The encoder ``params.encoder_path`` names, read once (``EncoderSource``: the encoder, its feature
+    options and its run's training_results.json); None when no encoder is given (one is pretrained later,
+    ``encoder_from_params``). A broken file fails here, before anything else runs."""
+    if not params.encoder_path:
+        return None
+    return EncoderSource.load(resolve_path(params.encoder_path), input_size=len(FEATURE_NAMES))
+
+
+def labelled_from_params(params, encoder: EncoderSource | None = None) -> LabelledSet:
     """The labelled set the notebook parameters name: a labels file (with the bars it points into) or the
     embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on).
-    Features use the feature options the encoder was pretrained with. The set's ``source["bars"]`` records
-    where its bars came from (file + SHA-256, the generator's arguments, or the labels file itself).
+    Features use the feature options the encoder was pretrained with (``encoder``, else the file
+    ``params.encoder_path`` names, read here). The set's ``source["bars"]`` records where its bars came from
+    (file + SHA-256, the generator's arguments, or the labels file itself). The labels file is read once.
 
     Labels given as timestamps point into an OHLCV file: without ``data_path`` they are refused (ConfigError)
     rather than cut from the embedded synthetic market, whose bars they were never labelled on."""
-    options = None
-    if params.encoder_path:
-        encoder_path = resolve_path(params.encoder_path)
-        load_encoder(encoder_path, input_size=None, hidden_size=None, num_layers=None)   # broken: fail now
-        options = encoder_feature_options(encoder_path)
+    if encoder is None:
+        encoder = encoder_source_from_params(params)
+    options = encoder.feature_options if encoder is not None else None
     if params.labels_path is None:
         labelled = synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
                                           difficulty=params.difficulty, start=params.labels_start, end=params.labels_end,
@@ -46,9 +54,9 @@ def labelled_from_params(params) -> LabelledSet:
                                    "seed": params.synthetic_seed}
         return labelled
     labels_path = resolve_path(params.labels_path)
-    frame, _ = read_label_table(labels_path)
-    if "features" in frame.columns:   # self-contained windows need no bars
-        labelled = load_labels(labels_path, None, label_column=params.label_column, feature_options=options)
+    table = LabelTable.read(labels_path)   # read once: inspected here, loaded below, its hash kept
+    if "features" in table.frame.columns:   # self-contained windows need no bars
+        labelled = load_labels(table, None, label_column=params.label_column, feature_options=options)
         labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
         return labelled
     if not params.data_path:
@@ -56,7 +64,7 @@ def labelled_from_params(params) -> LabelledSet:
                           "but data_path is None (the embedded synthetic market), whose bars they were not "
                           "labelled on. Pass the OHLCV file they point into as data_path")
     bars, source = run_bars(params)
-    labelled = load_labels(labels_path, bars, label_column=params.label_column, feature_options=options)
+    labelled = load_labels(table, bars, label_column=params.label_column, feature_options=options)
     labelled.source["bars"] = source
     return labelled
 
@@ -73,26 +81,30 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
         device=params.device)
 
 
-def encoder_from_params(params, labelled: LabelledSet, run_dir) -> Path:
-    """``params.encoder_path``, or (when None) the best checkpoint of a small pretraining job run now into
-    ``run_dir/encoder``: only once the labelled set is known to suffice for ``params.folds`` (too few
-    windows or groups is a DataValidationError now, not after the pretraining)."""
+def encoder_from_params(params, labelled: LabelledSet, run_dir,
+                        encoder: EncoderSource | None = None) -> EncoderSource:
+    """The run's encoder, read once: ``encoder`` when already read (``encoder_source_from_params``), else
+    the file ``params.encoder_path`` names, else (when None) the best checkpoint of a small pretraining job
+    run now into ``run_dir/encoder``: only once the labelled set is known to suffice for ``params.folds``
+    (too few windows or groups is a DataValidationError now, not after the pretraining)."""
+    if encoder is not None:
+        return encoder
     if params.encoder_path is not None:
-        return resolve_path(params.encoder_path)
+        return EncoderSource.load(resolve_path(params.encoder_path))
     labelled.check_folds(params.folds, fold_groups(labelled.groups, labelled.start, labelled.end,
                                                    params.group_by_session))
     encoder_dir = Path(run_dir) / "encoder"
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
-    return encoder_dir / "checkpoint_best.pt"
+    return EncoderSource.load(encoder_dir / "checkpoint_best.pt")
 
 
-def encoder_embeddings(encoder_path, labelled: LabelledSet, seed: int = 0,
+def encoder_embeddings(encoder: EncoderSource | JadeEncoder, labelled: LabelledSet, seed: int = 0,
                        device="cpu") -> dict[str, np.ndarray]:
-    """Pooled features of the labelled windows from the pretrained encoder and from a randomly
-    initialised one of the same architecture (for the 2-D projection)."""
+    """Pooled features of the labelled windows from the pretrained encoder (already loaded) and from a
+    randomly initialised one of the same architecture (for the 2-D projection)."""
     import torch
 
-    encoder = load_encoder(encoder_path, input_size=labelled.X.shape[-1], hidden_size=None, num_layers=None)
+    encoder = encoder.encoder if isinstance(encoder, EncoderSource) else encoder
     torch.manual_seed(seed)
     random_encoder = JadeEncoder(**encoder.arch)
     return {"pretrained encoder": embed_windows(encoder, labelled.X, labelled.valid, device),
@@ -133,11 +145,11 @@ def labelling_session_from_params(params) -> LabellingSession:
     features for ranking (None without an encoder). Classes that transfer cannot read are refused first."""
     readable_classes(params.classes)
     bars, _ = run_bars(params)
-    path = resolve_path(params.encoder_path) if params.encoder_path else None
-    X, valid = relativity_features(bars, **(encoder_feature_options(path) if path else {}))
+    source = encoder_source_from_params(params)   # the encoder file, read once
+    X, valid = relativity_features(bars, **(source.feature_options if source is not None else {}))
     embed = None
-    if path is not None:
-        encoder, device = load_encoder(path, hidden_size=None, num_layers=None), resolve_device(params.device)
+    if source is not None:
+        encoder, device = source.encoder, resolve_device(params.device)
 
         def embed(Xw, vw):
             return embed_windows(encoder, Xw, vw, device)

@@ -3,27 +3,33 @@
 One comparison is primary (``TransferConfig.primary``, named before the run; default "frozen vs
 baseline"): its p-value is read as is. Every other comparison is secondary: for each metric its p-values
 get Holm's correction over the secondary family (``p_holm``), so that looking at many comparisons does
-not manufacture a finding. Each comparison carries, per metric, the paired corrected t-test, the minimal
-detectable effect (``mde``, at ``power`` and ``alpha``, same unit as the difference) and, for the label
-metrics, a paired bootstrap CI over groups.
+not manufacture a finding (every neural arm against every non-neural arm is in the family, so picking the
+best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the
+paired corrected t-test, the minimal detectable effect (``mde``, at ``power`` and ``alpha``, same unit as
+the difference) and, for the label metrics, a paired bootstrap CI over groups.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .config import LABEL_METRICS, METRICS, NEURAL, SIMPLE_ARMS, TransferConfig, result_arms
+from .arms import arm as arm_row
+from .arms import result_arms
+from .config import LABEL_METRICS, METRICS, TransferConfig
 from .stats import compare, holm, paired_bootstrap
 
 
 def comparison_pairs(cfg: TransferConfig) -> list[tuple[str, str]]:
-    """The primary pair first, then: each neural arm and the probe control against the baseline, frozen
-    against random_frozen, and each neural arm against each simple model."""
+    """The primary pair first, then: every arm but the non-neural ones against the baseline, each
+    pretrained probe against each control probe (frozen vs random_frozen), and the baseline and each
+    pretrained arm against each non-neural arm (``arms.TABLE`` roles)."""
     arms = result_arms(cfg.arms)
+    role = {a: arm_row(a).role for a in arms}
+    neural = [a for a in arms if role[a] in ("reference", "pretrained")]
     pairs = [cfg.primary_pair()]
-    pairs += [(arm, "baseline") for arm in arms if arm not in ("baseline",) + SIMPLE_ARMS]
-    if "frozen" in arms and "random_frozen" in arms:
-        pairs.append(("frozen", "random_frozen"))
-    pairs += [(arm, simple) for simple in SIMPLE_ARMS if simple in arms for arm in NEURAL if arm in arms]
+    pairs += [(a, "baseline") for a in arms if role[a] in ("pretrained", "control")]
+    pairs += [(a, c) for a in arms if role[a] == "pretrained" and arm_row(a).kind == "probe"
+              for c in arms if role[c] == "control"]
+    pairs += [(a, ref) for ref in arms if role[ref] == "non_neural" for a in neural]
     unique = []
     for pair in pairs:
         if pair not in unique and pair[::-1] not in unique:

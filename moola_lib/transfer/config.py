@@ -1,10 +1,7 @@
-"""Options of the transfer protocol and the names of its arms and metrics.
+"""Options of the transfer protocol and the names of its metrics.
 
-Arms: ``baseline`` (random init, all trained), ``frozen`` (pretrained encoder frozen, deterministic
-linear probe on its pooled features), ``finetune`` (pretrained encoder, head first, then all at a lower
-encoder learning rate), ``random_frozen`` (a random encoder under the same probe: the control for
-``frozen``), ``simple`` (logistic regression and gradient boosting on per-window feature summaries,
-reported as ``simple_logistic`` and ``simple_boosting``)."""
+The arms (``baseline``, ``frozen``, ``finetune``, ``random_frozen``, ``simple``, ``rocket``) are rows of the
+table in ``arms.py``; ``arms`` takes its options (``arms.OPTIONS``), checked with a did-you-mean message."""
 from __future__ import annotations
 
 import math
@@ -12,35 +9,21 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import StrictConfig
+from ..util.names import valid_names_hint
+from .arms import OPTIONS, result_arms
 
-ARMS = ("baseline", "frozen", "finetune", "random_frozen", "simple")
-SIMPLE_ARMS = ("simple_logistic", "simple_boosting")   # the "simple" arm reports both models
-ARM_TITLES = {"baseline": "random init (baseline)", "frozen": "pretrained, frozen encoder (linear probe)",
-              "finetune": "pretrained, fine-tuned encoder",
-              "random_frozen": "random init, frozen encoder (probe control)",
-              "simple_logistic": "logistic regression on window summaries",
-              "simple_boosting": "gradient boosting on window summaries"}
-RANDOM_INIT = ("baseline", "random_frozen")   # arms whose encoder is randomly initialised
-FROZEN = ("frozen", "random_frozen")          # frozen encoders: pooled features -> linear probe
-TRAINED = ("baseline", "finetune")            # neural arms trained by SGD, seeds_per_fold seeds per fold
-NEURAL = ("baseline", "frozen", "finetune")
+ARMS = OPTIONS   # every arm option, the default of TransferConfig.arms
 LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")   # from predicted labels
 METRICS = LABEL_METRICS + ("log_loss", "roc_auc")               # log-loss, AUC: from probabilities
 LOWER_IS_BETTER = ("log_loss",)
 RESULTS_FORMAT = "moola.transfer_results.v2"
 
 
-def result_arms(arms) -> list[str]:
-    """The arms as results name them: "simple" becomes its two models."""
-    return [a for arm in arms for a in (SIMPLE_ARMS if arm == "simple" else (arm,))]
-
-
 @dataclass
 class TransferConfig(StrictConfig):
     """Options of the transfer protocol."""
 
-    arms: list[Literal["baseline", "frozen", "finetune", "random_frozen", "simple"]] = field(
-        default_factory=lambda: list(ARMS))
+    arms: list[str] = field(default_factory=lambda: list(ARMS))   # options of arms.TABLE
     primary: str = "frozen vs baseline"   # the one comparison named before the run; others Holm-corrected
     primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = \
         "balanced_accuracy"
@@ -69,7 +52,9 @@ class TransferConfig(StrictConfig):
     progress: bool = True
 
     def __post_init__(self) -> None:
+        unknown = next((a for a in self.arms if a not in OPTIONS), None)
         checks = [
+            (unknown is None, f"unknown arm {unknown!r} in arms.{valid_names_hint(unknown, OPTIONS)}"),
             ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),

@@ -1,7 +1,8 @@
 """Figures and tables of the transfer evaluation (each function returns its figure or frame).
 
-They draw what transfer_results.json and the labelled set hold; pooled encoder features for the
-embedding projection come from ``moola_lib.models.embed_windows``.
+They draw what transfer_results.json and the labelled set hold, each arm in the title and colour of its
+row in ``arms.TABLE``; pooled encoder features for the embedding projection come from
+``moola_lib.models.embed_windows``.
 """
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from sklearn.decomposition import PCA
 
 from ..features import FEATURE_NAMES
 from ..labels import LabelledSet
-from .config import ARM_TITLES, LABEL_METRICS, LOWER_IS_BETTER, METRICS
+from .arms import arm as arm_row
+from .config import LABEL_METRICS, LOWER_IS_BETTER, METRICS
 
-COLORS = {"baseline": "#7f7f7f", "frozen": "#1f77b4", "finetune": "#d62728", "random_frozen": "#bcbd22",
-          "simple_logistic": "#9467bd", "simple_boosting": "#8c564b"}
 BAR_METRICS = LABEL_METRICS + ("roc_auc",)   # the metrics in percent
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
 
@@ -70,7 +70,7 @@ def metrics_table(results: Mapping) -> pd.DataFrame:
     """Per arm: every metric as 'mean [95% CI]' in percent (the log-loss in nats)."""
     rows = {}
     for arm, a in results["arms"].items():
-        rows[ARM_TITLES[arm]] = {(name + " (nats)" if name in LOWER_IS_BETTER else name).replace("_", " "):
+        rows[arm_row(arm).title] = {(name + " (nats)" if name in LOWER_IS_BETTER else name).replace("_", " "):
                                  _ci(stat, 1.0, digits=3) if name in LOWER_IS_BETTER else _ci(stat)
                                  for name, stat in a["summary"].items()}
     return pd.DataFrame(rows).T
@@ -106,8 +106,8 @@ def metrics_bars(results: Mapping, metrics=BAR_METRICS) -> plt.Figure:
         mean = np.array([s[m]["mean"] for m in metrics])
         err = np.array([[s[m]["mean"] - s[m]["ci_low"], s[m]["ci_high"] - s[m]["mean"]] for m in metrics]).T
         x = np.arange(len(metrics)) + (j - (len(arms) - 1) / 2) * width
-        ax.bar(x, 100 * mean, width, yerr=100 * np.nan_to_num(err), capsize=3, color=COLORS[arm],
-               label=ARM_TITLES[arm])
+        ax.bar(x, 100 * mean, width, yerr=100 * np.nan_to_num(err), capsize=3, color=arm_row(arm).colour,
+               label=arm_row(arm).title)
     ax.axhline(100 / len(results["data"]["classes"]), color="k", ls="--", lw=0.8, label="chance")
     ax.set_xticks(np.arange(len(metrics)), [m.replace("_", " ") for m in metrics])
     ax.set_ylabel("% (mean over folds, 95% CI)")
@@ -125,8 +125,9 @@ def learning_curve(results: Mapping, metric: str = "balanced_accuracy") -> plt.F
         mean = np.array([p[metric]["mean"] for p in points])
         lo = np.array([p[metric]["ci_low"] for p in points])
         hi = np.array([p[metric]["ci_high"] for p in points])
-        ax.plot(n, 100 * mean, "o-", color=COLORS[arm], label=ARM_TITLES[arm])
-        ax.fill_between(n, 100 * lo, 100 * hi, color=COLORS[arm], alpha=0.1)
+        row = arm_row(arm)
+        ax.plot(n, 100 * mean, "o-", color=row.colour, label=row.title)
+        ax.fill_between(n, 100 * lo, 100 * hi, color=row.colour, alpha=0.1)
     ax.axhline(100 / len(results["data"]["classes"]), color="k", ls="--", lw=0.8)
     ax.set_xlabel("training windows per fold")
     ax.set_ylabel(f"{metric.replace('_', ' ')} %")
@@ -149,7 +150,7 @@ def confusion_matrices(results: Mapping) -> plt.Figure:
         ax.set_xticks(range(len(classes)), classes, fontsize=8)
         ax.set_yticks(range(len(classes)), classes, fontsize=8)
         ax.set_xlabel("predicted")
-        ax.set_title(ARM_TITLES[arm], fontsize=9)
+        ax.set_title(arm_row(arm).title, fontsize=9)
     axes[0, 0].set_ylabel("true")
     fig.tight_layout()
     return fig

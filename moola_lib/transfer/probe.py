@@ -1,10 +1,13 @@
 """One classifier on one split: build the arm's model, train it with early stopping on the inner
 validation windows, predict class probabilities for the test windows.
 
-Arms share the architecture: ``baseline`` gets a random encoder of the pretrained encoder's shape,
-``finetune`` a copy of the pretrained one (head first for ``unfreeze_epoch`` epochs, then the encoder at a
-lower learning rate). Frozen encoders (``frozen``, ``random_frozen``) are not trained here: their pooled
-features go to the deterministic linear probe (``linear.fit_logistic``), see ``pooled``.
+Arms share the architecture; what differs is read from the arm's row (``arms.TABLE``): ``encoder``
+"random" gets a random encoder of the pretrained encoder's shape (``baseline``), "pretrained" a copy of the
+pretrained one (``finetune``); ``head_first`` keeps the encoder frozen for ``unfreeze_epoch`` epochs;
+``scaled_encoder_lr`` trains the encoder at ``lr * encoder_lr_scale``. Frozen encoders (``frozen``,
+``random_frozen``) are not trained here: their pooled features go to the deterministic linear probe
+(``linear.fit_logistic``), see ``pooled``. The parameters are fitted on the fit windows only; the inner
+validation windows choose the epoch (as they choose the probe's C), so every arm learns from the same windows.
 """
 from __future__ import annotations
 
@@ -16,15 +19,17 @@ import torch
 from torch import nn
 
 from ..models import JadeClassifier, JadeEncoder, embed_windows, pooled_features
-from .config import RANDOM_INIT, TRAINED, TransferConfig
+from .arms import arm as arm_row
+from .config import TransferConfig
 
 
 def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float,
                      seed: int) -> JadeClassifier:
     """The arm's classifier: a copy of the pretrained encoder, or a random one of the identical
-    architecture for the baseline. The head starts from the same seed in every arm."""
+    architecture for the arms whose row says ``encoder="random"``. The head starts from the same seed in
+    every arm."""
     torch.manual_seed(seed)
-    enc = JadeEncoder(**encoder.arch) if arm in RANDOM_INIT else copy.deepcopy(encoder)
+    enc = JadeEncoder(**encoder.arch) if arm_row(arm).encoder == "random" else copy.deepcopy(encoder)
     torch.manual_seed(seed + 1)
     return JadeClassifier(enc, n_classes=n_classes, dropout=dropout)
 
@@ -35,11 +40,12 @@ def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray
 
 
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
-    if arm not in TRAINED:
-        raise ValueError(f"arm {arm!r} is not trained by SGD (trained arms: {TRAINED})")
+    row = arm_row(arm)
+    if row.kind != "trained":
+        raise ValueError(f"arm {arm!r} is not trained by SGD (its kind is {row.kind!r})")
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     groups = [{"params": head, "lr": cfg.lr}]
-    scale = {"baseline": 1.0, "finetune": cfg.encoder_lr_scale}[arm]
+    scale = cfg.encoder_lr_scale if row.scaled_encoder_lr else 1.0
     groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr * scale})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
@@ -83,7 +89,7 @@ def _calibrate_norm(model: JadeClassifier, X, V, fit_t, features=None) -> None:
 
 def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.ndarray, val_idx: np.ndarray,
                    cfg: TransferConfig, seed: int) -> dict:
-    """Train ``model`` (arm ``baseline`` or ``finetune``) in place on ``fit_idx``; keep the weights of the
+    """Train ``model`` (an arm of kind "trained") in place on ``fit_idx``; keep the weights of the
     epoch with the lowest loss on ``val_idx`` (early stopping after ``patience`` epochs without
     improvement). While the encoder is frozen its pooled features are computed once. Returns the history."""
     X, V, Y = data
@@ -96,12 +102,13 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = _optimizer(model, arm, cfg)
     gen = torch.Generator().manual_seed(seed)
-    # the frozen encoder's pooled features, for finetune's head-only epochs (no other fit reads them)
-    frozen_features = pooled_features(model, X, V) if arm == "finetune" and cfg.unfreeze_epoch > 0 else None
+    head_epochs = cfg.unfreeze_epoch if arm_row(arm).head_first else 0
+    # the frozen encoder's pooled features, for the head-only epochs (no other fit reads them)
+    frozen_features = pooled_features(model, X, V) if head_epochs > 0 else None
     best = {"val_loss": math.inf, "epoch": -1, "state": None}
     history, waited = [], 0
     for epoch in range(cfg.epochs):
-        frozen = arm == "finetune" and epoch < cfg.unfreeze_epoch
+        frozen = epoch < head_epochs
         model.encoder.requires_grad_(not frozen)
         features = frozen_features if frozen else None
         train_loss = _epoch(model, opt, loss_fn, data, fit_t, features, cfg, gen)

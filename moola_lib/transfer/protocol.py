@@ -1,10 +1,11 @@
 """The protocol: every arm on the same repeated folds, summarised, compared and written out.
 
-``run_transfer(labelled, encoder_path, config, run_dir)`` returns the results dict and writes
+``run_transfer(labelled, encoder, config, run_dir)`` returns the results dict and writes
 ``transfer_results.json``; ``evaluate_arms`` trains and tests every arm on every fold of one fraction of
 the training windows (the learning curve repeats it for each fraction). Per fold, an arm's score is the
-mean over its training seeds (``seeds_per_fold`` for the SGD-trained arms; the probes and the simple
-models are deterministic, one fit); its out-of-fold probabilities are the mean over those seeds.
+mean over its training seeds (``seeds_per_fold`` for the SGD-trained arms; the probes and the non-neural
+models are deterministic, one fit); its out-of-fold probabilities are the mean over those seeds. How each
+arm is fitted: ``fits`` (one fit function per kind of arm of the table in ``arms``).
 """
 from __future__ import annotations
 
@@ -17,76 +18,19 @@ import numpy as np
 import torch
 
 from ..devices import resolve_device
-from ..util.io import write_json
 from ..labels import LabelledSet
-from ..models import JadeEncoder, load_encoder
+from ..provenance import EncoderSource, pretraining_overlap
+from ..util.io import write_json
 from ..util.progress import progress_bar
+from .arms import arm as arm_row
+from .arms import result_arms
 from .comparisons import comparisons
-from .config import ARM_TITLES, FROZEN, METRICS, RESULTS_FORMAT, SIMPLE_ARMS, TransferConfig, result_arms
+from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .extrapolation import labels_needed
+from .fits import Inputs, arm_probabilities, fit_seed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
-from .linear import fit_logistic
-from .probe import build_classifier, fit_classifier, pooled, predict_proba
-from ..provenance import find_training_results, pretraining_overlap
-from .simple import fit_simple, window_summaries
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict
-
-
-RANDOM_ENCODER = 7919   # seed key of the random_frozen encoder (apart from every fold's fit seeds)
-
-
-def _fit_seed(*keys: int) -> int:
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] % (2 ** 31))
-
-
-@dataclasses.dataclass
-class Inputs:
-    """What every fold of a run needs: the windows as tensors on the device, and the fixed features of
-    the deterministic arms (pooled features of the frozen encoders, window summaries)."""
-
-    data: tuple
-    encoder: JadeEncoder | None      # None when only fixed-feature arms run (the validation's null)
-    fixed: dict
-
-    @classmethod
-    def build(cls, labelled: LabelledSet, encoder: JadeEncoder, cfg: TransferConfig) -> Inputs:
-        device = resolve_device(cfg.device)
-        data = tuple(torch.as_tensor(a, device=device) for a in (labelled.X, labelled.valid, labelled.y))
-        arms = result_arms(cfg.arms)
-        fixed = {}
-        if "frozen" in arms:
-            fixed["frozen"] = pooled(encoder, data[0], data[1])
-        if "random_frozen" in arms:     # one random encoder per run, drawn from the run's seed
-            random_encoder = build_classifier("random_frozen", encoder, 2, 0.0, _fit_seed(cfg.seed, RANDOM_ENCODER))
-            fixed["random_frozen"] = pooled(random_encoder.encoder, data[0], data[1])
-        if any(a in arms for a in SIMPLE_ARMS):
-            fixed["simple"] = window_summaries(labelled.X, labelled.valid)
-        return cls(data, encoder, fixed)
-
-
-def arm_probabilities(arm: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-                      seed: int) -> tuple[list[np.ndarray], dict]:
-    """Test-window probabilities of each of the arm's fits on one split (fit, val, test indices), and
-    what the fits chose (epochs for trained arms, the probe's C)."""
-    fit_idx, val_idx, test_idx = split
-    if arm in FROZEN or arm == "simple_logistic":
-        Z = inputs.fixed["simple" if arm == "simple_logistic" else arm]
-        model = fit_logistic(Z, y, fit_idx, val_idx, cfg.class_weighting)
-        return [model.predict_proba(Z[test_idx])], {"C": model.chosen_C}
-    if arm == "simple_boosting":
-        model = fit_simple("boosting", inputs.fixed["simple"], y, fit_idx, val_idx, seed, cfg.class_weighting)
-        return [model.predict_proba(inputs.fixed["simple"][test_idx])], {}
-    probas, info = [], {"best_epoch": [], "epochs_run": []}
-    n_classes = int(y.max()) + 1
-    for s in range(cfg.seeds_per_fold):
-        fit_seed = _fit_seed(seed, s) if s else seed
-        model = build_classifier(arm, inputs.encoder, n_classes, cfg.dropout, fit_seed).to(inputs.data[0].device)
-        history = fit_classifier(model, arm, inputs.data, fit_idx, val_idx, cfg, fit_seed)
-        probas.append(predict_proba(model, inputs.data[0], inputs.data[1], test_idx))
-        info["best_epoch"].append(history["best_epoch"])
-        info["epochs_run"].append(history["epochs_run"])
-    return probas, info
 
 
 def _fold_record(y_test: np.ndarray, probas: list[np.ndarray], classes) -> dict:
@@ -134,36 +78,36 @@ def fold_splits(labelled: LabelledSet, cfg: TransferConfig, assign: np.ndarray, 
         for k in range(row.max() + 1):
             test_idx, train_idx = np.flatnonzero(row == k), np.flatnonzero(row != k)
             train_idx = embargo(train_idx, test_idx, labelled.start, labelled.end, cfg.embargo_bars)
-            seed = _fit_seed(cfg.seed, r, k, round(fraction * 1000))
+            seed = fit_seed(cfg.seed, r, k, round(fraction * 1000))
             if fraction < 1:
                 train_idx = subsample(train_idx, y, fraction, seed)
             fit_idx, val_idx = inner_split(train_idx, y, groups, cfg.inner_val_fraction, seed)
             yield r, k, seed, train_idx, (fit_idx, val_idx, test_idx)
 
 
-def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | Mapping | None = None,
-                 run_dir=None) -> dict:
-    """The whole protocol. Loads the encoder strictly (input size must match the features), reads its
-    training_results.json (``find_training_results``) for the pretraining-period report, evaluates every
-    arm on the same folds, writes ``run_dir/transfer_results.json`` (atomically) when ``run_dir`` is given."""
+def run_transfer(labelled: LabelledSet, encoder: EncoderSource | str | Path,
+                 config: TransferConfig | Mapping | None = None, run_dir=None) -> dict:
+    """The whole protocol. ``encoder``: an ``EncoderSource`` read once by the caller (with its feature
+    options and training_results.json), or the path of an encoder file or checkpoint (read here, once).
+    Its input size must match the features. Evaluates every arm on the same folds, reports how many
+    labelled windows lie inside the encoder's pretraining period, and writes
+    ``run_dir/transfer_results.json`` (atomically) when ``run_dir`` is given."""
     cfg = config if isinstance(config, TransferConfig) else TransferConfig.from_dict(dict(config or {}))
     t_start = time.perf_counter()
-    encoder_path = Path(encoder_path)
-    encoder = load_encoder(encoder_path, input_size=labelled.X.shape[-1], hidden_size=None, num_layers=None)
-    results_path = find_training_results(encoder_path)
+    source = _encoder_source(encoder, labelled.X.shape[-1])
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
     for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):   # every inner split exists: before any training
         for _ in fold_splits(labelled, cfg, assign, groups, fraction):
             pass
-    runs = _evaluate_fractions(labelled, Inputs.build(labelled, encoder, cfg), cfg, assign, groups)
+    runs = _evaluate_fractions(labelled, Inputs.build(labelled, source.encoder, cfg), cfg, assign, groups)
     results = {
         "format": RESULTS_FORMAT, "config": dataclasses.asdict(cfg), "data": labelled.summary(),
-        "encoder": {"path": str(encoder_path), "arch": dict(encoder.arch),
-                    "parameters": sum(p.numel() for p in encoder.parameters()),
-                    "training_results": str(results_path) if results_path else None,
-                    "pretraining_overlap": pretraining_overlap(labelled, results_path)},
+        "encoder": {"path": str(source.path), "arch": dict(source.encoder.arch),
+                    "parameters": sum(p.numel() for p in source.encoder.parameters()),
+                    "training_results": str(source.training_results_path) if source.training_results_path else None,
+                    "pretraining_overlap": pretraining_overlap(labelled, source.training_results)},
         "protocol": _protocol(labelled, cfg, assign, groups, runs[1.0]),
         "arms": _arm_results(labelled, runs[1.0], cfg),
         "comparisons": comparisons(labelled.y, groups, len(labelled.classes), runs[1.0], cfg),
@@ -175,6 +119,16 @@ def run_transfer(labelled: LabelledSet, encoder_path, config: TransferConfig | M
     if run_dir is not None:
         write_json(Path(run_dir) / "transfer_results.json", results)
     return results
+
+
+def _encoder_source(encoder: EncoderSource | str | Path, n_features: int) -> EncoderSource:
+    """The encoder as a source read once (a path is read here), its input size checked against the features."""
+    if not isinstance(encoder, EncoderSource):
+        return EncoderSource.load(encoder, input_size=n_features)
+    if encoder.encoder.arch["input_size"] != n_features:
+        raise ValueError(f"{encoder.path}: encoder expects input_size={encoder.encoder.arch['input_size']} but the "
+                         f"labelled windows have {n_features} features")
+    return encoder
 
 
 def _protocol(labelled: LabelledSet, cfg: TransferConfig, assign, groups, main: dict) -> dict:
@@ -189,7 +143,7 @@ def _protocol(labelled: LabelledSet, cfg: TransferConfig, assign, groups, main: 
 
 def _arm_results(labelled: LabelledSet, main: dict, cfg: TransferConfig) -> dict:
     classes = list(labelled.classes)
-    return {arm: {"title": ARM_TITLES[arm], "summary": summarise(main[arm]["folds"], classes),
+    return {arm: {"title": arm_row(arm).title, "summary": summarise(main[arm]["folds"], classes),
                   "confusion": confusion(labelled.y, main[arm]["oof"].argmax(-1), len(classes)),
                   "folds": main[arm]["folds"], "oof_probabilities": main[arm]["oof"].round(6).tolist()}
             for arm in result_arms(cfg.arms)}

@@ -3,7 +3,8 @@
 Each window becomes a vector of per-feature summaries over its valid bars (``SUMMARIES`` of each of
 the 10 features: 50 numbers), fed to two scikit-learn models: a regularised logistic regression (the
 strength C chosen on the inner split, like the frozen-encoder probe) and gradient boosting (shallow
-trees, fixed settings; deterministic for its seed). If the neural arms do not beat these, the encoder
+trees, fixed settings; deterministic for its seed). Both fit on the fit windows only, like every arm
+(``linear`` says why). If the neural arms do not beat these, the encoder
 adds nothing a summary cannot see.
 """
 from __future__ import annotations
@@ -37,14 +38,13 @@ def window_summaries(X: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def fit_simple(model: str, Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
                seed: int, class_weighting: bool = True):
     """A fitted scikit-learn-style classifier (``predict_proba``) of kind ``model`` on summaries ``Z``.
-    The logistic regression picks its C on ``val_idx`` and refits on fit + val; boosting trains on both."""
+    Both fit on ``fit_idx``; the logistic regression picks its C on ``val_idx`` (boosting has fixed settings)."""
     if model == "logistic":
         return fit_logistic(Z, y, fit_idx, val_idx, class_weighting)
     if model == "boosting":
-        train = np.concatenate([fit_idx, val_idx])
-        weight = compute_sample_weight("balanced", y[train]) if class_weighting else None
+        weight = compute_sample_weight("balanced", y[fit_idx]) if class_weighting else None
         gb = GradientBoostingClassifier(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8,
                                         random_state=seed)
-        return gb.fit(Z[train], y[train], sample_weight=weight)
+        return gb.fit(Z[fit_idx], y[fit_idx], sample_weight=weight)
     raise ValueError(f"unknown simple model {model!r}; choose one of {SIMPLE_MODELS}")
 

@@ -2,14 +2,16 @@
 
 It states the primary comparison (named before the run) with its p-value, confidence interval and the
 minimal detectable effect, so that "no significant difference" always comes with the size of effect the
-run could not have seen; the other comparisons with Holm-corrected p-values; whether the neural arms beat
-the simple models; and what is known about the encoder having seen the labelled windows' bars.
+run could not have seen; the other comparisons with Holm-corrected p-values; whether the pretrained arms
+beat the best non-neural arm (simple models, ROCKET), with the intervals; and what is known about the
+encoder having seen the labelled windows' bars.
 """
 from __future__ import annotations
 
 import math
 
-from .config import ARM_TITLES, LOWER_IS_BETTER, NEURAL, SIMPLE_ARMS
+from .arms import arm as arm_row
+from .config import LOWER_IS_BETTER
 
 
 def _fmt(x: float, metric: str, signed: bool = True) -> str:
@@ -24,7 +26,7 @@ def _unit(metric: str) -> str:
 
 
 def _title(arm: str) -> str:
-    return "the baseline" if arm == "baseline" else f"the {ARM_TITLES[arm]}"
+    return "the baseline" if arm == "baseline" else f"the {arm_row(arm).title}"
 
 
 def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) -> str:
@@ -49,21 +51,27 @@ def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) ->
             f"{mde} (power {power:.0%}, alpha {alpha:g}).")
 
 
-def _simple_sentence(results: dict, metric: str, alpha: float) -> str | None:
-    """Whether the neural arms beat the simple models (Holm-corrected)."""
-    comps = [c for c in results["comparisons"].values() if c["reference"] in SIMPLE_ARMS and c["arm"] in NEURAL]
-    if not comps:
+def _non_neural_sentence(results: dict, metric: str, alpha: float, power: float) -> str | None:
+    """Whether the pretrained arms beat the best non-neural arm (simple_*, rocket_*): each comparison with
+    its interval, Holm-corrected within the secondary family (the best arm is picked after the run, but
+    every neural arm was compared with every non-neural arm, so picking one adds no test)."""
+    arms, comps = results["arms"], results["comparisons"]
+    candidates = [a for a in arms if arm_row(a).role == "non_neural"]
+    if not candidates:
         return None
-    arms = results["arms"]
-    best = max((a for a in SIMPLE_ARMS if a in arms), key=lambda a: arms[a]["summary"][metric]["mean"])
-    beats = [c["arm"] for c in comps if c["reference"] == best and c[metric].get("p_holm", 1) < alpha
-             and (c[metric]["mean"] < 0 if metric in LOWER_IS_BETTER else c[metric]["mean"] > 0)]
-    head = (f"The best simple model, {ARM_TITLES[best]}, reached "
-            f"{_fmt(arms[best]['summary'][metric]['mean'], metric, signed=False)}"
-            f"{'' if metric in LOWER_IS_BETTER else '%'} {metric.replace('_', ' ')}; ")
-    if not beats:
-        return head + "no neural arm beats it significantly (Holm-corrected)."
-    return head + "significantly beaten by " + ", ".join(_title(a) for a in beats) + " (Holm-corrected)."
+    lower = metric in LOWER_IS_BETTER
+    best = (min if lower else max)(candidates, key=lambda a: arms[a]["summary"][metric]["mean"])
+    pretrained = [a for a in arms if arm_row(a).role == "pretrained"] or [a for a in arms if a == "baseline"]
+    found = [comps[f"{a} vs {best}"] for a in pretrained if f"{a} vs {best}" in comps]
+    head = (f"The best non-neural arm, {arm_row(best).title}, reached "
+            f"{_fmt(arms[best]['summary'][metric]['mean'], metric, signed=False)}{'' if lower else '%'} "
+            f"{metric.replace('_', ' ')}.")
+    if not found:
+        return head
+    beats = [c["arm"] for c in found if c[metric].get("p_holm", 1) < alpha and (c[metric]["mean"] < 0) == lower]
+    answer = (" Do the pretrained arms beat it? " + ("Yes: " + ", ".join(_title(a) for a in beats) + "."
+              if beats else "No, none does significantly (Holm-corrected)."))
+    return head + " " + " ".join(_finding(c, metric, alpha, power, "p_holm") for c in found) + answer
 
 
 def overlap_sentence(overlap: dict | None, n: int) -> str:
@@ -104,10 +112,10 @@ def verdict(results: dict) -> str:
     if secondary:
         parts.append("Secondary comparisons (Holm-corrected over " + f"{len(secondary)}): " + " ".join(
             _finding(c, metric, alpha, power, "p_holm") for c in secondary
-            if c["reference"] not in SIMPLE_ARMS))
-    simple = _simple_sentence(results, metric, alpha)
-    if simple:
-        parts.append(simple)
+            if arm_row(c["reference"]).role != "non_neural"))
+    non_neural = _non_neural_sentence(results, metric, alpha, power)
+    if non_neural:
+        parts.append(non_neural)
     if proto["folds"] * proto["repeats"] < 10:
         parts.append(f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
                      "run the full protocol (params/transfer_full.yaml) before drawing conclusions.")
