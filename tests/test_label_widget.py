@@ -152,16 +152,17 @@ def test_the_leg_size_in_price_is_the_atr_size_times_the_atr_before_the_leg(para
 
 def test_class_definitions_need_one_line_for_each_class():
     assert set(LabelParams().class_definitions) == set(LabelParams().classes)
-    three = {"classes": ["up", "down", "flat"], "class_definitions": {"Up": "rises", "down": "falls"}}
-    with pytest.raises(ConfigError, match=r"label.ipynb parameters: .*missing \['flat'\], not a class \[\]"):
-        apply_overrides(LabelParams(), three, what="label.ipynb parameters")
+    one = {"classes": ["retracement", "consolidation"], "class_definitions": {"Retracement": "gives back"}}
+    with pytest.raises(ConfigError, match=r"label.ipynb parameters: .*missing \['consolidation'\], not a class \[\]"):
+        apply_overrides(LabelParams(), one, what="label.ipynb parameters")
     with pytest.raises(ConfigError, match=r"not a class \['other'\]"):
         LabelParams(class_definitions={**LabelParams().class_definitions, "other": "x"})
     for bad in ("", "  ", "two\nlines"):
         with pytest.raises(ConfigError, match=r"\['retracement'\] must be one non-empty line"):
             LabelParams(class_definitions={"consolidation": "sideways", "retracement": bad})
-    ok = apply_overrides(LabelParams(), {**three, "class_definitions": {**three["class_definitions"], "flat": "x"}})
-    assert ok.class_definitions["flat"] == "x"
+    both = {**one["class_definitions"], "consolidation": "x"}
+    ok = apply_overrides(LabelParams(), {**one, "class_definitions": both})
+    assert ok.class_definitions["consolidation"] == "x" and ok.classes == ["retracement", "consolidation"]
 
 
 def test_the_last_window_disables_the_class_buttons_and_errors_show_in_the_widget(params):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import ConfigError, IsoDate, PretrainConfig, apply_overrides
-from ..labelling.session import DEFAULT_ZIGZAG
+from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
 from ..labels import DEFAULT_CLASSES
 from ..checkpoints import check_resume
 from ..testbed import EMBEDDED_SET
@@ -181,7 +181,7 @@ class LabelParams(RunParams):
 
     def __post_init__(self) -> None:
         # the widget shows one definition line per class: every class needs one, and only classes have one
-        names = [c.strip().lower() for c in self.classes]
+        names = list(readable_classes(self.classes))   # first: classes transfer cannot read are refused as such
         defined = {k.strip().lower(): v for k, v in self.class_definitions.items()}
         missing, unknown = [c for c in names if c not in defined], sorted(set(defined) - set(names))
         if missing or unknown:
