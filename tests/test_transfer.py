@@ -294,7 +294,7 @@ def test_results_file_and_summaries(results):
     folds = res["arms"]
     diffs = [a["balanced_accuracy"] - b["balanced_accuracy"]
              for a, b in zip(folds["finetune"]["folds"], folds["baseline"]["folds"])]
-    assert d["mean"] == pytest.approx(np.mean(diffs)) and len(d["bootstrap_ci"]) == 2
+    assert d["mean"] == pytest.approx(np.mean(diffs)) and len(d["test_noise_only_ci"]) == 2
     assert d["mde"] == pytest.approx(minimal_detectable_effect(d["se"], d["df"]))
     secondary = [c for c in res["comparisons"].values() if not c["primary"]]
     assert [c["log_loss"]["p_holm"] for c in secondary] == pytest.approx(
