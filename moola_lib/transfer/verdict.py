@@ -70,13 +70,14 @@ def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) ->
     if math.isnan(p):
         return f"{who} differs from {_title(comp['reference'])} by {numbers}, which this run cannot test."
     mde = f"effects smaller than {_fmt(d['mde'], metric, signed=False)} {unit} could not have been detected"
+    primary_note = _mde_note(d, metric) if comp.get("primary") else ""
     if p < alpha:
         better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
         return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
                 f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
-                f"with {power:.0%} power." + _mde_note(d, metric))
+                f"with {power:.0%} power." + primary_note)
     return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
-            f"{mde} (power {power:.0%}, alpha {alpha:g})." + _mde_note(d, metric))
+            f"{mde} (power {power:.0%}, alpha {alpha:g})." + primary_note)
 
 
 def _simple_sentence(results: dict, metric: str, alpha: float) -> str | None:
