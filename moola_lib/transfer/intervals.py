@@ -117,7 +117,8 @@ def decomposition(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, te
     fold_means = np.array([e[r, idx].mean() for r, idx in folds])
     fold_noise = np.array([cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds])
     J, G = len(folds), len(np.unique(groups))
-    tau2 = max(0.0, float(np.var(fold_means, ddof=1) - np.nanmean(fold_noise))) if J > 1 else math.nan
+    tau2 = _between_model_variance(fold_means, fold_noise, [r for r, _ in folds], [len(i) for _, i in folds],
+                                   e.shape[1])
     var_train = (1.0 / J + test_train_ratio) * tau2
     var = var_test + var_train
     out = {"mean": mean, "var_test": var_test, "var_train": var_train, "sigma_tau2": tau2,
@@ -133,6 +134,16 @@ def decomposition(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, te
     out.update(se=se, df=df, t=mean / se, p_value=float(2 * stats.t.sf(abs(mean / se), df)), ci_low=lo, ci_high=hi,
                mde=minimal_detectable_effect(se, df, alpha, power))
     return out
+
+
+def _between_model_variance(means, noise, repeats, sizes, n: int) -> float:
+    """sigma_tau^2: per repeat, the variance of its fold means less their test noise (each fold mean's noise
+    times 1 - n_test / N: the folds of a repeat partition the windows, so their means vary less than
+    independent samples would), averaged over the repeats, floored at 0; NaN with no repeat of two folds."""
+    means, noise, repeats, sizes = (np.asarray(a, dtype=float) for a in (means, noise, repeats, sizes))
+    per_repeat = [np.var(means[repeats == r], ddof=1) - np.nanmean(noise[repeats == r] * (1 - sizes[repeats == r] / n))
+                  for r in np.unique(repeats) if (repeats == r).sum() > 1]
+    return max(0.0, float(np.mean(per_repeat))) if per_repeat else math.nan
 
 
 def mde_range(mde: float, df: float, alpha: float = 0.05) -> list[float]:

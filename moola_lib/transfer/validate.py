@@ -169,6 +169,17 @@ def _arms(vc: ValidationConfig, index: int, sgd_count: int, label_path) -> list[
     return arms_of(pairs)
 
 
+def _timed(fn):
+    """``fn`` returning also the CPU seconds of its process spent on it (``cpu_seconds``): what a run on idle
+    cores would take, whatever the machine's load."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        t = time.process_time()
+        return fn(*args), time.process_time() - t
+    return wrapper
+
+
+@_timed
 def _truth_job(vc: ValidationConfig, m: int, label_path) -> dict:
     encs, template, pool, pool_feats = _fixed(vc, label_path)
     n_train = round(vc.n_labelled * (vc.folds - 1) / vc.folds)
@@ -176,6 +187,7 @@ def _truth_job(vc: ValidationConfig, m: int, label_path) -> dict:
                       n_train, pool, pool_feats, encs, template, transfer_config(vc))
 
 
+@_timed
 def _replicate_job(vc: ValidationConfig, r: int, label_path) -> dict:
     encs, template, _, _ = _fixed(vc, label_path)
     ls = labelled_set(vc, vc.n_labelled, 10_000 + r, LABELLED_MARKET_SEED + r)
@@ -193,13 +205,18 @@ def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:
     label_path = str(workdir / "label_encoder.pt")
     save_encoder(encoder, label_path)
     _note(f"label-carrying encoder trained: {trained}")
-    draws = parallel(_truth_job, [(vc, m, label_path) for m in range(vc.truth_draws)], vc.workers, "truth draw")
+    draws, truth_cpu = zip(*parallel(_truth_job, [(vc, m, label_path) for m in range(vc.truth_draws)], vc.workers,
+                                     "truth draw"))
     truths = true_differences(draws, PAIRS, _fixed(vc, label_path)[2])
-    rows = parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers, "replicate")
+    rows, cpu = zip(*parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers,
+                              "replicate"))
     cfg = transfer_config(vc)
     pairs = {name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
              for name in PAIRS if name in truths}
-    return {"label_encoder": trained, "pairs": pairs, "replicates": rows}
+    sgd = min(vc.sgd_replicates, vc.replicates)
+    return {"label_encoder": trained, "pairs": pairs, "replicates": list(rows),
+            "cpu_seconds": {"truth_draws": float(sum(truth_cpu)), "replicates_with_sgd": float(sum(cpu[:sgd])),
+                            "replicates_without_sgd": float(sum(cpu[sgd:]))}}
 
 
 def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
