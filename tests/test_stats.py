@@ -7,8 +7,14 @@ from scipy import stats
 
 from moola_lib.transfer.config import METRICS
 from moola_lib.transfer.intervals import (
-    bayesian_correlated_t, cluster_variance_of_mean, compare_methods, decomposition, mde_range,
-    per_window_scores, t_interval)
+    bayesian_correlated_t,
+    cluster_variance_of_mean,
+    compare_methods,
+    decomposition,
+    mde_range,
+    per_window_scores,
+    t_interval,
+)
 from moola_lib.transfer.stats import corrected_t, probability_metrics, weighted_metrics
 
 D = [0.02, 0.05, -0.01, 0.04, 0.03]      # mean 0.026, s^2 = 0.00053; (1/5 + 1/4) s^2 = 0.0002385

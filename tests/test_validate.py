@@ -8,7 +8,12 @@ import pytest
 from moola_lib.transfer.stats import minimal_detectable_effect
 from moola_lib.transfer.validate import QUICK, ValidationConfig, labelled_set, main
 from moola_lib.transfer.validation_arms import PAIRS
-from moola_lib.transfer.validation_pairs import clopper_pearson, power_at, rate, summarise_pair
+from moola_lib.transfer.validation_pairs import (
+    clopper_pearson,
+    power_at,
+    rate,
+    summarise_pair,
+)
 
 
 def test_clopper_pearson_and_power():

@@ -34,7 +34,12 @@ import math
 import numpy as np
 from scipy import stats
 
-from .stats import compare, corrected_t, fold_test_train_ratio, minimal_detectable_effect
+from .stats import (
+    compare,
+    corrected_t,
+    fold_test_train_ratio,
+    minimal_detectable_effect,
+)
 
 PER_WINDOW = ("accuracy", "balanced_accuracy", "log_loss")   # metrics that are means of per-window scores
 DEFAULT_ROPE = {"log_loss": 0.01}                            # every other metric: 0.01 (1 pp)

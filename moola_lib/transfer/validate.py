@@ -237,7 +237,7 @@ def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
 def real_question(vc: ValidationConfig, workdir: Path) -> dict:
     """Masked-reconstruction pretraining on the embedded market (splits end before the labelled period),
     then every arm against the baseline with the learning curve."""
-    lo, hi = vc.labels_period
+    lo = vc.labels_period[0]
     pre = pretrain({"synthetic_start": vc.pretrain_start, "synthetic_end": lo, "hidden_size": vc.pretrain_hidden_size,
                     "num_layers": vc.pretrain_num_layers, "epochs": vc.pretrain_epochs, "batch_size": 256,
                     "lr": 3e-3, "warmup_epochs": 1, "seed": vc.seed, "device": "cpu", "progress": False,

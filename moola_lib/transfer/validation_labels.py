@@ -17,11 +17,11 @@ import math
 import numpy as np
 from scipy import stats
 
+from ..models import JadeEncoder
 from .config import TransferConfig
 from .extrapolation import labels_needed
 from .folds import fold_groups, make_folds
 from .intervals import compare_methods
-from ..models import JadeEncoder
 from .validation_arms import arm_features, encoders, run_arms
 
 LABELS_MARKET_SEED = 5_000_000
