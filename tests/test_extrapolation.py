@@ -66,7 +66,8 @@ def test_power_curve_and_the_range_over_the_effects_interval():
     assert [p["effect"] for p in x["power_curve"]] == [0.01, 0.02, 0.05]
     assert all(n is None or n > 0 for n in labels)
     assert labels[2] <= (labels[1] or math.inf) <= (labels[0] or math.inf)
-    factor = stats.t.ppf(0.975, K * R - 1) + stats.t.ppf(0.8, K * R - 1)
+    df = x["points"][-1]["df"]
+    factor = stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)
     assert x["mde"] == pytest.approx(factor * x["predicted_se"][str(N)])
     assert x["ci"][0] > 0                                                       # a clear effect
     far, near = x["over_interval"]

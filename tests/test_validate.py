@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from moola_lib.transfer.intervals import METHOD_TITLES, VERDICT_INTERVAL
 from moola_lib.transfer.stats import minimal_detectable_effect
 from moola_lib.transfer.validate import QUICK, ValidationConfig, labelled_set, main
 from moola_lib.transfer.validation_arms import PAIRS
@@ -28,14 +29,14 @@ def test_clopper_pearson_and_power():
 
 
 def test_pair_summary_counts_coverage_against_the_truth():
-    rows = [{"mean": m, "mde": 0.1, "mde_range": [0.08, 0.13],
+    rows = [{"mean": m, "interval": "corrected_t", "df": 24, "mde": 0.1, "mde_range": [0.08, 0.13],
              "methods": {"corrected_t": {"se": 0.02, "df": 24, "p_value": p, "ci_low": m - 0.04, "ci_high": m + 0.04}},
-             "test_noise_only_ci": [m - 0.01, m + 0.01]}
+             "test_noise_only_ci": [m - 0.005, m + 0.005]}
             for m, p in ((0.01, 0.6), (0.03, 0.2), (0.07, 0.01), (0.02, 0.4))]
     s = summarise_pair(rows, {"difference": 0.02, "se": 0.001, "draws": 50}, 0.05, 0.8)
     t = s["methods"]["corrected_t"]
     assert t["coverage"]["k"] == 3 and t["rejection"]["k"] == 1            # 0.07 +- 0.04 misses 0.02
-    assert s["test_noise_only"]["coverage"]["k"] == 2
+    assert s["test_noise_only"]["coverage"]["k"] == 1
     assert s["spread"] == pytest.approx(np.std([0.01, 0.03, 0.07, 0.02], ddof=1))
     assert t["spread_over_se"] == pytest.approx(s["spread"] / 0.02)
 
@@ -65,7 +66,7 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
     real = res["real"]
     assert set(real["balanced_accuracy"]) >= {"baseline", "frozen", "finetune", "random_frozen", "simple_logistic"}
     assert "Primary comparison" in real["verdict"] and "bootstrap" not in real["verdict"]
-    assert "interval: corrected resampled t" in real["verdict"] and "labels_needed" in real
+    assert f"interval: {METHOD_TITLES[VERDICT_INTERVAL]}" in real["verdict"] and "labels_needed" in real
     text = out_md.read_text()
     assert "## Pairs of arms" in text and "## Labels needed" in text and "## The real question" in text
     assert "test-set noise only" in text

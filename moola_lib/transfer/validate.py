@@ -63,7 +63,7 @@ class ValidationConfig(StrictConfig):
 
     experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
     replicates: int = 80           # labelled sets of the pair experiment (coverage CI about +-5 pp)
-    sgd_replicates: int = 30       # of those, how many also train the baseline (primary_null, positive)
+    sgd_replicates: int = 60       # of those, how many also train the baseline (primary_null, positive)
     n_labelled: int = 174
     folds: int = 5
     repeats: int = 5

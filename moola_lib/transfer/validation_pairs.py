@@ -17,7 +17,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .intervals import METHODS, VERDICT_INTERVAL, compare_methods
+from .intervals import METHODS, compare_methods
 from .stats import paired_bootstrap
 
 METRIC = "balanced_accuracy"
@@ -55,7 +55,8 @@ def replicate_rows(runs: dict, pairs: dict, y: np.ndarray, groups: np.ndarray, c
         d = compare_methods(runs[a], runs[b], y, groups, cfg.alpha, cfg.power)[METRIC]
         methods = {k: {"se": m.get("se", m.get("scale")), "df": m["df"], "p_value": m.get("p_value", math.nan),
                        "ci_low": m["ci_low"], "ci_high": m["ci_high"]} for k, m in d["intervals"].items()}
-        row = {"mean": d["mean"], "mde": d["mde"], "mde_range": d["mde_range"], "methods": methods}
+        row = {"mean": d["mean"], "interval": d["interval"], "df": d["df"], "mde": d["mde"],
+               "mde_range": d["mde_range"], "methods": methods}
         if n_boot:
             boot = paired_bootstrap(y, runs[a]["oof"].argmax(-1), runs[b]["oof"].argmax(-1), groups,
                                     int(y.max()) + 1, n_boot, seed, cfg.alpha)[METRIC]
@@ -90,7 +91,7 @@ def summarise_pair(rows: list[dict], truth: dict, alpha: float, power: float) ->
                                   "mean_width": float(np.mean([r["test_noise_only_ci"][1] - r["test_noise_only_ci"][0]
                                                                for r in rows]))}
     mdes = np.array([row["mde"] for row in rows])
-    df = float(np.mean([row["methods"][VERDICT_INTERVAL]["df"] for row in rows]))
+    df = float(np.mean([row["df"] for row in rows]))        # of the printed (verdict) method
     true_mde = (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * spread
     out["mde"] = {"mean": float(mdes.mean()), "sd": float(np.std(mdes, ddof=1)) if len(mdes) > 1 else math.nan,
                   "min": float(mdes.min()), "max": float(mdes.max()), "from_true_spread": float(true_mde),
