@@ -7,6 +7,7 @@ from scipy import stats
 
 from moola_lib.transfer.config import METRICS
 from moola_lib.transfer.intervals import (
+    MDE_RANGE_DF,
     bayesian_correlated_t,
     cluster_variance_of_mean,
     compare_methods,
@@ -107,10 +108,12 @@ def test_decomposition_without_a_training_effect_is_the_test_noise():
 
 
 def test_mde_range_inverts_the_chi_square_of_the_variance():
-    lo, hi = mde_range(0.10, 24)
-    assert lo == pytest.approx(0.10 * math.sqrt(24 / stats.chi2.ppf(0.975, 24)))
-    assert hi == pytest.approx(0.10 * math.sqrt(24 / stats.chi2.ppf(0.025, 24)))
+    lo, hi = mde_range(0.10, 4)
+    assert lo == pytest.approx(0.10 * math.sqrt(4 / stats.chi2.ppf(0.975, 4)))
+    assert hi == pytest.approx(0.10 * math.sqrt(4 / stats.chi2.ppf(0.025, 4)))
     assert lo < 0.10 < hi
+    # large df: no narrower than the spread the validation measured (MDE_RANGE_DF degrees of freedom)
+    assert mde_range(0.10, 1000) == pytest.approx(mde_range(0.10, MDE_RANGE_DF))
     assert mde_range(0.10, 1000)[1] - mde_range(0.10, 1000)[0] < hi - lo
     assert all(math.isnan(x) for x in mde_range(math.nan, 24))
 

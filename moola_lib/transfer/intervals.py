@@ -51,6 +51,10 @@ METHOD_TITLES = {"corrected_t": "corrected resampled t (Nadeau-Bengio)",
                  "bayesian_correlated_t": "Bayesian correlated t (Corani-Benavoli)",
                  "decomposition": "per-window variance decomposition (test + training)"}
 _PROB_FLOOR = 1e-7
+# the printed minimal detectable effect varied across replicate labelled sets with a coefficient of variation
+# of 20-30% (VALIDATION.md): as noisy as a variance estimate on about 8 degrees of freedom, whatever the
+# degrees of freedom of the interval
+MDE_RANGE_DF = 8
 
 
 def t_interval(mean: float, se: float, df: float, alpha: float = 0.05) -> tuple[float, float]:
@@ -155,9 +159,11 @@ def _between_model_variance(means, noise, repeats, sizes, n: int) -> float:
 
 def mde_range(mde: float, df: float, alpha: float = 0.05) -> list[float]:
     """A (1 - alpha) range of the minimal detectable effect, which is an estimate: it scales with the
-    estimated standard error, whose square is s^2 x chi^2(df) / df; the range inverts that."""
+    estimated standard error, whose square is taken as s^2 x chi^2(d) / d with d = min(df, MDE_RANGE_DF)
+    (the spread the validation measured); the range inverts that."""
     if not (math.isfinite(mde) and df >= 1):
         return [math.nan, math.nan]
+    df = min(df, MDE_RANGE_DF)
     lo, hi = stats.chi2.ppf(1 - alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
     return [float(mde * math.sqrt(df / lo)), float(mde * math.sqrt(df / hi))]
 
