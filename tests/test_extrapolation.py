@@ -1,4 +1,5 @@
 """The "how many labels?" variance model of the transfer learning curve (moola_lib.transfer.extrapolation)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -41,7 +42,8 @@ def _arm(loss, y, assign, f):
     n_train = round(N * (K - 1) / K * f)
     folds = [{"repeat": r, "n_test": int((assign[r] == k).sum()), "n_train": n_train,
               "test_idx": np.flatnonzero(assign[r] == k).tolist(),
-              **{m: 0.5 for m in METRICS}, "log_loss": float(loss[r, assign[r] == k].mean())}
+              **{m: 0.5 for m in METRICS}, "log_loss": float(loss[r, assign[r] == k].mean()),
+              "roc_auc": float(loss[r, assign[r] == k].mean())}
              for r in range(R) for k in range(K)]
     return {"folds": folds, "oof": oof}
 
@@ -96,3 +98,6 @@ def test_untrustworthy_answers_say_why():
     assert any("could not fit" in c for c in one["caveats"]) and "assumed" in labels_needed_sentence(one)
     assert fit_training_exponent([{"n_train": 10, "sigma_tau2": 0.0}, {"n_train": 20, "sigma_tau2": 0.1}]) == \
         (-1.0, False)
+    auc = labels_needed(runs, dataclasses.replace(CFG, primary_metric="roc_auc"), y, groups)
+    assert auc["interval"] == "corrected_t" and any("not a mean of per-window scores" in c for c in auc["caveats"])
+    assert auc["predicted_se"][str(N)] > auc["predicted_se"][str(4 * N)] > 0   # all variance as training variance

@@ -13,7 +13,8 @@ parts, which ``intervals.decomposition`` separates at every fraction:
   caveats say so.
 
 With n labelled windows, K folds and R repeats (n_train = n (K - 1) / K, n_test = n / K), the model gives
-se(n) for the verdict's interval method, scaled to pass through the se the run measured, and the minimal
+se(n) for the verdict's interval method (a metric without per-window scores: all of the fold variance counted
+as training variance), scaled to pass through the se the run measured, and the minimal
 detectable effect mde(n) = (t(1 - alpha/2) + t(power)) se(n). "Labels needed to detect d" is the smallest
 n with mde(n) <= |d|: reported as a power curve (``TARGETS``: +3, +5, +10 pp; 0.01, 0.02, 0.05 nats for
 the log-loss) and over the observed effect's confidence interval (the effect's own uncertainty: the answer
@@ -30,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from .config import LOWER_IS_BETTER, TransferConfig
-from .intervals import PER_WINDOW, VERDICT_INTERVAL, compare_methods
+from .intervals import PER_WINDOW, compare_methods
 
 TARGETS = {"pp": (0.03, 0.05, 0.10), "nats": (0.01, 0.02, 0.05)}
 MAX_FACTOR = 100            # labels needed beyond 100x today's are reported as "more than"
@@ -50,6 +51,7 @@ def variance_points(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.n
         n_test = float(np.mean([x["n_test"] for x in folds]))
         points.append({"fraction": f, "n_train": float(np.mean([x["n_train"] for x in folds])), "n_test": n_test,
                        "effect": d["mean"], "se": d["se"], "df": d["df"], "mde": d["mde"],
+                       "interval": d["interval"], "sd2": d["sd"] ** 2,
                        "ci": [d["ci_low"], d["ci_high"]], "sigma_tau2": dec.get("sigma_tau2", math.nan),
                        "sigma_w2": dec.get("var_test", math.nan) * len(y),
                        "sigma_w2_fold": dec.get("var_fold_test", math.nan) * n_test})
@@ -71,6 +73,8 @@ def se_model(full: dict, exponent: float, folds: int, repeats: int, interval: st
     J, ratio, n0 = folds * repeats, 1.0 / (folds - 1), full["n_train"] + full["n_test"]
     w2, w2_fold, tau0 = (full[k] if math.isfinite(full[k]) else 0.0
                          for k in ("sigma_w2", "sigma_w2_fold", "sigma_tau2"))
+    if not math.isfinite(full["sigma_tau2"]):   # no per-window scores: all of the fold variance as training
+        tau0 = full["sd2"] if math.isfinite(full["sd2"]) else 0.0
 
     def raw(n: float) -> float:
         tau = tau0 * (n * (folds - 1) / folds / full["n_train"]) ** exponent
@@ -104,7 +108,7 @@ def labels_needed(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.nda
     points = variance_points(runs, cfg, y, groups)
     full = points[-1]
     exponent, fitted = fit_training_exponent(points)
-    se_of_n = se_model(full, exponent, cfg.folds, cfg.repeats, VERDICT_INTERVAL)
+    se_of_n = se_model(full, exponent, cfg.folds, cfg.repeats, full["interval"])
     factor = stats.t.ppf(1 - cfg.alpha / 2, full["df"]) + stats.t.ppf(cfg.power, full["df"]) \
         if full["df"] >= 1 else math.nan
     unit = "nats" if metric in LOWER_IS_BETTER else "pp"
@@ -113,7 +117,8 @@ def labels_needed(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.nda
     near = 0.0 if not math.isfinite(lo) or lo <= 0 <= hi else min(abs(lo), abs(hi))
     out = {"comparison": " vs ".join(cfg.primary_pair()), "metric": metric, "unit": unit, "n_labelled": n_now,
            "points": points, "effect": full["effect"], "ci": full["ci"], "mde": full["mde"],
-           "power": cfg.power, "alpha": cfg.alpha, "training_exponent": exponent, "exponent_fitted": fitted, "interval": VERDICT_INTERVAL,
+           "power": cfg.power, "alpha": cfg.alpha, "training_exponent": exponent, "exponent_fitted": fitted,
+           "interval": full["interval"],
            "power_curve": [{"effect": d, "labels": labels_for(d, se_of_n, factor, n_now)} for d in TARGETS[unit]],
            "observed": labels_for(full["effect"], se_of_n, factor, n_now),
            "over_interval": [labels_for(far, se_of_n, factor, n_now), labels_for(near, se_of_n, factor, n_now)],

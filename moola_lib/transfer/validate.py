@@ -250,8 +250,8 @@ def real_question(vc: ValidationConfig, workdir: Path) -> dict:
     return {"pretraining": {k: pre[k] for k in ("best_val_loss", "reference_losses", "total_seconds",
                                                  "epochs_completed")} | {"data": pre["data"]},
             "balanced_accuracy": {arm: {k: s[k] for k in ("mean", "ci_low", "ci_high")} for arm, s in summary.items()},
-            "comparisons": {k: {m: {f: c[m][f] for f in ("mean", "ci_low", "ci_high", "p_value", "mde", "interval",
-                                                         "mde_range", "test_noise_only_ci") if f in c[m]} | ({"p_holm": c[m]["p_holm"]} if "p_holm" in c[m] else {})
+            "comparisons": {k: {m: {f: c[m][f] for f in ("mean", "ci_low", "ci_high", "p_value", "p_holm", "mde",
+                                                         "interval", "mde_range", "test_noise_only_ci") if f in c[m]}
                                 for m in ("balanced_accuracy", "log_loss")}
                             for k, c in res["comparisons"].items()},
             "learning_curve": {arm: [(p["n_train"], p["balanced_accuracy"]["mean"]) for p in pts]

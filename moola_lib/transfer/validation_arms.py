@@ -26,7 +26,8 @@ SGD_ARMS = ("baseline",)
 PAIRS = {"primary_null": ("probe_random", "baseline"), "positive": ("probe_label", "baseline"),
          "probe_vs_logistic": ("probe_random", "logistic"), "boosting_vs_logistic": ("boosting", "logistic"),
          "two_random_probes": ("probe_random", "probe_random_b")}
-PAIR_TITLES = {"primary_null": "frozen probe on a random encoder vs the trained baseline (the primary comparison's null)",
+PAIR_TITLES = {"primary_null": "frozen probe on a random encoder vs the trained baseline (the primary "
+                               "comparison's null)",
                "positive": "frozen probe on a label-carrying encoder vs the trained baseline (positive control)",
                "probe_vs_logistic": "frozen probe on a random encoder vs logistic regression on summaries",
                "boosting_vs_logistic": "gradient boosting vs logistic regression on summaries",

@@ -76,7 +76,8 @@ def labels_check(vc, make_set, cfg: TransferConfig, parallel) -> dict:
         at = [row for row in rows if row["n"] == k * vc.n_labelled]
         spread = float(np.std([row["estimate"] for row in at], ddof=1)) if len(at) > 1 else math.nan
         predicted = [b["predicted_se"].get(str(k * vc.n_labelled), math.nan) for b in base]
-        sizes.append({"n": k * vc.n_labelled, "sets": len(at), "mean_estimate": float(np.mean([r["estimate"] for r in at])),
+        sizes.append({"n": k * vc.n_labelled, "sets": len(at),
+                      "mean_estimate": float(np.mean([r["estimate"] for r in at])),
                       "measured_se": float(np.mean([r["se"] for r in at])), "true_spread": spread,
                       "predicted_se": float(np.mean(predicted)), "predicted_se_range": [float(np.min(predicted)),
                                                                                         float(np.max(predicted))]})

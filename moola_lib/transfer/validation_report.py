@@ -57,7 +57,8 @@ def _labels(res: dict) -> list[str]:
     lines = ["## Labels needed, checked against larger labelled sets", "",
              f"Pair {res['pair']}; per size, the mean printed se and the true spread of the estimate against "
              "the se labels_needed predicted from today's size.", "",
-             "| labelled windows | sets | mean estimate pp | predicted se pp [range] | printed se pp | true spread pp |",
+             "| labelled windows | sets | mean estimate pp | predicted se pp [range] | printed se pp "
+             "| true spread pp |",
              "|---|---|---|---|---|---|"]
     for s in res["sizes"]:
         lo, hi = s["predicted_se_range"]
