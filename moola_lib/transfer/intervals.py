@@ -13,8 +13,8 @@ Three estimates of the uncertainty of one paired difference (arm - reference), e
 - ``decomposition``: out-of-fold per-window scores with an explicit training-variance term. The paired
   per-window score difference e[r, i] (window i, repeat r) is split into what the test windows contribute
   (the cluster-robust variance of the mean over windows of e averaged over repeats, clusters = fold
-  groups: windows of one session are not independent) and what the training sets contribute (the
-  between-fold variance of the fold means beyond their own test noise, sigma_tau^2, counted with the
+  groups: windows of one session are not independent) and what the training sets contribute (within each
+  repeat, the variance of the fold means beyond their own test noise, sigma_tau^2, counted with the
   Nadeau-Bengio factor 1/J + n_test/n_train because the J models share training windows). Degrees of
   freedom by Welch-Satterthwaite. Unlike the corrected t it does not inflate the test windows' noise by
   the training-overlap factor; unlike a bootstrap of fixed out-of-fold predictions it keeps the training

@@ -17,7 +17,7 @@ Every experiment runs through the protocol's own code (folds, probes, intervals,
   (``validation_labels.py``).
 
 ``--quick`` runs a seconds-long version (the tests run it); the defaults fit 30 minutes on 2 idle CPU cores
-(``workers`` 2 processes); ``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs
+(``workers`` 2 processes; about 25 minutes projected from the CPU time the reduced run measured); ``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs
 (VALIDATION.md). Results go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ LABEL_ENCODER_MARKET_SEED = 4_000_000
 
 @dataclass
 class ValidationConfig(StrictConfig):
-    """Sizes of the validation run (defaults: about 30 minutes on 2 idle CPU cores, VALIDATION.md)."""
+    """Sizes of the validation run (defaults: about 25 minutes on 2 idle CPU cores, VALIDATION.md)."""
 
     experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
     replicates: int = 80           # labelled sets of the pair experiment (coverage CI about +-5 pp)
