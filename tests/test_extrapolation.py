@@ -1,65 +1,103 @@
-"""The "how many more labels?" extrapolation of the transfer learning curve."""
+"""The "how many labels?" variance model of the transfer learning curve (moola_lib.transfer.extrapolation)."""
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from moola_lib.transfer.config import METRICS, TransferConfig
-from moola_lib.transfer.extrapolation import labels_needed, labels_needed_sentence
-from moola_lib.transfer.stats import compare
+from moola_lib.transfer.extrapolation import (
+    fit_training_exponent,
+    labels_for,
+    labels_needed,
+    labels_needed_sentence,
+)
+from moola_lib.transfer.intervals import compare_methods
 
-CFG = TransferConfig(arms=["baseline", "frozen"], primary="frozen vs baseline", primary_metric="balanced_accuracy")
-N_TEST = 35
+K, R, N = 5, 8, 200
+CFG = TransferConfig(arms=["baseline", "frozen"], primary="frozen vs baseline", primary_metric="log_loss",
+                     folds=K, repeats=R)
 
 
-def _runs(effect: float, sd_at_full: float, exponent: float = -0.5, fractions=(0.25, 0.5, 1.0), n_full=140, seed=0):
-    """Per fraction, 25 folds whose paired differences have mean ``effect`` and an sd that scales as
-    n_train^exponent (exactly: standardised noise)."""
+def _runs(effect=0.02, tau_sd=0.08, exponent=-1.0, w_sd=0.2, fractions=(0.25, 0.5, 1.0), seed=0):
+    """Per fraction, runs whose per-window log-loss difference is effect + a fixed per-window term (sd
+    ``w_sd``, the test windows: the same at every fraction) + one shift per model (sd ``tau_sd`` at the full
+    training size, variance scaling as n_train^exponent: the training sets)."""
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal(25)
-    z = (z - z.mean()) / z.std(ddof=1)
+    y = np.arange(N) % 2
+    assign = np.stack([rng.permutation(np.arange(N) % K) for _ in range(R)])
+    window = rng.normal(0, w_sd, N)
     runs = {}
     for f in fractions:
-        n = n_full * f
-        diffs = effect + sd_at_full * (n / n_full) ** exponent * z
-        base = [{"n_train": n, "n_test": N_TEST, **{m: 0.6 for m in METRICS}} for _ in diffs]
-        arm = [{**b, **{m: 0.6 + d for m in METRICS}} for b, d in zip(base, diffs)]
-        runs[f] = {"baseline": {"folds": base}, "frozen": {"folds": arm}}
-    return runs
+        shifts = rng.normal(0, tau_sd * math.sqrt(f ** exponent), (R, K))
+        loss_arm = 1.0 + effect + window + shifts[np.arange(R)[:, None], assign]
+        runs[f] = {"baseline": _arm(np.ones((R, N)), y, assign, f), "frozen": _arm(loss_arm, y, assign, f)}
+    return runs, y, np.arange(N)
 
 
-def test_the_square_root_law_gives_the_closed_form_answer():
-    runs = _runs(effect=0.03, sd_at_full=0.10)
-    x = labels_needed(runs, CFG, n_labelled=174)
-    full = compare(runs[1.0]["frozen"]["folds"], runs[1.0]["baseline"]["folds"])["balanced_accuracy"]
-    assert x["effect"] == pytest.approx(0.03) and x["mde"] == pytest.approx(full["mde"])
-    ses = [compare(runs[f]["frozen"]["folds"], runs[f]["baseline"]["folds"])["balanced_accuracy"]["se"]
-           for f in (0.25, 0.5, 1.0)]
-    slope = np.polyfit(np.log([35.0, 70.0, 140.0]), np.log(ses), 1)[0]
-    assert x["fitted_exponent"] == pytest.approx(slope) and -1 < slope < -0.25   # the test fold is fixed
-    assert x["labels_needed"] == math.ceil(174 * (full["mde"] / 0.03) ** 2)
-    assert x["labels_needed_fitted_exponent"] == math.ceil(174 * (full["mde"] / 0.03) ** (-1 / slope))
-    assert not x["detectable_now"] and x["labels_needed"] > 174
-    assert [p["fraction"] for p in x["points"]] == [0.25, 0.5, 1.0]
+def _arm(loss, y, assign, f):
+    p = np.exp(-loss)                                   # probability of the true class
+    oof = np.where(y[None, :, None] == np.arange(2), p[..., None], (1 - p)[..., None])
+    n_train = round(N * (K - 1) / K * f)
+    folds = [{"repeat": r, "n_test": int((assign[r] == k).sum()), "n_train": n_train,
+              "test_idx": np.flatnonzero(assign[r] == k).tolist(),
+              **{m: 0.5 for m in METRICS}, "log_loss": float(loss[r, assign[r] == k].mean()),
+              "roc_auc": float(loss[r, assign[r] == k].mean())}
+             for r in range(R) for k in range(K)]
+    return {"folds": folds, "oof": oof}
+
+
+def test_the_model_passes_through_the_measured_standard_error_and_fits_the_planted_exponent():
+    runs, y, groups = _runs(exponent=-1.0)
+    x = labels_needed(runs, CFG, y, groups)
+    full = compare_methods(runs[1.0]["frozen"], runs[1.0]["baseline"], y, groups)["log_loss"]
+    assert x["predicted_se"][str(N)] == pytest.approx(full["se"]) and x["mde"] == pytest.approx(full["mde"])
+    assert x["exponent_fitted"] and x["training_exponent"] == pytest.approx(-1.0, abs=0.45)
+    assert x["predicted_se"][str(2 * N)] < full["se"] and x["predicted_se"][str(8 * N)] < x["predicted_se"][str(4 * N)]
+    assert [p["n_test"] for p in x["points"]] == [40.0] * 3            # the test folds keep their size
+    flat = labels_needed(_runs(exponent=0.0)[0], CFG, y, groups)        # training variance that does not shrink
+    assert flat["training_exponent"] > -0.5 > x["training_exponent"]   # the fit reads the data, not the fold sizes
+    assert flat["predicted_se"][str(8 * N)] / flat["mde"] > x["predicted_se"][str(8 * N)] / x["mde"]
+
+
+def test_power_curve_and_the_range_over_the_effects_interval():
+    runs, y, groups = _runs(effect=0.1, tau_sd=0.03)
+    x = labels_needed(runs, CFG, y, groups)
+    labels = [p["labels"] for p in x["power_curve"]]
+    assert [p["effect"] for p in x["power_curve"]] == [0.01, 0.02, 0.05]
+    assert all(n is None or n > 0 for n in labels)
+    assert labels[2] <= (labels[1] or math.inf) <= (labels[0] or math.inf)
+    df = x["points"][-1]["df"]
+    factor = stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)
+    assert x["mde"] == pytest.approx(factor * x["predicted_se"][str(N)])
+    assert x["ci"][0] > 0                                                       # a clear effect
+    far, near = x["over_interval"]
+    assert far <= x["observed"] <= near
     sentence = labels_needed_sentence(x)
-    assert f"{x['labels_needed']:,} labelled windows" in sentence and "+3.0 pp" in sentence
+    assert f"{far:,} to {near:,} labels" in sentence and "0.050 nats" in sentence and "power 80%" in sentence
 
 
-def test_an_effect_already_detectable_needs_no_more_labels():
-    x = labels_needed(_runs(effect=0.2, sd_at_full=0.05), CFG, n_labelled=174)
-    assert x["detectable_now"] and x["labels_needed"] <= 174
-    assert "already within what this set can detect" in labels_needed_sentence(x)
+def test_labels_for_is_the_smallest_sufficient_count():
+    se_of_n = lambda n: 1.0 / math.sqrt(n)
+    n = labels_for(0.1, se_of_n, 2.8, 100)
+    assert 2.8 * se_of_n(n) <= 0.1 < 2.8 * se_of_n(n - 1) and n == math.ceil(2.8 ** 2 / 0.01)
+    assert labels_for(0.0, se_of_n, 2.8, 100) is None
+    assert labels_for(0.001, se_of_n, 2.8, 100) is None                # beyond 100x today's labels
 
 
-def test_untrustworthy_extrapolations_say_why():
-    flat = labels_needed(_runs(effect=0.03, sd_at_full=0.10, exponent=0.5), CFG, n_labelled=174)
-    assert any("far from n^-0.5" in c for c in flat["caveats"])
-    assert flat["fitted_exponent"] > 0 and flat["labels_needed_fitted_exponent"] is None   # se grew
-    noise = labels_needed(_runs(effect=0.005, sd_at_full=0.10), CFG, n_labelled=174)
-    assert any("smaller than its standard error" in c for c in noise["caveats"])
-    assert any("10x today's labels" in c for c in noise["caveats"])
-    one = labels_needed(_runs(effect=0.03, sd_at_full=0.10, fractions=(1.0,)), CFG, n_labelled=174)
-    assert one["fitted_exponent"] is None and any("only 1 fraction" in c for c in one["caveats"])
-    assert "Not trustworthy" in labels_needed_sentence(noise)
-    none = labels_needed(_runs(effect=0.0, sd_at_full=0.10), CFG, n_labelled=174)
-    assert none["labels_needed"] is None and "No effect was observed" in labels_needed_sentence(none)
+def test_untrustworthy_answers_say_why():
+    runs, y, groups = _runs(effect=0.0)
+    x = labels_needed(runs, CFG, y, groups)
+    lo, hi = x["ci"]
+    assert lo <= 0 <= hi and x["over_interval"][1] is None
+    assert "includes 0" in labels_needed_sentence(x)
+    assert any("smaller than its standard error" in c for c in x["caveats"])
+    one = labels_needed(_runs(fractions=(1.0,))[0], CFG, y, groups)
+    assert not one["exponent_fitted"] and one["training_exponent"] == -1.0
+    assert any("could not fit" in c for c in one["caveats"]) and "assumed" in labels_needed_sentence(one)
+    assert fit_training_exponent([{"n_train": 10, "sigma_tau2": 0.0}, {"n_train": 20, "sigma_tau2": 0.1}]) == \
+        (-1.0, False)
+    auc = labels_needed(runs, dataclasses.replace(CFG, primary_metric="roc_auc"), y, groups)
+    assert auc["interval"] == "corrected_t" and any("not a mean of per-window scores" in c for c in auc["caveats"])
+    assert auc["predicted_se"][str(N)] > auc["predicted_se"][str(4 * N)] > 0   # all variance as training variance

@@ -301,7 +301,7 @@ def test_results_file_and_summaries(results):
     folds = res["arms"]
     diffs = [a["balanced_accuracy"] - b["balanced_accuracy"]
              for a, b in zip(folds["finetune"]["folds"], folds["baseline"]["folds"])]
-    assert d["mean"] == pytest.approx(np.mean(diffs)) and len(d["bootstrap_ci"]) == 2
+    assert d["mean"] == pytest.approx(np.mean(diffs)) and len(d["test_noise_only_ci"]) == 2
     assert d["mde"] == pytest.approx(minimal_detectable_effect(d["se"], d["df"]))
     secondary = [c for c in res["comparisons"].values() if not c["primary"]]
     assert [c["log_loss"]["p_holm"] for c in secondary] == pytest.approx(
@@ -423,8 +423,8 @@ def test_exclude_intervals(tmp_path):
 
 
 def _fake(p, mean, lo, hi, seen=0, mde=0.12, overlap_status="known", without=0):
-    stat = {"mean": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "mde": mde,
-            "bootstrap_ci": [lo + 0.005, hi - 0.005]}
+    stat = {"mean": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "mde": mde, "mde_range": [0.8 * mde, 1.4 * mde],
+            "test_noise_only_ci": [lo + 0.005, hi - 0.005]}
     base = {"balanced_accuracy": {"mean": 0.6, "ci_low": 0.55, "ci_high": 0.65}}
     overlap = {"status": overlap_status, "period_known": True, "seen": seen, "without_timestamps": without}
     return {"arms": {"baseline": {"summary": base}, "frozen": {"summary": {"balanced_accuracy": {
@@ -449,6 +449,9 @@ def test_verdict_reflects_the_numbers():
     null = verdict(_fake(0.4, 0.01, -0.03, 0.05, seen=12, mde=0.118))
     assert "no significant difference" in null and "p = 0.4" in null
     assert "effects smaller than 11.8 pp could not have been detected (power 80%, alpha 0.05)" in null
+    assert "itself an estimate from this run's spread (95% range 9.4-16.5 pp)" in null
+    assert "interval: corrected resampled t (Nadeau-Bengio)" in null
+    assert "bootstrap" not in null and "noise" not in null      # test noise only: never next to the CI
     assert "Caution: 12 of the 174" in null
     worse = verdict(_fake(0.002, -0.08, -0.12, -0.04))
     assert "significantly worse" in worse and "-8.0 pp" in worse

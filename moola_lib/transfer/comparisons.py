@@ -4,9 +4,11 @@ One comparison is primary (``TransferConfig.primary``, named before the run; def
 baseline"): its p-value is read as is. Every other comparison is secondary: for each metric its p-values
 get Holm's correction over the secondary family (``p_holm``), so that looking at many comparisons does
 not manufacture a finding (every neural arm against every non-neural arm is in the family, so picking the
-best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the
-paired corrected t-test, the minimal detectable effect (``mde``, at ``power`` and ``alpha``, same unit as
-the difference) and, for the label metrics, a paired bootstrap CI over groups.
+best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the paired difference with the interval,
+p-value and minimal detectable effect (``mde``, at ``power`` and ``alpha``, same unit as the difference) of
+``intervals.VERDICT_INTERVAL``, every method's numbers (``intervals``) and, for the label metrics, the
+paired bootstrap over groups of the fixed out-of-fold predictions (``test_noise_only_ci``: the test
+windows' noise alone, not a confidence interval of the difference between the methods).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import numpy as np
 from .arms import arm as arm_row
 from .arms import result_arms
 from .config import LABEL_METRICS, METRICS, TransferConfig
-from .stats import compare, holm, paired_bootstrap
+from .intervals import compare_methods
+from .stats import holm, paired_bootstrap
 
 
 def comparison_pairs(cfg: TransferConfig) -> list[tuple[str, str]]:
@@ -42,12 +45,12 @@ def comparisons(y: np.ndarray, groups: np.ndarray, n_classes: int, main: dict, c
     out = {}
     for i, (arm, ref) in enumerate(comparison_pairs(cfg)):
         comp = {"arm": arm, "reference": ref, "primary": i == 0,
-                **compare(main[arm]["folds"], main[ref]["folds"], cfg.alpha, cfg.power)}
+                **compare_methods(main[arm], main[ref], y, groups, cfg.alpha, cfg.power)}
         if cfg.n_bootstrap:
             boot = paired_bootstrap(y, main[arm]["oof"].argmax(-1), main[ref]["oof"].argmax(-1), groups,
                                     n_classes, cfg.n_bootstrap, cfg.seed, cfg.alpha)
             for m in LABEL_METRICS:
-                comp[m]["bootstrap_ci"] = [boot[m]["ci_low"], boot[m]["ci_high"]]
+                comp[m]["test_noise_only_ci"] = [boot[m]["ci_low"], boot[m]["ci_high"]]
         out[f"{arm} vs {ref}"] = comp
     secondary = [c for c in out.values() if not c["primary"]]
     for m in METRICS:

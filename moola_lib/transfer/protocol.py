@@ -112,7 +112,7 @@ def run_transfer(labelled: LabelledSet, encoder: EncoderSource | str | Path,
         "arms": _arm_results(labelled, runs[1.0], cfg),
         "comparisons": comparisons(labelled.y, groups, len(labelled.classes), runs[1.0], cfg),
         "learning_curve": _learning_curve(runs, cfg, list(labelled.classes)),
-        "labels_needed": labels_needed(runs, cfg, len(labelled)),
+        "labels_needed": labels_needed(runs, cfg, labelled.y, groups),
         "seconds": time.perf_counter() - t_start, "device": str(resolve_device(cfg.device)),
     }
     results["verdict"] = verdict(results)

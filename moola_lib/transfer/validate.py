@@ -1,65 +1,80 @@
 """The transfer protocol checked on known answers: ``python -m moola_lib.transfer.validate``.
 
-Three experiments on the embedded market, every one through the protocol's own code (folds, probes,
-corrected t-test, minimal detectable effect):
+Every experiment runs through the protocol's own code (folds, probes, intervals, minimal detectable effect):
 
-- ``null``: two arms that differ only in their random seed: linear probes on two random encoders of the
-  same architecture, on the same folds. Over ``replicates`` labelled sets (each its own episodes), the
-  primary test's false-positive rate should be near ``alpha`` (reported with its Clopper-Pearson CI).
-- ``positive``: an encoder that really carries the label, trained supervised on ``positive_windows``
-  extra labelled windows from a disjoint period (2024) of the same market, frozen and probed, against the
-  baseline, ``positive_replicates`` times. Its detection rate is compared with the power the verdicts' own numbers
-  imply: the power at the mean observed effect given each replicate's standard error, and the share of
-  replicates whose effect exceeded their printed minimal detectable effect.
-- ``real``: the real question on the embedded data: an encoder pretrained by masked reconstruction
-  (at the scale ``pretrain_*`` sets; the labelled period is after its splits) against the baseline, every
-  arm, with the learning curve.
+- ``pairs``: five pairs of arms (``validation_arms.PAIRS``) with true differences measured on the
+  generator (``validation_truth.py``: each arm trained on ``truth_draws`` fresh fold-sized sets, each from
+  its own market, scored on a pool of held-out windows from further markets). ``replicates`` labelled sets,
+  each from its own market (independent market seed per replicate), run every arm on the same folds; the
+  pairs with the SGD-trained baseline (``primary_null``: a frozen probe on a random encoder against the
+  baseline, the primary comparison's null; ``positive``: a probe on an encoder trained on labelled windows
+  of an independent market) run on the first ``sgd_replicates`` of them. Per pair and interval method:
+  coverage of the true difference, true spread / printed se, rejection rate against implied power, and the
+  spread of the printed minimal detectable effect (``validation_pairs.py``).
+- ``real``: the real question on the embedded data: an encoder pretrained by masked reconstruction against
+  the baseline, every arm, with the learning curve and the verdict.
+- ``labels`` (``--labels-check``): ``labels_needed`` against larger labelled sets drawn from the generator
+  (``validation_labels.py``).
 
-``--quick`` runs a seconds-long version (the tests run it); the defaults fit the 30-minute budget on 2 CPU
-cores (11 minutes measured on a shared 2-core VM, VALIDATION.md). Results go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
+``--quick`` runs a seconds-long version (the tests run it); the defaults fit 30 minutes on 2 idle CPU cores
+(``workers`` 2 processes; about 25 minutes projected from the CPU time the reduced run measured); ``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs
+(VALIDATION.md). Results go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
+import functools
+import multiprocessing
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from ..cli import add_parameter_flags, parameters, run
 from ..config import StrictConfig
-from ..util.io import atomic_write_text, write_json
-from ..testbed import EMBEDDED_SET, synthetic_labelled_set
 from ..models import JadeEncoder, save_encoder
 from ..pretrain import pretrain
+from ..testbed import EMBEDDED_SET, synthetic_labelled_set
+from ..util.io import atomic_write_text, write_json
 from .config import TransferConfig
 from .folds import fold_groups, inner_split, make_folds
-from .probe import build_classifier, fit_classifier, pooled
-from .protocol import Inputs, evaluate_arms, run_transfer
-from .stats import compare
+from .probe import build_classifier, fit_classifier
+from .protocol import run_transfer
+from .validation_arms import PAIRS, SGD_ARMS, arm_features, arms_of, encoders, run_arms
+from .validation_labels import labels_check
+from .validation_pairs import replicate_rows, summarise_pair
 from .validation_report import markdown
+from .validation_truth import held_out_pool, true_differences, truth_draw
+
+LABELLED_MARKET_SEED = 1_000_000
+LABEL_ENCODER_MARKET_SEED = 4_000_000
 
 
 @dataclass
 class ValidationConfig(StrictConfig):
-    """Sizes of the validation run (defaults: 11 minutes measured on 2 CPU cores, one thread)."""
+    """Sizes of the validation run (defaults: about 25 minutes on 2 idle CPU cores, VALIDATION.md)."""
 
-    replicates: int = 20           # null experiment
-    positive_replicates: int = 20
-    n_labelled: int = EMBEDDED_SET.n   # the labelled sets: the embedded set's defaults, other window draws
+    experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
+    replicates: int = 80           # labelled sets of the pair experiment (coverage CI about +-5 pp)
+    sgd_replicates: int = 60       # of those, how many also train the baseline (primary_null, positive)
+    n_labelled: int = EMBEDDED_SET.n
     folds: int = 5
     repeats: int = 5
     epochs: int = 60               # transfer training epochs (baseline)
-    hidden_size: int = 32          # encoder architecture of the null and positive experiments
+    hidden_size: int = 32          # encoder architecture of the probes and the baseline
     num_layers: int = 1
+    truth_draws: int = 100         # fresh training sets per arm for the true differences
+    sgd_truth_draws: int = 40      # of those, how many also train the baseline
+    pool_markets: int = 8          # held-out pool: windows from this many independent markets
+    pool_per_market: int = 250
+    n_bootstrap: int = 1000        # the test-window bootstrap (test noise only), per replicate and pair
     positive_windows: int = 2000
     positive_epochs: int = 20
     pretrain_hidden_size: int = 64   # the real question's encoder
@@ -68,16 +83,29 @@ class ValidationConfig(StrictConfig):
     pretrain_start: str = "2024-04-01"
     real_repeats: int = 5
     real_fractions: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0])
+    labels_multiples: list[int] = dataclasses.field(default_factory=lambda: [2, 4])   # labels check: set sizes
+    labels_replicates: int = 10
+    labels_fractions: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0])
+    labels_check_period: list[str] = dataclasses.field(default_factory=lambda: ["2025-01-01", "2025-09-30"])
     seeds_per_fold: int = 1
     labels_period: list[str] = dataclasses.field(default_factory=lambda: [EMBEDDED_SET.start, EMBEDDED_SET.end])
     history_start: str = EMBEDDED_SET.history_start
+    workers: int = 2               # processes (1: everything in this process)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        known = ("pairs", "real", "labels")
+        self.require([(set(self.experiments) <= set(known), f"experiments must be among {known}"),
+                      (self.replicates >= 2 and self.truth_draws >= 2, "replicates and truth_draws must be >= 2"),
+                      (self.workers >= 1, "workers must be >= 1")])
 
-QUICK = dict(replicates=2, positive_replicates=2, n_labelled=40, folds=3, repeats=1, epochs=3, hidden_size=8, positive_windows=80,
-             positive_epochs=2, pretrain_hidden_size=8, pretrain_epochs=1, pretrain_start="2025-03-01",
-             real_repeats=1, real_fractions=[0.5, 1.0], labels_period=["2025-07-01", "2025-07-14"],
-             history_start="2025-06-24")
+
+QUICK = dict(replicates=3, sgd_replicates=2, n_labelled=40, folds=3, repeats=1, epochs=3, hidden_size=8,
+             truth_draws=3, sgd_truth_draws=2, pool_markets=2, pool_per_market=30, n_bootstrap=100,
+             positive_windows=80, positive_epochs=2, pretrain_hidden_size=8, pretrain_epochs=1,
+             pretrain_start="2025-03-01", real_repeats=1, real_fractions=[0.5, 1.0], labels_multiples=[2],
+             labels_replicates=2, labels_fractions=[0.5, 1.0], labels_check_period=["2025-07-01", "2025-08-31"],
+             labels_period=["2025-07-01", "2025-07-14"], history_start="2025-06-24", workers=1)
 
 
 def _note(message: str) -> None:
@@ -85,64 +113,118 @@ def _note(message: str) -> None:
     print(f"[validate {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _labelled(vc: ValidationConfig, replicate: int):
-    """The embedded labelled set (``EMBEDDED_SET``) with its windows drawn by seed ``10_000 + replicate``."""
-    lo, hi = vc.labels_period
-    return synthetic_labelled_set(vc.n_labelled, EMBEDDED_SET.class_balance, EMBEDDED_SET.label_noise,
-                                  seed=10_000 + replicate, difficulty=EMBEDDED_SET.difficulty, start=lo, end=hi,
-                                  history_start=vc.history_start, market_seed=vc.seed)
+def labelled_set(vc: ValidationConfig, n: int, seed: int, market_seed: int, period=None):
+    """The one place the validation draws a labelled set: ``n`` windows of the embedded testbed from the
+    market ``market_seed`` (every replicate, draw and pool its own), in ``period`` (default labels_period)."""
+    lo, hi = period or vc.labels_period
+    history = vc.history_start if period is None else str(np.datetime64(lo, "D") - 30)
+    return synthetic_labelled_set(n, seed=seed, start=lo, end=hi, history_start=history, market_seed=market_seed)
 
 
-def _transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:
+def transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:
     return TransferConfig(**{**dict(folds=vc.folds, repeats=vc.repeats, epochs=vc.epochs, fractions=[1.0],
                                     n_bootstrap=0, device="cpu", progress=False,
                                     seeds_per_fold=vc.seeds_per_fold, seed=vc.seed), **overrides})
 
 
-def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> list[float]:
-    """Exact binomial (1 - alpha) CI of a rate k / n."""
-    lo = stats.beta.ppf(alpha / 2, k, n - k + 1) if k > 0 else 0.0
-    hi = stats.beta.ppf(1 - alpha / 2, k + 1, n - k) if k < n else 1.0
-    return [float(lo), float(hi)]
-
-
-def _rate(hits: list[bool]) -> dict:
-    return {"rate": float(np.mean(hits)), "k": int(np.sum(hits)), "n": len(hits),
-            "ci": clopper_pearson(int(np.sum(hits)), len(hits))}
-
-
-def null_control(vc: ValidationConfig) -> dict:
-    """Probes on two random encoders (seeds differ only) on the same folds, ``replicates`` times."""
-    cfg = _transfer_config(vc, arms=["baseline", "frozen", "random_frozen"])
-    rows = []
-    for r in range(vc.replicates):
-        ls = _labelled(vc, r)
-        groups = fold_groups(ls.groups, ls.start, ls.end)
-        assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=r)
-        arch = dict(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
-        X, V = torch.as_tensor(ls.X), torch.as_tensor(ls.valid)
-        fixed = {}
-        for arm, key in (("frozen", 1), ("random_frozen", 2)):
-            torch.manual_seed(vc.seed * 1000 + 2 * r + key)
-            fixed[arm] = pooled(JadeEncoder(**arch), X, V)
-        inputs = Inputs(data=(X, V, torch.as_tensor(ls.y)), encoder=None, fixed=fixed)
-        runs = evaluate_arms(ls, inputs, cfg, assign, groups, arms=["frozen", "random_frozen"])
-        d = compare(runs["frozen"]["folds"], runs["random_frozen"]["folds"], cfg.alpha, cfg.power)
-        rows.append({"replicate": r, **{m: {k: d[m][k] for k in ("mean", "se", "p_value", "mde")}
-                                        for m in ("balanced_accuracy", "log_loss")}})
-        _note(f"null {r + 1}/{vc.replicates}: p = {d['balanced_accuracy']['p_value']:.3f}")
-    out = {"replicates": rows}
-    for m in ("balanced_accuracy", "log_loss"):
-        out[f"false_positive_{m}"] = _rate([row[m]["p_value"] < cfg.alpha for row in rows])
+def parallel(fn, jobs: list[tuple], workers: int, what: str) -> list:
+    """``fn(*job)`` for every job, in order, on ``workers`` processes (one torch thread each)."""
+    out = []
+    if workers <= 1:
+        results = (fn(*job) for job in jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=torch.set_num_threads, initargs=(1,))
+        results = pool.map(fn, *zip(*jobs))
+    try:
+        for i, res in enumerate(results):
+            out.append(res)
+            if (i + 1) % max(1, len(jobs) // 10) == 0 or i + 1 == len(jobs):
+                _note(f"{what} {i + 1}/{len(jobs)}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return out
+
+
+_FIXED: dict = {}   # per process: what _fixed built, by (sizes, label encoder path)
+
+
+def _fixed(vc: ValidationConfig, label_path: str | None):
+    """Per process: the probe encoders, the template of the baseline, the held-out pool and its features."""
+    key = (repr(vc), label_path)
+    if key not in _FIXED:
+        arch = dict(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
+        encs = encoders(arch, vc.seed, label_path)
+        pool = held_out_pool(functools.partial(labelled_set, vc), vc.pool_markets, vc.pool_per_market)
+        _FIXED.clear()
+        _FIXED[key] = (encs, JadeEncoder(**arch), pool, arm_features(pool, encs))
+    return _FIXED[key]
+
+
+def _arms(vc: ValidationConfig, index: int, sgd_count: int, label_path) -> list[str]:
+    pairs = [p for p, (a, b) in PAIRS.items() if (index < sgd_count or not {a, b} & set(SGD_ARMS))
+             and (label_path is not None or "probe_label" not in (a, b))]
+    return arms_of(pairs)
+
+
+def _timed(fn):
+    """``fn`` returning also the CPU seconds of its process spent on it (``cpu_seconds``): what a run on idle
+    cores would take, whatever the machine's load."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        t = time.process_time()
+        return fn(*args), time.process_time() - t
+    return wrapper
+
+
+@_timed
+def _truth_job(vc: ValidationConfig, m: int, label_path) -> dict:
+    encs, template, pool, pool_feats = _fixed(vc, label_path)
+    n_train = round(vc.n_labelled * (vc.folds - 1) / vc.folds)
+    return truth_draw(m, _arms(vc, m, vc.sgd_truth_draws, label_path), functools.partial(labelled_set, vc),
+                      n_train, pool, pool_feats, encs, template, transfer_config(vc))
+
+
+@_timed
+def _replicate_job(vc: ValidationConfig, r: int, label_path) -> dict:
+    encs, template, _, _ = _fixed(vc, label_path)
+    ls = labelled_set(vc, vc.n_labelled, 10_000 + r, LABELLED_MARKET_SEED + r)
+    cfg = transfer_config(vc)
+    groups = fold_groups(ls.groups, ls.start, ls.end, cfg.group_by_session)
+    assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=r)
+    runs = run_arms(_arms(vc, r, vc.sgd_replicates, label_path), ls, arm_features(ls, encs), template, cfg,
+                    assign, groups)
+    return replicate_rows(runs, PAIRS, ls.y, groups, cfg, vc.n_bootstrap, seed=r)
+
+
+def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:
+    """Truth first, then the replicates, then per pair the summary (module docstring)."""
+    encoder, trained = train_label_encoder(vc)
+    label_path = str(workdir / "label_encoder.pt")
+    save_encoder(encoder, label_path)
+    _note(f"label-carrying encoder trained: {trained}")
+    draws, truth_cpu = zip(*parallel(_truth_job, [(vc, m, label_path) for m in range(vc.truth_draws)], vc.workers,
+                                     "truth draw"))
+    truths = true_differences(draws, PAIRS, _fixed(vc, label_path)[2])
+    rows, cpu = zip(*parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers,
+                              "replicate"))
+    cfg = transfer_config(vc)
+    pairs = {name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
+             for name in PAIRS if name in truths}
+    sgd = min(vc.sgd_replicates, vc.replicates)
+    return {"label_encoder": trained, "pairs": pairs, "replicates": list(rows),
+            "cpu_seconds": {"truth_draws": float(sum(truth_cpu)), "replicates_with_sgd": float(sum(cpu[:sgd])),
+                            "replicates_without_sgd": float(sum(cpu[sgd:]))}}
 
 
 def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
     """An encoder that carries the label: a classifier trained on ``positive_windows`` labelled windows
-    of 2023-2024 (a period disjoint from the labelled set's), early-stopped on a fifth of them; its encoder."""
-    extra = synthetic_labelled_set(vc.positive_windows, seed=vc.seed + 99, start="2023-01-01",
-                                   end="2024-12-31", history_start="2022-12-01", market_seed=vc.seed)
-    cfg = _transfer_config(vc, epochs=vc.positive_epochs, patience=5, lr=3e-3, batch_size=64)
+    of 2023-2024 of an independent market, early-stopped on a fifth of them; its encoder."""
+    extra = labelled_set(vc, vc.positive_windows, vc.seed + 99, LABEL_ENCODER_MARKET_SEED + vc.seed,
+                         period=["2023-01-01", "2024-12-31"])
+    cfg = transfer_config(vc, epochs=vc.positive_epochs, patience=5, lr=3e-3, batch_size=64)
     fit, val = inner_split(np.arange(len(extra)), extra.y, extra.groups, 0.2, vc.seed)
     template = JadeEncoder(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
     model = build_classifier("baseline", template, 2, cfg.dropout, vc.seed)
@@ -152,58 +234,29 @@ def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
                            "best_val_loss": history["best_val_loss"]}
 
 
-def positive_control(vc: ValidationConfig, workdir: Path) -> dict:
-    """The label-carrying encoder, frozen and probed, against the baseline, ``positive_replicates`` times."""
-    encoder, trained = train_label_encoder(vc)
-    _note(f"label-carrying encoder trained: {trained}")
-    save_encoder(encoder, workdir / "label_encoder.pt")
-    cfg = _transfer_config(vc, arms=["baseline", "frozen"])
-    rows = []
-    for r in range(vc.positive_replicates):
-        res = run_transfer(_labelled(vc, r), workdir / "label_encoder.pt", dataclasses.replace(cfg, seed=r))
-        d = res["comparisons"]["frozen vs baseline"]["balanced_accuracy"]
-        rows.append({"replicate": r, "mean": d["mean"], "se": d["se"], "df": d["df"], "p_value": d["p_value"],
-                     "mde": d["mde"], "frozen": res["arms"]["frozen"]["summary"]["balanced_accuracy"]["mean"],
-                     "baseline": res["arms"]["baseline"]["summary"]["balanced_accuracy"]["mean"]})
-        _note(f"positive {r + 1}/{vc.positive_replicates}: {100 * d['mean']:+.1f} pp, p = {d['p_value']:.3g}")
-    effect = float(np.mean([row["mean"] for row in rows]))
-    implied = [_power(effect, row["se"], row["df"], cfg.alpha) for row in rows]
-    return {"encoder": trained, "replicates": rows, "mean_effect": effect,
-            "detection": _rate([row["p_value"] < cfg.alpha and row["mean"] > 0 for row in rows]),
-            "implied_power": float(np.mean(implied)),
-            "effect_above_printed_mde": _rate([row["mean"] >= row["mde"] for row in rows]),
-            "mean_printed_mde": float(np.mean([row["mde"] for row in rows]))}
-
-
-def _power(effect: float, se: float, df: int, alpha: float) -> float:
-    """Power of the two-sided t-test (df) for a true ``effect`` at standard error ``se`` (noncentral t)."""
-    if not (se > 0 and math.isfinite(se)):
-        return math.nan
-    crit, nc = stats.t.ppf(1 - alpha / 2, df), effect / se
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
-
-
 def real_question(vc: ValidationConfig, workdir: Path) -> dict:
     """Masked-reconstruction pretraining on the embedded market (splits end before the labelled period),
     then every arm against the baseline with the learning curve."""
-    lo, hi = vc.labels_period
+    lo = vc.labels_period[0]
     pre = pretrain({"synthetic_start": vc.pretrain_start, "synthetic_end": lo, "hidden_size": vc.pretrain_hidden_size,
                     "num_layers": vc.pretrain_num_layers, "epochs": vc.pretrain_epochs, "batch_size": 256,
                     "lr": 3e-3, "warmup_epochs": 1, "seed": vc.seed, "device": "cpu", "progress": False,
                     "splits": _pretrain_splits(vc.pretrain_start, lo)}, workdir / "pretrain")
     _note(f"pretrained: best val loss {pre['best_val_loss']:.4f} in {pre['total_seconds']:.0f} s")
-    cfg = _transfer_config(vc, repeats=vc.real_repeats, fractions=vc.real_fractions, n_bootstrap=1000)
-    res = run_transfer(_labelled(vc, 0), workdir / "pretrain" / "checkpoint_best.pt", cfg)
+    cfg = transfer_config(vc, repeats=vc.real_repeats, fractions=vc.real_fractions, n_bootstrap=1000)
+    res = run_transfer(labelled_set(vc, vc.n_labelled, 10_000, vc.seed), workdir / "pretrain" / "checkpoint_best.pt",
+                       cfg)
     summary = {arm: a["summary"]["balanced_accuracy"] for arm, a in res["arms"].items()}
     return {"pretraining": {k: pre[k] for k in ("best_val_loss", "reference_losses", "total_seconds",
                                                  "epochs_completed")} | {"data": pre["data"]},
             "balanced_accuracy": {arm: {k: s[k] for k in ("mean", "ci_low", "ci_high")} for arm, s in summary.items()},
-            "comparisons": {k: {m: {f: c[m][f] for f in ("mean", "ci_low", "ci_high", "p_value", "mde")
-                                    if f in c[m]} | ({"p_holm": c[m]["p_holm"]} if "p_holm" in c[m] else {})
+            "comparisons": {k: {m: {f: c[m][f] for f in ("mean", "ci_low", "ci_high", "p_value", "p_holm", "mde",
+                                                         "interval", "mde_range", "test_noise_only_ci") if f in c[m]}
                                 for m in ("balanced_accuracy", "log_loss")}
                             for k, c in res["comparisons"].items()},
             "learning_curve": {arm: [(p["n_train"], p["balanced_accuracy"]["mean"]) for p in pts]
                                for arm, pts in res["learning_curve"].items()},
+            "labels_needed": res["labels_needed"],
             "verdict": res["verdict"], "seconds": res["seconds"]}
 
 
@@ -215,22 +268,24 @@ def _pretrain_splits(start: str, labels_start: str) -> dict:
 
 
 def validate(vc: ValidationConfig, workdir) -> dict:
-    """All three experiments; the results dict (timings and machine included)."""
+    """The experiments of ``vc.experiments``; the results dict (timings and machine included)."""
     workdir = Path(workdir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     t0, out = time.perf_counter(), {"config": dataclasses.asdict(vc)}
+    runs = {"pairs": lambda: pair_experiment(vc, workdir), "real": lambda: real_question(vc, workdir),
+            "labels": lambda: labels_check(vc, functools.partial(labelled_set, vc), transfer_config(vc), parallel)}
     try:
-        for name, run in (("null", lambda: null_control(vc)), ("positive", lambda: positive_control(vc, workdir)),
-                          ("real", lambda: real_question(vc, workdir))):
+        for name in vc.experiments:
             t = time.perf_counter()
-            out[name] = run()
+            out[name] = runs[name]()
             out[name]["seconds_total"] = time.perf_counter() - t
+            _note(f"{name} done in {out[name]['seconds_total']:.0f} s")
     finally:
         torch.set_num_threads(threads)
     out["seconds"] = time.perf_counter() - t0
     out["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                      "torch": torch.__version__, "threads": 1}
+                      "torch": torch.__version__, "threads": 1, "workers": vc.workers}
     return out
 
 
@@ -239,10 +294,14 @@ def _main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long version (what the tests run)")
     parser.add_argument("--json", default="runs/validation/validation.json", help="results file")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
+    parser.add_argument("--labels-check", action="store_true",
+                        help="also check labels_needed against larger labelled sets (the longer run)")
     add_parameter_flags(parser, what="size (a field of ValidationConfig)")
     args = parser.parse_args(argv)
     options = {**(QUICK if args.quick else {}), **parameters(args)}
     vc = ValidationConfig.from_dict(options)
+    if args.labels_check and "labels" not in vc.experiments:
+        vc = dataclasses.replace(vc, experiments=[*vc.experiments, "labels"])
     with tempfile.TemporaryDirectory() as tmp:
         results = validate(vc, tmp)
     results["command"] = " ".join(["python -m moola_lib.transfer.validate", *(argv or [])])

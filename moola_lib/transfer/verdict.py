@@ -1,10 +1,12 @@
 """The verdict paragraph of a transfer run, generated from the numbers of transfer_results.json.
 
-It states the primary comparison (named before the run) with its p-value, confidence interval and the
-minimal detectable effect, so that "no significant difference" always comes with the size of effect the
-run could not have seen; the other comparisons with Holm-corrected p-values; whether the pretrained arms
-beat the best non-neural arm (simple models, ROCKET), with the intervals; and what is known about the
-encoder having seen the labelled windows' bars.
+It states the primary comparison (named before the run) with its p-value, confidence interval (naming the
+method that made it, ``intervals.VERDICT_INTERVAL``), the Bayesian correlated t-test's probabilities and the
+minimal detectable effect with its range (it is an estimate), so that "no significant difference" always
+comes with the size of effect the run could not have seen; the other comparisons with Holm-corrected
+p-values; whether the pretrained arms beat the best non-neural arm (simple models, ROCKET), with the
+intervals; and what is known about the encoder having seen
+the labelled windows' bars.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import math
 
 from .arms import arm as arm_row
 from .config import LOWER_IS_BETTER
+from .intervals import METHOD_TITLES
 
 
 def _fmt(x: float, metric: str, signed: bool = True) -> str:
@@ -29,26 +32,54 @@ def _title(arm: str) -> str:
     return "the baseline" if arm == "baseline" else f"the {arm_row(arm).title}"
 
 
+def _interval_note(d: dict) -> str:
+    """Which method made the interval (results from before the choice carry no name: the corrected t)."""
+    return f"; interval: {METHOD_TITLES[d.get('interval', 'corrected_t')]}"
+
+
+def _mde_note(d: dict, metric: str) -> str:
+    """The minimal detectable effect is an estimate: its 95% range, when the results carry it."""
+    lo, hi = d.get("mde_range", (math.nan, math.nan))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return (f" That detectable effect is itself an estimate from this run's spread (95% range "
+            f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)}).")
+
+
+def _posterior_note(d: dict, metric: str, arm: str) -> str:
+    """The Bayesian correlated t-test's probabilities for the primary comparison."""
+    b = d.get("intervals", {}).get("bayesian_correlated_t")
+    if not b or not math.isfinite(b.get("p_in_rope", math.nan)):
+        return ""
+    up, down = (b["p_below_rope"], b["p_above_rope"]) if metric in LOWER_IS_BETTER else \
+        (b["p_above_rope"], b["p_below_rope"])
+    rope = f"{_fmt(b['rope'], metric, signed=False)} {_unit(metric)}"
+    return (f" Bayesian correlated t-test (Corani-Benavoli, region of practical equivalence +-{rope}): "
+            f"P({arm} better by more than {rope}) = {up:.2f}, P(within +-{rope}) = {b['p_in_rope']:.2f}, "
+            f"P({arm} worse by more than {rope}) = {down:.2f}.")
+
+
 def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) -> str:
     """One sentence on one comparison: significant or not, the numbers, and the smallest detectable
-    effect when nothing was found."""
+    effect when nothing was found. The test-window bootstrap (test noise only) is not a CI of the
+    difference between the methods and is not printed here."""
     d, name, unit = comp[metric], metric.replace("_", " "), _unit(metric)
     p = d.get(p_key, d["p_value"])
     numbers = (f"{_fmt(d['mean'], metric)} {unit} {name}, 95% CI [{_fmt(d['ci_low'], metric)}, "
-               f"{_fmt(d['ci_high'], metric)}], p = {p:.2g}" + (" (Holm-corrected)" if p_key == "p_holm" else ""))
-    if "bootstrap_ci" in d:
-        numbers += f"; bootstrap CI [{_fmt(d['bootstrap_ci'][0], metric)}, {_fmt(d['bootstrap_ci'][1], metric)}]"
+               f"{_fmt(d['ci_high'], metric)}], p = {p:.2g}" + (" (Holm-corrected)" if p_key == "p_holm" else "")
+               + _interval_note(d))
     who = f"{_title(comp['arm'])[0].upper()}{_title(comp['arm'])[1:]}"
     if math.isnan(p):
         return f"{who} differs from {_title(comp['reference'])} by {numbers}, which this run cannot test."
     mde = f"effects smaller than {_fmt(d['mde'], metric, signed=False)} {unit} could not have been detected"
+    primary_note = _mde_note(d, metric) if comp.get("primary") else ""
     if p < alpha:
         better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
         return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
                 f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
-                f"with {power:.0%} power.")
+                f"with {power:.0%} power." + primary_note)
     return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
-            f"{mde} (power {power:.0%}, alpha {alpha:g}).")
+            f"{mde} (power {power:.0%}, alpha {alpha:g})." + primary_note)
 
 
 def _non_neural_sentence(results: dict, metric: str, alpha: float, power: float) -> str | None:
@@ -107,7 +138,8 @@ def verdict(results: dict) -> str:
     primary = [c for c in comps if c.get("primary")]
     if primary:
         parts.append(f"Primary comparison (named before the run), {primary[0]['arm']} vs "
-                     f"{primary[0]['reference']}: " + _finding(primary[0], metric, alpha, power, "p_value"))
+                     f"{primary[0]['reference']}: " + _finding(primary[0], metric, alpha, power, "p_value")
+                     + _posterior_note(primary[0][metric], metric, primary[0]["arm"]))
     secondary = [c for c in comps if not c.get("primary")]
     if secondary:
         parts.append("Secondary comparisons (Holm-corrected over " + f"{len(secondary)}): " + " ".join(

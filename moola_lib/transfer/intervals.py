@@ -1,0 +1,199 @@
+"""Intervals for the difference between two methods evaluated by repeated K-fold cross-validation.
+
+Three estimates of the uncertainty of one paired difference (arm - reference), each a small pure function:
+
+- ``corrected_t`` (``stats.py``): Nadeau & Bengio (2003). The J = folds x repeats per-fold differences,
+  variance of their mean (1/J + n_test/n_train) s^2, Student t with J - 1 degrees of freedom.
+- ``bayesian_correlated_t``: Corani & Benavoli (2015). The posterior of the mean difference is a Student
+  t with J - 1 degrees of freedom, location the mean and scale^2 = (1/J + rho / (1 - rho)) s^2 with
+  rho = n_test / (n_train + n_test); since rho / (1 - rho) = n_test / n_train its 95% credible interval
+  equals the corrected t interval. What it adds are probabilities: P(difference > rope), P(|difference|
+  <= rope), P(difference < -rope) for a region of practical equivalence ``rope`` (default 1 pp for the
+  label metrics, 0.01 nats for the log-loss, ``DEFAULT_ROPE``).
+- ``decomposition``: out-of-fold per-window scores with an explicit training-variance term. The paired
+  per-window score difference e[r, i] (window i, repeat r) is split into what the test windows contribute
+  (the cluster-robust variance of the mean over windows of e averaged over repeats, clusters = fold
+  groups: windows of one session are not independent) and what the training sets contribute (within each
+  repeat, the variance of the fold means beyond their own test noise, sigma_tau^2, counted with the
+  Nadeau-Bengio factor 1/J + n_test/n_train because the J models share training windows). Degrees of
+  freedom by Welch-Satterthwaite. Unlike the corrected t it does not inflate the test windows' noise by
+  the training-overlap factor; unlike a bootstrap of fixed out-of-fold predictions it keeps the training
+  sets' variance. Defined for the metrics that are means of per-window scores (``PER_WINDOW``).
+
+The paired bootstrap of fixed out-of-fold predictions (``stats.paired_bootstrap``) holds the test
+windows' noise only and is reported as such (``test_noise_only_ci``), never as a CI of a difference.
+
+``VERDICT_INTERVAL`` names the method whose interval, p-value and minimal detectable effect the verdict
+prints: the narrowest that covered the true difference in at least 93% of the validation's replicates
+(VALIDATION.md, ``python -m moola_lib.transfer.validate``): the decomposition (97.5-100% in five pairs,
+true spread / printed se 0.75-0.82, where the corrected t gave 0.42-0.71). Metrics that are no mean of
+per-window scores (macro F1, ROC AUC) fall back to the corrected t.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from .stats import (
+    compare,
+    corrected_t,
+    fold_test_train_ratio,
+    minimal_detectable_effect,
+)
+
+PER_WINDOW = ("accuracy", "balanced_accuracy", "log_loss")   # metrics that are means of per-window scores
+DEFAULT_ROPE = {"log_loss": 0.01}                            # every other metric: 0.01 (1 pp)
+METHODS = ("corrected_t", "bayesian_correlated_t", "decomposition")
+VERDICT_INTERVAL = "decomposition"   # VALIDATION.md: covered in every pair, 20-40% narrower than the corrected t
+METHOD_TITLES = {"corrected_t": "corrected resampled t (Nadeau-Bengio)",
+                 "bayesian_correlated_t": "Bayesian correlated t (Corani-Benavoli)",
+                 "decomposition": "per-window variance decomposition (test + training)"}
+_PROB_FLOOR = 1e-7
+# the printed minimal detectable effect varied across replicate labelled sets with a coefficient of variation
+# of 20-30% (VALIDATION.md): as noisy as a variance estimate on about 8 degrees of freedom, whatever the
+# degrees of freedom of the interval
+MDE_RANGE_DF = 8
+
+
+def t_interval(mean: float, se: float, df: float, alpha: float = 0.05) -> tuple[float, float]:
+    """The two-sided (1 - alpha) Student t interval mean -+ t(1 - alpha/2, df) se (NaN when undefined)."""
+    if not (math.isfinite(se) and df >= 1):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    return mean - half, mean + half
+
+
+def bayesian_correlated_t(values, test_train_ratio: float, rope: float = 0.01, alpha: float = 0.05) -> dict:
+    """Posterior of the mean difference (Corani & Benavoli 2015): Student t(J - 1, mean, scale) with scale^2
+    = (1/J + n_test/n_train) s^2. Returns mean, scale, df, the (1 - alpha) credible interval and the
+    posterior probabilities that the difference lies above ``rope``, inside [-rope, rope], below -rope."""
+    nb = corrected_t(values, test_train_ratio, alpha)
+    mean, scale, df = nb["mean"], nb["se"], nb["df"]
+    out = {"mean": mean, "scale": scale, "df": df, "rope": rope, "ci_low": nb["ci_low"], "ci_high": nb["ci_high"],
+           "p_above_rope": math.nan, "p_in_rope": math.nan, "p_below_rope": math.nan}
+    if not math.isfinite(scale):
+        return out
+    if scale == 0.0:   # the posterior is a point mass at the mean
+        above, below = float(mean > rope), float(mean < -rope)
+    else:
+        above = float(stats.t.sf(rope, df, loc=mean, scale=scale))
+        below = float(stats.t.cdf(-rope, df, loc=mean, scale=scale))
+    out.update(p_above_rope=above, p_below_rope=below, p_in_rope=max(0.0, 1.0 - above - below))
+    return out
+
+
+def per_window_scores(y: np.ndarray, proba: np.ndarray, metric: str) -> np.ndarray:
+    """Scores whose mean over the windows is the metric: correct (accuracy), correct x N / (C x n_class)
+    (balanced accuracy: the mean of the class recalls), -ln p(true class) (log-loss). ``proba`` [..., N, C]."""
+    y = np.asarray(y)
+    n_classes = proba.shape[-1]
+    if metric == "log_loss":
+        p_true = np.take_along_axis(proba, np.broadcast_to(y[:, None], proba.shape[:-1] + (1,)), -1)[..., 0]
+        return -np.log(np.clip(p_true, _PROB_FLOOR, 1.0))
+    correct = (proba.argmax(-1) == y).astype(float)
+    if metric == "accuracy":
+        return correct
+    if metric == "balanced_accuracy":
+        counts = np.bincount(y, minlength=n_classes).astype(float)
+        present = int((counts > 0).sum())
+        return correct * len(y) / (present * counts[y])
+    raise ValueError(f"per_window_scores: {metric!r} is not a mean of per-window scores (one of {PER_WINDOW})")
+
+
+def cluster_variance_of_mean(values: np.ndarray, clusters: np.ndarray) -> float:
+    """Cluster-robust (CR1) variance of the mean of ``values``: G / (G - 1) x sum over clusters of the
+    squared summed deviations / N^2 (NaN with fewer than two clusters)."""
+    values = np.asarray(values, dtype=float)
+    _, c = np.unique(clusters, return_inverse=True)
+    G = int(c.max()) + 1 if len(c) else 0
+    if G < 2:
+        return math.nan
+    sums = np.bincount(c, weights=values - values.mean(), minlength=G)
+    return float(G / (G - 1) * np.sum(sums ** 2) / len(values) ** 2)
+
+
+def decomposition(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, test_train_ratio: float,
+                  mean: float | None = None, alpha: float = 0.05, power: float = 0.8) -> dict:
+    """The variance-decomposition interval (module docstring) of per-window paired differences ``e``
+    [repeats, N]; ``folds``: one (repeat, test indices) pair per fitted model; ``mean`` (default the mean of
+    e) centres the interval. Returns mean, se, df, t, p_value, ci_low, ci_high, mde and the two variance
+    terms var_test and var_train (with sigma_tau^2, the between-model variance beyond test noise, and
+    var_fold_test, the mean test noise of one model's fold mean)."""
+    e = np.asarray(e, dtype=float)
+    groups = np.asarray(groups)
+    mean = float(np.mean(e)) if mean is None else float(mean)
+    var_test = cluster_variance_of_mean(e.mean(axis=0), groups)
+    fold_means = np.array([e[r, idx].mean() for r, idx in folds])
+    fold_noise = np.array([cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds])
+    J, G = len(folds), len(np.unique(groups))
+    tau2 = _between_model_variance(fold_means, fold_noise, [r for r, _ in folds], [len(i) for _, i in folds],
+                                   e.shape[1])
+    var_train = (1.0 / J + test_train_ratio) * tau2
+    var = var_test + var_train
+    out = {"mean": mean, "var_test": var_test, "var_train": var_train, "sigma_tau2": tau2,
+           "var_fold_test": float(np.nanmean(fold_noise)), "se": math.nan,
+           "df": math.nan, "t": math.nan, "p_value": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+           "mde": math.nan}
+    if not (math.isfinite(var) and var > 0):
+        return out
+    denominator = var_test ** 2 / (G - 1) + (var_train ** 2 / (J - 1) if var_train > 0 else 0.0)
+    df = var ** 2 / denominator                      # Welch-Satterthwaite
+    se = math.sqrt(var)
+    lo, hi = t_interval(mean, se, df, alpha)
+    out.update(se=se, df=df, t=mean / se, p_value=float(2 * stats.t.sf(abs(mean / se), df)), ci_low=lo, ci_high=hi,
+               mde=minimal_detectable_effect(se, df, alpha, power))
+    return out
+
+
+def _between_model_variance(means, noise, repeats, sizes, n: int) -> float:
+    """sigma_tau^2: per repeat, the variance of its fold means less their test noise (each fold mean's noise
+    times 1 - n_test / N: the folds of a repeat partition the windows, so their means vary less than
+    independent samples would), averaged over the repeats, floored at 0; NaN with no repeat of two folds."""
+    means, noise, repeats, sizes = (np.asarray(a, dtype=float) for a in (means, noise, repeats, sizes))
+    per_repeat = [np.var(means[repeats == r], ddof=1) - np.nanmean(noise[repeats == r] * (1 - sizes[repeats == r] / n))
+                  for r in np.unique(repeats) if (repeats == r).sum() > 1]
+    return max(0.0, float(np.mean(per_repeat))) if per_repeat else math.nan
+
+
+def mde_range(mde: float, df: float, alpha: float = 0.05) -> list[float]:
+    """A (1 - alpha) range of the minimal detectable effect, which is an estimate: it scales with the
+    estimated standard error, whose square is taken as s^2 x chi^2(d) / d with d = min(df, MDE_RANGE_DF)
+    (the spread the validation measured); the range inverts that."""
+    if not (math.isfinite(mde) and df >= 1):
+        return [math.nan, math.nan]
+    df = min(df, MDE_RANGE_DF)
+    lo, hi = stats.chi2.ppf(1 - alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
+    return [float(mde * math.sqrt(df / lo)), float(mde * math.sqrt(df / hi))]
+
+
+def rope_for(metric: str) -> float:
+    return DEFAULT_ROPE.get(metric, 0.01)
+
+
+def compare_methods(arm_run: dict, ref_run: dict, y: np.ndarray, groups: np.ndarray, alpha: float = 0.05,
+                    power: float = 0.8, chosen: str = VERDICT_INTERVAL) -> dict:
+    """Per metric, the paired difference arm - reference under every method of ``METHODS`` (runs: {"folds":
+    fold records, "oof": probabilities [repeats, N, C]} as ``protocol.evaluate_arms`` makes them). The top
+    level carries the ``chosen`` method's mean, se, df, p_value, CI and minimal detectable effect (with its
+    range, ``mde_range``), and ``interval`` names it; ``intervals`` holds every method."""
+    a_folds, r_folds = arm_run["folds"], ref_run["folds"]
+    nb_all = compare(a_folds, r_folds, alpha, power)
+    ratio = fold_test_train_ratio(r_folds)
+    models = [(f["repeat"], np.asarray(f["test_idx"])) for f in r_folds]
+    out = {}
+    for m, nb in nb_all.items():
+        values = [a[m] - b[m] for a, b in zip(a_folds, r_folds)]
+        methods = {"corrected_t": nb, "bayesian_correlated_t": bayesian_correlated_t(values, ratio, rope_for(m), alpha)}
+        if m in PER_WINDOW and "oof" in arm_run and "oof" in ref_run:
+            e = per_window_scores(y, arm_run["oof"], m) - per_window_scores(y, ref_run["oof"], m)
+            methods["decomposition"] = decomposition(e, models, groups, ratio, nb["mean"], alpha, power)
+        name = chosen if chosen in methods and math.isfinite(methods[chosen].get("p_value", math.nan)) \
+            else "corrected_t"
+        pick = methods[name]
+        out[m] = {**{k: pick[k] for k in ("mean", "se", "df", "t", "p_value", "ci_low", "ci_high", "mde")},
+                  "sd": nb["sd"], "n": nb["n"], "interval": name,
+                  "mde_range": mde_range(pick["mde"], pick["df"], alpha),
+                  "intervals": methods}
+    return out
