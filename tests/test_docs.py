@@ -30,7 +30,7 @@ CITING_GLOBS = (
 _NUMBER = r"\d+(?:\.\d+)?"
 # "DESIGN.md section N", "DESIGN.md, section N.M", "DESIGN.md sections N and M", also across a line break
 # inside a comment ("DESIGN.md" at a line's end, "# section N" on the next) or a notebook's JSON source
-_GAP = r"(?:[\s#\",]|\\n)*"
+_GAP = r"(?:[\s#\",)\]]|\\n)*"  # also after a markdown link: "[DESIGN.md](docs/DESIGN.md) section N"
 CITATION = re.compile(rf"DESIGN\.md{_GAP}sections?\s+({_NUMBER}(?:\s*(?:,|and|-|to)\s*{_NUMBER})*)")
 INTERNAL = re.compile(rf"\bsections?\s+({_NUMBER}(?:\s*(?:,|and|-|to)\s*{_NUMBER})*)")
 HEADING = re.compile(rf"^(#{{2,3}})\s+({_NUMBER})\.?\s+\S", re.MULTILINE)
@@ -92,8 +92,9 @@ def test_the_checker_reads_headings_and_citations():
     text = (
         f"a ({CITE} section 2) b\n{CITE}, section 1.1 c\n# see {CITE}\n# section 1\n"
         f'"{CITE}\\n", "section 2"\n{CITE} sections 1 and 2\n{CITE}\'s rule (no number)\n'
+        f"[{CITE}](docs/{CITE}) section 1.1\n"
     )
-    assert cited_sections(text) == [("2", 1), ("1.1", 2), ("1", 3), ("2", 5), ("1", 6), ("2", 6)]
+    assert cited_sections(text) == [("2", 1), ("1.1", 2), ("1", 3), ("2", 5), ("1", 6), ("2", 6), ("1.1", 8)]
 
 
 def test_the_checker_fails_on_a_missing_section():
