@@ -345,7 +345,7 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
 def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (``EMBEDDED_SET``; the step-4
     encoder was pretrained on the embedded market, whose labelled period lies after its splits)."""
-    from ..provenance import encoder_feature_options
+    from ..provenance import EncoderSource
     from ..testbed import EMBEDDED_SET, synthetic_labelled_set
     from ..transfer.config import TransferConfig
     from ..transfer.protocol import run_transfer
@@ -354,10 +354,10 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     names = {f.name for f in dataclasses.fields(TransferConfig)}
     settings = {k: v for k, v in params.items() if k in names}
     settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
-    options = encoder_feature_options(encoder)
-    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=options)
+    source = EncoderSource.load(encoder)  # read once: its feature options and the encoder itself
+    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=source.feature_options)
     t0 = time.perf_counter()
-    results = run_transfer(labelled, encoder, TransferConfig.from_dict(settings), run_dir=out)
+    results = run_transfer(labelled, source, TransferConfig.from_dict(settings), run_dir=out)
     return {
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "settings": settings,
