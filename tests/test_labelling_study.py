@@ -11,7 +11,7 @@ from moola_lib.labelling import study
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labelling.suggestions import MIXED_SHORTLIST, suggest, uncertainty_order
 
-TINY = dict(repeats=2, budget=30, heldout_n=60, pool_start="2025-07-01", pool_end="2025-09-30")
+TINY = {"repeats": 2, "budget": 30, "heldout_n": 60, "pool_start": "2025-07-01", "pool_end": "2025-09-30"}
 
 
 def test_candidate_truth_matches_legs_to_episodes():
@@ -26,8 +26,8 @@ def test_candidate_truth_matches_legs_to_episodes():
     assert study.candidate_truth(bars, events, cands, min_overlap=0.2)[288] == "consolidation"
 
 
-@pytest.mark.parametrize("bad", [dict(strategies=("random", "smart")), dict(strategies=("diverse",)),
-                                 dict(seed_labels=5), dict(budget=10), dict(flip_rate=0.5), dict(repeats=0)])
+@pytest.mark.parametrize("bad", [{"strategies": ("random", "smart")}, {"strategies": ("diverse",)},
+                                 {"seed_labels": 5}, {"budget": 10}, {"flip_rate": 0.5}, {"repeats": 0}])
 def test_config_is_strict(bad):
     with pytest.raises(ConfigError):
         study.StudyConfig(**bad)

@@ -106,16 +106,13 @@ def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.Dat
     starts = candidates["start"].to_numpy()
     ls, le = starts + candidates["expansion_start"].to_numpy(), starts + candidates["expansion_end"].to_numpy()
     kinds = events["kind"].to_numpy()
-    truth = {}
+    truth = dict.fromkeys(int(s) for s in starts)
     for s, a, b in zip(starts, ls, le):
         near = np.flatnonzero((es <= b) & (ee >= a))   # episodes whose leg overlaps this one
-        if len(near):
-            share = (np.minimum(b, ee[near]) - np.maximum(a, es[near])) / np.maximum(
-                np.minimum(b - a, ee[near] - es[near]), 1)
-            best = int(np.argmax(share))
-            truth[int(s)] = kinds[near[best]] if share[best] >= min_overlap else None
-        else:
-            truth[int(s)] = None
+        share = (np.minimum(b, ee[near]) - np.maximum(a, es[near])) / np.maximum(
+            np.minimum(b - a, ee[near] - es[near]), 1)
+        if len(near) and share.max() >= min_overlap:
+            truth[int(s)] = kinds[near[int(np.argmax(share))]]
     return truth
 
 
@@ -157,11 +154,9 @@ def _session(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int)
                             min_labels=cfg.seed_labels, max_candidates=10 ** 9)
 
 
-def _advance(session: LabellingSession) -> bool:
-    """Make sure a window is on screen (a new batch when this one is done); False when none is left."""
-    if session.current is None:
-        session.next_batch()
-    return session.current is not None
+def _exhausted(session: LabellingSession) -> bool:
+    """True if no window is left: a new batch is asked for when this one is done, and it is empty too."""
+    return session.current is None and (session.next_batch(), session.current)[1] is None
 
 
 def seed_set(pool: Pool, path: Path, cfg: StudyConfig, seed: int) -> None:
@@ -170,7 +165,7 @@ def seed_set(pool: Pool, path: Path, cfg: StudyConfig, seed: int) -> None:
     oracle = Oracle(pool, 0.0, seed)
     need = {c: cfg.seed_labels // 2 for c in DEFAULT_CLASSES}
     while any(need.values()):
-        if not _advance(session):
+        if _exhausted(session):
             raise ValueError(f"pool market {cfg.first_market_seed + seed}: too few episode candidates for the "
                              "seed set; widen pool_start..pool_end")
         if oracle.answer(session, wanted=lambda kind: need[kind] > 0):
@@ -201,7 +196,7 @@ def walk(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int, hel
         if len(oracle.y) >= checkpoints[0]:
             rows.append({"labels": checkpoints.pop(0), "clicks": oracle.clicks,
                          "balanced_accuracy": probe_score(pool, oracle.starts, oracle.y, *heldout, cfg.probe_C)})
-        elif not _advance(session):
+        elif _exhausted(session):
             break   # the pool ran out of candidates: the curve ends here
         else:
             oracle.answer(session)
@@ -332,8 +327,8 @@ def report(cfg: StudyConfig, repeats: list[dict], summary: dict) -> str:
             cells.append(cell)
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for target, entry in summary["labels_needed"].items():
-        lines += ["", f"Labels needed to reach random's accuracy at {target} labels "
-                  f"({entry['random_accuracy']:.3f}), 95% bootstrap interval over repeats:", ""]
+        lines += ["", (f"Labels needed to reach random's accuracy at {target} labels "
+                       f"({entry['random_accuracy']:.3f}), 95% bootstrap interval over repeats:"), ""]
         lines += [f"- {s}: {_fmt_needed(entry[s], cfg.budget)}" for s in cfg.strategies]
     return "\n".join(lines) + "\n"
 
