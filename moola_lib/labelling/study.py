@@ -118,8 +118,7 @@ def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.Dat
 
 def make_pool(cfg: StudyConfig, repeat: int) -> Pool:
     bars, events = synthetic_market(start=cfg.pool_start, end=cfg.pool_end, seed=cfg.first_market_seed + repeat)
-    X, valid = relativity_features(bars)
-    X, valid = np.asarray(X, dtype=np.float32), np.asarray(valid, dtype=bool)
+    X, valid = (np.asarray(a, dtype=t) for a, t in zip(relativity_features(bars), (np.float32, bool)))
     return Pool(bars, X, valid, candidate_truth(bars, events, candidate_windows(bars, valid), cfg.min_overlap))
 
 
@@ -128,9 +127,7 @@ class Oracle:
 
     def __init__(self, pool: Pool, flip_rate: float, seed: int):
         self.pool, self.flip_rate, self.rng = pool, flip_rate, np.random.default_rng(seed)
-        self.starts: list[int] = []
-        self.y: list[int] = []
-        self.clicks = 0
+        self.starts, self.y, self.clicks = [], [], 0   # labelled windows, their labels; labels + skips
 
     def answer(self, session: LabellingSession, wanted=lambda kind: True) -> bool:
         """Label (or skip) the session's current window; True if it was labelled."""
@@ -189,8 +186,7 @@ def walk(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int, hel
     """One strategy from the seed set in ``path`` to ``budget`` labels: a row per checkpoint reached."""
     session = _session(pool, path, strategy, cfg, seed)
     oracle = Oracle(pool, cfg.flip_rate, seed)
-    seeded_starts, seeded_y = session.labelled()
-    oracle.starts, oracle.y = [int(s) for s in seeded_starts], [int(v) for v in seeded_y]
+    oracle.starts, oracle.y = (list(map(int, a)) for a in session.labelled())
     rows, checkpoints = [], cfg.checkpoints()
     while checkpoints:
         if len(oracle.y) >= checkpoints[0]:
@@ -279,10 +275,11 @@ def summarise(cfg: StudyConfig, repeats: list[dict]) -> dict:
     checkpoints = cfg.checkpoints()
     acc = {s: _matrix(repeats, s, "balanced_accuracy", checkpoints) for s in cfg.strategies}
     summary = {"checkpoints": checkpoints, "curves": {}, "vs_random": {}, "labels_needed": {}}
+    clicks_at = {}
     for s, m in acc.items():
         mean, half, _ = _mean_ci(m)
-        clicks = np.nanmean(_matrix(repeats, s, "clicks", checkpoints), axis=0)
-        summary["curves"][s] = {"mean": _finite(mean), "ci95_half": _finite(half), "clicks": _finite(clicks),
+        clicks = clicks_at[s] = _finite(np.nanmean(_matrix(repeats, s, "clicks", checkpoints), axis=0))
+        summary["curves"][s] = {"mean": _finite(mean), "ci95_half": _finite(half), "clicks": clicks,
                                 "repeats_reaching": np.sum(~np.isnan(m), axis=0)}
         if s != "random":
             d_mean, d_half, d_se = _mean_ci(m - acc["random"])
@@ -294,13 +291,17 @@ def summarise(cfg: StudyConfig, repeats: list[dict]) -> dict:
         summary["labels_needed"][str(target)] = {
             "random_accuracy": float(np.nanmean(acc["random"][:, checkpoints.index(target)])),
             **labels_needed(acc, checkpoints, target, rng)}
+        for st in cfg.strategies:   # the clicks (labels + skips) spent by then, on average
+            need = summary["labels_needed"][str(target)][st]
+            need["clicks"] = None if need["labels"] is None else clicks_at[st][checkpoints.index(int(need["labels"]))]
     return summary
 
 
 def _fmt_needed(entry: dict, budget: int) -> str:
     def one(v):
         return f"> {budget}" if v is None else f"{v:.0f}"
-    return f"{one(entry['labels'])} [{one(entry['ci95'][0])}, {one(entry['ci95'][1])}]"
+    clicks = "" if entry["clicks"] is None else f", {entry['clicks']:.0f} clicks"
+    return f"{one(entry['labels'])} [{one(entry['ci95'][0])}, {one(entry['ci95'][1])}] labels{clicks}"
 
 
 def _num(v, spec: str = ".3f") -> str:
