@@ -18,9 +18,8 @@ labels so far and scored by balanced accuracy on the held-out set: L2 logistic r
 feature over the window). The strategies rank candidates on the same summaries, passed as the session's
 ``embed`` (so ``uncertainty`` runs; the labelling wing cannot import the transfer arms).
 
-``python -m moola_lib.labelling.study --out DIR [options]`` writes DIR/study.json after every repeat
-(atomically; the run can be stopped and read at any time) and DIR/study.md at the end; an invalid option
-is a one-line error, exit status 2.
+``python -m moola_lib.labelling.study --out DIR [options]`` rewrites DIR/study.json and DIR/study.md after every
+repeat (atomically: a stopped run leaves the repeats done); an invalid option is a one-line error, exit status 2.
 """
 from __future__ import annotations
 
@@ -87,8 +86,7 @@ class StudyConfig:
 
 @dataclass
 class Pool:
-    """One pool market: bars, features, and the true kind of each candidate (by window start; None: no
-    episode)."""
+    """One pool market: bars, features, the true kind of each candidate by window start (None: no episode)."""
 
     bars: pd.DataFrame
     X: np.ndarray
@@ -298,10 +296,8 @@ def summarise(cfg: StudyConfig, repeats: list[dict]) -> dict:
 
 
 def _fmt_needed(entry: dict, budget: int) -> str:
-    def one(v):
-        return f"> {budget}" if v is None else f"{v:.0f}"
-    clicks = "" if entry["clicks"] is None else f", {entry['clicks']:.0f} clicks"
-    return f"{one(entry['labels'])} [{one(entry['ci95'][0])}, {one(entry['ci95'][1])}] labels{clicks}"
+    point, lo, hi = (f"> {budget}" if v is None else f"{v:.0f}" for v in (entry["labels"], *entry["ci95"]))
+    return f"{point} [{lo}, {hi}] labels" + ("" if entry["clicks"] is None else f", {entry['clicks']:.0f} clicks")
 
 
 def _num(v, spec: str = ".3f") -> str:
@@ -318,8 +314,7 @@ def report(cfg: StudyConfig, repeats: list[dict], summary: dict) -> str:
              "|---" * (len(shown) + 1) + "|"]
     for s, cur in summary["curves"].items():
         cells = []
-        for c in shown:
-            i = cps.index(c)
+        for i in map(cps.index, shown):
             cell = f"{_num(cur['mean'][i])} ± {_num(cur['ci95_half'][i])} ({_num(cur['clicks'][i], '.0f')})"
             if s in summary["vs_random"]:
                 d = summary["vs_random"][s]
@@ -335,21 +330,26 @@ def report(cfg: StudyConfig, repeats: list[dict], summary: dict) -> str:
 
 
 def figure(summary: dict, path: Path) -> None:
-    """Held-out balanced accuracy against labels, mean and 95% band per strategy (a small PNG)."""
+    """Held-out balanced accuracy against labels (left) and the paired difference from random (right), mean
+    and 95% band per strategy (a small PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    x = np.asarray(summary["checkpoints"])
-    for s, cur in summary["curves"].items():
-        mean, half = (np.array(cur[k], dtype=float) for k in ("mean", "ci95_half"))   # None -> NaN
-        ax.plot(x, mean, label=s, lw=1.4)
-        ax.fill_between(x, mean - half, mean + half, alpha=0.15)
-    ax.set(xlabel="labels spent", ylabel="held-out balanced accuracy", title="Simulated labelling (issue 21)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    x, names = np.asarray(summary["checkpoints"]), list(summary["curves"])
+    panels = ((summary["curves"], "held-out balanced accuracy"), (summary["vs_random"], "difference from random"))
+    for ax, (panel, ylabel) in zip(axes, panels):
+        for s, cur in panel.items():
+            mean, half = (np.array(cur[k], dtype=float) for k in ("mean", "ci95_half"))   # None -> NaN
+            ax.plot(x, mean, label=s, lw=1.4, color=f"C{names.index(s)}")
+            ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=f"C{names.index(s)}")
+        ax.set(xlabel="labels spent", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(0, color="k", lw=0.8)
+    fig.suptitle("Simulated labelling (issue 21): mean over repeats, 95% interval", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
