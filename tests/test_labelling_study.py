@@ -106,3 +106,33 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert study.main(["--out", str(tmp_path), "--strategies", "random,clever"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("study: error:") and "clever" in err and "\n" not in err
+
+
+class _FakeSession:
+    """The three things the oracle uses of a LabellingSession: the window on screen, label and skip."""
+
+    def __init__(self, starts):
+        self.starts, self.position, self.done = list(starts), 0, []
+
+    @property
+    def current(self):
+        return {"start": self.starts[self.position]}
+
+    def label(self, kind):
+        self.done.append(kind)
+        self.position += 1
+
+    def skip(self):
+        self.done.append(None)
+        self.position += 1
+
+
+def test_oracle_flips_at_its_rate_and_skips_windows_of_no_episode():
+    truth = {s: ("consolidation" if s % 2 else None) for s in range(4000)}
+    pool = study.Pool(bars=None, X=None, valid=None, truth=truth)
+    oracle, session = study.Oracle(pool, flip_rate=0.2, seed=0), _FakeSession(range(4000))
+    labelled = [oracle.answer(session) for _ in range(4000)]
+    assert oracle.clicks == 4000 and sum(labelled) == 2000 == len(oracle.y)
+    assert session.done[::2] == [None] * 2000   # no episode: skipped
+    assert np.mean(oracle.y) == pytest.approx(0.2, abs=0.03)   # retracement (1) only by a flip
+    assert [s % 2 for s in oracle.starts] == [1] * 2000
