@@ -44,7 +44,7 @@ _EXPORTS = {
     "LabelledSet": "labels",
     "load_labels": "labels",
     "synthetic_labelled_set": "testbed",
-    "exclude_intervals": "labels",
+    "exclude_intervals": "label_spans",
     "TransferConfig": "transfer.config",
     "run_transfer": "transfer.protocol",
     "start_run": "notebook.runs",

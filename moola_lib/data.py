@@ -10,7 +10,6 @@ passes the checks but is reported as a suspect outlier (``SuspectOutlierWarning`
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
+from .util.io import file_sha256
 from .splits import (AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds, is_fractions, split_problems,
                      to_utc)
 
@@ -313,15 +313,6 @@ def describe_source(source: Mapping) -> str:
     if source["kind"] == "file":
         return source["path"]
     return f"embedded synthetic bars {source['start']} .. {source['end']} (seed {source['seed']})"
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):

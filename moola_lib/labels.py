@@ -14,7 +14,6 @@ Files may be CSV, parquet or JSON (records or lines); a DataFrame works too.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import (OUTLIER_FACTOR, DataValidationError, SuspectOutlierWarning, file_sha256, price_checks,
-                   suspect_outliers)
+from .data import DataValidationError
+from .util.io import file_sha256
 from .features import relativity_features
+from .label_windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
 from .windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
@@ -365,38 +365,8 @@ def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarra
 
 # ------------------------------------------------------------------------------------ format (b)
 
-COLD_START_WARNING = ("features are computed from each window alone (cold start): ATR, EMA and zigzag warm "
-                      "up inside the window, bars before the warm-up are invalid, and the values differ from "
-                      "the full-history features the encoder was pretrained on. Prefer labels given as "
-                      "timestamps into the OHLCV file.")
-
-
-def _window_array(cell, wid, name) -> np.ndarray:
-    if isinstance(cell, str):
-        cell = json.loads(cell)
-    try:
-        arr = np.array([np.asarray(row, dtype=float) for row in cell]) if len(cell) else np.empty((0, 4))
-    except (TypeError, ValueError) as e:
-        raise DataValidationError(name, "window_bars",
-                                  f"window_id {wid!r}: features are not numeric rows ({e})") from None
-    if arr.ndim == 1 and arr.size == 4 * WINDOW_LENGTH:
-        arr = arr.reshape(WINDOW_LENGTH, 4)
-    if arr.shape != (WINDOW_LENGTH, 4):
-        raise DataValidationError(name, "window_length", f"window_id {wid!r}: features must be "
-                                  f"{WINDOW_LENGTH} rows of [open, high, low, close], got shape {arr.shape}")
-    checks = [("non_finite", ~np.isfinite(arr).all(axis=1), "hold NaN or inf")]
-    if not checks[0][1].any():
-        checks += price_checks(*arr.T)   # the checks of OHLCV files (load_ohlcv), on finite bars
-    for check, bad, what in checks:
-        if bad.any():
-            raise DataValidationError(name, check, f"window_id {wid!r}: {int(bad.sum())} of its {WINDOW_LENGTH} "
-                                      f"bars {what}; first at bar offset(s) "
-                                      f"{', '.join(map(str, np.flatnonzero(bad)[:5]))} (0-based)")
-    return arr
-
-
 def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
-    ohlc = np.stack([_window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
+    ohlc = np.stack([window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
     keys = [a.tobytes() for a in ohlc]
     _check_unique_ids(ids, keys, name)
     keep, note = _deduplicate(keys, y, ids, name, "identical bars")
@@ -405,7 +375,7 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
     feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
     X = np.stack([f[0] for f in feats]).astype(np.float32)
     valid = np.stack([f[1] for f in feats]).astype(bool)
-    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + _outlier_notes(ohlc, ids[keep], name)
+    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + outlier_notes(ohlc, ids[keep], name)
     warnings.warn(notes[0], stacklevel=3)
     empty = ~valid.any(axis=1)
     if empty.any():
@@ -423,90 +393,3 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
         end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
         cold_start=True, warnings=notes)
-
-
-def _outlier_notes(ohlc: np.ndarray, ids: np.ndarray, name: str) -> list[str]:
-    """Warn, as for OHLCV files, about bars of a window with a price OUTLIER_FACTOR x away from the bars
-    around them (a bad tick in a hand-made window); the windows are kept."""
-    found = {wid: np.flatnonzero(suspect_outliers(w)) for w, wid in zip(ohlc, ids)}
-    found = {wid: bad for wid, bad in found.items() if len(bad)}
-    if not found:
-        return []
-    where = "; ".join(f"window_id {wid!r} at bar offset(s) {', '.join(map(str, bad[:5]))}"
-                      for wid, bad in list(found.items())[:5])
-    note = (f"{name}: {len(found)} window(s) with suspect outlier bars (a price more than {OUTLIER_FACTOR:g}x away "
-            f"from the median close around it): {where}. They are kept: check the file")
-    warnings.warn(note, SuspectOutlierWarning, stacklevel=4)
-    return [note]
-
-
-def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
-    """Group windows without timestamps that share a run of ``run`` identical consecutive OHLC bars
-    (i.e. overlap in time); connected windows get the same group id."""
-    parent = list(range(len(ohlc)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[bytes, int] = {}
-    for i, w in enumerate(ohlc):
-        for k in range(len(w) - run + 1):
-            j = owner.setdefault(w[k:k + run].tobytes(), i)
-            if j != i:
-                parent[find(i)] = find(j)
-    roots = [find(i) for i in range(len(ohlc))]
-    _, groups = np.unique(roots, return_inverse=True)
-    return groups.astype(np.int64)
-
-
-# ------------------------------------------------------------------------- kept out of pretraining
-
-def label_time_spans(source, bar_minutes: float = 1.0):
-    """(start, end, name) of the windows of a labels file or DataFrame, as UTC DatetimeIndexes (NaT where a
-    row has none); a missing column is the other one -+ WINDOW_LENGTH - 1 bars of ``bar_minutes`` (too
-    short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
-    frame, name = read_label_table(source)
-    span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    ids = _window_ids(frame, name)
-    col = {c: _parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
-    if not col:
-        return None, None, name
-    start = col["start"] if "start" in col else col["end"] - span
-    end = col["end"] if "end" in col else col["start"] + span
-    return start, end, name
-
-
-def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
-                      bar_minutes: float = 1.0) -> list[list[str]]:
-    """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
-    the labelled windows (plus ``margin_minutes`` each side) out of pretraining.
-
-    ``labels``: a LabelledSet, or a labels file / DataFrame with ``start`` and/or ``end`` timestamps.
-    With ``bars`` the windows are resolved exactly; without, a missing end (start) is taken as
-    WINDOW_LENGTH - 1 bars of ``bar_minutes`` after (before) the other, which is too short across session gaps: add a
-    margin, or set ``PretrainConfig.exclude_margin_bars``.
-    """
-    if not isinstance(labels, LabelledSet) and bars is not None:
-        labels = load_labels(labels, bars)
-    if isinstance(labels, LabelledSet):
-        start, end, name = labels.start, labels.end, labels.source.get("path", "<labels>")
-    else:
-        start, end, name = label_time_spans(labels, bar_minutes)
-        if start is None:
-            raise ValueError(f"{name}: no 'start' or 'end' column; self-contained windows carry no timestamps")
-        span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-        start, end = start.where(start.notna(), end - span), end.where(end.notna(), start + span)
-    if start.isna().any():
-        raise ValueError(f"{name}: {int(start.isna().sum())} window(s) without timestamps cannot be excluded")
-    margin = pd.Timedelta(minutes=margin_minutes)
-    spans = sorted(zip(start - margin, end + margin))
-    merged: list[list] = []
-    for lo, hi in spans:
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [[lo.isoformat(), hi.isoformat()] for lo, hi in merged]

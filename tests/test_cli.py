@@ -95,6 +95,9 @@ def test_runner_output_holds_no_kernel_noise(tmp_path, monkeypatch, capfd):
     from moola_lib.notebook import execute
 
     cells = [nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("from moola_lib.notebook.params import EdaParams\n"   # the run is accepted
+                                       "from moola_lib.notebook.runs import start_run\n"
+                                       "run = start_run('tiny', globals(), EdaParams)"),
              nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
                                        "app = IPKernelApp.instance()\n"
                                        "app.log.warning('noise from the kernel itself')\n"

@@ -23,7 +23,8 @@ import torch
 
 from moola_lib.cli import error_line
 from moola_lib.config import ConfigError, PretrainConfig, read_parameters
-from moola_lib.data import DataValidationError, SuspectOutlierWarning, file_sha256, validate_ohlcv
+from moola_lib.data import DataValidationError, SuspectOutlierWarning, validate_ohlcv
+from moola_lib.util.io import file_sha256
 from moola_lib.util.io import CheckpointError
 from moola_lib.labelling.session import CandidateOptions, readable_classes
 from moola_lib.labels import LabelledSet, load_labels

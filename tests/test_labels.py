@@ -9,7 +9,8 @@ import pytest
 
 from moola_lib.data import DataValidationError
 from moola_lib.features import relativity_features
-from moola_lib.labels import COLD_START_WARNING, load_labels, overlap_groups, shared_bar_groups
+from moola_lib.label_windows import COLD_START_WARNING, shared_bar_groups
+from moola_lib.labels import load_labels, overlap_groups
 from moola_lib.testbed import synthetic_labelled_set
 from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.windows import gather_windows

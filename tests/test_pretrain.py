@@ -14,7 +14,7 @@ import torch
 
 import moola_lib.objectives as objectives_module
 from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.data import file_sha256
+from moola_lib.util.io import file_sha256
 from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from moola_lib.models import JadePretrainer, load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain

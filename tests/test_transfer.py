@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 
 from moola_lib.config import ConfigError, apply_overrides
 from moola_lib.util.io import write_json
-from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, exclude_intervals, overlap_groups
+from moola_lib.label_spans import exclude_intervals
+from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.params import TransferParams, transfer_config
 from moola_lib.notebook.steps import labelled_from_params

@@ -102,8 +102,9 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
 
 
 def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict, **options) -> None:
-    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook and its
-    report.html move into ``run_dir`` if the run was accepted (its manifest carries this run's id)."""
+    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook, its report.html
+    and the kernel process's own output (kernel.log) move into ``run_dir`` if the run was accepted (its
+    manifest carries this run's id): a refused run leaves the directory as it was."""
     import papermill
 
     run_id = uuid.uuid4().hex

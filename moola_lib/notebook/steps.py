@@ -13,7 +13,8 @@ from ..devices import resolve_device
 from ..features import FEATURE_NAMES, relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
 from ..labelling.store import LabelStore
-from ..labels import LabelledSet, LabelTable, exclude_intervals, label_time_spans, load_labels
+from ..label_spans import exclude_intervals, label_time_spans
+from ..labels import LabelledSet, LabelTable, load_labels
 from ..models import JadeEncoder, embed_windows
 from ..pretrain import pretrain
 from ..provenance import EncoderSource, seen_in_pretraining

@@ -3,6 +3,8 @@ reader of torch files (``load_torch_file``: weights only, and a broken or unsafe
 ``CheckpointError`` naming the file and what is wrong with it)."""
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import re
@@ -133,3 +135,12 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "isoformat"):
         return o.isoformat()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
