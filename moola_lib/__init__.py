@@ -8,6 +8,7 @@ helpers (``moola_lib.util``) <- the pipeline (the modules directly in this packa
 (``moola_lib.labelling``) and the evaluation wing (``moola_lib.transfer``) <- the notebook layer
 (``moola_lib.notebook``) <- the command-line tools (``moola_lib.tools``).
 """
+
 from __future__ import annotations
 
 import importlib

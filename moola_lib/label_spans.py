@@ -1,12 +1,14 @@
 """When the labelled windows are: their time spans from a labels file, and the ``PretrainConfig.exclude``
 entries that keep them out of pretraining (``moola_lib.exclude_intervals``).
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
 from .labels import LabelledSet, _parse_times, _window_ids, load_labels, read_label_table
+
 
 def label_time_spans(source, bar_minutes: float = 1.0):
     """(start, end, name) of the windows of a labels file or DataFrame, as UTC DatetimeIndexes (NaT where a
@@ -23,8 +25,9 @@ def label_time_spans(source, bar_minutes: float = 1.0):
     return start, end, name
 
 
-def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
-                      bar_minutes: float = 1.0) -> list[list[str]]:
+def exclude_intervals(
+    labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0, bar_minutes: float = 1.0
+) -> list[list[str]]:
     """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
     the labelled windows (plus ``margin_minutes`` each side) out of pretraining.
 

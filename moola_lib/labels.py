@@ -12,6 +12,7 @@ Two formats (DESIGN.md section 5):
 
 Files may be CSV, parquet or JSON (records or lines); a DataFrame works too.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,9 +24,9 @@ import pandas as pd
 
 from .constants import WINDOW_LENGTH
 from .data import DataValidationError
-from .util.io import file_sha256
 from .features import relativity_features
 from .label_windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
+from .util.io import file_sha256
 from .windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
@@ -68,11 +69,18 @@ class LabelledSet:
 
     def table(self) -> pd.DataFrame:
         """One row per window: id, label, time span, pattern offsets, overlap group, valid bars."""
-        return pd.DataFrame({
-            "window_id": self.window_id, "label": self.labels, "start": self.start, "end": self.end,
-            "expansion_start": self.expansion[:, 0], "expansion_end": self.expansion[:, 1],
-            "group": self.groups, "valid_bars": self.valid.sum(axis=1),
-        })
+        return pd.DataFrame(
+            {
+                "window_id": self.window_id,
+                "label": self.labels,
+                "start": self.start,
+                "end": self.end,
+                "expansion_start": self.expansion[:, 0],
+                "expansion_end": self.expansion[:, 1],
+                "group": self.groups,
+                "valid_bars": self.valid.sum(axis=1),
+            }
+        )
 
     def check_folds(self, folds: int, groups: np.ndarray | None = None) -> None:
         """Raise DataValidationError unless every class has >= ``folds`` windows and the groups (default:
@@ -80,28 +88,40 @@ class LabelledSet:
         name = self.source.get("path", "<labels>")
         small = {c: n for c, n in self.class_counts().items() if n < folds}
         if small:
-            raise DataValidationError(name, "class_size", f"class(es) {small} have fewer windows than "
-                                      f"folds={folds}; use fewer folds or label more windows")
+            raise DataValidationError(
+                name,
+                "class_size",
+                f"class(es) {small} have fewer windows than folds={folds}; use fewer folds or label more windows",
+            )
         n_groups = len(np.unique(self.groups if groups is None else groups))
         if n_groups < folds:
-            raise DataValidationError(name, "overlap_groups", f"only {n_groups} groups of windows that "
-                                      f"may be split apart (overlap / session) for folds={folds}; use fewer "
-                                      "folds or group_by_session False")
+            raise DataValidationError(
+                name,
+                "overlap_groups",
+                f"only {n_groups} groups of windows that "
+                f"may be split apart (overlap / session) for folds={folds}; use fewer "
+                "folds or group_by_session False",
+            )
 
     def summary(self) -> dict:
         """JSON-friendly description (for transfer_results.json)."""
         times = self.start.dropna()
         return {
-            "n_windows": len(self), "classes": list(self.classes), "class_counts": self.class_counts(),
-            "n_groups": int(len(np.unique(self.groups))),
+            "n_windows": len(self),
+            "classes": list(self.classes),
+            "class_counts": self.class_counts(),
+            "n_groups": len(np.unique(self.groups)),
             "first_start": times.min().isoformat() if len(times) else None,
             "last_start": times.max().isoformat() if len(times) else None,
-            "invalid_bars": int((~self.valid).sum()), "cold_start": self.cold_start,
-            "source": self.source, "warnings": list(self.warnings),
+            "invalid_bars": int((~self.valid).sum()),
+            "cold_start": self.cold_start,
+            "source": self.source,
+            "warnings": list(self.warnings),
         }
 
 
 # --------------------------------------------------------------------------------------------- reading
+
 
 def read_label_table(source) -> tuple[pd.DataFrame, str]:
     """Read a labels table (CSV, parquet, JSON records, JSON lines) -> (frame, name for messages)."""
@@ -111,8 +131,9 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
     if not path.exists():
         raise FileNotFoundError(f"labels file not found: {path}")
     if path.is_dir():
-        raise DataValidationError(str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, "
-                                  ".json or .jsonl)")
+        raise DataValidationError(
+            str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, .json or .jsonl)"
+        )
     suffix = path.suffix.lower()
     # window ids stay text ("007" is not 7) and JSON values keep their JSON types
     if suffix in (".parquet", ".pq"):
@@ -123,7 +144,7 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
         frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     else:
         raise ValueError(f"{path}: unsupported labels format {suffix!r} (use .csv, .parquet, .json or .jsonl)")
-    named_index = frame.index.names != [None]   # a parquet file's window_id index is a column of the table
+    named_index = frame.index.names != [None]  # a parquet file's window_id index is a column of the table
     return frame.reset_index(drop=not named_index), str(path)
 
 
@@ -143,8 +164,15 @@ class LabelTable:
         return cls(frame, name, None if isinstance(source, pd.DataFrame) else file_sha256(source))
 
 
-def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,
-                label_column: str = "label", feature_options: dict | None = None) -> LabelledSet:
+def load_labels(
+    source,
+    bars: pd.DataFrame | None = None,
+    *,
+    features=None,
+    classes=DEFAULT_CLASSES,
+    label_column: str = "label",
+    feature_options: dict | None = None,
+) -> LabelledSet:
     """Load labelled windows of either format (see the module docstring) from a file, a DataFrame or a
     ``LabelTable`` already read.
 
@@ -155,15 +183,18 @@ def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, clas
     table = source if isinstance(source, LabelTable) else LabelTable.read(source)
     frame, name = table.frame, table.name
     if label_column not in frame.columns:
-        raise DataValidationError(name, "label_column", f"no label column {label_column!r}; columns are "
-                                  f"{list(frame.columns)} (pass label_column=...)")
+        raise DataValidationError(
+            name,
+            "label_column",
+            f"no label column {label_column!r}; columns are {list(frame.columns)} (pass label_column=...)",
+        )
     if len(frame) == 0:
         raise DataValidationError(name, "empty", "the labels table is empty")
     frame = frame.rename(columns={label_column: "label"})
     ids = _window_ids(frame, name)
     y, classes = _encode_labels(frame["label"], ids, classes, name)
     expansion = _expansion_offsets(frame, ids, name)
-    source_info = {"path": name, "format": None, "rows": int(len(frame))}
+    source_info = {"path": name, "format": None, "rows": len(frame)}
     if table.sha256 is not None:
         source_info["sha256"] = table.sha256
     options = dict(feature_options or {})
@@ -176,9 +207,13 @@ def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, clas
         if bars is None:
             raise ValueError(f"{name}: windows are given by timestamps; pass the OHLCV bars they point into")
         return _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options)
-    raise DataValidationError(name, "format", "cannot tell the format: expected a 'features' column "
-                              "(self-contained windows) or a 'start'/'end' column (timestamps); "
-                              f"columns are {list(frame.columns)}")
+    raise DataValidationError(
+        name,
+        "format",
+        "cannot tell the format: expected a 'features' column "
+        "(self-contained windows) or a 'start'/'end' column (timestamps); "
+        f"columns are {list(frame.columns)}",
+    )
 
 
 def _rows(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
@@ -192,8 +227,11 @@ def _window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
         return np.array([f"row{i}" for i in range(len(frame))], dtype=object)
     ids = frame["window_id"]
     if ids.isna().any():
-        raise DataValidationError(name, "window_id", f"missing window_id in "
-                                  f"{_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}")
+        raise DataValidationError(
+            name,
+            "window_id",
+            f"missing window_id in {_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}",
+        )
     return ids.astype(str).to_numpy(dtype=object)
 
 
@@ -208,8 +246,9 @@ def _encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, t
     unknown = ~norm.isin(classes).to_numpy()
     if unknown.any():
         bad = sorted(norm[unknown].unique())
-        raise DataValidationError(name, "unknown_label", f"unknown label(s) {bad} (allowed: "
-                                  f"{list(classes)}) in {_rows(unknown, ids)}")
+        raise DataValidationError(
+            name, "unknown_label", f"unknown label(s) {bad} (allowed: {list(classes)}) in {_rows(unknown, ids)}"
+        )
     lookup = {c: i for i, c in enumerate(classes)}
     return norm.map(lookup).to_numpy(dtype=np.int64), classes
 
@@ -224,14 +263,14 @@ def _expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
         v = values.to_numpy(dtype=float)
         bad = present & ~(np.isfinite(v) & (v == np.round(v)) & (v >= 0) & (v < WINDOW_LENGTH))
         if bad.any():
-            raise DataValidationError(name, "expansion_offsets", f"{col} must be a bar offset "
-                                      f"0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}")
+            raise DataValidationError(
+                name, "expansion_offsets", f"{col} must be a bar offset 0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}"
+            )
         out[present, j] = v[present].astype(np.int64)
     both = (out >= 0).all(axis=1)
     bad = both & (out[:, 0] > out[:, 1])
     if bad.any():
-        raise DataValidationError(name, "expansion_offsets",
-                                  f"expansion_start > expansion_end in {_rows(bad, ids)}")
+        raise DataValidationError(name, "expansion_offsets", f"expansion_start > expansion_end in {_rows(bad, ids)}")
     return out
 
 
@@ -244,15 +283,18 @@ def _deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: st
         if j == i:
             keep.append(i)
         elif y[j] != y[i]:
-            raise DataValidationError(name, "conflicting_labels", f"the same window ({what}) has conflicting "
-                                      f"labels: row {j} (window_id {ids[j]!r}) and row {i} "
-                                      f"(window_id {ids[i]!r})")
+            raise DataValidationError(
+                name,
+                "conflicting_labels",
+                f"the same window ({what}) has conflicting "
+                f"labels: row {j} (window_id {ids[j]!r}) and row {i} "
+                f"(window_id {ids[i]!r})",
+            )
         else:
             dropped.append(f"{ids[i]} (= {ids[j]})")
     note = None
     if dropped:
-        note = (f"{name}: dropped {len(dropped)} duplicate window(s) with the same label: "
-                f"{', '.join(dropped[:10])}")
+        note = f"{name}: dropped {len(dropped)} duplicate window(s) with the same label: {', '.join(dropped[:10])}"
         warnings.warn(note, stacklevel=3)
     return np.asarray(keep, dtype=np.int64), note
 
@@ -262,26 +304,31 @@ def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
     for i, (wid, key) in enumerate(zip(ids, keys)):
         j = seen.setdefault(wid, i)
         if keys[j] != key:
-            raise DataValidationError(name, "window_id", f"window_id {wid!r} names two different windows "
-                                      f"(rows {j} and {i})")
+            raise DataValidationError(
+                name, "window_id", f"window_id {wid!r} names two different windows (rows {j} and {i})"
+            )
 
 
 # ------------------------------------------------------------------------------------ format (a)
+
 
 def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
     """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
     raw = frame[col]
     naive = _without_zone(raw)
     if naive.any():
-        raise DataValidationError(name, "time_zone", f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
-                                  "does not guess one (local exchange times read as UTC shift every window by "
-                                  "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
-                                  "or with Z for UTC")
+        raise DataValidationError(
+            name,
+            "time_zone",
+            f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
+            "does not guess one (local exchange times read as UTC shift every window by "
+            "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
+            "or with Z for UTC",
+        )
     times = pd.to_datetime(raw, utc=True, errors="coerce")
     bad = (times.isna() & raw.notna()).to_numpy()
     if bad.any():
-        raise DataValidationError(name, "timestamp",
-                                  f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
+        raise DataValidationError(name, "timestamp", f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
     return pd.DatetimeIndex(times)
 
 
@@ -298,7 +345,8 @@ def _without_zone(raw: pd.Series) -> np.ndarray:
         try:
             return pd.Timestamp(value).tzinfo is None
         except (ValueError, TypeError, OverflowError):
-            return False   # not a timestamp at all: the parse check names it
+            return False  # not a timestamp at all: the parse check names it
+
     return np.fromiter((naive(v) for v in raw), dtype=bool, count=len(raw))
 
 
@@ -311,27 +359,35 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
     n = len(frame)
     pos, has = {}, {}
     for col in ("start", "end"):
-        times = (_parse_times(frame, col, ids, name) if col in frame.columns
-                 else pd.DatetimeIndex([pd.NaT] * n, tz="UTC"))
+        times = (
+            _parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
+        )
         has[col] = np.asarray(times.notna())
         p = index.get_indexer(times)
         missing = (p < 0) & has[col]
         if missing.any():
-            raise DataValidationError(name, "window_outside_data", f"{col!r} is not a bar of the data "
-                                      f"({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}")
+            raise DataValidationError(
+                name,
+                "window_outside_data",
+                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}",
+            )
         pos[col] = p
     no_time = ~has["start"] & ~has["end"]
     if no_time.any():
         raise DataValidationError(name, "timestamp", f"no start/end timestamp in {_rows(no_time, ids)}")
     wrong = has["start"] & has["end"] & (pos["end"] - pos["start"] + 1 != L)
     if wrong.any():
-        raise DataValidationError(name, "window_length", f"windows must span {L} bars from start to end in "
-                                  f"{_rows(wrong, ids)}")
+        raise DataValidationError(
+            name, "window_length", f"windows must span {L} bars from start to end in {_rows(wrong, ids)}"
+        )
     start = np.where(has["start"], pos["start"], pos["end"] - (L - 1))
     outside = (start < 0) | (start + L > n_bars)
     if outside.any():
-        raise DataValidationError(name, "window_outside_data", f"window of {L} bars reaches outside the data "
-                                  f"({index[0]} .. {index[-1]}) in {_rows(outside, ids)}")
+        raise DataValidationError(
+            name,
+            "window_outside_data",
+            f"window of {L} bars reaches outside the data ({index[0]} .. {index[-1]}) in {_rows(outside, ids)}",
+        )
 
     keys = [int(s) for s in start]
     _check_unique_ids(ids, keys, name)
@@ -342,13 +398,24 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
     valid = gather_windows(np.asarray(valid_full)[:, None], start, length=L)[..., 0].astype(bool)
     notes = [note] if note else []
     if (~valid).any():
-        notes.append(f"{name}: {int((~valid).any(axis=1).sum())} window(s) contain bars before the "
-                     f"feature warm-up (marked invalid, ignored by the classifier's pooling)")
+        notes.append(
+            f"{name}: {int((~valid).any(axis=1).sum())} window(s) contain bars before the "
+            f"feature warm-up (marked invalid, ignored by the classifier's pooling)"
+        )
     source_info["duplicates_dropped"] = int(len(frame) - len(keep))
     return LabelledSet(
-        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep],
-        start=index[start], end=index[start + L - 1], expansion=expansion[keep],
-        groups=overlap_groups(start, L), source=source_info, warnings=notes)
+        X=X,
+        valid=valid,
+        y=y[keep],
+        classes=classes,
+        window_id=ids[keep],
+        start=index[start],
+        end=index[start + L - 1],
+        expansion=expansion[keep],
+        groups=overlap_groups(start, L),
+        source=source_info,
+        warnings=notes,
+    )
 
 
 def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarray:
@@ -365,6 +432,7 @@ def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarra
 
 # ------------------------------------------------------------------------------------ format (b)
 
+
 def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
     ohlc = np.stack([window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
     keys = [a.tobytes() for a in ohlc]
@@ -379,8 +447,10 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
     warnings.warn(notes[0], stacklevel=3)
     empty = ~valid.any(axis=1)
     if empty.any():
-        msg = (f"{name}: dropped {int(empty.sum())} window(s) with no valid bar after the cold-start warm-up: "
-               f"{list(ids[keep][empty][:10])}")
+        msg = (
+            f"{name}: dropped {int(empty.sum())} window(s) with no valid bar after the cold-start warm-up: "
+            f"{list(ids[keep][empty][:10])}"
+        )
         warnings.warn(msg, stacklevel=3)
         notes.append(msg)
         keep, ohlc, X, valid = keep[~empty], ohlc[~empty], X[~empty], valid[~empty]
@@ -390,6 +460,16 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         times[col] = t if t is not None else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC")
     source_info["dropped_no_valid_bar"] = int(empty.sum())
     return LabelledSet(
-        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
-        end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
-        cold_start=True, warnings=notes)
+        X=X,
+        valid=valid,
+        y=y[keep],
+        classes=classes,
+        window_id=ids[keep],
+        start=times["start"],
+        end=times["end"],
+        expansion=expansion[keep],
+        groups=shared_bar_groups(ohlc),
+        source=source_info,
+        cold_start=True,
+        warnings=notes,
+    )

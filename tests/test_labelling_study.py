@@ -1,5 +1,6 @@
 """The simulated labelling study (moola_lib.labelling.study): oracle truth, strict settings, the summary's
 arithmetic, the mixed strategy, and a tiny end-to-end run of the command line."""
+
 import json
 
 import numpy as np
@@ -17,8 +18,13 @@ TINY = {"repeats": 2, "budget": 30, "heldout_n": 60, "pool_start": "2025-07-01",
 def test_candidate_truth_matches_legs_to_episodes():
     bars = pd.DataFrame(index=pd.date_range("2025-01-01", periods=400, freq="min", tz="UTC"))
     t = bars.index
-    events = pd.DataFrame({"expansion_start": [t[100], t[300]], "expansion_end": [t[120], t[310]],
-                           "kind": ["retracement", "consolidation"]})
+    events = pd.DataFrame(
+        {
+            "expansion_start": [t[100], t[300]],
+            "expansion_end": [t[120], t[310]],
+            "kind": ["retracement", "consolidation"],
+        }
+    )
     # legs: on episode 1 (shifted 5 bars: 15 of 20 bars shared), touching episode 2 by 2 of 10 bars, no episode
     cands = pd.DataFrame({"start": [85, 288, 150], "expansion_start": [20, 20, 20], "expansion_end": [40, 30, 40]})
     truth = study.candidate_truth(bars, events, cands, min_overlap=0.5)
@@ -26,8 +32,17 @@ def test_candidate_truth_matches_legs_to_episodes():
     assert study.candidate_truth(bars, events, cands, min_overlap=0.2)[288] == "consolidation"
 
 
-@pytest.mark.parametrize("bad", [{"strategies": ("random", "smart")}, {"strategies": ("diverse",)},
-                                 {"seed_labels": 5}, {"budget": 10}, {"flip_rate": 0.5}, {"repeats": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"strategies": ("random", "smart")},
+        {"strategies": ("diverse",)},
+        {"seed_labels": 5},
+        {"budget": 10},
+        {"flip_rate": 0.5},
+        {"repeats": 0},
+    ],
+)
 def test_config_is_strict(bad):
     with pytest.raises(ConfigError):
         study.StudyConfig(**bad)
@@ -45,8 +60,10 @@ def _fake_repeats(cfg, shift, noise_seed):
     reps = []
     for r in range(cfg.repeats):
         base = 0.5 + 0.01 * np.arange(len(cps) + shift) + rng.normal(0, 0.001)
-        curves = {s: [{"labels": c, "clicks": 3 * c, "balanced_accuracy": base[i + k]} for i, c in enumerate(cps)]
-                  for s, k in (("random", 0), ("diverse", shift))}
+        curves = {
+            s: [{"labels": c, "clicks": 3 * c, "balanced_accuracy": base[i + k]} for i, c in enumerate(cps)]
+            for s, k in (("random", 0), ("diverse", shift))
+        }
         reps.append({"curves": curves})
     return reps
 
@@ -57,9 +74,9 @@ def test_labels_needed_finds_the_shift():
     need = summary["labels_needed"]["174"]
     cps = cfg.checkpoints()
     assert need["random"]["labels"] == 174
-    assert need["diverse"]["labels"] == cps[cps.index(174) - 3]   # three checkpoints earlier
+    assert need["diverse"]["labels"] == cps[cps.index(174) - 3]  # three checkpoints earlier
     assert summary["vs_random"]["diverse"]["mean"][5] == pytest.approx(0.03, abs=1e-3)
-    assert "500" not in summary["labels_needed"]   # beyond the budget: not claimed
+    assert "500" not in summary["labels_needed"]  # beyond the budget: not claimed
     text = study.report(cfg, [{}] * cfg.repeats, summary)
     assert "| diverse |" in text and "Labels needed" in text
 
@@ -70,9 +87,9 @@ def test_mixed_picks_diverse_windows_among_the_uncertain():
     labelled = rng.normal(size=(20, 4))
     y = (labelled[:, 0] > 0).astype(int)
     got = suggest("mixed", points, 6, labelled_points=labelled, labelled_y=y, blocked_by=lambda i: (i + 1,))
-    shortlist = uncertainty_order(points, labelled, y)[0][:MIXED_SHORTLIST * 6]
+    shortlist = uncertainty_order(points, labelled, y)[0][: MIXED_SHORTLIST * 6]
     assert got.strategy == "mixed" and len(got.order) == 6 and set(got.order) <= set(shortlist)
-    assert not set(got.order) & {i + 1 for i in got.order}   # blocked neighbours are never picked
+    assert not set(got.order) & {i + 1 for i in got.order}  # blocked neighbours are never picked
     few = suggest("mixed", points, 6, labelled_points=labelled[:3], labelled_y=y[:3])
     assert few.strategy == "diverse" and "uncertainty needs" in few.note
 
@@ -95,7 +112,7 @@ def test_tiny_run_from_the_command_line(tmp_path, capsys):
     assert len(result["repeats"]) == 2 and (tmp_path / "f.png").stat().st_size < 200_000
     for rep in result["repeats"]:
         first = {s: c[0]["balanced_accuracy"] for s, c in rep["curves"].items()}
-        assert len(set(first.values())) == 1   # every strategy starts from the same seed set
+        assert len(set(first.values())) == 1  # every strategy starts from the same seed set
         for curve in rep["curves"].values():
             assert [row["labels"] for row in curve] == [10, 20, 30]
             assert all(row["clicks"] >= row["labels"] - 10 and 0 <= row["balanced_accuracy"] <= 1 for row in curve)
@@ -133,6 +150,6 @@ def test_oracle_flips_at_its_rate_and_skips_windows_of_no_episode():
     oracle, session = study.Oracle(pool, flip_rate=0.2, seed=0), _FakeSession(range(4000))
     labelled = [oracle.answer(session) for _ in range(4000)]
     assert oracle.clicks == 4000 and sum(labelled) == 2000 == len(oracle.y)
-    assert session.done[::2] == [None] * 2000   # no episode: skipped
-    assert np.mean(oracle.y) == pytest.approx(0.2, abs=0.03)   # retracement (1) only by a flip
+    assert session.done[::2] == [None] * 2000  # no episode: skipped
+    assert np.mean(oracle.y) == pytest.approx(0.2, abs=0.03)  # retracement (1) only by a flip
     assert [s % 2 for s in oracle.starts] == [1] * 2000

@@ -21,6 +21,7 @@ feature over the window). The strategies rank candidates on the same summaries, 
 ``python -m moola_lib.labelling.study --out DIR [options]`` rewrites DIR/study.json and DIR/study.md after every
 repeat (atomically: a stopped run leaves the repeats done); an invalid option is a one-line error, exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ from .session import LabellingSession, candidate_windows
 from .store import LabelStore
 from .suggestions import STRATEGIES, summary_features
 
-TARGETS = (174, 500)   # labels at which random's accuracy is the target the others must reach
+TARGETS = (174, 500)  # labels at which random's accuracy is the target the others must reach
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,15 @@ class StudyConfig:
     def __post_init__(self):
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies or "random" not in self.strategies:
-            raise ConfigError(f"strategies {list(self.strategies)}: each one of {list(STRATEGIES)}, random "
-                              "included (it is the baseline)")
+            raise ConfigError(
+                f"strategies {list(self.strategies)}: each one of {list(STRATEGIES)}, random "
+                "included (it is the baseline)"
+            )
         if min(self.repeats, self.batch) < 1 or self.seed_labels < 2 or self.seed_labels % 2:
             raise ConfigError("repeats and batch must be >= 1 and seed_labels an even number >= 2")
         if self.budget <= self.seed_labels:
             raise ConfigError(f"budget ({self.budget}) must exceed seed_labels ({self.seed_labels})")
-        if not (0 <= self.flip_rate < 0.5 and 0 < self.min_overlap <= 1 and self.probe_C > 0
-                and self.heldout_n >= 20):
+        if not (0 <= self.flip_rate < 0.5 and 0 < self.min_overlap <= 1 and self.probe_C > 0 and self.heldout_n >= 20):
             raise ConfigError("need 0 <= flip_rate < 0.5, 0 < min_overlap <= 1, probe_C > 0, heldout_n >= 20")
 
     def checkpoints(self) -> list[int]:
@@ -94,8 +96,7 @@ class Pool:
     truth: dict
 
 
-def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.DataFrame,
-                    min_overlap: float) -> dict:
+def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.DataFrame, min_overlap: float) -> dict:
     """{candidate start: kind of the episode whose expansion leg its leg covers by >= ``min_overlap`` of the
     shorter leg (the best such), or None}."""
     index = bars.index
@@ -106,9 +107,10 @@ def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.Dat
     kinds = events["kind"].to_numpy()
     truth = dict.fromkeys(int(s) for s in starts)
     for s, a, b in zip(starts, ls, le):
-        near = np.flatnonzero((es <= b) & (ee >= a))   # episodes whose leg overlaps this one
+        near = np.flatnonzero((es <= b) & (ee >= a))  # episodes whose leg overlaps this one
         share = (np.minimum(b, ee[near]) - np.maximum(a, es[near])) / np.maximum(
-            np.minimum(b - a, ee[near] - es[near]), 1)
+            np.minimum(b - a, ee[near] - es[near]), 1
+        )
         if len(near) and share.max() >= min_overlap:
             truth[int(s)] = kinds[near[int(np.argmax(share))]]
     return truth
@@ -125,7 +127,7 @@ class Oracle:
 
     def __init__(self, pool: Pool, flip_rate: float, seed: int):
         self.pool, self.flip_rate, self.rng = pool, flip_rate, np.random.default_rng(seed)
-        self.starts, self.y, self.clicks = [], [], 0   # labelled windows, their labels; labels + skips
+        self.starts, self.y, self.clicks = [], [], 0  # labelled windows, their labels; labels + skips
 
     def answer(self, session: LabellingSession, wanted=lambda kind: True) -> bool:
         """Label (or skip) the session's current window; True if it was labelled."""
@@ -144,9 +146,19 @@ class Oracle:
 
 
 def _session(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int) -> LabellingSession:
-    return LabellingSession(pool.bars, pool.X, pool.valid, LabelStore(path, user="oracle"), DEFAULT_CLASSES,
-                            strategy=strategy, n_suggestions=cfg.batch, seed=seed, embed=summary_features,
-                            min_labels=cfg.seed_labels, max_candidates=10 ** 9)
+    return LabellingSession(
+        pool.bars,
+        pool.X,
+        pool.valid,
+        LabelStore(path, user="oracle"),
+        DEFAULT_CLASSES,
+        strategy=strategy,
+        n_suggestions=cfg.batch,
+        seed=seed,
+        embed=summary_features,
+        min_labels=cfg.seed_labels,
+        max_candidates=10**9,
+    )
 
 
 def _exhausted(session: LabellingSession) -> bool:
@@ -158,11 +170,13 @@ def seed_set(pool: Pool, path: Path, cfg: StudyConfig, seed: int) -> None:
     """Write ``seed_labels`` random matched candidates, half of each class, to ``path``."""
     session = _session(pool, path, "random", cfg, seed)
     oracle = Oracle(pool, 0.0, seed)
-    need = {c: cfg.seed_labels // 2 for c in DEFAULT_CLASSES}
+    need = dict.fromkeys(DEFAULT_CLASSES, cfg.seed_labels // 2)
     while any(need.values()):
         if _exhausted(session):
-            raise ValueError(f"pool market {cfg.first_market_seed + seed}: too few episode candidates for the "
-                             "seed set; widen pool_start..pool_end")
+            raise ValueError(
+                f"pool market {cfg.first_market_seed + seed}: too few episode candidates for the "
+                "seed set; widen pool_start..pool_end"
+            )
         if oracle.answer(session, wanted=lambda kind: need[kind] > 0):
             need[DEFAULT_CLASSES[oracle.y[-1]]] -= 1
 
@@ -188,10 +202,15 @@ def walk(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int, hel
     rows, checkpoints = [], cfg.checkpoints()
     while checkpoints:
         if len(oracle.y) >= checkpoints[0]:
-            rows.append({"labels": checkpoints.pop(0), "clicks": oracle.clicks,
-                         "balanced_accuracy": probe_score(pool, oracle.starts, oracle.y, *heldout, cfg.probe_C)})
+            rows.append(
+                {
+                    "labels": checkpoints.pop(0),
+                    "clicks": oracle.clicks,
+                    "balanced_accuracy": probe_score(pool, oracle.starts, oracle.y, *heldout, cfg.probe_C),
+                }
+            )
         elif _exhausted(session):
-            break   # the pool ran out of candidates: the curve ends here
+            break  # the pool ran out of candidates: the curve ends here
         else:
             oracle.answer(session)
     return rows
@@ -201,12 +220,22 @@ def run_repeat(cfg: StudyConfig, repeat: int) -> dict:
     """All strategies on one pool market and one held-out set, from one shared seed set."""
     t0 = time.time()
     pool = make_pool(cfg, repeat)
-    held = synthetic_labelled_set(n=cfg.heldout_n, class_balance=0.5, seed=repeat, start="2024-10-01",
-                                  end=EMBEDDED_SET.end, history_start="2024-07-01",
-                                  market_seed=cfg.heldout_seed_offset + repeat)
+    held = synthetic_labelled_set(
+        n=cfg.heldout_n,
+        class_balance=0.5,
+        seed=repeat,
+        start="2024-10-01",
+        end=EMBEDDED_SET.end,
+        history_start="2024-07-01",
+        market_seed=cfg.heldout_seed_offset + repeat,
+    )
     heldout = (summary_features(held.X, held.valid), held.y)
-    out = {"repeat": repeat, "candidates": len(pool.truth),
-           "matched": sum(v is not None for v in pool.truth.values()), "curves": {}}
+    out = {
+        "repeat": repeat,
+        "candidates": len(pool.truth),
+        "matched": sum(v is not None for v in pool.truth.values()),
+        "curves": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         seed_path = Path(tmp) / "seed.csv"
         seed_set(pool, seed_path, cfg, repeat)
@@ -235,7 +264,7 @@ def _mean_ci(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     n = np.sum(~np.isnan(m), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a checkpoint with < 2 repeats has no interval
+        warnings.simplefilter("ignore", RuntimeWarning)  # a checkpoint with < 2 repeats has no interval
         sd = np.nanstd(m, axis=0, ddof=1)
         se = np.where(n > 1, sd / np.sqrt(n), np.nan)
         return np.nanmean(m, axis=0), t.ppf(0.975, np.maximum(n - 1, 1)) * se, se
@@ -277,19 +306,27 @@ def summarise(cfg: StudyConfig, repeats: list[dict]) -> dict:
     for s, m in acc.items():
         mean, half, _ = _mean_ci(m)
         clicks = clicks_at[s] = _finite(np.nanmean(_matrix(repeats, s, "clicks", checkpoints), axis=0))
-        summary["curves"][s] = {"mean": _finite(mean), "ci95_half": _finite(half), "clicks": clicks,
-                                "repeats_reaching": np.sum(~np.isnan(m), axis=0)}
+        summary["curves"][s] = {
+            "mean": _finite(mean),
+            "ci95_half": _finite(half),
+            "clicks": clicks,
+            "repeats_reaching": np.sum(~np.isnan(m), axis=0),
+        }
         if s != "random":
             d_mean, d_half, d_se = _mean_ci(m - acc["random"])
             # smallest paired difference these repeats detect (80% power, 5% two-sided): 2.8 standard errors
-            summary["vs_random"][s] = {"mean": _finite(d_mean), "ci95_half": _finite(d_half),
-                                       "detectable": _finite(2.8 * d_se)}
+            summary["vs_random"][s] = {
+                "mean": _finite(d_mean),
+                "ci95_half": _finite(d_half),
+                "detectable": _finite(2.8 * d_se),
+            }
     rng = np.random.default_rng(0)
     for target in (t for t in TARGETS if t in checkpoints and len(repeats) > 1):
         summary["labels_needed"][str(target)] = {
             "random_accuracy": float(np.nanmean(acc["random"][:, checkpoints.index(target)])),
-            **labels_needed(acc, checkpoints, target, rng)}
-        for st in cfg.strategies:   # the clicks (labels + skips) spent by then, on average
+            **labels_needed(acc, checkpoints, target, rng),
+        }
+        for st in cfg.strategies:  # the clicks (labels + skips) spent by then, on average
             need = summary["labels_needed"][str(target)][st]
             need["clicks"] = None if need["labels"] is None else clicks_at[st][checkpoints.index(int(need["labels"]))]
     return summary
@@ -309,22 +346,30 @@ def report(cfg: StudyConfig, repeats: list[dict], summary: dict) -> str:
     labels needed for random's accuracy at 174 and 500."""
     cps = summary["checkpoints"]
     shown = [c for c in sorted({cfg.seed_labels, 50, 100, 174, 300, cfg.budget}) if c in cps]
-    lines = [f"{len(repeats)} repeats; settings: {dataclasses.asdict(cfg)}", "",
-             "| strategy | " + " | ".join(f"{c} labels: acc (clicks), vs random" for c in shown) + " |",
-             "|---" * (len(shown) + 1) + "|"]
+    lines = [
+        f"{len(repeats)} repeats; settings: {dataclasses.asdict(cfg)}",
+        "",
+        "| strategy | " + " | ".join(f"{c} labels: acc (clicks), vs random" for c in shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
     for s, cur in summary["curves"].items():
         cells = []
         for i in map(cps.index, shown):
             cell = f"{_num(cur['mean'][i])} ± {_num(cur['ci95_half'][i])} ({_num(cur['clicks'][i], '.0f')})"
             if s in summary["vs_random"]:
                 d = summary["vs_random"][s]
-                cell += (f", {_num(d['mean'][i], '+.3f')} ± {_num(d['ci95_half'][i])} "
-                         f"(MDE {_num(d['detectable'][i])})")
+                cell += f", {_num(d['mean'][i], '+.3f')} ± {_num(d['ci95_half'][i])} (MDE {_num(d['detectable'][i])})"
             cells.append(cell)
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for target, entry in summary["labels_needed"].items():
-        lines += ["", (f"Labels needed to reach random's accuracy at {target} labels "
-                       f"({entry['random_accuracy']:.3f}), 95% bootstrap interval over repeats:"), ""]
+        lines += [
+            "",
+            (
+                f"Labels needed to reach random's accuracy at {target} labels "
+                f"({entry['random_accuracy']:.3f}), 95% bootstrap interval over repeats:"
+            ),
+            "",
+        ]
         lines += [f"- {s}: {_fmt_needed(entry[s], cfg.budget)}" for s in cfg.strategies]
     return "\n".join(lines) + "\n"
 
@@ -342,7 +387,7 @@ def figure(summary: dict, path: Path) -> None:
     panels = ((summary["curves"], "held-out balanced accuracy"), (summary["vs_random"], "difference from random"))
     for ax, (panel, ylabel) in zip(axes, panels):
         for s, cur in panel.items():
-            mean, half = (np.array(cur[k], dtype=float) for k in ("mean", "ci95_half"))   # None -> NaN
+            mean, half = (np.array(cur[k], dtype=float) for k in ("mean", "ci95_half"))  # None -> NaN
             ax.plot(x, mean, label=s, lw=1.4, color=f"C{names.index(s)}")
             ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=f"C{names.index(s)}")
         ax.set(xlabel="labels spent", ylabel=ylabel)
@@ -362,8 +407,12 @@ def run(cfg: StudyConfig, out: Path, figure_path: Path | None = None, log=print)
     for r in range(cfg.repeats):
         repeats.append(run_repeat(cfg, r))
         summary = summarise(cfg, repeats)
-        result = {"config": dataclasses.asdict(cfg), "wall_seconds": round(time.time() - t0, 1),
-                  "summary": summary, "repeats": repeats}
+        result = {
+            "config": dataclasses.asdict(cfg),
+            "wall_seconds": round(time.time() - t0, 1),
+            "summary": summary,
+            "repeats": repeats,
+        }
         write_json(out / "study.json", result)
         atomic_write_text(out / "study.md", report(cfg, repeats, summary))
         log(f"repeat {r + 1}/{cfg.repeats} done in {repeats[-1]['seconds']:.0f} s")

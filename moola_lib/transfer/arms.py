@@ -21,6 +21,7 @@ Roles: ``reference`` (the baseline every comparison starts from), ``pretrained``
 pretrained encoder: the question), ``control`` (random encoder under the same probe), ``non_neural`` (the
 cheap models a reviewer tries first: a pretrained encoder that does not beat the best of them adds nothing).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,36 +33,87 @@ class Arm:
     """One arm as the results report it (the key in transfer_results.json's "arms")."""
 
     name: str
-    option: str                         # the TransferConfig.arms value that runs it
+    option: str  # the TransferConfig.arms value that runs it
     kind: Literal["trained", "probe", "summaries", "rocket"]
     role: Literal["reference", "pretrained", "control", "non_neural"]
-    title: str                          # figures, tables, verdict
-    colour: str                         # matplotlib colour in every figure
-    encoder: Literal["pretrained", "random"] | None = None   # the encoder it starts from (None: reads none)
-    scaled_encoder_lr: bool = False     # trained: encoder lr = lr x encoder_lr_scale (else lr)
-    head_first: bool = False            # trained: encoder frozen for unfreeze_epoch epochs
-    model: str | None = None            # summaries / rocket: which model or transform
+    title: str  # figures, tables, verdict
+    colour: str  # matplotlib colour in every figure
+    encoder: Literal["pretrained", "random"] | None = None  # the encoder it starts from (None: reads none)
+    scaled_encoder_lr: bool = False  # trained: encoder lr = lr x encoder_lr_scale (else lr)
+    head_first: bool = False  # trained: encoder frozen for unfreeze_epoch epochs
+    model: str | None = None  # summaries / rocket: which model or transform
 
 
 TABLE: tuple[Arm, ...] = (
     Arm("baseline", "baseline", "trained", "reference", "random init (baseline)", "#7f7f7f", encoder="random"),
-    Arm("frozen", "frozen", "probe", "pretrained", "pretrained, frozen encoder (linear probe)", "#1f77b4",
-        encoder="pretrained"),
-    Arm("finetune", "finetune", "trained", "pretrained", "pretrained, fine-tuned encoder", "#d62728",
-        encoder="pretrained", scaled_encoder_lr=True, head_first=True),
-    Arm("random_frozen", "random_frozen", "probe", "control", "random init, frozen encoder (probe control)",
-        "#bcbd22", encoder="random"),
-    Arm("simple_logistic", "simple", "summaries", "non_neural", "logistic regression on window summaries",
-        "#9467bd", model="logistic"),
-    Arm("simple_boosting", "simple", "summaries", "non_neural", "gradient boosting on window summaries",
-        "#8c564b", model="boosting"),
-    Arm("rocket_minirocket", "rocket", "rocket", "non_neural", "MiniRocket features + ridge", "#e377c2",
-        model="minirocket"),
-    Arm("rocket_multirocket", "rocket", "rocket", "non_neural", "MultiRocket features + ridge", "#17becf",
-        model="multirocket"),
+    Arm(
+        "frozen",
+        "frozen",
+        "probe",
+        "pretrained",
+        "pretrained, frozen encoder (linear probe)",
+        "#1f77b4",
+        encoder="pretrained",
+    ),
+    Arm(
+        "finetune",
+        "finetune",
+        "trained",
+        "pretrained",
+        "pretrained, fine-tuned encoder",
+        "#d62728",
+        encoder="pretrained",
+        scaled_encoder_lr=True,
+        head_first=True,
+    ),
+    Arm(
+        "random_frozen",
+        "random_frozen",
+        "probe",
+        "control",
+        "random init, frozen encoder (probe control)",
+        "#bcbd22",
+        encoder="random",
+    ),
+    Arm(
+        "simple_logistic",
+        "simple",
+        "summaries",
+        "non_neural",
+        "logistic regression on window summaries",
+        "#9467bd",
+        model="logistic",
+    ),
+    Arm(
+        "simple_boosting",
+        "simple",
+        "summaries",
+        "non_neural",
+        "gradient boosting on window summaries",
+        "#8c564b",
+        model="boosting",
+    ),
+    Arm(
+        "rocket_minirocket",
+        "rocket",
+        "rocket",
+        "non_neural",
+        "MiniRocket features + ridge",
+        "#e377c2",
+        model="minirocket",
+    ),
+    Arm(
+        "rocket_multirocket",
+        "rocket",
+        "rocket",
+        "non_neural",
+        "MultiRocket features + ridge",
+        "#17becf",
+        model="multirocket",
+    ),
 )
 BY_NAME: dict[str, Arm] = {arm.name: arm for arm in TABLE}
-OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(arm.option for arm in TABLE))   # TransferConfig.arms values
+OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(arm.option for arm in TABLE))  # TransferConfig.arms values
 
 
 def arm(name: str) -> Arm:

@@ -8,6 +8,7 @@ in the table and calls ``FITS[kind]``: each fit learns its parameters on the fit
 chooses (epoch, C, ridge temperature) on the inner validation windows, and returns the test windows'
 probabilities of each of its fits (one per training seed) and what it chose.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,12 +27,12 @@ from .probe import build_classifier, fit_classifier, pooled, predict_proba
 from .rocket import fit_ridge, rocket_features, rocket_series
 from .simple import fit_simple, window_summaries
 
-RANDOM_ENCODER = 7919   # seed key of the random_frozen encoder (apart from every fold's fit seeds)
+RANDOM_ENCODER = 7919  # seed key of the random_frozen encoder (apart from every fold's fit seeds)
 
 
 def fit_seed(*keys: int) -> int:
     """A seed in [0, 2^31) derived from integer keys (run seed, repeat, fold, ...)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] % (2 ** 31))
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] % (2**31))
 
 
 @dataclasses.dataclass
@@ -39,7 +40,7 @@ class Inputs:
     """What every fold of a run needs (see the module docstring)."""
 
     data: tuple
-    encoder: JadeEncoder | None      # None when only fixed-feature arms run (the validation's null)
+    encoder: JadeEncoder | None  # None when only fixed-feature arms run (the validation's null)
     fixed: dict
 
     @classmethod
@@ -51,7 +52,7 @@ class Inputs:
         for row in rows:
             if row.kind == "probe" and row.encoder == "pretrained":
                 fixed[row.name] = pooled(encoder, data[0], data[1])
-            elif row.kind == "probe":     # one random encoder per run, drawn from the run's seed
+            elif row.kind == "probe":  # one random encoder per run, drawn from the run's seed
                 random_encoder = build_classifier(row.name, encoder, 2, 0.0, fit_seed(cfg.seed, RANDOM_ENCODER))
                 fixed[row.name] = pooled(random_encoder.encoder, data[0], data[1])
         if any(row.kind == "summaries" for row in rows):
@@ -61,8 +62,9 @@ class Inputs:
         return cls(data, encoder, fixed)
 
 
-def _fit_trained(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-                 seed: int) -> tuple[list[np.ndarray], dict]:
+def _fit_trained(
+    name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
+) -> tuple[list[np.ndarray], dict]:
     fit_idx, val_idx, test_idx = split
     probas, info = [], {"best_epoch": [], "epochs_run": []}
     n_classes = int(y.max()) + 1
@@ -76,24 +78,27 @@ def _fit_trained(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: Tr
     return probas, info
 
 
-def _fit_probe(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-               seed: int) -> tuple[list[np.ndarray], dict]:
+def _fit_probe(
+    name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
+) -> tuple[list[np.ndarray], dict]:
     fit_idx, val_idx, test_idx = split
     Z = inputs.fixed[name]
     model = fit_logistic(Z, y, fit_idx, val_idx, cfg.class_weighting)
     return [model.predict_proba(Z[test_idx])], {"C": model.chosen_C}
 
 
-def _fit_summaries(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-                   seed: int) -> tuple[list[np.ndarray], dict]:
+def _fit_summaries(
+    name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
+) -> tuple[list[np.ndarray], dict]:
     fit_idx, val_idx, test_idx = split
     Z = inputs.fixed["simple"]
     model = fit_simple(arm_row(name).model, Z, y, fit_idx, val_idx, seed, cfg.class_weighting)
     return [model.predict_proba(Z[test_idx])], ({"C": model.chosen_C} if hasattr(model, "chosen_C") else {})
 
 
-def _fit_rocket(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-                seed: int) -> tuple[list[np.ndarray], dict]:
+def _fit_rocket(
+    name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
+) -> tuple[list[np.ndarray], dict]:
     # only the split's windows are transformed (a learning-curve subsample leaves out most of the set)
     used = np.concatenate(split)
     fit_idx, val_idx, test_idx = np.split(np.arange(len(used)), np.cumsum([len(i) for i in split])[:-1])
@@ -111,8 +116,9 @@ def _fit_rocket(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: Tra
 FITS = {"trained": _fit_trained, "probe": _fit_probe, "summaries": _fit_summaries, "rocket": _fit_rocket}
 
 
-def arm_probabilities(name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig,
-                      seed: int) -> tuple[list[np.ndarray], dict]:
+def arm_probabilities(
+    name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
+) -> tuple[list[np.ndarray], dict]:
     """Test-window probabilities of each of the arm's fits on one split (fit, val, test indices), and
     what the fits chose (epochs for trained arms, the probe's C, the ridge's alpha and temperature)."""
     return FITS[arm_row(name).kind](name, inputs, y, split, cfg, seed)

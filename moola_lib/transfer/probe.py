@@ -9,6 +9,7 @@ pretrained one (``finetune``); ``head_first`` keeps the encoder frozen for ``unf
 (``linear.fit_logistic``), see ``pooled``. The parameters are fitted on the fit windows only; the inner
 validation windows choose the epoch (as they choose the probe's C), so every arm learns from the same windows.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,7 @@ from .arms import arm as arm_row
 from .config import TransferConfig
 
 
-def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float,
-                     seed: int) -> JadeClassifier:
+def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float, seed: int) -> JadeClassifier:
     """The arm's classifier: a copy of the pretrained encoder, or a random one of the identical
     architecture for the arms whose row says ``encoder="random"``. The head starts from the same seed in
     every arm."""
@@ -64,7 +64,7 @@ def _epoch(model, opt, loss_fn, data, fit_t, features, cfg, gen) -> float:
         model.encoder.eval()
     total = 0.0
     for b in torch.randperm(len(fit_t), generator=gen).split(cfg.batch_size):
-        if len(b) < 2:      # batch normalisation needs two windows; a lone one waits for the next epoch
+        if len(b) < 2:  # batch normalisation needs two windows; a lone one waits for the next epoch
             continue
         idx = fit_t[b.to(fit_t.device)]
         loss = loss_fn(_logits(model, X, V, idx, features), Y[idx])
@@ -87,8 +87,15 @@ def _calibrate_norm(model: JadeClassifier, X, V, fit_t, features=None) -> None:
     model.norm.running_var.copy_(pooled.var(0, unbiased=True))
 
 
-def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.ndarray, val_idx: np.ndarray,
-                   cfg: TransferConfig, seed: int) -> dict:
+def fit_classifier(
+    model: JadeClassifier,
+    arm: str,
+    data: tuple,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TransferConfig,
+    seed: int,
+) -> dict:
     """Train ``model`` (an arm of kind "trained") in place on ``fit_idx``; keep the weights of the
     epoch with the lowest loss on ``val_idx`` (early stopping after ``patience`` epochs without
     improvement). While the encoder is frozen its pooled features are computed once. Returns the history."""
@@ -118,21 +125,30 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
             val_loss = float(loss_fn(_logits(model, X, V, val_t, features), Y[val_t]))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "val_loss": val_loss,
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
             waited = 0
         else:
             waited += 1
             if cfg.patience is not None and waited >= cfg.patience:
                 break
-    if best["state"] is None:   # every validation loss NaN or inf: the weights diverged
-        raise FloatingPointError(f"{arm}: the validation loss was never finite in {len(history)} epoch(s) "
-                                 f"(lr={cfg.lr:g} too large?); lower lr")
+    if best["state"] is None:  # every validation loss NaN or inf: the weights diverged
+        raise FloatingPointError(
+            f"{arm}: the validation loss was never finite in {len(history)} epoch(s) "
+            f"(lr={cfg.lr:g} too large?); lower lr"
+        )
     model.load_state_dict(best["state"])
     model.encoder.requires_grad_(True)
     model.eval()
-    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs_run": len(history),
-            "history": history}
+    return {
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "epochs_run": len(history),
+        "history": history,
+    }
 
 
 @torch.no_grad()
