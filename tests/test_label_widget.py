@@ -25,7 +25,10 @@ from moola_lib.notebook.steps import labelling_session_from_params
 from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.util.progress import TEXT_PROGRESS_ENV
 
-TINY = dict(synthetic_start="2025-05-01", synthetic_end="2025-05-10", n_suggestions=5, device="cpu")
+# strategy: these tests follow uncertainty's fallback notes (the default is random since issue 21's study)
+TINY = dict(
+    synthetic_start="2025-05-01", synthetic_end="2025-05-10", n_suggestions=5, device="cpu", strategy="uncertainty"
+)
 
 
 @pytest.fixture

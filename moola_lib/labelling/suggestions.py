@@ -8,9 +8,11 @@ which overlap in time (a batch of near-duplicates wastes the labeller's clicks).
 - ``uncertainty``: a logistic-regression probe on the standardised points, refit on the labels so far;
   the windows whose top two predicted class probabilities are closest (for two classes: probability
   closest to 0.5) come first;
-- ``diverse``: k-center greedy: each pick is the candidate farthest from everything labelled or picked.
+- ``diverse``: k-center greedy: each pick is the candidate farthest from everything labelled or picked;
+- ``mixed``: uncertainty, then diversity: k-center greedy among the ``MIXED_SHORTLIST`` x n least certain
+  candidates (a batch of the most uncertain windows is often n near-copies of one ambiguous pattern).
 
-``uncertainty`` needs at least ``min_labels`` labels and two of every class; without them, or without an
+``uncertainty`` and ``mixed`` need at least ``min_labels`` labels and two of every class; without them, or without an
 encoder, it falls back to ``diverse`` (on summary features without an encoder) and says so in ``note``.
 """
 
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("random", "uncertainty", "diverse")
+STRATEGIES = ("random", "uncertainty", "diverse", "mixed")
+MIXED_SHORTLIST = 5  # mixed: k-center greedy among this many times n least certain candidates
 
 
 @dataclass
@@ -107,6 +110,19 @@ def _non_overlapping(order, score, n, blocked_by) -> tuple[np.ndarray, np.ndarra
     return np.asarray(order)[out].astype(np.int64), np.asarray(score)[out]
 
 
+def _mixed(points, n, labelled_points, labelled_y, blocked_by, rng, seed) -> tuple[np.ndarray, np.ndarray]:
+    """k-center greedy among the MIXED_SHORTLIST * n least certain candidates; score: the k-center distance."""
+    shortlist = uncertainty_order(points, labelled_points, labelled_y, seed)[0][: MIXED_SHORTLIST * n]
+    where = np.full(len(points), -1)
+    where[shortlist] = np.arange(len(shortlist))
+
+    def blocked_in_shortlist(j):  # blocked_by speaks of positions into points; k-center of the shortlist's
+        return [int(where[i]) for i in blocked_by(int(shortlist[j])) if where[i] >= 0]
+
+    picked, score = k_center_greedy(np.asarray(points)[shortlist], n, labelled_points, blocked_in_shortlist, rng)
+    return shortlist[picked], score
+
+
 def suggest(
     strategy: str,
     points,
@@ -131,7 +147,7 @@ def suggest(
     blocked_by = blocked_by or (lambda i: ())
     labelled_y = np.asarray([] if labelled_y is None else labelled_y)
     used, note = strategy, None
-    if strategy == "uncertainty":
+    if strategy in ("uncertainty", "mixed"):
         counts = np.unique(labelled_y, return_counts=True)[1]
         if features != "encoder":
             used, note = "diverse", "no encoder: suggestions are diverse on summary features, not uncertainty"
@@ -148,6 +164,8 @@ def suggest(
         order, score = _non_overlapping(*random_order(key), n, blocked_by)
     elif used == "uncertainty":
         order, score = _non_overlapping(*uncertainty_order(points, labelled_points, labelled_y, seed), n, blocked_by)
+    elif used == "mixed":
+        order, score = _mixed(points, n, labelled_points, labelled_y, blocked_by, rng, seed)
     else:
         order, score = k_center_greedy(points, n, labelled_points, blocked_by, rng)
     return Suggestions(order=order, strategy=used, features=features, note=note, score=score)

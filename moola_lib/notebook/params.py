@@ -168,7 +168,7 @@ class LabelParams(RunParams):
     classes: list[str] = field(default_factory=_default_classes)  # one button (and key 1..9) per class
     class_definitions: dict[str, str] = field(default_factory=_default_class_definitions)  # one line per class
     encoder_path: str | None = None  # encoder or checkpoint; None = summary features (no uncertainty)
-    strategy: Literal["random", "uncertainty", "diverse"] = "uncertainty"
+    strategy: Literal["random", "uncertainty", "diverse"] = "random"  # VALIDATION.md, issue 21: none beat random
     n_suggestions: int = 12  # windows per batch
     min_labels: int = 10  # labels before uncertainty replaces diverse
     max_candidates: int = 5000  # candidates ranked (a seeded random subset beyond this)

@@ -1,0 +1,448 @@
+"""Simulated labelling study (issue 21): which suggestion strategy saves labels, before anyone clicks.
+
+Per repeat r: a pool market (``synthetic_market``, seed ``first_market_seed + r``, the label notebook's
+default period) whose candidate windows are cut and ranked by the notebook's own code path
+(``LabellingSession`` on a real labels file, ``suggestions.suggest``), and a held-out set of ``heldout_n``
+fresh episode windows of another market (``synthetic_labelled_set``, market seed ``heldout_seed_offset +
+r``). An oracle answers each suggestion from the generator's truth: a candidate whose zigzag leg covers
+at least ``min_overlap`` of an episode's expansion leg (of the shorter of the two) gets that episode's kind,
+flipped with probability ``flip_rate`` (people err); a candidate matching no episode is *skipped* (a
+click, no label). That is what a person does with a window that is neither class, and it charges a
+strategy for suggesting them; the report counts clicks next to labels.
+
+Every strategy of a repeat starts from the same seed set (``seed_labels`` random matched candidates, half
+of each class) and sees batches of ``batch`` suggestions; the session refits between batches. Whenever the
+labels reach a checkpoint (every ``batch`` labels, plus 174 and 500), a fixed cheap probe is trained on the
+labels so far and scored by balanced accuracy on the held-out set: L2 logistic regression (C =
+``probe_C``, balanced class weights) on the standardised ``summary_features`` (mean and sd of each
+feature over the window). The strategies rank candidates on the same summaries, passed as the session's
+``embed`` (so ``uncertainty`` runs; the labelling wing cannot import the transfer arms).
+
+``python -m moola_lib.labelling.study --out DIR [options]`` rewrites DIR/study.json and DIR/study.md after every
+repeat (atomically: a stopped run leaves the repeats done); an invalid option is a one-line error, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import ConfigError
+from ..features import relativity_features
+from ..labels import DEFAULT_CLASSES
+from ..synthetic import synthetic_market
+from ..testbed import EMBEDDED_SET, synthetic_labelled_set
+from ..util.io import atomic_write_text, write_json
+from ..windows import gather_windows
+from .session import LabellingSession, candidate_windows
+from .store import LabelStore
+from .suggestions import STRATEGIES, summary_features
+
+TARGETS = (174, 500)  # labels at which random's accuracy is the target the others must reach
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Settings of the study (see the module docstring); an invalid value is a ConfigError."""
+
+    strategies: tuple[str, ...] = STRATEGIES
+    repeats: int = 10
+    seed_labels: int = 10
+    batch: int = 10
+    budget: int = 500
+    flip_rate: float = 0.0
+    heldout_n: int = 1000
+    min_overlap: float = 0.5
+    probe_C: float = 0.1
+    pool_start: str = EMBEDDED_SET.history_start
+    pool_end: str = EMBEDDED_SET.end
+    first_market_seed: int = 1
+    heldout_seed_offset: int = 1000
+
+    def __post_init__(self):
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown or not self.strategies or "random" not in self.strategies:
+            raise ConfigError(
+                f"strategies {list(self.strategies)}: each one of {list(STRATEGIES)}, random "
+                "included (it is the baseline)"
+            )
+        if min(self.repeats, self.batch) < 1 or self.seed_labels < 2 or self.seed_labels % 2:
+            raise ConfigError("repeats and batch must be >= 1 and seed_labels an even number >= 2")
+        if self.budget <= self.seed_labels:
+            raise ConfigError(f"budget ({self.budget}) must exceed seed_labels ({self.seed_labels})")
+        if not (0 <= self.flip_rate < 0.5 and 0 < self.min_overlap <= 1 and self.probe_C > 0 and self.heldout_n >= 20):
+            raise ConfigError("need 0 <= flip_rate < 0.5, 0 < min_overlap <= 1, probe_C > 0, heldout_n >= 20")
+
+    def checkpoints(self) -> list[int]:
+        grid = set(range(self.seed_labels, self.budget + 1, self.batch)) | {self.budget}
+        return sorted(grid | {t for t in TARGETS if self.seed_labels <= t <= self.budget})
+
+
+@dataclass
+class Pool:
+    """One pool market: bars, features, the true kind of each candidate by window start (None: no episode)."""
+
+    bars: pd.DataFrame
+    X: np.ndarray
+    valid: np.ndarray
+    truth: dict
+
+
+def candidate_truth(bars: pd.DataFrame, events: pd.DataFrame, candidates: pd.DataFrame, min_overlap: float) -> dict:
+    """{candidate start: kind of the episode whose expansion leg its leg covers by >= ``min_overlap`` of the
+    shorter leg (the best such), or None}."""
+    index = bars.index
+    es = index.get_indexer(pd.DatetimeIndex(events["expansion_start"]))
+    ee = index.get_indexer(pd.DatetimeIndex(events["expansion_end"]))
+    starts = candidates["start"].to_numpy()
+    ls, le = starts + candidates["expansion_start"].to_numpy(), starts + candidates["expansion_end"].to_numpy()
+    kinds = events["kind"].to_numpy()
+    truth = dict.fromkeys(int(s) for s in starts)
+    for s, a, b in zip(starts, ls, le):
+        near = np.flatnonzero((es <= b) & (ee >= a))  # episodes whose leg overlaps this one
+        share = (np.minimum(b, ee[near]) - np.maximum(a, es[near])) / np.maximum(
+            np.minimum(b - a, ee[near] - es[near]), 1
+        )
+        if len(near) and share.max() >= min_overlap:
+            truth[int(s)] = kinds[near[int(np.argmax(share))]]
+    return truth
+
+
+def make_pool(cfg: StudyConfig, repeat: int) -> Pool:
+    bars, events = synthetic_market(start=cfg.pool_start, end=cfg.pool_end, seed=cfg.first_market_seed + repeat)
+    X, valid = (np.asarray(a, dtype=t) for a, t in zip(relativity_features(bars), (np.float32, bool)))
+    return Pool(bars, X, valid, candidate_truth(bars, events, candidate_windows(bars, valid), cfg.min_overlap))
+
+
+class Oracle:
+    """Answers from the generator's truth, flipping with probability ``flip_rate``; records what it did."""
+
+    def __init__(self, pool: Pool, flip_rate: float, seed: int):
+        self.pool, self.flip_rate, self.rng = pool, flip_rate, np.random.default_rng(seed)
+        self.starts, self.y, self.clicks = [], [], 0  # labelled windows, their labels; labels + skips
+
+    def answer(self, session: LabellingSession, wanted=lambda kind: True) -> bool:
+        """Label (or skip) the session's current window; True if it was labelled."""
+        start = int(session.current["start"])
+        kind = self.pool.truth.get(start)
+        self.clicks += 1
+        if kind is None or not wanted(kind):
+            session.skip()
+            return False
+        if self.rng.random() < self.flip_rate:
+            kind = DEFAULT_CLASSES[1 - DEFAULT_CLASSES.index(kind)]
+        session.label(kind)
+        self.starts.append(start)
+        self.y.append(DEFAULT_CLASSES.index(kind))
+        return True
+
+
+def _session(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int) -> LabellingSession:
+    return LabellingSession(
+        pool.bars,
+        pool.X,
+        pool.valid,
+        LabelStore(path, user="oracle"),
+        DEFAULT_CLASSES,
+        strategy=strategy,
+        n_suggestions=cfg.batch,
+        seed=seed,
+        embed=summary_features,
+        min_labels=cfg.seed_labels,
+        max_candidates=10**9,
+    )
+
+
+def _exhausted(session: LabellingSession) -> bool:
+    """True if no window is left: a new batch is asked for when this one is done, and it is empty too."""
+    return session.current is None and (session.next_batch(), session.current)[1] is None
+
+
+def seed_set(pool: Pool, path: Path, cfg: StudyConfig, seed: int) -> None:
+    """Write ``seed_labels`` random matched candidates, half of each class, to ``path``."""
+    session = _session(pool, path, "random", cfg, seed)
+    oracle = Oracle(pool, 0.0, seed)
+    need = dict.fromkeys(DEFAULT_CLASSES, cfg.seed_labels // 2)
+    while any(need.values()):
+        if _exhausted(session):
+            raise ValueError(
+                f"pool market {cfg.first_market_seed + seed}: too few episode candidates for the "
+                "seed set; widen pool_start..pool_end"
+            )
+        if oracle.answer(session, wanted=lambda kind: need[kind] > 0):
+            need[DEFAULT_CLASSES[oracle.y[-1]]] -= 1
+
+
+def probe_score(pool: Pool, starts, y, Zh: np.ndarray, yh: np.ndarray, C: float) -> float:
+    """Balanced accuracy on the held-out summaries ``Zh`` of the fixed probe fitted on windows ``starts``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    starts = np.asarray(starts, dtype=np.int64)
+    Z = summary_features(gather_windows(pool.X, starts), gather_windows(pool.valid[:, None], starts)[..., 0])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=2000))
+    return float(balanced_accuracy_score(yh, probe.fit(Z, np.asarray(y)).predict(Zh)))
+
+
+def walk(pool: Pool, path: Path, strategy: str, cfg: StudyConfig, seed: int, heldout) -> list[dict]:
+    """One strategy from the seed set in ``path`` to ``budget`` labels: a row per checkpoint reached."""
+    session = _session(pool, path, strategy, cfg, seed)
+    oracle = Oracle(pool, cfg.flip_rate, seed)
+    oracle.starts, oracle.y = (list(map(int, a)) for a in session.labelled())
+    rows, checkpoints = [], cfg.checkpoints()
+    while checkpoints:
+        if len(oracle.y) >= checkpoints[0]:
+            rows.append(
+                {
+                    "labels": checkpoints.pop(0),
+                    "clicks": oracle.clicks,
+                    "balanced_accuracy": probe_score(pool, oracle.starts, oracle.y, *heldout, cfg.probe_C),
+                }
+            )
+        elif _exhausted(session):
+            break  # the pool ran out of candidates: the curve ends here
+        else:
+            oracle.answer(session)
+    return rows
+
+
+def run_repeat(cfg: StudyConfig, repeat: int) -> dict:
+    """All strategies on one pool market and one held-out set, from one shared seed set."""
+    t0 = time.time()
+    pool = make_pool(cfg, repeat)
+    held = synthetic_labelled_set(
+        n=cfg.heldout_n,
+        class_balance=0.5,
+        seed=repeat,
+        start="2024-10-01",
+        end=EMBEDDED_SET.end,
+        history_start="2024-07-01",
+        market_seed=cfg.heldout_seed_offset + repeat,
+    )
+    heldout = (summary_features(held.X, held.valid), held.y)
+    out = {
+        "repeat": repeat,
+        "candidates": len(pool.truth),
+        "matched": sum(v is not None for v in pool.truth.values()),
+        "curves": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        seed_path = Path(tmp) / "seed.csv"
+        seed_set(pool, seed_path, cfg, repeat)
+        for strategy in cfg.strategies:
+            path = Path(tmp) / f"{strategy}.csv"
+            path.write_bytes(seed_path.read_bytes())
+            out["curves"][strategy] = walk(pool, path, strategy, cfg, repeat, heldout)
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def _matrix(repeats: list[dict], strategy: str, key: str, checkpoints: list[int]) -> np.ndarray:
+    """[repeats, checkpoints] of ``key`` (NaN where the repeat's curve ended before the checkpoint)."""
+    out = np.full((len(repeats), len(checkpoints)), np.nan)
+    for i, rep in enumerate(repeats):
+        got = {row["labels"]: row[key] for row in rep["curves"][strategy]}
+        out[i] = [got.get(c, np.nan) for c in checkpoints]
+    return out
+
+
+def _mean_ci(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means, 95% t-interval half-widths and standard errors over the repeats (NaN-aware)."""
+    import warnings
+
+    from scipy.stats import t
+
+    n = np.sum(~np.isnan(m), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a checkpoint with < 2 repeats has no interval
+        sd = np.nanstd(m, axis=0, ddof=1)
+        se = np.where(n > 1, sd / np.sqrt(n), np.nan)
+        return np.nanmean(m, axis=0), t.ppf(0.975, np.maximum(n - 1, 1)) * se, se
+
+
+def _needed(curve: np.ndarray, target: float, checkpoints: list[int]) -> float:
+    hit = np.flatnonzero(curve >= target)
+    return float(checkpoints[hit[0]]) if len(hit) else np.inf
+
+
+def _finite(v):
+    """JSON has no infinity or NaN: None stands for 'not within the budget' / 'not reached'."""
+    if isinstance(v, np.ndarray):
+        return [_finite(x) for x in v]
+    return float(v) if np.isfinite(v) else None
+
+
+def labels_needed(acc: dict, checkpoints: list[int], target_at: int, rng) -> dict:
+    """Per strategy: the fewest labels at which its mean curve reaches random's mean at ``target_at``, with
+    a 95% bootstrap interval over repeats (inf: not within the budget)."""
+    col = checkpoints.index(target_at)
+    n = len(acc["random"])
+    boots = rng.integers(n, size=(2000, n))
+    out = {}
+    for strategy, m in acc.items():
+        point = _needed(np.nanmean(m, axis=0), np.nanmean(acc["random"][:, col]), checkpoints)
+        draws = [_needed(np.nanmean(m[b], axis=0), np.nanmean(acc["random"][b, col]), checkpoints) for b in boots]
+        lo, hi = np.percentile(draws, 2.5, method="lower"), np.percentile(draws, 97.5, method="higher")
+        out[strategy] = {"labels": _finite(point), "ci95": [_finite(lo), _finite(hi)]}
+    return out
+
+
+def summarise(cfg: StudyConfig, repeats: list[dict]) -> dict:
+    """Curves (mean, 95% interval), paired differences from random, labels needed for random's targets."""
+    checkpoints = cfg.checkpoints()
+    acc = {s: _matrix(repeats, s, "balanced_accuracy", checkpoints) for s in cfg.strategies}
+    summary = {"checkpoints": checkpoints, "curves": {}, "vs_random": {}, "labels_needed": {}}
+    clicks_at = {}
+    for s, m in acc.items():
+        mean, half, _ = _mean_ci(m)
+        clicks = clicks_at[s] = _finite(np.nanmean(_matrix(repeats, s, "clicks", checkpoints), axis=0))
+        summary["curves"][s] = {
+            "mean": _finite(mean),
+            "ci95_half": _finite(half),
+            "clicks": clicks,
+            "repeats_reaching": np.sum(~np.isnan(m), axis=0),
+        }
+        if s != "random":
+            d_mean, d_half, d_se = _mean_ci(m - acc["random"])
+            # smallest paired difference these repeats detect (80% power, 5% two-sided): 2.8 standard errors
+            summary["vs_random"][s] = {
+                "mean": _finite(d_mean),
+                "ci95_half": _finite(d_half),
+                "detectable": _finite(2.8 * d_se),
+            }
+    rng = np.random.default_rng(0)
+    for target in (t for t in TARGETS if t in checkpoints and len(repeats) > 1):
+        summary["labels_needed"][str(target)] = {
+            "random_accuracy": float(np.nanmean(acc["random"][:, checkpoints.index(target)])),
+            **labels_needed(acc, checkpoints, target, rng),
+        }
+        for st in cfg.strategies:  # the clicks (labels + skips) spent by then, on average
+            need = summary["labels_needed"][str(target)][st]
+            need["clicks"] = None if need["labels"] is None else clicks_at[st][checkpoints.index(int(need["labels"]))]
+    return summary
+
+
+def _fmt_needed(entry: dict, budget: int) -> str:
+    point, lo, hi = (f"> {budget}" if v is None else f"{v:.0f}" for v in (entry["labels"], *entry["ci95"]))
+    return f"{point} [{lo}, {hi}] labels" + ("" if entry["clicks"] is None else f", {entry['clicks']:.0f} clicks")
+
+
+def _num(v, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def report(cfg: StudyConfig, repeats: list[dict], summary: dict) -> str:
+    """The markdown table: accuracy (95% interval) and clicks at a few label counts, difference from random,
+    labels needed for random's accuracy at 174 and 500."""
+    cps = summary["checkpoints"]
+    shown = [c for c in sorted({cfg.seed_labels, 50, 100, 174, 300, cfg.budget}) if c in cps]
+    lines = [
+        f"{len(repeats)} repeats; settings: {dataclasses.asdict(cfg)}",
+        "",
+        "| strategy | " + " | ".join(f"{c} labels: acc (clicks), vs random" for c in shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for s, cur in summary["curves"].items():
+        cells = []
+        for i in map(cps.index, shown):
+            cell = f"{_num(cur['mean'][i])} ± {_num(cur['ci95_half'][i])} ({_num(cur['clicks'][i], '.0f')})"
+            if s in summary["vs_random"]:
+                d = summary["vs_random"][s]
+                cell += f", {_num(d['mean'][i], '+.3f')} ± {_num(d['ci95_half'][i])} (MDE {_num(d['detectable'][i])})"
+            cells.append(cell)
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    for target, entry in summary["labels_needed"].items():
+        lines += [
+            "",
+            (
+                f"Labels needed to reach random's accuracy at {target} labels "
+                f"({entry['random_accuracy']:.3f}), 95% bootstrap interval over repeats:"
+            ),
+            "",
+        ]
+        lines += [f"- {s}: {_fmt_needed(entry[s], cfg.budget)}" for s in cfg.strategies]
+    return "\n".join(lines) + "\n"
+
+
+def figure(summary: dict, path: Path) -> None:
+    """Held-out balanced accuracy against labels (left) and the paired difference from random (right), mean
+    and 95% band per strategy (a small PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    x, names = np.asarray(summary["checkpoints"]), list(summary["curves"])
+    panels = ((summary["curves"], "held-out balanced accuracy"), (summary["vs_random"], "difference from random"))
+    for ax, (panel, ylabel) in zip(axes, panels):
+        for s, cur in panel.items():
+            mean, half = (np.array(cur[k], dtype=float) for k in ("mean", "ci95_half"))  # None -> NaN
+            ax.plot(x, mean, label=s, lw=1.4, color=f"C{names.index(s)}")
+            ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=f"C{names.index(s)}")
+        ax.set(xlabel="labels spent", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(0, color="k", lw=0.8)
+    fig.suptitle("Simulated labelling (issue 21): mean over repeats, 95% interval", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(cfg: StudyConfig, out: Path, figure_path: Path | None = None, log=print) -> dict:
+    """The whole study; DIR/study.json and DIR/study.md are rewritten after every repeat."""
+    repeats, t0, result = [], time.time(), {}
+    for r in range(cfg.repeats):
+        repeats.append(run_repeat(cfg, r))
+        summary = summarise(cfg, repeats)
+        result = {
+            "config": dataclasses.asdict(cfg),
+            "wall_seconds": round(time.time() - t0, 1),
+            "summary": summary,
+            "repeats": repeats,
+        }
+        write_json(out / "study.json", result)
+        atomic_write_text(out / "study.md", report(cfg, repeats, summary))
+        log(f"repeat {r + 1}/{cfg.repeats} done in {repeats[-1]['seconds']:.0f} s")
+    if figure_path is not None:
+        figure(summary, figure_path)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m moola_lib.labelling.study", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="folder for study.json and study.md")
+    p.add_argument("--figure", type=Path, default=None, help="PNG of the curves (optional)")
+    p.add_argument("--strategies", default=",".join(StudyConfig.strategies), help="comma-separated")
+    for f in dataclasses.fields(StudyConfig):
+        if f.name != "strategies":
+            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    return p
+
+
+def main(argv=None) -> int:
+    args = vars(_parser().parse_args(argv))
+    out, figure_path = args.pop("out"), args.pop("figure")
+    try:
+        cfg = StudyConfig(**{**args, "strategies": tuple(s.strip() for s in args["strategies"].split(","))})
+        run(cfg, out, figure_path)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"study: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
