@@ -108,20 +108,18 @@ def test_readouts_are_checked(bad, message):
     assert TransferConfig().readouts == ["mean:last"]
 
 
+def _small_config(**options) -> TransferConfig:
+    """3 folds x 1 repeat on the tiny set, no learning curve, CPU, quiet."""
+    return TransferConfig(
+        folds=3, repeats=1, fractions=[1.0], group_by_session=False, device="cpu", progress=False, **options
+    )
+
+
 def test_the_probe_chooses_its_readout_on_the_inner_split_and_records_it(monkeypatch):
     ls = tiny_set()
     signal = np.c_[ls.y + 0.3 * np.random.default_rng(0).normal(size=len(ls.y)), np.zeros(len(ls.y))]
     noise = np.random.default_rng(1).normal(size=(len(ls.y), 2))
-    cfg = TransferConfig(
-        arms=["baseline", "frozen", "random_frozen"],
-        readouts=["max:last", "mean:last"],
-        folds=3,
-        repeats=1,
-        fractions=[1.0],
-        group_by_session=False,
-        device="cpu",
-        progress=False,
-    )
+    cfg = _small_config(arms=["baseline", "frozen", "random_frozen"], readouts=["max:last", "mean:last"])
     inputs = Inputs.build(ls, JadeEncoder(hidden_size=4, num_layers=1), cfg)
     assert set(inputs.fixed["frozen"]) == set(inputs.fixed["random_frozen"]) == {"max:last", "mean:last"}
     inputs.fixed["frozen"] = {"max:last": noise, "mean:last": signal}
@@ -158,18 +156,7 @@ def test_lpft_starts_from_the_probes_decision(n_classes):
 
 def test_lpft_arm_fine_tunes_everything_at_the_lower_rate():
     ls = tiny_set()
-    cfg = TransferConfig(
-        arms=["baseline", "lpft"],
-        primary="lpft vs baseline",
-        folds=3,
-        repeats=1,
-        epochs=2,
-        fractions=[1.0],
-        group_by_session=False,
-        device="cpu",
-        progress=False,
-        encoder_lr_scale=0.25,
-    )
+    cfg = _small_config(arms=["baseline", "lpft"], primary="lpft vs baseline", epochs=2, encoder_lr_scale=0.25)
     encoder = JadeEncoder(hidden_size=4, num_layers=1)
     model = build_classifier("lpft", encoder, 2, 0.3, seed=0)
     assert [g["lr"] for g in _optimizer(model, "lpft", cfg).param_groups] == pytest.approx([cfg.lr * 0.25] * 2)
