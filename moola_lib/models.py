@@ -53,6 +53,24 @@ class JadeEncoder(nn.Module):
         out, _ = self.lstm(x)
         return out
 
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output [B, T, 2H], first to last, without dropout between layers (as in eval mode).
+
+        ``nn.LSTM`` returns only the last layer's states; here each layer runs as a one-layer bidirectional
+        LSTM holding that layer's weights (both directions), on the previous layer's output: the same
+        arithmetic, so the last entry equals ``forward`` in eval mode (tests/test_readouts.py)."""
+        out = x
+        outputs = []
+        for layer in range(self.lstm.num_layers):
+            single = nn.LSTM(out.shape[-1], self.lstm.hidden_size, 1, batch_first=True, bidirectional=True)
+            with torch.no_grad():
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    for suffix in ("", "_reverse"):
+                        getattr(single, f"{name}_l0{suffix}").copy_(getattr(self.lstm, f"{name}_l{layer}{suffix}"))
+            out, _ = single.to(device=x.device, dtype=x.dtype)(out)
+            outputs.append(out)
+        return outputs
+
 
 def _encoder(encoder: JadeEncoder | None, arch: dict) -> JadeEncoder:
     if encoder is None:

@@ -240,9 +240,9 @@ def test_frozen_arms_are_deterministic_linear_probes_on_pooled_features():
     cfg = TransferConfig(arms=["baseline", "frozen", "random_frozen"], device="cpu", progress=False)
     inputs = Inputs.build(ls, encoder, cfg)
     assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
-    Z = inputs.fixed["frozen"]
+    Z = inputs.fixed["frozen"]["mean:last"]  # the default read-out: today's pooling
     np.testing.assert_allclose(Z, pooled(encoder, torch.as_tensor(ls.X), torch.as_tensor(ls.valid)))
-    assert not np.allclose(Z, inputs.fixed["random_frozen"])  # the control has its own random encoder
+    assert not np.allclose(Z, inputs.fixed["random_frozen"]["mean:last"])  # the control has its own random encoder
     fit, val, test = np.arange(0, 20), np.arange(20, 28), np.arange(28, 36)
     a, b = (fit_logistic(Z, ls.y, fit, val) for _ in range(2))
     np.testing.assert_array_equal(a.predict_proba(Z[test]), b.predict_proba(Z[test]))  # no training noise
@@ -327,6 +327,7 @@ def test_results_file_and_summaries(results):
         "baseline",
         "frozen",
         "finetune",
+        "lpft",
         "random_frozen",
         "simple_logistic",
         "simple_boosting",
@@ -344,6 +345,8 @@ def test_results_file_and_summaries(results):
         "frozen vs simple_boosting",
         "finetune vs rocket_multirocket",
         "frozen vs rocket_minirocket",
+        "lpft vs baseline",
+        "lpft vs simple_boosting",
     } <= set(res["comparisons"])
     assert "The best non-neural arm" in res["verdict"] and "Do the pretrained arms beat it?" in res["verdict"]
     for arm in res["arms"].values():

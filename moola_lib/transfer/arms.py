@@ -10,9 +10,12 @@ protocol all read this table; adding an arm is one row here (plus a fit function
 Kinds (``fits.FITS`` holds one fit function per kind):
 
 - ``trained``: the encoder and the classifier head trained by SGD on the fit windows, the epoch chosen on
-  the inner validation windows (``probe.fit_classifier``), ``seeds_per_fold`` seeds averaged;
+  the inner validation windows (``probe.fit_classifier``), ``seeds_per_fold`` seeds averaged; with
+  ``probe_head`` (LP-FT) the head starts from the linear probe on the frozen encoder's mean-pooled
+  features (fitted on the fit windows, C chosen on the inner validation windows) and the whole model trains
+  at ``lr * encoder_lr_scale``;
 - ``probe``: the encoder frozen, a deterministic linear probe (``linear.fit_logistic``) on its pooled
-  features;
+  features (the read-out chosen per fold from ``TransferConfig.readouts``, ``readouts.py``);
 - ``summaries``: a scikit-learn model on per-window feature summaries (``simple``);
 - ``rocket``: MiniRocket / MultiRocket features of the 10 feature series with a ridge classifier
   (``rocket``).
@@ -41,6 +44,7 @@ class Arm:
     encoder: Literal["pretrained", "random"] | None = None  # the encoder it starts from (None: reads none)
     scaled_encoder_lr: bool = False  # trained: encoder lr = lr x encoder_lr_scale (else lr)
     head_first: bool = False  # trained: encoder frozen for unfreeze_epoch epochs
+    probe_head: bool = False  # trained: head from the linear probe, head lr scaled too (LP-FT)
     model: str | None = None  # summaries / rocket: which model or transform
 
 
@@ -65,6 +69,17 @@ TABLE: tuple[Arm, ...] = (
         encoder="pretrained",
         scaled_encoder_lr=True,
         head_first=True,
+    ),
+    Arm(
+        "lpft",
+        "lpft",
+        "trained",
+        "pretrained",
+        "pretrained, linear probe then fine-tuned (LP-FT)",
+        "#ff7f0e",
+        encoder="pretrained",
+        scaled_encoder_lr=True,
+        probe_head=True,
     ),
     Arm(
         "random_frozen",

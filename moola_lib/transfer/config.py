@@ -1,7 +1,8 @@
 """Options of the transfer protocol and the names of its metrics.
 
-The arms (``baseline``, ``frozen``, ``finetune``, ``random_frozen``, ``simple``, ``rocket``) are rows of the
-table in ``arms.py``; ``arms`` takes its options (``arms.OPTIONS``), checked with a did-you-mean message."""
+The arms (``baseline``, ``frozen``, ``finetune``, ``lpft``, ``random_frozen``, ``simple``, ``rocket``) are rows
+of the table in ``arms.py``; ``arms`` takes its options (``arms.OPTIONS``), checked with a did-you-mean message.
+``readouts``: the frozen encoders' read-outs the probes choose from per fold (``readouts.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Literal
 from ..config import StrictConfig
 from ..util.names import valid_names_hint
 from .arms import OPTIONS, result_arms
+from .readouts import DEFAULT_READOUT, parse
 
 ARMS = OPTIONS  # every arm option, the default of TransferConfig.arms
 LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # from predicted labels
@@ -20,11 +22,23 @@ LOWER_IS_BETTER = ("log_loss",)
 RESULTS_FORMAT = "moola.transfer_results.v2"
 
 
+def _readout_problem(readouts) -> str | None:
+    """The first read-out that does not parse, as its error message (None: all parse)."""
+    for readout in readouts:
+        try:
+            parse(readout)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
 @dataclass
 class TransferConfig(StrictConfig):
     """Options of the transfer protocol."""
 
     arms: list[str] = field(default_factory=lambda: list(ARMS))  # options of arms.TABLE
+    # probe arms (frozen, random_frozen): "POOLING:LAYER" read-outs, one chosen per fold on the inner split
+    readouts: list[str] = field(default_factory=lambda: [DEFAULT_READOUT])
     primary: str = "frozen vs baseline"  # the one comparison named before the run; others Holm-corrected
     primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = "balanced_accuracy"
     alpha: float = 0.05  # two-sided level of every test
@@ -53,10 +67,16 @@ class TransferConfig(StrictConfig):
 
     def __post_init__(self) -> None:
         unknown = next((a for a in self.arms if a not in OPTIONS), None)
+        bad_readout = _readout_problem(self.readouts)
         checks = [
             (unknown is None, f"unknown arm {unknown!r} in arms.{valid_names_hint(unknown, OPTIONS)}"),
             ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
+            (bad_readout is None, f"readouts: {bad_readout}"),
+            (
+                len(self.readouts) >= 1 and len(set(self.readouts)) == len(self.readouts),
+                "readouts must name at least one read-out and none twice",
+            ),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),
             (self.seeds_per_fold >= 1 and self.embargo_bars >= 0, "seeds_per_fold must be >= 1 and embargo_bars >= 0"),
             (0 < self.alpha < 0.5 and 0.5 <= self.power < 1, "alpha must be in (0, 0.5), power in [0.5, 1)"),

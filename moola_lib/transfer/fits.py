@@ -2,8 +2,9 @@
 share.
 
 ``Inputs`` holds what every fold of a run needs: the windows as tensors on the device, the encoder, and
-the fixed features of the deterministic arms, computed once per run (pooled features of the frozen
-encoders, window summaries, the series the rocket transforms read). ``arm_probabilities`` looks the arm up
+the fixed features of the deterministic arms, computed once per run (the pooled features of every read-out
+of the frozen encoders, and of the pretrained encoder's own read-out for LP-FT's probe; window summaries;
+the series the rocket transforms read). ``arm_probabilities`` looks the arm up
 in the table and calls ``FITS[kind]``: each fit learns its parameters on the fit windows, chooses what it
 chooses (epoch, C, ridge temperature) on the inner validation windows, and returns the test windows'
 probabilities of each of its fits (one per training seed) and what it chose.
@@ -23,7 +24,8 @@ from .arms import arm as arm_row
 from .arms import result_arms
 from .config import TransferConfig
 from .linear import fit_logistic
-from .probe import build_classifier, fit_classifier, pooled, predict_proba
+from .probe import build_classifier, fit_classifier, head_from_probe, predict_proba
+from .readouts import DEFAULT_READOUT, choose, readout_features
 from .rocket import fit_ridge, rocket_features, rocket_series
 from .simple import fit_simple, window_summaries
 
@@ -50,11 +52,16 @@ class Inputs:
         rows = [arm_row(a) for a in result_arms(cfg.arms)]
         fixed = {}
         for row in rows:
-            if row.kind == "probe" and row.encoder == "pretrained":
-                fixed[row.name] = pooled(encoder, data[0], data[1])
-            elif row.kind == "probe":  # one random encoder per run, drawn from the run's seed
-                random_encoder = build_classifier(row.name, encoder, 2, 0.0, fit_seed(cfg.seed, RANDOM_ENCODER))
-                fixed[row.name] = pooled(random_encoder.encoder, data[0], data[1])
+            if row.kind == "probe" and row.encoder == "random":  # one random encoder per run, from its seed
+                encoder_ = build_classifier(row.name, encoder, 2, 0.0, fit_seed(cfg.seed, RANDOM_ENCODER)).encoder
+            elif row.kind == "probe" or row.probe_head:
+                encoder_ = encoder
+            else:
+                continue
+            # probes: read-out -> features; LP-FT: the classifier's own read-out, the features its head reads
+            wanted = cfg.readouts if row.kind == "probe" else [DEFAULT_READOUT]
+            features = readout_features(encoder_, data[0], data[1], labelled.expansion, wanted)
+            fixed[row.name] = features if row.kind == "probe" else features[DEFAULT_READOUT]
         if any(row.kind == "summaries" for row in rows):
             fixed["simple"] = window_summaries(labelled.X, labelled.valid)
         if any(row.kind == "rocket" for row in rows):
@@ -68,9 +75,15 @@ def _fit_trained(
     fit_idx, val_idx, test_idx = split
     probas, info = [], {"best_epoch": [], "epochs_run": []}
     n_classes = int(y.max()) + 1
+    start = None
+    if arm_row(name).probe_head:  # LP-FT: the probe on the frozen features, fitted once for every seed
+        start = fit_logistic(inputs.fixed[name], y, fit_idx, val_idx, cfg.class_weighting)
+        info["probe_C"] = start.chosen_C
     for s in range(cfg.seeds_per_fold):
         seed_s = fit_seed(seed, s) if s else seed
         model = build_classifier(name, inputs.encoder, n_classes, cfg.dropout, seed_s).to(inputs.data[0].device)
+        if start is not None:
+            head_from_probe(model, start)
         history = fit_classifier(model, name, inputs.data, fit_idx, val_idx, cfg, seed_s)
         probas.append(predict_proba(model, inputs.data[0], inputs.data[1], test_idx))
         info["best_epoch"].append(history["best_epoch"])
@@ -81,10 +94,16 @@ def _fit_trained(
 def _fit_probe(
     name: str, inputs: Inputs, y: np.ndarray, split: tuple, cfg: TransferConfig, seed: int
 ) -> tuple[list[np.ndarray], dict]:
+    """The probe on each read-out (``TransferConfig.readouts``); the one with the lowest log-loss on the
+    inner validation windows predicts, and the fold records which it was."""
     fit_idx, val_idx, test_idx = split
-    Z = inputs.fixed[name]
-    model = fit_logistic(Z, y, fit_idx, val_idx, cfg.class_weighting)
-    return [model.predict_proba(Z[test_idx])], {"C": model.chosen_C}
+    features = inputs.fixed[name]
+    models = {r: fit_logistic(Z, y, fit_idx, val_idx, cfg.class_weighting) for r, Z in features.items()}
+    chosen = choose({r: m.val_log_loss for r, m in models.items()})
+    info = {"C": models[chosen].chosen_C, "readout": chosen}
+    if len(models) > 1:
+        info["readout_val_log_loss"] = {r: m.val_log_loss for r, m in models.items()}
+    return [models[chosen].predict_proba(features[chosen][test_idx])], info
 
 
 def _fit_summaries(

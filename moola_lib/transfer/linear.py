@@ -33,7 +33,8 @@ def _probe(C: float, class_weighting: bool):
 
 def fit_logistic(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, class_weighting: bool = True):
     """The probe fitted on ``fit_idx`` at the C of ``C_GRID`` with the lowest log-loss on ``val_idx``
-    (ties: the strongest regularisation); ``chosen_C`` records it."""
+    (ties: the strongest regularisation); ``chosen_C`` records it, ``val_log_loss`` that log-loss (what
+    chooses among read-outs, ``readouts.choose``)."""
     labels = np.unique(y)
     models, losses = [], []
     for C in C_GRID:
@@ -42,4 +43,5 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.
     best = int(np.argmin(np.round(losses, 10)))
     model = models[best]
     model.chosen_C = C_GRID[best]
+    model.val_log_loss = float(losses[best])
     return model

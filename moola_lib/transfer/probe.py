@@ -6,8 +6,10 @@ Arms share the architecture; what differs is read from the arm's row (``arms.TAB
 pretrained one (``finetune``); ``head_first`` keeps the encoder frozen for ``unfreeze_epoch`` epochs;
 ``scaled_encoder_lr`` trains the encoder at ``lr * encoder_lr_scale``. Frozen encoders (``frozen``,
 ``random_frozen``) are not trained here: their pooled features go to the deterministic linear probe
-(``linear.fit_logistic``), see ``pooled``. The parameters are fitted on the fit windows only; the inner
-validation windows choose the epoch (as they choose the probe's C), so every arm learns from the same windows.
+(``linear.fit_logistic``), see ``pooled`` and ``readouts``; ``probe_head`` (``lpft``) starts the head from
+such a probe (``head_from_probe``) and trains the head at the encoder's scaled rate too. The parameters are
+fitted on the fit windows only; the inner validation windows choose the epoch (as they choose the probe's C),
+so every arm learns from the same windows.
 """
 
 from __future__ import annotations
@@ -39,13 +41,34 @@ def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray
     return embed_windows(encoder, X, V, X.device).astype(np.float64)
 
 
+@torch.no_grad()
+def head_from_probe(model: JadeClassifier, probe) -> None:
+    """Set ``model``'s normalisation and head so that it decides as ``probe`` (``linear.fit_logistic``: a
+    StandardScaler and a logistic regression on the model's own pooled features) does: in eval mode the
+    classifier's probabilities equal the probe's (LP-FT starts fine-tuning from here). Batch normalisation
+    divides by sqrt(var + eps); its weight undoes the eps so that it standardises exactly as the scaler."""
+    scaler, logistic = probe[0], probe[-1]
+    scale = torch.as_tensor(scaler.scale_, dtype=model.norm.running_var.dtype)
+    model.norm.running_mean.copy_(torch.as_tensor(scaler.mean_))
+    model.norm.running_var.copy_(scale**2)
+    model.norm.weight.copy_(torch.sqrt(scale**2 + model.norm.eps) / scale)
+    model.norm.bias.zero_()
+    coef, intercept = (torch.as_tensor(a, dtype=model.head.weight.dtype) for a in (logistic.coef_, logistic.intercept_))
+    if len(coef) == 1:  # binary: sigmoid(w.z + b) = softmax of the logits (-(w.z + b) / 2, (w.z + b) / 2)
+        coef, intercept = torch.cat([-coef, coef]) / 2, torch.cat([-intercept, intercept]) / 2
+    if coef.shape != model.head.weight.shape:
+        raise ValueError(f"probe of shape {tuple(coef.shape)} does not fit the head {tuple(model.head.weight.shape)}")
+    model.head.weight.copy_(coef)
+    model.head.bias.copy_(intercept)
+
+
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
     row = arm_row(arm)
     if row.kind != "trained":
         raise ValueError(f"arm {arm!r} is not trained by SGD (its kind is {row.kind!r})")
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    groups = [{"params": head, "lr": cfg.lr}]
     scale = cfg.encoder_lr_scale if row.scaled_encoder_lr else 1.0
+    groups = [{"params": head, "lr": cfg.lr * scale if row.probe_head else cfg.lr}]
     groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr * scale})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 

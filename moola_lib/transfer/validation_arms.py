@@ -19,6 +19,7 @@ from ..models import JadeEncoder, load_encoder
 from .config import TransferConfig
 from .probe import pooled
 from .protocol import Inputs, evaluate_arms
+from .readouts import DEFAULT_READOUT
 from .simple import window_summaries
 
 PROTOCOL_ARM = {
@@ -72,7 +73,7 @@ def inputs_for(arm: str, ls: LabelledSet, feats: dict, template: JadeEncoder) ->
     data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
     fixed = {"simple": feats["simple"]}
     if PROTOCOL_ARM[arm] == "frozen":
-        fixed["frozen"] = feats[arm]
+        fixed["frozen"] = {DEFAULT_READOUT: feats[arm]}  # a probe arm's features: read-out -> features
     return Inputs(data=data, encoder=template, fixed=fixed)
 
 
