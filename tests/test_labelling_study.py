@@ -58,7 +58,7 @@ def _fake_repeats(cfg, shift, noise_seed):
     """Random's curve rises by 0.01 per checkpoint; 'diverse' is random ``shift`` checkpoints later."""
     cps, rng = cfg.checkpoints(), np.random.default_rng(noise_seed)
     reps = []
-    for r in range(cfg.repeats):
+    for _ in range(cfg.repeats):
         base = 0.5 + 0.01 * np.arange(len(cps) + shift) + rng.normal(0, 0.001)
         curves = {
             s: [{"labels": c, "clicks": 3 * c, "balanced_accuracy": base[i + k]} for i, c in enumerate(cps)]
