@@ -73,7 +73,7 @@ def test_tiny_run_structure(tiny):
 
 
 def test_redraw_from_json(tiny):
-    assert C.main(["--json", str(tiny / "c.json"), "--from-json", "--markdown", str(tiny / "again.md")]) == 0
+    assert C.main(["--from-json", str(tiny / "c.json"), "--markdown", str(tiny / "again.md")]) == 0
     assert (tiny / "again.md").read_text() == (tiny / "c.md").read_text()
 
 

@@ -146,7 +146,7 @@ def size_result(labelled, sources: dict, cfg: TransferConfig) -> dict:
     best = max(arms["shared"], key=lambda a: arms["shared"][a]["mean"], default=None)
     fit_seconds = {f"{who}/{a}": sum(f["seconds"] for f in r["folds"]) for who, runs in
                    [("none", shared), *by_arch.items(), *per_encoder.items()] for a, r in runs.items()}
-    return {"n": len(labelled.y), "source": labelled.source, "n_groups": int(len(np.unique(groups))),
+    return {"n": len(labelled.y), "source": labelled.source, "n_groups": len(np.unique(groups)),
             "arms": arms, "best_non_neural": best, "comparisons": rows, "fit_seconds": fit_seconds,
             "seconds": time.perf_counter() - t0}
 
@@ -208,8 +208,9 @@ def markdown(results: dict) -> str:
                  f"{n} ({e['arch']['num_layers']}x{e['arch']['hidden_size']}, {e['objective']})"
                  for n, e in results["encoders"].items()) + "."]
     for n, res in results["sizes"].items():
-        lines += ["", f"### {n} labelled windows ({res['n_groups']} session groups, market "
-                  f"{res['source']['market_seed']}, {res['seconds']:.0f} s)", "", *_arm_lines(res), "",
+        head = (f"### {n} labelled windows ({res['n_groups']} session groups, market "
+                f"{res['source']['market_seed']}, {res['seconds']:.0f} s)")
+        lines += ["", head, "", *_arm_lines(res), "",
                   "| encoder | comparison | difference pp [95% CI] | p | p (Holm, size) | MDE pp |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['encoder']} | {r['arm']} vs {r['reference']} | {100 * r['mean']:+.1f} "
@@ -230,27 +231,40 @@ def curve_points(results: dict) -> dict[str, list[tuple[int, float, float, float
     return lines
 
 
-def figure(results: dict, path) -> None:
-    """Balanced accuracy against labelled-set size, one line per arm with its 95% CI band (PNG)."""
+def _panel(ax, results: dict) -> None:
+    """One run: colour = arm (the arms table's), line style = which encoder (or architecture) it reads."""
+    styles = {None: ":", 0: "-", 1: "--", 2: "-.", 3: (0, (1, 1))}
+    readers = list(dict.fromkeys([*results["sizes"][next(iter(results["sizes"]))]["arms"]["by_arch"],
+                                  *results["encoders"]]))
+    for label, pts in sorted(curve_points(results).items()):
+        who, _, arm = label.rpartition("/")
+        n, mean, lo, hi = (np.array(v) for v in zip(*sorted(pts)))
+        colour = arm_row(arm).colour
+        ax.plot(n, 100 * mean, color=colour, ls=styles.get(readers.index(who) % 4 if who else None),
+                marker="o", label=label, lw=1.5 if who else 1.0, ms=3)
+        ax.fill_between(n, 100 * lo, 100 * hi, color=colour, alpha=0.06)
+    sizes = sorted({int(n) for n in results["sizes"]})
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    tc = results["transfer_config"]
+    ax.set_title(", ".join(results["encoders"]) + f" ({tc['folds']} folds x {tc['repeats']} repeats)", fontsize=9)
+    ax.set_xlabel("labelled windows (each size a fresh set, its own CV)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
+
+
+def figure(runs: list[dict], path) -> None:
+    """Balanced accuracy against labelled-set size, one line per arm with its 95% CI band, one panel per run
+    (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = curve_points(results)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=90)
-    cmap = plt.get_cmap("tab20")
-    for i, (label, pts) in enumerate(sorted(lines.items())):
-        n, mean, lo, hi = (np.array(v) for v in zip(*pts))
-        colour = arm_row(label.split("/")[-1]).colour if "/" not in label else cmap(i % 20)
-        ax.plot(n, 100 * mean, "o-", color=colour, label=label, lw=1.5, ms=3)
-        ax.fill_between(n, 100 * lo, 100 * hi, color=colour, alpha=0.08)
-    ax.set_xscale("log")
-    sizes = sorted({int(n) for n in results["sizes"]})
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set_xlabel("labelled windows (each size a fresh set, its own CV)")
-    ax.set_ylabel("balanced accuracy % (95% CI band)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), dpi=80, sharey=True, squeeze=False)
+    for ax, results in zip(axes[0], runs):
+        _panel(ax, results)
+    axes[0][0].set_ylabel("balanced accuracy % (95% CI band)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -262,11 +276,12 @@ def _main(argv=None) -> None:
     parser.add_argument("--json", default="runs/curves/curves.json", help="results file (rewritten after every size)")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
     parser.add_argument("--figure", help="also write the figure (PNG) here")
-    parser.add_argument("--from-json", action="store_true", help="only redraw --markdown / --figure from --json")
+    parser.add_argument("--from-json", nargs="+", metavar="JSON",
+                        help="run nothing: redraw --markdown / --figure from these results files (a panel each)")
     add_parameter_flags(parser, what="option (a field of CurvesConfig)")
     args = parser.parse_args(argv)
     if args.from_json:
-        results = read_json(args.json)
+        runs = [read_json(p) for p in args.from_json]
     else:
         cc = CurvesConfig.from_dict(parameters(args))
         threads = torch.get_num_threads()
@@ -278,11 +293,12 @@ def _main(argv=None) -> None:
             torch.set_num_threads(threads)
         results["command"] = " ".join(["python -m moola_lib.transfer.curves", *(argv or [])])
         write_json(args.json, results)
-    text = markdown(results)
+        runs = [results]
+    text = "\n".join(markdown(r) for r in runs)
     if args.markdown:
         atomic_write_text(args.markdown, text)
     if args.figure:
-        figure(results, args.figure)
+        figure(runs, args.figure)
     print(text)
 
 
