@@ -77,6 +77,15 @@ def test_redraw_from_json(tiny):
     assert (tiny / "again.md").read_text() == (tiny / "c.md").read_text()
 
 
+def test_merge_runs_joins_sizes_of_one_set_up(tiny):
+    full = json.loads((tiny / "c.json").read_text())
+    parts = [{**full, "sizes": {n: r}, "seconds": 1.0} for n, r in reversed(full["sizes"].items())]
+    other = {**full, "encoders": {"z": full["encoders"]["a"]}}
+    merged = C.merge_runs([*parts, other])
+    assert len(merged) == 2 and list(merged[0]["sizes"]) == ["24", "36"] and merged[0]["seconds"] == 2.0
+    assert merged[0]["sizes"] == full["sizes"]
+
+
 @pytest.mark.parametrize("yaml, message", [
     ("{sizes: [50]}", "encoders must name"),
     ("{encoders: {x: /nonexistent/enc.pt}}", "/nonexistent/enc.pt not found"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import sys
 import time
@@ -204,7 +205,7 @@ def markdown(results: dict) -> str:
     tc = results["transfer_config"]
     lines = [f"Learning curves: {tc['folds']}-fold CV x {tc['repeats']} repeat(s) per size, epochs {tc['epochs']}, "
              f"patience {tc['patience']}, seeds per fold {tc['seeds_per_fold']}; "
-             f"{results.get('seconds', 0):.0f} s. Encoders: " + "; ".join(
+             f"{results.get('seconds', 0):.0f} s (summed over processes). Encoders: " + "; ".join(
                  f"{n} ({e['arch']['num_layers']}x{e['arch']['hidden_size']}, {e['objective']})"
                  for n, e in results["encoders"].items()) + "."]
     for n, res in results["sizes"].items():
@@ -271,17 +272,33 @@ def figure(runs: list[dict], path) -> None:
     plt.close(fig)
 
 
+def merge_runs(runs: list[dict]) -> list[dict]:
+    """Results files of the same encoders and protocol options (sizes run as separate processes) joined into
+    one run, sizes in increasing order; other runs stay apart (a panel each)."""
+    merged: dict[str, dict] = {}
+    for r in runs:
+        key = json.dumps([r["encoders"], r["transfer_config"]], sort_keys=True)
+        if key not in merged:
+            merged[key] = {**r, "sizes": {}, "seconds": 0.0, "commands": []}
+        m = merged[key]
+        m["sizes"] = dict(sorted({**m["sizes"], **r["sizes"]}.items(), key=lambda kv: int(kv[0])))
+        m["seconds"] += r.get("seconds", 0.0)
+        m["commands"].append(r.get("command"))
+    return list(merged.values())
+
+
 def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m moola_lib.transfer.curves", description=__doc__.split("\n")[0])
     parser.add_argument("--json", default="runs/curves/curves.json", help="results file (rewritten after every size)")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
     parser.add_argument("--figure", help="also write the figure (PNG) here")
     parser.add_argument("--from-json", nargs="+", metavar="JSON",
-                        help="run nothing: redraw --markdown / --figure from these results files (a panel each)")
+                        help="run nothing: redraw --markdown / --figure from these results files (same encoders and "
+                        "options joined, else a panel each)")
     add_parameter_flags(parser, what="option (a field of CurvesConfig)")
     args = parser.parse_args(argv)
     if args.from_json:
-        runs = [read_json(p) for p in args.from_json]
+        runs = merge_runs([read_json(p) for p in args.from_json])
     else:
         cc = CurvesConfig.from_dict(parameters(args))
         threads = torch.get_num_threads()
