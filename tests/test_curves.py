@@ -69,6 +69,7 @@ def test_tiny_run_structure(tiny):
         assert len(key) == 2 * 2 * 2   # 2 encoders x (frozen, finetune) x (baseline, best non-neural)
     md = (tiny / "c.md").read_text()
     assert "### 24 labelled windows" in md and "### 36 labelled windows" in md
+    assert "| 24 | a | " in md and "| 36 | b | " in md   # the summary table: a row per size and encoder
     assert 0 < (tiny / "c.png").stat().st_size < 200_000
 
 

@@ -43,6 +43,7 @@ from .comparisons import comparisons
 from .config import TransferConfig
 from .fits import Inputs
 from .folds import fold_groups, make_folds
+from .intervals import VERDICT_INTERVAL
 from .protocol import evaluate_arms
 from .stats import holm, summarise
 
@@ -200,6 +201,41 @@ def key_comparisons(res: dict) -> list[dict]:
             if arm_row(r["arm"]).role == "pretrained" and r["reference"] in refs]
 
 
+def _cell(r: dict | None) -> str:
+    """A comparison as a table cell: difference [CI] pp, Holm p (size), MDE; + when not the verdict's interval."""
+    if r is None:
+        return "-"
+    mark = "" if r["interval"] == VERDICT_INTERVAL else "+"
+    return (f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]{mark}, "
+            f"p {r['p_holm_size']:.2g}, MDE {_pp(r['mde'])}")
+
+
+def summary_table(results: dict) -> list[str]:
+    """One row per size and encoder: baseline, best non-neural arm, each pretrained arm (balanced accuracy %),
+    and each pretrained arm against the baseline and against the best non-neural arm."""
+    first = next(iter(results["sizes"].values()))
+    pretrained = list(next(iter(first["arms"]["by_encoder"].values())))
+    head = ["size", "encoder", "baseline", "best non-neural", *pretrained,
+            *[f"{a} - {ref}" for ref in ("baseline", "best non-neural") for a in pretrained]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n, res in results["sizes"].items():
+        best = res["best_non_neural"]
+        for enc, arch in ((e, f"{a['num_layers']}x{a['hidden_size']}") for e, a in
+                          ((e, v["arch"]) for e, v in results["encoders"].items())):
+            arms = res["arms"]["by_encoder"][enc]
+            cells = [n, enc, _pp(res["arms"]["by_arch"][arch]["baseline"]["mean"]),
+                     f"{best} {_pp(res['arms']['shared'][best]['mean'])}", *[_pp(arms[a]["mean"]) for a in pretrained]]
+            cells += [_cell(res["comparisons"].get(f"{enc}: {a} vs {ref}")) for ref in ("baseline", best)
+                      for a in pretrained]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
+_LEGEND = (f"Differences in pp of balanced accuracy, 95% CI of the verdict's interval ({VERDICT_INTERVAL}; + marks "
+           "the corrected t where it does not apply), p Holm-corrected over all of the size's comparisons, MDE the "
+           "smallest difference detectable with 80% power.")
+
+
 def markdown(results: dict) -> str:
     """The Markdown summary: per size, the arms and the key comparisons (balanced accuracy, pp)."""
     tc = results["transfer_config"]
@@ -207,7 +243,8 @@ def markdown(results: dict) -> str:
              f"patience {tc['patience']}, seeds per fold {tc['seeds_per_fold']}; "
              f"{results.get('seconds', 0):.0f} s (summed over processes). Encoders: " + "; ".join(
                  f"{n} ({e['arch']['num_layers']}x{e['arch']['hidden_size']}, {e['objective']})"
-                 for n, e in results["encoders"].items()) + "."]
+                 for n, e in results["encoders"].items()) + ".",
+             "", _LEGEND, "", *summary_table(results)]
     for n, res in results["sizes"].items():
         head = (f"### {n} labelled windows ({res['n_groups']} session groups, market "
                 f"{res['source']['market_seed']}, {res['seconds']:.0f} s)")
