@@ -8,6 +8,7 @@ helpers (``moola_lib.util``) <- the pipeline (the modules directly in this packa
 (``moola_lib.labelling``) and the evaluation wing (``moola_lib.transfer``) <- the notebook layer
 (``moola_lib.notebook``) <- the command-line tools (``moola_lib.tools``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,7 +45,7 @@ _EXPORTS = {
     "LabelledSet": "labels",
     "load_labels": "labels",
     "synthetic_labelled_set": "testbed",
-    "exclude_intervals": "labels",
+    "exclude_intervals": "label_spans",
     "TransferConfig": "transfer.config",
     "run_transfer": "transfer.protocol",
     "start_run": "notebook.runs",

@@ -11,6 +11,7 @@ only rank 0 prints it (every rank exits 2). Anything else is a bug and keeps its
 one line ``warning: ...`` on stderr too (not Python's two lines with the source line that raised it).
 Library code only raises; the ``__main__`` blocks of the commands call ``run``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,19 +25,49 @@ from .data import DataValidationError
 from .util.io import CheckpointError, FileWriteError
 from .util.rundir import RunDirError
 
-EXPECTED_ERRORS = (ConfigError, DataValidationError, FileExistsError, FileNotFoundError, RunDirError,
-                   CheckpointError, FloatingPointError, FileWriteError)
-USAGE_ERROR = 2   # the exit status of argparse's own usage errors too
+EXPECTED_ERRORS = (
+    ConfigError,
+    DataValidationError,
+    FileExistsError,
+    FileNotFoundError,
+    RunDirError,
+    CheckpointError,
+    FloatingPointError,
+    FileWriteError,
+)
+USAGE_ERROR = 2  # the exit status of argparse's own usage errors too
 
 
 def add_parameter_flags(parser: argparse.ArgumentParser, *, what: str = "parameter") -> None:
     """``-f FILE.yaml`` / ``-y YAML`` / ``-p NAME VALUE`` (each repeatable), read by ``parameters``."""
-    parser.add_argument("-f", "--parameters_file", dest="files", action="append", default=[], metavar="FILE",
-                        help=f"YAML file of {what}s (repeatable; later ones win)")
-    parser.add_argument("-y", "--parameters_yaml", dest="yamls", action="append", default=[], metavar="YAML",
-                        help=f"YAML string of {what}s (repeatable)")
-    parser.add_argument("-p", "--parameters", dest="pairs", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help=f"one {what} (repeatable)")
+    parser.add_argument(
+        "-f",
+        "--parameters_file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"YAML file of {what}s (repeatable; later ones win)",
+    )
+    parser.add_argument(
+        "-y",
+        "--parameters_yaml",
+        dest="yamls",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help=f"YAML string of {what}s (repeatable)",
+    )
+    parser.add_argument(
+        "-p",
+        "--parameters",
+        dest="pairs",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help=f"one {what} (repeatable)",
+    )
 
 
 def parameters(args: argparse.Namespace) -> dict:
@@ -64,12 +95,12 @@ def error_line(error: object) -> str:
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Call ``main(argv)``; an expected error becomes one line on stderr and exit status 2. An int
     returned by ``main`` is its exit status; anything else means success (0). Warnings are one line each."""
-    with warnings.catch_warnings():   # restores the default display afterwards
+    with warnings.catch_warnings():  # restores the default display afterwards
         warnings.showwarning = _warning_line
         try:
             result = main(argv)
         except EXPECTED_ERRORS as e:
-            if os.environ.get("RANK", "0") == "0":   # torchrun: one line, not one per process
+            if os.environ.get("RANK", "0") == "0":  # torchrun: one line, not one per process
                 print(error_line(e), file=sys.stderr)
             return USAGE_ERROR
     return result if isinstance(result, int) else 0

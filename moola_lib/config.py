@@ -18,6 +18,7 @@ Both raise ConfigError. Two YAML habits of users are accepted rather than refuse
 from papers; YAML 1.1 reads them as text) are floats, in files and, for float fields, as strings too
 (plain papermill reads YAML files itself).
 """
+
 from __future__ import annotations
 
 import copy
@@ -125,8 +126,7 @@ def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> An
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"apply_overrides needs a dataclass instance, got {type(cfg).__name__}")
     if not isinstance(overrides, Mapping):
-        raise ConfigError(f"{what}: overrides must be a mapping of name -> value, "
-                          f"got {type(overrides).__name__}")
+        raise ConfigError(f"{what}: overrides must be a mapping of name -> value, got {type(overrides).__name__}")
     hints = typing.get_type_hints(type(cfg), include_extras=True)
     names = [f.name for f in dataclasses.fields(cfg) if f.init]
     checked = {}
@@ -134,7 +134,7 @@ def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> An
     for key, value in overrides.items():
         checked[key] = _check(value, hints[key], f"{what}.{key}")
     try:
-        return dataclasses.replace(copy.deepcopy(cfg), **checked)   # no shared mutable values
+        return dataclasses.replace(copy.deepcopy(cfg), **checked)  # no shared mutable values
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
@@ -198,7 +198,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             return float(value)
         if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
-            return float(value.replace("_", ""))   # "1e-3" as YAML 1.1 (plain papermill -f) leaves it
+            return float(value.replace("_", ""))  # "1e-3" as YAML 1.1 (plain papermill -f) leaves it
         raise _type_error(value, tp, where)
     if tp is str:
         if isinstance(value, str):
@@ -231,8 +231,7 @@ def _check_container(value: Any, tp: Any, where: str) -> Any:
             raise _type_error(value, tp, where)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} items ({_type_name(tp)}), "
-                                  f"got {len(value)}")
+                raise ConfigError(f"{where}: expected {len(args)} items ({_type_name(tp)}), got {len(value)}")
             return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
         items = [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -240,8 +239,7 @@ def _check_container(value: Any, tp: Any, where: str) -> Any:
     if not isinstance(value, Mapping):
         raise _type_error(value, tp, where)
     ktype, vtype = args or (Any, Any)
-    return {_check(k, ktype, f"{where} key"): _check(v, vtype, f"{where}[{k!r}]")
-            for k, v in value.items()}
+    return {_check(k, ktype, f"{where} key"): _check(v, vtype, f"{where}[{k!r}]") for k, v in value.items()}
 
 
 def _iso(value: Any, where: str) -> str:
@@ -284,8 +282,9 @@ class StrictConfig:
 
 # a gap is compared in whole nanoseconds: 1e-300 minutes would be 0 ns (every bar a gap), 1e300 overflows
 MAX_GAP_MINUTES = (1e-6, 1e9)
-MAX_GAP_MESSAGE = (f"max_gap_minutes must be between {MAX_GAP_MINUTES[0]:g} and {MAX_GAP_MINUTES[1]:g} minutes, "
-                   "or None (no limit)")
+MAX_GAP_MESSAGE = (
+    f"max_gap_minutes must be between {MAX_GAP_MINUTES[0]:g} and {MAX_GAP_MINUTES[1]:g} minutes, or None (no limit)"
+)
 
 
 def max_gap_ok(minutes: float | None) -> bool:
@@ -297,18 +296,18 @@ class PretrainConfig(StrictConfig):
     """Every option of a pretraining job (DESIGN.md section 4)."""
 
     # data
-    data_path: str | None = None              # OHLCV parquet/CSV; None = embedded synthetic data
-    on_invalid: Literal["raise", "drop"] = "raise"   # bad rows in data_path: stop, or drop them (and warn)
+    data_path: str | None = None  # OHLCV parquet/CSV; None = embedded synthetic data
+    on_invalid: Literal["raise", "drop"] = "raise"  # bad rows in data_path: stop, or drop them (and warn)
     synthetic_start: IsoDate = "2020-09-01"
-    synthetic_end: IsoDate = "2025-09-30"     # inclusive
+    synthetic_end: IsoDate = "2025-09-30"  # inclusive
     synthetic_seed: int = 0
     # half-open [start, end) dates per split, or "auto" / fractions of the data's span (moola_lib.splits)
     splits: Literal["auto"] | dict[str, list[IsoDate] | float] = field(default_factory=_default_splits)
     window_length: int = WINDOW_LENGTH
     stride: int = WINDOW_STRIDE
-    max_gap_minutes: float | None = None      # drop windows spanning a longer gap between bars
+    max_gap_minutes: float | None = None  # drop windows spanning a longer gap between bars
     exclude: list[list[IsoDate]] = field(default_factory=list)  # [start, end] periods kept out
-    exclude_margin_bars: int = 0              # widen each excluded period by this many bars per side
+    exclude_margin_bars: int = 0  # widen each excluded period by this many bars per side
     # relativity_features options; {} or a partial mapping is resolved over the defaults (DESIGN.md section 3)
     # into every option with its value, which is what checkpoints and encoders store
     feature_options: dict[str, int | float | str] = field(default_factory=dict)
@@ -323,15 +322,15 @@ class PretrainConfig(StrictConfig):
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_epochs: int = 5
-    grad_clip: float | None = 1.0             # None = no clipping
-    mixed_precision: bool = True              # bf16 (or fp16 + grad scaler) on CUDA; fp32 on CPU
-    patience: int | None = None               # early stopping; None = train all epochs
+    grad_clip: float | None = 1.0  # None = no clipping
+    mixed_precision: bool = True  # bf16 (or fp16 + grad scaler) on CUDA; fp32 on CPU
+    patience: int | None = None  # early stopping; None = train all epochs
     # pretext objective (moola_lib.objectives: one class per allowed value), masking and loss
-    objective: Literal["masked", "forecast"] = "masked"   # masked reconstruction, or forecast the last bars
-    mask_ratio: float = 0.15                  # "masked": share of the steps hidden
+    objective: Literal["masked", "forecast"] = "masked"  # masked reconstruction, or forecast the last bars
+    mask_ratio: float = 0.15  # "masked": share of the steps hidden
     mask_mode: Literal["random", "span"] = "random"
     mean_span: float = 3.0
-    forecast_bars: int = 16                   # "forecast": the last bars of a window hidden, round(0.15 * 105)
+    forecast_bars: int = 16  # "forecast": the last bars of a window hidden, round(0.15 * 105)
     huber_delta: float = 1.0
     # run
     seed: int = 42
@@ -343,8 +342,10 @@ class PretrainConfig(StrictConfig):
         checks = [
             (self.window_length >= 2, "window_length must be >= 2"),
             (self.stride >= 1, "stride must be >= 1"),
-            (self.input_size >= 1 and self.hidden_size >= 1 and self.num_layers >= 1,
-             "input_size, hidden_size and num_layers must be >= 1"),
+            (
+                self.input_size >= 1 and self.hidden_size >= 1 and self.num_layers >= 1,
+                "input_size, hidden_size and num_layers must be >= 1",
+            ),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -356,16 +357,22 @@ class PretrainConfig(StrictConfig):
             (self.mean_span >= 1.0, "mean_span must be >= 1"),
             (1 <= self.forecast_bars < self.window_length, "forecast_bars must be >= 1 and below window_length"),
             (self.huber_delta > 0, "huber_delta must be > 0"),
-            (self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
-             "exclude_margin_bars, synthetic_seed and seed must be >= 0"),
+            (
+                self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
+                "exclude_margin_bars, synthetic_seed and seed must be >= 0",
+            ),
             (max_gap_ok(self.max_gap_minutes), MAX_GAP_MESSAGE),
         ]
         checks += [(False, problem) for problem in split_problems(self.splits)]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
-        checks.append((to_utc(self.synthetic_start) <= to_utc(self.synthetic_end),
-                       f"synthetic_start {self.synthetic_start} is after synthetic_end {self.synthetic_end}"))
+        checks.append(
+            (
+                to_utc(self.synthetic_start) <= to_utc(self.synthetic_end),
+                f"synthetic_start {self.synthetic_start} is after synthetic_end {self.synthetic_end}",
+            )
+        )
         self.require(checks)
-        from .features import FeatureOptionError, resolve_feature_options   # features imports config
+        from .features import FeatureOptionError, resolve_feature_options  # features imports config
 
         try:
             self.feature_options = resolve_feature_options(self.feature_options)

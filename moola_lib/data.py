@@ -8,9 +8,9 @@ offending timestamps; ``on_invalid="drop"`` drops such rows instead and records 
 ``frame.attrs["dropped"]``. A price far from its neighbours (a bad tick: 1e300 among prices near 2e4)
 passes the checks but is reported as a suspect outlier (``SuspectOutlierWarning``, with its timestamps).
 """
+
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .splits import (AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds, is_fractions, split_problems,
-                     to_utc)
+from .splits import AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds, is_fractions, split_problems, to_utc
+from .util.io import file_sha256
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VOLUME_COLUMN = "volume"
@@ -32,8 +32,8 @@ _N_EXAMPLES = 5
 # the remedy the messages offer: a parameter of load_ohlcv, of the pretrain and transfer jobs (command line and
 # notebooks) and of the sweep's base; the EDA notebook drops bad rows itself
 DROP_OPTION = "on_invalid='drop' (the on_invalid parameter)"
-OUTLIER_FACTOR = 10.0      # a price this many times above or below the median close around it is suspect
-OUTLIER_NEIGHBOURS = 11    # bars in that centred median: robust to a run of up to 5 bad bars
+OUTLIER_FACTOR = 10.0  # a price this many times above or below the median close around it is suspect
+OUTLIER_NEIGHBOURS = 11  # bars in that centred median: robust to a run of up to 5 bad bars
 
 
 class DataValidationError(ValueError):
@@ -56,8 +56,13 @@ class SuspectOutlierWarning(DataValidationWarning):
     """Emitted for bars whose prices are OUTLIER_FACTOR times away from the bars around them."""
 
 
-def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, on_invalid: str = "raise",
-               min_bars: int = WINDOW_LENGTH) -> pd.DataFrame:
+def load_ohlcv(
+    path: str | os.PathLike,
+    *,
+    timestamp_column: str | None = None,
+    on_invalid: str = "raise",
+    min_bars: int = WINDOW_LENGTH,
+) -> pd.DataFrame:
     """Read bars from ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` and validate them (see ``validate_ohlcv``).
 
     The timestamp comes from a DatetimeIndex, the column ``timestamp_column``, or the first column named
@@ -74,18 +79,28 @@ def load_ohlcv(path: str | os.PathLike, *, timestamp_column: str | None = None, 
     elif name.endswith(_PARQUET_SUFFIXES):
         reader = pd.read_parquet
     else:
-        raise DataValidationError(source, "unreadable_file", "unknown file type; expected one of "
-                                  + ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES))
+        raise DataValidationError(
+            source,
+            "unreadable_file",
+            "unknown file type; expected one of " + ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES),
+        )
     try:
         raw = reader(path)
     except Exception as exc:  # any parser failure means the file itself is unreadable
         raise DataValidationError(source, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
-    return validate_ohlcv(raw, source=source, on_invalid=on_invalid, min_bars=min_bars,
-                          timestamp_column=timestamp_column)
+    return validate_ohlcv(
+        raw, source=source, on_invalid=on_invalid, min_bars=min_bars, timestamp_column=timestamp_column
+    )
 
 
-def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_invalid: str = "raise",
-                   min_bars: int = WINDOW_LENGTH, timestamp_column: str | None = None) -> pd.DataFrame:
+def validate_ohlcv(
+    frame: pd.DataFrame,
+    *,
+    source: str = "<DataFrame>",
+    on_invalid: str = "raise",
+    min_bars: int = WINDOW_LENGTH,
+    timestamp_column: str | None = None,
+) -> pd.DataFrame:
     """Return a new, validated bar frame built from ``frame`` (which is never modified).
 
     Checks, in order: bad_timestamp, non_numeric, non_finite, non_positive_price, high_below_open_close,
@@ -106,9 +121,12 @@ def validate_ohlcv(frame: pd.DataFrame, *, source: str = "<DataFrame>", on_inval
     values = _check_rows(rows, frame, columns, bad_ts)
     positions, stamps, n_unsorted = _check_order(rows, ts)
     if len(stamps) < min_bars:
-        raise DataValidationError(source, "too_few_bars",
-                                  f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
-                                  + (f" after dropping {rows.dropped}" if rows.dropped else ""))
+        raise DataValidationError(
+            source,
+            "too_few_bars",
+            f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
+            + (f" after dropping {rows.dropped}" if rows.dropped else ""),
+        )
     if len(positions) < len(frame) or n_unsorted:  # the value arrays are fresh copies: no need to copy again
         values = {name: v[positions] for name, v in values.items()}
     out = pd.DataFrame(values, index=stamps, copy=False)
@@ -132,9 +150,14 @@ class _RowChecks:
         if n == 0:
             return
         if not self.drop:
-            raise DataValidationError(self.source, name, f"{n} of {len(self.ts)} rows {what}; first at "
-                                      f"{_examples(self.ts, mask, by_row=name == 'bad_timestamp')}. "
-                                      f"Fix the file, or pass {DROP_OPTION} to drop such rows.", n_rows=n)
+            raise DataValidationError(
+                self.source,
+                name,
+                f"{n} of {len(self.ts)} rows {what}; first at "
+                f"{_examples(self.ts, mask, by_row=name == 'bad_timestamp')}. "
+                f"Fix the file, or pass {DROP_OPTION} to drop such rows.",
+                n_rows=n,
+            )
         self.dropped[name] = n
         self.bad |= mask
 
@@ -181,16 +204,24 @@ def _check_order(rows: _RowChecks, ts: pd.DatetimeIndex) -> tuple[np.ndarray, pd
     duplicated = stamps.duplicated(keep="first")
     n_dup = int(duplicated.sum())
     if n_dup and not rows.drop:
-        raise DataValidationError(rows.source, "duplicate_timestamp",
-                                  f"{n_dup} of {n_total} rows repeat an earlier timestamp; first at "
-                                  f"{_fmt(stamps[duplicated][:_N_EXAMPLES])}. "
-                                  f"Fix the file, or pass {DROP_OPTION} to keep the first of each.", n_rows=n_dup)
+        raise DataValidationError(
+            rows.source,
+            "duplicate_timestamp",
+            f"{n_dup} of {n_total} rows repeat an earlier timestamp; first at "
+            f"{_fmt(stamps[duplicated][:_N_EXAMPLES])}. "
+            f"Fix the file, or pass {DROP_OPTION} to keep the first of each.",
+            n_rows=n_dup,
+        )
     if n_unsorted and not rows.drop:
         first = np.flatnonzero(earlier)[:_N_EXAMPLES] + 1
-        raise DataValidationError(rows.source, "unsorted_timestamp",
-                                  f"{n_unsorted} of {n_total} rows have a timestamp earlier than the row "
-                                  f"before; first at {_fmt(stamps[first])}. "
-                                  f"Sort the data or pass {DROP_OPTION} to sort it.", n_rows=n_unsorted)
+        raise DataValidationError(
+            rows.source,
+            "unsorted_timestamp",
+            f"{n_unsorted} of {n_total} rows have a timestamp earlier than the row "
+            f"before; first at {_fmt(stamps[first])}. "
+            f"Sort the data or pass {DROP_OPTION} to sort it.",
+            n_rows=n_unsorted,
+        )
     if n_dup:
         rows.dropped["duplicate_timestamp"] = n_dup
         positions, stamps = positions[~duplicated], stamps[~duplicated]
@@ -200,8 +231,15 @@ def _check_order(rows: _RowChecks, ts: pd.DatetimeIndex) -> tuple[np.ndarray, pd
 def _warn_dropped(source: str, dropped: dict, n_unsorted: int, n_total: int) -> None:
     if not (dropped or n_unsorted):
         return
-    notes = [f"dropped {sum(dropped.values())} of {n_total} rows ("
-             + ", ".join(f"{k}={n}" for k, n in dropped.items()) + ")"] if dropped else []
+    notes = (
+        [
+            f"dropped {sum(dropped.values())} of {n_total} rows ("
+            + ", ".join(f"{k}={n}" for k, n in dropped.items())
+            + ")"
+        ]
+        if dropped
+        else []
+    )
     notes += [f"sorted {n_unsorted} out-of-order rows"] if n_unsorted else []
     warnings.warn(f"{source}: {'; '.join(notes)}", DataValidationWarning, stacklevel=3)
 
@@ -225,10 +263,13 @@ def _warn_outliers(source: str, bars: pd.DataFrame) -> int:
     suspect = suspect_outliers(bars[list(PRICE_COLUMNS)].to_numpy())
     n = int(suspect.sum())
     if n:
-        warnings.warn(f"{source}: {n} suspect outlier bar(s), a price more than {OUTLIER_FACTOR:g}x away from the "
-                      f"median close of the {OUTLIER_NEIGHBOURS} bars around it; first at "
-                      f"{_fmt(bars.index[suspect][:_N_EXAMPLES])}. They are kept: check the file",
-                      SuspectOutlierWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: {n} suspect outlier bar(s), a price more than {OUTLIER_FACTOR:g}x away from the "
+            f"median close of the {OUTLIER_NEIGHBOURS} bars around it; first at "
+            f"{_fmt(bars.index[suspect][:_N_EXAMPLES])}. They are kept: check the file",
+            SuspectOutlierWarning,
+            stacklevel=3,
+        )
     return n
 
 
@@ -251,8 +292,12 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
         lo, hi = search.searchsorted(start, side="left"), search.searchsorted(end, side="left")
         if hi <= lo:
             span = f"{index[0]} .. {index[-1]}" if len(index) else "no bars"
-            raise DataValidationError("<index>", "empty_split", f"split {name!r} [{start}, {end}) holds no bars; "
-                                      f"the data spans {span}. Give dates inside it, or {FRACTIONS_HINT}")
+            raise DataValidationError(
+                "<index>",
+                "empty_split",
+                f"split {name!r} [{start}, {end}) holds no bars; "
+                f"the data spans {span}. Give dates inside it, or {FRACTIONS_HINT}",
+            )
         out[name] = slice(int(lo), int(hi))
     return out
 
@@ -271,10 +316,13 @@ def resolve_splits(index: pd.DatetimeIndex, splits) -> dict[str, tuple[str, str]
     bounds = fraction_bounds(index[0], index[-1], fractions)
     for name, (start, end) in bounds.items():
         if start >= end:
-            raise DataValidationError("<index>", "short_split",
-                                      f"split {name!r}, {fractions[name]:g} of the data's span, holds no whole "
-                                      f"session (cut at 17:00 New York): the data spans {index[0]} .. "
-                                      f"{index[-1]}; give it a larger fraction, or dates")
+            raise DataValidationError(
+                "<index>",
+                "short_split",
+                f"split {name!r}, {fractions[name]:g} of the data's span, holds no whole "
+                f"session (cut at 17:00 New York): the data spans {index[0]} .. "
+                f"{index[-1]}; give it a larger fraction, or dates",
+            )
     return {name: (start.isoformat(), end.isoformat()) for name, (start, end) in bounds.items()}
 
 
@@ -300,8 +348,11 @@ def bars_source(spec) -> dict:
     """Where the bars of ``spec`` come from, without loading them: a file (absolute path and SHA-256;
     ``exists: False`` if missing) or the arguments of the embedded synthetic market."""
     if not spec.data_path:
-        return {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_ohlcv",
-                **{k: getattr(spec, f"synthetic_{k}", None) for k in ("start", "end", "seed")}}
+        return {
+            "kind": "synthetic",
+            "generator": "moola_lib.synthetic.synthetic_ohlcv",
+            **{k: getattr(spec, f"synthetic_{k}", None) for k in ("start", "end", "seed")},
+        }
     path = Path(spec.data_path).resolve()
     if not path.is_file():
         return {"kind": "file", "path": str(path), "exists": False}
@@ -315,15 +366,6 @@ def describe_source(source: Mapping) -> str:
     return f"embedded synthetic bars {source['start']} .. {source['end']} (seed {source['seed']})"
 
 
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
     """The raw timestamps: a column or the index."""
     lower = {str(c).strip().lower(): c for c in frame.columns}
@@ -334,9 +376,11 @@ def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
             return frame[lower[key]]
         if key == index_name:
             return frame.index
-        raise DataValidationError(source, "timestamp_column",
-                                  f"timestamp_column={column!r} not found; columns seen: "
-                                  f"{list(frame.columns)}, index: {frame.index.name!r}")
+        raise DataValidationError(
+            source,
+            "timestamp_column",
+            f"timestamp_column={column!r} not found; columns seen: {list(frame.columns)}, index: {frame.index.name!r}",
+        )
     if isinstance(frame.index, pd.DatetimeIndex):
         return frame.index
     for key in TIMESTAMP_NAMES:
@@ -344,11 +388,14 @@ def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
             return frame[lower[key]]
     if index_name in TIMESTAMP_NAMES:
         return frame.index
-    raise DataValidationError(source, "timestamp_column",
-                              f"no timestamp found: the index is not a DatetimeIndex and no column is named "
-                              f"one of {', '.join(TIMESTAMP_NAMES)} (any case); columns seen: "
-                              f"{list(frame.columns)}. Rename the time column to 'timestamp' (in Python: "
-                              "load_ohlcv(path, timestamp_column=...))")
+    raise DataValidationError(
+        source,
+        "timestamp_column",
+        f"no timestamp found: the index is not a DatetimeIndex and no column is named "
+        f"one of {', '.join(TIMESTAMP_NAMES)} (any case); columns seen: "
+        f"{list(frame.columns)}. Rename the time column to 'timestamp' (in Python: "
+        "load_ohlcv(path, timestamp_column=...))",
+    )
 
 
 def _find_columns(frame: pd.DataFrame, source: str) -> dict[str, object]:
@@ -359,12 +406,14 @@ def _find_columns(frame: pd.DataFrame, source: str) -> dict[str, object]:
     wanted = PRICE_COLUMNS + (VOLUME_COLUMN,)
     ambiguous = {k: v for k, v in found.items() if k in wanted and len(v) > 1}
     if ambiguous:
-        raise DataValidationError(source, "ambiguous_columns",
-                                  f"several columns match the same name (case-insensitive): {ambiguous}")
+        raise DataValidationError(
+            source, "ambiguous_columns", f"several columns match the same name (case-insensitive): {ambiguous}"
+        )
     missing = [k for k in PRICE_COLUMNS if k not in found]
     if missing:
-        raise DataValidationError(source, "missing_columns",
-                                  f"missing price column(s) {missing}; columns seen: {list(frame.columns)}")
+        raise DataValidationError(
+            source, "missing_columns", f"missing price column(s) {missing}; columns seen: {list(frame.columns)}"
+        )
     return {k: found[k][0] for k in wanted if k in found}
 
 
@@ -402,4 +451,3 @@ def _examples(ts: pd.DatetimeIndex, mask: np.ndarray, by_row: bool) -> str:
 
 def _fmt(stamps) -> str:
     return ", ".join(str(t) for t in stamps)
-

@@ -1,4 +1,5 @@
 """The torch device a job runs on: "auto" | "cpu" | "cuda" | "cuda:N" -> torch.device."""
+
 from __future__ import annotations
 
 
@@ -13,8 +14,10 @@ def resolve_device(name: str = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} was requested but torch sees no CUDA GPU "
-                          f"(torch {torch.__version__}); use device='cpu' or 'auto'")
+        raise ConfigError(
+            f"device={name!r} was requested but torch sees no CUDA GPU "
+            f"(torch {torch.__version__}); use device='cpu' or 'auto'"
+        )
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
     return device

@@ -3,6 +3,7 @@
 A process launched by torchrun (any world size, 1 included: that is how the GPU check exercises nccl
 and DDP on one GPU) joins the process group; a plain process is a no-op context.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,8 @@ from .devices import resolve_device
 class DistContext:
     rank: int = 0
     world_size: int = 1
-    owns_group: bool = False   # we initialised the process group, so we destroy it
-    in_group: bool = False     # part of a torch.distributed process group (DDP, collectives)
+    owns_group: bool = False  # we initialised the process group, so we destroy it
+    in_group: bool = False  # part of a torch.distributed process group (DDP, collectives)
 
     @property
     def is_main(self) -> bool:
@@ -36,8 +37,9 @@ class DistContext:
     def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """In-place all-reduce ("sum" | "min" | "max"); returns the tensor."""
         if self.active:
-            dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
-                                        "max": dist.ReduceOp.MAX}[op])
+            dist.all_reduce(
+                tensor, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
+            )
         return tensor
 
 

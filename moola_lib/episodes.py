@@ -23,6 +23,7 @@ minimum gap means any 105-bar window that holds an episode holds no other one. `
 labelled windows from these episodes (``testbed.episode_windows``), so the labelled windows and the
 unlabelled pretraining bars come from one process.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,19 +31,20 @@ import pandas as pd
 
 from .constants import WINDOW_LENGTH
 
-KINDS = ("consolidation", "retracement")   # the embedded task's classes (labels.DEFAULT_CLASSES)
-LEG_BARS = (10, 30)       # inclusive ranges
-FOLLOW_BARS = (15, 50)    # the same for both kinds: the follow-up's length tells nothing
-STRENGTH = (1.5, 2.5)     # leg drift per bar in units of the bar's volatility
-DEPTH = (1.0, 2.0)        # retracement: share of the leg given back, before the difficulty scaling
+KINDS = ("consolidation", "retracement")  # the embedded task's classes (labels.DEFAULT_CLASSES)
+LEG_BARS = (10, 30)  # inclusive ranges
+FOLLOW_BARS = (15, 50)  # the same for both kinds: the follow-up's length tells nothing
+STRENGTH = (1.5, 2.5)  # leg drift per bar in units of the bar's volatility
+DEPTH = (1.0, 2.0)  # retracement: share of the leg given back, before the difficulty scaling
 DEFAULT_DIFFICULTY = 0.75  # the embedded market's and labelled set's default: depth 0.25-0.5 of the leg
-MIN_GAP = WINDOW_LENGTH   # bars between one episode's last bar and the next one's first
+MIN_GAP = WINDOW_LENGTH  # bars between one episode's last bar and the next one's first
 _MEAN_SPAN = (sum(LEG_BARS) + sum(FOLLOW_BARS)) / 2
-MAX_RATE = 1000 / (_MEAN_SPAN + MIN_GAP + 20)   # episodes per 1,000 bars (leaves a mean wait of 20 bars)
+MAX_RATE = 1000 / (_MEAN_SPAN + MIN_GAP + 20)  # episodes per 1,000 bars (leaves a mean wait of 20 bars)
 
 
-def plant_episodes(rng: np.random.Generator, minutes: np.ndarray, sigma: np.ndarray, drift: np.ndarray,
-                   rate: float, difficulty: float) -> dict[str, np.ndarray]:
+def plant_episodes(
+    rng: np.random.Generator, minutes: np.ndarray, sigma: np.ndarray, drift: np.ndarray, rate: float, difficulty: float
+) -> dict[str, np.ndarray]:
     """Draw the episodes of ``len(minutes)`` bars and write their drift into ``drift`` (in place; ``sigma``
     is the bars' volatility, drift per bar is in the same log units). Returns the episodes as arrays:
     ``first``, ``leg``, ``follow``, ``last`` (bar positions / lengths), ``retracement`` (bool),
@@ -50,13 +52,17 @@ def plant_episodes(rng: np.random.Generator, minutes: np.ndarray, sigma: np.ndar
     n = len(minutes)
     ev = _schedule(rng, n, rate)
     count = len(ev["first"])
-    ev.update(retracement=rng.random(count) < 0.5, direction=rng.choice([-1, 1], count),
-              strength=rng.uniform(*STRENGTH, count), depth=rng.uniform(*DEPTH, count) * (1.0 - difficulty))
+    ev.update(
+        retracement=rng.random(count) < 0.5,
+        direction=rng.choice([-1, 1], count),
+        strength=rng.uniform(*STRENGTH, count),
+        depth=rng.uniform(*DEPTH, count) * (1.0 - difficulty),
+    )
     ev["depth"] = np.where(ev["retracement"], ev["depth"], 0.0)
     ev["last"] = ev["first"] + ev["leg"] + ev["follow"] - 1
     keep = ev["last"] < n
     keep[keep] = minutes[ev["last"][keep]] - minutes[ev["first"][keep]] == (ev["last"] - ev["first"])[keep]
-    ev = {k: v[keep] for k, v in ev.items()}   # inside the bars, no session gap inside an episode
+    ev = {k: v[keep] for k, v in ev.items()}  # inside the bars, no session gap inside an episode
 
     pos, owner = _ranges(ev["first"], ev["leg"])
     drift[pos] = ev["direction"][owner] * ev["strength"][owner] * sigma[pos]
@@ -71,7 +77,7 @@ def _schedule(rng: np.random.Generator, n: int, rate: float) -> dict[str, np.nda
     wait (mean chosen for ``rate`` per 1,000 bars) after the previous one's end."""
     if rate <= 0:
         return {"first": np.zeros(0, np.int64), "leg": np.zeros(0, np.int64), "follow": np.zeros(0, np.int64)}
-    count = int(n * rate / 1000 * 1.2) + 8   # more than fit; the surplus lies beyond the bars
+    count = int(n * rate / 1000 * 1.2) + 8  # more than fit; the surplus lies beyond the bars
     leg = rng.integers(LEG_BARS[0], LEG_BARS[1] + 1, count)
     follow = rng.integers(FOLLOW_BARS[0], FOLLOW_BARS[1] + 1, count)
     wait = np.floor(rng.exponential(1000 / rate - _MEAN_SPAN - MIN_GAP, count)).astype(np.int64)
@@ -89,11 +95,14 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nda
 def episode_table(index: pd.DatetimeIndex, ev: dict[str, np.ndarray]) -> pd.DataFrame:
     """The episodes as timestamps (first and last bar of the leg, last bar of the follow-up: inclusive),
     kind, direction, leg strength and retracement depth."""
-    return pd.DataFrame({
-        "expansion_start": index[ev["first"]],
-        "expansion_end": index[ev["first"] + ev["leg"] - 1],
-        "pattern_end": index[ev["last"]],
-        "kind": pd.Series(np.asarray(KINDS)[ev["retracement"].astype(int)], dtype="str"),
-        "direction": ev["direction"].astype(np.int64),
-        "strength": ev["strength"], "depth": ev["depth"],
-    })
+    return pd.DataFrame(
+        {
+            "expansion_start": index[ev["first"]],
+            "expansion_end": index[ev["first"] + ev["leg"] - 1],
+            "pattern_end": index[ev["last"]],
+            "kind": pd.Series(np.asarray(KINDS)[ev["retracement"].astype(int)], dtype="str"),
+            "direction": ev["direction"].astype(np.int64),
+            "strength": ev["strength"],
+            "depth": ev["depth"],
+        }
+    )

@@ -27,6 +27,7 @@ Degenerate cases (documented choices, never NaN/inf):
 - the first bar opens the up leg; reversal tests start at the second bar;
 - ties when extending a leg keep the earlier bar as the extreme.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -52,7 +53,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "bars_since_SL_norm",
 )
 
-DIST_TRANSFORMS = ("log", "linear")   # dist features: sign(d) * ln(1 + |d|), or d itself
+DIST_TRANSFORMS = ("log", "linear")  # dist features: sign(d) * ln(1 + |d|), or d itself
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
@@ -94,9 +95,25 @@ def _dist(num, den, log, bound):
 
 
 @numba.njit(cache=True)
-def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age, hybrid_atr,
-          bars_norm, dist_log, dist_clip, out, valid, swing_kind, swing_extreme, swing_confirm,
-          swing_price):
+def _scan(
+    high,
+    low,
+    close,
+    atr_period,
+    ema_period,
+    reversal_atr,
+    hybrid_max_age,
+    hybrid_atr,
+    bars_norm,
+    dist_log,
+    dist_clip,
+    out,
+    valid,
+    swing_kind,
+    swing_extreme,
+    swing_confirm,
+    swing_price,
+):
     """One pass over the bars.
 
     Writes features 5-9 into ``out[:, 5:10]`` (valid bars only; skipped when out has 0 rows) and the
@@ -109,7 +126,7 @@ def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age
     write = out.shape[0] >= n
     n_swings = 0
     alpha = 2.0 / (ema_period + 1.0)
-    tr = np.empty(atr_period)          # ring buffer of the last atr_period true ranges
+    tr = np.empty(atr_period)  # ring buffer of the last atr_period true ranges
     ema = 0.0
     leg_up = True
     extreme = 0.0
@@ -135,7 +152,7 @@ def _scan(high, low, close, atr_period, ema_period, reversal_atr, hybrid_max_age
         tr[t % atr_period] = tr_t
         k = min(t + 1, atr_period)
         total = 0.0
-        for i in range(t + 1 - k, t + 1):    # oldest first: the sum does not depend on buffer layout
+        for i in range(t + 1 - k, t + 1):  # oldest first: the sum does not depend on buffer layout
             total += tr[i % atr_period]
         atr = total / k
 
@@ -204,14 +221,12 @@ def _price_arrays(bars) -> tuple[np.ndarray, ...]:
         raise TypeError(f"bars must be a DataFrame or a mapping of arrays, not {type(bars).__name__}")
     n = arrays[0].shape
     if arrays[0].ndim != 1 or any(a.shape != n for a in arrays):
-        raise ValueError(f"open/high/low/close must be 1-D of equal length; got shapes "
-                         f"{[a.shape for a in arrays]}")
+        raise ValueError(f"open/high/low/close must be 1-D of equal length; got shapes {[a.shape for a in arrays]}")
     o, h, l, c = (np.ascontiguousarray(a) for a in arrays)
     for name, a in zip(_PRICE_COLUMNS, (o, h, l, c)):
         bad = ~np.isfinite(a)
         if bad.any():
-            raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s), first at row "
-                             f"{int(np.argmax(bad))}")
+            raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s), first at row {int(np.argmax(bad))}")
     bad = h < l
     if bad.any():
         raise ValueError(f"high < low in {int(bad.sum())} bar(s), first at row {int(np.argmax(bad))}")
@@ -228,6 +243,7 @@ _FLOAT_OPTIONS = ("reversal_atr", "hybrid_atr", "bars_norm", "dist_clip")
 
 def _check_options(options: Mapping) -> None:
     """Raise FeatureOptionError on the first option of a wrong type or an invalid value."""
+
     def fail(name, what):
         raise FeatureOptionError(f"feature option {name} must be {what}, got {options[name]!r}")
 
@@ -250,9 +266,22 @@ def _check_options(options: Mapping) -> None:
 def _run_scan(h, l, c, out, valid, swings, options: Mapping):
     _check_options(options)
     o = options
-    return _scan(h, l, c, int(o["atr_period"]), int(o["ema_period"]), float(o["reversal_atr"]),
-                 int(o["hybrid_max_age"]), float(o["hybrid_atr"]), float(o["bars_norm"]),
-                 o["dist_transform"] == "log", float(o["dist_clip"]), out, valid, *swings)
+    return _scan(
+        h,
+        l,
+        c,
+        int(o["atr_period"]),
+        int(o["ema_period"]),
+        float(o["reversal_atr"]),
+        int(o["hybrid_max_age"]),
+        float(o["hybrid_atr"]),
+        float(o["bars_norm"]),
+        o["dist_transform"] == "log",
+        float(o["dist_clip"]),
+        out,
+        valid,
+        *swings,
+    )
 
 
 def _candle_features(o, h, l, c, out):
@@ -260,22 +289,33 @@ def _candle_features(o, h, l, c, out):
     flat = h == l
     r = np.where(flat, 1.0, h - l)
     # flat bar: open/close at mid-range (0.5), no body, no wicks
-    for j, (num, lo, hi, flat_value) in enumerate((
-        (o - l, 0.0, 1.0, 0.5),
-        (c - l, 0.0, 1.0, 0.5),
-        (c - o, -1.0, 1.0, 0.0),
-        (h - np.maximum(o, c), 0.0, 1.0, 0.0),
-        (np.minimum(o, c) - l, 0.0, 1.0, 0.0),
-    )):
+    for j, (num, lo, hi, flat_value) in enumerate(
+        (
+            (o - l, 0.0, 1.0, 0.5),
+            (c - l, 0.0, 1.0, 0.5),
+            (c - o, -1.0, 1.0, 0.0),
+            (h - np.maximum(o, c), 0.0, 1.0, 0.0),
+            (np.minimum(o, c) - l, 0.0, 1.0, 0.0),
+        )
+    ):
         num /= r
         np.clip(num, lo, hi, out=num)
         num[flat] = flat_value
         out[:, j] = num
 
 
-def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, reversal_atr: float = 2.0,
-                        hybrid_max_age: int = -1, hybrid_atr: float = 0.5, bars_norm: float = WINDOW_LENGTH,
-                        dist_transform: str = "log", dist_clip: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+def relativity_features(
+    bars,
+    *,
+    atr_period: int = 10,
+    ema_period: int = 20,
+    reversal_atr: float = 2.0,
+    hybrid_max_age: int = -1,
+    hybrid_atr: float = 0.5,
+    bars_norm: float = WINDOW_LENGTH,
+    dist_transform: str = "log",
+    dist_clip: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The 10 relativity features of every bar.
 
     bars: DataFrame with open/high/low/close columns (any index) or a mapping of 1-D arrays.
@@ -287,9 +327,16 @@ def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, rev
     mirror it. Dist features: d in ATR, as ``sign(d) * ln(1 + |d|)`` (dist_transform "log") or d itself
     ("linear"), clipped to [-dist_clip, dist_clip]. Bad options raise FeatureOptionError.
     """
-    options = dict(atr_period=atr_period, ema_period=ema_period, reversal_atr=reversal_atr,
-                   hybrid_max_age=hybrid_max_age, hybrid_atr=hybrid_atr, bars_norm=bars_norm,
-                   dist_transform=dist_transform, dist_clip=dist_clip)
+    options = dict(
+        atr_period=atr_period,
+        ema_period=ema_period,
+        reversal_atr=reversal_atr,
+        hybrid_max_age=hybrid_max_age,
+        hybrid_atr=hybrid_atr,
+        bars_norm=bars_norm,
+        dist_transform=dist_transform,
+        dist_clip=dist_clip,
+    )
     o, h, l, c = _price_arrays(bars)
     n = h.shape[0]
     X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -305,14 +352,18 @@ def relativity_features(bars, *, atr_period: int = 10, ema_period: int = 20, rev
 
 # keyword options of relativity_features and their defaults, for configs to check against
 FEATURE_OPTION_DEFAULTS: dict[str, int | float | str] = {
-    name: p.default for name, p in inspect.signature(relativity_features).parameters.items()
-    if p.kind is p.KEYWORD_ONLY}
+    name: p.default for name, p in inspect.signature(relativity_features).parameters.items() if p.kind is p.KEYWORD_ONLY
+}
 
 # the original's settings (DESIGN.md section 3): relativity_features(bars, **ORIGINAL_FEATURE_OPTIONS)
 # gives its values exactly. An encoder whose stored options are empty or partial was made with these.
 ORIGINAL_FEATURE_OPTIONS: dict[str, int | float | str] = {
-    **FEATURE_OPTION_DEFAULTS, "reversal_atr": 1.2, "hybrid_max_age": 5, "dist_transform": "linear",
-    "dist_clip": 3.0}
+    **FEATURE_OPTION_DEFAULTS,
+    "reversal_atr": 1.2,
+    "hybrid_max_age": 5,
+    "dist_transform": "linear",
+    "dist_clip": 3.0,
+}
 
 
 def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | None = None) -> dict:
@@ -323,12 +374,12 @@ def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | N
     options = dict(options or {})
     for name in options:
         if name not in FEATURE_OPTION_DEFAULTS:
-            raise FeatureOptionError(f"unknown feature option {name!r}."
-                                     f"{valid_names_hint(name, FEATURE_OPTION_DEFAULTS)}")
+            raise FeatureOptionError(
+                f"unknown feature option {name!r}.{valid_names_hint(name, FEATURE_OPTION_DEFAULTS)}"
+            )
     resolved = {**(FEATURE_OPTION_DEFAULTS if base is None else base), **options}
     _check_options(resolved)
-    return {k: float(v) if k in _FLOAT_OPTIONS else (int(v) if k in _INT_OPTIONS else v)
-            for k, v in resolved.items()}
+    return {k: float(v) if k in _FLOAT_OPTIONS else (int(v) if k in _INT_OPTIONS else v) for k, v in resolved.items()}
 
 
 def feature_ranges(**options) -> dict[str, tuple[float, float]]:
@@ -348,7 +399,7 @@ def feature_ranges(**options) -> dict[str, tuple[float, float]]:
     }
 
 
-FEATURE_RANGES: dict[str, tuple[float, float]] = feature_ranges()   # under the defaults
+FEATURE_RANGES: dict[str, tuple[float, float]] = feature_ranges()  # under the defaults
 
 
 def swing_points(bars, **options) -> pd.DataFrame:
@@ -361,15 +412,24 @@ def swing_points(bars, **options) -> pd.DataFrame:
     _, h, l, c = _price_arrays(bars)
     n = h.shape[0]
     swings = (np.empty(n, np.int8), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n))
-    k = _run_scan(h, l, c, np.empty((0, len(FEATURE_NAMES)), np.float32), np.empty(n, np.bool_),
-                  swings, resolve_feature_options(options))
+    k = _run_scan(
+        h,
+        l,
+        c,
+        np.empty((0, len(FEATURE_NAMES)), np.float32),
+        np.empty(n, np.bool_),
+        swings,
+        resolve_feature_options(options),
+    )
     kind, extreme_pos, confirm_pos, price = (a[:k] for a in swings)
-    frame = pd.DataFrame({
-        "kind": np.where(kind > 0, "high", "low"),
-        "extreme_pos": extreme_pos,
-        "confirm_pos": confirm_pos,
-        "price": price,
-    })
+    frame = pd.DataFrame(
+        {
+            "kind": np.where(kind > 0, "high", "low"),
+            "extreme_pos": extreme_pos,
+            "confirm_pos": confirm_pos,
+            "price": price,
+        }
+    )
     if isinstance(bars, pd.DataFrame) and isinstance(bars.index, pd.DatetimeIndex):
         frame["extreme_time"] = bars.index[extreme_pos]
         frame["confirm_time"] = bars.index[confirm_pos]

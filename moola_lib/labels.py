@@ -12,9 +12,9 @@ Two formats (DESIGN.md section 5):
 
 Files may be CSV, parquet or JSON (records or lines); a DataFrame works too.
 """
+
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import (OUTLIER_FACTOR, DataValidationError, SuspectOutlierWarning, file_sha256, price_checks,
-                   suspect_outliers)
+from .data import DataValidationError
 from .features import relativity_features
+from .label_windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
+from .util.io import file_sha256
 from .windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
@@ -68,11 +69,18 @@ class LabelledSet:
 
     def table(self) -> pd.DataFrame:
         """One row per window: id, label, time span, pattern offsets, overlap group, valid bars."""
-        return pd.DataFrame({
-            "window_id": self.window_id, "label": self.labels, "start": self.start, "end": self.end,
-            "expansion_start": self.expansion[:, 0], "expansion_end": self.expansion[:, 1],
-            "group": self.groups, "valid_bars": self.valid.sum(axis=1),
-        })
+        return pd.DataFrame(
+            {
+                "window_id": self.window_id,
+                "label": self.labels,
+                "start": self.start,
+                "end": self.end,
+                "expansion_start": self.expansion[:, 0],
+                "expansion_end": self.expansion[:, 1],
+                "group": self.groups,
+                "valid_bars": self.valid.sum(axis=1),
+            }
+        )
 
     def check_folds(self, folds: int, groups: np.ndarray | None = None) -> None:
         """Raise DataValidationError unless every class has >= ``folds`` windows and the groups (default:
@@ -80,28 +88,40 @@ class LabelledSet:
         name = self.source.get("path", "<labels>")
         small = {c: n for c, n in self.class_counts().items() if n < folds}
         if small:
-            raise DataValidationError(name, "class_size", f"class(es) {small} have fewer windows than "
-                                      f"folds={folds}; use fewer folds or label more windows")
+            raise DataValidationError(
+                name,
+                "class_size",
+                f"class(es) {small} have fewer windows than folds={folds}; use fewer folds or label more windows",
+            )
         n_groups = len(np.unique(self.groups if groups is None else groups))
         if n_groups < folds:
-            raise DataValidationError(name, "overlap_groups", f"only {n_groups} groups of windows that "
-                                      f"may be split apart (overlap / session) for folds={folds}; use fewer "
-                                      "folds or group_by_session False")
+            raise DataValidationError(
+                name,
+                "overlap_groups",
+                f"only {n_groups} groups of windows that "
+                f"may be split apart (overlap / session) for folds={folds}; use fewer "
+                "folds or group_by_session False",
+            )
 
     def summary(self) -> dict:
         """JSON-friendly description (for transfer_results.json)."""
         times = self.start.dropna()
         return {
-            "n_windows": len(self), "classes": list(self.classes), "class_counts": self.class_counts(),
-            "n_groups": int(len(np.unique(self.groups))),
+            "n_windows": len(self),
+            "classes": list(self.classes),
+            "class_counts": self.class_counts(),
+            "n_groups": len(np.unique(self.groups)),
             "first_start": times.min().isoformat() if len(times) else None,
             "last_start": times.max().isoformat() if len(times) else None,
-            "invalid_bars": int((~self.valid).sum()), "cold_start": self.cold_start,
-            "source": self.source, "warnings": list(self.warnings),
+            "invalid_bars": int((~self.valid).sum()),
+            "cold_start": self.cold_start,
+            "source": self.source,
+            "warnings": list(self.warnings),
         }
 
 
 # --------------------------------------------------------------------------------------------- reading
+
 
 def read_label_table(source) -> tuple[pd.DataFrame, str]:
     """Read a labels table (CSV, parquet, JSON records, JSON lines) -> (frame, name for messages)."""
@@ -111,8 +131,9 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
     if not path.exists():
         raise FileNotFoundError(f"labels file not found: {path}")
     if path.is_dir():
-        raise DataValidationError(str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, "
-                                  ".json or .jsonl)")
+        raise DataValidationError(
+            str(path), "labels_path", "is a folder, not a labels file (.csv, .parquet, .json or .jsonl)"
+        )
     suffix = path.suffix.lower()
     # window ids stay text ("007" is not 7) and JSON values keep their JSON types
     if suffix in (".parquet", ".pq"):
@@ -123,7 +144,7 @@ def read_label_table(source) -> tuple[pd.DataFrame, str]:
         frame = pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     else:
         raise ValueError(f"{path}: unsupported labels format {suffix!r} (use .csv, .parquet, .json or .jsonl)")
-    named_index = frame.index.names != [None]   # a parquet file's window_id index is a column of the table
+    named_index = frame.index.names != [None]  # a parquet file's window_id index is a column of the table
     return frame.reset_index(drop=not named_index), str(path)
 
 
@@ -143,8 +164,15 @@ class LabelTable:
         return cls(frame, name, None if isinstance(source, pd.DataFrame) else file_sha256(source))
 
 
-def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, classes=DEFAULT_CLASSES,
-                label_column: str = "label", feature_options: dict | None = None) -> LabelledSet:
+def load_labels(
+    source,
+    bars: pd.DataFrame | None = None,
+    *,
+    features=None,
+    classes=DEFAULT_CLASSES,
+    label_column: str = "label",
+    feature_options: dict | None = None,
+) -> LabelledSet:
     """Load labelled windows of either format (see the module docstring) from a file, a DataFrame or a
     ``LabelTable`` already read.
 
@@ -155,15 +183,18 @@ def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, clas
     table = source if isinstance(source, LabelTable) else LabelTable.read(source)
     frame, name = table.frame, table.name
     if label_column not in frame.columns:
-        raise DataValidationError(name, "label_column", f"no label column {label_column!r}; columns are "
-                                  f"{list(frame.columns)} (pass label_column=...)")
+        raise DataValidationError(
+            name,
+            "label_column",
+            f"no label column {label_column!r}; columns are {list(frame.columns)} (pass label_column=...)",
+        )
     if len(frame) == 0:
         raise DataValidationError(name, "empty", "the labels table is empty")
     frame = frame.rename(columns={label_column: "label"})
     ids = _window_ids(frame, name)
     y, classes = _encode_labels(frame["label"], ids, classes, name)
     expansion = _expansion_offsets(frame, ids, name)
-    source_info = {"path": name, "format": None, "rows": int(len(frame))}
+    source_info = {"path": name, "format": None, "rows": len(frame)}
     if table.sha256 is not None:
         source_info["sha256"] = table.sha256
     options = dict(feature_options or {})
@@ -176,9 +207,13 @@ def load_labels(source, bars: pd.DataFrame | None = None, *, features=None, clas
         if bars is None:
             raise ValueError(f"{name}: windows are given by timestamps; pass the OHLCV bars they point into")
         return _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options)
-    raise DataValidationError(name, "format", "cannot tell the format: expected a 'features' column "
-                              "(self-contained windows) or a 'start'/'end' column (timestamps); "
-                              f"columns are {list(frame.columns)}")
+    raise DataValidationError(
+        name,
+        "format",
+        "cannot tell the format: expected a 'features' column "
+        "(self-contained windows) or a 'start'/'end' column (timestamps); "
+        f"columns are {list(frame.columns)}",
+    )
 
 
 def _rows(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
@@ -192,8 +227,11 @@ def _window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
         return np.array([f"row{i}" for i in range(len(frame))], dtype=object)
     ids = frame["window_id"]
     if ids.isna().any():
-        raise DataValidationError(name, "window_id", f"missing window_id in "
-                                  f"{_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}")
+        raise DataValidationError(
+            name,
+            "window_id",
+            f"missing window_id in {_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}",
+        )
     return ids.astype(str).to_numpy(dtype=object)
 
 
@@ -208,8 +246,9 @@ def _encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, t
     unknown = ~norm.isin(classes).to_numpy()
     if unknown.any():
         bad = sorted(norm[unknown].unique())
-        raise DataValidationError(name, "unknown_label", f"unknown label(s) {bad} (allowed: "
-                                  f"{list(classes)}) in {_rows(unknown, ids)}")
+        raise DataValidationError(
+            name, "unknown_label", f"unknown label(s) {bad} (allowed: {list(classes)}) in {_rows(unknown, ids)}"
+        )
     lookup = {c: i for i, c in enumerate(classes)}
     return norm.map(lookup).to_numpy(dtype=np.int64), classes
 
@@ -224,14 +263,14 @@ def _expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
         v = values.to_numpy(dtype=float)
         bad = present & ~(np.isfinite(v) & (v == np.round(v)) & (v >= 0) & (v < WINDOW_LENGTH))
         if bad.any():
-            raise DataValidationError(name, "expansion_offsets", f"{col} must be a bar offset "
-                                      f"0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}")
+            raise DataValidationError(
+                name, "expansion_offsets", f"{col} must be a bar offset 0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}"
+            )
         out[present, j] = v[present].astype(np.int64)
     both = (out >= 0).all(axis=1)
     bad = both & (out[:, 0] > out[:, 1])
     if bad.any():
-        raise DataValidationError(name, "expansion_offsets",
-                                  f"expansion_start > expansion_end in {_rows(bad, ids)}")
+        raise DataValidationError(name, "expansion_offsets", f"expansion_start > expansion_end in {_rows(bad, ids)}")
     return out
 
 
@@ -244,15 +283,18 @@ def _deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: st
         if j == i:
             keep.append(i)
         elif y[j] != y[i]:
-            raise DataValidationError(name, "conflicting_labels", f"the same window ({what}) has conflicting "
-                                      f"labels: row {j} (window_id {ids[j]!r}) and row {i} "
-                                      f"(window_id {ids[i]!r})")
+            raise DataValidationError(
+                name,
+                "conflicting_labels",
+                f"the same window ({what}) has conflicting "
+                f"labels: row {j} (window_id {ids[j]!r}) and row {i} "
+                f"(window_id {ids[i]!r})",
+            )
         else:
             dropped.append(f"{ids[i]} (= {ids[j]})")
     note = None
     if dropped:
-        note = (f"{name}: dropped {len(dropped)} duplicate window(s) with the same label: "
-                f"{', '.join(dropped[:10])}")
+        note = f"{name}: dropped {len(dropped)} duplicate window(s) with the same label: {', '.join(dropped[:10])}"
         warnings.warn(note, stacklevel=3)
     return np.asarray(keep, dtype=np.int64), note
 
@@ -262,26 +304,31 @@ def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
     for i, (wid, key) in enumerate(zip(ids, keys)):
         j = seen.setdefault(wid, i)
         if keys[j] != key:
-            raise DataValidationError(name, "window_id", f"window_id {wid!r} names two different windows "
-                                      f"(rows {j} and {i})")
+            raise DataValidationError(
+                name, "window_id", f"window_id {wid!r} names two different windows (rows {j} and {i})"
+            )
 
 
 # ------------------------------------------------------------------------------------ format (a)
+
 
 def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
     """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
     raw = frame[col]
     naive = _without_zone(raw)
     if naive.any():
-        raise DataValidationError(name, "time_zone", f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
-                                  "does not guess one (local exchange times read as UTC shift every window by "
-                                  "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
-                                  "or with Z for UTC")
+        raise DataValidationError(
+            name,
+            "time_zone",
+            f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
+            "does not guess one (local exchange times read as UTC shift every window by "
+            "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
+            "or with Z for UTC",
+        )
     times = pd.to_datetime(raw, utc=True, errors="coerce")
     bad = (times.isna() & raw.notna()).to_numpy()
     if bad.any():
-        raise DataValidationError(name, "timestamp",
-                                  f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
+        raise DataValidationError(name, "timestamp", f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
     return pd.DatetimeIndex(times)
 
 
@@ -298,7 +345,8 @@ def _without_zone(raw: pd.Series) -> np.ndarray:
         try:
             return pd.Timestamp(value).tzinfo is None
         except (ValueError, TypeError, OverflowError):
-            return False   # not a timestamp at all: the parse check names it
+            return False  # not a timestamp at all: the parse check names it
+
     return np.fromiter((naive(v) for v in raw), dtype=bool, count=len(raw))
 
 
@@ -311,27 +359,35 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
     n = len(frame)
     pos, has = {}, {}
     for col in ("start", "end"):
-        times = (_parse_times(frame, col, ids, name) if col in frame.columns
-                 else pd.DatetimeIndex([pd.NaT] * n, tz="UTC"))
+        times = (
+            _parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
+        )
         has[col] = np.asarray(times.notna())
         p = index.get_indexer(times)
         missing = (p < 0) & has[col]
         if missing.any():
-            raise DataValidationError(name, "window_outside_data", f"{col!r} is not a bar of the data "
-                                      f"({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}")
+            raise DataValidationError(
+                name,
+                "window_outside_data",
+                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}",
+            )
         pos[col] = p
     no_time = ~has["start"] & ~has["end"]
     if no_time.any():
         raise DataValidationError(name, "timestamp", f"no start/end timestamp in {_rows(no_time, ids)}")
     wrong = has["start"] & has["end"] & (pos["end"] - pos["start"] + 1 != L)
     if wrong.any():
-        raise DataValidationError(name, "window_length", f"windows must span {L} bars from start to end in "
-                                  f"{_rows(wrong, ids)}")
+        raise DataValidationError(
+            name, "window_length", f"windows must span {L} bars from start to end in {_rows(wrong, ids)}"
+        )
     start = np.where(has["start"], pos["start"], pos["end"] - (L - 1))
     outside = (start < 0) | (start + L > n_bars)
     if outside.any():
-        raise DataValidationError(name, "window_outside_data", f"window of {L} bars reaches outside the data "
-                                  f"({index[0]} .. {index[-1]}) in {_rows(outside, ids)}")
+        raise DataValidationError(
+            name,
+            "window_outside_data",
+            f"window of {L} bars reaches outside the data ({index[0]} .. {index[-1]}) in {_rows(outside, ids)}",
+        )
 
     keys = [int(s) for s in start]
     _check_unique_ids(ids, keys, name)
@@ -342,13 +398,24 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
     valid = gather_windows(np.asarray(valid_full)[:, None], start, length=L)[..., 0].astype(bool)
     notes = [note] if note else []
     if (~valid).any():
-        notes.append(f"{name}: {int((~valid).any(axis=1).sum())} window(s) contain bars before the "
-                     f"feature warm-up (marked invalid, ignored by the classifier's pooling)")
+        notes.append(
+            f"{name}: {int((~valid).any(axis=1).sum())} window(s) contain bars before the "
+            f"feature warm-up (marked invalid, ignored by the classifier's pooling)"
+        )
     source_info["duplicates_dropped"] = int(len(frame) - len(keep))
     return LabelledSet(
-        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep],
-        start=index[start], end=index[start + L - 1], expansion=expansion[keep],
-        groups=overlap_groups(start, L), source=source_info, warnings=notes)
+        X=X,
+        valid=valid,
+        y=y[keep],
+        classes=classes,
+        window_id=ids[keep],
+        start=index[start],
+        end=index[start + L - 1],
+        expansion=expansion[keep],
+        groups=overlap_groups(start, L),
+        source=source_info,
+        warnings=notes,
+    )
 
 
 def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarray:
@@ -365,38 +432,9 @@ def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarra
 
 # ------------------------------------------------------------------------------------ format (b)
 
-COLD_START_WARNING = ("features are computed from each window alone (cold start): ATR, EMA and zigzag warm "
-                      "up inside the window, bars before the warm-up are invalid, and the values differ from "
-                      "the full-history features the encoder was pretrained on. Prefer labels given as "
-                      "timestamps into the OHLCV file.")
-
-
-def _window_array(cell, wid, name) -> np.ndarray:
-    if isinstance(cell, str):
-        cell = json.loads(cell)
-    try:
-        arr = np.array([np.asarray(row, dtype=float) for row in cell]) if len(cell) else np.empty((0, 4))
-    except (TypeError, ValueError) as e:
-        raise DataValidationError(name, "window_bars",
-                                  f"window_id {wid!r}: features are not numeric rows ({e})") from None
-    if arr.ndim == 1 and arr.size == 4 * WINDOW_LENGTH:
-        arr = arr.reshape(WINDOW_LENGTH, 4)
-    if arr.shape != (WINDOW_LENGTH, 4):
-        raise DataValidationError(name, "window_length", f"window_id {wid!r}: features must be "
-                                  f"{WINDOW_LENGTH} rows of [open, high, low, close], got shape {arr.shape}")
-    checks = [("non_finite", ~np.isfinite(arr).all(axis=1), "hold NaN or inf")]
-    if not checks[0][1].any():
-        checks += price_checks(*arr.T)   # the checks of OHLCV files (load_ohlcv), on finite bars
-    for check, bad, what in checks:
-        if bad.any():
-            raise DataValidationError(name, check, f"window_id {wid!r}: {int(bad.sum())} of its {WINDOW_LENGTH} "
-                                      f"bars {what}; first at bar offset(s) "
-                                      f"{', '.join(map(str, np.flatnonzero(bad)[:5]))} (0-based)")
-    return arr
-
 
 def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
-    ohlc = np.stack([_window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
+    ohlc = np.stack([window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
     keys = [a.tobytes() for a in ohlc]
     _check_unique_ids(ids, keys, name)
     keep, note = _deduplicate(keys, y, ids, name, "identical bars")
@@ -405,12 +443,14 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
     feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
     X = np.stack([f[0] for f in feats]).astype(np.float32)
     valid = np.stack([f[1] for f in feats]).astype(bool)
-    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + _outlier_notes(ohlc, ids[keep], name)
+    notes = [f"{name}: {COLD_START_WARNING}"] + ([note] if note else []) + outlier_notes(ohlc, ids[keep], name)
     warnings.warn(notes[0], stacklevel=3)
     empty = ~valid.any(axis=1)
     if empty.any():
-        msg = (f"{name}: dropped {int(empty.sum())} window(s) with no valid bar after the cold-start warm-up: "
-               f"{list(ids[keep][empty][:10])}")
+        msg = (
+            f"{name}: dropped {int(empty.sum())} window(s) with no valid bar after the cold-start warm-up: "
+            f"{list(ids[keep][empty][:10])}"
+        )
         warnings.warn(msg, stacklevel=3)
         notes.append(msg)
         keep, ohlc, X, valid = keep[~empty], ohlc[~empty], X[~empty], valid[~empty]
@@ -420,93 +460,16 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         times[col] = t if t is not None else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC")
     source_info["dropped_no_valid_bar"] = int(empty.sum())
     return LabelledSet(
-        X=X, valid=valid, y=y[keep], classes=classes, window_id=ids[keep], start=times["start"],
-        end=times["end"], expansion=expansion[keep], groups=shared_bar_groups(ohlc), source=source_info,
-        cold_start=True, warnings=notes)
-
-
-def _outlier_notes(ohlc: np.ndarray, ids: np.ndarray, name: str) -> list[str]:
-    """Warn, as for OHLCV files, about bars of a window with a price OUTLIER_FACTOR x away from the bars
-    around them (a bad tick in a hand-made window); the windows are kept."""
-    found = {wid: np.flatnonzero(suspect_outliers(w)) for w, wid in zip(ohlc, ids)}
-    found = {wid: bad for wid, bad in found.items() if len(bad)}
-    if not found:
-        return []
-    where = "; ".join(f"window_id {wid!r} at bar offset(s) {', '.join(map(str, bad[:5]))}"
-                      for wid, bad in list(found.items())[:5])
-    note = (f"{name}: {len(found)} window(s) with suspect outlier bars (a price more than {OUTLIER_FACTOR:g}x away "
-            f"from the median close around it): {where}. They are kept: check the file")
-    warnings.warn(note, SuspectOutlierWarning, stacklevel=4)
-    return [note]
-
-
-def shared_bar_groups(ohlc: np.ndarray, run: int = 5) -> np.ndarray:
-    """Group windows without timestamps that share a run of ``run`` identical consecutive OHLC bars
-    (i.e. overlap in time); connected windows get the same group id."""
-    parent = list(range(len(ohlc)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[bytes, int] = {}
-    for i, w in enumerate(ohlc):
-        for k in range(len(w) - run + 1):
-            j = owner.setdefault(w[k:k + run].tobytes(), i)
-            if j != i:
-                parent[find(i)] = find(j)
-    roots = [find(i) for i in range(len(ohlc))]
-    _, groups = np.unique(roots, return_inverse=True)
-    return groups.astype(np.int64)
-
-
-# ------------------------------------------------------------------------- kept out of pretraining
-
-def label_time_spans(source, bar_minutes: float = 1.0):
-    """(start, end, name) of the windows of a labels file or DataFrame, as UTC DatetimeIndexes (NaT where a
-    row has none); a missing column is the other one -+ WINDOW_LENGTH - 1 bars of ``bar_minutes`` (too
-    short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
-    frame, name = read_label_table(source)
-    span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    ids = _window_ids(frame, name)
-    col = {c: _parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
-    if not col:
-        return None, None, name
-    start = col["start"] if "start" in col else col["end"] - span
-    end = col["end"] if "end" in col else col["start"] + span
-    return start, end, name
-
-
-def exclude_intervals(labels, bars: pd.DataFrame | None = None, *, margin_minutes: float = 0.0,
-                      bar_minutes: float = 1.0) -> list[list[str]]:
-    """``PretrainConfig.exclude`` entries ([start, end] ISO strings, overlapping ones merged) that keep
-    the labelled windows (plus ``margin_minutes`` each side) out of pretraining.
-
-    ``labels``: a LabelledSet, or a labels file / DataFrame with ``start`` and/or ``end`` timestamps.
-    With ``bars`` the windows are resolved exactly; without, a missing end (start) is taken as
-    WINDOW_LENGTH - 1 bars of ``bar_minutes`` after (before) the other, which is too short across session gaps: add a
-    margin, or set ``PretrainConfig.exclude_margin_bars``.
-    """
-    if not isinstance(labels, LabelledSet) and bars is not None:
-        labels = load_labels(labels, bars)
-    if isinstance(labels, LabelledSet):
-        start, end, name = labels.start, labels.end, labels.source.get("path", "<labels>")
-    else:
-        start, end, name = label_time_spans(labels, bar_minutes)
-        if start is None:
-            raise ValueError(f"{name}: no 'start' or 'end' column; self-contained windows carry no timestamps")
-        span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-        start, end = start.where(start.notna(), end - span), end.where(end.notna(), start + span)
-    if start.isna().any():
-        raise ValueError(f"{name}: {int(start.isna().sum())} window(s) without timestamps cannot be excluded")
-    margin = pd.Timedelta(minutes=margin_minutes)
-    spans = sorted(zip(start - margin, end + margin))
-    merged: list[list] = []
-    for lo, hi in spans:
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [[lo.isoformat(), hi.isoformat()] for lo, hi in merged]
+        X=X,
+        valid=valid,
+        y=y[keep],
+        classes=classes,
+        window_id=ids[keep],
+        start=times["start"],
+        end=times["end"],
+        expansion=expansion[keep],
+        groups=shared_bar_groups(ohlc),
+        source=source_info,
+        cold_start=True,
+        warnings=notes,
+    )

@@ -4,6 +4,7 @@ primitives that ``moola_lib.objectives`` assembles (DESIGN.md section 4).
 All functions are vectorised torch and run on the device of their inputs. A ``generator`` must live
 on that device too (``torch.Generator(device=valid.device)``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,7 @@ def n_masked(length: int, ratio: float) -> int:
     return max(1, round(ratio * length))
 
 
-def random_mask(valid: torch.Tensor, ratio: float = 0.15, *, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
+def random_mask(valid: torch.Tensor, ratio: float = 0.15, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """bool [B, T]: exactly n_masked(T, ratio) steps per row, drawn uniformly among the valid steps
     (every valid step where a row has fewer)."""
     valid = valid.bool()
@@ -30,8 +30,9 @@ def random_mask(valid: torch.Tensor, ratio: float = 0.15, *, generator: torch.Ge
     return mask & valid
 
 
-def span_mask(valid: torch.Tensor, ratio: float = 0.15, mean_span: float = 3.0, *,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def span_mask(
+    valid: torch.Tensor, ratio: float = 0.15, mean_span: float = 3.0, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """bool [B, T]: alternating unmasked / masked spans with geometric lengths (masked mean
     ``mean_span``, unmasked mean ``mean_span * (1 - ratio) / ratio``), so about ``ratio`` of the
     steps are masked (TST / tsai MVP style); invalid steps are never masked."""
@@ -50,10 +51,10 @@ def span_mask(valid: torch.Tensor, ratio: float = 0.15, mean_span: float = 3.0, 
     starts_masked = torch.rand(b, 1, generator=generator, device=dev) < ratio
     first = torch.where(starts_masked, masked_len, unmasked_len)
     second = torch.where(starts_masked, unmasked_len, masked_len)
-    lengths = torch.stack([first, second], dim=2).reshape(b, 2 * t)   # alternating spans
+    lengths = torch.stack([first, second], dim=2).reshape(b, 2 * t)  # alternating spans
     ends = lengths.cumsum(dim=1)
     steps = torch.arange(t, device=dev, dtype=ends.dtype).expand(b, t).contiguous()
-    span_index = torch.searchsorted(ends, steps, right=True)           # which span holds each step
+    span_index = torch.searchsorted(ends, steps, right=True)  # which span holds each step
     in_second_kind = span_index % 2 == 1
     mask = torch.where(starts_masked, ~in_second_kind, in_second_kind)
     return mask & valid
@@ -65,7 +66,7 @@ def last_steps_mask(valid: torch.Tensor, n: int) -> torch.Tensor:
     if n < 1:
         raise ValueError(f"the number of masked last steps must be >= 1, got {n}")
     valid = valid.bool()
-    at_or_after = valid.flip(1).cumsum(dim=1).flip(1)   # valid steps at or after each step
+    at_or_after = valid.flip(1).cumsum(dim=1).flip(1)  # valid steps at or after each step
     return valid & (at_or_after <= n) & (at_or_after < valid.sum(dim=1, keepdim=True))
 
 
@@ -75,8 +76,7 @@ def _masked_mean(elementwise: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (elementwise * m).sum() / count.clamp_min(1.0)
 
 
-def masked_huber(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, delta: float = 1.0
-                 ) -> torch.Tensor:
+def masked_huber(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
     """Huber loss (fp32) averaged over masked positions x features (0 if nothing is masked)."""
     loss = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
     return _masked_mean(loss, mask)
@@ -101,13 +101,12 @@ def interpolation_baseline(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     steps = torch.arange(t, device=x.device).expand(x.shape[0], t)
     seen = ~mask.bool()
     prev = _previous_seen(seen)
-    nxt = (t - 1) - _previous_seen(seen.flip(1)).flip(1)   # t where there is no later seen step
+    nxt = (t - 1) - _previous_seen(seen.flip(1)).flip(1)  # t where there is no later seen step
     has_prev, has_next = prev >= 0, nxt < t
     x_prev, x_next = _at(x, prev), _at(x, nxt)
     weight = ((steps - prev) / (nxt - prev).clamp_min(1)).to(x.dtype).unsqueeze(-1)
     both = x_prev + weight * (x_next - x_prev)
-    pred = torch.where((has_prev & has_next).unsqueeze(-1), both,
-                       torch.where(has_prev.unsqueeze(-1), x_prev, x_next))
+    pred = torch.where((has_prev & has_next).unsqueeze(-1), both, torch.where(has_prev.unsqueeze(-1), x_prev, x_next))
     return torch.where((has_prev | has_next).unsqueeze(-1), pred, torch.zeros_like(x))
 
 

@@ -12,6 +12,7 @@ none or only some was made before they were recorded, so the missing ones are th
 "masked" for files that record none: they were all made by masked reconstruction). The architecture is
 the same under every objective.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,20 +34,42 @@ ENCODER_FORMAT = "moola.jade_encoder.v1"
 class JadeEncoder(nn.Module):
     """Bidirectional LSTM over [B, T, input_size] -> [B, T, 2 * hidden_size]."""
 
-    def __init__(self, input_size: int = 10, hidden_size: int = 128, num_layers: int = 2,
-                 dropout: float = 0.2):
+    def __init__(self, input_size: int = 10, hidden_size: int = 128, num_layers: int = 2, dropout: float = 0.2):
         super().__init__()
-        self.arch = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                         dropout=dropout)
+        self.arch = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout)
         self.output_size = 2 * hidden_size
-        self.feature_options: dict | None = None   # set by pretraining and load_encoder
-        self.objective: str | None = None          # the pretext objective; set by pretraining and load_encoder
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.feature_options: dict | None = None  # set by pretraining and load_encoder
+        self.objective: str | None = None  # the pretext objective; set by pretraining and load_encoder
+        self.lstm = nn.LSTM(
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
         return out
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output [B, T, 2H], first to last, without dropout between layers (as in eval mode).
+
+        ``nn.LSTM`` returns only the last layer's states; here each layer runs as a one-layer bidirectional
+        LSTM holding that layer's weights (both directions), on the previous layer's output: the same
+        arithmetic, so the last entry equals ``forward`` in eval mode (tests/test_readouts.py)."""
+        out = x
+        outputs = []
+        for layer in range(self.lstm.num_layers):
+            single = nn.LSTM(out.shape[-1], self.lstm.hidden_size, 1, batch_first=True, bidirectional=True)
+            with torch.no_grad():
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    for suffix in ("", "_reverse"):
+                        getattr(single, f"{name}_l0{suffix}").copy_(getattr(self.lstm, f"{name}_l{layer}{suffix}"))
+            out, _ = single.to(device=x.device, dtype=x.dtype)(out)
+            outputs.append(out)
+        return outputs
 
 
 def _encoder(encoder: JadeEncoder | None, arch: dict) -> JadeEncoder:
@@ -84,8 +107,7 @@ class JadeClassifier(nn.Module):
     stale and let some folds collapse to chance. ``arch`` holds the encoder's arguments; the encoder's own
     dropout is ``encoder_dropout`` (``dropout`` is the head's)."""
 
-    def __init__(self, encoder: JadeEncoder | None = None, n_classes: int = 2, dropout: float = 0.3,
-                 **arch):
+    def __init__(self, encoder: JadeEncoder | None = None, n_classes: int = 2, dropout: float = 0.3, **arch):
         super().__init__()
         if "encoder_dropout" in arch:
             arch["dropout"] = arch.pop("encoder_dropout")
@@ -161,8 +183,14 @@ def save_encoder(encoder: JadeEncoder, path: str | os.PathLike, **metadata) -> N
     atomic_torch_save({**encoder_state(encoder), "metadata": metadata}, path)
 
 
-def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden_size: int | None = 128,
-                 num_layers: int | None = 2, map_location="cpu") -> JadeEncoder:
+def load_encoder(
+    path: str | os.PathLike,
+    *,
+    input_size: int | None = 10,
+    hidden_size: int | None = 128,
+    num_layers: int | None = 2,
+    map_location="cpu",
+) -> JadeEncoder:
     """Load an encoder file or a pretraining checkpoint (key "encoder") without running pickled code.
 
     A file that is missing, empty, truncated, holds pickled code or is no moola encoder raises
@@ -170,13 +198,13 @@ def load_encoder(path: str | os.PathLike, *, input_size: int | None = 10, hidden
     ``num_layers`` is the value required (None = any); the architecture is read from the tensor shapes, and a
     mismatch, missing weights or weights of another shape are CheckpointError too, naming both."""
     name = os.fspath(path)
-    obj = load_torch_file(name, map_location=map_location)   # CheckpointError: empty, truncated, unsafe
-    return encoder_from_file_object(obj, name, input_size=input_size, hidden_size=hidden_size,
-                                    num_layers=num_layers)
+    obj = load_torch_file(name, map_location=map_location)  # CheckpointError: empty, truncated, unsafe
+    return encoder_from_file_object(obj, name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
 
 
-def encoder_from_file_object(obj, name: str, *, input_size: int | None = 10, hidden_size: int | None = 128,
-                             num_layers: int | None = 2) -> JadeEncoder:
+def encoder_from_file_object(
+    obj, name: str, *, input_size: int | None = 10, hidden_size: int | None = 128, num_layers: int | None = 2
+) -> JadeEncoder:
     """``load_encoder`` for the object an encoder file or checkpoint holds, already read (``name``: the
     file, for messages), so that a caller who needs the file's other contents reads it once."""
     recorded = recorded_feature_options(obj)
@@ -185,15 +213,17 @@ def encoder_from_file_object(obj, name: str, *, input_size: int | None = 10, hid
         obj = obj["encoder"]
     if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT:
         keys = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{name}: not a moola encoder file or pretraining checkpoint "
-                              f"(expected format {ENCODER_FORMAT!r}; found {keys})")
+        raise CheckpointError(
+            f"{name}: not a moola encoder file or pretraining checkpoint "
+            f"(expected format {ENCODER_FORMAT!r}; found {keys})"
+        )
     state = obj.get("state_dict")
     if not isinstance(state, dict):
-        raise CheckpointError(f"{name}: a moola encoder without its weights (no 'state_dict'); incomplete or "
-                              "altered, it cannot be used")
+        raise CheckpointError(
+            f"{name}: a moola encoder without its weights (no 'state_dict'); incomplete or altered, it cannot be used"
+        )
     found = _arch_from_state(state, name)
-    for key, required in (("input_size", input_size), ("hidden_size", hidden_size),
-                          ("num_layers", num_layers)):
+    for key, required in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
         if required is not None and found[key][0] != required:
             value, evidence = found[key]
             raise CheckpointError(f"{name}: encoder expects {key}={value} ({evidence}) but {required} was required")
@@ -226,13 +256,16 @@ def _arch_from_state(state: dict, name: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # inference for reports (figures draw what these return)
 
+
 @torch.no_grad()
-def pooled_features(model: JadeClassifier, X: torch.Tensor, valid: torch.Tensor,
-                    batch_size: int = 1024) -> torch.Tensor:
+def pooled_features(
+    model: JadeClassifier, X: torch.Tensor, valid: torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
     """Pooled encoder features [N, 2H] of every window of X [N, T, F] (eval mode: no encoder dropout)."""
     model.eval()
-    return torch.cat([model.embed(X[i:i + batch_size], valid[i:i + batch_size])
-                      for i in range(0, len(X), batch_size)])
+    return torch.cat(
+        [model.embed(X[i : i + batch_size], valid[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+    )
 
 
 def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int = 1024):
@@ -243,8 +276,18 @@ def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int 
     return pooled_features(model, X, valid, batch_size).cpu().numpy()
 
 
-def reconstruct_examples(model: JadePretrainer, X, valid, starts, *, n: int = 3, ratio: float = 0.15,
-                         seed: int = 0, length: int = WINDOW_LENGTH, draw=None):
+def reconstruct_examples(
+    model: JadePretrainer,
+    X,
+    valid,
+    starts,
+    *,
+    n: int = 3,
+    ratio: float = 0.15,
+    seed: int = 0,
+    length: int = WINDOW_LENGTH,
+    draw=None,
+):
     """Reconstruct ``n`` windows (starts chosen with ``seed``) of the series X [T, F] with hidden steps
     from ``draw(valid [n, T], generator)`` (a pretext objective's ``draw``; default: seeded random masks
     of ``ratio``). Returns numpy (x [n, T, F], mask [n, T], reconstruction [n, T, F])."""

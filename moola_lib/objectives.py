@@ -17,6 +17,7 @@ any objective have the same architecture and load with ``models.load_encoder``. 
 The trainer and the results call only these. A new objective is one subclass here, its name in
 ``OBJECTIVES`` and the same name in ``PretrainConfig.objective``'s allowed values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from .config import PretrainConfig
 from .features import FEATURE_NAMES
 from .masking import interpolation_baseline, last_steps_mask, masked_huber, persistence_baseline, random_mask, span_mask
 
-Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x [B, T, F], hidden [B, T]) -> [B, T, F]
+Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, T, F], hidden [B, T]) -> [B, T, F]
 
 
 class Objective:
@@ -38,7 +39,7 @@ class Objective:
     reference. Subclasses say which steps are hidden and which other references apply."""
 
     name: ClassVar[str] = ""
-    reference_titles: ClassVar[dict[str, str]] = {}   # reference predictor -> its name in words
+    reference_titles: ClassVar[dict[str, str]] = {}  # reference predictor -> its name in words
 
     def __init__(self, config: PretrainConfig):
         self.config = config
@@ -55,8 +56,13 @@ class Objective:
         over the hidden steps of one batch (sums add up over batches and ranks)."""
         pred, target, m = pred.float(), x.float(), hidden.unsqueeze(-1).float()
         huber = F.huber_loss(pred, target, reduction="none", delta=self.config.huber_delta)
-        return torch.cat([(huber * m).sum(dim=(0, 1)).double(), ((pred - target).abs() * m).sum().double()[None],
-                          hidden.sum().double()[None]])
+        return torch.cat(
+            [
+                (huber * m).sum(dim=(0, 1)).double(),
+                ((pred - target).abs() * m).sum().double()[None],
+                hidden.sum().double()[None],
+            ]
+        )
 
     @staticmethod
     def metrics(sums: torch.Tensor) -> dict:
@@ -64,8 +70,11 @@ class Objective:
         n_features = len(sums) - 2
         steps = sums[n_features + 1].clamp_min(1)
         per_feature = (sums[:n_features] / steps).tolist()
-        return {"loss": float(np.mean(per_feature)), "mae": (sums[n_features] / steps / n_features).item(),
-                "per_feature": dict(zip(FEATURE_NAMES, per_feature))}
+        return {
+            "loss": float(np.mean(per_feature)),
+            "mae": (sums[n_features] / steps / n_features).item(),
+            "per_feature": dict(zip(FEATURE_NAMES, per_feature)),
+        }
 
     def reference_predictors(self, train_mean: torch.Tensor) -> dict[str, Predictor]:
         """Name -> predictor of every reference, in the order of ``reference_titles``."""

@@ -10,6 +10,7 @@ training mean and linear interpolation between unmasked neighbours; for "forecas
 and persistence) and a third, per feature the better of them; every loss is also given per feature
 (``per_feature_losses``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ from .util.rundir import run_dir_claim
 __all__ = ["load_pretrain_data", "load_pretrainer", "main", "pretrain"]
 
 RESULTS_FORMAT = "moola.training_results.v1"
-BETTER = "better_reference"   # per feature the better of the objective's references
+BETTER = "better_reference"  # per feature the better of the objective's references
 
 
 def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | None = None) -> dict:
@@ -48,16 +49,17 @@ def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | Non
     config = as_config(config)
     if data is not None:
         check_data_matches(data, config)
-    ctx, device = distributed.setup(config.device)   # a device that is not there: ConfigError, nothing done
+    ctx, device = distributed.setup(config.device)  # a device that is not there: ConfigError, nothing done
     try:
-        with run_dir_claim(run_dir, enabled=ctx.is_main):   # one writer; refused before any work
+        with run_dir_claim(run_dir, enabled=ctx.is_main):  # one writer; refused before any work
             return _pretrain(config, Path(run_dir), ctx, device, data)
     finally:
         distributed.teardown(ctx)
 
 
-def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContext, device: torch.device,
-              data: PretrainData | None) -> dict:
+def _pretrain(
+    config: PretrainConfig, run_dir: Path, ctx: distributed.DistContext, device: torch.device, data: PretrainData | None
+) -> dict:
     t_start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -67,7 +69,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path, ctx: distributed.DistContex
     trainer = Trainer(config, data, device, ctx)
     progress = _Progress.start(trainer, resumed, t_start, data.summary["source"])
     _train_epochs(trainer, progress, run_dir)
-    ctx.barrier()   # rank 0 has written the checkpoints
+    ctx.barrier()  # rank 0 has written the checkpoints
     results = _final_results(trainer, data, progress, run_dir)
     if ctx.is_main:
         write_json(run_dir / RESULTS, results)
@@ -84,19 +86,27 @@ class _Progress:
     best_epoch: int = 0
     since_best: int = 0
     finished: bool = False
-    elapsed_before: float = 0.0      # seconds spent before this process (resumed runs)
-    t_start: float = 0.0             # perf_counter() when this process started the job
-    start_epoch: int = 0             # epochs completed when this process started
-    data_source: dict = field(default_factory=dict)   # data.bars_source: resume checks the file's SHA-256
+    elapsed_before: float = 0.0  # seconds spent before this process (resumed runs)
+    t_start: float = 0.0  # perf_counter() when this process started the job
+    start_epoch: int = 0  # epochs completed when this process started
+    data_source: dict = field(default_factory=dict)  # data.bars_source: resume checks the file's SHA-256
 
     @classmethod
     def start(cls, trainer: Trainer, resumed: dict | None, t_start: float, data_source: dict) -> _Progress:
         if resumed is None:
             return cls([], t_start=t_start, data_source=data_source)
         trainer.load_state_dict(resumed)
-        return cls(list(resumed["history"]), resumed["best_val_loss"], resumed["best_epoch"],
-                   resumed["epochs_since_best"], resumed["finished"], resumed["elapsed_seconds"],
-                   t_start, len(resumed["history"]), data_source)
+        return cls(
+            list(resumed["history"]),
+            resumed["best_val_loss"],
+            resumed["best_epoch"],
+            resumed["epochs_since_best"],
+            resumed["finished"],
+            resumed["elapsed_seconds"],
+            t_start,
+            len(resumed["history"]),
+            data_source,
+        )
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t_start
@@ -112,22 +122,38 @@ class _Progress:
         return improved
 
     def checkpoint_fields(self) -> dict:
-        return {"history": self.history, "best_val_loss": self.best_val, "best_epoch": self.best_epoch,
-                "epochs_since_best": self.since_best, "finished": self.finished,
-                "elapsed_seconds": self.elapsed(), "data_source": self.data_source}
+        return {
+            "history": self.history,
+            "best_val_loss": self.best_val,
+            "best_epoch": self.best_epoch,
+            "epochs_since_best": self.since_best,
+            "finished": self.finished,
+            "elapsed_seconds": self.elapsed(),
+            "data_source": self.data_source,
+        }
 
 
 def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path) -> None:
     """Train until the last epoch or early stopping; a progress bar on rank 0."""
     config = trainer.config
-    bar = progress_bar(total=config.epochs, initial=progress.start_epoch, desc="pretrain", unit="epoch",
-                       dynamic_ncols=True, disable=not (config.progress and trainer.ctx.is_main))
-    for epoch in range(progress.start_epoch + 1, config.epochs + 1):   # 1-based epochs
+    bar = progress_bar(
+        total=config.epochs,
+        initial=progress.start_epoch,
+        desc="pretrain",
+        unit="epoch",
+        dynamic_ncols=True,
+        disable=not (config.progress and trainer.ctx.is_main),
+    )
+    for epoch in range(progress.start_epoch + 1, config.epochs + 1):  # 1-based epochs
         if progress.finished:
             break
         row = _run_epoch(trainer, progress, epoch, run_dir)
-        bar.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}",
-                        win_s=f"{row['windows_per_s']:.0f}", refresh=False)
+        bar.set_postfix(
+            train=f"{row['train_loss']:.4f}",
+            val=f"{row['val_loss']:.4f}",
+            win_s=f"{row['windows_per_s']:.0f}",
+            refresh=False,
+        )
         bar.update(1)
     bar.close()
 
@@ -144,13 +170,23 @@ def _run_epoch(trainer: Trainer, progress: _Progress, epoch: int, run_dir: Path)
     if not math.isfinite(val["loss"]):
         raise FloatingPointError(f"non-finite validation loss at epoch {epoch}; training stopped, {kept}.")
     improved = progress.record(epoch, val["loss"], config.patience, config.epochs)
-    row = {"epoch": epoch, "train_loss": stats["train_loss"], "val_loss": val["loss"], "val_mae": val["mae"],
-           "lr": stats["lr"], "seconds": round(time.perf_counter() - t0, 4),
-           "train_seconds": round(stats["train_seconds"], 4), "windows_per_s": round(stats["windows_per_s"], 1)}
+    row = {
+        "epoch": epoch,
+        "train_loss": stats["train_loss"],
+        "val_loss": val["loss"],
+        "val_mae": val["mae"],
+        "lr": stats["lr"],
+        "seconds": round(time.perf_counter() - t0, 4),
+        "train_seconds": round(stats["train_seconds"], 4),
+        "windows_per_s": round(stats["windows_per_s"], 1),
+    }
     progress.history.append(row)
     if trainer.ctx.is_main:
-        save_checkpoints({"epoch": epoch, **trainer.state_dict(), "config": config.to_dict(),
-                          **progress.checkpoint_fields()}, run_dir, improved)
+        save_checkpoints(
+            {"epoch": epoch, **trainer.state_dict(), "config": config.to_dict(), **progress.checkpoint_fields()},
+            run_dir,
+            improved,
+        )
     return row
 
 
@@ -159,7 +195,7 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
     predictors on the same masks, the history, config, data summary, environment and costs."""
     config, device, history = trainer.config, trainer.device, progress.history
     trainer.model.load_state_dict(load_checkpoint(run_dir / BEST, device)["model"])
-    model = {name: trainer.evaluate(name) for name in trainer.eval_masks}   # the best checkpoint, once
+    model = {name: trainer.evaluate(name) for name in trainer.eval_masks}  # the best checkpoint, once
     stopped_early = len(history) < config.epochs
     return {
         "format": RESULTS_FORMAT,
@@ -172,9 +208,10 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
         **_reference_results(trainer, data, model),
         "epochs_completed": len(history),
         "stopped_early": stopped_early,
-        "stop_reason": (f"no val improvement for {config.patience} epochs" if stopped_early
-                        else "completed all epochs"),
-        "resumed_from_epoch": progress.start_epoch or None,   # a checkpoint holds >= 1 epoch
+        "stop_reason": (
+            f"no val improvement for {config.patience} epochs" if stopped_early else "completed all epochs"
+        ),
+        "resumed_from_epoch": progress.start_epoch or None,  # a checkpoint holds >= 1 epoch
         "history": history,
         "config": config.to_dict(),
         "data": data.summary,
@@ -197,9 +234,10 @@ def _reference_results(trainer: Trainer, data: PretrainData, model: dict) -> dic
         better = {f: min(refs[key]["per_feature"][f] for key in predictors) for f in FEATURE_NAMES}
         refs[BETTER] = {"loss": float(np.mean(list(better.values()))), "per_feature": better}
         references[name] = refs
-        per_feature[name] = {f: {"model": model[name]["per_feature"][f],
-                                 **{key: ref["per_feature"][f] for key, ref in refs.items()}}
-                             for f in FEATURE_NAMES}
+        per_feature[name] = {
+            f: {"model": model[name]["per_feature"][f], **{key: ref["per_feature"][f] for key, ref in refs.items()}}
+            for f in FEATURE_NAMES
+        }
     return {"reference_losses": references, "per_feature_losses": per_feature}
 
 
@@ -229,6 +267,7 @@ def _peak_memory(device: torch.device) -> dict:
 
 # ---------------------------------------------------------------------------------------------------
 # command line (for torchrun and scripts; the notebooks call pretrain() directly)
+
 
 def main(argv: list[str] | None = None) -> dict:
     """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-y YAML] [-p NAME VALUE]...``, also under

@@ -1,6 +1,7 @@
 """Where an encoder came from: its run's training_results.json, the feature options it was pretrained
 with, and how many labelled windows lie inside its pretraining period (the encoder has seen their bars).
 ``EncoderSource.load`` reads an encoder file once and keeps all of these with the encoder."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import to_utc
-from .util.io import load_torch_file, read_json
 from .labels import LabelledSet
 from .models import JadeEncoder, encoder_from_file_object, recorded_feature_options, stored_feature_options
+from .util.io import load_torch_file, read_json
 from .util.paths import resolve_path
 
 
@@ -20,6 +21,7 @@ def seen_in_pretraining(start, end, splits: Mapping, exclude) -> tuple[dict, np.
     """For windows [start, end] (UTC; NaT never matches): per split, whether each overlaps it (splits are
     half-open), whether an ``exclude`` period (inclusive) covers it, and whether pretraining saw its bars
     (inside train or val and not excluded)."""
+
     def hits(lo, hi, closed_end=False):
         lo, hi = to_utc(lo), to_utc(hi)
         before_end = start <= hi if closed_end else start < hi
@@ -42,9 +44,16 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
     timestamps, or the pretraining period itself is unknown)."""
     start, end = labelled.start, labelled.end
     known = ~np.asarray(start.isna())
-    out = {"n_windows": len(labelled), "without_timestamps": int((~known).sum()), "splits": None,
-           "inside_split": None, "seen": None, "excluded": None, "encoder_data_path": None,
-           "encoder_synthetic_seed": None}
+    out = {
+        "n_windows": len(labelled),
+        "without_timestamps": int((~known).sum()),
+        "splits": None,
+        "inside_split": None,
+        "seen": None,
+        "excluded": None,
+        "encoder_data_path": None,
+        "encoder_synthetic_seed": None,
+    }
     if training_results is None or not known.any():
         return {**out, "status": "unknown", "period_known": training_results is not None}
     res = read_json(training_results) if not isinstance(training_results, Mapping) else training_results
@@ -54,12 +63,17 @@ def pretraining_overlap(labelled: LabelledSet, training_results) -> dict:
     splits = splits or cfg.get("splits") or {}
 
     per_split, excluded, seen = seen_in_pretraining(start, end, splits, cfg.get("exclude", []))
-    return {**out, "status": "known" if known.all() else "partial", "period_known": True,
-            "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
-            "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
-            "seen": int(seen.sum()), "excluded": int(excluded.sum()),
-            "encoder_data_path": cfg.get("data_path"),
-            "encoder_synthetic_seed": cfg.get("synthetic_seed") if cfg.get("data_path") is None else None}
+    return {
+        **out,
+        "status": "known" if known.all() else "partial",
+        "period_known": True,
+        "splits": {name: [str(lo), str(hi)] for name, (lo, hi) in splits.items()},
+        "inside_split": {name: int(m.sum()) for name, m in per_split.items()},
+        "seen": int(seen.sum()),
+        "excluded": int(excluded.sum()),
+        "encoder_data_path": cfg.get("data_path"),
+        "encoder_synthetic_seed": cfg.get("synthetic_seed") if cfg.get("data_path") is None else None,
+    }
 
 
 def find_training_results(encoder_path) -> Path | None:
@@ -82,7 +96,7 @@ def encoder_feature_options(encoder_path) -> dict:
     training_results.json records; options recorded by neither (encoders made before they were
     recorded) are the original's (``ORIGINAL_FEATURE_OPTIONS``)."""
     obj = load_torch_file(encoder_path)
-    results = None   # read only when the file records no options
+    results = None  # read only when the file records no options
     if recorded_feature_options(obj) is None and (path := _training_results_path(Path(encoder_path), obj)):
         results = read_json(path)
     return _feature_options(obj, results)
@@ -113,8 +127,7 @@ class EncoderSource:
         ``input_size``: the number of features required (None = any)."""
         path = Path(path)
         obj = load_torch_file(path)
-        encoder = encoder_from_file_object(obj, str(path), input_size=input_size, hidden_size=None,
-                                           num_layers=None)
+        encoder = encoder_from_file_object(obj, str(path), input_size=input_size, hidden_size=None, num_layers=None)
         results_path = _training_results_path(path, obj)
         results = read_json(results_path) if results_path else None
         return cls(path, encoder, _feature_options(obj, results), results_path, results)

@@ -17,6 +17,7 @@ Cuts fall at 17:00 New York time (EST or EDT), between two trading sessions: CME
 NQ halt at 17:00 every day (Sunday 18:00 to Friday 17:00, as ``moola_lib.synthetic`` models them), and
 spot FX rolls its trading day over at 17:00 New York, so no session has bars on both sides of a cut.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,15 +29,17 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
-SESSION_CUT = dt.time(17, 0)   # New York local time of the daily halt
+SESSION_CUT = dt.time(17, 0)  # New York local time of the daily halt
 AUTO_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
-DEFAULT_SPLITS = {   # the seed guide's splits of the 5-year NQ file (params/nq_5yr.yaml)
+DEFAULT_SPLITS = {  # the seed guide's splits of the 5-year NQ file (params/nq_5yr.yaml)
     "train": ("2020-09-01", "2025-01-01"),
     "val": ("2025-01-01", "2025-04-01"),
     "test": ("2025-04-01", "2025-07-01"),
 }
-FRACTIONS_HINT = ('splits: auto (80 / 10 / 10 of the data\'s span, cut at 17:00 New York) or fractions such as '
-                  '{"train": 0.8, "val": 0.1, "test": 0.1}')
+FRACTIONS_HINT = (
+    "splits: auto (80 / 10 / 10 of the data's span, cut at 17:00 New York) or fractions such as "
+    '{"train": 0.8, "val": 0.1, "test": 0.1}'
+)
 
 
 def to_utc(value) -> pd.Timestamp:
@@ -59,12 +62,19 @@ def split_problems(splits, required: tuple[str, ...] = ("train", "val")) -> list
         return [] if splits == "auto" else [f"splits must be 'auto' or a mapping of split names, got {splits!r}"]
     if not isinstance(splits, Mapping) or not splits:
         return [f"splits must be 'auto' or a non-empty mapping of split names, got {splits!r}"]
-    problems = [f"splits must define {' and '.join(map(repr, required))} (got {list(splits)})"
-                ] if not set(required) <= set(splits) else []
+    problems = (
+        [f"splits must define {' and '.join(map(repr, required))} (got {list(splits)})"]
+        if not set(required) <= set(splits)
+        else []
+    )
     numbers = [_is_number(b) for b in splits.values()]
     if any(numbers) and not all(numbers):
-        return problems + [("splits: give every split as [start, end] dates or every split as a fraction of the "
-                            f"data's span, not a mix (got {dict(splits)})")]
+        return problems + [
+            (
+                "splits: give every split as [start, end] dates or every split as a fraction of the "
+                f"data's span, not a mix (got {dict(splits)})"
+            )
+        ]
     return problems + (_fraction_problems(splits) if all(numbers) else _date_problems(splits))
 
 
@@ -73,8 +83,11 @@ def _is_number(value) -> bool:
 
 
 def _fraction_problems(fractions: Mapping[str, float]) -> list[str]:
-    problems = [f"splits[{name!r}] = {f!r}: a fraction must be in (0, 1]"
-                for name, f in fractions.items() if not (math.isfinite(f) and 0 < f <= 1)]
+    problems = [
+        f"splits[{name!r}] = {f!r}: a fraction must be in (0, 1]"
+        for name, f in fractions.items()
+        if not (math.isfinite(f) and 0 < f <= 1)
+    ]
     total = sum(fractions.values())
     if not problems and total > 1 + 1e-9:
         problems.append(f"splits: the fractions sum to {total:g}; they may sum to at most 1 (got {dict(fractions)})")
@@ -96,9 +109,12 @@ def _date_problems(splits: Mapping) -> list[str]:
         if not bounds[name][0] < bounds[name][1]:
             problems.append(f"splits[{name!r}]: start {pair[0]} must be before end {pair[1]}")
     ordered = sorted(bounds.items(), key=lambda item: item[1][0])
-    problems += [f"splits {a!r} and {b!r} overlap ({a!r} ends {splits[a][1]}, {b!r} starts {splits[b][0]}); "
-                 "splits are half-open [start, end)"
-                 for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered) if b_start < a_end]
+    problems += [
+        f"splits {a!r} and {b!r} overlap ({a!r} ends {splits[a][1]}, {b!r} starts {splits[b][0]}); "
+        "splits are half-open [start, end)"
+        for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered)
+        if b_start < a_end
+    ]
     return problems
 
 

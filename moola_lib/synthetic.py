@@ -23,6 +23,7 @@ depth. The embedded labelled set (``moola_lib.testbed``) is a sample of these ep
 kept out of pretraining: pretraining on this market sees episodes of the labelled kind, as pretraining on
 a user's years of bars does.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,11 +47,29 @@ _MINUTE_NS = 60_000_000_000
 
 # Intraday volatility multiplier at New York wall-clock times (hh:mm), linearly interpolated.
 _PROFILE_KNOTS = (
-    ("00:00", 0.35), ("02:30", 0.35), ("03:00", 0.60), ("04:00", 0.50), ("08:25", 0.55),
-    ("08:30", 1.10), ("08:45", 0.75), ("09:29", 0.80), ("09:30", 2.20), ("10:00", 1.60),
-    ("10:30", 1.30), ("12:00", 0.90), ("13:30", 0.85), ("15:30", 1.15), ("15:55", 1.60),
-    ("16:00", 1.00), ("16:15", 0.55), ("17:00", 0.45), ("18:00", 0.60), ("18:30", 0.45),
-    ("20:00", 0.50), ("21:00", 0.40), ("24:00", 0.35),
+    ("00:00", 0.35),
+    ("02:30", 0.35),
+    ("03:00", 0.60),
+    ("04:00", 0.50),
+    ("08:25", 0.55),
+    ("08:30", 1.10),
+    ("08:45", 0.75),
+    ("09:29", 0.80),
+    ("09:30", 2.20),
+    ("10:00", 1.60),
+    ("10:30", 1.30),
+    ("12:00", 0.90),
+    ("13:30", 0.85),
+    ("15:30", 1.15),
+    ("15:55", 1.60),
+    ("16:00", 1.00),
+    ("16:15", 0.55),
+    ("17:00", 0.45),
+    ("18:00", 0.60),
+    ("18:30", 0.45),
+    ("20:00", 0.50),
+    ("21:00", 0.40),
+    ("24:00", 0.35),
 )
 
 
@@ -83,8 +102,10 @@ class SyntheticOptions:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.event_rate <= MAX_RATE:
-            raise ValueError(f"event_rate must be in [0, {MAX_RATE:.2f}] episodes per 1,000 bars (episodes are "
-                             f"at least a window apart), got {self.event_rate!r}")
+            raise ValueError(
+                f"event_rate must be in [0, {MAX_RATE:.2f}] episodes per 1,000 bars (episodes are "
+                f"at least a window apart), got {self.event_rate!r}"
+            )
 
 
 def synthetic_ohlcv(start="2020-09-01", end="2025-09-30", seed: int = 0, **options) -> pd.DataFrame:
@@ -92,8 +113,9 @@ def synthetic_ohlcv(start="2020-09-01", end="2025-09-30", seed: int = 0, **optio
     return synthetic_market(start, end, seed, **options)[0]
 
 
-def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
-                     **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+def synthetic_market(
+    start="2020-09-01", end="2025-09-30", seed: int = 0, **options
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(bars, events)``.
 
     ``bars``: UTC DatetimeIndex named "timestamp", float64 open/high/low/close/volume. ``events``: one row
@@ -119,8 +141,7 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
     drift, momentum, vol_scale = _regimes(rng, n, opts)
     sigma *= vol_scale
     drift *= sigma
-    events = plant_episodes(np.random.default_rng([seed, 2]), minutes, sigma, drift, opts.event_rate,
-                            opts.difficulty)
+    events = plant_episodes(np.random.default_rng([seed, 2]), minutes, sigma, drift, opts.event_rate, opts.difficulty)
     in_event = np.zeros(n + 1, dtype=np.int64)
     np.add.at(in_event, events["first"], 1)
     np.add.at(in_event, events["last"] + 1, -1)
@@ -135,8 +156,9 @@ def synthetic_market(start="2020-09-01", end="2025-09-30", seed: int = 0,
 
     index = pd.DatetimeIndex((minutes * _MINUTE_NS).astype("datetime64[ns]"), name="timestamp")
     index = index.tz_localize("UTC")
-    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
-                        index=index, copy=False)
+    bars = pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index, copy=False
+    )
     return bars, episode_table(index, events)
 
 
@@ -215,8 +237,11 @@ def _trading_minutes(start, end) -> tuple[np.ndarray, np.ndarray]:
     minute_of_day = local % 1440
     weekday = (local // 1440 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     halt = (minute_of_day >= 17 * 60) & (minute_of_day < 18 * 60)
-    trading = (((weekday <= 3) & ~halt) | ((weekday == 4) & (minute_of_day < 17 * 60))
-               | ((weekday == 6) & (minute_of_day >= 18 * 60)))
+    trading = (
+        ((weekday <= 3) & ~halt)
+        | ((weekday == 4) & (minute_of_day < 17 * 60))
+        | ((weekday == 6) & (minute_of_day >= 18 * 60))
+    )
     return utc[trading], minute_of_day[trading]
 
 

@@ -15,6 +15,7 @@ on the CPU, from their own fixed seed (EVAL_MASK_SEED): they do not depend on ``
 so val losses compare across epochs, runs, seeds and machines. ``Trainer.evaluate`` scores the model, or
 any predictor (the objective's references), on those masks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,17 +38,22 @@ from .util.threads import CpuThreads
 from .windows import gather_windows
 
 EVAL_SPLITS = ("val", "test")
-EVAL_MASK_SEED = 20_261_125   # the fixed masks of the eval splits: independent of config.seed and the device
+EVAL_MASK_SEED = 20_261_125  # the fixed masks of the eval splits: independent of config.seed and the device
 
 
 class Trainer:
     """Model, optimiser, lr schedule and device-resident data of one pretraining job."""
 
-    def __init__(self, config: PretrainConfig, data: PretrainData, device: torch.device,
-                 ctx: distributed.DistContext | None = None):
+    def __init__(
+        self,
+        config: PretrainConfig,
+        data: PretrainData,
+        device: torch.device,
+        ctx: distributed.DistContext | None = None,
+    ):
         self.config, self.device = config, device
         self.ctx = ctx or distributed.DistContext()
-        self.cpu_threads = CpuThreads(device)   # re-decided before each epoch from the load of other processes
+        self.cpu_threads = CpuThreads(device)  # re-decided before each epoch from the load of other processes
         self.objective = make_objective(config)
         self.X = torch.from_numpy(data.X).to(device)
         self.valid = torch.from_numpy(data.valid).to(device)
@@ -55,17 +61,22 @@ class Trainer:
         self.eval_masks = self.fixed_eval_masks(data)
 
         torch.manual_seed(config.seed)
-        self.model = JadePretrainer(input_size=config.input_size, hidden_size=config.hidden_size,
-                                    num_layers=config.num_layers, dropout=config.dropout).to(device)
-        self.model.encoder.feature_options = dict(config.feature_options)   # stored with every encoder
+        self.model = JadePretrainer(
+            input_size=config.input_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+        ).to(device)
+        self.model.encoder.feature_options = dict(config.feature_options)  # stored with every encoder
         self.model.encoder.objective = config.objective
         self.amp_dtype = amp_dtype(config, self.model, self.X, device)
         self.train_model = self.model
         if self.ctx.active:
             ids = [device.index] if device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay, fused=device.type == "cuda")
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
 
         n_train = len(self.starts["train"])
@@ -76,7 +87,8 @@ class Trainer:
         warmup_steps = config.warmup_epochs * self.steps_per_epoch
         self.total_steps = config.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, warmup_steps, self.total_steps))
+            self.optimizer, lambda step: lr_factor(step, warmup_steps, self.total_steps)
+        )
 
     def fixed_eval_masks(self, data: PretrainData) -> dict[str, torch.Tensor]:
         """The val/test masks, drawn on the CPU from EVAL_MASK_SEED (a CPU generator gives the same
@@ -117,13 +129,17 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
         if int(first_bad) <= self.steps_per_epoch:
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}, "
-                                     f"step {int(first_bad)} of {self.steps_per_epoch}")
-        return {"train_loss": (sums[0] / sums[1].clamp_min(1)).item(), "lr": lr,
-                "train_seconds": seconds, "windows_per_s": self.per_rank * self.ctx.world_size / seconds}
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {epoch}, step {int(first_bad)} of {self.steps_per_epoch}"
+            )
+        return {
+            "train_loss": (sums[0] / sums[1].clamp_min(1)).item(),
+            "lr": lr,
+            "train_seconds": seconds,
+            "windows_per_s": self.per_rank * self.ctx.world_size / seconds,
+        }
 
-    def run_steps(self, order: torch.Tensor, g_mask: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def run_steps(self, order: torch.Tensor, g_mask: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
         """The epoch's optimisation steps over the train windows ``order`` indexes, without a host-device
         sync (the GPU check runs this under ``torch.cuda.set_sync_debug_mode("error")``; the one sync
         left is cuDNN reseeding its dropout state at the epoch's first step, after ``epoch_plan``).
@@ -192,8 +208,10 @@ class Trainer:
         return {
             "encoder": encoder_state(self.model.encoder),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": _rng_state(self.device),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(self.device),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -201,13 +219,13 @@ class Trainer:
         # the optimizer state may come from another device (a CPU run resumed on a GPU or back): take this
         # device's choice of fused AdamW, so load_state_dict also moves the step counters where fused wants them
         optimizer = dict(state["optimizer"])
-        optimizer["param_groups"] = [{**group, "fused": self.optimizer.defaults["fused"]}
-                                     for group in optimizer["param_groups"]]
+        optimizer["param_groups"] = [
+            {**group, "fused": self.optimizer.defaults["fused"]} for group in optimizer["param_groups"]
+        ]
         self.optimizer.load_state_dict(optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], self.device)
-
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -238,9 +256,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-
-def amp_dtype(config: PretrainConfig, model: JadePretrainer, X: torch.Tensor,
-               device: torch.device) -> torch.dtype | None:
+def amp_dtype(
+    config: PretrainConfig, model: JadePretrainer, X: torch.Tensor, device: torch.device
+) -> torch.dtype | None:
     """Autocast dtype on CUDA: bf16 where supported, else fp16 (with a grad scaler); None = fp32.
 
     cuDNN LSTMs take bf16 only from cuDNN 9.13, so each candidate is probed with one tiny
@@ -257,7 +275,9 @@ def amp_dtype(config: PretrainConfig, model: JadePretrainer, X: torch.Tensor,
             out.float().sum().backward()
             return dtype
         except RuntimeError as e:
-            warnings.warn(f"mixed precision {dtype} is not usable with this LSTM ({e}); trying the next option")
+            warnings.warn(
+                f"mixed precision {dtype} is not usable with this LSTM ({e}); trying the next option", stacklevel=2
+            )
         finally:
             model.zero_grad(set_to_none=True)
     return None
@@ -265,4 +285,3 @@ def amp_dtype(config: PretrainConfig, model: JadePretrainer, X: torch.Tensor,
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
     return contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
-

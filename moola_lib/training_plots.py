@@ -3,6 +3,7 @@ predictors (overall and per feature), loss curves, reconstructions, the sweep's 
 every function returns its figure or frame). They draw what they are given: model inference for a figure is
 in ``moola_lib.models``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from .features import FEATURE_NAMES
 
 # ----------------------------------------------------------------------------------------------------
 # pretraining
+
 
 def splits_table(summary: Mapping) -> pd.DataFrame:
     """The split summary of ``load_pretrain_data(...).summary`` (or training_results.json["data"])."""
@@ -45,8 +47,12 @@ def reference_table(results: Mapping) -> pd.DataFrame:
         model = results["best_val_loss"] if split == "val" else (results.get("test") or {}).get("loss")
         losses = {title: refs[key]["loss"] for key, title in titles.items()}
         better = refs.get("better_reference", {}).get("loss", min(losses.values()))
-        rows[split] = {"model (best epoch)": model, **losses, "per feature the better reference": better,
-                       "model / per-feature better reference": model / better if model is not None else None}
+        rows[split] = {
+            "model (best epoch)": model,
+            **losses,
+            "per feature the better reference": better,
+            "model / per-feature better reference": model / better if model is not None else None,
+        }
     return pd.DataFrame(rows).T
 
 
@@ -62,13 +68,17 @@ def reference_verdict(results: Mapping) -> str:
     else:
         verdict = "beats neither reference predictor: it has learned nothing useful yet"
     losses = ", ".join(f"{title} {refs[key]['loss']:.4f}" for key, title in titles.items())
-    text = (f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
-            f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: {losses}")
+    text = (
+        f"Best val loss {model:.4f} (epoch {results['best_epoch']} of {results['epochs_completed']}, "
+        f"{results['stop_reason']}) {verdict}.\nReference losses on the same masks: {losses}"
+    )
     if "better_reference" in refs:
         better = refs["better_reference"]["loss"]
         change = 100 * (model / better - 1)
-        text += (f", per feature the better of the two {better:.4f} (the model's loss is "
-                 f"{abs(change):.1f}% {'below' if change < 0 else 'above'} it)")
+        text += (
+            f", per feature the better of the two {better:.4f} (the model's loss is "
+            f"{abs(change):.1f}% {'below' if change < 0 else 'above'} it)"
+        )
     return text + "."
 
 
@@ -85,22 +95,33 @@ def per_feature_verdict(results: Mapping, split: str = "val", *, margin: float =
     """In words: which features the model reconstructs better than both references (by more than
     ``margin``, relative), which about as well as the better one, and which worse."""
     ratio = per_feature_table(results, split)["model / better reference"].sort_values()
-    groups = {"better": ratio[ratio < 1 - margin], "tie": ratio[(ratio >= 1 - margin) & (ratio <= 1 + margin)],
-              "worse": ratio[ratio > 1 + margin]}
+    groups = {
+        "better": ratio[ratio < 1 - margin],
+        "tie": ratio[(ratio >= 1 - margin) & (ratio <= 1 + margin)],
+        "worse": ratio[ratio > 1 + margin],
+    }
 
-    def listed(series):   # the model's loss relative to the better reference
-        return ", ".join(f"{name} ({abs(100 * (r - 1)):.0f}% {'lower' if r < 1 else 'higher'})"
-                         for name, r in series.items())
+    def listed(series):  # the model's loss relative to the better reference
+        return ", ".join(
+            f"{name} ({abs(100 * (r - 1)):.0f}% {'lower' if r < 1 else 'higher'})" for name, r in series.items()
+        )
 
-    lines = [f"On the {split} split the model reconstructs "
-             + (f"{len(groups['better'])} of {len(ratio)} features better than both references: "
-                f"{listed(groups['better'])} (loss relative to the better reference)." if len(groups["better"])
-                else "no feature better than both references.")]
+    lines = [
+        f"On the {split} split the model reconstructs "
+        + (
+            f"{len(groups['better'])} of {len(ratio)} features better than both references: "
+            f"{listed(groups['better'])} (loss relative to the better reference)."
+            if len(groups["better"])
+            else "no feature better than both references."
+        )
+    ]
     if len(groups["tie"]):
         lines.append(f"About as well as the better reference (within {100 * margin:.0f}%): {listed(groups['tie'])}.")
     if len(groups["worse"]):
-        lines.append(f"Worse than the better reference: {listed(groups['worse'])}: there it has not learned "
-                     "what the reference already knows.")
+        lines.append(
+            f"Worse than the better reference: {listed(groups['worse'])}: there it has not learned "
+            "what the reference already knows."
+        )
     return "\n".join(lines)
 
 
@@ -132,8 +153,15 @@ def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | No
     for label, value in (references or {}).items():
         ax.axhline(value, color="0.35", ls=next(styles, ":"), lw=1.2, label=f"reference: {label} ({value:.3f})")
     best = h["val_loss"].idxmin()
-    ax.scatter([h["epoch"][best]], [h["val_loss"][best]], s=80, facecolors="none", edgecolors="r", zorder=3,
-               label=f"best val {h['val_loss'][best]:.4f} (epoch {h['epoch'][best]})")
+    ax.scatter(
+        [h["epoch"][best]],
+        [h["val_loss"][best]],
+        s=80,
+        facecolors="none",
+        edgecolors="r",
+        zorder=3,
+        label=f"best val {h['val_loss'][best]:.4f} (epoch {h['epoch'][best]})",
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("Pretraining loss (hidden steps)")
@@ -148,9 +176,15 @@ def loss_curves(history: Sequence[Mapping], references: Mapping[str, float] | No
     return fig
 
 
-def reconstructions(x: np.ndarray, mask: np.ndarray, recon: np.ndarray, *, names: Sequence[str] = FEATURE_NAMES,
-                    features: Sequence[str] = ("close_norm", "range_z", "dist_to_prev_SH"),
-                    max_windows: int = 3) -> plt.Figure:
+def reconstructions(
+    x: np.ndarray,
+    mask: np.ndarray,
+    recon: np.ndarray,
+    *,
+    names: Sequence[str] = FEATURE_NAMES,
+    features: Sequence[str] = ("close_norm", "range_z", "dist_to_prev_SH"),
+    max_windows: int = 3,
+) -> plt.Figure:
     """Original feature traces, masked positions (shaded) and the model's reconstruction there.
 
     x, recon: [B, T, F]; mask: bool [B, T]."""
@@ -178,6 +212,7 @@ def reconstructions(x: np.ndarray, mask: np.ndarray, recon: np.ndarray, *, names
 
 # ----------------------------------------------------------------------------------------------------
 # sweeps
+
 
 def sweep_val_curves(rows: Sequence[Mapping]) -> plt.Figure:
     """Val loss per epoch of every finished sweep setting, overlaid."""

@@ -3,6 +3,7 @@
 A window is identified by the position of its first bar; ``gather_windows`` turns a batch of starts
 into ``[N, length, F]`` with one fancy-index gather, so ``[T, length, F]`` is never materialised.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,9 +49,17 @@ def _as_timestamp(value, tz) -> pd.Timestamp:
     return ts.tz_localize("UTC").tz_convert(tz) if ts.tz is None else ts.tz_convert(tz)
 
 
-def split_windows(index: pd.DatetimeIndex, valid=None, splits=DEFAULT_SPLITS, *, length: int = WINDOW_LENGTH,
-                  stride: int = WINDOW_STRIDE, require_valid: bool = True, max_gap=None,
-                  exclude=None) -> dict[str, np.ndarray]:
+def split_windows(
+    index: pd.DatetimeIndex,
+    valid=None,
+    splits=DEFAULT_SPLITS,
+    *,
+    length: int = WINDOW_LENGTH,
+    stride: int = WINDOW_STRIDE,
+    require_valid: bool = True,
+    max_gap=None,
+    exclude=None,
+) -> dict[str, np.ndarray]:
     """Window start positions (absolute, into the full series) per split; no window crosses a split.
 
     valid: bool [T] per-bar mask (e.g. the features' warm-up mask); with require_valid, windows holding
@@ -104,8 +113,7 @@ def gather_windows(X, starts, length: int = WINDOW_LENGTH):
 
         on_gpu = isinstance(starts, torch.Tensor) and starts.device.type != "cpu"
         if not on_gpu:
-            _check_bounds(np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts),
-                          len(X), length)
+            _check_bounds(np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts), len(X), length)
         starts = torch.as_tensor(starts, dtype=torch.long, device=X.device)
         return X[starts[:, None] + torch.arange(length, device=X.device)]
     starts = np.asarray(starts, dtype=np.int64)
@@ -117,5 +125,7 @@ def _check_bounds(starts: np.ndarray, n: int, length: int) -> None:
     if starts.ndim != 1:
         raise ValueError(f"starts must be 1-D, got shape {starts.shape}")
     if starts.size and (starts.min() < 0 or starts.max() + length > n):
-        raise IndexError(f"window starts must lie in [0, {n - length}] for {n} bars and length "
-                         f"{length}; got min {starts.min()}, max {starts.max()}")
+        raise IndexError(
+            f"window starts must lie in [0, {n - length}] for {n} bars and length "
+            f"{length}; got min {starts.min()}, max {starts.max()}"
+        )

@@ -1,11 +1,12 @@
 """Test-wide settings: headless plotting, a bounded hypothesis profile, one torch thread where asked."""
+
 import os
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("moola", deadline=None, max_examples=50, derandomize=True)
 settings.load_profile("moola")
@@ -28,12 +29,32 @@ def one_torch_thread():
 # byte-order mark and CRLF line ends, its parquet a window_id index and a timestamp column. Every column the
 # labelling tool writes is there too (labelled_at included: rows the tool must still never undo).
 FOREIGN_ROWS = [
-    {"window_id": "007", "start": "2020-01-02T14:30:00+00:00", "end": "2020-01-02T16:14:00+00:00",
-     "label": "retracement", "expansion_start": 20, "expansion_end": 40, "labelled_by": "bob",
-     "labelled_at": "2020-01-03T00:00:00+00:00", "note": "NA", "code": "00123", "big": "12345678901234567890"},
-    {"window_id": "0008", "start": "2020-01-03T14:30:00+00:00", "end": "2020-01-03T16:14:00+00:00",
-     "label": "consolidation", "expansion_start": 5, "expansion_end": 60, "labelled_by": "eve",
-     "labelled_at": "2020-01-04T00:00:00+00:00", "note": "null", "code": "N/A", "big": "a, b"},
+    {
+        "window_id": "007",
+        "start": "2020-01-02T14:30:00+00:00",
+        "end": "2020-01-02T16:14:00+00:00",
+        "label": "retracement",
+        "expansion_start": 20,
+        "expansion_end": 40,
+        "labelled_by": "bob",
+        "labelled_at": "2020-01-03T00:00:00+00:00",
+        "note": "NA",
+        "code": "00123",
+        "big": "12345678901234567890",
+    },
+    {
+        "window_id": "0008",
+        "start": "2020-01-03T14:30:00+00:00",
+        "end": "2020-01-03T16:14:00+00:00",
+        "label": "consolidation",
+        "expansion_start": 5,
+        "expansion_end": 60,
+        "labelled_by": "eve",
+        "labelled_at": "2020-01-04T00:00:00+00:00",
+        "note": "null",
+        "code": "N/A",
+        "big": "a, b",
+    },
 ]
 
 
@@ -57,7 +78,7 @@ class ForeignLabels:
             path.write_text(json.dumps([_json_values(r) for r in FOREIGN_ROWS], indent=2) + "\n")
         else:
             frame = pd.DataFrame(FOREIGN_ROWS).set_index("window_id")
-            frame["start"] = pd.to_datetime(frame["start"], utc=True)   # a column of times, not text
+            frame["start"] = pd.to_datetime(frame["start"], utc=True)  # a column of times, not text
             frame.to_parquet(path)
             self.table = pq.read_table(path)
         self.raw = path.read_bytes()
@@ -93,8 +114,11 @@ class ForeignLabels:
 
 def _json_values(row: dict) -> dict:
     """JSON holds the big integer as a number and the "null" note as a real null."""
-    return {**row, "big": int(row["big"]) if row["big"].isdigit() else row["big"],
-            "note": None if row["note"] == "null" else row["note"]}
+    return {
+        **row,
+        "big": int(row["big"]) if row["big"].isdigit() else row["big"],
+        "note": None if row["note"] == "null" else row["note"],
+    }
 
 
 @pytest.fixture

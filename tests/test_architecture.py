@@ -7,6 +7,7 @@
 ``util`` imports no other wing; the pipeline imports neither the labelling wing nor the evaluation wing;
 those two do not import each other; nothing but the tools and the entry modules imports the tools; and no
 module imports itself back through a chain of imports (lazy imports inside functions count too)."""
+
 import ast
 from pathlib import Path
 
@@ -19,7 +20,7 @@ ENTRY_POINTS = {"run_notebook.py", "gpu_check.py", "bench.py"}
 PIPELINE = sorted(p for p in PACKAGE.glob("*.py") if p.name not in ENTRY_POINTS | {"__init__.py"})
 WINGS = {wing: sorted((PACKAGE / wing).glob("*.py")) for wing in ("util", "labelling", "transfer", "notebook", "tools")}
 ALL_MODULES = sorted(PACKAGE.rglob("*.py"))
-FORBIDDEN = {   # wing -> the wings it must not import
+FORBIDDEN = {  # wing -> the wings it must not import
     "util": ("pipeline", "labelling", "transfer", "notebook", "tools"),
     "pipeline": ("labelling", "transfer", "notebook", "tools"),
     "labelling": ("transfer", "notebook", "tools"),
@@ -42,7 +43,7 @@ def imported_modules(source: str, package: str) -> set[str]:
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".")
-            base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
+            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
             module = ".".join(x for x in (base, node.module) if x)
             found.add(module)
             found.update(f"{module}.{a.name}" for a in node.names)
@@ -61,8 +62,9 @@ def wing_of(module: str) -> str | None:
 
 def wrong_imports(path: Path, wing: str) -> list[str]:
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    return sorted(m for m in imported_modules(path.read_text(encoding="utf-8"), package)
-                  if wing_of(m) in FORBIDDEN[wing])
+    return sorted(
+        m for m in imported_modules(path.read_text(encoding="utf-8"), package) if wing_of(m) in FORBIDDEN[wing]
+    )
 
 
 @pytest.mark.parametrize("path", PIPELINE, ids=[p.stem for p in PIPELINE])
@@ -70,8 +72,11 @@ def test_pipeline_imports_no_wing_above_it(path):
     assert wrong_imports(path, "pipeline") == []
 
 
-@pytest.mark.parametrize("wing, path", [(w, p) for w, paths in WINGS.items() if w in FORBIDDEN for p in paths],
-                         ids=lambda x: x if isinstance(x, str) else f"{x.parent.name}.{x.stem}")
+@pytest.mark.parametrize(
+    "wing, path",
+    [(w, p) for w, paths in WINGS.items() if w in FORBIDDEN for p in paths],
+    ids=lambda x: x if isinstance(x, str) else f"{x.parent.name}.{x.stem}",
+)
 def test_each_wing_imports_only_downwards(wing, path):
     assert wrong_imports(path, wing) == []
 
@@ -81,14 +86,17 @@ def _import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in names.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = {m for m in imported_modules(path.read_text(encoding="utf-8"), package)
-                       if m in names and m != name and m != "moola_lib"}
+        graph[name] = {
+            m
+            for m in imported_modules(path.read_text(encoding="utf-8"), package)
+            if m in names and m != name and m != "moola_lib"
+        }
     return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle of ``graph`` as a list of modules (first == last), or None."""
-    state: dict[str, int] = {}   # 1: on the current path, 2: done
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
     def visit(node):
@@ -96,7 +104,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = 2
@@ -126,16 +134,21 @@ def test_the_wings_exist():
     assert {"bench", "gpu_check"} <= {p.stem for p in WINGS["tools"]}
 
 
-@pytest.mark.parametrize("source, package, wing", [
-    ("from .notebook.runs import start_run", "moola_lib", "notebook"),
-    ("from . import notebook", "moola_lib", "notebook"),
-    ("def f():\n    from moola_lib.transfer.stats import corrected_t", "moola_lib", "transfer"),
-    ("import moola_lib.notebook.params", "moola_lib", "notebook"),
-    ("from ..notebook import steps", "moola_lib.transfer", "notebook"),
-    ("from ..labelling.store import LabelStore", "moola_lib.transfer", "labelling"),
-    ("from ..features import swing_points", "moola_lib.util", "pipeline"),
-])
+@pytest.mark.parametrize(
+    "source, package, wing",
+    [
+        ("from .notebook.runs import start_run", "moola_lib", "notebook"),
+        ("from . import notebook", "moola_lib", "notebook"),
+        ("def f():\n    from moola_lib.transfer.stats import corrected_t", "moola_lib", "transfer"),
+        ("import moola_lib.notebook.params", "moola_lib", "notebook"),
+        ("from ..notebook import steps", "moola_lib.transfer", "notebook"),
+        ("from ..labelling.store import LabelStore", "moola_lib.transfer", "labelling"),
+        ("from ..features import swing_points", "moola_lib.util", "pipeline"),
+    ],
+)
 def test_the_check_sees_an_upward_import(source, package, wing):
     assert wing in {wing_of(m) for m in imported_modules(source, package)}
     assert {wing_of(m) for m in imported_modules("from .data import run_bars\nimport numpy", "moola_lib")} <= {
-        "pipeline", None}
+        "pipeline",
+        None,
+    }

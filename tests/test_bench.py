@@ -17,8 +17,14 @@ def test_bench_smoke_writes_table_and_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     result = bench.main(["--quick", "--tiny", "--device", "cpu", "--threads", "1", "--json", str(path)])
     assert json.loads(path.read_text()) == json.loads(json.dumps(result))
-    for key in ("features_bars_per_s", "train_windows_per_s", "bare_windows_per_s", "overhead_ratio",
-                "peak_memory", "device"):
+    for key in (
+        "features_bars_per_s",
+        "train_windows_per_s",
+        "bare_windows_per_s",
+        "overhead_ratio",
+        "peak_memory",
+        "device",
+    ):
         assert key in result
     assert result["device"] == "cpu" and result["cpu_threads"] == 1 and "full_job" not in result
     assert result["features_bars_per_s"] > 0 and result["features"]["bars"] > 10_000

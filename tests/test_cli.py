@@ -1,5 +1,6 @@
 """Both command lines turn expected errors (a typo'd parameter, a bad data file, a ConfigError) into one
 line on stderr and exit status 2, with no traceback."""
+
 import subprocess
 import sys
 
@@ -13,20 +14,21 @@ TINY = ["-p", "epochs", "1", "-p", "hidden_size", "8", "-p", "num_layers", "1", 
 @pytest.fixture
 def bad_csv(tmp_path):
     path = tmp_path / "bars.csv"
-    path.write_text("timestamp,open,high,low\n2024-01-02 14:30,1,2,0.5\n")   # no close column
+    path.write_text("timestamp,open,high,low\n2024-01-02 14:30,1,2,0.5\n")  # no close column
     return path
 
 
 @pytest.fixture
 def list_yaml(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("- epochs\n- 3\n")   # a YAML list, not a mapping
+    path.write_text("- epochs\n- 3\n")  # a YAML list, not a mapping
     return path
 
 
 def run_command(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
 def assert_one_line_error(proc, *expected):
@@ -71,10 +73,16 @@ def test_run_notebook_unknown_notebook(tmp_path):
 @pytest.mark.parametrize("case", ["bad-data-file", "invalid-value"])
 def test_run_notebook_reports_expected_errors_raised_in_the_notebook(tmp_path, bad_csv, list_yaml, case):
     args, expected = CASES[case](tmp_path, bad_csv, list_yaml)
-    proc = run_command("moola_lib.run_notebook", "eda" if case == "bad-data-file" else "pretrain",
-                       "--no-progress", "--run-dir", tmp_path / "run", *args)
+    proc = run_command(
+        "moola_lib.run_notebook",
+        "eda" if case == "bad-data-file" else "pretrain",
+        "--no-progress",
+        "--run-dir",
+        tmp_path / "run",
+        *args,
+    )
     assert_one_line_error(proc, *expected)
-    assert (tmp_path / "run" / "report.html").exists()   # the failed run is still on record
+    assert (tmp_path / "run" / "report.html").exists()  # the failed run is still on record
     assert_no_kernel_noise(proc.stdout + proc.stderr)
 
 
@@ -94,13 +102,23 @@ def test_runner_output_holds_no_kernel_noise(tmp_path, monkeypatch, capfd):
 
     from moola_lib.notebook import execute
 
-    cells = [nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
-                                       "app = IPKernelApp.instance()\n"
-                                       "app.log.warning('noise from the kernel itself')\n"
-                                       "print('encrypted:', app.curve_secretkey is not None)")]
-    notebook = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language":
-                                                                              "python", "display_name": "Python 3"}})
+    cells = [
+        nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "from moola_lib.notebook.params import EdaParams\n"  # the run is accepted
+            "from moola_lib.notebook.runs import start_run\n"
+            "run = start_run('tiny', globals(), EdaParams)"
+        ),
+        nbformat.v4.new_code_cell(
+            "from ipykernel.kernelapp import IPKernelApp\n"
+            "app = IPKernelApp.instance()\n"
+            "app.log.warning('noise from the kernel itself')\n"
+            "print('encrypted:', app.curve_secretkey is not None)"
+        ),
+    ]
+    notebook = nbformat.v4.new_notebook(
+        cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
     nbformat.write(notebook, tmp_path / "tiny.ipynb")
     monkeypatch.setattr(execute, "NOTEBOOK_DIR", tmp_path)
     assert execute.main(["tiny", "--no-progress", "--run-dir", str(tmp_path / "run")]) == 0

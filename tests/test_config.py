@@ -18,9 +18,15 @@ def test_defaults_match_the_seed_guide():
 
 
 def test_from_dict_applies_and_converts():
-    c = PretrainConfig.from_dict({"batch_size": 512, "lr": 3, "patience": 4, "grad_clip": None,
-                                  "splits": {"train": ("2020-01-01", dt.date(2021, 1, 1)),
-                                             "val": ["2021-01-01", "2021-02-01"]}})
+    c = PretrainConfig.from_dict(
+        {
+            "batch_size": 512,
+            "lr": 3,
+            "patience": 4,
+            "grad_clip": None,
+            "splits": {"train": ("2020-01-01", dt.date(2021, 1, 1)), "val": ["2021-01-01", "2021-02-01"]},
+        }
+    )
     assert c.batch_size == 512 and c.lr == 3.0 and isinstance(c.lr, float)
     assert c.patience == 4 and c.grad_clip is None
     assert c.splits["train"] == ["2020-01-01", "2021-01-01"]
@@ -34,20 +40,33 @@ def test_unknown_key_lists_valid_names_and_suggests():
     assert "'batchsize'" in msg and "Did you mean 'batch_size'" in msg and "warmup_epochs" in msg
 
 
-@pytest.mark.parametrize("key, value", [
-    ("epochs", 2.5), ("epochs", "10"), ("epochs", True), ("lr", True), ("lr", "fast"),
-    ("mixed_precision", 1), ("epochs", None), ("mask_mode", "block"), ("device", "gpu"),
-    ("splits", {"train": ["2020-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
-    ("splits", {"train": ["2020-13-01", "2021-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
-    ("exclude", "2021-01-01"), ("synthetic_start", 20200101),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("epochs", 2.5),
+        ("epochs", "10"),
+        ("epochs", True),
+        ("lr", True),
+        ("lr", "fast"),
+        ("mixed_precision", 1),
+        ("epochs", None),
+        ("mask_mode", "block"),
+        ("device", "gpu"),
+        ("splits", {"train": ["2020-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
+        ("splits", {"train": ["2020-13-01", "2021-01-01"], "val": ["2021-01-01", "2021-02-01"]}),
+        ("exclude", "2021-01-01"),
+        ("synthetic_start", 20200101),
+    ],
+)
 def test_wrong_types_and_values_fail_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key.split("_")[0]):
         PretrainConfig.from_dict({key: value})
 
 
-@pytest.mark.parametrize("key, value", [("epochs", 0), ("mask_ratio", 1.0), ("dropout", -0.1),
-                                        ("splits", {"train": ["2020-01-01", "2021-01-01"]})])
+@pytest.mark.parametrize(
+    "key, value",
+    [("epochs", 0), ("mask_ratio", 1.0), ("dropout", -0.1), ("splits", {"train": ["2020-01-01", "2021-01-01"]})],
+)
 def test_invalid_values_fail(key, value):
     with pytest.raises(ConfigError):
         PretrainConfig.from_dict({key: value})
@@ -62,8 +81,7 @@ def test_generic_over_other_dataclasses():
         sizes: list[int] = dataclasses.field(default_factory=lambda: [512])
         start: IsoDate = "2025-01-01"
 
-    p = apply_overrides(NotebookParams(), {"sizes": (512, 768), "seed": 3, "start": dt.date(2025, 7, 1)},
-                        what="params")
+    p = apply_overrides(NotebookParams(), {"sizes": (512, 768), "seed": 3, "start": dt.date(2025, 7, 1)}, what="params")
     assert p.sizes == [512, 768] and p.seed == 3 and p.start == "2025-07-01"
     with pytest.raises(ConfigError, match=r"params\.sizes\[1\]"):
         apply_overrides(NotebookParams(), {"sizes": [512, "768"]}, what="params")
@@ -87,8 +105,12 @@ def test_feature_options_are_checked_and_resolved():
 
     cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": 5, "reversal_atr": 1}})
     # every option with its value, over the defaults: what checkpoints and encoders store
-    assert cfg.feature_options == {**FEATURE_OPTION_DEFAULTS, "bars_norm": 105.0, "hybrid_max_age": 5,
-                                   "reversal_atr": 1.0}
+    assert cfg.feature_options == {
+        **FEATURE_OPTION_DEFAULTS,
+        "bars_norm": 105.0,
+        "hybrid_max_age": 5,
+        "reversal_atr": 1.0,
+    }
     assert PretrainConfig().feature_options["dist_transform"] == "log"
     assert PretrainConfig.from_dict(cfg.to_dict()) == cfg
     original = PretrainConfig.from_dict({"feature_options": dict(ORIGINAL_FEATURE_OPTIONS)})

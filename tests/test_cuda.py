@@ -9,6 +9,7 @@ Run by the GPU check (``bin/dev gpu-check``, which calls ``pytest -m cuda``). To
 - resume: bit-identical where two uninterrupted CUDA runs are bit-identical to each other (cuDNN
   deterministic); otherwise no further from the uninterrupted run than a second uninterrupted run is.
 """
+
 import json
 import subprocess
 import sys
@@ -19,20 +20,30 @@ import torch
 import yaml
 
 from moola_lib.config import PretrainConfig
-from moola_lib.tools.gpu_check import child_env
 from moola_lib.models import load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.tools.gpu_check import child_env
 from moola_lib.trainer import Trainer
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
-    synthetic_start="2024-12-01", synthetic_end="2025-01-20", stride=52,
-    splits={"train": ["2024-12-01", "2024-12-29"], "val": ["2024-12-29", "2025-01-10"],
-            "test": ["2025-01-10", "2025-01-21"]},
-    hidden_size=32, epochs=3, batch_size=64, warmup_epochs=1, device="cuda", progress=False, seed=7,
+    synthetic_start="2024-12-01",
+    synthetic_end="2025-01-20",
+    stride=52,
+    splits={
+        "train": ["2024-12-01", "2024-12-29"],
+        "val": ["2024-12-29", "2025-01-10"],
+        "test": ["2025-01-10", "2025-01-21"],
+    },
+    hidden_size=32,
+    epochs=3,
+    batch_size=64,
+    warmup_epochs=1,
+    device="cuda",
+    progress=False,
+    seed=7,
 )
 
 
@@ -71,7 +82,7 @@ def test_autocast_is_bf16_where_cudnn_supports_it_and_the_loss_is_finite(data):
         assert trainer.amp_dtype in (torch.bfloat16, torch.float16)
     stats = trainer.train_epoch(1)
     assert torch.isfinite(torch.tensor(stats["train_loss"])) and stats["train_loss"] > 0
-    assert trainer.optimizer.defaults["fused"] is True          # fused AdamW on CUDA
+    assert trainer.optimizer.defaults["fused"] is True  # fused AdamW on CUDA
 
 
 def test_fp16_with_grad_scaler_runs(data, monkeypatch):
@@ -90,10 +101,10 @@ def test_training_steps_never_sync_with_the_host(data, monkeypatch, precision):
     if precision == "fp16":
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     trainer = _trainer(data, mixed_precision=precision != "fp32")
-    trainer.train_epoch(1)                           # warm-up: allocator, cuDNN plans, lazy inits
+    trainer.train_epoch(1)  # warm-up: allocator, cuDNN plans, lazy inits
     order, g_mask = trainer.epoch_plan(2)
     trainer.run_steps(order[: trainer.config.batch_size], g_mask)
-    _assert_sync_free(trainer, order[trainer.config.batch_size:], g_mask)
+    _assert_sync_free(trainer, order[trainer.config.batch_size :], g_mask)
 
 
 def test_without_dropout_the_whole_epoch_is_sync_free(data):
@@ -134,8 +145,10 @@ def test_an_epoch_on_cuda_matches_the_cpu(data, no_tf32):
         losses["amp"].append(bf16.step(xb.cuda(), mask.cuda()).item())
     rel = [abs(a - b) / b for a, b in zip(losses["fp32"], losses["cpu"])]
     mean = {k: sum(v) / len(v) for k, v in losses.items()}
-    print(f"cpu vs cuda fp32: max per-step relative difference {max(rel):.2e} over {len(rel)} steps; "
-          f"epoch mean loss cpu {mean['cpu']:.6f} fp32 {mean['fp32']:.6f} {bf16.amp_dtype} {mean['amp']:.6f}")
+    print(
+        f"cpu vs cuda fp32: max per-step relative difference {max(rel):.2e} over {len(rel)} steps; "
+        f"epoch mean loss cpu {mean['cpu']:.6f} fp32 {mean['fp32']:.6f} {bf16.amp_dtype} {mean['amp']:.6f}"
+    )
     assert max(rel) < 1e-4
     assert abs(mean["amp"] - mean["cpu"]) / mean["cpu"] < 2e-2
 
@@ -189,16 +202,32 @@ def test_checkpoints_move_between_cuda_and_cpu(tmp_path, monkeypatch, no_tf32):
     assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_completed"] == 2
     assert resumed["environment"]["device"].startswith("cuda")
     optimizer = torch.load(tmp_path / "cpu/checkpoint_last.pt", weights_only=True)["optimizer"]
-    assert all(group["fused"] for group in optimizer["param_groups"])     # fused AdamW after the move
+    assert all(group["fused"] for group in optimizer["param_groups"])  # fused AdamW after the move
     assert load_encoder(tmp_path / "cpu/checkpoint_last.pt", hidden_size=32, map_location="cuda") is not None
 
 
 def test_ddp_with_nccl_in_one_process(tmp_path):
     params = tmp_path / "tiny.yaml"
     params.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-                           "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params)],
-                          env=child_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=1",
+            "-m",
+            "moola_lib.pretrain",
+            str(tmp_path / "run"),
+            "-f",
+            str(params),
+        ],
+        env=child_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run/training_results.json").read_text())
     env_info = results["environment"]

@@ -1,4 +1,5 @@
 """Loading, validation and splits of OHLCV bars (moola_lib.data)."""
+
 import hashlib
 import pickle
 import warnings
@@ -9,8 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moola_lib.data import (DEFAULT_SPLITS, PRICE_COLUMNS, DataValidationError, DataValidationWarning,
-                            file_sha256, load_ohlcv, split_slices, validate_ohlcv)
+from moola_lib.data import (
+    DEFAULT_SPLITS,
+    PRICE_COLUMNS,
+    DataValidationError,
+    DataValidationWarning,
+    file_sha256,
+    load_ohlcv,
+    split_slices,
+    validate_ohlcv,
+)
 
 N = 120
 START = pd.Timestamp("2024-03-04 14:30")  # naive, like the real file
@@ -21,9 +30,15 @@ def make_bars(n=N, start=START, volume=True):
     rng = np.random.default_rng(1)
     close = 18_000 + np.cumsum(rng.normal(0, 4, n)).round()
     open_ = np.r_[close[0] - 1, close[:-1]]
-    frame = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + rng.integers(0, 5, n),
-                          "low": np.minimum(open_, close) - rng.integers(0, 5, n), "close": close},
-                         index=pd.date_range(start, periods=n, freq="min", name="timestamp"))
+    frame = pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) + rng.integers(0, 5, n),
+            "low": np.minimum(open_, close) - rng.integers(0, 5, n),
+            "close": close,
+        },
+        index=pd.date_range(start, periods=n, freq="min", name="timestamp"),
+    )
     if volume:
         frame["volume"] = rng.integers(1, 500, n).astype(float)
     return frame
@@ -58,10 +73,14 @@ def _set(frame, row, column, value):
 ROW_CASES = {
     "non_finite": (lambda f: _set(_set(f, 12, "high", np.inf), 9, "close", np.nan), 9, 2),
     "non_positive_price": (lambda f: _set(f, 3, "low", 0.0), 3, 1),
-    "high_below_open_close": (lambda f: _set(_set(f, 40, "high", f["open"].iloc[40] - 1), 20, "high",
-                                             min(f["open"].iloc[20], f["close"].iloc[20]) - 1), 20, 2),
-    "low_above_open_close": (lambda f: _set(f, 21, "low", max(f["open"].iloc[21], f["close"].iloc[21]) + 1),
-                             21, 1),
+    "high_below_open_close": (
+        lambda f: _set(
+            _set(f, 40, "high", f["open"].iloc[40] - 1), 20, "high", min(f["open"].iloc[20], f["close"].iloc[20]) - 1
+        ),
+        20,
+        2,
+    ),
+    "low_above_open_close": (lambda f: _set(f, 21, "low", max(f["open"].iloc[21], f["close"].iloc[21]) + 1), 21, 1),
     "negative_volume": (lambda f: _set(f, 33, "volume", -5.0), 33, 1),
 }
 
@@ -109,7 +128,7 @@ def _swap_rows(f):
 ORDER_CASES = {
     "non_numeric": (_text_with_bad_close, 11),
     "duplicate_timestamp": (_repeat_stamp, 29),
-    "unsorted_timestamp": (_swap_rows, 41),   # the row earlier than the one before
+    "unsorted_timestamp": (_swap_rows, 41),  # the row earlier than the one before
 }
 
 
@@ -163,10 +182,15 @@ def test_missing_file(tmp_path):
     assert_names(err, path, "missing_file", "no such file")
 
 
-@pytest.mark.parametrize("name, content", [("bars.parquet", b"not parquet at all"),
-                                           ("bars.csv.gz", b"not gzip"),
-                                           ("bars.csv", b"timestamp,open\n1,2\n3,4,5,6\n"),
-                                           ("bars.txt", b"open,high\n")])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("bars.parquet", b"not parquet at all"),
+        ("bars.csv.gz", b"not gzip"),
+        ("bars.csv", b"timestamp,open\n1,2\n3,4,5,6\n"),
+        ("bars.txt", b"open,high\n"),
+    ],
+)
 def test_unreadable_file(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -232,8 +256,7 @@ def test_timezones_converted_to_utc(tmp_path):
     assert naive.index.equals(expected)
     mixed = frame.reset_index()  # strings with different offsets denoting UTC instants
     zones = ["Asia/Tokyo", "Europe/London"]
-    mixed["timestamp"] = [t.tz_localize("UTC").tz_convert(zones[i % 2]).isoformat()
-                          for i, t in enumerate(frame.index)]
+    mixed["timestamp"] = [t.tz_localize("UTC").tz_convert(zones[i % 2]).isoformat() for i, t in enumerate(frame.index)]
     assert load_ohlcv(write(mixed, tmp_path / "mixed.csv")).index.equals(expected)
 
 
@@ -273,10 +296,9 @@ def test_drop_policy_reports_counts(tmp_path):
 def test_drop_still_requires_min_bars():
     frame = make_bars()
     frame.iloc[:20, frame.columns.get_loc("open")] = -1.0
-    with pytest.raises(DataValidationError, match="too_few_bars.*non_positive_price"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            validate_ohlcv(frame, on_invalid="drop")
+    with pytest.raises(DataValidationError, match="too_few_bars.*non_positive_price"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        validate_ohlcv(frame, on_invalid="drop")
 
 
 def test_caller_frame_unchanged():
@@ -302,7 +324,7 @@ def test_validate_in_memory_names_dataframe():
 
 def test_splits_half_open_and_exhaustive():
     stamps = []
-    for name, (start, end) in DEFAULT_SPLITS.items():
+    for start, end in DEFAULT_SPLITS.values():
         for edge in (start, end):
             stamps.extend(pd.Timestamp(edge, tz="UTC") + pd.to_timedelta(np.arange(-3, 3), unit="min"))
     index = pd.DatetimeIndex(sorted(set(stamps)))
@@ -328,8 +350,11 @@ def test_splits_naive_index_and_custom_order():
 
 def test_split_errors():
     index = pd.date_range("2025-01-01", periods=10, freq="D", tz="UTC")
-    with pytest.raises(DataValidationError, match=r"'train' \[2020-09-01.*2025-01-01 00:00:00\+00:00 \.\. "
-                                                  r"2025-01-10") as err:
+    with pytest.raises(
+        DataValidationError,
+        match=r"'train' \[2020-09-01.*2025-01-01 00:00:00\+00:00 \.\. "
+        r"2025-01-10",
+    ) as err:
         split_slices(index)
     assert err.value.check == "empty_split"
     with pytest.raises(ValueError, match="overlap"):
@@ -347,14 +372,13 @@ def test_file_sha256_streams(tmp_path):
     assert file_sha256(path, chunk_size=1000) == hashlib.sha256(data).hexdigest() == file_sha256(path)
 
 
-
 CORRUPTIONS = {
     "non_finite": lambda f, i: _set(f, i, "open", np.nan),
     "non_positive_price": lambda f, i: _set(f, i, "low", -1.0),
     "high_below_open_close": lambda f, i: _set(f, i, "high", f["low"].iloc[i] - 0.25),
     "low_above_open_close": lambda f, i: _set(f, i, "low", f["high"].iloc[i] + 0.25),
     "duplicate_timestamp": lambda f, i: f.set_axis(f.index.where(np.arange(len(f)) != i, f.index[i - 1])),
-    "shuffle": lambda f, i: f.iloc[np.r_[0:i - 1, i, i - 1, i + 1:len(f)]],
+    "shuffle": lambda f, i: f.iloc[np.r_[0 : i - 1, i, i - 1, i + 1 : len(f)]],
 }
 
 

@@ -1,6 +1,7 @@
 """Feature options travel with the encoder (issue 9): checkpoints and encoder files store every option
 with its value; files made before that (tests/fixtures/original_encoder, made with the original's code)
 mean the original's settings, and transfer computes the labelled windows' features with them."""
+
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_old_checkpoint_still_loads_as_a_pretrainer():
 
 
 def test_exported_old_encoder_without_its_run_means_the_original(tmp_path):
-    shutil.copy(OLD / "encoder.pt", tmp_path / "encoder.pt")    # no training_results.json, no source
+    shutil.copy(OLD / "encoder.pt", tmp_path / "encoder.pt")  # no training_results.json, no source
     obj = torch.load(tmp_path / "encoder.pt", weights_only=True)
     obj["metadata"] = {}
     torch.save(obj, tmp_path / "encoder.pt")
@@ -60,9 +61,9 @@ def test_new_encoder_files_store_and_return_their_options(tmp_path):
 
 
 def test_transfer_computes_the_labelled_features_with_an_old_encoders_options():
-    from moola_lib.testbed import synthetic_labelled_set
     from moola_lib.notebook.params import TransferParams
     from moola_lib.notebook.steps import labelled_from_params
+    from moola_lib.testbed import synthetic_labelled_set
 
     params = TransferParams(encoder_path=str(OLD / "checkpoint_best.pt"), n_labelled=40)
     labelled = labelled_from_params(params)

@@ -1,16 +1,24 @@
+import math
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import math
-from pathlib import Path
-
 import moola_lib
-from moola_lib.features import (FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, FEATURE_RANGES, ORIGINAL_FEATURE_OPTIONS,
-                                FeatureOptionError, feature_ranges, relativity_features, resolve_feature_options,
-                                swing_points)
+from moola_lib.features import (
+    FEATURE_NAMES,
+    FEATURE_OPTION_DEFAULTS,
+    FEATURE_RANGES,
+    ORIGINAL_FEATURE_OPTIONS,
+    FeatureOptionError,
+    feature_ranges,
+    relativity_features,
+    resolve_feature_options,
+    swing_points,
+)
 
 ORIGINAL = ORIGINAL_FEATURE_OPTIONS
 OPTION_SETS = {"defaults": FEATURE_OPTION_DEFAULTS, "original": ORIGINAL}
@@ -19,21 +27,32 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def bounds(options):
     ranges = feature_ranges(**options)
-    return (np.array([ranges[n][0] for n in FEATURE_NAMES], dtype=np.float32),
-            np.array([ranges[n][1] for n in FEATURE_NAMES], dtype=np.float32))
+    return (
+        np.array([ranges[n][0] for n in FEATURE_NAMES], dtype=np.float32),
+        np.array([ranges[n][1] for n in FEATURE_NAMES], dtype=np.float32),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # an independent, slow, per-bar pure-Python transcription of DESIGN.md section 3
 
 
-def reference_features(o, h, l, c, atr_period=10, ema_period=20, reversal_atr=2.0, hybrid_max_age=-1,
-                       hybrid_atr=0.5, bars_norm=105, dist_transform="log", dist_clip=4.0):
+def reference_features(
+    o,
+    h,
+    l,
+    c,
+    atr_period=10,
+    ema_period=20,
+    reversal_atr=2.0,
+    hybrid_max_age=-1,
+    hybrid_atr=0.5,
+    bars_norm=105,
+    dist_transform="log",
+    dist_clip=4.0,
+):
     def ratio(num, den, lo, hi):
-        if den == 0:
-            x = 0.0 if num == 0 else (hi if num > 0 else lo)
-        else:
-            x = num / den
+        x = (0.0 if num == 0 else (hi if num > 0 else lo)) if den == 0 else num / den
         return min(max(x, lo), hi)
 
     def dist(num, den):
@@ -49,7 +68,7 @@ def reference_features(o, h, l, c, atr_period=10, ema_period=20, reversal_atr=2.
     swings = []
     trs = []
     ema = None
-    leg = None                     # (direction, extreme price, extreme bar)
+    leg = None  # (direction, extreme price, extreme bar)
     last = {"high": None, "low": None}
     for t in range(n):
         o_t, h_t, l_t, c_t = float(o[t]), float(h[t]), float(l[t]), float(c[t])
@@ -85,11 +104,21 @@ def reference_features(o, h, l, c, atr_period=10, ema_period=20, reversal_atr=2.
         if r == 0:
             candle = [0.5, 0.5, 0.0, 0.0, 0.0]
         else:
-            candle = [ratio(o_t - l_t, r, 0, 1), ratio(c_t - l_t, r, 0, 1), ratio(c_t - o_t, r, -1, 1),
-                      ratio(h_t - max(o_t, c_t), r, 0, 1), ratio(min(o_t, c_t) - l_t, r, 0, 1)]
+            candle = [
+                ratio(o_t - l_t, r, 0, 1),
+                ratio(c_t - l_t, r, 0, 1),
+                ratio(c_t - o_t, r, -1, 1),
+                ratio(h_t - max(o_t, c_t), r, 0, 1),
+                ratio(min(o_t, c_t) - l_t, r, 0, 1),
+            ]
         (sh, sh_pos), (sl, sl_pos) = last["high"], last["low"]
-        X[t] = candle + [ratio(r, ema, 0, 3), dist(sh - c_t, atr), dist(c_t - sl, atr),
-                         min((t - sh_pos) / bars_norm, 3.0), min((t - sl_pos) / bars_norm, 3.0)]
+        X[t] = candle + [
+            ratio(r, ema, 0, 3),
+            dist(sh - c_t, atr),
+            dist(c_t - sl, atr),
+            min((t - sh_pos) / bars_norm, 3.0),
+            min((t - sl_pos) / bars_norm, 3.0),
+        ]
     return X, valid, swings
 
 
@@ -144,30 +173,79 @@ def check_bounded(X, valid, options=None):
 # mids of a clear zigzag; every bar has range 2 and true range 2, so ATR = EMA(range) = 2 throughout
 # and, with the original's reversal (1.2 ATR) and the hybrid rule off, a swing confirms when the close
 # is >= 2.4 away from the leg extreme.
-ZIGZAG_MIDS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,   # up leg, high 13 at bar 12
-               11, 10,                                   # bar 14: close 10 <= 13 - 2.4 -> SH(13 @ 12)
-               9, 8, 9,                                  # down leg from low 9 @ 14 to low 7 @ 16
-               10,                                       # bar 18: close 10 >= 7 + 2.4 -> SL(7 @ 16)
-               11, 12, 13, 12,                           # up leg from high 11 @ 18 to high 14 @ 21
-               11,                                       # bar 23: close 11 <= 14 - 2.4 -> SH(14 @ 21)
-               12,                                       # down leg from low 10 @ 23
-               13]                                       # bar 25: close 13 >= 10 + 2.4 -> SL(10 @ 23)
+ZIGZAG_MIDS = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,  # up leg, high 13 at bar 12
+    11,
+    10,  # bar 14: close 10 <= 13 - 2.4 -> SH(13 @ 12)
+    9,
+    8,
+    9,  # down leg from low 9 @ 14 to low 7 @ 16
+    10,  # bar 18: close 10 >= 7 + 2.4 -> SL(7 @ 16)
+    11,
+    12,
+    13,
+    12,  # up leg from high 11 @ 18 to high 14 @ 21
+    11,  # bar 23: close 11 <= 14 - 2.4 -> SH(14 @ 21)
+    12,  # down leg from low 10 @ 23
+    13,
+]  # bar 25: close 13 >= 10 + 2.4 -> SL(10 @ 23)
 ZIGZAG = dict(ORIGINAL, hybrid_max_age=-1)
 
 # the same kind of zigzag under the defaults: reversal at 2.0 ATR = 4 price units, dist as log1p
-DEFAULT_MIDS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,  # up leg, high 13 at bar 12
-                11, 10,                                   # 13 - 10 = 3 < 4: no reversal yet
-                9,                                        # bar 15: close 9 <= 13 - 4 -> SH(13 @ 12)
-                8, 7,                                     # down leg from low 8 @ 15 to low 6 @ 17
-                8, 9,                                     # 9 - 6 = 3 < 4
-                10,                                       # bar 20: close 10 >= 6 + 4 -> SL(6 @ 17)
-                11, 12, 13, 14]                           # up leg, closes through the old high 13
+DEFAULT_MIDS = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,  # up leg, high 13 at bar 12
+    11,
+    10,  # 13 - 10 = 3 < 4: no reversal yet
+    9,  # bar 15: close 9 <= 13 - 4 -> SH(13 @ 12)
+    8,
+    7,  # down leg from low 8 @ 15 to low 6 @ 17
+    8,
+    9,  # 9 - 6 = 3 < 4
+    10,  # bar 20: close 10 >= 6 + 4 -> SL(6 @ 17)
+    11,
+    12,
+    13,
+    14,
+]  # up leg, closes through the old high 13
 
 
 def test_names_and_ranges():
-    assert FEATURE_NAMES == ("open_norm", "close_norm", "body_pct", "upper_wick_pct", "lower_wick_pct",
-                             "range_z", "dist_to_prev_SH", "dist_to_prev_SL", "bars_since_SH_norm",
-                             "bars_since_SL_norm")
+    assert FEATURE_NAMES == (
+        "open_norm",
+        "close_norm",
+        "body_pct",
+        "upper_wick_pct",
+        "lower_wick_pct",
+        "range_z",
+        "dist_to_prev_SH",
+        "dist_to_prev_SL",
+        "bars_since_SH_norm",
+        "bars_since_SL_norm",
+    )
     assert set(FEATURE_RANGES) == set(FEATURE_NAMES)
     assert FEATURE_RANGES["body_pct"] == (-1.0, 1.0) and FEATURE_RANGES["dist_to_prev_SH"] == (-4.0, 4.0)
     assert feature_ranges(**ORIGINAL)["dist_to_prev_SL"] == (-3.0, 3.0)
@@ -176,10 +254,26 @@ def test_names_and_ranges():
 
 
 def test_default_and_original_options():
-    assert FEATURE_OPTION_DEFAULTS == dict(atr_period=10, ema_period=20, reversal_atr=2.0, hybrid_max_age=-1,
-                                           hybrid_atr=0.5, bars_norm=105, dist_transform="log", dist_clip=4.0)
-    assert ORIGINAL == dict(atr_period=10, ema_period=20, reversal_atr=1.2, hybrid_max_age=5,
-                            hybrid_atr=0.5, bars_norm=105, dist_transform="linear", dist_clip=3.0)
+    assert FEATURE_OPTION_DEFAULTS == dict(
+        atr_period=10,
+        ema_period=20,
+        reversal_atr=2.0,
+        hybrid_max_age=-1,
+        hybrid_atr=0.5,
+        bars_norm=105,
+        dist_transform="log",
+        dist_clip=4.0,
+    )
+    assert ORIGINAL == dict(
+        atr_period=10,
+        ema_period=20,
+        reversal_atr=1.2,
+        hybrid_max_age=5,
+        hybrid_atr=0.5,
+        bars_norm=105,
+        dist_transform="linear",
+        dist_clip=3.0,
+    )
 
 
 def test_original_options_reproduce_the_original_values_exactly():
@@ -189,7 +283,7 @@ def test_original_options_reproduce_the_original_values_exactly():
     X, valid = relativity_features(bars, **ORIGINAL)
     np.testing.assert_array_equal(valid, saved["valid"])
     np.testing.assert_array_equal(X, saved["X"])
-    assert not np.array_equal(relativity_features(bars)[0], saved["X"])   # the defaults differ
+    assert not np.array_equal(relativity_features(bars)[0], saved["X"])  # the defaults differ
 
 
 def test_resolve_feature_options():
@@ -201,16 +295,19 @@ def test_resolve_feature_options():
     assert resolve_feature_options({"hybrid_max_age": -1}, base=ORIGINAL) == {**ZIGZAG, "bars_norm": 105.0}
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"reversal": 2.0}, r"unknown feature option 'reversal'\. Did you mean 'reversal_atr'\?"),
-    ({"atr_period": 10.5}, "atr_period must be an integer"),
-    ({"atr_period": True}, "atr_period must be an integer"),
-    ({"hybrid_max_age": "5"}, "hybrid_max_age must be an integer"),
-    ({"reversal_atr": "2"}, "reversal_atr must be a number"),
-    ({"dist_clip": 0}, "dist_clip must be a finite number > 0"),
-    ({"hybrid_atr": -1.0}, "hybrid_atr must be a finite number >= 0"),
-    ({"dist_transform": "sqrt"}, "dist_transform must be one of 'log', 'linear'"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"reversal": 2.0}, r"unknown feature option 'reversal'\. Did you mean 'reversal_atr'\?"),
+        ({"atr_period": 10.5}, "atr_period must be an integer"),
+        ({"atr_period": True}, "atr_period must be an integer"),
+        ({"hybrid_max_age": "5"}, "hybrid_max_age must be an integer"),
+        ({"reversal_atr": "2"}, "reversal_atr must be a number"),
+        ({"dist_clip": 0}, "dist_clip must be a finite number > 0"),
+        ({"hybrid_atr": -1.0}, "hybrid_atr must be a finite number >= 0"),
+        ({"dist_transform": "sqrt"}, "dist_transform must be one of 'log', 'linear'"),
+    ],
+)
 def test_bad_feature_options_are_named(options, message):
     with pytest.raises(FeatureOptionError, match=message):
         resolve_feature_options(options)
@@ -223,7 +320,7 @@ def test_hand_computed_defaults():
     X, valid = relativity_features(bars)
     assert valid.tolist() == [False] * 20 + [True] * 5
     candle = [0.25, 0.5, 0.25, 0.5, 0.25]
-    expected = {   # dist: d = (SH - close) / 2 and (close - SL) / 2, then sign(d) * ln(1 + |d|)
+    expected = {  # dist: d = (SH - close) / 2 and (close - SL) / 2, then sign(d) * ln(1 + |d|)
         20: candle + [1.0, math.log1p(1.5), math.log1p(2.0), (20 - 12) / 105, (20 - 17) / 105],
         22: candle + [1.0, math.log1p(0.5), math.log1p(3.0), (22 - 12) / 105, (22 - 17) / 105],
         23: candle + [1.0, 0.0, math.log1p(3.5), (23 - 12) / 105, (23 - 17) / 105],
@@ -237,13 +334,17 @@ def test_hand_computed_swing_sequence():
     bars = bars_from_mids(ZIGZAG_MIDS)
     swings = swing_points(bars, **ZIGZAG)
     assert list(swings.itertuples(index=False, name=None)) == [
-        ("high", 12, 14, 13.0), ("low", 16, 18, 7.0), ("high", 21, 23, 14.0), ("low", 23, 25, 10.0)]
+        ("high", 12, 14, 13.0),
+        ("low", 16, 18, 7.0),
+        ("high", 21, 23, 14.0),
+        ("low", 23, 25, 10.0),
+    ]
 
     X, valid = relativity_features(bars, **ZIGZAG)
     # ATR needs 10 bars, the EMA 20 bars (t = 19); the swing low is confirmed at t = 18
     assert valid.tolist() == [False] * 19 + [True] * 7
     assert not X[:19].any()
-    candle = [0.25, 0.5, 0.25, 0.5, 0.25]          # open m - 0.5, close m, range [m - 1, m + 1]
+    candle = [0.25, 0.5, 0.25, 0.5, 0.25]  # open m - 0.5, close m, range [m - 1, m + 1]
     expected = {
         19: candle + [1.0, (13 - 11) / 2, (11 - 7) / 2, (19 - 12) / 105, (19 - 16) / 105],
         22: candle + [1.0, (13 - 12) / 2, (12 - 7) / 2, (22 - 12) / 105, (22 - 16) / 105],
@@ -259,9 +360,9 @@ def test_hand_computed_hybrid_rule():
     # >= 0.5 ATR = 1 away from it confirms the swing at once
     swings = swing_points(bars_from_mids(ZIGZAG_MIDS), **ORIGINAL)
     assert list(swings.head(4).itertuples(index=False, name=None)) == [
-        ("high", 1, 1, 2.0),    # bar 1 makes the high 2; its low 0 is 2 below it
-        ("low", 1, 2, 0.0),     # down leg opened at bar 1's low 0; bar 2's high 3 is 3 above it
-        ("high", 3, 3, 4.0),    # up leg opened at bar 2's high 3; bar 3 extends to 4, low 2
+        ("high", 1, 1, 2.0),  # bar 1 makes the high 2; its low 0 is 2 below it
+        ("low", 1, 2, 0.0),  # down leg opened at bar 1's low 0; bar 2's high 3 is 3 above it
+        ("high", 3, 3, 4.0),  # up leg opened at bar 2's high 3; bar 3 extends to 4, low 2
         ("low", 3, 4, 2.0),
     ]
     # an old extreme does not trigger the hybrid rule: hybrid_max_age=0 needs the extreme on this bar
@@ -273,8 +374,11 @@ def test_hand_computed_hybrid_rule():
     assert list(young.head(2).itertuples(index=False, name=None)) == [("high", 1, 1, 2.0), ("low", 1, 2, 0.0)]
 
 
-@pytest.mark.parametrize("dist", [dict(dist_transform="linear", dist_clip=3.0),
-                                  dict(dist_transform="log", dist_clip=4.0)], ids=["linear", "log"])
+@pytest.mark.parametrize(
+    "dist",
+    [dict(dist_transform="linear", dist_clip=3.0), dict(dist_transform="log", dist_clip=4.0)],
+    ids=["linear", "log"],
+)
 def test_flat_bars_and_zero_atr(dist):
     # after the zigzag, 16 flat bars at 14: the first has TR 1, then ATR falls to exactly 0
     bars = concat(bars_from_mids(ZIGZAG_MIDS), flat([14.0] * 16))
@@ -283,8 +387,8 @@ def test_flat_bars_and_zero_atr(dist):
     check_bounded(X, valid, options)
     assert valid[26:].all()
     np.testing.assert_array_equal(X[26:, :5], np.tile([0.5, 0.5, 0, 0, 0], (16, 1)))
-    assert (X[26:, 5] == 0).all()                      # range 0 over a positive EMA
-    t = 41                                             # ATR = 0 from bar 36 on
+    assert (X[26:, 5] == 0).all()  # range 0 over a positive EMA
+    t = 41  # ATR = 0 from bar 36 on
     # SH 14 == close: 0 / 0 -> 0; close 14 - SL 10 = 4 over ATR 0 -> the clip bound
     bound = dist["dist_clip"]
     np.testing.assert_allclose(X[t, 5:], [0.0, 0.0, bound, (t - 21) / 105, (t - 23) / 105], atol=1e-7)
@@ -317,12 +421,15 @@ def test_dataframe_and_mapping_agree_and_swing_times():
     assert "extreme_time" not in swing_points(bars)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda b: b.pop("close"), "missing"),
-    (lambda b: b["high"].__setitem__(7, np.nan), "non-finite"),
-    (lambda b: b["low"].__setitem__(3, b["high"][3] + 1), "high < low"),
-    (lambda b: b.__setitem__("open", b["open"][:-1]), "equal length"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda b: b.pop("close"), "missing"),
+        (lambda b: b["high"].__setitem__(7, np.nan), "non-finite"),
+        (lambda b: b["low"].__setitem__(3, b["high"][3] + 1), "high < low"),
+        (lambda b: b.__setitem__("open", b["open"][:-1]), "equal length"),
+    ],
+)
 def test_bad_input_raises(change, message):
     bars = random_walk(50, seed=2)
     change(bars)
@@ -330,9 +437,18 @@ def test_bad_input_raises(change, message):
         relativity_features(bars)
 
 
-@pytest.mark.parametrize("option", [dict(atr_period=0), dict(ema_period=2.5), dict(reversal_atr=-1),
-                                    dict(hybrid_atr=np.inf), dict(bars_norm=0), dict(dist_clip=-1.0),
-                                    dict(dist_transform="LOG")])
+@pytest.mark.parametrize(
+    "option",
+    [
+        dict(atr_period=0),
+        dict(ema_period=2.5),
+        dict(reversal_atr=-1),
+        dict(hybrid_atr=np.inf),
+        dict(bars_norm=0),
+        dict(dist_clip=-1.0),
+        dict(dist_transform="LOG"),
+    ],
+)
 def test_bad_options_raise(option):
     with pytest.raises(FeatureOptionError, match=next(iter(option))):
         relativity_features(random_walk(50, seed=3), **option)
@@ -348,14 +464,25 @@ CASES = {
     "ticks_and_flats": dict(n=1500, seed=11, tick=0.25, flat_prob=0.2),
     "coarse_ticks": dict(n=1500, seed=12, tick=1.0, vol=0.7),
 }
-OPTIONS = [{}, ORIGINAL, ZIGZAG, dict(atr_period=3, ema_period=5, reversal_atr=2.0, hybrid_max_age=2,
-                                      hybrid_atr=1.0, bars_norm=20, dist_transform="linear"),
-           dict(atr_period=25, ema_period=3, reversal_atr=0.8, hybrid_max_age=0, bars_norm=3, dist_clip=1.5)]
+OPTIONS = [
+    {},
+    ORIGINAL,
+    ZIGZAG,
+    dict(
+        atr_period=3,
+        ema_period=5,
+        reversal_atr=2.0,
+        hybrid_max_age=2,
+        hybrid_atr=1.0,
+        bars_norm=20,
+        dist_transform="linear",
+    ),
+    dict(atr_period=25, ema_period=3, reversal_atr=0.8, hybrid_max_age=0, bars_norm=3, dist_clip=1.5),
+]
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "original", "original_no_hybrid", "short",
-                                                  "long_atr"])
+@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "original", "original_no_hybrid", "short", "long_atr"])
 def test_matches_reference_implementation(case, options):
     bars = random_walk(**CASES[case])
     X, valid = relativity_features(bars, **options)
@@ -369,12 +496,12 @@ def test_matches_reference_implementation(case, options):
 
 
 def adversarial_cases():
-    shift = np.repeat(np.random.default_rng(5).normal(0, 500, 6), 100)   # price gaps every 100 bars
+    shift = np.repeat(np.random.default_rng(5).normal(0, 500, 6), 100)  # price gaps every 100 bars
     walk = random_walk(600, seed=6)
     jumps = random_walk(600, seed=7)
     for k in jumps:
-        jumps[k][300:] *= 1e6              # a huge jump up ...
-        jumps[k][450:] *= 1e-9             # ... and down
+        jumps[k][300:] *= 1e6  # a huge jump up ...
+        jumps[k][450:] *= 1e-9  # ... and down
     return {
         "long_flat_runs": concat(walk, flat(np.full(8000, walk["close"][-1])), random_walk(200, seed=8)),
         "huge_jumps": jumps,
@@ -438,8 +565,10 @@ def decimal_bars(seed: int, n: int = 5000) -> pd.DataFrame:
     high = np.maximum(open_, close) + rng.integers(0, 20, n)
     low = np.minimum(open_, close) - rng.integers(0, 20, n)
     index = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
-    return pd.DataFrame({k: np.round(v * 1e-5, 5) for k, v in
-                         (("open", open_), ("high", high), ("low", low), ("close", close))}, index=index)
+    return pd.DataFrame(
+        {k: np.round(v * 1e-5, 5) for k, v in (("open", open_), ("high", high), ("low", low), ("close", close))},
+        index=index,
+    )
 
 
 @pytest.mark.parametrize("options", OPTION_SETS.values(), ids=OPTION_SETS)
@@ -448,10 +577,12 @@ def test_swings_do_not_move_under_an_affine_change_of_decimal_prices(options, se
     bars = decimal_bars(seed)
     X, valid = relativity_features(bars, **options)
     swings = swing_points(bars, **options)
-    for a, b in ((1.0, 1000.0), (3.0, 0.0), (7.3, 12.5)):   # +1000: the shift that moved EURUSD swings
+    for a, b in ((1.0, 1000.0), (3.0, 0.0), (7.3, 12.5)):  # +1000: the shift that moved EURUSD swings
         moved = bars * a + b
-        pd.testing.assert_frame_equal(swing_points(moved, **options)[["kind", "extreme_pos", "confirm_pos"]],
-                                      swings[["kind", "extreme_pos", "confirm_pos"]])
+        pd.testing.assert_frame_equal(
+            swing_points(moved, **options)[["kind", "extreme_pos", "confirm_pos"]],
+            swings[["kind", "extreme_pos", "confirm_pos"]],
+        )
         Xa, valid_a = relativity_features(moved, **options)
         np.testing.assert_array_equal(valid_a, valid)
         np.testing.assert_allclose(Xa, X, rtol=0, atol=1e-4)

@@ -1,4 +1,5 @@
 """The prepared GPU check: its CPU dry run (what CI can run) and its step bookkeeping."""
+
 import json
 import os
 import subprocess
@@ -12,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_dry_run_of_the_documented_command_writes_every_step(tmp_path):
     out = tmp_path / "check"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(REPO / "bin" / "dev"), "gpu-check", str(out), "--dry-run"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(REPO / "bin" / "dev"), "gpu-check", str(out), "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["dry_run"] and summary["passed"]

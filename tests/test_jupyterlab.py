@@ -8,6 +8,7 @@ a temporary ``MOOLA_RUNS_DIR``. Screenshots go to the test's output folder: ``MO
 else ``<tmp>/screenshots`` (printed). Without a browser the test is skipped, except under CI (CI=true),
 where that is a failure: the set-up is meant to install it.
 """
+
 import json
 import os
 import re
@@ -29,9 +30,16 @@ from moola_lib.util.paths import ROOT
 pytestmark = pytest.mark.slow
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SMALL = {
-    "pretrain.ipynb": {"epochs": "2", "synthetic_start": '"2024-12-20"', "synthetic_end": '"2025-01-10"',
-                       "splits": '{"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}',
-                       "batch_size": "64", "hidden_size": "16", "num_layers": "1", "device": '"cpu"'},
+    "pretrain.ipynb": {
+        "epochs": "2",
+        "synthetic_start": '"2024-12-20"',
+        "synthetic_end": '"2025-01-10"',
+        "splits": '{"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}',
+        "batch_size": "64",
+        "hidden_size": "16",
+        "num_layers": "1",
+        "device": '"cpu"',
+    },
     "eda.ipynb": {"synthetic_start": '"2025-05-01"', "synthetic_end": '"2025-05-10"'},
     "label.ipynb": {"synthetic_end": '"2025-05-20"', "n_suggestions": "4"},
 }
@@ -79,7 +87,7 @@ def lab(tmp_path_factory):
         _copy_notebook(name, folder, labels)
     news = folder / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
-    news.write_text('{"fetchNews": "false"}')   # no "get notified about Jupyter news?" toast over the screenshots
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about Jupyter news?" toast over the screenshots
     # every cell stays in the page: with JupyterLab's default windowing, cells scrolled out of view are not
     # rendered, and the "finished" marker of the last cell can be missing from the page text. The notebook's
     # kernel starts without asking: on a loaded machine the "Select Kernel" dialog could open seconds after
@@ -88,17 +96,38 @@ def lab(tmp_path_factory):
     tracker.parent.mkdir(parents=True)
     tracker.write_text('{"windowingMode": "none", "autoStartDefaultKernel": true}')
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "MOOLA_RUNS_DIR": str(folder / "runs"), "OMP_NUM_THREADS": "1",
-           "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".ws"),
-           "JUPYTER_RUNTIME_DIR": str(folder / ".runtime")}
+    env = {
+        **os.environ,
+        "MOOLA_RUNS_DIR": str(folder / "runs"),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(folder / ".ws"),
+        "JUPYTER_RUNTIME_DIR": str(folder / ".runtime"),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "lab.log", "w"))
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={folder}",
+            "--allow-root",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "lab.log", "w"),  # noqa: SIM115 - the server writes it for its whole life
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: server.poll() is not None or _status_ok(f"{url}/api/status?token={token}"), 90,
-              "jupyter lab to start")
+        _wait(
+            lambda: server.poll() is not None or _status_ok(f"{url}/api/status?token={token}"),
+            90,
+            "jupyter lab to start",
+        )
         assert server.poll() is None, (folder / "lab.log").read_text()[-3000:]
         yield {"url": url, "token": token, "folder": folder, "labels": labels}
     finally:
@@ -120,7 +149,7 @@ def _wait(condition, timeout: float, what: str):
     while time.monotonic() < deadline:
         try:
             result = condition()
-        except StaleElementReferenceException:   # the page redrew the element under us: look again
+        except StaleElementReferenceException:  # the page redrew the element under us: look again
             result = None
         if result:
             return result
@@ -159,16 +188,25 @@ def _open_and_run_all(browser, lab, name: str) -> None:
     _wait(lambda: _kernel_idle(browser) or _accept_kernel_dialog(browser), 120, f"the kernel of {name}")
     _wait(lambda: _kernel_idle(browser), 120, f"the kernel of {name}")
     _wait(_kernel_settled(lab, name), 120, f"one kernel for {name}, unchanged for 3 s")
-    for _ in range(3):   # a click that lands before the notebook has focus does nothing: check, retry
-        menu = _wait(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel")
-                              if e.text == "Run"], 30, "the Run menu")
+    for _ in range(3):  # a click that lands before the notebook has focus does nothing: check, retry
+        menu = _wait(
+            lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == "Run"],
+            30,
+            "the Run menu",
+        )
         menu[0].click()
-        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"), 30,
-              "Run All Cells")[0].click()
+        _wait(
+            lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"), 30, "Run All Cells"
+        )[0].click()
         try:
-            _wait(lambda: any(re.fullmatch(r"\[(\d+|\*)\]:", p.text.strip())
-                              for p in browser.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")), 20,
-                  "a cell to run")
+            _wait(
+                lambda: any(
+                    re.fullmatch(r"\[(\d+|\*)\]:", p.text.strip())
+                    for p in browser.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")
+                ),
+                20,
+                "a cell to run",
+            )
             return
         except AssertionError:
             continue
@@ -185,6 +223,7 @@ def _kernel_settled(lab, name: str):
         with urllib.request.urlopen(f"{lab['url']}/api/sessions?token={lab['token']}", timeout=5) as r:
             seen.append(tuple(s["kernel"]["id"] for s in json.load(r) if s["path"] == name))
         return len(seen) >= 7 and len(set(seen[-7:])) == 1 and len(seen[-1]) == 1
+
     return settled
 
 
@@ -198,7 +237,7 @@ def _accept_kernel_dialog(browser) -> bool:
         return False
     assert dialogs[0].text.startswith("Select Kernel") and "Python 3 (moola)" in dialogs[0].text, dialogs[0].text
     dialogs[0].find_element(By.CSS_SELECTOR, ".jp-mod-accept").click()
-    return False   # then wait for that kernel to be idle
+    return False  # then wait for that kernel to be idle
 
 
 def _scroll_to(browser, element) -> None:
@@ -231,9 +270,11 @@ def _wait_finished(browser, lab, name: str, timeout: float) -> None:
         _wait(lambda: _finished(browser, "Run directory:"), timeout, f"{name} to finish")
     except AssertionError:
         browser.save_screenshot(str(lab["folder"] / f"unfinished-{name}.png"))
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {name} to finish (kernel idle: "
-                             f"{_kernel_idle(browser)}; screenshot in {lab['folder']}); the page ends with:\n"
-                             f"{_page_text(browser)[-1500:]}") from None
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {name} to finish (kernel idle: "
+            f"{_kernel_idle(browser)}; screenshot in {lab['folder']}); the page ends with:\n"
+            f"{_page_text(browser)[-1500:]}"
+        ) from None
 
 
 def test_pretrain_runs_all_cells_with_the_progress_widget(browser, lab, shots):
@@ -258,6 +299,7 @@ def test_eda_window_browser_changes_the_figure(browser, lab, shots):
     def figure():
         imgs = browser.find_elements(By.CSS_SELECTOR, ".widget-output img")
         return imgs and imgs[-1].get_attribute("src")
+
     before = _wait(figure, 60, "the window browser's figure")
     readout = browser.find_element(By.CSS_SELECTOR, ".widget-slider .widget-readout").text
     handle = browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle")
@@ -295,8 +337,9 @@ def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, la
     target.click()
     _wait(lambda: rows() == ["consolidation"], 30, "the button's row in the labels file")
     # keys count only while the pointer is over the widget (as the widget says): elsewhere "2" labels nothing
-    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, ".jp-FileBrowser")).pause(0.3) \
-        .send_keys("2").perform()
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, ".jp-FileBrowser")).pause(
+        0.3
+    ).send_keys("2").perform()
     time.sleep(2)
     assert rows() == ["consolidation"]
     press("2", ["consolidation", "retracement"], "key 2 to write a retracement row")
@@ -305,7 +348,7 @@ def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, la
     assert "after the expansion leg" in brief and "1 consolidation: " in brief and "2 retracement: " in brief, brief
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", widget)
     _wait(lambda: _kernel_idle(browser), 30, "the kernel to draw the next window")
-    time.sleep(1)   # the new figure arrives with the last message before idle: let the page draw it
+    time.sleep(1)  # the new figure arrives with the last message before idle: let the page draw it
     browser.save_screenshot(str(shots / "label_widget.png"))
     press("s", ["consolidation", "retracement"], "key s to leave the rows alone")
     _wait(lambda: "1 left in this batch" in _page_text(browser), 30, "key s to skip a window")

@@ -1,5 +1,6 @@
 """The labels file of the labelling tool: every click written atomically, existing rows never lost, several
 writers at once."""
+
 import json
 import os
 import subprocess
@@ -12,8 +13,8 @@ import pytest
 
 from moola_lib.labelling.store import LabelsFileError, LabelStore
 from moola_lib.labels import load_labels, read_label_table
-from moola_lib.util.io import FileWriteError
 from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.util.io import FileWriteError
 
 L = 105
 
@@ -24,8 +25,14 @@ def bars():
 
 
 def _add(store, bars, s, label):
-    return store.add(start=bars.index[s], end=bars.index[s + L - 1], label=label, expansion_start=20,
-                     expansion_end=40, ohlc=bars.iloc[s:s + L][["open", "high", "low", "close"]].to_numpy())
+    return store.add(
+        start=bars.index[s],
+        end=bars.index[s + L - 1],
+        label=label,
+        expansion_start=20,
+        expansion_end=40,
+        ohlc=bars.iloc[s : s + L][["open", "high", "low", "close"]].to_numpy(),
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json", ".jsonl"])
@@ -34,7 +41,7 @@ def test_each_click_is_on_disk_in_the_format_transfer_reads(bars, tmp_path, suff
     store = LabelStore(path, user="ann")
     _add(store, bars, 1000, "consolidation")
     _add(store, bars, 3000, "retracement")
-    loaded = load_labels(path, bars)   # what transfer.ipynb does with labels_path
+    loaded = load_labels(path, bars)  # what transfer.ipynb does with labels_path
     assert list(loaded.labels) == ["consolidation", "retracement"]
     assert list(loaded.start) == [bars.index[1000], bars.index[3000]]
     assert (loaded.expansion == [[20, 40], [20, 40]]).all() and loaded.source["format"] == "timestamps"
@@ -46,8 +53,14 @@ def test_each_click_is_on_disk_in_the_format_transfer_reads(bars, tmp_path, suff
 
 def test_an_existing_file_keeps_every_row_and_column_and_undo_spares_foreign_rows(bars, tmp_path):
     path = tmp_path / "labels.csv"
-    pd.DataFrame({"end": [str(bars.index[600 + L - 1])], "label": ["Retracement"], "window_id": ["w7"],
-                  "note": ["from the old tool"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "end": [str(bars.index[600 + L - 1])],
+            "label": ["Retracement"],
+            "window_id": ["w7"],
+            "note": ["from the old tool"],
+        }
+    ).to_csv(path, index=False)
     store = LabelStore(path)
     _add(store, bars, 2000, "consolidation")
     frame = pd.read_csv(path)
@@ -55,7 +68,7 @@ def test_an_existing_file_keeps_every_row_and_column_and_undo_spares_foreign_row
     assert list(store.window_starts(bars.index)[1]) == [600, 2000]
     assert store.counts(("consolidation", "retracement")) == {"consolidation": 1, "retracement": 1}
     assert store.undo()["label"] == "consolidation"
-    assert store.undo() is None   # the old tool's row stays
+    assert store.undo() is None  # the old tool's row stays
     assert len(pd.read_csv(path)) == 1
 
 
@@ -80,11 +93,12 @@ def test_a_failed_write_leaves_the_previous_file_and_state(bars, tmp_path, monke
 
     def broken(src, dst):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(FileWriteError, match=r"cannot write .*labels\.csv: disk full; its previous content"):
         _add(store, bars, 3000, "retracement")
     assert path.read_bytes() == before and len(store) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".labels.csv.lock", "labels.csv"]   # no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".labels.csv.lock", "labels.csv"]  # no temp file
 
 
 def test_unusable_files_fail_with_the_path_and_the_problem(tmp_path):
@@ -94,21 +108,22 @@ def test_unusable_files_fail_with_the_path_and_the_problem(tmp_path):
     pd.DataFrame({"start": ["2025-05-01"], "class": ["x"]}).to_csv(bad, index=False)
     with pytest.raises(LabelsFileError, match=r"other\.csv: existing file has no 'label' column"):
         LabelStore(bad)
-    assert np.isin(["start", "class"], pd.read_csv(bad).columns).all()   # and it is left untouched
+    assert np.isin(["start", "class"], pd.read_csv(bad).columns).all()  # and it is left untouched
 
 
 FORMATS = [".csv", ".parquet", ".json", ".jsonl"]
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
-def test_two_stores_on_a_users_file_keep_its_rows_exactly_and_undo_only_their_own(bars, tmp_path, suffix,
-                                                                                   foreign_labels):
+def test_two_stores_on_a_users_file_keep_its_rows_exactly_and_undo_only_their_own(
+    bars, tmp_path, suffix, foreign_labels
+):
     path = tmp_path / f"labels{suffix}"
     original = foreign_labels(path)
     ann, bob = LabelStore(path, user="ann"), LabelStore(path, user="bob")
-    assert ann.undo() is None and path.read_bytes() == original.raw   # the user's rows are not ann's to undo
+    assert ann.undo() is None and path.read_bytes() == original.raw  # the user's rows are not ann's to undo
     _add(ann, bars, 1000, "consolidation")
-    _add(bob, bars, 2000, "retracement")     # bob opened the file before ann's row: it must survive bob's write
+    _add(bob, bars, 2000, "retracement")  # bob opened the file before ann's row: it must survive bob's write
     _add(ann, bars, 3000, "retracement")
     rows, _ = read_label_table(path)
     assert list(rows["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann"]
@@ -116,12 +131,12 @@ def test_two_stores_on_a_users_file_keep_its_rows_exactly_and_undo_only_their_ow
     original.assert_kept()
     bob.refresh()
     assert len(bob) == 5
-    assert bob.undo()["labelled_by"] == "bob" and bob.undo() is None   # never ann's row, nor the user's
+    assert bob.undo()["labelled_by"] == "bob" and bob.undo() is None  # never ann's row, nor the user's
     assert pd.Timestamp(ann.undo()["start"]) == bars.index[3000]
-    assert [r for r in read_label_table(path)[0]["labelled_by"]] == ["bob", "eve", "ann"]
+    assert list(read_label_table(path)[0]["labelled_by"]) == ["bob", "eve", "ann"]
     assert pd.Timestamp(ann.undo()["start"]) == bars.index[1000] and ann.undo() is None
     original.assert_unchanged()
-    assert LabelStore(path, user="ann").undo() is None   # reopened: the old rows are nobody's to undo
+    assert LabelStore(path, user="ann").undo() is None  # reopened: the old rows are nobody's to undo
 
 
 def test_a_csv_without_the_tools_columns_keeps_its_rows_byte_for_byte(bars, tmp_path):
@@ -157,22 +172,26 @@ def test_two_processes_writing_at_once_lose_no_row(tmp_path, foreign_labels):
         stores[0].undo()   # its own newest row only
     """)
     go = f"{__import__('time').time() + 8:.3f}"
-    procs = [subprocess.Popen([sys.executable, "-c", writer, name, go], env={**os.environ, "PYTHONPATH": os.getcwd()})
-             for name in ("a", "b")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", writer, name, go], env={**os.environ, "PYTHONPATH": os.getcwd()})
+        for name in ("a", "b")
+    ]
     assert [p.wait(timeout=240) for p in procs] == [0, 0]
     for original in originals:
         frame = read_label_table(original.path)[0]
         expected = 12 * 2 - 2 * (original.suffix == ".csv")
         assert len(frame) == 2 + expected, original.suffix
-        assert sorted(frame["labelled_by"][2:].value_counts().to_dict().items()) == \
-            [("a", expected // 2), ("b", expected // 2)]
+        assert sorted(frame["labelled_by"][2:].value_counts().to_dict().items()) == [
+            ("a", expected // 2),
+            ("b", expected // 2),
+        ]
         original.assert_kept()
 
 
 def test_a_killed_writers_temp_files_go_and_a_read_only_file_is_refused_at_open(bars, tmp_path):
     path = tmp_path / "labels.csv"
     _add(LabelStore(path), bars, 1000, "consolidation")
-    (tmp_path / ".labels.csv.x1y2.tmp").write_bytes(b"half a file")   # what a SIGKILL mid-write leaves
+    (tmp_path / ".labels.csv.x1y2.tmp").write_bytes(b"half a file")  # what a SIGKILL mid-write leaves
     LabelStore(path)
     assert not list(tmp_path.glob("*.tmp"))
     path.chmod(0o444)

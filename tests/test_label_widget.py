@@ -1,6 +1,7 @@
 """The labelling widget without a browser (its handlers are the button clicks and the key events ipyevents
 delivers), what it says about the window, the notebook's session step and parameters, and the report
 renderer's handling of widget views."""
+
 import dataclasses
 
 import matplotlib.pyplot as plt
@@ -20,8 +21,8 @@ from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.label_widget import LabelWidget, key_action, leg_brief, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report
-from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.notebook.steps import labelling_session_from_params
+from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.util.progress import TEXT_PROGRESS_ENV
 
 TINY = dict(synthetic_start="2025-05-01", synthetic_end="2025-05-10", n_suggestions=5, device="cpu")
@@ -29,8 +30,9 @@ TINY = dict(synthetic_start="2025-05-01", synthetic_end="2025-05-10", n_suggesti
 
 @pytest.fixture
 def params(tmp_path):
-    return LabelParams(**TINY, labels_path=str(tmp_path / "labels.csv"), run_dir=str(tmp_path / "run"),
-                       labeller="tester")
+    return LabelParams(
+        **TINY, labels_path=str(tmp_path / "labels.csv"), run_dir=str(tmp_path / "run"), labeller="tester"
+    )
 
 
 def test_buttons_write_rows_undo_removes_the_last_and_reopening_continues(params):
@@ -54,15 +56,23 @@ def test_buttons_write_rows_undo_removes_the_last_and_reopening_continues(params
 
 def keydown(key, **extra):
     """The dict ipyevents sends for a keydown (the fields the widget reads)."""
-    return {"event": "keydown", "key": key, "repeat": False, "ctrlKey": False, "altKey": False,
-            "metaKey": False, "shiftKey": False, **extra}
+    return {
+        "event": "keydown",
+        "key": key,
+        "repeat": False,
+        "ctrlKey": False,
+        "altKey": False,
+        "metaKey": False,
+        "shiftKey": False,
+        **extra,
+    }
 
 
 def test_key_action_maps_keys_to_actions():
     classes = ("consolidation", "retracement")
     assert key_action(keydown("1"), classes) == ("label", "consolidation")
     assert key_action(keydown("2"), classes) == ("label", "retracement")
-    assert key_action(keydown("S"), classes) == ("skip", None)   # caps lock or shift: the same key
+    assert key_action(keydown("S"), classes) == ("skip", None)  # caps lock or shift: the same key
     assert key_action(keydown("u"), classes) == key_action(keydown("Backspace"), classes) == ("undo", None)
     assert key_action(keydown("n"), classes) == ("next", None)
     for ignored in (keydown("3"), keydown("x"), keydown("Enter"), keydown("0"), keydown(""), {}):
@@ -78,14 +88,14 @@ def test_keys_write_rows_skip_moves_on_undo_removes_the_last_and_unknown_keys_do
     widget = LabelWidget(labelling_session_from_params(params))
     assert [b.description for b in widget.class_buttons.values()] == ["1 consolidation", "2 retracement"]
     assert (widget.skip_button.description, widget.undo_button.description) == ("s skip", "u undo")
-    press = widget.keys._handle_mouse_msg   # what ipyevents calls with the browser's message
+    press = widget.keys._handle_mouse_msg  # what ipyevents calls with the browser's message
     batch = widget.session.batch["start_time"]
     press(None, keydown("2"), [])
     press(None, keydown("s"), [])
     press(None, keydown("1"), [])
     rows = pd.read_csv(params.labels_path)
     assert list(rows["label"]) == ["retracement", "consolidation"]
-    assert list(rows["start"]) == [batch[0].isoformat(), batch[2].isoformat()]   # the skipped one is not there
+    assert list(rows["start"]) == [batch[0].isoformat(), batch[2].isoformat()]  # the skipped one is not there
     before, position = widget.message.value, widget.session.position
     for key in ("x", "3", "Enter"):
         press(None, keydown(key), [])
@@ -95,12 +105,12 @@ def test_keys_write_rows_skip_moves_on_undo_removes_the_last_and_unknown_keys_do
     assert (widget.message.value, widget.session.position) == (before, position)
     press(None, keydown("Backspace"), [])
     assert list(pd.read_csv(params.labels_path)["label"]) == ["retracement"] and "removed" in widget.message.value
-    assert widget.session.current["start_time"] == batch[2]   # the undone window is shown again
+    assert widget.session.current["start_time"] == batch[2]  # the undone window is shown again
     press(None, keydown("u"), [])
     assert len(pd.read_csv(params.labels_path)) == 0
     for _ in range(5):
         press(None, keydown("s"), [])
-    press(None, keydown("1"), [])   # the batch is done: the key says so and writes nothing
+    press(None, keydown("1"), [])  # the batch is done: the key says so and writes nothing
     assert len(pd.read_csv(params.labels_path)) == 0 and "n (next batch)" in widget.message.value
     press(None, keydown("n"), [])
     assert "5 left in this batch" in widget.counter_text()
@@ -114,10 +124,13 @@ def test_the_widget_says_what_the_label_is_about(params):
     leg, about = leg_brief(w)
     assert leg.startswith(f"{w['direction']} leg of {w['size_atr']:.1f} ATR") and f"bars {a}-{b}" in leg
     assert f"label bars {b + 1}-104 after the expansion leg" in about
-    last = pd.Series({"expansion_start": 20, "expansion_end": 104, "direction": "up", "size_atr": 7.25,
-                      "size_price": 12345.6})
-    assert leg_brief(last) == ("up leg of 7.2 ATR (12,346 in price), bars 20-104 of the window's 0-104 (orange)",
-                               "the leg ends at the window's last bar: nothing after it to label (skip)")
+    last = pd.Series(
+        {"expansion_start": 20, "expansion_end": 104, "direction": "up", "size_atr": 7.25, "size_price": 12345.6}
+    )
+    assert leg_brief(last) == (
+        "up leg of 7.2 ATR (12,346 in price), bars 20-104 of the window's 0-104 (orange)",
+        "the leg ends at the window's last bar: nothing after it to label (skip)",
+    )
     assert "(0.001234 in price)" in leg_brief(last.replace(12345.6, 0.0012345))[0]
     brief = widget.brief.value
     assert f"bars {b + 1}-104 after the expansion leg" in brief
@@ -125,8 +138,8 @@ def test_the_widget_says_what_the_label_is_about(params):
         assert f"<b>{k + 1} {name}</b>: {text}".replace("'", "&#x27;") in brief
     assert brief.index("consolidation") < brief.index("retracement")
     widget.skip_button.click()
-    assert widget.brief.value != brief   # the next window's leg
-    assert "definition" not in LabelWidget(session).brief.value   # library use without definitions: none shown
+    assert widget.brief.value != brief  # the next window's leg
+    assert "definition" not in LabelWidget(session).brief.value  # library use without definitions: none shown
 
 
 def test_the_window_figure_marks_the_bars_the_label_is_about(params):
@@ -136,9 +149,10 @@ def test_the_window_figure_marks_the_bars_the_label_is_about(params):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert f"label: bars {int(w['expansion_end']) + 1}-104 after the leg" in texts
     plt.close(fig)
-    fig = labelling_figure(session.bars, session.X, pd.concat([w.drop("expansion_end"),
-                                                                 pd.Series({"expansion_end": 104})]))
-    assert not any(t.get_text().startswith("label:") for t in fig.axes[0].texts)   # nothing after the leg
+    fig = labelling_figure(
+        session.bars, session.X, pd.concat([w.drop("expansion_end"), pd.Series({"expansion_end": 104})])
+    )
+    assert not any(t.get_text().startswith("label:") for t in fig.axes[0].texts)  # nothing after the leg
     plt.close(fig)
 
 
@@ -173,7 +187,7 @@ def test_the_last_window_disables_the_class_buttons_and_errors_show_in_the_widge
     widget.session.store.path = widget.session.store.path.parent / "missing" / "\0bad.csv"
     widget.session.next_batch()
     widget.redraw()
-    widget.class_buttons["consolidation"].click()   # an impossible path: shown, not raised into the void
+    widget.class_buttons["consolidation"].click()  # an impossible path: shown, not raised into the void
     assert "Error" in widget.message.value and "#c62828" in widget.message.value
     widget.next_button.click()
     assert "5 left in this batch" in widget.counter_text()
@@ -198,19 +212,28 @@ def test_headless_shows_no_widget(params, monkeypatch, capsys):
 
 
 def test_the_report_drops_widget_views_jupyterlab_did_not_save(tmp_path):
-    view = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2,
-                                                         "version_minor": 0},
-            "text/plain": "VBox(children=(IntSlider(value=0, description='window'),))"}
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("browser", outputs=[
-        nbformat.v4.new_output("display_data", data=view),
-        nbformat.v4.new_output("stream", name="stdout", text="static stand-in shown\n")])])
+    view = {
+        "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "text/plain": "VBox(children=(IntSlider(value=0, description='window'),))",
+    }
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "browser",
+                outputs=[
+                    nbformat.v4.new_output("display_data", data=view),
+                    nbformat.v4.new_output("stream", name="stdout", text="static stand-in shown\n"),
+                ],
+            )
+        ]
+    )
     nbformat.write(nb, tmp_path / "saved.ipynb")
     html = render_report(tmp_path / "saved.ipynb", tmp_path / "report.html").read_text()
     assert "VBox(children=" not in html and "static stand-in shown" in html
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
     nbformat.write(nb, tmp_path / "with_state.ipynb")
     html = render_report(tmp_path / "with_state.ipynb", tmp_path / "report2.html").read_text()
-    assert "abc" in html   # a saved widget state is left to nbconvert's widget renderer
+    assert "abc" in html  # a saved widget state is left to nbconvert's widget renderer
 
 
 @pytest.fixture(scope="module")
@@ -220,23 +243,29 @@ def market():
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json", ".jsonl"])
-def test_two_widgets_on_one_users_file_lose_no_click_and_undo_only_their_own(market, tmp_path, suffix,
-                                                                               foreign_labels):
+def test_two_widgets_on_one_users_file_lose_no_click_and_undo_only_their_own(market, tmp_path, suffix, foreign_labels):
     path = tmp_path / f"labels{suffix}"
-    original = foreign_labels(path)   # a user's own file, rows with labelled_at included
-    ann, bob = (LabelWidget(LabellingSession(*market, LabelStore(path, user=who), n_suggestions=5))
-                for who in ("ann", "bob"))
-    for widget, button in [(ann, "consolidation"), (bob, "retracement"), (ann, "retracement"), (bob, "skip"),
-                           (bob, "consolidation"), (ann, "consolidation")]:
+    original = foreign_labels(path)  # a user's own file, rows with labelled_at included
+    ann, bob = (
+        LabelWidget(LabellingSession(*market, LabelStore(path, user=who), n_suggestions=5)) for who in ("ann", "bob")
+    )
+    for widget, button in [
+        (ann, "consolidation"),
+        (bob, "retracement"),
+        (ann, "retracement"),
+        (bob, "skip"),
+        (bob, "consolidation"),
+        (ann, "consolidation"),
+    ]:
         (widget.skip_button if button == "skip" else widget.class_buttons[button]).click()
     rows = read_label_table(path)[0]
-    assert list(rows["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann", "bob", "ann"]   # 5 clicks, 5 rows
+    assert list(rows["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann", "bob", "ann"]  # 5 clicks, 5 rows
     original.assert_kept()
-    assert "labelled 7 " in bob.counter_text()   # bob's counter sees ann's rows
+    assert "labelled 7 " in bob.counter_text()  # bob's counter sees ann's rows
     bob.undo_button.click()
     assert list(read_label_table(path)[0]["labelled_by"]) == ["bob", "eve", "ann", "bob", "ann", "ann"]
     for _ in range(4):
         ann.undo_button.click()
     assert "nothing to undo" in ann.message.value
     bob.undo_button.click()
-    original.assert_unchanged()   # every row the widgets wrote is gone, the user's rows never were touched
+    original.assert_unchanged()  # every row the widgets wrote is gone, the user's rows never were touched

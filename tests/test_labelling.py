@@ -1,12 +1,20 @@
 """Candidate windows, suggestion strategies and the labelling session (moola_lib.labelling.session, .suggestions)."""
+
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from moola_lib.features import relativity_features, swing_points
+from moola_lib.labelling.session import (
+    CandidateOptions,
+    LabellingSession,
+    average_true_range,
+    candidate_windows,
+    overlaps_any,
+)
 from moola_lib.labelling.store import LabelStore
-from moola_lib.labelling.session import (CandidateOptions, LabellingSession, average_true_range, candidate_windows,
-                                 overlaps_any)
 from moola_lib.labelling.suggestions import k_center_greedy, suggest, summary_features, uncertainty_order
 from moola_lib.synthetic import synthetic_market
 
@@ -27,7 +35,7 @@ def test_candidates_hold_a_large_zigzag_leg_at_the_stated_offsets(market):
     assert len(cand) > 50
     swings = swing_points(bars, **options.zigzag)
     extremes = swings["extreme_pos"].to_numpy()
-    legs = {(a, b): k for k, (a, b) in enumerate(zip(extremes[:-1], extremes[1:]))}   # consecutive extremes
+    legs = {(a, b): k for k, (a, b) in enumerate(itertools.pairwise(extremes))}  # consecutive extremes
     atr = average_true_range(bars)
     for _, w in cand.iterrows():
         s, a, b = w["start"], w["start"] + w["expansion_start"], w["start"] + w["expansion_end"]
@@ -35,8 +43,8 @@ def test_candidates_hold_a_large_zigzag_leg_at_the_stated_offsets(market):
         k = legs[(a, b)]
         move = swings["price"].iloc[k + 1] - swings["price"].iloc[k]
         assert abs(move) / atr[a] >= 5.0 and (move > 0) == (w["direction"] == "up")
-        assert valid[s:s + L].all() and w["start_time"] == bars.index[s] and w["end_time"] == bars.index[s + L - 1]
-        assert (np.diff(bars.index[s:s + L].asi8) <= 60 * 60 * 10**9).all()
+        assert valid[s : s + L].all() and w["start_time"] == bars.index[s] and w["end_time"] == bars.index[s + L - 1]
+        assert (np.diff(bars.index[s : s + L].asi8) <= 60 * 60 * 10**9).all()
 
 
 def test_candidates_find_the_planted_expansions(market):
@@ -63,10 +71,10 @@ def test_k_center_greedy_covers_clusters_and_matches_a_naive_version():
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 20, (6, 3))
     points = np.concatenate([c + rng.normal(0, 0.5, (30, 3)) for c in centers])
-    covered = points[:5]   # cluster 0 already labelled
+    covered = points[:5]  # cluster 0 already labelled
     picked, score = k_center_greedy(points, 5, covered)
     assert len({int(i) // 30 for i in picked}) == 5 and all(int(i) // 30 != 0 for i in picked)
-    assert (np.diff(score) <= 1e-12).all()   # each pick is at most as far as the previous one
+    assert (np.diff(score) <= 1e-12).all()  # each pick is at most as far as the previous one
     z = (points - np.concatenate([points, covered]).mean(0)) / np.concatenate([points, covered]).std(0)
     zc = (covered - np.concatenate([points, covered]).mean(0)) / np.concatenate([points, covered]).std(0)
     naive = []
@@ -116,8 +124,9 @@ def _session(market, path, **kw):
 def test_a_batch_never_overlaps_itself_or_the_labelled_windows(market, tmp_path, strategy):
     s = _session(market, tmp_path / "labels.csv", strategy=strategy, n_suggestions=10)
     starts = s.batch["start"].to_numpy()
-    assert len(starts) == 10 and not any(overlaps_any(starts[i:i + 1], np.delete(starts, i)).any()
-                                         for i in range(len(starts)))
+    assert len(starts) == 10 and not any(
+        overlaps_any(starts[i : i + 1], np.delete(starts, i)).any() for i in range(len(starts))
+    )
     for k in range(3):
         s.label(s.classes[k % 2])
     s.next_batch()
@@ -144,13 +153,13 @@ def test_label_skip_undo_and_counter(market, tmp_path):
     assert s.counter() == {"labelled": 1, "per_class": {"consolidation": 0, "retracement": 1}, "left_in_batch": 3}
     s.skip()
     assert s.counter()["left_in_batch"] == 2
-    s.undo()   # the labelled window, not the skipped one
+    s.undo()  # the labelled window, not the skipped one
     assert s.counter()["labelled"] == 0 and s.counter()["left_in_batch"] == 2
     with pytest.raises(ValueError, match="unknown label 'breakout'"):
         s.label("breakout")
     s.label("consolidation")
     assert s.undo()["start"] != shown.isoformat()
-    assert s.current["start_time"] == s.batch["start_time"][2]   # the undone window is shown again
+    assert s.current["start_time"] == s.batch["start_time"][2]  # the undone window is shown again
     s.label("consolidation"), s.label("retracement")
     assert s.current is None
     with pytest.raises(IndexError, match="batch is done"):
@@ -158,11 +167,10 @@ def test_label_skip_undo_and_counter(market, tmp_path):
 
 
 def test_uncertainty_with_an_encoder_refits_on_the_labels(market, tmp_path):
-    def embed(Xw, vw):   # a stand-in encoder: any fixed map from windows to points
+    def embed(Xw, vw):  # a stand-in encoder: any fixed map from windows to points
         return summary_features(Xw, vw)[:, :6]
 
-    s = _session(market, tmp_path / "labels.csv", strategy="uncertainty", n_suggestions=6, embed=embed,
-                 min_labels=6)
+    s = _session(market, tmp_path / "labels.csv", strategy="uncertainty", n_suggestions=6, embed=embed, min_labels=6)
     assert s.suggestions.strategy == "diverse" and "only 0 labels" in s.suggestions.note
     for k in range(6):
         s.label(s.classes[k % 2])
@@ -172,11 +180,14 @@ def test_uncertainty_with_an_encoder_refits_on_the_labels(market, tmp_path):
     assert (np.diff(score) >= 0).all() and 0 <= score.min() and score.max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"zigzag": {"reversal": 2.0}}, r"zigzag: unknown feature option 'reversal'. Did you mean 'reversal_atr'"),
-    ({"lead_bars": 60, "min_follow_bars": 50}, "leave room for a leg"),
-    ({"min_leg_atr": 0}, "min_leg_atr must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"zigzag": {"reversal": 2.0}}, r"zigzag: unknown feature option 'reversal'. Did you mean 'reversal_atr'"),
+        ({"lead_bars": 60, "min_follow_bars": 50}, "leave room for a leg"),
+        ({"min_leg_atr": 0}, "min_leg_atr must be > 0"),
+    ],
+)
 def test_bad_candidate_options_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CandidateOptions(**kwargs)

@@ -1,4 +1,5 @@
 """Labelled windows: both file formats, every error, cold-start warning, the synthetic set."""
+
 import json
 import re
 import warnings
@@ -9,13 +10,14 @@ import pytest
 
 from moola_lib.data import DataValidationError
 from moola_lib.features import relativity_features
-from moola_lib.labels import COLD_START_WARNING, load_labels, overlap_groups, shared_bar_groups
-from moola_lib.testbed import synthetic_labelled_set
+from moola_lib.label_windows import COLD_START_WARNING, shared_bar_groups
+from moola_lib.labels import load_labels, overlap_groups
 from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.testbed import synthetic_labelled_set
 from moola_lib.windows import gather_windows
 
 L = 105
-STARTS = [400, 460, 1500, 2600, 3700, 4800]   # 400 and 460 overlap
+STARTS = [400, 460, 1500, 2600, 3700, 4800]  # 400 and 460 overlap
 LABELS = ["consolidation", "retracement", "retracement", "consolidation", "Retracement ", "consolidation"]
 
 
@@ -31,19 +33,30 @@ def full_features(bars):
 
 def timestamp_frame(bars, starts=STARTS, labels=LABELS, column="start"):
     offset = 0 if column == "start" else L - 1
-    return pd.DataFrame({"window_id": [f"w{i}" for i in range(len(starts))],
-                         column: [bars.index[s + offset] for s in starts],
-                         "label": labels, "expansion_start": [3, 10, None, 0, 50, 7],
-                         "expansion_end": [40, 60, None, 104, 90, 7]})
+    return pd.DataFrame(
+        {
+            "window_id": [f"w{i}" for i in range(len(starts))],
+            column: [bars.index[s + offset] for s in starts],
+            "label": labels,
+            "expansion_start": [3, 10, None, 0, 50, 7],
+            "expansion_end": [40, 60, None, 104, 90, 7],
+        }
+    )
 
 
 def window_frame(bars, starts=STARTS, labels=LABELS):
     ohlc = bars[["open", "high", "low", "close"]].to_numpy()
-    return pd.DataFrame({"window_id": [f"w{i}" for i in range(len(starts))],
-                         "features": [ohlc[s:s + L].tolist() for s in starts], "label": labels})
+    return pd.DataFrame(
+        {
+            "window_id": [f"w{i}" for i in range(len(starts))],
+            "features": [ohlc[s : s + L].tolist() for s in starts],
+            "label": labels,
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------- format (a)
+
 
 @pytest.mark.parametrize("column", ["start", "end"])
 def test_timestamps_gather_full_history_features(bars, full_features, column):
@@ -52,8 +65,14 @@ def test_timestamps_gather_full_history_features(bars, full_features, column):
     np.testing.assert_array_equal(ls.X, gather_windows(X, np.array(STARTS)))
     np.testing.assert_array_equal(ls.valid, gather_windows(valid[:, None], np.array(STARTS))[..., 0])
     assert ls.X.dtype == np.float32 and ls.X.shape == (6, L, 10)
-    assert list(ls.labels) == ["consolidation", "retracement", "retracement", "consolidation", "retracement",
-                               "consolidation"]
+    assert list(ls.labels) == [
+        "consolidation",
+        "retracement",
+        "retracement",
+        "consolidation",
+        "retracement",
+        "consolidation",
+    ]
     assert list(ls.start) == list(bars.index[STARTS])
     assert list(ls.end) == list(bars.index[np.add(STARTS, L - 1)])
     assert ls.expansion.tolist() == [[3, 40], [10, 60], [-1, -1], [0, 104], [50, 90], [7, 7]]
@@ -90,21 +109,29 @@ def test_duplicates_with_same_label_are_dropped_and_reported(bars, full_features
     assert any("copy" in w for w in ls.warnings)
 
 
-@pytest.mark.parametrize("mutate, check, text", [
-    (lambda f, b: f.drop(columns="label"), "label_column", "no label column 'label'"),
-    (lambda f, b: f.assign(label=["consolidation"] * 5 + ["breakout"]), "unknown_label", "breakout"),
-    (lambda f, b: f.assign(label=[None] + LABELS[1:]), "missing_label", "window_id 'w0'"),
-    (lambda f, b: f.assign(start=[b.index[0] - pd.Timedelta("1D")] + list(f["start"][1:])),
-     "window_outside_data", "window_id 'w0'"),
-    (lambda f, b: f.assign(start=list(f["start"][:5]) + [b.index[-50]]), "window_outside_data",
-     "window_id 'w5'"),
-    (lambda f, b: f.assign(end=[b.index[s + L] for s in STARTS]), "window_length", "span 105 bars"),
-    (lambda f, b: f.assign(start=[f["start"][0]] * 2 + list(f["start"][2:])),
-     "conflicting_labels", "row 0 (window_id 'w0') and row 1 (window_id 'w1')"),
-    (lambda f, b: f.assign(window_id=["w0", "w0", "w2", "w3", "w4", "w5"]), "window_id", "'w0' names two"),
-    (lambda f, b: f.assign(expansion_end=[40, 60, None, 105, 90, 7]), "expansion_offsets", "window_id 'w3'"),
-    (lambda f, b: f.rename(columns={"start": "begin"}), "format", "cannot tell the format"),
-])
+@pytest.mark.parametrize(
+    "mutate, check, text",
+    [
+        (lambda f, b: f.drop(columns="label"), "label_column", "no label column 'label'"),
+        (lambda f, b: f.assign(label=["consolidation"] * 5 + ["breakout"]), "unknown_label", "breakout"),
+        (lambda f, b: f.assign(label=[None] + LABELS[1:]), "missing_label", "window_id 'w0'"),
+        (
+            lambda f, b: f.assign(start=[b.index[0] - pd.Timedelta("1D")] + list(f["start"][1:])),
+            "window_outside_data",
+            "window_id 'w0'",
+        ),
+        (lambda f, b: f.assign(start=list(f["start"][:5]) + [b.index[-50]]), "window_outside_data", "window_id 'w5'"),
+        (lambda f, b: f.assign(end=[b.index[s + L] for s in STARTS]), "window_length", "span 105 bars"),
+        (
+            lambda f, b: f.assign(start=[f["start"][0]] * 2 + list(f["start"][2:])),
+            "conflicting_labels",
+            "row 0 (window_id 'w0') and row 1 (window_id 'w1')",
+        ),
+        (lambda f, b: f.assign(window_id=["w0", "w0", "w2", "w3", "w4", "w5"]), "window_id", "'w0' names two"),
+        (lambda f, b: f.assign(expansion_end=[40, 60, None, 105, 90, 7]), "expansion_offsets", "window_id 'w3'"),
+        (lambda f, b: f.rename(columns={"start": "begin"}), "format", "cannot tell the format"),
+    ],
+)
 def test_timestamp_errors(bars, full_features, mutate, check, text):
     with pytest.raises(DataValidationError, match=check) as err:
         load_labels(mutate(timestamp_frame(bars), bars), bars, features=full_features)
@@ -135,20 +162,21 @@ def test_overlap_groups_are_transitive():
 
 # ----------------------------------------------------------------------------------- format (b)
 
+
 def test_windows_get_cold_start_features_and_a_warning(bars, full_features):
     with pytest.warns(UserWarning, match="cold start"):
         ls = load_labels(window_frame(bars), bars=None)
     assert ls.cold_start and ls.source["format"] == "windows"
     assert any(COLD_START_WARNING in w for w in ls.warnings)
-    window = bars.iloc[STARTS[2]:STARTS[2] + L]
+    window = bars.iloc[STARTS[2] : STARTS[2] + L]
     X, valid = relativity_features(window)
     np.testing.assert_array_equal(ls.X[2], X)
     np.testing.assert_array_equal(ls.valid[2], valid)
-    assert not ls.valid[:, 0].any()                       # warm-up bars are invalid
+    assert not ls.valid[:, 0].any()  # warm-up bars are invalid
     full = gather_windows(full_features[0], np.array(STARTS))
     assert not np.allclose(ls.X[:, -20:], full[:, -20:])  # and the values differ from the full history
     assert ls.start.isna().all()
-    assert ls.groups[0] == ls.groups[1] and len(set(ls.groups)) == 5   # shared bars = overlap
+    assert ls.groups[0] == ls.groups[1] and len(set(ls.groups)) == 5  # shared bars = overlap
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
@@ -166,14 +194,26 @@ def test_window_files(bars, tmp_path, suffix):
     assert len(ls) == 6 and ls.X.shape == (6, L, 10)
 
 
-@pytest.mark.parametrize("mutate, check, text", [
-    (lambda f: f.assign(features=[f["features"][0][:104]] + list(f["features"][1:])), "window_length",
-     "window_id 'w0'.*got shape \\(104, 4\\)"),
-    (lambda f: f.assign(features=list(f["features"][:5]) + [[[1, 0, 2, 1]] * L]), "non_positive_price",
-     "window_id 'w5'"),
-    (lambda f: f.assign(features=[f["features"][1]] + list(f["features"][1:])), "conflicting_labels",
-     "row 0 .* and row 1"),
-])
+@pytest.mark.parametrize(
+    "mutate, check, text",
+    [
+        (
+            lambda f: f.assign(features=[f["features"][0][:104]] + list(f["features"][1:])),
+            "window_length",
+            "window_id 'w0'.*got shape \\(104, 4\\)",
+        ),
+        (
+            lambda f: f.assign(features=list(f["features"][:5]) + [[[1, 0, 2, 1]] * L]),
+            "non_positive_price",
+            "window_id 'w5'",
+        ),
+        (
+            lambda f: f.assign(features=[f["features"][1]] + list(f["features"][1:])),
+            "conflicting_labels",
+            "row 0 .* and row 1",
+        ),
+    ],
+)
 def test_window_errors(bars, mutate, check, text):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from moola_lib.util.io import atomic_torch_save
 from moola_lib.masking import random_mask
-from moola_lib.models import (JadeClassifier, JadeEncoder, JadePretrainer, encoder_state, load_encoder,
-                              save_encoder)
+from moola_lib.models import JadeClassifier, JadeEncoder, JadePretrainer, encoder_state, load_encoder, save_encoder
+from moola_lib.util.io import atomic_torch_save
 
 SMALL = dict(input_size=10, hidden_size=8, num_layers=2, dropout=0.2)
 
@@ -69,19 +68,29 @@ def test_load_from_a_training_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = JadePretrainer(**SMALL)
     path = tmp_path / "checkpoint_last.pt"
-    atomic_torch_save({"format": "moola.pretrain_checkpoint.v1", "encoder": encoder_state(model.encoder),
-                       "model": model.state_dict(), "config": {"hidden_size": 8}}, path)
+    atomic_torch_save(
+        {
+            "format": "moola.pretrain_checkpoint.v1",
+            "encoder": encoder_state(model.encoder),
+            "model": model.state_dict(),
+            "config": {"hidden_size": 8},
+        },
+        path,
+    )
     loaded = load_encoder(path, hidden_size=None).eval()
     x = torch.randn(2, 105, 10)
     with torch.no_grad():
         assert model.encoder.eval()(x).equal(loaded(x))
 
 
-@pytest.mark.parametrize("arch, required, pattern", [
-    (dict(input_size=11), {}, r"input_size=11 \(lstm\.weight_ih_l0 \[32, 11\]\) but 10 was required"),
-    (dict(hidden_size=16), dict(hidden_size=8), r"hidden_size=16 \(lstm\.weight_hh_l0 \[64, 16\]\) but 8"),
-    (dict(num_layers=3), {}, r"num_layers=3 \(3 layers.*\) but 2 was required"),
-])
+@pytest.mark.parametrize(
+    "arch, required, pattern",
+    [
+        (dict(input_size=11), {}, r"input_size=11 \(lstm\.weight_ih_l0 \[32, 11\]\) but 10 was required"),
+        (dict(hidden_size=16), dict(hidden_size=8), r"hidden_size=16 \(lstm\.weight_hh_l0 \[64, 16\]\) but 8"),
+        (dict(num_layers=3), {}, r"num_layers=3 \(3 layers.*\) but 2 was required"),
+    ],
+)
 def test_architecture_mismatch_names_both_shapes(tmp_path, arch, required, pattern):
     path = tmp_path / "enc.pt"
     save_encoder(JadeEncoder(**{**SMALL, **arch}), path)
@@ -110,7 +119,7 @@ def test_classifier_normalises_pooled_features_with_a_saved_layer():
     clf = JadeClassifier(**SMALL)
     x = torch.randn(64, 105, 10)
     clf.train()
-    clf(x)                                   # one training pass updates the layer's running statistics
+    clf(x)  # one training pass updates the layer's running statistics
     assert "norm.running_mean" in clf.state_dict() and clf.norm.num_batches_tracked == 1
     clf.eval()
     with torch.no_grad():

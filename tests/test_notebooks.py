@@ -3,6 +3,7 @@
 nbval runs in a subprocess (``pytest --nbval-lax notebooks/NAME.ipynb``) with ``MOOLA_RUNS_DIR`` set to
 a temporary folder, so the test suite never writes into the user's runs/.
 """
+
 import ast
 import dataclasses
 import importlib
@@ -18,9 +19,9 @@ import pytest
 import yaml
 
 from moola_lib.labels import load_labels
+from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.testbed import EMBEDDED_SET
 from moola_lib.util.paths import ROOT
-from moola_lib.synthetic import synthetic_ohlcv
 
 
 def project_notebooks() -> list:
@@ -29,11 +30,12 @@ def project_notebooks() -> list:
     outside a git checkout, a notebook that carries papermill's metadata is such a copy."""
     paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "check-ignore", *map(str, paths)], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "check-ignore", *map(str, paths)], capture_output=True, text=True, timeout=60
+        )
     except OSError:
         out = None
-    if out is not None and out.returncode in (0, 1):   # 1: none ignored; anything else: no git checkout
+    if out is not None and out.returncode in (0, 1):  # 1: none ignored; anything else: no git checkout
         ignored = set(out.stdout.splitlines())
         return [p for p in paths if str(p) not in ignored]
     return [p for p in paths if "papermill" not in nbformat.read(p, as_version=4).metadata]
@@ -41,9 +43,14 @@ def project_notebooks() -> list:
 
 NOTEBOOKS = project_notebooks()
 NAMES = [p.stem for p in NOTEBOOKS]
-TINY_PRETRAIN = {"synthetic_start": "2024-12-20", "synthetic_end": "2025-01-10", "warmup_epochs": 0,
-                 "batch_size": 64, "device": "cpu",
-                 "splits": {"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}}
+TINY_PRETRAIN = {
+    "synthetic_start": "2024-12-20",
+    "synthetic_end": "2025-01-10",
+    "warmup_epochs": 0,
+    "batch_size": 64,
+    "device": "cpu",
+    "splits": {"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]},
+}
 
 
 def code_cells(path):
@@ -52,8 +59,9 @@ def code_cells(path):
 
 def params_class(path):
     """The dataclass a notebook hands to start_run(name, globals(), Class), imported from its module."""
-    source = "\n".join(line for c in code_cells(path) for line in c.source.splitlines()
-                       if not line.startswith("%"))   # IPython magics are not Python
+    source = "\n".join(
+        line for c in code_cells(path) for line in c.source.splitlines() if not line.startswith("%")
+    )  # IPython magics are not Python
     tree = ast.parse(source)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "start_run"]
     assert len(calls) == 1, f"{path.name}: expected one start_run(...) call"
@@ -65,8 +73,9 @@ def params_class(path):
 
 
 def run(cmd, env=None, cwd=ROOT, timeout=900):
-    return subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_all_notebooks_are_present():
@@ -89,8 +98,8 @@ def test_one_literal_parameters_cell_matching_the_params_class(path):
     assert len(cells) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
     for stmt in ast.parse(cells[0].source).body:
         assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name), ast.unparse(stmt)
-        ast.literal_eval(stmt.value)   # literal values only
-    names = list(papermill.inspect_notebook(str(path)))   # also: papermill can parse every line
+        ast.literal_eval(stmt.value)  # literal values only
+    names = list(papermill.inspect_notebook(str(path)))  # also: papermill can parse every line
     fields = [f.name for f in dataclasses.fields(params_class(path))]
     assert sorted(names) == sorted(fields)
 
@@ -98,8 +107,10 @@ def test_one_literal_parameters_cell_matching_the_params_class(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_nbval_runs_the_notebook_with_its_defaults(path, tmp_path):
-    out = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(path)],
-              env={"MOOLA_RUNS_DIR": str(tmp_path)})
+    out = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(path)],
+        env={"MOOLA_RUNS_DIR": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     manifests = list(tmp_path.glob(f"{path.stem}-*/manifest.json"))
     assert len(manifests) == 1, list(tmp_path.iterdir())
@@ -112,23 +123,46 @@ def test_papermill_cli_with_overrides_and_params_file(tmp_path):
     params = tmp_path / "tiny.yaml"
     params.write_text(yaml.safe_dump({**TINY_PRETRAIN, "run_dir": str(run_dir), "epochs": 5}))
     out_nb = tmp_path / "out.ipynb"
-    out = run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "pretrain.ipynb"), str(out_nb),
-               "-f", str(params), "-p", "epochs", "2", "-p", "hidden_size", "8", "-p", "lr", "2e-3"],
-              cwd=tmp_path)   # any working directory: relative paths are taken from the repository root
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "pretrain.ipynb"),
+            str(out_nb),
+            "-f",
+            str(params),
+            "-p",
+            "epochs",
+            "2",
+            "-p",
+            "hidden_size",
+            "8",
+            "-p",
+            "lr",
+            "2e-3",
+        ],
+        cwd=tmp_path,
+    )  # any working directory: relative paths are taken from the repository root
     assert out.returncode == 0, out.stderr[-4000:]
 
     resolved = yaml.safe_load((run_dir / "params.yaml").read_text())
-    assert (resolved["epochs"], resolved["hidden_size"], resolved["lr"]) == (2, 8, 2e-3)   # -p wins over -f
+    assert (resolved["epochs"], resolved["hidden_size"], resolved["lr"]) == (2, 8, 2e-3)  # -p wins over -f
     assert resolved["synthetic_end"] == "2025-01-10" and resolved["splits"] == TINY_PRETRAIN["splits"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["data"]["synthetic"]["end"] == "2025-01-10"
     results = json.loads((run_dir / "training_results.json").read_text())
     assert results["epochs_completed"] == 2 and results["best_val_loss"] > 0
     assert results["config"]["hidden_size"] == 8
-    for name in ("checkpoint_best.pt", "checkpoint_last.pt", "figures/loss_curves.png",
-                 "figures/reconstructions.png", "reference_losses.csv"):
+    for name in (
+        "checkpoint_best.pt",
+        "checkpoint_last.pt",
+        "figures/loss_curves.png",
+        "figures/reconstructions.png",
+        "reference_losses.csv",
+    ):
         assert (run_dir / name).exists(), name
-    assert not (run_dir / "report.html").exists()   # plain papermill: the notebook says how to render it
+    assert not (run_dir / "report.html").exists()  # plain papermill: the notebook says how to render it
     executed = nbformat.read(out_nb, as_version=4)
     outputs = [o for c in executed.cells for o in c.get("outputs", [])]
     # headless: a text progress bar that reached the end, no widget that would stay "0/N" in the record
@@ -141,22 +175,38 @@ def test_papermill_cli_with_overrides_and_params_file(tmp_path):
     assert out.returncode == 0, out.stderr
     html = (run_dir / "report.html").read_text()
     assert "Pretraining the Jade encoder" in html and "Best val loss" in html
-    assert "start_run(" not in html and "load_pretrain_data(" not in html   # code cells hidden
+    assert "start_run(" not in html and "load_pretrain_data(" not in html  # code cells hidden
     assert (run_dir / "out.ipynb").exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (["-p", "batchsize", "1024"], "unknown option 'batchsize'. Did you mean 'batch_size'? Valid names: "),
-    (["-p", "batch_size", "abc"], "batch_size: expected int, got str ('abc')"),
-], ids=["unknown-name", "wrong-type"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "batchsize", "1024"], "unknown option 'batchsize'. Did you mean 'batch_size'? Valid names: "),
+        (["-p", "batch_size", "abc"], "batch_size: expected int, got str ('abc')"),
+    ],
+    ids=["unknown-name", "wrong-type"],
+)
 def test_papermill_cli_rejects_bad_parameters(tmp_path, args, message):
     out_nb = tmp_path / "out.ipynb"
-    out = run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "pretrain.ipynb"), str(out_nb),
-               "-p", "run_dir", str(tmp_path / "run"), *args])
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "pretrain.ipynb"),
+            str(out_nb),
+            "-p",
+            "run_dir",
+            str(tmp_path / "run"),
+            *args,
+        ]
+    )
     assert out.returncode != 0
-    errors = [o for c in nbformat.read(out_nb, as_version=4).cells for o in c.get("outputs", [])
-              if o.output_type == "error"]
+    errors = [
+        o for c in nbformat.read(out_nb, as_version=4).cells for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert errors and errors[0]["ename"] == "ConfigError"
     assert message in errors[0]["evalue"]
     assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
@@ -166,19 +216,36 @@ def test_papermill_cli_rejects_bad_parameters(tmp_path, args, message):
 def test_label_notebook_headless_writes_suggestions_and_a_gallery(tmp_path):
     run_dir, labels = tmp_path / "run", tmp_path / "labels.csv"
     pd.DataFrame({"start": ["2025-05-02T10:00:00+00:00"], "label": ["retracement"]}).to_csv(labels, index=False)
-    out = run([sys.executable, "-m", "moola_lib.run_notebook", "label", "--run-dir", str(run_dir),
-               "-p", "labels_path", str(labels), "-p", "strategy", "random", "-p", "n_suggestions", "6"])
+    out = run(
+        [
+            sys.executable,
+            "-m",
+            "moola_lib.run_notebook",
+            "label",
+            "--run-dir",
+            str(run_dir),
+            "-p",
+            "labels_path",
+            str(labels),
+            "-p",
+            "strategy",
+            "random",
+            "-p",
+            "n_suggestions",
+            "6",
+        ]
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     table = pd.read_csv(run_dir / "suggestions.csv")
     assert len(table) == 6 and (table["strategy"] == "random").all()
     labelled = pd.Timestamp("2025-05-02T10:00:00Z")
     starts = pd.to_datetime(table["start"], utc=True)
-    assert (abs(starts - labelled) >= pd.Timedelta(minutes=105)).all()   # no overlap with the labelled one
-    table["label"] = ["consolidation", "retracement"] * 3   # a user fills in the labels ...
+    assert (abs(starts - labelled) >= pd.Timedelta(minutes=105)).all()  # no overlap with the labelled one
+    table["label"] = ["consolidation", "retracement"] * 3  # a user fills in the labels ...
     table.to_csv(tmp_path / "filled.csv", index=False)
     bars = synthetic_ohlcv(EMBEDDED_SET.history_start, EMBEDDED_SET.end, seed=EMBEDDED_SET.market_seed)
-    assert len(load_labels(tmp_path / "filled.csv", bars)) == 6   # ... and the file loads for transfer
+    assert len(load_labels(tmp_path / "filled.csv", bars)) == 6  # ... and the file loads for transfer
     assert (run_dir / "figures" / "suggestions.png").stat().st_size > 10_000
-    assert pd.read_csv(labels).shape == (1, 2)   # headless: the labels file is only read
+    assert pd.read_csv(labels).shape == (1, 2)  # headless: the labels file is only read
     html = (run_dir / "report.html").read_text()
     assert "Headless run: no labelling widget" in html and "VBox(children=" not in html

@@ -1,10 +1,12 @@
 """The pretext-objective interface (moola_lib.objectives) and the forecast objective."""
+
 import json
 import typing
 
 import numpy as np
 import pytest
 import torch
+from test_pretrain import TINY
 
 from moola_lib.config import ConfigError, PretrainConfig
 from moola_lib.features import FEATURE_NAMES
@@ -13,7 +15,6 @@ from moola_lib.models import JadePretrainer, load_encoder
 from moola_lib.objectives import OBJECTIVES, Forecast, MaskedReconstruction, make_objective
 from moola_lib.pretrain import load_pretrain_data, pretrain
 from moola_lib.trainer import Trainer
-from test_pretrain import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,9 +57,9 @@ def test_the_forecast_never_sees_the_bars_it_forecasts():
     future[hidden] = torch.randn(int(hidden.sum()), 10) * 100
     future[0, hidden[0]] = float("nan")
     with torch.no_grad():
-        assert model(x, hidden).equal(model(future, hidden))     # at every step, hidden or seen
+        assert model(x, hidden).equal(model(future, hidden))  # at every step, hidden or seen
         past = x.clone()
-        past[:, 88] += 1.0                                       # the last seen bar
+        past[:, 88] += 1.0  # the last seen bar
         assert not model(x, hidden)[:, 89:].equal(model(past, hidden)[:, 89:])
 
 
@@ -66,14 +67,16 @@ def test_forecast_pretraining_end_to_end(tmp_path):
     cfg = {**TINY, "objective": "forecast", "forecast_bars": 12}
     data = load_pretrain_data(cfg)
     trainer = Trainer(PretrainConfig.from_dict(cfg), data, torch.device("cpu"))
-    for split in ("val", "test"):      # the fixed evaluation masks: the last 12 bars of every window
+    for split in ("val", "test"):  # the fixed evaluation masks: the last 12 bars of every window
         masks = trainer.eval_masks[split]
         assert masks[:, -12:].all() and masks.sum(dim=1).eq(12).all()
     results = pretrain(cfg, tmp_path, data=data)
     assert results["objective"] == "forecast" and results["config"]["forecast_bars"] == 12
-    assert results["reference_titles"] == {"train_mean": "predict the train mean",
-                                           "persistence": "persistence (last seen bar)",
-                                           "better_reference": "per feature the better reference"}
+    assert results["reference_titles"] == {
+        "train_mean": "predict the train mean",
+        "persistence": "persistence (last seen bar)",
+        "better_reference": "per feature the better reference",
+    }
     for split in ("val", "test"):
         refs = results["reference_losses"][split]
         assert list(refs) == ["train_mean", "persistence", "better_reference"]
@@ -93,19 +96,37 @@ def test_forecast_pretraining_end_to_end(tmp_path):
 def test_figures_and_tables_name_the_objectives_references():
     from moola_lib import training_plots
 
-    per_feature = {f: {"model": 0.5, "train_mean": 1.0, "persistence": 0.8, "better_reference": 0.8}
-                   for f in FEATURE_NAMES}
+    per_feature = {
+        f: {"model": 0.5, "train_mean": 1.0, "persistence": 0.8, "better_reference": 0.8} for f in FEATURE_NAMES
+    }
     refs = {"train_mean": {"loss": 1.0}, "persistence": {"loss": 0.8}, "better_reference": {"loss": 0.8}}
-    results = {"reference_titles": {"train_mean": "predict the train mean", "persistence": "persistence",
-                                    "better_reference": "per feature the better reference"},
-               "reference_losses": {"val": refs}, "per_feature_losses": {"val": per_feature},
-               "best_val_loss": 0.9, "best_epoch": 1, "epochs_completed": 1, "stop_reason": "completed all epochs"}
+    results = {
+        "reference_titles": {
+            "train_mean": "predict the train mean",
+            "persistence": "persistence",
+            "better_reference": "per feature the better reference",
+        },
+        "reference_losses": {"val": refs},
+        "per_feature_losses": {"val": per_feature},
+        "best_val_loss": 0.9,
+        "best_epoch": 1,
+        "epochs_completed": 1,
+        "stop_reason": "completed all epochs",
+    }
     table = training_plots.reference_table(results)
     assert list(table.columns[:3]) == ["model (best epoch)", "predict the train mean", "persistence"]
     text = training_plots.reference_verdict(results)
     assert "beats only one reference (predict the train mean)" in text and "persistence 0.8000" in text
     assert list(training_plots.per_feature_table(results).columns) == [
-        "model", "train_mean", "persistence", "better_reference", "model / better reference"]
-    assert training_plots.reference_curves(results) == {"predict the train mean": 1.0, "persistence": 0.8,
-                                                        "per feature the better": 0.8}
+        "model",
+        "train_mean",
+        "persistence",
+        "better_reference",
+        "model / better reference",
+    ]
+    assert training_plots.reference_curves(results) == {
+        "predict the train mean": 1.0,
+        "persistence": 0.8,
+        "per feature the better": 0.8,
+    }
     assert np.allclose(training_plots.per_feature_table(results)["model / better reference"], 0.625)

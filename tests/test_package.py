@@ -1,4 +1,5 @@
 """The package root: every public name resolves, and importing it stays cheap."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,11 +1,18 @@
-"""Report tables and texts of moola_lib.eda_plots and moola_lib.training_plots that say what the features carry and what the model learned."""
+"""Report tables and texts of moola_lib.eda_plots and moola_lib.training_plots: what the features carry and
+what the model learned."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from moola_lib import eda_plots, training_plots
-from moola_lib.features import (FEATURE_NAMES, ORIGINAL_FEATURE_OPTIONS, feature_ranges, relativity_features,
-                                swing_points)
+from moola_lib.features import (
+    FEATURE_NAMES,
+    ORIGINAL_FEATURE_OPTIONS,
+    feature_ranges,
+    relativity_features,
+    swing_points,
+)
 from moola_lib.synthetic import synthetic_ohlcv
 
 
@@ -32,25 +39,33 @@ def test_feature_table_and_warnings_tell_the_original_from_the_defaults(week):
     for name in ("dist_to_prev_SH", "dist_to_prev_SL"):
         assert new.loc[name, "% at lower bound"] + new.loc[name, "% at upper bound"] < 2.0
     bound_warnings = [w for w in eda_plots.feature_warnings(new) if "bound" in w]
-    assert bound_warnings and all(w.split(":")[0] in FEATURE_NAMES[:5] and "natural limit" in w
-                                  for w in bound_warnings)
+    assert bound_warnings and all(w.split(":")[0] in FEATURE_NAMES[:5] and "natural limit" in w for w in bound_warnings)
 
 
 def test_feature_warnings_thresholds():
-    table = pd.DataFrame({"std": [0.5, 0.5], "entropy bits": [5.0, 5.0], "% at lower bound": [10.5, 9.9],
-                          "% at upper bound": [0.0, 0.0], "nearly constant": [False, False]},
-                         index=["range_z", "dist_to_prev_SH"])
+    table = pd.DataFrame(
+        {
+            "std": [0.5, 0.5],
+            "entropy bits": [5.0, 5.0],
+            "% at lower bound": [10.5, 9.9],
+            "% at upper bound": [0.0, 0.0],
+            "nearly constant": [False, False],
+        },
+        index=["range_z", "dist_to_prev_SH"],
+    )
     assert eda_plots.feature_warnings(table) == [
-        "range_z: 10.5% of values at the lower bound: values beyond it are clipped and indistinguishable"]
+        "range_z: 10.5% of values at the lower bound: values beyond it are clipped and indistinguishable"
+    ]
 
 
 def test_swing_frequency(week):
-    X, valid = relativity_features(week)
+    _, valid = relativity_features(week)
     freq = eda_plots.swing_frequency(swing_points(week), valid)
     assert 8 < freq["bars per swing"] < 25 and 4 < freq["swings per window"] < 13
-    old = eda_plots.swing_frequency(swing_points(week, **ORIGINAL_FEATURE_OPTIONS),
-                                relativity_features(week, **ORIGINAL_FEATURE_OPTIONS)[1])
-    assert old["bars per swing"] < 1.5          # the hybrid rule: a swing on nearly every bar
+    old = eda_plots.swing_frequency(
+        swing_points(week, **ORIGINAL_FEATURE_OPTIONS), relativity_features(week, **ORIGINAL_FEATURE_OPTIONS)[1]
+    )
+    assert old["bars per swing"] < 1.5  # the hybrid rule: a swing on nearly every bar
 
 
 def fake_results(model_ratio: dict) -> dict:
@@ -59,15 +74,27 @@ def fake_results(model_ratio: dict) -> dict:
     for j, name in enumerate(FEATURE_NAMES):
         mean, interp = 0.1 + 0.01 * j, 0.05 + 0.02 * j
         better[name] = min(mean, interp)
-        per_feature[name] = {"model": model_ratio.get(name, 1.0) * better[name], "train_mean": mean,
-                             "interpolation": interp, "better_reference": better[name]}
+        per_feature[name] = {
+            "model": model_ratio.get(name, 1.0) * better[name],
+            "train_mean": mean,
+            "interpolation": interp,
+            "better_reference": better[name],
+        }
     model = float(np.mean([row["model"] for row in per_feature.values()]))
-    refs = {"train_mean": {"loss": float(np.mean([r["train_mean"] for r in per_feature.values()]))},
-            "interpolation": {"loss": float(np.mean([r["interpolation"] for r in per_feature.values()]))},
-            "better_reference": {"loss": float(np.mean(list(better.values()))), "per_feature": better}}
-    return {"per_feature_losses": {"val": per_feature}, "reference_losses": {"val": refs},
-            "best_val_loss": model, "best_epoch": 3, "epochs_completed": 4, "stop_reason": "completed all epochs",
-            "test": None}
+    refs = {
+        "train_mean": {"loss": float(np.mean([r["train_mean"] for r in per_feature.values()]))},
+        "interpolation": {"loss": float(np.mean([r["interpolation"] for r in per_feature.values()]))},
+        "better_reference": {"loss": float(np.mean(list(better.values()))), "per_feature": better},
+    }
+    return {
+        "per_feature_losses": {"val": per_feature},
+        "reference_losses": {"val": refs},
+        "best_val_loss": model,
+        "best_epoch": 3,
+        "epochs_completed": 4,
+        "stop_reason": "completed all epochs",
+        "test": None,
+    }
 
 
 def test_per_feature_table_verdict_and_the_features_shown():
@@ -80,7 +107,7 @@ def test_per_feature_table_verdict_and_the_features_shown():
     assert "within 2%" in text and "close_norm (1% lower)" in text
     assert "Worse than the better reference: bars_since_SL_norm (200% higher)" in text
     assert training_plots.reconstruction_features(results) == ["body_pct", "range_z", "bars_since_SL_norm"]
-    nothing = training_plots.per_feature_verdict(fake_results({name: 1.5 for name in FEATURE_NAMES}))
+    nothing = training_plots.per_feature_verdict(fake_results(dict.fromkeys(FEATURE_NAMES, 1.5)))
     assert "no feature better than both references" in nothing
 
 
@@ -90,14 +117,18 @@ def test_reference_table_and_verdict_name_the_per_feature_reference():
     refs = results["reference_losses"]["val"]
     assert table.loc["val", "per feature the better reference"] == refs["better_reference"]["loss"]
     assert table.loc["val", "model / per-feature better reference"] == pytest.approx(
-        results["best_val_loss"] / refs["better_reference"]["loss"])
+        results["best_val_loss"] / refs["better_reference"]["loss"]
+    )
     ratio = results["best_val_loss"] / refs["better_reference"]["loss"]
-    assert f"per feature the better of the two {refs['better_reference']['loss']:.4f} (the model's loss is " \
-           f"{100 * (1 - ratio):.1f}% below it)" in training_plots.reference_verdict(results)
+    assert (
+        f"per feature the better of the two {refs['better_reference']['loss']:.4f} (the model's loss is "
+        f"{100 * (1 - ratio):.1f}% below it)" in training_plots.reference_verdict(results)
+    )
     # results written before the per-feature reference existed still render
     del refs["better_reference"]
     assert training_plots.reference_table(results).loc["val", "per feature the better reference"] == min(
-        refs["train_mean"]["loss"], refs["interpolation"]["loss"])
+        refs["train_mean"]["loss"], refs["interpolation"]["loss"]
+    )
 
 
 def test_window_browser_counts_from_one_and_long_sources_are_shown_whole(monkeypatch):

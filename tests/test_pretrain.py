@@ -14,18 +14,29 @@ import torch
 
 import moola_lib.objectives as objectives_module
 from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.data import file_sha256
 from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
 from moola_lib.models import JadePretrainer, load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
 from moola_lib.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_factor
+from moola_lib.util.io import file_sha256
 
 # ~7 weeks of synthetic bars, windows every 210 bars: ~130 train / ~60 val / ~45 test windows
 TINY = dict(
-    synthetic_start="2024-12-01", synthetic_end="2025-01-20", stride=210,
-    splits={"train": ["2024-12-01", "2024-12-29"], "val": ["2024-12-29", "2025-01-10"],
-            "test": ["2025-01-10", "2025-01-21"]},
-    hidden_size=8, epochs=2, batch_size=32, warmup_epochs=1, device="cpu", progress=False, seed=7,
+    synthetic_start="2024-12-01",
+    synthetic_end="2025-01-20",
+    stride=210,
+    splits={
+        "train": ["2024-12-01", "2024-12-29"],
+        "val": ["2024-12-29", "2025-01-10"],
+        "test": ["2025-01-10", "2025-01-21"],
+    },
+    hidden_size=8,
+    epochs=2,
+    batch_size=32,
+    warmup_epochs=1,
+    device="cpu",
+    progress=False,
+    seed=7,
 )
 REPO = Path(__file__).resolve().parents[1]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -46,11 +57,15 @@ def test_load_pretrain_data_summary():
     for name, info in splits.items():
         assert info["windows"] == len(data.starts[name]) > 20
         assert info["bars"] == data.slices[name].stop - data.slices[name].start
-    assert data.summary["source"] == {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_ohlcv",
-                                      "start": "2024-12-01", "end": "2025-01-20", "seed": 0}
+    assert data.summary["source"] == {
+        "kind": "synthetic",
+        "generator": "moola_lib.synthetic.synthetic_ohlcv",
+        "start": "2024-12-01",
+        "end": "2025-01-20",
+        "seed": 0,
+    }
     # excluding a period (with a margin) removes the windows that overlap it
-    excluded = load_pretrain_data({**TINY, "exclude": [["2024-12-10", "2024-12-12"]],
-                                   "exclude_margin_bars": 105})
+    excluded = load_pretrain_data({**TINY, "exclude": [["2024-12-10", "2024-12-12"]], "exclude_margin_bars": 105})
     kept = excluded.starts["train"]
     index = excluded.bars.index
     assert 0 < len(kept) < len(data.starts["train"])
@@ -86,18 +101,19 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
         # per feature: the model and the three references; the third is the better of the first two
         table = results["per_feature_losses"][split]
         assert list(table) == list(FEATURE_NAMES)
-        for name, row in table.items():
+        for row in table.values():
             assert set(row) == {"model", "train_mean", "interpolation", "better_reference"}
             assert row["better_reference"] == min(row["train_mean"], row["interpolation"]) > 0
         better = refs["better_reference"]["loss"]
         assert better == pytest.approx(np.mean([row["better_reference"] for row in table.values()]))
         assert better <= min(refs["train_mean"]["loss"], refs["interpolation"]["loss"])
-        for kind in ("train_mean", "interpolation"):   # the overall loss is the mean over features
+        for kind in ("train_mean", "interpolation"):  # the overall loss is the mean over features
             assert refs[kind]["loss"] == pytest.approx(np.mean([row[kind] for row in table.values()]))
     val_model = np.mean([row["model"] for row in results["per_feature_losses"]["val"].values()])
     assert val_model == pytest.approx(results["best_val_loss"], rel=1e-6)
     assert results["test"]["loss"] == pytest.approx(
-        np.mean([row["model"] for row in results["per_feature_losses"]["test"].values()]), rel=1e-6)
+        np.mean([row["model"] for row in results["per_feature_losses"]["test"].values()]), rel=1e-6
+    )
     assert results["test"]["loss"] > 0 and results["test"]["windows"] == results["data"]["splits"]["test"]["windows"]
     assert results["config"]["hidden_size"] == 8 and results["config"]["epochs"] == 2
     assert results["data"]["splits"]["train"]["windows"] > 20
@@ -111,7 +127,11 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
         assert {"encoder", "model", "config", "optimizer", "scheduler", "rng"} <= set(ckpt)
         assert ckpt["config"] == results["config"]
         # every checkpoint's encoder stores the fully resolved feature options
-        assert ckpt["encoder"]["feature_options"] == results["data"]["feature_options"] == ckpt["config"]["feature_options"]
+        assert (
+            ckpt["encoder"]["feature_options"]
+            == results["data"]["feature_options"]
+            == ckpt["config"]["feature_options"]
+        )
         assert set(ckpt["encoder"]["feature_options"]) == set(FEATURE_OPTION_DEFAULTS)
     last = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
     assert last["epoch"] == 2
@@ -122,7 +142,7 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
     with torch.no_grad():
         assert enc.eval()(x).equal(model.encoder(x))
     with pytest.raises(ValueError, match="hidden_size=8"):
-        load_encoder(tmp_path / "checkpoint_best.pt")     # default requires 128
+        load_encoder(tmp_path / "checkpoint_best.pt")  # default requires 128
 
     # a second run into the same directory is refused, nothing overwritten
     before = (tmp_path / "checkpoint_last.pt").read_bytes()
@@ -154,7 +174,7 @@ def test_same_seed_same_results_and_span_masks(tmp_path):
 
 
 def test_lr_warmup_then_cosine():
-    assert lr_factor(0, 10, 100) == pytest.approx(0.1)       # first step: small, not the peak
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)  # first step: small, not the peak
     assert lr_factor(9, 10, 100) == pytest.approx(1.0)
     assert lr_factor(10, 10, 100) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100) == pytest.approx(0.5)
@@ -171,9 +191,9 @@ def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
 
     def poisoned(pred, target, mask, delta=1.0):
         loss = real(pred, target, mask, delta)
-        if pred.requires_grad:          # training steps only
+        if pred.requires_grad:  # training steps only
             calls["n"] += 1
-            if calls["n"] == steps_per_epoch + 2:   # epoch 2, step 2
+            if calls["n"] == steps_per_epoch + 2:  # epoch 2, step 2
                 return loss * float("nan")
         return loss
 
@@ -188,8 +208,13 @@ def test_nonfinite_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
 
 def _run(cfg, run_dir, procs):
     code = "import json, sys; from moola_lib.pretrain import pretrain; pretrain(json.loads(sys.argv[1]), sys.argv[2])"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg), str(run_dir)], env=CHILD_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(cfg), str(run_dir)],
+        env=CHILD_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     procs.append(proc)
     return proc
 
@@ -235,14 +260,30 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, procs):
 @pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path, procs):
     cfg = {**TINY, "epochs": 1}
-    code = ("import json, sys; from moola_lib.pretrain import pretrain; "
-            "r = pretrain(json.loads(sys.argv[1]), sys.argv[2]); "
-            "sys.stdout.write(f\"WORLD {r['environment']['world_size']}\\n\")")   # one write: ranks share stdout
+    code = (
+        "import json, sys; from moola_lib.pretrain import pretrain; "
+        "r = pretrain(json.loads(sys.argv[1]), sys.argv[2]); "
+        "sys.stdout.write(f\"WORLD {r['environment']['world_size']}\\n\")"
+    )  # one write: ranks share stdout
     script = tmp_path / "job.py"
     script.write_text(code)
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-                             str(script), json.dumps(cfg), str(tmp_path / "run")], env=CHILD_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            str(script),
+            json.dumps(cfg),
+            str(tmp_path / "run"),
+        ],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     procs.append(proc)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
@@ -269,7 +310,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 
     def scripted_val(self, split, predict=None):
         result = real(self, split, predict)
-        if split == "val" and predict is None:      # the per-epoch model validation
+        if split == "val" and predict is None:  # the per-epoch model validation
             result["loss"] = next(scripted)
         return result
 
@@ -291,14 +332,14 @@ def test_feature_options_reach_the_features_and_the_summary():
     default = load_pretrain_data(TINY)
     no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": 5}})
     assert no_hybrid.summary["feature_options"]["hybrid_max_age"] == 5
-    assert default.summary["feature_options"] == resolve_feature_options({})   # every option, resolved
+    assert default.summary["feature_options"] == resolve_feature_options({})  # every option, resolved
     assert default.summary["feature_options"]["hybrid_max_age"] == -1
     assert not np.array_equal(default.X, no_hybrid.X)
     original = load_pretrain_data({**TINY, "feature_options": ORIGINAL_FEATURE_OPTIONS})
     np.testing.assert_array_equal(original.X, relativity_features(original.bars, **ORIGINAL_FEATURE_OPTIONS)[0])
-    both = default.valid & no_hybrid.valid    # the warm-up waits for the first swings: it differs
+    both = default.valid & no_hybrid.valid  # the warm-up waits for the first swings: it differs
     assert both.sum() > 0.99 * len(both)
-    assert np.array_equal(default.X[both, :6], no_hybrid.X[both, :6])   # only the zigzag features change
+    assert np.array_equal(default.X[both, :6], no_hybrid.X[both, :6])  # only the zigzag features change
 
 
 def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
@@ -306,7 +347,7 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
     a = Trainer(PretrainConfig.from_dict(TINY), data, torch.device("cpu"))
     b = Trainer(PretrainConfig.from_dict({**TINY, "seed": 123}), data, torch.device("cpu"))
     for split in ("val", "test"):
-        assert a.eval_masks[split].equal(b.eval_masks[split])        # the training seed does not matter
+        assert a.eval_masks[split].equal(b.eval_masks[split])  # the training seed does not matter
         assert a.eval_masks[split].sum(dim=1).eq(16).all()
     # what they are: a CPU generator seeded from EVAL_MASK_SEED alone (so any device draws the same)
     from moola_lib.masking import random_mask
@@ -324,7 +365,7 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
     got = a.evaluate("val", lambda xb, mb: torch.full_like(xb, 0.25))
     mask = a.eval_masks["val"]
     for j, name in enumerate(FEATURE_NAMES):
-        expected = masked_huber(pred[..., j:j + 1], x[..., j:j + 1], mask).item()
+        expected = masked_huber(pred[..., j : j + 1], x[..., j : j + 1], mask).item()
         assert got["per_feature"][name] == pytest.approx(expected, rel=1e-5)
     assert got["loss"] == pytest.approx(masked_huber(pred, x, mask).item(), rel=1e-5)
     abs_error = (pred - x).abs()[mask].mean().item()
@@ -338,16 +379,16 @@ def test_pretrain_takes_the_data_already_loaded_and_refuses_other_data(tmp_path,
     data = load_pretrain_data(cfg)
     with pytest.raises(ConfigError, match=r"stride: 210 \(data\) vs 105 \(config\)"):
         pretrain({**cfg, "stride": 105}, tmp_path / "other", data=data)
-    assert not (tmp_path / "other").exists()          # refused before the run directory is claimed
+    assert not (tmp_path / "other").exists()  # refused before the run directory is claimed
     monkeypatch.setattr(pretrain_module, "load_pretrain_data", lambda *a, **k: pytest.fail("data loaded again"))
-    given = pretrain({**cfg, "lr": 2e-3, "seed": 3}, tmp_path / "given", data=data)   # training fields may differ
+    given = pretrain({**cfg, "lr": 2e-3, "seed": 3}, tmp_path / "given", data=data)  # training fields may differ
     assert given["data"] == data.summary and given["history"][0]["val_loss"] > 0
 
 
 def test_a_checkpoint_without_an_objective_is_masked_reconstruction(tmp_path):
     cfg = {**TINY, "epochs": 1}
     pretrain(cfg, tmp_path)
-    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):    # as written before objectives were recorded
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):  # as written before objectives were recorded
         ckpt = torch.load(tmp_path / name, weights_only=True)
         assert ckpt["config"]["objective"] == ckpt["encoder"]["objective"] == "masked"
         for key in ("objective", "forecast_bars"):
@@ -356,7 +397,7 @@ def test_a_checkpoint_without_an_objective_is_masked_reconstruction(tmp_path):
         torch.save(ckpt, tmp_path / name)
     assert load_encoder(tmp_path / "checkpoint_best.pt", hidden_size=8).objective == "masked"
     (tmp_path / "training_results.json").unlink()
-    again = pretrain({**cfg, "resume": True}, tmp_path)   # the missing fields count as their defaults
+    again = pretrain({**cfg, "resume": True}, tmp_path)  # the missing fields count as their defaults
     assert again["objective"] == "masked" and again["epochs_completed"] == 1
     with pytest.raises(ConfigError, match="objective: 'masked' -> 'forecast'"):
         pretrain({**cfg, "resume": True, "objective": "forecast"}, tmp_path)

@@ -1,4 +1,5 @@
 """The pretraining command line: strict parameters, run directory written."""
+
 import json
 import subprocess
 import sys
@@ -8,9 +9,16 @@ import pytest
 from moola_lib.config import ConfigError
 from moola_lib.pretrain import main
 
-TINY = {"synthetic_start": "2024-12-01", "synthetic_end": "2025-02-10",
-        "splits": {"train": ["2024-12-01", "2025-01-20"], "val": ["2025-01-20", "2025-02-11"]},
-        "hidden_size": 8, "num_layers": 1, "epochs": 1, "batch_size": 64, "progress": False}
+TINY = {
+    "synthetic_start": "2024-12-01",
+    "synthetic_end": "2025-02-10",
+    "splits": {"train": ["2024-12-01", "2025-01-20"], "val": ["2025-01-20", "2025-02-11"]},
+    "hidden_size": 8,
+    "num_layers": 1,
+    "epochs": 1,
+    "batch_size": 64,
+    "progress": False,
+}
 
 
 def test_cli_rejects_unknown_parameter_before_running(tmp_path):
@@ -21,9 +29,13 @@ def test_cli_rejects_unknown_parameter_before_running(tmp_path):
 
 def test_cli_runs_a_job_from_a_params_file(tmp_path):
     params = tmp_path / "tiny.yaml"
-    params.write_text(json.dumps(TINY))   # JSON is YAML
-    proc = subprocess.run([sys.executable, "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params),
-                           "-p", "seed", "7"], capture_output=True, text=True, timeout=300)
+    params.write_text(json.dumps(TINY))  # JSON is YAML
+    proc = subprocess.run(
+        [sys.executable, "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params), "-p", "seed", "7"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "training_results.json").read_text())
     assert results["config"]["seed"] == 7 and results["config"]["hidden_size"] == 8

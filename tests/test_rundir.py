@@ -1,6 +1,7 @@
 """One run directory, one writer (issue 11, items 2 and 4): a run claims its directory before any work, a
 second run on it is refused and touches nothing, a killed run's lock is recognisably stale, and a run_dir
 that cannot be written (or a missing GPU) stops the job before any data is loaded, leaving no directory."""
+
 import json
 import os
 import signal
@@ -11,18 +12,26 @@ import time
 
 import pytest
 import torch
+from test_cli import assert_one_line_error, run_command
 
 import moola_lib.pretrain as pretrain_module
 from moola_lib.config import ConfigError
 from moola_lib.util.paths import ROOT
 from moola_lib.util.rundir import LOCK_NAME, RunDirBusyError, RunDirError, claim_run_dir, run_dir_claim
 
-from test_cli import assert_one_line_error, run_command
-
-TINY = {"synthetic_start": "2024-12-01", "synthetic_end": "2024-12-20", "stride": 13,
-        "splits": {"train": ["2024-12-01", "2024-12-12"], "val": ["2024-12-12", "2024-12-20"]},
-        "hidden_size": 16, "num_layers": 1, "epochs": 2, "batch_size": 16, "warmup_epochs": 1,
-        "device": "cpu", "progress": False}
+TINY = {
+    "synthetic_start": "2024-12-01",
+    "synthetic_end": "2024-12-20",
+    "stride": 13,
+    "splits": {"train": ["2024-12-01", "2024-12-12"], "val": ["2024-12-12", "2024-12-20"]},
+    "hidden_size": 16,
+    "num_layers": 1,
+    "epochs": 2,
+    "batch_size": 16,
+    "warmup_epochs": 1,
+    "device": "cpu",
+    "progress": False,
+}
 
 
 def hold_claim(run_dir, *, then="sleep"):
@@ -56,7 +65,7 @@ def test_a_held_directory_is_refused_and_left_untouched(tmp_path):
     run_dir = tmp_path / "run"
     holder = hold_claim(run_dir)
     try:
-        (run_dir / "pretrain.ipynb").write_text("{}")   # what the first run's papermill is writing
+        (run_dir / "pretrain.ipynb").write_text("{}")  # what the first run's papermill is writing
         before = listing(run_dir)
         with pytest.raises(RunDirBusyError, match=f"pid {holder.pid}.*nothing in it was touched"):
             claim_run_dir(run_dir)
@@ -70,7 +79,7 @@ def test_claims_nest_within_a_process_and_release_removes_the_lock(tmp_path):
     run_dir = tmp_path / "a" / "run"
     with run_dir_claim(run_dir) as outer:
         assert (run_dir / LOCK_NAME).exists()
-        with run_dir_claim(run_dir) as inner:   # pretrain() inside a notebook that claimed the directory
+        with run_dir_claim(run_dir) as inner:  # pretrain() inside a notebook that claimed the directory
             assert inner is outer
         assert (run_dir / LOCK_NAME).exists()
         (run_dir / "result.txt").write_text("kept")
@@ -79,9 +88,8 @@ def test_claims_nest_within_a_process_and_release_removes_the_lock(tmp_path):
 
 def test_a_refused_or_failed_run_leaves_no_empty_directory(tmp_path):
     run_dir = tmp_path / "new" / "run"
-    with pytest.raises(ZeroDivisionError):
-        with run_dir_claim(run_dir):
-            1 / 0
+    with pytest.raises(ZeroDivisionError), run_dir_claim(run_dir):
+        1 / 0
     assert not (tmp_path / "new").exists()
 
 
@@ -89,7 +97,7 @@ def test_a_killed_runs_lock_is_stale_and_taken_over(tmp_path):
     run_dir = tmp_path / "run"
     holder = hold_claim(run_dir, then="kill")
     assert holder.wait(timeout=60) == -signal.SIGKILL
-    assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == holder.pid   # left behind
+    assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == holder.pid  # left behind
     with pytest.warns(UserWarning, match=f"stale lock.*pid {holder.pid}"):
         claim = claim_run_dir(run_dir)
     claim.release()
@@ -105,10 +113,27 @@ def test_a_file_in_the_way_is_a_run_dir_error(tmp_path):
 def test_two_pretrain_commands_on_one_run_dir(tmp_path):
     """The second command is refused while the first runs; the first ends with its own files."""
     run_dir = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "moola_lib.pretrain", str(run_dir), "-y", json.dumps(TINY),
-                              "-p", "seed", "1", "-p", "epochs", "4"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moola_lib.pretrain",
+            str(run_dir),
+            "-y",
+            json.dumps(TINY),
+            "-p",
+            "seed",
+            "1",
+            "-p",
+            "epochs",
+            "4",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
-        wait_for(run_dir / LOCK_NAME, timeout=8.0)   # the claim comes within a few seconds of the start
+        wait_for(run_dir / LOCK_NAME, timeout=8.0)  # the claim comes within a few seconds of the start
         second = run_command("moola_lib.pretrain", run_dir, "-y", json.dumps(TINY), "-p", "seed", "2")
         assert first.poll() is None, "the first run ended before the second started: make it longer"
         assert_one_line_error(second, "is in use by another run", f"pid {first.pid}")
@@ -128,8 +153,9 @@ def test_run_notebook_refused_while_another_run_holds_the_directory(tmp_path):
     try:
         (run_dir / "pretrain.ipynb").write_text('{"the first run": "writing"}')
         before = listing(run_dir)
-        proc = run_command("moola_lib.run_notebook", "pretrain", "--no-progress", "--run-dir", run_dir,
-                           "-p", "epochs", "0")   # fails at once should its kernel start at all
+        proc = run_command(
+            "moola_lib.run_notebook", "pretrain", "--no-progress", "--run-dir", run_dir, "-p", "epochs", "0"
+        )  # fails at once should its kernel start at all
         assert_one_line_error(proc, "is in use by another run")
         assert listing(run_dir) == before
     finally:
@@ -195,8 +221,13 @@ claim.release()
 def run_tree(tmp_path, run_dir, *child):
     (tmp_path / "runner.py").write_text(RUNNER)
     (tmp_path / "kernel.py").write_text(KERNEL)
-    return subprocess.run([sys.executable, tmp_path / "runner.py", str(run_dir), tmp_path / "kernel.py",
-                           *map(str, child)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, tmp_path / "runner.py", str(run_dir), tmp_path / "kernel.py", *map(str, child)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_a_claim_is_inherited_by_one_process_of_its_tree_at_a_time(tmp_path):
@@ -205,7 +236,7 @@ def test_a_claim_is_inherited_by_one_process_of_its_tree_at_a_time(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "kernel inherited True" in proc.stdout
     assert "child 2 ['error: run directory" in proc.stdout and "under the same claim" in proc.stdout
-    assert not (run_dir / "checkpoint_last.pt").exists()   # the second writer never started
+    assert not (run_dir / "checkpoint_last.pt").exists()  # the second writer never started
 
 
 def test_a_run_dir_with_a_colon_is_inherited(tmp_path):
@@ -217,11 +248,11 @@ def test_a_token_read_from_the_lock_file_admits_no_one(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     holder = hold_claim(run_dir)
     try:
-        token = json.loads((run_dir / LOCK_NAME).read_text())["token"]   # the file is world-readable
+        token = json.loads((run_dir / LOCK_NAME).read_text())["token"]  # the file is world-readable
         monkeypatch.setenv("MOOLA_RUN_CLAIMS", json.dumps({str(run_dir): token}))
         with pytest.raises(RunDirBusyError, match=f"in use by another run \\(pid {holder.pid}"):
             claim_run_dir(run_dir)
-        monkeypatch.setenv("MOOLA_RUN_CLAIMS", f"{run_dir}={token}")   # the old format: not a claim either
+        monkeypatch.setenv("MOOLA_RUN_CLAIMS", f"{run_dir}={token}")  # the old format: not a claim either
         with pytest.raises(RunDirBusyError):
             claim_run_dir(run_dir)
     finally:

@@ -1,4 +1,5 @@
 """Run directories, strict notebook parameters, params files and HTML reports (no kernel needed)."""
+
 import dataclasses
 import json
 from pathlib import Path
@@ -13,8 +14,8 @@ from moola_lib.notebook.report import render_report
 from moola_lib.notebook.runs import injected_names, notebook_params, start_run
 from moola_lib.notebook.sweep import sweep_base, sweep_settings
 from moola_lib.pretrain import pretrain
-from moola_lib.util.paths import ROOT
 from moola_lib.run_notebook import main
+from moola_lib.util.paths import ROOT
 
 PARAMS_DIR = ROOT / "params"
 
@@ -34,13 +35,16 @@ def test_injected_names_reads_the_latest_papermill_cell():
 def test_notebook_params_uses_namespace_values_and_defaults():
     p = notebook_params(injected("batch_size = 64\n", batch_size=64, epochs=2, unrelated=object()), PretrainParams)
     assert (p.batch_size, p.epochs) == (64, 2)
-    assert p.hidden_size == PretrainConfig().hidden_size   # not in the namespace: the dataclass default
+    assert p.hidden_size == PretrainConfig().hidden_size  # not in the namespace: the dataclass default
 
 
 def test_unknown_injected_parameter_is_rejected_with_valid_names():
     with pytest.raises(ConfigError) as e:
-        notebook_params(injected("batchsize = 1024\n", batchsize=1024, batch_size=256), PretrainParams,
-                        what="pretrain.ipynb parameters")
+        notebook_params(
+            injected("batchsize = 1024\n", batchsize=1024, batch_size=256),
+            PretrainParams,
+            what="pretrain.ipynb parameters",
+        )
     msg = str(e.value)
     assert "'batchsize'" in msg and "Did you mean 'batch_size'" in msg
     assert "Valid names:" in msg and "mask_ratio" in msg and "run_dir" in msg
@@ -57,7 +61,7 @@ def test_pretrain_params_mirror_the_config():
     params = {f.name for f in dataclasses.fields(PretrainParams)}
     config = {f.name for f in dataclasses.fields(PretrainConfig)}
     assert config - params == {"input_size", "progress"}
-    assert params - config == {"run_dir", "overwrite", "labels_path"}   # labels_path: the overlap warning
+    assert params - config == {"run_dir", "overwrite", "labels_path"}  # labels_path: the overlap warning
     p = dataclasses.replace(PretrainParams(), epochs=2, batch_size=32, mask_mode="span", run_dir="x")
     cfg = pretrain_config(p)
     assert isinstance(cfg, PretrainConfig)
@@ -105,7 +109,7 @@ def test_existing_run_dir_is_never_overwritten_unless_asked(tmp_path):
     ns = {"run_dir": str(tmp_path / "r")}
     run = start_run("eda", ns, EdaParams)
     (run.dir / "old_artifact.pt").write_text("weights")
-    (run.dir / "eda.ipynb").write_text("{}")             # papermill may be writing it right now
+    (run.dir / "eda.ipynb").write_text("{}")  # papermill may be writing it right now
     before = (run.dir / "manifest.json").read_text()
     with pytest.raises(FileExistsError, match="overwrite=True"):
         start_run("eda", ns, EdaParams)
@@ -117,9 +121,18 @@ def test_existing_run_dir_is_never_overwritten_unless_asked(tmp_path):
     assert (again.dir / "eda.ipynb").exists() and (again.dir / "manifest.json").exists()
 
 
-TINY = {"synthetic_start": "2024-12-01", "synthetic_end": "2024-12-20", "stride": 13,
-        "splits": {"train": ["2024-12-01", "2024-12-12"], "val": ["2024-12-12", "2024-12-20"]},
-        "hidden_size": 8, "num_layers": 1, "epochs": 1, "batch_size": 16, "warmup_epochs": 1, "device": "cpu"}
+TINY = {
+    "synthetic_start": "2024-12-01",
+    "synthetic_end": "2024-12-20",
+    "stride": 13,
+    "splits": {"train": ["2024-12-01", "2024-12-12"], "val": ["2024-12-12", "2024-12-20"]},
+    "hidden_size": 8,
+    "num_layers": 1,
+    "epochs": 1,
+    "batch_size": 16,
+    "warmup_epochs": 1,
+    "device": "cpu",
+}
 
 
 @pytest.fixture
@@ -156,7 +169,7 @@ def test_a_refused_resume_changes_nothing_of_the_finished_run(finished_pretrain,
     before = listing(run_dir)
     with pytest.raises(ConfigError, match="cannot resume .*the config differs"):
         start_run("pretrain", {**ns, "resume": True, **change}, PretrainParams)
-    assert listing(run_dir) == before   # params.yaml, manifest.json, the notebook and report as they were
+    assert listing(run_dir) == before  # params.yaml, manifest.json, the notebook and report as they were
 
 
 def test_a_run_directory_holds_one_kind_of_run(finished_pretrain, tmp_path):
@@ -175,8 +188,25 @@ def test_run_notebook_refused_resume_leaves_the_finished_run_as_it_was(finished_
     """The command the issue reproduced: the kernel's start_run refuses, the runner keeps its hands off."""
     ns, run_dir = finished_pretrain
     before = listing(run_dir)
-    assert main(["pretrain", "--no-progress", "--run-dir", ns["run_dir"], "-y", yaml.safe_dump(TINY),
-                 "-p", "resume", "True", "-p", "hidden_size", "16"]) == 2
+    assert (
+        main(
+            [
+                "pretrain",
+                "--no-progress",
+                "--run-dir",
+                ns["run_dir"],
+                "-y",
+                yaml.safe_dump(TINY),
+                "-p",
+                "resume",
+                "True",
+                "-p",
+                "hidden_size",
+                "16",
+            ]
+        )
+        == 2
+    )
     assert "the config differs" in capsys.readouterr().err
     assert listing(run_dir) == before
 
@@ -207,8 +237,14 @@ def test_sweep_params_file_is_valid():
 
 
 def test_papermill_style_arguments():
-    assert [papermill_value(v) for v in ("1024", "1e-3", "True", "None", "abc", "2025-01-01")] == \
-        [1024, 1e-3, True, None, "abc", "2025-01-01"]
+    assert [papermill_value(v) for v in ("1024", "1e-3", "True", "None", "abc", "2025-01-01")] == [
+        1024,
+        1e-3,
+        True,
+        None,
+        "abc",
+        "2025-01-01",
+    ]
 
 
 def test_parameter_sources_are_merged_in_papermill_order(tmp_path):

@@ -1,4 +1,5 @@
 """Interval methods of the transfer protocol (moola_lib.transfer.intervals) against known values."""
+
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ from moola_lib.transfer.intervals import (
 )
 from moola_lib.transfer.stats import corrected_t, probability_metrics, weighted_metrics
 
-D = [0.02, 0.05, -0.01, 0.04, 0.03]      # mean 0.026, s^2 = 0.00053; (1/5 + 1/4) s^2 = 0.0002385
+D = [0.02, 0.05, -0.01, 0.04, 0.03]  # mean 0.026, s^2 = 0.00053; (1/5 + 1/4) s^2 = 0.0002385
 
 
 def _t4_cdf(t: float) -> float:
@@ -29,7 +30,7 @@ def _t4_cdf(t: float) -> float:
 
 def test_t_interval_uses_the_student_quantile():
     lo, hi = t_interval(0.1, 0.02, 4)
-    assert hi - 0.1 == pytest.approx(2.776445 * 0.02, rel=1e-6)            # t(0.975, 4) from tables
+    assert hi - 0.1 == pytest.approx(2.776445 * 0.02, rel=1e-6)  # t(0.975, 4) from tables
     assert (lo + hi) / 2 == pytest.approx(0.1)
     assert t_interval(0.0, 1.0, 10.5, alpha=0.1)[1] == pytest.approx(stats.t.ppf(0.95, 10.5))
     assert all(math.isnan(x) for x in t_interval(0.1, math.nan, 4))
@@ -87,7 +88,7 @@ def test_decomposition_hand_computed():
     assert out["var_test"] == pytest.approx((20 / 3) / 4)
     var = 11.25 + 5 / 3
     assert out["se"] == pytest.approx(math.sqrt(var))
-    assert out["df"] == pytest.approx(var ** 2 / ((5 / 3) ** 2 / 3 + 11.25 ** 2 / 1))    # Welch-Satterthwaite
+    assert out["df"] == pytest.approx(var**2 / ((5 / 3) ** 2 / 3 + 11.25**2 / 1))  # Welch-Satterthwaite
     half = stats.t.ppf(0.975, out["df"]) * out["se"]
     assert (out["ci_low"], out["ci_high"]) == pytest.approx((4 - half, 4 + half))
     assert out["p_value"] == pytest.approx(2 * stats.t.sf(4 / out["se"], out["df"]))
@@ -95,14 +96,14 @@ def test_decomposition_hand_computed():
 
 def test_decomposition_without_a_training_effect_is_the_test_noise():
     rng = np.random.default_rng(0)
-    e = np.tile(rng.normal(0.05, 0.3, 200), (3, 1))          # same per-window difference in every repeat
+    e = np.tile(rng.normal(0.05, 0.3, 200), (3, 1))  # same per-window difference in every repeat
     folds = [(r, idx) for r in range(3) for idx in np.array_split(rng.permutation(200), 5)]
     out = decomposition(e, folds, np.arange(200), 0.25)
     assert out["var_train"] < 0.2 * out["var_test"]
     assert out["se"] == pytest.approx(np.std(e[0], ddof=1) / math.sqrt(200), rel=0.1)
     shifted = e.copy()
     for (r, idx), shift in zip(folds, rng.normal(0, 0.2, len(folds))):
-        shifted[r, idx] += shift                          # each model shifts its own test fold: training variance
+        shifted[r, idx] += shift  # each model shifts its own test fold: training variance
     with_training = decomposition(shifted, folds, np.arange(200), 0.25)
     assert with_training["sigma_tau2"] > 0.01 and with_training["se"] > 1.5 * out["se"]
 
@@ -128,9 +129,16 @@ def _run(rng, y, assign, skill):
         for k in range(assign[r].max() + 1):
             idx = np.flatnonzero(assign[r] == k)
             m = weighted_metrics(y[idx], oof[r, idx].argmax(-1), 2)
-            folds.append({"repeat": r, "n_test": len(idx), "n_train": N - len(idx), "test_idx": idx.tolist(),
-                          **{k2: float(m[k2]) if k2 in m else 0.5 for k2 in METRICS},
-                          "log_loss": float(probability_metrics(y[idx], oof[r, idx])["log_loss"])})
+            folds.append(
+                {
+                    "repeat": r,
+                    "n_test": len(idx),
+                    "n_train": N - len(idx),
+                    "test_idx": idx.tolist(),
+                    **{k2: float(m[k2]) if k2 in m else 0.5 for k2 in METRICS},
+                    "log_loss": float(probability_metrics(y[idx], oof[r, idx])["log_loss"]),
+                }
+            )
     return {"folds": folds, "oof": oof}
 
 
@@ -145,9 +153,13 @@ def test_compare_methods_reports_every_method_and_the_chosen_one():
     assert set(d["intervals"]) == {"corrected_t", "bayesian_correlated_t", "decomposition"}
     assert set(out["macro_f1"]["intervals"]) == {"corrected_t", "bayesian_correlated_t"}
     chosen = d["intervals"][d["interval"]]
-    assert (d["ci_low"], d["ci_high"], d["p_value"], d["mde"]) == (chosen["ci_low"], chosen["ci_high"],
-                                                                   chosen["p_value"], chosen["mde"])
+    assert (d["ci_low"], d["ci_high"], d["p_value"], d["mde"]) == (
+        chosen["ci_low"],
+        chosen["ci_high"],
+        chosen["p_value"],
+        chosen["mde"],
+    )
     assert d["mde_range"][0] < d["mde"] < d["mde_range"][1] and d["mean"] > 0
     dec = compare_methods(a, b, y, groups, chosen="decomposition")["balanced_accuracy"]
     assert dec["interval"] == "decomposition" and dec["se"] == d["intervals"]["decomposition"]["se"]
-    assert dec["mean"] == pytest.approx(d["mean"])       # every method centres on the mean per-fold difference
+    assert dec["mean"] == pytest.approx(d["mean"])  # every method centres on the mean per-fold difference

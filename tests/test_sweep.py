@@ -1,4 +1,5 @@
 """Sweep mechanics: grid, shared parameters, scheduling over GPUs, failures, best-encoder export."""
+
 import dataclasses
 import threading
 import time
@@ -6,24 +7,42 @@ import time
 import pytest
 import torch
 
-from moola_lib.notebook import sweep
 from moola_lib.config import ConfigError
-from moola_lib.util.io import atomic_torch_save, read_json
 from moola_lib.models import JadeEncoder, encoder_state, load_encoder
+from moola_lib.notebook import sweep
 from moola_lib.notebook.params import SweepParams
-from moola_lib.notebook.sweep import (best_row, export_best_encoder, run_setting, run_sweep, setting_name,
-                                      settings_table, sweep_base, sweep_settings)
+from moola_lib.notebook.sweep import (
+    best_row,
+    export_best_encoder,
+    run_setting,
+    run_sweep,
+    setting_name,
+    settings_table,
+    sweep_base,
+    sweep_settings,
+)
+from moola_lib.util.io import atomic_torch_save, read_json
 
 # a tiny pretraining job (about 200 train windows, 8 hidden units, one epoch)
-TINY = {"synthetic_start": "2024-12-20", "synthetic_end": "2025-01-10", "hidden_size": 8, "epochs": 1,
-        "batch_size": 64, "warmup_epochs": 0, "device": "cpu",
-        "splits": {"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]}}
+TINY = {
+    "synthetic_start": "2024-12-20",
+    "synthetic_end": "2025-01-10",
+    "hidden_size": 8,
+    "epochs": 1,
+    "batch_size": 64,
+    "warmup_epochs": 0,
+    "device": "cpu",
+    "splits": {"train": ["2024-12-20", "2025-01-01"], "val": ["2025-01-01", "2025-01-11"]},
+}
 
 
 def test_grid_expands_to_every_combination():
     assert sweep_settings({"batch_size": [1, 2], "lr": [0.1, 0.2]}) == [
-        {"batch_size": 1, "lr": 0.1}, {"batch_size": 1, "lr": 0.2},
-        {"batch_size": 2, "lr": 0.1}, {"batch_size": 2, "lr": 0.2}]
+        {"batch_size": 1, "lr": 0.1},
+        {"batch_size": 1, "lr": 0.2},
+        {"batch_size": 2, "lr": 0.1},
+        {"batch_size": 2, "lr": 0.2},
+    ]
     assert setting_name({"batch_size": 512, "lr": 0.001}) == "batch_size-512_lr-0.001"
     assert setting_name({"splits": {"a": ["2020-01-01"]}}) == "splits-a2020-01-01"
 
@@ -53,7 +72,7 @@ def test_settings_run_in_parallel_one_per_gpu(tmp_path, monkeypatch):
 
     def fake_run(setting, base, run_dir, log_path, gpu=None):
         with lock:
-            assert gpu not in active          # never two settings on one GPU
+            assert gpu not in active  # never two settings on one GPU
             active.add(gpu)
             seen.append((setting["batch_size"], gpu, len(active)))
         time.sleep(0.2)
@@ -61,13 +80,19 @@ def test_settings_run_in_parallel_one_per_gpu(tmp_path, monkeypatch):
             active.discard(gpu)
         if setting["batch_size"] == 2:
             return {"name": setting_name(setting), "status": "failed", "error": "boom", "run_dir": str(run_dir)}
-        return {"name": setting_name(setting), "status": "finished", "error": None, "run_dir": str(run_dir),
-                "best_val_loss": 1.0 / setting["batch_size"], "wall_s": 0.2}
+        return {
+            "name": setting_name(setting),
+            "status": "finished",
+            "error": None,
+            "run_dir": str(run_dir),
+            "best_val_loss": 1.0 / setting["batch_size"],
+            "wall_s": 0.2,
+        }
 
     monkeypatch.setattr(sweep, "sweep_devices", lambda device, parallel=True: ["0", "1"])
     monkeypatch.setattr(sweep, "run_setting", fake_run)
     rows = run_sweep({"batch_size": [1, 2, 3, 4]}, {}, tmp_path, progress=False)
-    assert [r["name"] for r in rows] == [f"batch_size-{b}" for b in (1, 2, 3, 4)]   # grid order
+    assert [r["name"] for r in rows] == [f"batch_size-{b}" for b in (1, 2, 3, 4)]  # grid order
     assert {gpu for _, gpu, _ in seen} == {"0", "1"} and max(n for *_, n in seen) == 2
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "boom"
     assert best_row(rows)["name"] == "batch_size-4"
@@ -77,9 +102,11 @@ def test_settings_run_in_parallel_one_per_gpu(tmp_path, monkeypatch):
 
 
 def test_best_row_ignores_failed_and_non_finite():
-    rows = [{"name": "a", "status": "failed", "best_val_loss": None},
-            {"name": "b", "status": "finished", "best_val_loss": float("nan")},
-            {"name": "c", "status": "finished", "best_val_loss": 0.5}]
+    rows = [
+        {"name": "a", "status": "failed", "best_val_loss": None},
+        {"name": "b", "status": "finished", "best_val_loss": float("nan")},
+        {"name": "c", "status": "finished", "best_val_loss": 0.5},
+    ]
     assert best_row(rows)["name"] == "c"
     assert best_row(rows[:2]) is None
 
@@ -99,14 +126,22 @@ def test_best_encoder_is_exported(tmp_path):
 
 @pytest.mark.slow
 def test_one_setting_runs_and_a_bad_one_fails_with_its_error(tmp_path):
-    ok = run_setting({"batch_size": 64}, {k: v for k, v in TINY.items() if k != "batch_size"},
-                     tmp_path / "ok", tmp_path / "logs" / "ok.log")
+    ok = run_setting(
+        {"batch_size": 64},
+        {k: v for k, v in TINY.items() if k != "batch_size"},
+        tmp_path / "ok",
+        tmp_path / "logs" / "ok.log",
+    )
     assert ok["status"] == "finished", ok
     assert ok["best_val_loss"] > 0 and ok["epochs"] == 1 and ok["windows_per_s"] > 0 and ok["peak_memory_mb"] > 0
     assert (tmp_path / "ok" / "report.html").exists() and (tmp_path / "ok" / "checkpoint_best.pt").exists()
 
-    bad = run_setting({"batch_size": 0}, {k: v for k, v in TINY.items() if k != "batch_size"},
-                      tmp_path / "bad", tmp_path / "logs" / "bad.log")
+    bad = run_setting(
+        {"batch_size": 0},
+        {k: v for k, v in TINY.items() if k != "batch_size"},
+        tmp_path / "bad",
+        tmp_path / "logs" / "bad.log",
+    )
     assert bad["status"] == "failed"
     assert "batch_size must be >= 1" in bad["error"]
     assert read_json(tmp_path / "bad" / "manifest.json")["status"] == "failed"

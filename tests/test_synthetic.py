@@ -1,4 +1,5 @@
 """The embedded synthetic market (moola_lib.synthetic)."""
+
 import time
 
 import numpy as np
@@ -26,10 +27,15 @@ def test_same_seed_same_bars_other_seed_differs():
     assert not np.array_equal(other["close"].to_numpy(), a_bars["close"].to_numpy())
 
 
-@pytest.mark.parametrize("first_day, utc_open", [("2024-06-02", "22:00"),   # summer (EDT)
-                                                 ("2024-01-07", "23:00"),   # winter (EST)
-                                                 ("2024-03-10", "22:00"),   # DST starts that Sunday
-                                                 ("2024-11-03", "23:00")])  # DST ends that Sunday
+@pytest.mark.parametrize(
+    "first_day, utc_open",
+    [
+        ("2024-06-02", "22:00"),  # summer (EDT)
+        ("2024-01-07", "23:00"),  # winter (EST)
+        ("2024-03-10", "22:00"),  # DST starts that Sunday
+        ("2024-11-03", "23:00"),
+    ],
+)  # DST ends that Sunday
 def test_one_week_of_globex(first_day, utc_open):
     last_day = pd.Timestamp(first_day) + pd.Timedelta(days=6)  # Sunday .. Saturday
     bars = synthetic_ohlcv(first_day, last_day)
@@ -93,8 +99,15 @@ def event_positions(bars, events):
 
 def test_events_well_formed(month):
     bars, events = month
-    assert list(events.columns) == ["expansion_start", "expansion_end", "pattern_end", "kind", "direction",
-                                    "strength", "depth"]
+    assert list(events.columns) == [
+        "expansion_start",
+        "expansion_end",
+        "pattern_end",
+        "kind",
+        "direction",
+        "strength",
+        "depth",
+    ]
     assert set(events["kind"]) == {"consolidation", "retracement"}
     assert set(events["direction"]) == {-1, 1}
     start, leg_end, end = event_positions(bars, events)
@@ -125,7 +138,7 @@ def test_episodes_run_through_the_history_at_a_few_per_day():
     bars, events = synthetic_market("2025-07-01", "2025-09-30", seed=0)
     per_day = len(events) / (len(bars) / 1380)
     assert 4.5 < per_day < 6.0
-    assert events["kind"].value_counts().min() >= 120   # enough for the 174 labelled windows of one quarter
+    assert events["kind"].value_counts().min() >= 120  # enough for the 174 labelled windows of one quarter
 
 
 def test_options():

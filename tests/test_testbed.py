@@ -1,6 +1,7 @@
 """The embedded testbed (moola_lib.testbed, moola_lib.episodes): one episode process for the pretraining bars and
 the labels, no class told apart by an artefact, a held-out ceiling of the simple arms in 60-80%, and the
 embedded-set defaults written once (library, parameter classes, notebook parameter cells)."""
+
 import ast
 import json
 from pathlib import Path
@@ -29,11 +30,16 @@ def follow_up_statistics(difficulty: float) -> tuple[np.ndarray, dict[str, np.nd
     a = index.get_indexer(pd.DatetimeIndex(events["expansion_end"])) + 1
     b = index.get_indexer(pd.DatetimeIndex(events["pattern_end"])) + 1
     bar_range = (bars["high"] - bars["low"]).to_numpy()
-    per_bar = {"range_z": X[:, FEATURE_NAMES.index("range_z")],
-               "wick": X[:, FEATURE_NAMES.index("upper_wick_pct")] + X[:, FEATURE_NAMES.index("lower_wick_pct")]}
+    per_bar = {
+        "range_z": X[:, FEATURE_NAMES.index("range_z")],
+        "wick": X[:, FEATURE_NAMES.index("upper_wick_pct")] + X[:, FEATURE_NAMES.index("lower_wick_pct")],
+    }
     keep = first >= 200
-    out = {"range": np.array([bar_range[s:e].mean() / bar_range[p - 60:p].mean()
-                              for p, s, e in zip(first[keep], a[keep], b[keep])])}
+    out = {
+        "range": np.array(
+            [bar_range[s:e].mean() / bar_range[p - 60 : p].mean() for p, s, e in zip(first[keep], a[keep], b[keep])]
+        )
+    }
     out.update({k: np.array([v[s:e].mean() for s, e in zip(a[keep], b[keep])]) for k, v in per_bar.items()})
     return (events["kind"].to_numpy()[keep] == "retracement"), out
 
@@ -56,7 +62,7 @@ def test_no_class_is_told_apart_by_bar_width_or_volatility():
         assert abs(roc_auc_score(retrace, stats[name]) - 0.5) < 0.08, name
     ratio = np.median(stats["range"][retrace]) / np.median(stats["range"][~retrace])
     assert 0.9 < ratio < 1.1
-    assert roc_auc_score(retrace, stats["wick"]) < 0.45   # bodies of drifting bars: the drift's own mark
+    assert roc_auc_score(retrace, stats["wick"]) < 0.45  # bodies of drifting bars: the drift's own mark
 
 
 def test_labelled_windows_are_the_markets_own_episodes():
@@ -69,7 +75,7 @@ def test_labelled_windows_are_the_markets_own_episodes():
     assert len(merged) == 40 and (merged["true_kind"] == merged["kind"]).all()
     X, _ = relativity_features(bars)
     s = bars.index.get_indexer(ls.start)
-    np.testing.assert_array_equal(ls.X, np.stack([X[i:i + 105] for i in s]))
+    np.testing.assert_array_equal(ls.X, np.stack([X[i : i + 105] for i in s]))
     assert ((ls.expansion[:, 0] == ls.truth["offset"]) & (ls.expansion[:, 1] < 105)).all()
 
 
@@ -94,12 +100,14 @@ def test_difficulty_spans_easy_to_chance(difficulty, low, high):
 
 # ------------------------------------------------------------------------------ defaults written once
 
+
 def parameter_cell(name: str) -> dict:
     nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     tree = ast.parse("".join(cell["source"]))
-    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets}
+    return {
+        t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+    }
 
 
 def test_embedded_set_defaults_are_written_once():
@@ -107,9 +115,17 @@ def test_embedded_set_defaults_are_written_once():
     from moola_lib.transfer.validate import ValidationConfig
 
     d = EMBEDDED_SET
-    transfer = {"synthetic_start": d.history_start, "synthetic_end": d.end, "synthetic_seed": d.market_seed,
-                "n_labelled": d.n, "class_balance": d.class_balance, "label_noise": d.label_noise,
-                "difficulty": d.difficulty, "labels_start": d.start, "labels_end": d.end}
+    transfer = {
+        "synthetic_start": d.history_start,
+        "synthetic_end": d.end,
+        "synthetic_seed": d.market_seed,
+        "n_labelled": d.n,
+        "class_balance": d.class_balance,
+        "label_noise": d.label_noise,
+        "difficulty": d.difficulty,
+        "labels_start": d.start,
+        "labels_end": d.end,
+    }
     market = {k: transfer[k] for k in ("synthetic_start", "synthetic_end", "synthetic_seed")}
     for cls, notebook, expected in ((TransferParams, "transfer", transfer), (LabelParams, "label", market)):
         cell, params = parameter_cell(notebook), cls()
@@ -117,12 +133,15 @@ def test_embedded_set_defaults_are_written_once():
             assert cell[name] == value == getattr(params, name), (notebook, name)
     vc = ValidationConfig()
     assert (vc.n_labelled, vc.labels_period, vc.history_start) == (d.n, [d.start, d.end], d.history_start)
-    ls = synthetic_labelled_set()   # the library's default set is the same set
-    assert {k: ls.source[k] for k in ("n", "class_balance", "label_noise", "difficulty", "start", "end",
-                                      "history_start", "market_seed")} == d.as_dict()
+    ls = synthetic_labelled_set()  # the library's default set is the same set
+    assert {
+        k: ls.source[k]
+        for k in ("n", "class_balance", "label_noise", "difficulty", "start", "end", "history_start", "market_seed")
+    } == d.as_dict()
     assert ls.class_counts() == {"consolidation": 81, "retracement": 93}
     assert ls.valid.all() and np.isfinite(ls.X).all()
     # the labelled period lies after the default pretraining splits
     from moola_lib.data import DEFAULT_SPLITS
+
     assert max(pd.Timestamp(b[1]) for b in DEFAULT_SPLITS.values()) <= pd.Timestamp(d.start)
     assert (ls.start >= pd.Timestamp(d.start, tz="UTC")).all()

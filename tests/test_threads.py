@@ -1,5 +1,6 @@
 """The CPU thread policy: one torch thread per core that other processes leave free, re-decided per epoch,
 never over torch's default, and a count the user chose always wins."""
+
 import subprocess
 import sys
 import time
@@ -13,20 +14,23 @@ from moola_lib.util.threads import CpuThreads, LoadSample, choose_threads, quota
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("ceiling, cores, others, expected", [
-    (2, 2, 0.0, 2),     # idle 2-core machine: torch's default, as before
-    (2, 2, 0.25, 2),    # background noise does not cost a thread
-    (2, 2, 0.67, 1),    # one busy process squeezed by our two spinning threads (2 of 3 runnable on 2 cores)
-    (2, 2, 1.0, 1),     # one busy process beside one thread of ours
-    (2, 2, 2.0, 1),     # two busy processes: still one thread, never none
-    (2, 2, 5.0, 1),
-    (8, 16, 0.0, 8),    # never more than torch's default (the physical cores)
-    (16, 16, 7.0, 9),   # seven busy processes on 16 cores
-    (16, 16, 6.6, 9),
-    (16, 16, 6.8, 9),
-    (16, 16, 6.71, 9),
-    (16, 16, 7.71, 8),
-])
+@pytest.mark.parametrize(
+    "ceiling, cores, others, expected",
+    [
+        (2, 2, 0.0, 2),  # idle 2-core machine: torch's default, as before
+        (2, 2, 0.25, 2),  # background noise does not cost a thread
+        (2, 2, 0.67, 1),  # one busy process squeezed by our two spinning threads (2 of 3 runnable on 2 cores)
+        (2, 2, 1.0, 1),  # one busy process beside one thread of ours
+        (2, 2, 2.0, 1),  # two busy processes: still one thread, never none
+        (2, 2, 5.0, 1),
+        (8, 16, 0.0, 8),  # never more than torch's default (the physical cores)
+        (16, 16, 7.0, 9),  # seven busy processes on 16 cores
+        (16, 16, 6.6, 9),
+        (16, 16, 6.8, 9),
+        (16, 16, 6.71, 9),
+        (16, 16, 7.71, 8),
+    ],
+)
 def test_choose_threads(ceiling, cores, others, expected):
     assert choose_threads(ceiling, cores, others) == expected
 
@@ -34,7 +38,7 @@ def test_choose_threads(ceiling, cores, others, expected):
 def test_load_of_other_processes_excludes_our_own():
     earlier = LoadSample(wall=10.0, busy=100.0, own=5.0)
     assert LoadSample(wall=12.0, busy=103.0, own=6.0).others_since(earlier) == pytest.approx(1.0)
-    assert LoadSample(wall=12.0, busy=101.0, own=7.0).others_since(earlier) == 0.0   # counter jitter: not < 0
+    assert LoadSample(wall=12.0, busy=101.0, own=7.0).others_since(earlier) == 0.0  # counter jitter: not < 0
 
 
 def test_quota_cores(tmp_path):
@@ -58,7 +62,7 @@ def test_a_busy_process_shows_as_load_of_others():
     finally:
         busy.kill()
         busy.wait()
-    assert others >= 0.5   # the busy loop alone is one core's worth on an idle machine, shared on a busy one
+    assert others >= 0.5  # the busy loop alone is one core's worth on an idle machine, shared on a busy one
 
 
 @pytest.fixture
@@ -95,7 +99,7 @@ def test_the_policy_follows_the_load_per_epoch(policy_env):
     assert policy.active
     assert [policy.adapt() for _ in range(4)] == [4, 2, 4, 1]
     assert torch.get_num_threads() == 1
-    second_job = CpuThreads(CPU)   # the count the policy left is not mistaken for the user's
+    second_job = CpuThreads(CPU)  # the count the policy left is not mistaken for the user's
     assert second_job.active
 
 
@@ -104,25 +108,25 @@ def test_a_count_the_user_chose_wins(policy_env):
     policy_env.setenv("OMP_NUM_THREADS", "3")
     assert not CpuThreads(CPU).active
     policy_env.delenv("OMP_NUM_THREADS")
-    torch.set_num_threads(3)                   # before the job
+    torch.set_num_threads(3)  # before the job
     assert not CpuThreads(CPU).active and CpuThreads(CPU).adapt() == 3
     torch.set_num_threads(4)
     policy = CpuThreads(CPU)
     assert policy.adapt() == 1
-    torch.set_num_threads(2)                   # during the job
+    torch.set_num_threads(2)  # during the job
     assert policy.adapt() == 2 and not policy.active and torch.get_num_threads() == 2
 
 
 def test_no_policy_on_a_gpu_job(policy_env):
-    assert not CpuThreads(torch.device("cuda")).active   # the device is only named: no GPU needed
+    assert not CpuThreads(torch.device("cuda")).active  # the device is only named: no GPU needed
 
 
 def test_the_first_decision_sees_the_load_since_import(policy_env):
-    recent = LoadSample(time.perf_counter() - 5.0, 0.0, 0.0)   # e.g. taken at import, before the data loaded
+    recent = LoadSample(time.perf_counter() - 5.0, 0.0, 0.0)  # e.g. taken at import, before the data loaded
     policy_env.setattr(threads, "_latest", recent)
     assert CpuThreads(CPU).sample is recent
     policy_env.setattr(threads, "_latest", LoadSample(time.perf_counter() - 2 * threads.MAX_AGE_S, 0.0, 0.0))
-    assert CpuThreads(CPU).sample.wall > time.perf_counter() - 1.0   # too old: a fresh one
+    assert CpuThreads(CPU).sample.wall > time.perf_counter() - 1.0  # too old: a fresh one
 
 
 def test_contention_table_and_demo_parameters():
@@ -130,10 +134,12 @@ def test_contention_table_and_demo_parameters():
 
     params = demo_parameters(2, {"hidden_size": 8})
     assert params["epochs"] == 2 and params["hidden_size"] == 8 and params["device"] == "cpu"
-    assert params["batch_size"] == 32 and "run_dir" not in params and "labels_path" not in params   # the demo's
-    runs = [{"threads": "1", "timed_out": False, "train_s": 10.0, "wall_s": 20.0},
-            {"threads": "2", "timed_out": True, "wall_s": 600.0},
-            {"threads": "policy", "timed_out": False, "train_s": 12.0, "wall_s": 22.0, "final_threads": 1}]
+    assert params["batch_size"] == 32 and "run_dir" not in params and "labels_path" not in params  # the demo's
+    runs = [
+        {"threads": "1", "timed_out": False, "train_s": 10.0, "wall_s": 20.0},
+        {"threads": "2", "timed_out": True, "wall_s": 600.0},
+        {"threads": "policy", "timed_out": False, "train_s": 12.0, "wall_s": 22.0, "final_threads": 1},
+    ]
     text = table([{"busy": 2, "background": 0.05, "runs": runs}], ["1", "2", "policy"])
     assert "| 2 | 0.05 | 10.0 s (20 s) | > 600 s (timed out) | 12.0 s (22 s), ended on 1 | 1.20 |" in text
     assert "(not idle)" in table([{"busy": 0, "background": 1.5, "runs": runs}], ["1", "2", "policy"])
@@ -143,8 +149,23 @@ def test_contention_table_and_demo_parameters():
 def test_contention_command_runs_the_demo(capsys):
     from moola_lib.tools.contention import main
 
-    args = ["--epochs", "1", "--busy", "1", "--threads", "policy", "-p", "synthetic_end", "2024-10-20",
-            "-p", "splits", "auto", "-p", "hidden_size", "8"]
+    args = [
+        "--epochs",
+        "1",
+        "--busy",
+        "1",
+        "--threads",
+        "policy",
+        "-p",
+        "synthetic_end",
+        "2024-10-20",
+        "-p",
+        "splits",
+        "auto",
+        "-p",
+        "hidden_size",
+        "8",
+    ]
     assert main(args) == 0
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith("| 1 | ") and "ended on" in row and row.endswith(" 1.00 |")

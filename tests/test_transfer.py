@@ -1,4 +1,5 @@
 """Transfer protocol: folds, inner splits, statistics, strict encoder loading, verdict, results file."""
+
 import json
 import math
 
@@ -9,22 +10,29 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from moola_lib.config import ConfigError, apply_overrides
-from moola_lib.util.io import write_json
-from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, exclude_intervals, overlap_groups
+from moola_lib.label_spans import exclude_intervals
+from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.notebook.params import TransferParams, transfer_config
 from moola_lib.notebook.steps import labelled_from_params
+from moola_lib.provenance import encoder_feature_options, find_training_results, pretraining_overlap
 from moola_lib.synthetic import synthetic_ohlcv
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.folds import embargo, fold_groups, inner_split, make_folds, session_ids
 from moola_lib.transfer.linear import C_GRID, fit_logistic
 from moola_lib.transfer.probe import build_classifier, fit_classifier, pooled, predict_proba
 from moola_lib.transfer.protocol import Inputs, run_transfer
-from moola_lib.provenance import encoder_feature_options, find_training_results, pretraining_overlap
 from moola_lib.transfer.simple import window_summaries
-from moola_lib.transfer.stats import (corrected_t, holm, minimal_detectable_effect, paired_bootstrap,
-                                      probability_metrics, weighted_metrics)
+from moola_lib.transfer.stats import (
+    corrected_t,
+    holm,
+    minimal_detectable_effect,
+    paired_bootstrap,
+    probability_metrics,
+    weighted_metrics,
+)
 from moola_lib.transfer.verdict import verdict
+from moola_lib.util.io import write_json
 
 N, L = 36, 105
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -44,10 +52,18 @@ def tiny_set(n=N, seed=0) -> LabelledSet:
     starts = np.arange(n) * 150
     starts[1], starts[5] = starts[0] + 50, starts[4] + 100
     index = pd.date_range(T0, periods=n * 150 + L, freq="1min")
-    return LabelledSet(X=X, valid=valid, y=y, classes=DEFAULT_CLASSES,
-                       window_id=np.array([f"t{i}" for i in range(n)], dtype=object), start=index[starts],
-                       end=index[starts + L - 1], expansion=np.full((n, 2), -1), groups=overlap_groups(starts),
-                       source={"path": "<tiny>"})
+    return LabelledSet(
+        X=X,
+        valid=valid,
+        y=y,
+        classes=DEFAULT_CLASSES,
+        window_id=np.array([f"t{i}" for i in range(n)], dtype=object),
+        start=index[starts],
+        end=index[starts + L - 1],
+        expansion=np.full((n, 2), -1),
+        groups=overlap_groups(starts),
+        source={"path": "<tiny>"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +72,32 @@ def encoder_dir(tmp_path_factory):
     torch.manual_seed(0)
     save_encoder(JadeEncoder(hidden_size=8, num_layers=1), d / "encoder.pt")
     # pretraining period covering the first day: windows starting before 2024-01-02 lie inside "train"
-    write_json(d / "training_results.json", {"config": {
-        "data_path": None, "synthetic_seed": 0, "exclude": [["2024-01-01T00:00", "2024-01-01T03:00"]],
-        "splits": {"train": ["2024-01-01", "2024-01-02"], "val": ["2024-01-02", "2024-01-03"]}}})
+    write_json(
+        d / "training_results.json",
+        {
+            "config": {
+                "data_path": None,
+                "synthetic_seed": 0,
+                "exclude": [["2024-01-01T00:00", "2024-01-01T03:00"]],
+                "splits": {"train": ["2024-01-01", "2024-01-02"], "val": ["2024-01-02", "2024-01-03"]},
+            }
+        },
+    )
     return d
 
 
 # the tiny set spans four sessions: grouping by session is tested on its own
-CFG = dict(folds=3, repeats=1, epochs=1, batch_size=32, fractions=[0.5, 1.0], n_bootstrap=50, device="cpu",
-           progress=False, group_by_session=False)
+CFG = dict(
+    folds=3,
+    repeats=1,
+    epochs=1,
+    batch_size=32,
+    fractions=[0.5, 1.0],
+    n_bootstrap=50,
+    device="cpu",
+    progress=False,
+    group_by_session=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +109,7 @@ def results(encoder_dir, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------ folds
 
+
 def test_folds_keep_overlapping_windows_together_and_stratify():
     ls = tiny_set()
     assign = make_folds(ls.y, ls.groups, 3, 4, seed=1)
@@ -83,8 +117,8 @@ def test_folds_keep_overlapping_windows_together_and_stratify():
     assert (assign[:, 0] == assign[:, 1]).all() and (assign[:, 4] == assign[:, 5]).all()
     for row in assign:
         for k in range(3):
-            assert 4 <= ls.y[row == k].sum() <= 8          # both classes in every test fold
-    assert not (assign[0] == assign[1]).all()              # repeats differ
+            assert 4 <= ls.y[row == k].sum() <= 8  # both classes in every test fold
+    assert not (assign[0] == assign[1]).all()  # repeats differ
     np.testing.assert_array_equal(assign, make_folds(ls.y, ls.groups, 3, 4, seed=1))
 
 
@@ -104,8 +138,13 @@ def test_identical_folds_and_no_early_stopping_on_the_test_fold(results):
     base = arms["baseline"]["folds"]
     for arm in ("frozen", "finetune", "random_frozen"):
         for a, b in zip(arms[arm]["folds"], base):
-            assert (a["repeat"], a["fold"], a["test_idx"], a["fit_idx"], a["val_idx"]) == \
-                   (b["repeat"], b["fold"], b["test_idx"], b["fit_idx"], b["val_idx"])
+            assert (a["repeat"], a["fold"], a["test_idx"], a["fit_idx"], a["val_idx"]) == (
+                b["repeat"],
+                b["fold"],
+                b["test_idx"],
+                b["fit_idx"],
+                b["val_idx"],
+            )
     for f in base:
         test = set(f["test_idx"])
         assert test == set(np.flatnonzero(assign[f["repeat"]] == f["fold"]))
@@ -116,22 +155,23 @@ def test_identical_folds_and_no_early_stopping_on_the_test_fold(results):
 
 # ------------------------------------------------------------------------------------ statistics
 
+
 def test_corrected_t_matches_hand_computation():
     d = [0.02, 0.05, -0.01, 0.04, 0.03]
     # mean 0.026; sum of squared deviations 0.00212 -> s^2 = 0.00053; (1/5 + 25/100) * s^2 = 0.0002385
     se = math.sqrt(0.0002385)
     t = 0.026 / se
-    u = t / math.sqrt(1 + t * t / 4)                # Student t CDF for 4 degrees of freedom, closed form
+    u = t / math.sqrt(1 + t * t / 4)  # Student t CDF for 4 degrees of freedom, closed form
     p = 2 * (1 - (0.5 + 0.375 * u * (1 - u * u / 12)))
     out = corrected_t(d, test_train_ratio=25 / 100)
     assert out["mean"] == pytest.approx(0.026) and out["se"] == pytest.approx(se)
     assert out["t"] == pytest.approx(1.683566, rel=1e-5) and out["df"] == 4
     assert out["p_value"] == pytest.approx(p, rel=1e-6)
-    half = 2.776445 * se                              # t(0.975, 4) from tables
+    half = 2.776445 * se  # t(0.975, 4) from tables
     assert out["ci_low"] == pytest.approx(0.026 - half, rel=1e-5)
     assert out["ci_high"] == pytest.approx(0.026 + half, rel=1e-5)
     naive = 0.026 / math.sqrt(0.00053 / 5)
-    assert naive > 2.5 > out["t"]                     # the correction widens the interval
+    assert naive > 2.5 > out["t"]  # the correction widens the interval
 
 
 def test_corrected_t_degenerate_cases():
@@ -169,11 +209,11 @@ def test_bootstrap_of_identical_arms_is_zero():
 
 # ------------------------------------------------------------------------------------ training
 
+
 def test_fit_is_deterministic_and_keeps_the_best_inner_epoch():
     ls = tiny_set()
     data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
-    cfg = TransferConfig(epochs=5, patience=2, batch_size=12, lr=0.05, unfreeze_epoch=2, device="cpu",
-                         progress=False)
+    cfg = TransferConfig(epochs=5, patience=2, batch_size=12, lr=0.05, unfreeze_epoch=2, device="cpu", progress=False)
     fit, val = np.arange(0, 24), np.arange(24, 36)
     runs = []
     for _ in range(2):
@@ -186,9 +226,10 @@ def test_fit_is_deterministic_and_keeps_the_best_inner_epoch():
     losses = [h["val_loss"] for h in h1["history"]]
     assert h1["best_epoch"] == int(np.argmin(losses)) and h1["best_val_loss"] == min(losses)
     assert h1["epochs_run"] == 5 or h1["epochs_run"] == h1["best_epoch"] + 3
-    with torch.no_grad():   # the restored weights are those of the best epoch
-        loss = torch.nn.functional.cross_entropy(m1(data[0][val], data[1][val]), data[2][val],
-                                                 weight=torch.tensor([1.0, 1.0]))
+    with torch.no_grad():  # the restored weights are those of the best epoch
+        loss = torch.nn.functional.cross_entropy(
+            m1(data[0][val], data[1][val]), data[2][val], weight=torch.tensor([1.0, 1.0])
+        )
     assert float(loss) == pytest.approx(h1["best_val_loss"], rel=1e-5)
 
 
@@ -199,18 +240,18 @@ def test_frozen_arms_are_deterministic_linear_probes_on_pooled_features():
     cfg = TransferConfig(arms=["baseline", "frozen", "random_frozen"], device="cpu", progress=False)
     inputs = Inputs.build(ls, encoder, cfg)
     assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
-    Z = inputs.fixed["frozen"]
+    Z = inputs.fixed["frozen"]["mean:last"]  # the default read-out: today's pooling
     np.testing.assert_allclose(Z, pooled(encoder, torch.as_tensor(ls.X), torch.as_tensor(ls.valid)))
-    assert not np.allclose(Z, inputs.fixed["random_frozen"])      # the control has its own random encoder
+    assert not np.allclose(Z, inputs.fixed["random_frozen"]["mean:last"])  # the control has its own random encoder
     fit, val, test = np.arange(0, 20), np.arange(20, 28), np.arange(28, 36)
     a, b = (fit_logistic(Z, ls.y, fit, val) for _ in range(2))
-    np.testing.assert_array_equal(a.predict_proba(Z[test]), b.predict_proba(Z[test]))   # no training noise
+    np.testing.assert_array_equal(a.predict_proba(Z[test]), b.predict_proba(Z[test]))  # no training noise
     assert a.chosen_C in C_GRID
     baseline = build_classifier("baseline", encoder, 2, 0.3, seed=0)
     assert baseline.encoder.arch == encoder.arch
     assert not torch.equal(baseline.encoder.lstm.weight_hh_l0, encoder.lstm.weight_hh_l0)
     fresh = build_classifier("finetune", encoder, 2, 0.3, seed=0)
-    assert torch.equal(baseline.head.weight, fresh.head.weight)     # same head init in every arm
+    assert torch.equal(baseline.head.weight, fresh.head.weight)  # same head init in every arm
     data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
     with pytest.raises(ValueError, match="not trained by SGD"):
         fit_classifier(fresh, "frozen", data, fit, val, cfg, seed=0)
@@ -220,9 +261,9 @@ def test_linear_probe_picks_the_regularisation_on_the_inner_split():
     rng = np.random.default_rng(0)
     y = np.arange(200) % 2
     Z = rng.normal(size=(200, 30))
-    Z[:, 0] += 3 * y                                   # one strong feature: weak regularisation wins
+    Z[:, 0] += 3 * y  # one strong feature: weak regularisation wins
     assert fit_logistic(Z, y, np.arange(120), np.arange(120, 160)).chosen_C >= 0.1
-    noise = rng.normal(size=(200, 30))                 # pure noise: the strongest regularisation wins
+    noise = rng.normal(size=(200, 30))  # pure noise: the strongest regularisation wins
     assert fit_logistic(noise, y, np.arange(120), np.arange(120, 160)).chosen_C <= 1e-2
 
 
@@ -230,7 +271,7 @@ def test_baseline_learns_a_learnable_task_on_every_fold():
     """A task the classifier can learn (a mean shift of one feature, a few hundred steps): no fold of the
     baseline may collapse to chance (the first version sometimes did, at 49-62%)."""
     ls = tiny_set(60, seed=3)
-    ls.X[..., 0] += 0.5 * ls.y[:, None]          # a clear but not trivial signal after mean pooling
+    ls.X[..., 0] += 0.5 * ls.y[:, None]  # a clear but not trivial signal after mean pooling
     data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
     cfg = TransferConfig(epochs=25, patience=10, device="cpu", progress=False)
     assign = make_folds(ls.y, ls.groups, 3, 1, seed=0)[0]
@@ -246,14 +287,14 @@ def test_baseline_learns_a_learnable_task_on_every_fold():
 def test_window_summaries():
     X = np.arange(2 * 5 * 10, dtype=np.float32).reshape(2, 5, 10)
     valid = np.ones((2, 5), dtype=bool)
-    valid[0, 3:] = False                               # window 0: bars 0-2 only
+    valid[0, 3:] = False  # window 0: bars 0-2 only
     Z = window_summaries(X, valid)
     assert Z.shape == (2, 50)
     np.testing.assert_allclose(Z[0, :10], X[0, :3].mean(0))
     np.testing.assert_allclose(Z[0, 10:20], X[0, :3].std(0))
     np.testing.assert_allclose(Z[0, 20:30], X[0, 0])
     np.testing.assert_allclose(Z[0, 30:40], X[0, 2])
-    np.testing.assert_allclose(Z[0, 40:50], X[0, 2])   # the last valid bar
+    np.testing.assert_allclose(Z[0, 40:50], X[0, 2])  # the last valid bar
     np.testing.assert_allclose(Z[1, 40:50], X[1, 4])
 
 
@@ -270,23 +311,43 @@ def test_config_is_strict():
         TransferConfig(arms=["frozen"])
     with pytest.raises(ConfigError, match="unknown arm 'rockets' in arms. Did you mean 'rocket'"):
         TransferConfig.from_dict({"arms": ["baseline", "frozen", "rockets"]})
-    params = TransferParams(arms=["baseline", "frozen", "fine_tune"])     # the notebook's parameters too
+    params = TransferParams(arms=["baseline", "frozen", "fine_tune"])  # the notebook's parameters too
     with pytest.raises(ConfigError, match="Did you mean 'finetune'"):
         transfer_config(params)
 
 
 # ------------------------------------------------------------------------------------ results
 
+
 def test_results_file_and_summaries(results):
     res, run_dir = results
     on_disk = json.loads((run_dir / "transfer_results.json").read_text())
     assert on_disk["format"] == "moola.transfer_results.v2" and on_disk["verdict"] == res["verdict"]
-    assert set(res["arms"]) == {"baseline", "frozen", "finetune", "random_frozen", "simple_logistic",
-                                "simple_boosting", "rocket_minirocket", "rocket_multirocket"}
-    assert list(res["comparisons"])[0] == "frozen vs baseline" and res["comparisons"]["frozen vs baseline"]["primary"]
-    assert {"finetune vs baseline", "random_frozen vs baseline", "frozen vs random_frozen",
-            "baseline vs simple_logistic", "frozen vs simple_boosting", "finetune vs rocket_multirocket",
-            "frozen vs rocket_minirocket"} <= set(res["comparisons"])
+    assert set(res["arms"]) == {
+        "baseline",
+        "frozen",
+        "finetune",
+        "lpft",
+        "random_frozen",
+        "simple_logistic",
+        "simple_boosting",
+        "rocket_minirocket",
+        "rocket_multirocket",
+    }
+    assert (
+        next(iter(res["comparisons"])) == "frozen vs baseline" and res["comparisons"]["frozen vs baseline"]["primary"]
+    )
+    assert {
+        "finetune vs baseline",
+        "random_frozen vs baseline",
+        "frozen vs random_frozen",
+        "baseline vs simple_logistic",
+        "frozen vs simple_boosting",
+        "finetune vs rocket_multirocket",
+        "frozen vs rocket_minirocket",
+        "lpft vs baseline",
+        "lpft vs simple_boosting",
+    } <= set(res["comparisons"])
     assert "The best non-neural arm" in res["verdict"] and "Do the pretrained arms beat it?" in res["verdict"]
     for arm in res["arms"].values():
         s = arm["summary"]
@@ -299,13 +360,16 @@ def test_results_file_and_summaries(results):
         assert proba.shape == (1, N, 2) and np.allclose(proba.sum(-1), 1, atol=1e-5)
     d = res["comparisons"]["finetune vs baseline"]["balanced_accuracy"]
     folds = res["arms"]
-    diffs = [a["balanced_accuracy"] - b["balanced_accuracy"]
-             for a, b in zip(folds["finetune"]["folds"], folds["baseline"]["folds"])]
+    diffs = [
+        a["balanced_accuracy"] - b["balanced_accuracy"]
+        for a, b in zip(folds["finetune"]["folds"], folds["baseline"]["folds"])
+    ]
     assert d["mean"] == pytest.approx(np.mean(diffs)) and len(d["test_noise_only_ci"]) == 2
     assert d["mde"] == pytest.approx(minimal_detectable_effect(d["se"], d["df"]))
     secondary = [c for c in res["comparisons"].values() if not c["primary"]]
     assert [c["log_loss"]["p_holm"] for c in secondary] == pytest.approx(
-        holm([c["log_loss"]["p_value"] for c in secondary]), nan_ok=True)
+        holm([c["log_loss"]["p_value"] for c in secondary]), nan_ok=True
+    )
     curve = res["learning_curve"]["baseline"]
     assert [p["fraction"] for p in curve] == [0.5, 1.0] and curve[0]["n_train"] < curve[1]["n_train"]
     primary = res["comparisons"]["frozen vs baseline"]["balanced_accuracy"]
@@ -321,7 +385,7 @@ def test_seeds_per_fold_average_the_trained_arms(encoder_dir):
         seeds = f["seed_scores"]["log_loss"]
         assert len(seeds) == 2 and seeds[0] != seeds[1] and f["log_loss"] == pytest.approx(np.mean(seeds))
         assert len(f["best_epoch"]) == 2
-    assert "seed_scores" not in res["arms"]["frozen"]["folds"][0]      # the probe is deterministic
+    assert "seed_scores" not in res["arms"]["frozen"]["folds"][0]  # the probe is deterministic
     one = run_transfer(tiny_set(), encoder_dir / "encoder.pt", {**cfg, "seeds_per_fold": 1})
     first = [f["seed_scores"]["log_loss"][0] for f in res["arms"]["baseline"]["folds"]]
     assert first == pytest.approx([f["log_loss"] for f in one["arms"]["baseline"]["folds"]])
@@ -333,22 +397,26 @@ def test_primary_comparison_is_checked():
         with pytest.raises(ConfigError, match="primary"):
             TransferConfig(primary=bad)
     with pytest.raises(ConfigError, match="primary"):
-        TransferConfig(arms=["baseline", "finetune"])       # the default primary needs the frozen arm
+        TransferConfig(arms=["baseline", "finetune"])  # the default primary needs the frozen arm
 
 
 # ------------------------------------------------------------------------------------ sessions, embargo
 
+
 def test_session_ids_follow_the_17h_new_york_halt():
-    times = pd.DatetimeIndex(["2025-07-01 20:59", "2025-07-01 22:00", "2025-07-02 20:59", "2025-01-06 21:59",
-                              "2025-01-06 23:00", None], tz="UTC")   # July: EDT (halt 21:00 UTC); January: EST
+    times = pd.DatetimeIndex(
+        ["2025-07-01 20:59", "2025-07-01 22:00", "2025-07-02 20:59", "2025-01-06 21:59", "2025-01-06 23:00", None],
+        tz="UTC",
+    )  # July: EDT (halt 21:00 UTC); January: EST
     ids = session_ids(times)
     assert ids[0] + 1 == ids[1] == ids[2] and ids[3] + 1 == ids[4] and ids[5] == -1
 
 
 def test_fold_groups_join_sessions_and_overlaps():
-    times = pd.DatetimeIndex(["2025-07-01 10:00", "2025-07-01 12:00", "2025-07-02 10:00", "2025-07-03 10:00",
-                              None, None], tz="UTC")
-    overlap = np.array([0, 1, 2, 3, 4, 4])          # windows 4 and 5 (no timestamps) share bars
+    times = pd.DatetimeIndex(
+        ["2025-07-01 10:00", "2025-07-01 12:00", "2025-07-02 10:00", "2025-07-03 10:00", None, None], tz="UTC"
+    )
+    overlap = np.array([0, 1, 2, 3, 4, 4])  # windows 4 and 5 (no timestamps) share bars
     assert fold_groups(overlap, times, times).tolist() == [0, 0, 1, 2, 3, 3]
     assert fold_groups(overlap, times, times, by_session=False).tolist() == [0, 1, 2, 3, 4, 4]
     ls = synthetic_labelled_set_small()
@@ -356,12 +424,13 @@ def test_fold_groups_join_sessions_and_overlaps():
     sessions = session_ids(ls.start)
     for g in np.unique(groups):
         assert len(np.unique(sessions[groups == g])) >= 1
-    for s in np.unique(sessions):                   # a session never spans two groups
+    for s in np.unique(sessions):  # a session never spans two groups
         assert len(np.unique(groups[sessions == s])) == 1
 
 
 def synthetic_labelled_set_small():
     from moola_lib.testbed import synthetic_labelled_set
+
     return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-31", history_start="2025-06-24")
 
 
@@ -372,17 +441,20 @@ def test_embargo_drops_training_windows_near_a_test_window(encoder_dir):
     train = np.array([0, 2, 3])
     # window 0 ends 11:44, 15 bars before window 1; window 2 starts 14:00, 15 bars after it ends (13:44)
     assert embargo(train, test, start, end, 0).tolist() == [0, 2, 3]
-    assert embargo(train, test, start, end, 15).tolist() == [0, 2, 3]   # 15 bars apart: far enough
-    assert embargo(train, test, start, end, 16).tolist() == [3]         # unknown times are kept
+    assert embargo(train, test, start, end, 15).tolist() == [0, 2, 3]  # 15 bars apart: far enough
+    assert embargo(train, test, start, end, 16).tolist() == [3]  # unknown times are kept
     ls = synthetic_labelled_set_small()
     cfg = {**CFG, "arms": ["baseline", "frozen"], "fractions": [1.0], "n_bootstrap": 0}
     plain = run_transfer(ls, encoder_dir / "encoder.pt", cfg)
     res = run_transfer(ls, encoder_dir / "encoder.pt", {**cfg, "embargo_bars": 300})
     for f, g in zip(res["arms"]["frozen"]["folds"], plain["arms"]["frozen"]["folds"]):
         assert f["test_idx"] == g["test_idx"] and f["n_train"] < g["n_train"]
-        gaps = [abs(ls.start[i] - ls.start[j]) - pd.Timedelta(minutes=L) for i in f["fit_idx"] + f["val_idx"]
-                for j in f["test_idx"]]
-        assert min(gaps) >= pd.Timedelta(minutes=300)    # at least 300 bars (minutes) between train and test
+        gaps = [
+            abs(ls.start[i] - ls.start[j]) - pd.Timedelta(minutes=L)
+            for i in f["fit_idx"] + f["val_idx"]
+            for j in f["test_idx"]
+        ]
+        assert min(gaps) >= pd.Timedelta(minutes=300)  # at least 300 bars (minutes) between train and test
     with pytest.raises(ValueError, match="lower embargo_bars"):
         run_transfer(ls, encoder_dir / "encoder.pt", {**cfg, "embargo_bars": 5000})
 
@@ -404,8 +476,9 @@ def test_pretraining_overlap_is_reported(results, encoder_dir):
 
 def test_training_results_of_an_exported_encoder(encoder_dir, tmp_path):
     # the sweep exports the best encoder elsewhere and names its checkpoint in the metadata
-    save_encoder(JadeEncoder(hidden_size=8, num_layers=1), tmp_path / "best.pt",
-                 source=str(encoder_dir / "checkpoint_best.pt"))
+    save_encoder(
+        JadeEncoder(hidden_size=8, num_layers=1), tmp_path / "best.pt", source=str(encoder_dir / "checkpoint_best.pt")
+    )
     assert find_training_results(tmp_path / "best.pt") == encoder_dir / "training_results.json"
     save_encoder(JadeEncoder(hidden_size=8, num_layers=1), tmp_path / "lonely.pt")
     assert find_training_results(tmp_path / "lonely.pt") is None
@@ -416,27 +489,47 @@ def test_exclude_intervals(tmp_path):
     spans = exclude_intervals(ls, margin_minutes=10)
     first = [T0 - pd.Timedelta("10min"), T0 + pd.Timedelta(minutes=50 + 104 + 10)]
     assert spans[0] == [t.isoformat() for t in first]
-    assert len(spans) == 4                                        # windows 0/1 and 4/5 merged
+    assert len(spans) == 4  # windows 0/1 and 4/5 merged
     frame = pd.DataFrame({"start": ls.start, "label": ls.labels})
     frame.to_csv(tmp_path / "l.csv", index=False)
     assert exclude_intervals(tmp_path / "l.csv", margin_minutes=10) == spans
 
 
 def _fake(p, mean, lo, hi, seen=0, mde=0.12, overlap_status="known", without=0):
-    stat = {"mean": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "mde": mde, "mde_range": [0.8 * mde, 1.4 * mde],
-            "test_noise_only_ci": [lo + 0.005, hi - 0.005]}
+    stat = {
+        "mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p_value": p,
+        "mde": mde,
+        "mde_range": [0.8 * mde, 1.4 * mde],
+        "test_noise_only_ci": [lo + 0.005, hi - 0.005],
+    }
     base = {"balanced_accuracy": {"mean": 0.6, "ci_low": 0.55, "ci_high": 0.65}}
     overlap = {"status": overlap_status, "period_known": True, "seen": seen, "without_timestamps": without}
-    return {"arms": {"baseline": {"summary": base}, "frozen": {"summary": {"balanced_accuracy": {
-                "mean": 0.6 + mean, "ci_low": 0.5, "ci_high": 0.7}}}},
-            "comparisons": {"frozen vs baseline": {"arm": "frozen", "reference": "baseline", "primary": True,
-                                                   "balanced_accuracy": stat},
-                            "finetune vs baseline": {"arm": "finetune", "reference": "baseline", "primary": False,
-                                                     "balanced_accuracy": {**stat, "p_holm": min(1, 3 * p) if p == p else p}}},
-            "data": {"n_windows": 174, "cold_start": False},
-            "protocol": {"folds": 5, "repeats": 5, "primary_metric": "balanced_accuracy", "alpha": 0.05,
-                         "power": 0.8},
-            "encoder": {"pretraining_overlap": overlap}}
+    return {
+        "arms": {
+            "baseline": {"summary": base},
+            "frozen": {"summary": {"balanced_accuracy": {"mean": 0.6 + mean, "ci_low": 0.5, "ci_high": 0.7}}},
+        },
+        "comparisons": {
+            "frozen vs baseline": {
+                "arm": "frozen",
+                "reference": "baseline",
+                "primary": True,
+                "balanced_accuracy": stat,
+            },
+            "finetune vs baseline": {
+                "arm": "finetune",
+                "reference": "baseline",
+                "primary": False,
+                "balanced_accuracy": {**stat, "p_holm": min(1, 3 * p) if p == p else p},
+            },
+        },
+        "data": {"n_windows": 174, "cold_start": False},
+        "protocol": {"folds": 5, "repeats": 5, "primary_metric": "balanced_accuracy", "alpha": 0.05, "power": 0.8},
+        "encoder": {"pretraining_overlap": overlap},
+    }
 
 
 def test_verdict_reflects_the_numbers():
@@ -451,7 +544,7 @@ def test_verdict_reflects_the_numbers():
     assert "effects smaller than 11.8 pp could not have been detected (power 80%, alpha 0.05)" in null
     assert "itself an estimate from this run's spread (95% range 9.4-16.5 pp)" in null
     assert "interval: corrected resampled t (Nadeau-Bengio)" in null
-    assert "bootstrap" not in null and "noise" not in null      # test noise only: never next to the CI
+    assert "bootstrap" not in null and "noise" not in null  # test noise only: never next to the CI
     assert "Caution: 12 of the 174" in null
     worse = verdict(_fake(0.002, -0.08, -0.12, -0.04))
     assert "significantly worse" in worse and "-8.0 pp" in worse
@@ -496,24 +589,27 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
     bars = synthetic_ohlcv("2025-06-02", "2025-06-04", seed=3)
     starts = [300, 1000, 1800, 2500]
     pd.DataFrame({"start": bars.index[starts], "label": ["consolidation", "retracement"] * 2}).to_csv(
-        tmp_path / "labels.csv", index=False)
-    bars.to_parquet(tmp_path / "bars.parquet")   # timestamps point into a data file (issue 11, item 1)
+        tmp_path / "labels.csv", index=False
+    )
+    bars.to_parquet(tmp_path / "bars.parquet")  # timestamps point into a data file (issue 11, item 1)
     params = TransferParams(labels_path=str(tmp_path / "labels.csv"), data_path=str(tmp_path / "bars.parquet"))
     ls = labelled_from_params(params)
     assert list(ls.start) == list(bars.index[starts]) and not ls.cold_start
     assert transfer_config(params).folds == params.folds
     with pytest.raises(ConfigError, match="Did you mean 'folds'"):
-        apply_overrides(params, {"fold": 3})   # what start_run does with papermill's parameters
+        apply_overrides(params, {"fold": 3})  # what start_run does with papermill's parameters
 
 
 def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
-    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS as ORIGINAL, resolve_feature_options
+    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
+    from moola_lib.features import resolve_feature_options
 
     # neither the encoder nor its run records options: an encoder made before they were: the original's
     assert encoder_feature_options(encoder_dir / "encoder.pt") == resolve_feature_options(ORIGINAL)
     torch.save({"config": {"feature_options": {"hybrid_max_age": -1}}}, tmp_path / "checkpoint_best.pt")
     assert encoder_feature_options(tmp_path / "checkpoint_best.pt") == resolve_feature_options(
-        {**ORIGINAL, "hybrid_max_age": -1})
+        {**ORIGINAL, "hybrid_max_age": -1}
+    )
 
 
 def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys):
@@ -522,10 +618,16 @@ def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys
 
     starts = ["2024-12-10 14:00Z", "2024-12-20 14:00Z", "2025-01-20 14:00Z", "2025-03-01 14:00Z"]
     pd.DataFrame({"start": starts, "label": ["consolidation", "retracement"] * 2}).to_csv(
-        tmp_path / "l.csv", index=False)
-    cfg = PretrainConfig(splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-02-01"],
-                                 "test": ["2025-02-01", "2025-04-01"]},
-                         exclude=[["2024-12-20T13:00", "2024-12-20T18:00"]])
+        tmp_path / "l.csv", index=False
+    )
+    cfg = PretrainConfig(
+        splits={
+            "train": ["2024-12-01", "2025-01-01"],
+            "val": ["2025-01-01", "2025-02-01"],
+            "test": ["2025-02-01", "2025-04-01"],
+        },
+        exclude=[["2024-12-20T13:00", "2024-12-20T18:00"]],
+    )
     message = labels_in_pretraining(tmp_path / "l.csv", cfg)
     assert message.startswith("WARNING: 2 of the 4 labelled windows") and "exclude" in message
     assert message in capsys.readouterr().out
@@ -534,5 +636,6 @@ def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys
     assert "none of the 4 labelled windows" in capsys.readouterr().out
     assert labels_in_pretraining(None, cfg) is None
     pd.DataFrame({"window_id": ["a"], "label": ["consolidation"], "features": ["[]"]}).to_json(
-        tmp_path / "w.json", orient="records")
+        tmp_path / "w.json", orient="records"
+    )
     assert "unknown" in labels_in_pretraining(tmp_path / "w.json", cfg)

@@ -1,4 +1,5 @@
 """The validation script (pairs with true differences, labels check, real question) in its seconds-long version."""
+
 import json
 import math
 
@@ -29,13 +30,21 @@ def test_clopper_pearson_and_power():
 
 
 def test_pair_summary_counts_coverage_against_the_truth():
-    rows = [{"mean": m, "interval": "corrected_t", "df": 24, "mde": 0.1, "mde_range": [0.08, 0.13],
-             "methods": {"corrected_t": {"se": 0.02, "df": 24, "p_value": p, "ci_low": m - 0.04, "ci_high": m + 0.04}},
-             "test_noise_only_ci": [m - 0.005, m + 0.005]}
-            for m, p in ((0.01, 0.6), (0.03, 0.2), (0.07, 0.01), (0.02, 0.4))]
+    rows = [
+        {
+            "mean": m,
+            "interval": "corrected_t",
+            "df": 24,
+            "mde": 0.1,
+            "mde_range": [0.08, 0.13],
+            "methods": {"corrected_t": {"se": 0.02, "df": 24, "p_value": p, "ci_low": m - 0.04, "ci_high": m + 0.04}},
+            "test_noise_only_ci": [m - 0.005, m + 0.005],
+        }
+        for m, p in ((0.01, 0.6), (0.03, 0.2), (0.07, 0.01), (0.02, 0.4))
+    ]
     s = summarise_pair(rows, {"difference": 0.02, "se": 0.001, "draws": 50}, 0.05, 0.8)
     t = s["methods"]["corrected_t"]
-    assert t["coverage"]["k"] == 3 and t["rejection"]["k"] == 1            # 0.07 +- 0.04 misses 0.02
+    assert t["coverage"]["k"] == 3 and t["rejection"]["k"] == 1  # 0.07 +- 0.04 misses 0.02
     assert s["test_noise_only"]["coverage"]["k"] == 1
     assert s["spread"] == pytest.approx(np.std([0.01, 0.03, 0.07, 0.02], ddof=1))
     assert t["spread_over_se"] == pytest.approx(s["spread"] / 0.02)
@@ -55,7 +64,7 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
     pairs = res["pairs"]["pairs"]
     assert set(pairs) == set(PAIRS) and len(PAIRS) >= 3
     null = pairs["primary_null"]
-    assert null["replicates"] == 2 and pairs["probe_vs_logistic"]["replicates"] == 3   # sgd_replicates 2 of 3
+    assert null["replicates"] == 2 and pairs["probe_vs_logistic"]["replicates"] == 3  # sgd_replicates 2 of 3
     for name, p in pairs.items():
         assert p["truth"]["draws"] == (2 if name in ("primary_null", "positive") else 3)
         assert {"corrected_t", "bayesian_correlated_t", "decomposition"} == set(p["methods"])
@@ -71,5 +80,5 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
     assert "## Pairs of arms" in text and "## Labels needed" in text and "## The real question" in text
     assert "test-set noise only" in text
     assert text in capsys.readouterr().out
-    assert main(["--quick", "-p", "replicate", "3"]) == 2           # a mistyped size: one line, status 2
+    assert main(["--quick", "-p", "replicate", "3"]) == 2  # a mistyped size: one line, status 2
     assert "Did you mean 'replicates'" in capsys.readouterr().err

@@ -4,8 +4,11 @@ import pytest
 
 from moola_lib.windows import gather_windows, split_windows, window_starts
 
-SPLITS = {"train": ("2024-01-01", "2024-01-03"), "val": ("2024-01-03", "2024-01-04"),
-          "test": ("2024-01-04", "2024-01-05")}
+SPLITS = {
+    "train": ("2024-01-01", "2024-01-03"),
+    "val": ("2024-01-03", "2024-01-04"),
+    "test": ("2024-01-04", "2024-01-05"),
+}
 
 
 def minute_index(start="2024-01-01", end="2024-01-05"):
@@ -59,12 +62,12 @@ def test_split_windows_default_splits_are_the_data_defaults():
 def test_invalid_filter_drops_windows_with_an_invalid_bar():
     index = minute_index()
     valid = np.ones(len(index), dtype=bool)
-    valid[:300] = False          # warm-up
-    valid[2000] = False          # one bad bar in the middle of train
+    valid[:300] = False  # warm-up
+    valid[2000] = False  # one bad bar in the middle of train
     everything = split_windows(index, valid, splits=SPLITS, require_valid=False)
     kept = split_windows(index, valid, splits=SPLITS)
     train = everything["train"]
-    hit = np.array([not valid[s:s + 105].all() for s in train])
+    hit = np.array([not valid[s : s + 105].all() for s in train])
     assert hit.sum() > 0
     np.testing.assert_array_equal(kept["train"], train[~hit])
     np.testing.assert_array_equal(kept["val"], everything["val"])
@@ -74,7 +77,7 @@ def test_invalid_filter_drops_windows_with_an_invalid_bar():
 
 def test_gap_filter():
     index = minute_index()
-    gap_at = 1500                # bars >= gap_at are shifted by one hour: a 61-minute gap
+    gap_at = 1500  # bars >= gap_at are shifted by one hour: a 61-minute gap
     index = index[:gap_at].append(index[gap_at:] + pd.Timedelta("1h"))
     everything = split_windows(index, splits=SPLITS)["train"]
     spans_gap = (everything < gap_at) & (everything + 104 >= gap_at)
@@ -112,7 +115,7 @@ def test_gather_windows_numpy_and_torch_agree():
     batch = gather_windows(X, starts)
     assert batch.shape == (4, 105, 10)
     for i, s in enumerate(starts):
-        np.testing.assert_array_equal(batch[i], X[s:s + 105])
+        np.testing.assert_array_equal(batch[i], X[s : s + 105])
     from_torch = gather_windows(torch.from_numpy(X), torch.from_numpy(starts))
     assert isinstance(from_torch, torch.Tensor) and from_torch.shape == (4, 105, 10)
     np.testing.assert_array_equal(from_torch.numpy(), batch)

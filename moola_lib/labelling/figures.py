@@ -5,6 +5,7 @@ Bars are drawn at offsets relative to the window's first bar, so the window is 0
 before/after it lies outside, greyed; the expansion leg is shaded, and the labelling figure marks the
 bars after the leg (the part of the window the label is about).
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -12,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from ..constants import WINDOW_LENGTH
-from ..features import FEATURE_NAMES
 from ..eda_plots import CANDLE_FEATURES, SWING_FEATURES, draw_candles
+from ..features import FEATURE_NAMES
 
 EXPANSION = "#ff9800"
 CONTEXT = "0.92"
 
 
-def _draw_window(ax, bars: pd.DataFrame, window: pd.Series, context: int, length: int,
-                 expansion_ticks: bool = True) -> None:
+def _draw_window(
+    ax, bars: pd.DataFrame, window: pd.Series, context: int, length: int, expansion_ticks: bool = True
+) -> None:
     """Candles of the window and ``context`` bars each side; context greyed, expansion shaded; time ticks
     at the window's first and last bar (and the expansion's, where there is room for them)."""
     s = int(window["start"])
@@ -28,33 +30,57 @@ def _draw_window(ax, bars: pd.DataFrame, window: pd.Series, context: int, length
     draw_candles(ax, bars.iloc[lo:hi], x=np.arange(lo - s, hi - s))
     ax.axvspan(lo - s - 0.5, -0.5, color=CONTEXT, zorder=0)
     ax.axvspan(length - 0.5, hi - s - 0.5, color=CONTEXT, zorder=0)
-    ax.axvspan(window["expansion_start"] - 0.5, window["expansion_end"] + 0.5, color=EXPANSION, alpha=0.25,
-               zorder=0)
+    ax.axvspan(window["expansion_start"] - 0.5, window["expansion_end"] + 0.5, color=EXPANSION, alpha=0.25, zorder=0)
     ax.set_xlim(lo - s - 1, hi - s)
-    ticks = [0, *([int(window["expansion_start"]), int(window["expansion_end"])] if expansion_ticks else []),
-             length - 1]
+    ticks = [
+        0,
+        *([int(window["expansion_start"]), int(window["expansion_end"])] if expansion_ticks else []),
+        length - 1,
+    ]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{bars.index[s + t]:%H:%M}" for t in ticks], fontsize=7)
 
 
 def _title(window: pd.Series, prefix: str = "") -> str:
-    return (f"{prefix}{window['start_time']:%Y-%m-%d %H:%M} UTC, {window['direction']} leg "
-            f"{window['size_atr']:.1f} ATR (bars {int(window['expansion_start'])}-{int(window['expansion_end'])})")
+    return (
+        f"{prefix}{window['start_time']:%Y-%m-%d %H:%M} UTC, {window['direction']} leg "
+        f"{window['size_atr']:.1f} ATR (bars {int(window['expansion_start'])}-{int(window['expansion_end'])})"
+    )
 
 
 def _mark_follow_up(ax, expansion_end: int, length: int) -> None:
     """An arrow along the top of the price panel over the bars after the leg: the part the label is about."""
     if expansion_end + 1 >= length:
         return
-    top = ax.get_xaxis_transform()   # x in bars, y in axes fraction
-    ax.annotate("", xy=(expansion_end + 0.5, 0.97), xytext=(length - 0.5, 0.97), xycoords=top,
-                arrowprops={"arrowstyle": "<->", "color": "#1565c0", "lw": 1.2})
-    ax.text((expansion_end + length) / 2, 0.93, f"label: bars {expansion_end + 1}-{length - 1} after the leg",
-            transform=top, ha="center", va="top", fontsize=8, color="#1565c0")
+    top = ax.get_xaxis_transform()  # x in bars, y in axes fraction
+    ax.annotate(
+        "",
+        xy=(expansion_end + 0.5, 0.97),
+        xytext=(length - 0.5, 0.97),
+        xycoords=top,
+        arrowprops={"arrowstyle": "<->", "color": "#1565c0", "lw": 1.2},
+    )
+    ax.text(
+        (expansion_end + length) / 2,
+        0.93,
+        f"label: bars {expansion_end + 1}-{length - 1} after the leg",
+        transform=top,
+        ha="center",
+        va="top",
+        fontsize=8,
+        color="#1565c0",
+    )
 
 
-def labelling_figure(bars: pd.DataFrame, X: np.ndarray, window: pd.Series, *, context: int = 30,
-                     length: int = WINDOW_LENGTH, title: str = "") -> plt.Figure:
+def labelling_figure(
+    bars: pd.DataFrame,
+    X: np.ndarray,
+    window: pd.Series,
+    *,
+    context: int = 30,
+    length: int = WINDOW_LENGTH,
+    title: str = "",
+) -> plt.Figure:
     """One candidate: candles with context (grey) and the expansion (orange); its features below."""
     s = int(window["start"])
     fig, axes = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1]})
@@ -64,7 +90,7 @@ def labelling_figure(bars: pd.DataFrame, X: np.ndarray, window: pd.Series, *, co
     _mark_follow_up(axes[0], int(window["expansion_end"]), length)
     for ax, group in ((axes[1], CANDLE_FEATURES), (axes[2], SWING_FEATURES)):
         for name in group:
-            ax.plot(np.arange(length), X[s:s + length, FEATURE_NAMES.index(name)], lw=0.9, label=name)
+            ax.plot(np.arange(length), X[s : s + length, FEATURE_NAMES.index(name)], lw=0.9, label=name)
         ax.axvspan(window["expansion_start"] - 0.5, window["expansion_end"] + 0.5, color=EXPANSION, alpha=0.15)
         ax.legend(fontsize=7, ncol=3, loc="upper left")
     axes[1].set_ylabel("candle features")
@@ -74,8 +100,9 @@ def labelling_figure(bars: pd.DataFrame, X: np.ndarray, window: pd.Series, *, co
     return fig
 
 
-def suggestions_gallery(bars: pd.DataFrame, batch: pd.DataFrame, *, context: int = 15, columns: int = 4,
-                        length: int = WINDOW_LENGTH) -> plt.Figure:
+def suggestions_gallery(
+    bars: pd.DataFrame, batch: pd.DataFrame, *, context: int = 15, columns: int = 4, length: int = WINDOW_LENGTH
+) -> plt.Figure:
     """The suggested windows in rank order, small multiples (candles, context grey, expansion orange)."""
     n = max(len(batch), 1)
     rows = int(np.ceil(n / columns))
@@ -85,11 +112,12 @@ def suggestions_gallery(bars: pd.DataFrame, batch: pd.DataFrame, *, context: int
             ax.axis("off")
             continue
         window = batch.iloc[k]
-        _draw_window(ax, bars, window, context, length, expansion_ticks=False)   # small panels: no room
-        ax.set_title(f"#{k + 1} {window['start_time']:%Y-%m-%d %H:%M}\n{window['direction']} "
-                     f"{window['size_atr']:.1f} ATR", fontsize=8)
+        _draw_window(ax, bars, window, context, length, expansion_ticks=False)  # small panels: no room
+        ax.set_title(
+            f"#{k + 1} {window['start_time']:%Y-%m-%d %H:%M}\n{window['direction']} {window['size_atr']:.1f} ATR",
+            fontsize=8,
+        )
         ax.tick_params(labelsize=7)
-    fig.suptitle("Suggested windows (rank order); orange: expansion leg, grey: context outside the window",
-                 fontsize=10)
+    fig.suptitle("Suggested windows (rank order); orange: expansion leg, grey: context outside the window", fontsize=10)
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ is unique to the microsecond).
 A column the new row has and the file lacks is added: CSV extends its header (older rows simply have
 fewer fields, read as empty), parquet adds a column of nulls, JSON objects may differ in keys anyway.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,13 +42,14 @@ def remove(raw: bytes, key, suffix: str) -> bytes | None:
     """``raw`` without the row ``key`` names; None when that row is no longer in the file."""
     if suffix in (".csv", ".jsonl"):
         at = _line_at(raw, key)
-        return None if at < 0 else raw[:at] + raw[at + len(key):]
+        return None if at < 0 else raw[:at] + raw[at + len(key) :]
     if suffix == ".json":
         return _records_remove(raw, key)
     return _parquet_remove(raw, key)
 
 
 # ------------------------------------------------------------------------------------------- text lines
+
 
 def _newline(raw: bytes | None) -> bytes:
     return b"\r\n" if raw and b"\r\n" in raw else b"\n"
@@ -57,14 +59,14 @@ def _line_append(raw: bytes | None, line: bytes) -> tuple[bytes, bytes]:
     raw = raw or b""
     nl = _newline(raw)
     if raw and not raw.endswith((b"\n", b"\r")):
-        raw += nl   # the last row had no line end: give it one, its content stays as it was
+        raw += nl  # the last row had no line end: give it one, its content stays as it was
     return raw + line + nl, line + nl
 
 
 def _line_at(raw: bytes, line: bytes) -> int:
     """Position of the last occurrence of ``line`` that starts a line of ``raw`` (-1: none)."""
     at = raw.rfind(line)
-    while at > 0 and raw[at - 1:at] not in (b"\n", b"\r"):
+    while at > 0 and raw[at - 1 : at] not in (b"\n", b"\r"):
         at = raw.rfind(line, 0, at + len(line) - 1)
     return at
 
@@ -73,18 +75,17 @@ def _csv_append(raw: bytes | None, row: dict) -> tuple[bytes, bytes]:
     if not raw or not raw.strip():
         return _line_append(_csv_line(list(row)), _csv_line([_csv_cell(v) for v in row.values()]))
     bom = BOM if raw.startswith(BOM) else b""
-    body = raw[len(bom):]
+    body = raw[len(bom) :]
     end = body.find(b"\n")
-    header_line = body if end < 0 else body[:end + 1]
+    header_line = body if end < 0 else body[: end + 1]
     header = next(csv.reader(io.StringIO(header_line.decode("utf-8"))))
     missing = [c for c in row if c not in header]
-    if missing:   # extend the header; the rows already there keep their bytes
-        line_end = header_line[len(header_line.rstrip(b"\r\n")):]
+    if missing:  # extend the header; the rows already there keep their bytes
+        line_end = header_line[len(header_line.rstrip(b"\r\n")) :]
         header_line = header_line.rstrip(b"\r\n") + b"," + _csv_line(missing).rstrip(b"\r\n") + line_end
         header += missing
     cells = [_csv_cell(row.get(c)) for c in header]
-    new, key = _line_append(header_line + (b"" if end < 0 else body[end + 1:]),
-                            _csv_line(cells).rstrip(b"\r\n"))
+    new, key = _line_append(header_line + (b"" if end < 0 else body[end + 1 :]), _csv_line(cells).rstrip(b"\r\n"))
     return bom + new, key
 
 
@@ -102,16 +103,19 @@ def _csv_cell(value) -> str:
 
 # ------------------------------------------------------------------------------------------- JSON records
 
+
 def _records_append(raw: bytes | None, record: bytes) -> tuple[bytes, bytes]:
     if not raw or not raw.strip():
         return b"[\n" + record + b"\n]\n", record
     close = raw.rfind(b"]")
-    if not raw.lstrip(BOM + b" \t\r\n").startswith(b"[") or close < 0 or raw[close + 1:].strip():
-        raise RowEditError("a .json labels file must hold JSON records (a list of objects) to add rows to; "
-                           "convert it with pandas' to_json(orient='records') or use .jsonl")
+    if not raw.lstrip(BOM + b" \t\r\n").startswith(b"[") or close < 0 or raw[close + 1 :].strip():
+        raise RowEditError(
+            "a .json labels file must hold JSON records (a list of objects) to add rows to; "
+            "convert it with pandas' to_json(orient='records') or use .jsonl"
+        )
     before = raw[:close].rstrip()
     sep = b"" if before.endswith(b"[") else (b",\n" if b"\n" in raw else b", ")
-    return before + sep + record + raw[len(before):], record
+    return before + sep + record + raw[len(before) :], record
 
 
 def _records_remove(raw: bytes, record: bytes) -> bytes | None:
@@ -120,15 +124,16 @@ def _records_remove(raw: bytes, record: bytes) -> bytes | None:
         return None
     lo, hi = at, at + len(record)
     left = raw[:lo].rstrip()
-    if left.endswith(b","):          # ", {ours}": take the comma before it
+    if left.endswith(b","):  # ", {ours}": take the comma before it
         return left[:-1] + raw[hi:]
     right = raw[hi:].lstrip()
-    if right.startswith(b","):       # "[{ours}, {next}": take the comma after it
+    if right.startswith(b","):  # "[{ours}, {next}": take the comma after it
         return raw[:lo] + right[1:].lstrip()
     return raw[:lo] + raw[hi:]
 
 
 # ------------------------------------------------------------------------------------------- parquet
+
 
 def _parquet_append(raw: bytes | None, row: dict) -> tuple[bytes, object]:
     import pandas as pd
@@ -137,19 +142,20 @@ def _parquet_append(raw: bytes | None, row: dict) -> tuple[bytes, object]:
     if not raw:
         return _parquet_bytes(pa.Table.from_pylist([row])), row["labelled_at"]
     table = _parquet_table(raw)
-    for name, value in row.items():   # a column the file lacks: nulls for the rows already there
+    for name, value in row.items():  # a column the file lacks: nulls for the rows already there
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(len(table), pa.array([value]).type))
     cells = {}
     for f in table.schema:
         value = row.get(f.name)
-        if pa.types.is_timestamp(f.type) and isinstance(value, str):   # a file that stores times as times
+        if pa.types.is_timestamp(f.type) and isinstance(value, str):  # a file that stores times as times
             value = pd.Timestamp(value)
         try:
             cells[f.name] = pa.array([value], type=f.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
-            raise RowEditError(f"column {f.name!r} holds {f.type} and cannot take the new row's value "
-                               f"{value!r} ({e})") from None
+            raise RowEditError(
+                f"column {f.name!r} holds {f.type} and cannot take the new row's value {value!r} ({e})"
+            ) from None
     new = pa.Table.from_arrays(list(cells.values()), schema=table.schema)
     return _parquet_bytes(pa.concat_tables([table, new])), row["labelled_at"]
 
@@ -163,7 +169,7 @@ def _parquet_remove(raw: bytes, labelled_at: str) -> bytes | None:
         return None
     column = table["labelled_at"]
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        return None   # not a column this tool wrote its text into
+        return None  # not a column this tool wrote its text into
     hits = [i for i, v in enumerate(column.to_pylist()) if v == labelled_at]
     if not hits:
         return None

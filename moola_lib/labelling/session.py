@@ -12,6 +12,7 @@ are never candidates. ``LabellingSession`` holds the bars, their features, the c
 file (``label_store.LabelStore``) and the current batch of suggestions (``suggestions.suggest``); a
 widget or a script calls ``label``, ``skip`` and ``undo``, each click is written to the file at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ import pandas as pd
 
 from ..config import MAX_GAP_MESSAGE, ConfigError, max_gap_ok
 from ..constants import WINDOW_LENGTH
-from ..labels import DEFAULT_CLASSES
 from ..features import FeatureOptionError, resolve_feature_options, swing_points
+from ..labels import DEFAULT_CLASSES
+from ..windows import _windows_hit, gather_windows
 from .store import LabelStore
 from .suggestions import Suggestions, suggest, summary_features
-from ..windows import _windows_hit, gather_windows
 
 # The zigzag that finds legs: DESIGN.md's recommended k = 2 ATR without the hybrid rule (legs of ~12 bars,
 # as a trader draws them); the original's hybrid rule confirms a swing on almost every bar.
@@ -48,8 +49,10 @@ class CandidateOptions:
         if not self.min_leg_atr > 0:
             raise ConfigError(f"min_leg_atr must be > 0, got {self.min_leg_atr}")
         if min(self.lead_bars, self.min_follow_bars) < 0 or self.lead_bars + self.min_follow_bars >= self.length - 1:
-            raise ConfigError(f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
-                             f"non-negative and leave room for a leg in {self.length} bars")
+            raise ConfigError(
+                f"lead_bars ({self.lead_bars}) + min_follow_bars ({self.min_follow_bars}) must be "
+                f"non-negative and leave room for a leg in {self.length} bars"
+            )
         if not max_gap_ok(self.max_gap_minutes):
             raise ConfigError(MAX_GAP_MESSAGE)
         try:
@@ -78,15 +81,22 @@ def expansion_legs(bars: pd.DataFrame, min_leg_atr: float, zigzag: dict | None =
     a, b = swings["extreme_pos"].to_numpy()[:-1], swings["extreme_pos"].to_numpy()[1:]
     move = swings["price"].to_numpy()[1:] - swings["price"].to_numpy()[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        size = np.where(atr[a] > 0, np.abs(move) / atr[a], 0.0)   # flat history: no measurable leg
+        size = np.where(atr[a] > 0, np.abs(move) / atr[a], 0.0)  # flat history: no measurable leg
     keep = (size >= min_leg_atr) & (b > a)
-    return pd.DataFrame({"leg_start": a[keep], "leg_end": b[keep],
-                         "direction": np.where(move[keep] > 0, "up", "down"), "size_atr": size[keep],
-                         "size_price": np.abs(move[keep])})
+    return pd.DataFrame(
+        {
+            "leg_start": a[keep],
+            "leg_end": b[keep],
+            "direction": np.where(move[keep] > 0, "up", "down"),
+            "size_atr": size[keep],
+            "size_price": np.abs(move[keep]),
+        }
+    )
 
 
-def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateOptions = CandidateOptions()
-                      ) -> pd.DataFrame:
+def candidate_windows(
+    bars: pd.DataFrame, valid: np.ndarray, options: CandidateOptions = CandidateOptions()
+) -> pd.DataFrame:
     """Candidate windows (one per qualifying leg), ordered by start.
 
     Columns: start (bar position), start_time, end_time, expansion_start, expansion_end (offsets inside the
@@ -94,20 +104,26 @@ def candidate_windows(bars: pd.DataFrame, valid: np.ndarray, options: CandidateO
     L = options.length
     legs = expansion_legs(bars, options.min_leg_atr, options.zigzag)
     start = legs["leg_start"].to_numpy() - options.lead_bars
-    room = L - 1 - options.min_follow_bars   # the leg must end by this offset
+    room = L - 1 - options.min_follow_bars  # the leg must end by this offset
     fits = (start >= 0) & (start + L <= len(bars)) & (legs["leg_end"].to_numpy() - start <= room)
     legs, start = legs[fits].reset_index(drop=True), start[fits]
     clean = ~_windows_hit(~np.asarray(valid, dtype=bool), start, L)
-    if options.max_gap_minutes is not None:   # gap[i]: bars i and i + 1 are further apart than allowed
+    if options.max_gap_minutes is not None:  # gap[i]: bars i and i + 1 are further apart than allowed
         gap = np.diff(bars.index.asi8) > pd.Timedelta(minutes=options.max_gap_minutes).value
         clean &= ~_windows_hit(gap, start, L - 1)
     legs, start = legs[clean].reset_index(drop=True), start[clean]
-    return pd.DataFrame({
-        "start": start, "start_time": bars.index[start], "end_time": bars.index[start + L - 1],
-        "expansion_start": legs["leg_start"].to_numpy() - start,
-        "expansion_end": legs["leg_end"].to_numpy() - start,
-        "direction": legs["direction"].to_numpy(), "size_atr": legs["size_atr"].to_numpy(),
-        "size_price": legs["size_price"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "start": start,
+            "start_time": bars.index[start],
+            "end_time": bars.index[start + L - 1],
+            "expansion_start": legs["leg_start"].to_numpy() - start,
+            "expansion_end": legs["leg_end"].to_numpy() - start,
+            "direction": legs["direction"].to_numpy(),
+            "size_atr": legs["size_atr"].to_numpy(),
+            "size_price": legs["size_price"].to_numpy(),
+        }
+    )
 
 
 def readable_classes(classes) -> tuple[str, ...]:
@@ -116,9 +132,11 @@ def readable_classes(classes) -> tuple[str, ...]:
     file that transfer refuses, found only after the labelling work."""
     found = tuple(str(c).strip().lower() for c in classes)
     if sorted(found) != sorted(DEFAULT_CLASSES):
-        raise ConfigError(f"classes {list(classes)}: the transfer notebook reads exactly the classes "
-                          f"{list(DEFAULT_CLASSES)} (a binary task), so the labelling tool offers only those; "
-                          "set classes to them (any order)")
+        raise ConfigError(
+            f"classes {list(classes)}: the transfer notebook reads exactly the classes "
+            f"{list(DEFAULT_CLASSES)} (a binary task), so the labelling tool offers only those; "
+            "set classes to them (any order)"
+        )
     return found
 
 
@@ -142,10 +160,22 @@ class LabellingSession:
     seeded random subset) are ranked, which bounds the encoder's work on years of bars.
     """
 
-    def __init__(self, bars: pd.DataFrame, X: np.ndarray, valid: np.ndarray, store: LabelStore,
-                 classes=("consolidation", "retracement"), *, options: CandidateOptions = CandidateOptions(),
-                 strategy: str = "diverse", n_suggestions: int = 20, seed: int = 0, embed=None,
-                 min_labels: int = 10, max_candidates: int = 5000):
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        X: np.ndarray,
+        valid: np.ndarray,
+        store: LabelStore,
+        classes=("consolidation", "retracement"),
+        *,
+        options: CandidateOptions = CandidateOptions(),
+        strategy: str = "diverse",
+        n_suggestions: int = 20,
+        seed: int = 0,
+        embed=None,
+        min_labels: int = 10,
+        max_candidates: int = 5000,
+    ):
         self.bars, self.X, self.valid, self.store = bars, X, valid, store
         self.classes = readable_classes(classes)
         self.options, self.strategy, self.n_suggestions = options, strategy, n_suggestions
@@ -180,21 +210,27 @@ class LabellingSession:
         self.store.refresh()
         starts, y = self.labelled()
         cand = self.candidates["start"].to_numpy()
-        free = np.flatnonzero(~overlaps_any(cand, starts, self.options.length)
-                              & ~np.isin(cand, list(self.skipped)))
+        free = np.flatnonzero(~overlaps_any(cand, starts, self.options.length) & ~np.isin(cand, list(self.skipped)))
         known = y >= 0
         labelled_points = self._describe(starts[known]) if self._points is not None and known.any() else None
         L = self.options.length
 
-        def blocked_by(i):   # candidates (positions into ``free``) overlapping the one picked
+        def blocked_by(i):  # candidates (positions into ``free``) overlapping the one picked
             s = cand[free]
             return range(np.searchsorted(s, s[i] - L + 1), np.searchsorted(s, s[i] + L))
 
         self.suggestions = suggest(
-            self.strategy, self._points[free] if self._points is not None else np.empty((len(free), 0)),
-            self.n_suggestions, labelled_points=labelled_points, labelled_y=y[known],
-            features="encoder" if self.embed is not None else "summary", min_labels=self.min_labels,
-            blocked_by=blocked_by, seed=self.seed, random_key=self._random_key[free])
+            self.strategy,
+            self._points[free] if self._points is not None else np.empty((len(free), 0)),
+            self.n_suggestions,
+            labelled_points=labelled_points,
+            labelled_y=y[known],
+            features="encoder" if self.embed is not None else "summary",
+            min_labels=self.min_labels,
+            blocked_by=blocked_by,
+            seed=self.seed,
+            random_key=self._random_key[free],
+        )
         self.n_free = len(free)
         batch = self.candidates.iloc[free[self.suggestions.order]].reset_index(drop=True)
         self.batch = batch.assign(score=self.suggestions.score)
@@ -215,10 +251,15 @@ class LabellingSession:
         if label not in self.classes:
             raise ValueError(f"unknown label {label!r}; classes are {list(self.classes)}")
         s = int(window["start"])
-        ohlc = self.bars.iloc[s:s + self.options.length][["open", "high", "low", "close"]].to_numpy()
-        row = self.store.add(start=window["start_time"], end=window["end_time"], label=label,
-                             expansion_start=window["expansion_start"], expansion_end=window["expansion_end"],
-                             ohlc=ohlc)
+        ohlc = self.bars.iloc[s : s + self.options.length][["open", "high", "low", "close"]].to_numpy()
+        row = self.store.add(
+            start=window["start_time"],
+            end=window["end_time"],
+            label=label,
+            expansion_start=window["expansion_start"],
+            expansion_end=window["expansion_end"],
+            ohlc=ohlc,
+        )
         self.position += 1
         return row
 
@@ -240,29 +281,42 @@ class LabellingSession:
     def counter(self) -> dict:
         """Labelled rows in the file (another labeller's too), per class, and windows left in this batch."""
         self.store.refresh()
-        return {"labelled": len(self.store), "per_class": self.store.counts(self.classes),
-                "left_in_batch": len(self.batch) - self.position}
+        return {
+            "labelled": len(self.store),
+            "per_class": self.store.counts(self.classes),
+            "left_in_batch": len(self.batch) - self.position,
+        }
 
     def summary(self) -> str:
         """What the session holds, in a few lines (for the notebook)."""
         in_bars = len(self.store.window_starts(self.bars.index, self.options.length)[0])
         o = self.options
-        lines = [f"{len(self.bars):,} bars {self.bars.index[0]:%Y-%m-%d} .. {self.bars.index[-1]:%Y-%m-%d}; "
-                 f"{self.n_found:,} candidate windows (expansion leg >= {o.min_leg_atr:g} ATR)"
-                 + (f", {len(self.candidates):,} of them ranked" if len(self.candidates) < self.n_found else ""),
-                 f"labels file {self.store.path}: {len(self.store)} rows ({in_bars} in these bars), "
-                 f"{self.n_free:,} candidates overlap none of them and were not skipped",
-                 f"strategy {self.strategy}: {len(self.batch)} suggestions by {self.suggestions.strategy} on "
-                 f"{self.suggestions.features} features"]
+        lines = [
+            f"{len(self.bars):,} bars {self.bars.index[0]:%Y-%m-%d} .. {self.bars.index[-1]:%Y-%m-%d}; "
+            f"{self.n_found:,} candidate windows (expansion leg >= {o.min_leg_atr:g} ATR)"
+            + (f", {len(self.candidates):,} of them ranked" if len(self.candidates) < self.n_found else ""),
+            f"labels file {self.store.path}: {len(self.store)} rows ({in_bars} in these bars), "
+            f"{self.n_free:,} candidates overlap none of them and were not skipped",
+            f"strategy {self.strategy}: {len(self.batch)} suggestions by {self.suggestions.strategy} on "
+            f"{self.suggestions.features} features",
+        ]
         return "\n".join(lines + ([f"note: {self.suggestions.note}"] if self.suggestions.note else []))
 
     def suggestions_table(self) -> pd.DataFrame:
         """The batch in the labels file's timestamp format, ``label`` left empty (fill it in and the file
         loads with ``labels.load_labels``), plus the leg and the strategy's score; indexed by rank."""
         b = self.batch
-        return pd.DataFrame({
-            "rank": np.arange(1, len(b) + 1), "start": [t.isoformat() for t in b["start_time"]],
-            "end": [t.isoformat() for t in b["end_time"]], "label": "",
-            "expansion_start": b["expansion_start"].to_numpy(), "expansion_end": b["expansion_end"].to_numpy(),
-            "direction": b["direction"].to_numpy(), "size_atr": b["size_atr"].round(2).to_numpy(),
-            "score": b["score"].to_numpy(), "strategy": self.suggestions.strategy}).set_index("rank")
+        return pd.DataFrame(
+            {
+                "rank": np.arange(1, len(b) + 1),
+                "start": [t.isoformat() for t in b["start_time"]],
+                "end": [t.isoformat() for t in b["end_time"]],
+                "label": "",
+                "expansion_start": b["expansion_start"].to_numpy(),
+                "expansion_end": b["expansion_end"].to_numpy(),
+                "direction": b["direction"].to_numpy(),
+                "size_atr": b["size_atr"].round(2).to_numpy(),
+                "score": b["score"].to_numpy(),
+                "strategy": self.suggestions.strategy,
+            }
+        ).set_index("rank")

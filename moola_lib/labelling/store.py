@@ -19,6 +19,7 @@ where the labeller stopped: its rows are the labelled set (``frame``, re-read af
 ``refresh``). A file that cannot be written (read-only, a folder, a folder that takes no files) is
 refused when the store opens, not at the first click.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,10 +58,10 @@ class LabelStore:
         if self.suffix not in SUFFIXES:
             raise LabelsFileError(f"{self.path}: labels file must end in {', '.join(SUFFIXES)}")
         self.user = user or _user_name()
-        self._mine: list = []   # keys (row_edits) of the rows this store wrote, oldest first
+        self._mine: list = []  # keys (row_edits) of the rows this store wrote, oldest first
         self._seen = None
         _check_writable(self.path)
-        with self._locked():   # also proves the folder takes files, before the first click
+        with self._locked():  # also proves the folder takes files, before the first click
             self._reload()
 
     @property
@@ -82,7 +83,7 @@ class LabelStore:
         """(row numbers, window start positions into ``index``) of the rows whose window lies in these bars,
         found by ``start`` or else ``end``; rows without timestamps or outside the bars are left out."""
         pos = np.full(len(self.frame), -1, dtype=np.int64)
-        for col, shift in (("end", length - 1), ("start", 0)):   # start wins where both are given
+        for col, shift in (("end", length - 1), ("start", 0)):  # start wins where both are given
             if col in self.frame.columns:
                 p = index.get_indexer(pd.to_datetime(self.frame[col], utc=True, errors="coerce"))
                 pos = np.where(p >= 0, p - shift, pos)
@@ -97,12 +98,18 @@ class LabelStore:
     def add(self, *, start, end, label: str, expansion_start: int, expansion_end: int, ohlc=None) -> dict:
         """Append one labelled window to the file (under its lock, re-read first); returns the row."""
         start, end = to_utc(start), to_utc(end)
-        row = {"window_id": f"lab-{start:%Y%m%dT%H%M}", "start": start.isoformat(), "end": end.isoformat(),
-               "label": label, "expansion_start": int(expansion_start), "expansion_end": int(expansion_end),
-               "labelled_by": self.user,
-               "labelled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")}
+        row = {
+            "window_id": f"lab-{start:%Y%m%dT%H%M}",
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "label": label,
+            "expansion_start": int(expansion_start),
+            "expansion_end": int(expansion_end),
+            "labelled_by": self.user,
+            "labelled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
+        }
         with self._locked():
-            self._reload()   # another writer's rows are part of the file this one extends
+            self._reload()  # another writer's rows are part of the file this one extends
             if self.windows_format:
                 if ohlc is None:
                     raise LabelsFileError(f"{self.path} holds self-contained windows: new rows need their OHLC bars")
@@ -124,7 +131,7 @@ class LabelStore:
                 raw = self.path.read_bytes() if self.path.exists() else b""
                 before = self._reload()
                 data = row_edits.remove(raw, self._mine[-1], self.suffix)
-                if data is None:   # removed elsewhere already (another tab's undo, a hand edit)
+                if data is None:  # removed elsewhere already (another tab's undo, a hand edit)
                     self._mine.pop()
                     continue
                 atomic_write_bytes(self.path, data)
@@ -143,15 +150,17 @@ class LabelStore:
             except (ValueError, OSError) as e:
                 raise LabelsFileError(f"{self.path}: cannot read the existing labels file ({e})") from e
             if "label" not in self.frame.columns:
-                raise LabelsFileError(f"{self.path}: existing file has no 'label' column (columns: "
-                                      f"{list(self.frame.columns)}); choose another labels_path")
+                raise LabelsFileError(
+                    f"{self.path}: existing file has no 'label' column (columns: "
+                    f"{list(self.frame.columns)}); choose another labels_path"
+                )
         self._seen = stamp
         return self.frame
 
     def _stamp(self) -> tuple[int, int, int] | None:
         try:
             st = self.path.stat()
-        except (OSError, ValueError):   # no file (yet), or a path no file can have: no rows to show
+        except (OSError, ValueError):  # no file (yet), or a path no file can have: no rows to show
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
@@ -163,12 +172,14 @@ class LabelStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except (OSError, ValueError) as e:
-            raise LabelsFileError(f"{self.path}: cannot write in its folder ({getattr(e, 'strerror', None) or e}); "
-                                  "choose another labels_path") from None
+            raise LabelsFileError(
+                f"{self.path}: cannot write in its folder ({getattr(e, 'strerror', None) or e}); "
+                "choose another labels_path"
+            ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)   # a write takes milliseconds: wait for the other writer
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a write takes milliseconds: wait for the other writer
             for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-                stale.unlink(missing_ok=True)   # under the lock no writer is between mkstemp and replace
+                stale.unlink(missing_ok=True)  # under the lock no writer is between mkstemp and replace
             yield
         finally:
             os.close(fd)
@@ -184,16 +195,19 @@ def _check_writable(path: Path) -> None:
     """Refuse a labels file that cannot be written: a folder, or a read-only file (no write permission
     bit, or no access for this user)."""
     if path.is_dir():
-        raise LabelsFileError(f"{path}: is a folder, not a labels file; give a file name ending in "
-                              f"{', '.join(SUFFIXES)}")
-    if path.exists() and (not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-                          or not os.access(path, os.W_OK)):
-        raise LabelsFileError(f"{path}: the labels file is read-only; make it writable (chmod u+w) or "
-                              "choose another labels_path")
+        raise LabelsFileError(
+            f"{path}: is a folder, not a labels file; give a file name ending in {', '.join(SUFFIXES)}"
+        )
+    if path.exists() and (
+        not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
+    ):
+        raise LabelsFileError(
+            f"{path}: the labels file is read-only; make it writable (chmod u+w) or choose another labels_path"
+        )
 
 
 def _user_name() -> str:
     try:
         return getpass.getuser()
-    except (KeyError, OSError):   # no passwd entry (containers)
+    except (KeyError, OSError):  # no passwd entry (containers)
         return os.environ.get("USER", "unknown")

@@ -13,6 +13,7 @@ which overlap in time (a batch of near-duplicates wastes the labeller's clicks).
 ``uncertainty`` needs at least ``min_labels`` labels and two of every class; without them, or without an
 encoder, it falls back to ``diverse`` (on summary features without an encoder) and says so in ``note``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,10 +85,10 @@ def k_center_greedy(points, n: int, covered=None, blocked_by=lambda i: (), rng=N
     while len(picked) < n and len(z):
         # no center yet (nothing labelled): a random first one; then the farthest point
         i = int(rng.integers(len(z))) if np.isposinf(dist).all() else int(np.argmax(dist))
-        if dist[i] == -np.inf:   # everything left is picked or blocked
+        if dist[i] == -np.inf:  # everything left is picked or blocked
             break
         picked.append(i)
-        scores.append(dist[i] if np.isfinite(dist[i]) else np.nan)   # the random first center has none
+        scores.append(dist[i] if np.isfinite(dist[i]) else np.nan)  # the random first center has none
         dist = np.minimum(dist, np.linalg.norm(z - z[i], axis=1))
         dist[[i, *blocked_by(i)]] = -np.inf
     return np.asarray(picked, dtype=np.int64), np.asarray(scores, dtype=float)
@@ -106,8 +107,19 @@ def _non_overlapping(order, score, n, blocked_by) -> tuple[np.ndarray, np.ndarra
     return np.asarray(order)[out].astype(np.int64), np.asarray(score)[out]
 
 
-def suggest(strategy: str, points, n: int, *, labelled_points=None, labelled_y=None, features: str = "encoder",
-            min_labels: int = 10, blocked_by=None, seed: int = 0, random_key=None) -> Suggestions:
+def suggest(
+    strategy: str,
+    points,
+    n: int,
+    *,
+    labelled_points=None,
+    labelled_y=None,
+    features: str = "encoder",
+    min_labels: int = 10,
+    blocked_by=None,
+    seed: int = 0,
+    random_key=None,
+) -> Suggestions:
     """Up to ``n`` suggestions among the candidates ``points`` (see the module docstring).
 
     ``labelled_points`` / ``labelled_y``: the labelled windows described the same way; ``features``: what
@@ -124,8 +136,13 @@ def suggest(strategy: str, points, n: int, *, labelled_points=None, labelled_y=N
         if features != "encoder":
             used, note = "diverse", "no encoder: suggestions are diverse on summary features, not uncertainty"
         elif len(labelled_y) < min_labels or len(counts) < 2 or counts.min() < 2:
-            used, note = "diverse", (f"only {len(labelled_y)} labels (uncertainty needs {min_labels}, two of every "
-                                     "class): suggestions are diverse until then")
+            used, note = (
+                "diverse",
+                (
+                    f"only {len(labelled_y)} labels (uncertainty needs {min_labels}, two of every "
+                    "class): suggestions are diverse until then"
+                ),
+            )
     if used == "random":
         key = rng.random(len(points)) if random_key is None else np.asarray(random_key)
         order, score = _non_overlapping(*random_order(key), n, blocked_by)

@@ -21,6 +21,7 @@ notebook) goes to RUN_DIR/kernel.log, kept only when not empty. The kernel's cha
 (CurveZMQ keys from jupyter_client) where the kernel supports it, so ipykernel has no plain-TCP warning
 to give either.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ from .report import render_report
 from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
-KERNEL_LOG = "kernel.log"   # in the run directory: the kernel process's own output
+KERNEL_LOG = "kernel.log"  # in the run directory: the kernel process's own output
 
 
 def notebook_source(name: str) -> Path:
@@ -65,7 +66,8 @@ def project_notebooks() -> list[str]:
         except (OSError, ValueError):
             continue
         executed = "papermill" in nb.metadata or any(
-            cell.get("outputs") or cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+            cell.get("outputs") or cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code"
+        )
         if not executed:
             names.append(path.stem)
     return names
@@ -78,8 +80,15 @@ def check_parameter_names(source: Path, params: dict) -> None:
     check_names(params, papermill.inspect_notebook(str(source)), source.name, noun="parameter")
 
 
-def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: bool = False,
-            progress_bar: bool = True, log_output: bool = False) -> Path:
+def execute(
+    name: str,
+    params: dict,
+    *,
+    run_dir: str | None = None,
+    overwrite: bool = False,
+    progress_bar: bool = True,
+    log_output: bool = False,
+) -> Path:
     """Run notebooks/NAME.ipynb into its run directory and render report.html; returns the run dir.
 
     Raises papermill.PapermillExecutionError when a cell fails. The executed notebook and report.html go
@@ -89,32 +98,38 @@ def execute(name: str, params: dict, *, run_dir: str | None = None, overwrite: b
     source = notebook_source(name)
     check_parameter_names(source, params)
     overwrite = overwrite or bool(params.get("overwrite"))
-    claim = claim_run(name, run_dir or params.get("run_dir"))   # another live run there: refused, untouched
+    claim = claim_run(name, run_dir or params.get("run_dir"))  # another live run there: refused, untouched
     try:
         # fail before starting a kernel when the directory holds another run (start_run checks it again)
         check_run_dir(claim.path, name, overwrite=overwrite, resume=bool(params.get("resume")))
         params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
-        _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar,
-                         log_output=log_output)
+        _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar, log_output=log_output)
     finally:
         claim.release()
     return claim.path
 
 
 def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict, **options) -> None:
-    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook and its
-    report.html move into ``run_dir`` if the run was accepted (its manifest carries this run's id)."""
+    """papermill (the kernel inherits the claim) into a scratch folder; the executed notebook, its report.html
+    and the kernel process's own output (kernel.log) move into ``run_dir`` if the run was accepted (its
+    manifest carries this run's id): a refused run leaves the directory as it was."""
     import papermill
 
     run_id = uuid.uuid4().hex
-    env = {HEADLESS_ENV: "1", RUN_ID_ENV: run_id, **claim_env}   # Run.finish then says a report follows
+    env = {HEADLESS_ENV: "1", RUN_ID_ENV: run_id, **claim_env}  # Run.finish then says a report follows
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     with tempfile.TemporaryDirectory(prefix="moola-run-") as scratch:
         output, kernel_log = Path(scratch) / source.name, Path(scratch) / KERNEL_LOG
         try:
-            papermill.execute_notebook(str(source), str(output), parameters=params, cwd=str(ROOT),
-                                       kernel_manager_class=_kernel_manager_class(str(kernel_log)), **options)
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=params,
+                cwd=str(ROOT),
+                kernel_manager_class=_kernel_manager_class(str(kernel_log)),
+                **options,
+            )
         except papermill.PapermillExecutionError as e:
             if _accepted(run_dir, run_id):
                 update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
@@ -160,10 +175,10 @@ def _kernel_manager_class(log_path: str) -> type:
 
     class RunnerKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
-            if zmq.has("curve") and self.has_trait("transport_encryption"):   # newer jupyter_client only
+            if zmq.has("curve") and self.has_trait("transport_encryption"):  # newer jupyter_client only
                 self.transport_encryption = "auto"
             # the kernel process holds its own copy of the descriptor (a local file: no await worth having)
-            with open(log_path, "ab") as log:  # noqa: ASYNC230
+            with open(log_path, "ab") as log:
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
                 return await super().start_kernel(**kw)
@@ -172,18 +187,27 @@ def _kernel_manager_class(log_path: str) -> type:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.run_notebook", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m moola_lib.run_notebook",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", nargs="?", help="notebook in notebooks/ (eda, pretrain, sweep, transfer)")
     cli.add_parameter_flags(parser)
     parser.add_argument("--run-dir", help="run directory (default: the run_dir parameter or runs/NAME-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
     parser.add_argument("--no-progress", action="store_true", help="no cell progress bar")
-    parser.add_argument("--log-output", action="store_true",
-                        help="also print what the notebook prints (and its text progress) to the terminal")
-    parser.add_argument("--report", metavar="EXECUTED.ipynb",
-                        help="only render the HTML report of an executed notebook (into --run-dir if given, "
-                             "which also receives a copy of the notebook; else beside the notebook)")
+    parser.add_argument(
+        "--log-output",
+        action="store_true",
+        help="also print what the notebook prints (and its text progress) to the terminal",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="EXECUTED.ipynb",
+        help="only render the HTML report of an executed notebook (into --run-dir if given, "
+        "which also receives a copy of the notebook; else beside the notebook)",
+    )
     return parser
 
 
@@ -207,14 +231,21 @@ def _main(argv) -> int:
     import papermill
 
     try:
-        run_dir = execute(args.name, params, run_dir=args.run_dir, overwrite=args.overwrite,
-                          progress_bar=not args.no_progress, log_output=args.log_output)
+        run_dir = execute(
+            args.name,
+            params,
+            run_dir=args.run_dir,
+            overwrite=args.overwrite,
+            progress_bar=not args.no_progress,
+            log_output=args.log_output,
+        )
     except papermill.PapermillExecutionError as e:
         # an expected error raised inside the notebook (a bad data file, an invalid value) is the user's
         # to fix, like one raised before the kernel started: same one line, same exit status
         expected = e.ename in cli.expected_error_names()
-        print(cli.error_line(f"{args.name}.ipynb failed in cell {e.exec_count}: {e.ename}: {e.evalue}"),
-              file=sys.stderr)
+        print(
+            cli.error_line(f"{args.name}.ipynb failed in cell {e.exec_count}: {e.ename}: {e.evalue}"), file=sys.stderr
+        )
         return cli.USAGE_ERROR if expected else 1
     print(f"run directory: {run_dir}\nreport:        {run_dir / 'report.html'}")
     return 0

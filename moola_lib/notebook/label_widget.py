@@ -21,6 +21,7 @@ All logic is in ``moola_lib.labelling.session.LabellingSession``; the handlers h
 so they can be tested without a browser (``widget.class_buttons[name].click()``, ``widget.on_key(event)``).
 Every label is written to the labels file before the next window is drawn.
 """
+
 from __future__ import annotations
 
 import html
@@ -35,7 +36,7 @@ from ..labelling.figures import labelling_figure
 from ..labelling.session import LabellingSession
 from ..util.progress import TEXT_PROGRESS_ENV
 
-CLASS_KEYS = "123456789"          # the 1st..9th class; classes beyond the 9th have a button only
+CLASS_KEYS = "123456789"  # the 1st..9th class; classes beyond the 9th have a button only
 ACTION_KEYS = {"s": "skip", "u": "undo", "backspace": "undo", "n": "next"}
 MODIFIERS = ("ctrlKey", "altKey", "metaKey")
 
@@ -60,12 +61,17 @@ def class_key(k: int) -> str | None:
 def leg_brief(window: pd.Series, length: int = WINDOW_LENGTH) -> tuple[str, str]:
     """What the candidate is and which of its bars the label is about, one line each (plain text)."""
     a, b = int(window["expansion_start"]), int(window["expansion_end"])
-    move = window["size_price"]   # 4 significant digits, but no exponent for moves of 1000 and more
+    move = window["size_price"]  # 4 significant digits, but no exponent for moves of 1000 and more
     price = f"{move:,.0f}" if move >= 1000 else f"{move:.4g}"
-    leg = (f"{window['direction']} leg of {window['size_atr']:.1f} ATR ({price} in price), "
-           f"bars {a}-{b} of the window's 0-{length - 1} (orange)")
-    about = (f"label bars {b + 1}-{length - 1} after the expansion leg: what price does once the leg ends"
-             if b + 1 < length else "the leg ends at the window's last bar: nothing after it to label (skip)")
+    leg = (
+        f"{window['direction']} leg of {window['size_atr']:.1f} ATR ({price} in price), "
+        f"bars {a}-{b} of the window's 0-{length - 1} (orange)"
+    )
+    about = (
+        f"label bars {b + 1}-{length - 1} after the expansion leg: what price does once the leg ends"
+        if b + 1 < length
+        else "the leg ends at the window's last bar: nothing after it to label (skip)"
+    )
     return leg, about
 
 
@@ -73,14 +79,16 @@ class LabelWidget:
     """What the label means, buttons (with keys), counter, message line and the current window's figure;
     ``view`` is what to display, ``keys`` the ipyevents key listener on it."""
 
-    def __init__(self, session: LabellingSession, context: int = 30,
-                 definitions: Mapping[str, str] | None = None):
+    def __init__(self, session: LabellingSession, context: int = 30, definitions: Mapping[str, str] | None = None):
         import ipywidgets as widgets
+
         try:
             from ipyevents import Event
         except ImportError:
-            raise ImportError("the labelling widget needs ipyevents (the notebooks extra): bin/dev setup, or "
-                              "pip install -e '.[notebooks]', then restart JupyterLab") from None
+            raise ImportError(
+                "the labelling widget needs ipyevents (the notebooks extra): bin/dev setup, or "
+                "pip install -e '.[notebooks]', then restart JupyterLab"
+            ) from None
 
         self.session, self.context = session, context
         self.definitions = {k.strip().lower(): v for k, v in (definitions or {}).items()}
@@ -91,8 +99,11 @@ class LabelWidget:
             button.on_click(lambda _b, name=name: self._safely(self.on_label, name))
             self.class_buttons[name] = button
         self.skip_button = widgets.Button(description="s skip")
-        self.undo_button = widgets.Button(description="u undo", button_style="warning",
-                                          tooltip="u or Backspace: remove the newest row this tool wrote")
+        self.undo_button = widgets.Button(
+            description="u undo",
+            button_style="warning",
+            tooltip="u or Backspace: remove the newest row this tool wrote",
+        )
         self.next_button = widgets.Button(description="n next batch")
         self.skip_button.on_click(lambda _b: self._safely(self.on_skip))
         self.undo_button.on_click(lambda _b: self._safely(self.on_undo))
@@ -100,10 +111,11 @@ class LabelWidget:
         self.brief, self.counter, self.message = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.figure = widgets.Output()
         buttons = [*self.class_buttons.values(), self.skip_button, self.undo_button, self.next_button]
-        hint = widgets.HTML("<span style='color:#666'>Keys work while the mouse pointer is over this widget: "
-                            "the key before each button's name; Backspace also undoes.</span>")
-        self.view = widgets.VBox([self.brief, widgets.HBox(buttons), hint, self.counter, self.message,
-                                  self.figure])
+        hint = widgets.HTML(
+            "<span style='color:#666'>Keys work while the mouse pointer is over this widget: "
+            "the key before each button's name; Backspace also undoes.</span>"
+        )
+        self.view = widgets.VBox([self.brief, widgets.HBox(buttons), hint, self.counter, self.message, self.figure])
         self.keys = Event(source=self.view, watched_events=["keydown"])
         self.keys.on_dom_event(lambda event: self._safely(self.on_key, event))
         self.say(session.suggestions.note or f"{len(session.batch)} suggestions ({session.suggestions.strategy})")
@@ -144,9 +156,11 @@ class LabelWidget:
 
     def on_undo(self) -> None:
         removed = self.session.undo()
-        self.say(f"removed {removed['window_id']} ({removed['label']})" if removed else
-                 "nothing to undo: no row this widget wrote is left in the file (rows from elsewhere are "
-                 "never removed)")
+        self.say(
+            f"removed {removed['window_id']} ({removed['label']})"
+            if removed
+            else "nothing to undo: no row this widget wrote is left in the file (rows from elsewhere are never removed)"
+        )
         self.redraw()
 
     def on_next_batch(self) -> None:
@@ -182,11 +196,18 @@ class LabelWidget:
         with self.figure:
             self.figure.clear_output(wait=True)
             if window is None:
-                print("This batch is done: n (next batch) ranks the remaining candidates again "
-                      "(the probe is refit on the labels so far).")
+                print(
+                    "This batch is done: n (next batch) ranks the remaining candidates again "
+                    "(the probe is refit on the labels so far)."
+                )
                 return
-            fig = labelling_figure(self.session.bars, self.session.X, window, context=self.context,
-                                   title=f"{self.session.position + 1}/{len(self.session.batch)}: ")
+            fig = labelling_figure(
+                self.session.bars,
+                self.session.X,
+                window,
+                context=self.context,
+                title=f"{self.session.position + 1}/{len(self.session.batch)}: ",
+            )
             display(fig)
             plt.close(fig)
 
@@ -195,7 +216,9 @@ def show_labeller(session: LabellingSession, context: int = 30, definitions: Map
     """The widget's view in a live notebook; in a headless run (papermill) a line saying where the
     suggestions are instead (a widget there would be saved as dead text)."""
     if os.environ.get(TEXT_PROGRESS_ENV):
-        print("Headless run: no labelling widget. Label from suggestions.csv and figures/suggestions.png, "
-              "or open this notebook in JupyterLab.")
+        print(
+            "Headless run: no labelling widget. Label from suggestions.csv and figures/suggestions.png, "
+            "or open this notebook in JupyterLab."
+        )
         return None
     return LabelWidget(session, context, definitions).view

@@ -1,5 +1,6 @@
 """What manifest.json records about a run besides its status: the code (git commit, dirty flag), the
 package versions, the device and the data (file + SHA-256, or the embedded market's arguments)."""
+
 from __future__ import annotations
 
 import os
@@ -10,15 +11,16 @@ from pathlib import Path
 from ..data import bars_source
 from ..util.paths import PACKAGE_DIR
 
-_PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill",
-             "ipykernel")
+_PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill", "ipykernel")
 
 
 def git_state() -> dict:
     """Commit and dirty flag of the repository holding the code (None outside a git checkout)."""
+
     def git(*args):
-        out = subprocess.run(["git", "--no-optional-locks", "-C", str(PACKAGE_DIR), *args],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(PACKAGE_DIR), *args], capture_output=True, text=True, timeout=20
+        )
         return out.stdout.strip() if out.returncode == 0 else None
 
     try:
@@ -45,8 +47,11 @@ def device_info(requested: str) -> dict:
 
     from ..devices import resolve_device
 
-    info = {"requested": requested, "torch_cuda": torch.version.cuda,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    info = {
+        "requested": requested,
+        "torch_cuda": torch.version.cuda,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     device = resolve_device(requested)
     info["resolved"] = str(device)
     if device.type == "cuda":

@@ -5,6 +5,7 @@ checks it); ``start_run`` builds the dataclass strictly from the notebook's glob
 shares RunParams (DESIGN.md section 7); pretrain.ipynb and transfer.ipynb add every field of their job
 config (``params_like``), so a new PretrainConfig / TransferConfig field becomes a notebook parameter.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +13,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..checkpoints import check_resume
 from ..config import ConfigError, IsoDate, PretrainConfig, apply_overrides
 from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
 from ..labels import DEFAULT_CLASSES
-from ..checkpoints import check_resume
 from ..testbed import EMBEDDED_SET
 from ..transfer.config import TransferConfig
 
@@ -24,19 +25,19 @@ from ..transfer.config import TransferConfig
 class RunParams:
     """Parameters shared by every notebook (DESIGN.md section 7)."""
 
-    data_path: str | None = None    # OHLCV parquet/CSV; None = embedded synthetic data
-    run_dir: str | None = None      # None = runs/<notebook>-<UTC time>
+    data_path: str | None = None  # OHLCV parquet/CSV; None = embedded synthetic data
+    run_dir: str | None = None  # None = runs/<notebook>-<UTC time>
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    overwrite: bool = False         # replace the files of an existing run directory
+    overwrite: bool = False  # replace the files of an existing run directory
 
 
 @dataclass
 class EdaParams(RunParams):
-    synthetic_start: str = "2024-10-01"   # embedded data range (ignored with data_path)
-    synthetic_end: str = "2025-06-30"     # inclusive
+    synthetic_start: str = "2024-10-01"  # embedded data range (ignored with data_path)
+    synthetic_end: str = "2025-06-30"  # inclusive
     synthetic_seed: int = 0
-    n_windows: int = 4                    # windows drawn in the static window gallery
+    n_windows: int = 4  # windows drawn in the static window gallery
     # relativity_features options over the defaults (e.g. moola_lib.ORIGINAL_FEATURE_OPTIONS to compare)
     feature_options: dict[str, int | float | str] = field(default_factory=dict)
 
@@ -48,8 +49,7 @@ def params_like(name: str, config_cls: type, *, skip: tuple[str, ...] = ()) -> t
     for f in dataclasses.fields(config_cls):
         if f.name in skip:
             continue
-        default = ({"default_factory": f.default_factory} if f.default is dataclasses.MISSING
-                   else {"default": f.default})
+        default = {"default_factory": f.default_factory} if f.default is dataclasses.MISSING else {"default": f.default}
         own.append((f.name, hints[f.name], dataclasses.field(**default)))
     cls = dataclasses.make_dataclass(name, own, bases=(RunParams,))
     cls.__module__ = __name__
@@ -98,21 +98,21 @@ _ProtocolParams = params_like("_ProtocolParams", TransferConfig, skip=("seed", "
 class TransferParams(_ProtocolParams):
     """transfer.ipynb parameters: RunParams + TransferConfig + the data, labels and default encoder."""
 
-    encoder_path: str | None = None       # encoder file or pretraining checkpoint; None = pretrain a small one
-    labels_path: str | None = None        # labels file (CSV/parquet/JSON); None = embedded synthetic set
-    on_invalid: Literal["raise", "drop"] = "raise"   # bad rows in data_path: stop, or drop them (and warn)
+    encoder_path: str | None = None  # encoder file or pretraining checkpoint; None = pretrain a small one
+    labels_path: str | None = None  # labels file (CSV/parquet/JSON); None = embedded synthetic set
+    on_invalid: Literal["raise", "drop"] = "raise"  # bad rows in data_path: stop, or drop them (and warn)
     label_column: str = "label"
     # the embedded market and labelled set (ignored with data_path / labels_path): testbed.EMBEDDED_SET
     synthetic_start: IsoDate = EMBEDDED_SET.history_start
-    synthetic_end: IsoDate = EMBEDDED_SET.end               # inclusive
+    synthetic_end: IsoDate = EMBEDDED_SET.end  # inclusive
     synthetic_seed: int = EMBEDDED_SET.market_seed
-    n_labelled: int = EMBEDDED_SET.n                        # windows, fraction consolidation,
-    class_balance: float = EMBEDDED_SET.class_balance       # share of flipped labels, period (after the
-    label_noise: float = EMBEDDED_SET.label_noise           # test split)
-    difficulty: float = EMBEDDED_SET.difficulty             # embedded task: 0 easy .. 1 chance
+    n_labelled: int = EMBEDDED_SET.n  # windows, fraction consolidation,
+    class_balance: float = EMBEDDED_SET.class_balance  # share of flipped labels, period (after the
+    label_noise: float = EMBEDDED_SET.label_noise  # test split)
+    difficulty: float = EMBEDDED_SET.difficulty  # embedded task: 0 easy .. 1 chance
     labels_start: IsoDate = EMBEDDED_SET.start
     labels_end: IsoDate = EMBEDDED_SET.end
-    pretrain_epochs: int = 3              # the default encoder (encoder_path None), CPU-sized
+    pretrain_epochs: int = 3  # the default encoder (encoder_path None), CPU-sized
     pretrain_hidden_size: int = 32
     pretrain_num_layers: int = 1
     pretrain_batch_size: int = 256
@@ -127,6 +127,7 @@ def transfer_config(params) -> TransferConfig:
 # --------------------------------------------------------------------------------------------------
 # sweep.ipynb
 
+
 def _default_grid() -> dict[str, list[Any]]:
     return {"batch_size": [512, 768, 1024]}
 
@@ -134,13 +135,14 @@ def _default_grid() -> dict[str, list[Any]]:
 @dataclass
 class SweepParams(RunParams):
     grid: dict[str, list[Any]] = field(default_factory=_default_grid)  # pretrain parameter -> values
-    base: dict[str, Any] = field(default_factory=dict)   # pretrain parameters shared by every setting
-    encoder_path: str | None = None    # copy of the best encoder; None = best_encoder.pt in the run dir
-    parallel: bool = True              # one setting per GPU when several GPUs are visible
+    base: dict[str, Any] = field(default_factory=dict)  # pretrain parameters shared by every setting
+    encoder_path: str | None = None  # copy of the best encoder; None = best_encoder.pt in the run dir
+    parallel: bool = True  # one setting per GPU when several GPUs are visible
 
 
 # --------------------------------------------------------------------------------------------------
 # label.ipynb
+
 
 def _default_classes() -> list[str]:
     return list(DEFAULT_CLASSES)
@@ -152,42 +154,45 @@ def _default_zigzag() -> dict[str, Any]:
 
 def _default_class_definitions() -> dict[str, str]:
     # what the labeller looks at: the bars after the expansion leg (the candidates' follow-up)
-    return {"consolidation": "price holds near the leg's end: a sideways range that gives back little of the leg",
-            "retracement": "price moves back against the leg and gives back a clear part of it"}
+    return {
+        "consolidation": "price holds near the leg's end: a sideways range that gives back little of the leg",
+        "retracement": "price moves back against the leg and gives back a clear part of it",
+    }
 
 
 @dataclass
 class LabelParams(RunParams):
     """label.ipynb parameters: RunParams + the labels file, the suggestions and the candidate windows."""
 
-    labels_path: str = "labels/labels.csv"   # labels file to read and append to (from the repository root)
-    classes: list[str] = field(default_factory=_default_classes)   # one button (and key 1..9) per class
+    labels_path: str = "labels/labels.csv"  # labels file to read and append to (from the repository root)
+    classes: list[str] = field(default_factory=_default_classes)  # one button (and key 1..9) per class
     class_definitions: dict[str, str] = field(default_factory=_default_class_definitions)  # one line per class
-    encoder_path: str | None = None       # encoder or checkpoint; None = summary features (no uncertainty)
+    encoder_path: str | None = None  # encoder or checkpoint; None = summary features (no uncertainty)
     strategy: Literal["random", "uncertainty", "diverse"] = "uncertainty"
-    n_suggestions: int = 12               # windows per batch
-    min_labels: int = 10                  # labels before uncertainty replaces diverse
-    max_candidates: int = 5000            # candidates ranked (a seeded random subset beyond this)
-    min_leg_atr: float = 5.0              # candidate windows: expansion leg of at least this many ATR,
-    lead_bars: int = 20                   # starting this many bars into the window,
-    min_follow_bars: int = 30             # with at least this many bars after it,
+    n_suggestions: int = 12  # windows per batch
+    min_labels: int = 10  # labels before uncertainty replaces diverse
+    max_candidates: int = 5000  # candidates ranked (a seeded random subset beyond this)
+    min_leg_atr: float = 5.0  # candidate windows: expansion leg of at least this many ATR,
+    lead_bars: int = 20  # starting this many bars into the window,
+    min_follow_bars: int = 30  # with at least this many bars after it,
     max_gap_minutes: float | None = 60.0  # and no longer gap between bars inside the window
-    zigzag: dict[str, Any] = field(default_factory=_default_zigzag)   # swing_points options for the legs
-    context_bars: int = 30                # bars drawn before and after the window
-    labeller: str | None = None           # labelled_by in the file; None = the login name
-    synthetic_start: IsoDate = EMBEDDED_SET.history_start   # embedded market (ignored with data_path): the
-    synthetic_end: IsoDate = EMBEDDED_SET.end                 # embedded labelled set's (testbed.EMBEDDED_SET)
+    zigzag: dict[str, Any] = field(default_factory=_default_zigzag)  # swing_points options for the legs
+    context_bars: int = 30  # bars drawn before and after the window
+    labeller: str | None = None  # labelled_by in the file; None = the login name
+    synthetic_start: IsoDate = EMBEDDED_SET.history_start  # embedded market (ignored with data_path): the
+    synthetic_end: IsoDate = EMBEDDED_SET.end  # embedded labelled set's (testbed.EMBEDDED_SET)
     synthetic_seed: int = EMBEDDED_SET.market_seed
 
     def __post_init__(self) -> None:
         # the widget shows one definition line per class: every class needs one, and only classes have one
-        names = list(readable_classes(self.classes))   # first: classes transfer cannot read are refused as such
+        names = list(readable_classes(self.classes))  # first: classes transfer cannot read are refused as such
         defined = {k.strip().lower(): v for k, v in self.class_definitions.items()}
         missing, unknown = [c for c in names if c not in defined], sorted(set(defined) - set(names))
         if missing or unknown:
-            raise ConfigError(f"label.ipynb parameters: class_definitions must have one line for each of classes "
-                              f"{names}; missing {missing}, not a class {unknown}")
+            raise ConfigError(
+                f"label.ipynb parameters: class_definitions must have one line for each of classes "
+                f"{names}; missing {missing}, not a class {unknown}"
+            )
         bad = [k for k, v in defined.items() if not v.strip() or "\n" in v]
         if bad:
-            raise ConfigError(f"label.ipynb parameters: class_definitions of {bad} must be one non-empty line "
-                              "each")
+            raise ConfigError(f"label.ipynb parameters: class_definitions of {bad} must be one non-empty line each")

@@ -5,6 +5,7 @@ unless the notebook saved their state: JupyterLab does not, and nbconvert would 
 text form (``VBox(children=(IntSlider(value=0, ...``). The notebooks draw a static stand-in beside
 each widget (a gallery, a text progress line), so the report loses nothing it could show.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,7 @@ def render_report(notebook_path: str | os.PathLike, html_path: str | os.PathLike
 
 def _drop_tagged(nb, resources):
     """nbconvert preprocessor: remove the parameter cells (their values are in params.yaml)."""
-    nb.cells = [c for c in nb.cells
-                if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    nb.cells = [c for c in nb.cells if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
     return nb, resources
 
 

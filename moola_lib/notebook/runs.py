@@ -20,6 +20,7 @@ Relative paths (``run_dir``, ``data_path``, the runs root) are taken from the re
 notebook behaves the same in JupyterLab (working directory notebooks/), papermill and nbval. The runs
 root is ``runs/`` unless the environment variable ``MOOLA_RUNS_DIR`` names another folder.
 """
+
 from __future__ import annotations
 
 import ast
@@ -45,8 +46,8 @@ from ..util.progress import TEXT_PROGRESS_ENV
 from ..util.rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
 from .manifest import data_info, device_info, git_state, package_versions
 
-HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"   # set by moola_lib.run_notebook for the kernel it starts
-RUN_ID_ENV = "MOOLA_RUN_ID"          # the runner's id for the run; start_run records it once the run is accepted
+HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"  # set by moola_lib.run_notebook for the kernel it starts
+RUN_ID_ENV = "MOOLA_RUN_ID"  # the runner's id for the run; start_run records it once the run is accepted
 
 
 def runs_root() -> Path:
@@ -59,6 +60,7 @@ def utc_now() -> str:
 
 # ----------------------------------------------------------------------------------------------------
 # notebook parameters, read back from the kernel
+
 
 def injected_cell(history: typing.Sequence[str]) -> str | None:
     """The latest papermill-injected cell ("# Parameters" ...) of IPython's ``In``; None if none."""
@@ -73,21 +75,27 @@ def injected_names(history: typing.Sequence[str]) -> list[str]:
     source = injected_cell(history)
     if source is None:
         return []
-    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)]
+    return [
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    ]
 
 
 def notebook_params(namespace: typing.Mapping, params_cls: type, *, what: str = "parameters"):
     """Build ``params_cls`` from a notebook's globals, rejecting unknown injected names and bad types."""
     names = [f.name for f in dataclasses.fields(params_cls)]
     values = {n: namespace[n] for n in names if n in namespace}
-    for n in injected_names(namespace.get("In", ())):   # an unknown name makes apply_overrides fail
+    for n in injected_names(namespace.get("In", ())):  # an unknown name makes apply_overrides fail
         values[n] = namespace.get(n)
     return apply_overrides(params_cls(), values, what=what)
 
 
 # ----------------------------------------------------------------------------------------------------
 # the run directory
+
 
 @dataclass
 class Run:
@@ -123,8 +131,13 @@ class Run:
     def finish(self, **artifacts) -> None:
         """Record artifacts (name -> path), mark the run finished and say where the report goes."""
         files = {k: _relative(v, self.dir) for k, v in artifacts.items()}
-        self.manifest = update_manifest(self.dir, status="finished", finished=utc_now(), error=None,
-                                        artifacts={**self.manifest.get("artifacts", {}), **files})
+        self.manifest = update_manifest(
+            self.dir,
+            status="finished",
+            finished=utc_now(),
+            error=None,
+            artifacts={**self.manifest.get("artifacts", {}), **files},
+        )
         self.release()
         print(f"Run directory: {self.dir}")
         for name, rel in sorted(files.items()):
@@ -140,25 +153,31 @@ class Run:
         committed notebooks/NAME.ipynb, so the hint saves a copy into the run directory instead."""
         copy = self.dir / f"{self.notebook}.ipynb"
         live = os.environ.get("JPY_SESSION_NAME")
-        if not live:   # plain papermill: the executed notebook is wherever -o/OUTPUT said
-            return ("To render the HTML report (code hidden) into the run directory:\n"
-                    f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}")
-        return (f"To keep this run's record, save a copy of this notebook ({live}) into the run directory -- "
-                f"File > Save Notebook As... {copy} -- so the committed notebook stays clean, then render its "
-                f"report:\n  python -m moola_lib.run_notebook --report {copy} --run-dir {self.dir}")
+        if not live:  # plain papermill: the executed notebook is wherever -o/OUTPUT said
+            return (
+                "To render the HTML report (code hidden) into the run directory:\n"
+                f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}"
+            )
+        return (
+            f"To keep this run's record, save a copy of this notebook ({live}) into the run directory -- "
+            f"File > Save Notebook As... {copy} -- so the committed notebook stays clean, then render its "
+            f"report:\n  python -m moola_lib.run_notebook --report {copy} --run-dir {self.dir}"
+        )
 
 
-def start_run(notebook: str, namespace: typing.MutableMapping, params_cls: type, *,
-              root: str | os.PathLike | None = None) -> Run:
+def start_run(
+    notebook: str, namespace: typing.MutableMapping, params_cls: type, *, root: str | os.PathLike | None = None
+) -> Run:
     """Validate the notebook parameters, create the run directory, write params.yaml and manifest.json."""
     params = notebook_params(namespace, params_cls, what=f"{notebook}.ipynb parameters")
-    resolve_device(params.device)   # ConfigError for a GPU that is not there, before any work
+    resolve_device(params.device)  # ConfigError for a GPU that is not there, before any work
     if injected_cell(namespace.get("In", ())) is not None:
-        os.environ[TEXT_PROGRESS_ENV] = "1"   # executed by papermill: no widget front end, text progress bars
+        os.environ[TEXT_PROGRESS_ENV] = "1"  # executed by papermill: no widget front end, text progress bars
     claim = claim_run(notebook, params.run_dir, root)
     run_dir = claim.path
-    params = dataclasses.replace(params, run_dir=str(run_dir),
-                                 data_path=params.data_path and str(resolve_path(params.data_path)))
+    params = dataclasses.replace(
+        params, run_dir=str(run_dir), data_path=params.data_path and str(resolve_path(params.data_path))
+    )
     try:
         # every check first (the directory's kind and content, the notebook's own, e.g. a resume's config):
         # a refused run changes nothing of the run directory it was pointed at
@@ -187,7 +206,7 @@ def _write_run_files(notebook: str, run_dir: Path, params) -> dict:
         "started": utc_now(),
         "finished": None,
         "error": None,
-        "run_id": os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,   # the runner's, so it knows this run began
+        "run_id": os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,  # the runner's, so it knows this run began
         "resumed_from": previous and {k: previous.get(k) for k in ("started", "finished", "status")},
         "git": git_state(),
         "python": sys.version.split()[0],
@@ -201,8 +220,7 @@ def _write_run_files(notebook: str, run_dir: Path, params) -> dict:
     return manifest
 
 
-def claim_run(notebook: str, run_dir: str | os.PathLike | None = None,
-              root: str | os.PathLike | None = None) -> Claim:
+def claim_run(notebook: str, run_dir: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Claim:
     """Claim ``run_dir`` (``rundir.claim_run_dir``), or when None a new runs/<notebook>-<UTC time>: if
     another run started in the same second took that name first, the next free name."""
     if run_dir is not None:
@@ -211,7 +229,7 @@ def claim_run(notebook: str, run_dir: str | os.PathLike | None = None,
         try:
             return claim_run_dir(new_run_dir(notebook, root))
         except RunDirBusyError:
-            continue   # taken between new_run_dir's look and our claim: the next name is free
+            continue  # taken between new_run_dir's look and our claim: the next name is free
     raise RunDirBusyError(f"no free run directory for {notebook} under {root or runs_root()}; pass run_dir")
 
 
@@ -226,8 +244,9 @@ def new_run_dir(notebook: str, root: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def check_run_dir(run_dir: Path, notebook: str | None = None, *, overwrite: bool = False,
-                  resume: bool = False) -> list[Path]:
+def check_run_dir(
+    run_dir: Path, notebook: str | None = None, *, overwrite: bool = False, resume: bool = False
+) -> list[Path]:
     """Raise unless a ``notebook`` run may use ``run_dir``; change nothing. Returns the earlier run's files
     that ``overwrite`` replaces. A directory holding files of an earlier run is refused, unless ``resume``
     (kept) or ``overwrite``; one holding another notebook's run (manifest.json) is refused even with
@@ -238,13 +257,16 @@ def check_run_dir(run_dir: Path, notebook: str | None = None, *, overwrite: bool
     old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name not in ("report.html", LOCK_NAME)]
     kind = _run_kind(run_dir)
     if notebook and kind not in (None, notebook) and not overwrite:
-        raise FileExistsError(f"run directory {run_dir} holds a {kind} run, not a {notebook} run; a run directory "
-                              "holds one kind of run: choose another run_dir (or overwrite=True to replace it)")
+        raise FileExistsError(
+            f"run directory {run_dir} holds a {kind} run, not a {notebook} run; a run directory "
+            "holds one kind of run: choose another run_dir (or overwrite=True to replace it)"
+        )
     if old and not (resume or overwrite):
         raise FileExistsError(
             f"run directory {run_dir} already holds a run ({', '.join(sorted(p.name for p in old)[:5])}); "
             "choose another run_dir, or pass overwrite=True to replace it"
-            + (" (or resume=True to continue it)" if (run_dir / "checkpoint_last.pt").exists() else ""))
+            + (" (or resume=True to continue it)" if (run_dir / "checkpoint_last.pt").exists() else "")
+        )
     return old
 
 
@@ -272,12 +294,12 @@ def _mark_failures(run: Run) -> None:
     """In IPython, mark the manifest failed and release the run directory when a later cell raises (the
     last such hook wins)."""
     try:
-        ip = get_ipython()  # noqa: F821  (defined inside IPython only)
+        ip = get_ipython()  # defined inside IPython only (NameError elsewhere)
     except NameError:
         return
 
     def hook(result):
-        if result.error_in_exec is not None and run.claim is not None:   # never a run it no longer holds
+        if result.error_in_exec is not None and run.claim is not None:  # never a run it no longer holds
             err = result.error_in_exec
             update_manifest(run.dir, status="failed", finished=utc_now(), error=f"{type(err).__name__}: {err}")
             run.release()

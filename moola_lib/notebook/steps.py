@@ -1,6 +1,7 @@
 """The steps the notebooks call between their parameters and the library: each turns a notebook's
 parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,10 @@ from ..config import ConfigError, PretrainConfig
 from ..data import resolve_splits, run_bars
 from ..devices import resolve_device
 from ..features import FEATURE_NAMES, relativity_features
+from ..label_spans import exclude_intervals, label_time_spans
 from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
 from ..labelling.store import LabelStore
-from ..labels import LabelledSet, LabelTable, exclude_intervals, label_time_spans, load_labels
+from ..labels import LabelledSet, LabelTable, load_labels
 from ..models import JadeEncoder, embed_windows
 from ..pretrain import pretrain
 from ..provenance import EncoderSource, seen_in_pretraining
@@ -45,24 +47,38 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
         encoder = encoder_source_from_params(params)
     options = encoder.feature_options if encoder is not None else None
     if params.labels_path is None:
-        labelled = synthetic_labelled_set(params.n_labelled, params.class_balance, params.label_noise, params.seed,
-                                          difficulty=params.difficulty, start=params.labels_start, end=params.labels_end,
-                                          history_start=params.synthetic_start, market_seed=params.synthetic_seed,
-                                          feature_options=options)
-        labelled.source["bars"] = {"kind": "synthetic", "generator": "moola_lib.synthetic.synthetic_market",
-                                   "start": params.synthetic_start, "end": params.labels_end,
-                                   "seed": params.synthetic_seed}
+        labelled = synthetic_labelled_set(
+            params.n_labelled,
+            params.class_balance,
+            params.label_noise,
+            params.seed,
+            difficulty=params.difficulty,
+            start=params.labels_start,
+            end=params.labels_end,
+            history_start=params.synthetic_start,
+            market_seed=params.synthetic_seed,
+            feature_options=options,
+        )
+        labelled.source["bars"] = {
+            "kind": "synthetic",
+            "generator": "moola_lib.synthetic.synthetic_market",
+            "start": params.synthetic_start,
+            "end": params.labels_end,
+            "seed": params.synthetic_seed,
+        }
         return labelled
     labels_path = resolve_path(params.labels_path)
-    table = LabelTable.read(labels_path)   # read once: inspected here, loaded below, its hash kept
-    if "features" in table.frame.columns:   # self-contained windows need no bars
+    table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
+    if "features" in table.frame.columns:  # self-contained windows need no bars
         labelled = load_labels(table, None, label_column=params.label_column, feature_options=options)
         labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
         return labelled
     if not params.data_path:
-        raise ConfigError(f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
-                          "but data_path is None (the embedded synthetic market), whose bars they were not "
-                          "labelled on. Pass the OHLCV file they point into as data_path")
+        raise ConfigError(
+            f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
+            "but data_path is None (the embedded synthetic market), whose bars they were not "
+            "labelled on. Pass the OHLCV file they point into as data_path"
+        )
     bars, source = run_bars(params)
     labelled = load_labels(table, bars, label_column=params.label_column, feature_options=options)
     labelled.source["bars"] = source
@@ -74,15 +90,24 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
     market), the labelled windows excluded (when they have timestamps)."""
     exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
     return PretrainConfig(
-        data_path=params.data_path, on_invalid=params.on_invalid, synthetic_start=params.synthetic_start, synthetic_end=params.synthetic_end,
-        synthetic_seed=params.synthetic_seed, exclude=exclude, hidden_size=params.pretrain_hidden_size,
-        num_layers=params.pretrain_num_layers, epochs=params.pretrain_epochs,
-        batch_size=params.pretrain_batch_size, lr=params.pretrain_lr, warmup_epochs=1, seed=params.seed,
-        device=params.device)
+        data_path=params.data_path,
+        on_invalid=params.on_invalid,
+        synthetic_start=params.synthetic_start,
+        synthetic_end=params.synthetic_end,
+        synthetic_seed=params.synthetic_seed,
+        exclude=exclude,
+        hidden_size=params.pretrain_hidden_size,
+        num_layers=params.pretrain_num_layers,
+        epochs=params.pretrain_epochs,
+        batch_size=params.pretrain_batch_size,
+        lr=params.pretrain_lr,
+        warmup_epochs=1,
+        seed=params.seed,
+        device=params.device,
+    )
 
 
-def encoder_from_params(params, labelled: LabelledSet, run_dir,
-                        encoder: EncoderSource | None = None) -> EncoderSource:
+def encoder_from_params(params, labelled: LabelledSet, run_dir, encoder: EncoderSource | None = None) -> EncoderSource:
     """The run's encoder, read once: ``encoder`` when already read (``encoder_source_from_params``), else
     the file ``params.encoder_path`` names, else (when None) the best checkpoint of a small pretraining job
     run now into ``run_dir/encoder``: only once the labelled set is known to suffice for ``params.folds``
@@ -91,15 +116,17 @@ def encoder_from_params(params, labelled: LabelledSet, run_dir,
         return encoder
     if params.encoder_path is not None:
         return EncoderSource.load(resolve_path(params.encoder_path))
-    labelled.check_folds(params.folds, fold_groups(labelled.groups, labelled.start, labelled.end,
-                                                   params.group_by_session))
+    labelled.check_folds(
+        params.folds, fold_groups(labelled.groups, labelled.start, labelled.end, params.group_by_session)
+    )
     encoder_dir = Path(run_dir) / "encoder"
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
     return EncoderSource.load(encoder_dir / "checkpoint_best.pt")
 
 
-def encoder_embeddings(encoder: EncoderSource | JadeEncoder, labelled: LabelledSet, seed: int = 0,
-                       device="cpu") -> dict[str, np.ndarray]:
+def encoder_embeddings(
+    encoder: EncoderSource | JadeEncoder, labelled: LabelledSet, seed: int = 0, device="cpu"
+) -> dict[str, np.ndarray]:
     """Pooled features of the labelled windows from the pretrained encoder (already loaded) and from a
     randomly initialised one of the same architecture (for the 2-D projection)."""
     import torch
@@ -107,8 +134,10 @@ def encoder_embeddings(encoder: EncoderSource | JadeEncoder, labelled: LabelledS
     encoder = encoder.encoder if isinstance(encoder, EncoderSource) else encoder
     torch.manual_seed(seed)
     random_encoder = JadeEncoder(**encoder.arch)
-    return {"pretrained encoder": embed_windows(encoder, labelled.X, labelled.valid, device),
-            "random init (same architecture)": embed_windows(random_encoder, labelled.X, labelled.valid, device)}
+    return {
+        "pretrained encoder": embed_windows(encoder, labelled.X, labelled.valid, device),
+        "random init (same architecture)": embed_windows(random_encoder, labelled.X, labelled.valid, device),
+    }
 
 
 def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: float = 1.0) -> str | None:
@@ -120,21 +149,25 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
         return None
     start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes)
     if start is None:
-        message = (f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "
-                   "their bars is unknown")
+        message = (
+            f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "
+            "their bars is unknown"
+        )
         print(message)
         return message
     splits = config.splits
-    if is_fractions(splits):   # "auto" / fractions: their dates depend on the bars
+    if is_fractions(splits):  # "auto" / fractions: their dates depend on the bars
         splits = resolve_splits(run_bars(config)[0].index, splits)
     inside = seen_in_pretraining(start, end, splits, config.exclude)[2]
     if not inside.any():
         print(f"{name}: none of the {len(start)} labelled windows lies inside the train/val splits")
         return None
-    message = (f"WARNING: {int(inside.sum())} of the {len(start)} labelled windows in {name} lie inside the "
-               "pretraining train/val splits and no exclude period covers them: the encoder will see their "
-               "bars, which flatters the transfer evaluation. Keep them out with the exclude parameter "
-               "(moola_lib.exclude_intervals; README, \"Keep the labelled windows out of pretraining\").")
+    message = (
+        f"WARNING: {int(inside.sum())} of the {len(start)} labelled windows in {name} lie inside the "
+        "pretraining train/val splits and no exclude period covers them: the encoder will see their "
+        "bars, which flatters the transfer evaluation. Keep them out with the exclude parameter "
+        '(moola_lib.exclude_intervals; README, "Keep the labelled windows out of pretraining").'
+    )
     print(message)
     return message
 
@@ -145,7 +178,7 @@ def labelling_session_from_params(params) -> LabellingSession:
     features for ranking (None without an encoder). Classes that transfer cannot read are refused first."""
     readable_classes(params.classes)
     bars, _ = run_bars(params)
-    source = encoder_source_from_params(params)   # the encoder file, read once
+    source = encoder_source_from_params(params)  # the encoder file, read once
     X, valid = relativity_features(bars, **(source.feature_options if source is not None else {}))
     embed = None
     if source is not None:
@@ -153,10 +186,26 @@ def labelling_session_from_params(params) -> LabellingSession:
 
         def embed(Xw, vw):
             return embed_windows(encoder, Xw, vw, device)
-    options = CandidateOptions(min_leg_atr=params.min_leg_atr, lead_bars=params.lead_bars,
-                               min_follow_bars=params.min_follow_bars, max_gap_minutes=params.max_gap_minutes,
-                               zigzag=dict(params.zigzag))
+
+    options = CandidateOptions(
+        min_leg_atr=params.min_leg_atr,
+        lead_bars=params.lead_bars,
+        min_follow_bars=params.min_follow_bars,
+        max_gap_minutes=params.max_gap_minutes,
+        zigzag=dict(params.zigzag),
+    )
     store = LabelStore(resolve_path(params.labels_path), user=params.labeller)
-    return LabellingSession(bars, X, valid, store, params.classes, options=options, strategy=params.strategy,
-                            n_suggestions=params.n_suggestions, seed=params.seed, embed=embed,
-                            min_labels=params.min_labels, max_candidates=params.max_candidates)
+    return LabellingSession(
+        bars,
+        X,
+        valid,
+        store,
+        params.classes,
+        options=options,
+        strategy=params.strategy,
+        n_suggestions=params.n_suggestions,
+        seed=params.seed,
+        embed=embed,
+        min_labels=params.min_labels,
+        max_candidates=params.max_candidates,
+    )

@@ -6,6 +6,7 @@ its own run directory and report). With several CUDA GPUs the settings run in pa
 (``CUDA_VISIBLE_DEVICES`` per worker); otherwise one after another. A failed setting is recorded with
 its error and the others go on.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -29,8 +30,7 @@ from ..util.paths import resolve_path
 from ..util.progress import progress_bar
 from .params import PretrainParams, SweepParams
 
-
-SHARED = ("data_path", "seed", "device")   # sweep parameters handed to every setting
+SHARED = ("data_path", "seed", "device")  # sweep parameters handed to every setting
 _NOT_SWEPT = ("run_dir", "overwrite")
 
 
@@ -82,8 +82,18 @@ def sweep_devices(device: str, parallel: bool = True) -> list[str | None]:
 def run_setting(setting: dict, base: dict, run_dir: Path, log_path: Path, gpu: str | None = None) -> dict:
     """Execute pretrain.ipynb for one setting in a subprocess; return its summary row."""
     params = {**base, **setting}
-    cmd = [sys.executable, "-m", "moola_lib.run_notebook", "pretrain", "--no-progress", "--log-output",
-           "-y", yaml.safe_dump(params), "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "moola_lib.run_notebook",
+        "pretrain",
+        "--no-progress",
+        "--log-output",
+        "-y",
+        yaml.safe_dump(params),
+        "--run-dir",
+        str(run_dir),
+    ]
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -91,9 +101,16 @@ def run_setting(setting: dict, base: dict, run_dir: Path, log_path: Path, gpu: s
     t0 = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    row = {"name": setting_name(setting), **setting, "status": "finished" if proc.returncode == 0 else "failed",
-           "error": None, "gpu": gpu, "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir),
-           "log": str(log_path)}
+    row = {
+        "name": setting_name(setting),
+        **setting,
+        "status": "finished" if proc.returncode == 0 else "failed",
+        "error": None,
+        "gpu": gpu,
+        "wall_s": time.perf_counter() - t0,
+        "run_dir": str(run_dir),
+        "log": str(log_path),
+    }
     if proc.returncode != 0:
         row["error"] = _failure(run_dir, log_path)
         return row
@@ -101,8 +118,15 @@ def run_setting(setting: dict, base: dict, run_dir: Path, log_path: Path, gpu: s
     return row
 
 
-def run_sweep(grid: dict, base: dict, sweep_dir: str | os.PathLike, *, device: str = "auto",
-              parallel: bool = True, progress: bool = True) -> list[dict]:
+def run_sweep(
+    grid: dict,
+    base: dict,
+    sweep_dir: str | os.PathLike,
+    *,
+    device: str = "auto",
+    parallel: bool = True,
+    progress: bool = True,
+) -> list[dict]:
     """Run every setting of ``grid``; return one summary row per setting (in grid order), also written
     to ``sweep_dir/sweep_results.json``."""
     settings = sweep_settings(grid)
@@ -121,8 +145,10 @@ def run_sweep(grid: dict, base: dict, sweep_dir: str | os.PathLike, *, device: s
             free.put(gpu)
 
     rows = [None] * len(settings)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool, \
-            progress_bar(total=len(settings), desc="settings", unit="run", disable=not progress) as bar:
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool,
+        progress_bar(total=len(settings), desc="settings", unit="run", disable=not progress) as bar,
+    ):
         futures = {pool.submit(work, s): i for i, s in enumerate(settings)}
         for future in concurrent.futures.as_completed(futures):
             row = rows[futures[future]] = future.result()
@@ -154,17 +180,30 @@ def settings_table(rows: list[dict]):
     """One row per setting: status, best val loss, time, throughput, peak memory, error."""
     import pandas as pd
 
-    columns = ["status", "best_val_loss", "best_epoch", "epochs", "train_s", "total_s", "windows_per_s",
-               "peak_memory_mb", "peak_memory_of", "error"]
+    columns = [
+        "status",
+        "best_val_loss",
+        "best_epoch",
+        "epochs",
+        "train_s",
+        "total_s",
+        "windows_per_s",
+        "peak_memory_mb",
+        "peak_memory_of",
+        "error",
+    ]
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], index=[r["name"] for r in rows])
     frame.index.name = "setting"
-    return frame.astype({"best_epoch": "Int64", "epochs": "Int64"})   # integers, blank where failed
+    return frame.astype({"best_epoch": "Int64", "epochs": "Int64"})  # integers, blank where failed
 
 
 def best_row(rows: list[dict]) -> dict | None:
     """The finished setting with the lowest best_val_loss (None if none finished)."""
-    done = [r for r in rows if r["status"] == "finished" and r.get("best_val_loss") is not None
-            and math.isfinite(r["best_val_loss"])]
+    done = [
+        r
+        for r in rows
+        if r["status"] == "finished" and r.get("best_val_loss") is not None and math.isfinite(r["best_val_loss"])
+    ]
     return min(done, key=lambda r: r["best_val_loss"]) if done else None
 
 
@@ -175,8 +214,7 @@ def export_best_encoder(row: dict, path: str | os.PathLike) -> Path:
     path = resolve_path(path)
     checkpoint = Path(row["run_dir"]) / "checkpoint_best.pt"
     encoder = load_encoder(checkpoint, hidden_size=None, num_layers=None)
-    save_encoder(encoder, path, source=str(checkpoint), setting=row["name"],
-                 best_val_loss=float(row["best_val_loss"]))
+    save_encoder(encoder, path, source=str(checkpoint), setting=row["name"], best_val_loss=float(row["best_val_loss"]))
     return path
 
 

@@ -13,6 +13,7 @@ count the policy ended on, and per condition the policy's time over the best set
 condition it measures the load other processes put on the machine for a second ("background"): numbers
 taken with background load are not clean and are labelled so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ from ..util.threads import USER_ENV, LoadSample, allowed_cpus
 
 POLICY = "policy"
 BUSY_LOOP = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
-NOISY_BACKGROUND = 0.3   # CPUs' worth of foreign load above which a measurement is not clean
+NOISY_BACKGROUND = 0.3  # CPUs' worth of foreign load above which a measurement is not clean
 
 
 def demo_parameters(epochs: int | None, overrides: dict) -> dict:
@@ -46,7 +47,7 @@ def demo_parameters(epochs: int | None, overrides: dict) -> dict:
     fields = set(PretrainConfig.__dataclass_fields__) - {"run_dir", "resume"}
     params = {name: ast.literal_eval(p["default"]) for name, p in cell.items() if name in fields}
     params.update(device="cpu", progress=False, **({"epochs": epochs} if epochs else {}), **overrides)
-    PretrainConfig.from_dict(params)   # a bad override fails here, before any process starts
+    PretrainConfig.from_dict(params)  # a bad override fails here, before any process starts
     return params
 
 
@@ -60,17 +61,22 @@ def measure(params: dict, threads: str, timeout: float) -> dict:
         command = [sys.executable, "-m", "moola_lib.pretrain", f"{tmp}/run", "-y", yaml.safe_dump(params)]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
+            proc = subprocess.run(
+                command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired:
             return {"threads": threads, "timed_out": True, "wall_s": timeout}
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"the demo failed with {threads} threads: {proc.stderr.strip()[-2000:]}")
         results = read_json(Path(tmp) / "run" / "training_results.json")
-    return {"threads": threads, "timed_out": False, "wall_s": round(wall, 2),
-            "train_s": round(sum(row["seconds"] for row in results["history"]), 2),
-            "final_threads": results["environment"]["cpu_threads"]}
+    return {
+        "threads": threads,
+        "timed_out": False,
+        "wall_s": round(wall, 2),
+        "train_s": round(sum(row["seconds"] for row in results["history"]), 2),
+        "final_threads": results["environment"]["cpu_threads"],
+    }
 
 
 def background_load(seconds: float = 1.0) -> float:
@@ -119,8 +125,11 @@ def _cell(run: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.tools.contention", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m moola_lib.tools.contention",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--epochs", type=int, help="demo epochs per run (default: the notebook's, 15)")
     parser.add_argument("--busy", type=int, nargs="+", default=[0, 1, 2], help="busy processes per condition")
     parser.add_argument("--threads", nargs="+", default=["1", "2", POLICY], help="thread counts and/or 'policy'")
@@ -137,8 +146,13 @@ def main(argv=None) -> int:
         raise ConfigError(f"--threads takes positive counts and 'policy', got {bad}")
     params = demo_parameters(args.epochs, cli.parameters(args))
     rows = [condition(busy, args.threads, params, args.timeout) for busy in args.busy]
-    report = {"command": " ".join(["python -m moola_lib.tools.contention", *(argv or sys.argv[1:])]),
-              "cpus": len(allowed_cpus()), "load_average_after": os.getloadavg(), "params": params, "rows": rows}
+    report = {
+        "command": " ".join(["python -m moola_lib.tools.contention", *(argv or sys.argv[1:])]),
+        "cpus": len(allowed_cpus()),
+        "load_average_after": os.getloadavg(),
+        "params": params,
+        "rows": rows,
+    }
     if args.json:
         write_json(args.json, report)
     print(table(rows, args.threads))

@@ -24,6 +24,7 @@ passed. Without a GPU (or with --dry-run) every step runs at toy scale on the CP
 the test suite runs that dry run, so the check cannot rot between the sessions that have a GPU.
 The check needs only the pipeline's own dependencies and pytest: no papermill, nbconvert or ipykernel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,20 +47,29 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import bench
 from ..config import PretrainConfig
-from ..util.io import write_json
 from ..pretrain import pretrain
 from ..pretrain_data import PretrainData, load_pretrain_data
 from ..trainer import Trainer
+from ..util.io import write_json
+from . import bench
 
 REPO = Path(__file__).resolve().parents[2]
 GOALS = {"seed_job_seconds": 30.0, "overhead_ratio": 1.10}
 TRANSFER_PARAMS = REPO / "params" / "transfer_full.yaml"
 # toy scale for the CPU dry run: seven weeks of bars, a tiny model, one epoch
-DRY_PRETRAIN = dict(synthetic_start="2024-12-01", synthetic_end="2025-01-20", stride=105, hidden_size=8,
-                    epochs=1, batch_size=32, warmup_epochs=0, device="cpu", progress=False,
-                    splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-21"]})
+DRY_PRETRAIN = dict(
+    synthetic_start="2024-12-01",
+    synthetic_end="2025-01-20",
+    stride=105,
+    hidden_size=8,
+    epochs=1,
+    batch_size=32,
+    warmup_epochs=0,
+    device="cpu",
+    progress=False,
+    splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-21"]},
+)
 DRY_TRANSFER = dict(folds=2, repeats=1, epochs=1, fractions=[1.0], n_bootstrap=50, device="cpu")
 
 log = logging.getLogger("moola.gpu_check")
@@ -70,9 +80,14 @@ class Check:
 
     def __init__(self, out_dir: Path, dry: bool, budget_s: float):
         self.out, self.dry, self.deadline = out_dir, dry, time.monotonic() + budget_s
-        self.summary = {"format": "moola.gpu_check.v1", "dry_run": dry, "budget_seconds": budget_s,
-                        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                        "goals": GOALS, "steps": {}}
+        self.summary = {
+            "format": "moola.gpu_check.v1",
+            "dry_run": dry,
+            "budget_seconds": budget_s,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "goals": GOALS,
+            "steps": {},
+        }
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -82,7 +97,7 @@ class Check:
         t0 = time.perf_counter()
         try:
             figures, status = fn(), "ok"
-        except Exception as e:   # noqa: BLE001 - a failed step is recorded and the next one runs
+        except Exception as e:  # a failed step is recorded and the next one runs
             figures, status = {"error": f"{type(e).__name__}: {e}"}, "failed"
             log.error("%s failed:\n%s", name, traceback.format_exc())
         if isinstance(figures, dict) and figures.pop("_status", None) == "failed":
@@ -103,16 +118,28 @@ def child_env() -> dict:
 # ---------------------------------------------------------------------------------------------------
 # 1. environment
 
+
 def environment() -> dict:
     cuda = torch.cuda.is_available()
-    env = {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
-           "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-           "cpu_count": os.cpu_count(), "gpu": None}
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cpu_count": os.cpu_count(),
+        "gpu": None,
+    }
     if cuda:
         props = torch.cuda.get_device_properties(0)
-        env["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                      "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
-                      "bf16_supported": torch.cuda.is_bf16_supported(), "driver": _driver_version()}
+        env["gpu"] = {
+            "name": props.name,
+            "capability": f"{props.major}.{props.minor}",
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+            "driver": _driver_version(),
+        }
     for module in ("numba", "numpy", "pandas", "sklearn", "scipy"):
         try:
             env[module] = __import__(module).__version__
@@ -125,18 +152,36 @@ def environment() -> dict:
 def _driver_version() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
-    out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 # ---------------------------------------------------------------------------------------------------
 # 2. the CUDA tests
 
+
 def cuda_tests(out: Path, timeout: float) -> dict:
     xml = out / "cuda_tests.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", str(REPO / "tests" / "test_cuda.py"), "-q", "-rA",
-           "-p", "no:cacheprovider", f"--junitxml={xml}", "-o", "junit_logging=system-out"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "cuda",
+        str(REPO / "tests" / "test_cuda.py"),
+        "-q",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={xml}",
+        "-o",
+        "junit_logging=system-out",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
     log.info("pytest -m cuda (exit %d):\n%s%s", proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
     figures = {"exit_code": proc.returncode, **_junit_summary(xml)}
@@ -152,8 +197,11 @@ def _junit_summary(path: Path) -> dict:
     for case in ET.parse(path).getroot().iter("testcase"):
         outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
         printed = (case.findtext("system-out") or "").strip().strip("- ").removeprefix("Captured Out").strip("- \n")
-        tests[case.get("name")] = {"outcome": outcome, "seconds": float(case.get("time", 0)),
-                                   **({"printed": printed[-500:]} if printed else {})}
+        tests[case.get("name")] = {
+            "outcome": outcome,
+            "seconds": float(case.get("time", 0)),
+            **({"printed": printed[-500:]} if printed else {}),
+        }
     counts = {k: sum(t["outcome"] == k for t in tests.values()) for k in ("passed", "failure", "error", "skipped")}
     return {"counts": counts, "tests": tests}
 
@@ -161,24 +209,34 @@ def _junit_summary(path: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # 3. benchmark
 
+
 def benchmark(dry: bool, loaded: dict) -> dict:
     """The throughput benchmark; the seed-scale data it loads is left in ``loaded["data"]`` for the seed job."""
     if dry:
         return bench.run("tiny", "cpu", threads=1, full_job=False)
-    base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)   # = the bench's full preset
+    base = PretrainConfig(device="cuda", progress=False, warmup_epochs=0)  # = the bench's full preset
     data = loaded["data"] = load_pretrain_data(base)
     result = bench.run("full", "cuda", full_job=False, data=data)
     log.info("benchmark:\n%s", bench.format_table(result))
     steps = len(data.starts["train"]) // 4096
-    variants = {"fp32 (tf32) batch 1024": dict(batch_size=1024, mixed_precision=False),
-                "amp batch 2048": dict(batch_size=2048), "amp batch 4096": dict(batch_size=4096)}
+    variants = {
+        "fp32 (tf32) batch 1024": dict(batch_size=1024, mixed_precision=False),
+        "amp batch 2048": dict(batch_size=2048),
+        "amp batch 4096": dict(batch_size=4096),
+    }
     result["variants"] = {}
     for name, change in variants.items():
-        row = bench.bench_training(data, dataclasses.replace(base, **change), steps * 4096 // change["batch_size"],
-                                   1, torch.device("cuda"))
+        row = bench.bench_training(
+            data, dataclasses.replace(base, **change), steps * 4096 // change["batch_size"], 1, torch.device("cuda")
+        )
         result["variants"][name] = row
-        log.info("variant %-24s %9.0f windows/s  overhead %.3f  %s", name, row["windows_per_s"],
-                 row["overhead_ratio"], row["precision"])
+        log.info(
+            "variant %-24s %9.0f windows/s  overhead %.3f  %s",
+            name,
+            row["windows_per_s"],
+            row["overhead_ratio"],
+            row["precision"],
+        )
     result["profile"] = profile_steps(data, dataclasses.replace(base, batch_size=1024))
     return result
 
@@ -188,7 +246,7 @@ def profile_steps(data, config: PretrainConfig, steps: int = 12) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     trainer = Trainer(config, data, torch.device("cuda"))
-    trainer.train_epoch(1)                                   # warm-up
+    trainer.train_epoch(1)  # warm-up
     order, g_mask = trainer.epoch_plan(2)
     order = order[: steps * config.batch_size]
     torch.cuda.synchronize()
@@ -202,15 +260,28 @@ def profile_steps(data, config: PretrainConfig, steps: int = 12) -> dict:
     device_us = sum(getattr(e, "self_device_time_total", 0) for e in kernels)
     sort = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
     table = events.table(sort_by=sort, row_limit=15)
-    log.info("profile of %d steps at batch %d (%s): wall %.1f ms, GPU busy %.1f ms\n%s", steps,
-             config.batch_size, trainer.amp_dtype, wall * 1e3, device_us / 1e3, table)
-    return {"steps": steps, "batch_size": config.batch_size, "wall_ms": wall * 1e3,
-            "gpu_busy_ms": device_us / 1e3, "gpu_busy_fraction": device_us / 1e6 / wall,
-            "ms_per_step": wall * 1e3 / steps}
+    log.info(
+        "profile of %d steps at batch %d (%s): wall %.1f ms, GPU busy %.1f ms\n%s",
+        steps,
+        config.batch_size,
+        trainer.amp_dtype,
+        wall * 1e3,
+        device_us / 1e3,
+        table,
+    )
+    return {
+        "steps": steps,
+        "batch_size": config.batch_size,
+        "wall_ms": wall * 1e3,
+        "gpu_busy_ms": device_us / 1e3,
+        "gpu_busy_fraction": device_us / 1e6 / wall,
+        "ms_per_step": wall * 1e3 / steps,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # 4. the seed-scale job
+
 
 def seed_job(out: Path, work: Path, dry: bool, data: PretrainData | None = None) -> dict:
     """The seed guide's job through pretrain(); ``data``: its data when the benchmark loaded it already."""
@@ -223,21 +294,28 @@ def seed_job(out: Path, work: Path, dry: bool, data: PretrainData | None = None)
     best_ref = min(refs["train_mean"]["loss"], refs["interpolation"]["loss"])
     hist = results["history"]
     figures = {
-        "wall_seconds": round(wall, 2), "goal_seconds": None if dry else GOALS["seed_job_seconds"],
-        "bars": results["data"]["bars"], "features_seconds": results["data"]["features_seconds"],
-        "train_windows": results["data"]["splits"]["train"]["windows"], "epochs": results["epochs_completed"],
-        "batch_size": config.batch_size, "precision": results["environment"]["precision"],
+        "wall_seconds": round(wall, 2),
+        "goal_seconds": None if dry else GOALS["seed_job_seconds"],
+        "bars": results["data"]["bars"],
+        "features_seconds": results["data"]["features_seconds"],
+        "train_windows": results["data"]["splits"]["train"]["windows"],
+        "epochs": results["epochs_completed"],
+        "batch_size": config.batch_size,
+        "precision": results["environment"]["precision"],
         "train_seconds": round(sum(h["train_seconds"] for h in hist), 2),
         "epoch_seconds_median": sorted(h["seconds"] for h in hist)[len(hist) // 2],
         "windows_per_s_median": sorted(h["windows_per_s"] for h in hist)[len(hist) // 2],
-        "best_val_loss": results["best_val_loss"], "best_epoch": results["best_epoch"],
-        "val_train_mean_loss": refs["train_mean"]["loss"], "val_interpolation_loss": refs["interpolation"]["loss"],
+        "best_val_loss": results["best_val_loss"],
+        "best_epoch": results["best_epoch"],
+        "val_train_mean_loss": refs["train_mean"]["loss"],
+        "val_interpolation_loss": refs["interpolation"]["loss"],
         "val_gain_over_best_reference": 1 - results["best_val_loss"] / best_ref,
         # per feature the better of the two references (issue 9); the per-feature table is in
         # seed_training_results.json ("per_feature_losses")
         "val_per_feature_better_reference_loss": refs["better_reference"]["loss"],
         "val_gain_over_per_feature_better_reference": 1 - results["best_val_loss"] / refs["better_reference"]["loss"],
-        "test_loss": (results["test"] or {}).get("loss"), "peak_memory": results["peak_memory"],
+        "test_loss": (results["test"] or {}).get("loss"),
+        "peak_memory": results["peak_memory"],
         "encoder": str(work / "seed_job" / "checkpoint_best.pt"),
     }
     log.info("seed job: %s", figures)
@@ -246,6 +324,7 @@ def seed_job(out: Path, work: Path, dry: bool, data: PretrainData | None = None)
 
 # ---------------------------------------------------------------------------------------------------
 # 5. transfer (subprocess with a deadline)
+
 
 def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
     if timeout < 30:
@@ -266,8 +345,8 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
 def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (``EMBEDDED_SET``; the step-4
     encoder was pretrained on the embedded market, whose labelled period lies after its splits)."""
+    from ..provenance import EncoderSource
     from ..testbed import EMBEDDED_SET, synthetic_labelled_set
-    from ..provenance import encoder_feature_options
     from ..transfer.config import TransferConfig
     from ..transfer.protocol import run_transfer
 
@@ -275,21 +354,26 @@ def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     names = {f.name for f in dataclasses.fields(TransferConfig)}
     settings = {k: v for k, v in params.items() if k in names}
     settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
-    options = encoder_feature_options(encoder)
-    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=options)
+    source = EncoderSource.load(encoder)  # read once: its feature options and the encoder itself
+    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=source.feature_options)
     t0 = time.perf_counter()
-    results = run_transfer(labelled, encoder, TransferConfig.from_dict(settings), run_dir=out)
-    return {"wall_seconds": round(time.perf_counter() - t0, 1), "settings": settings,
-            "verdict": results.get("verdict"), "file": "transfer_results.json"}
+    results = run_transfer(labelled, source, TransferConfig.from_dict(settings), run_dir=out)
+    return {
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "settings": settings,
+        "verdict": results.get("verdict"),
+        "file": "transfer_results.json",
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
+
 
 def run_check(out: Path, dry: bool, budget_s: float) -> dict:
     check = Check(out, dry, budget_s)
     check.step("environment", environment)
     check.step("cuda_tests", lambda: cuda_tests(out, timeout=max(60.0, min(300.0, check.left() - 150))))
-    loaded = {}   # the seed-scale data: loaded by the benchmark, reused by the seed job (read once)
+    loaded = {}  # the seed-scale data: loaded by the benchmark, reused by the seed job (read once)
     check.step("benchmark", lambda: benchmark(dry, loaded))
     with tempfile.TemporaryDirectory(prefix="moola-gpu-check-") as work:
         job = check.step("seed_job", lambda: seed_job(out, Path(work), dry, loaded.get("data")))
@@ -315,9 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/dev gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", help="where the results go (default runs/gpu-check-<UTC time>)")
     parser.add_argument("--dry-run", action="store_true", help="toy scale on the CPU (the default without CUDA)")
-    parser.add_argument("--budget", type=float, default=450.0,
-                        help="seconds for the whole check; the transfer step gets what is left (default 450)")
-    parser.add_argument("--transfer-only", metavar="ENCODER", help=argparse.SUPPRESS)   # step 5's subprocess
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=450.0,
+        help="seconds for the whole check; the transfer step gets what is left (default 450)",
+    )
+    parser.add_argument("--transfer-only", metavar="ENCODER", help=argparse.SUPPRESS)  # step 5's subprocess
     args = parser.parse_args(argv)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out_dir or REPO / "runs" / f"gpu-check-{stamp}")
@@ -329,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(out)
     log.info("moola GPU check%s into %s", " (CPU dry run: no CUDA GPU)" if dry else "", out)
     summary = run_check(out, dry, args.budget)
-    log.info("GPU check %s: %s", "passed" if summary["passed"] else "FAILED",
-             {k: v["status"] for k, v in summary["steps"].items()})
+    log.info(
+        "GPU check %s: %s",
+        "passed" if summary["passed"] else "FAILED",
+        {k: v["status"] for k, v in summary["steps"].items()},
+    )
     return 0 if summary["passed"] else 1

@@ -7,6 +7,7 @@ Protocol (DESIGN.md section 5), one module per concern:
   architecture (the encoder checkpoint's): ``baseline`` = random init, all trained; ``frozen`` = pretrained
   encoder frozen, scored by a deterministic linear probe on its pooled features; ``finetune`` = pretrained
   encoder, head first (``unfreeze_epoch`` epochs frozen), then the encoder too at ``lr * encoder_lr_scale``;
+  ``lpft`` = linear probe, then the whole model fine-tuned from it at ``lr * encoder_lr_scale``;
   ``random_frozen`` = a random encoder under the same probe (the control for ``frozen``). The non-neural
   arms: ``simple`` = logistic regression and gradient boosting on per-window feature summaries; ``rocket``
   = MiniRocket and MultiRocket features with a ridge classifier. Trained arms average ``seeds_per_fold``
@@ -15,6 +16,8 @@ Protocol (DESIGN.md section 5), one module per concern:
 - ``folds``: groups (overlapping windows, trading sessions), repeated stratified group K-fold identical for
   all arms, an optional embargo; an inner validation split of the training folds for early stopping and
   the probes' regularisation, never the test fold;
+- ``readouts``: how the probes read a frozen encoder (pooling x layer, ``TransferConfig.readouts``), chosen
+  per fold on the inner split;
 - ``fits``: one arm on one split, a fit function per kind of arm; ``probe``: one neural classifier trained
   on one split; ``linear``: the deterministic logistic probe; ``simple``: the window summaries and the
   simple models; ``rocket``: the ROCKET transforms and the ridge classifier;

@@ -10,9 +10,12 @@ protocol all read this table; adding an arm is one row here (plus a fit function
 Kinds (``fits.FITS`` holds one fit function per kind):
 
 - ``trained``: the encoder and the classifier head trained by SGD on the fit windows, the epoch chosen on
-  the inner validation windows (``probe.fit_classifier``), ``seeds_per_fold`` seeds averaged;
+  the inner validation windows (``probe.fit_classifier``), ``seeds_per_fold`` seeds averaged; with
+  ``probe_head`` (LP-FT) the head starts from the linear probe on the frozen encoder's mean-pooled
+  features (fitted on the fit windows, C chosen on the inner validation windows) and the whole model trains
+  at ``lr * encoder_lr_scale``;
 - ``probe``: the encoder frozen, a deterministic linear probe (``linear.fit_logistic``) on its pooled
-  features;
+  features (the read-out chosen per fold from ``TransferConfig.readouts``, ``readouts.py``);
 - ``summaries``: a scikit-learn model on per-window feature summaries (``simple``);
 - ``rocket``: MiniRocket / MultiRocket features of the 10 feature series with a ridge classifier
   (``rocket``).
@@ -21,6 +24,7 @@ Roles: ``reference`` (the baseline every comparison starts from), ``pretrained``
 pretrained encoder: the question), ``control`` (random encoder under the same probe), ``non_neural`` (the
 cheap models a reviewer tries first: a pretrained encoder that does not beat the best of them adds nothing).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,36 +36,99 @@ class Arm:
     """One arm as the results report it (the key in transfer_results.json's "arms")."""
 
     name: str
-    option: str                         # the TransferConfig.arms value that runs it
+    option: str  # the TransferConfig.arms value that runs it
     kind: Literal["trained", "probe", "summaries", "rocket"]
     role: Literal["reference", "pretrained", "control", "non_neural"]
-    title: str                          # figures, tables, verdict
-    colour: str                         # matplotlib colour in every figure
-    encoder: Literal["pretrained", "random"] | None = None   # the encoder it starts from (None: reads none)
-    scaled_encoder_lr: bool = False     # trained: encoder lr = lr x encoder_lr_scale (else lr)
-    head_first: bool = False            # trained: encoder frozen for unfreeze_epoch epochs
-    model: str | None = None            # summaries / rocket: which model or transform
+    title: str  # figures, tables, verdict
+    colour: str  # matplotlib colour in every figure
+    encoder: Literal["pretrained", "random"] | None = None  # the encoder it starts from (None: reads none)
+    scaled_encoder_lr: bool = False  # trained: encoder lr = lr x encoder_lr_scale (else lr)
+    head_first: bool = False  # trained: encoder frozen for unfreeze_epoch epochs
+    probe_head: bool = False  # trained: head from the linear probe, head lr scaled too (LP-FT)
+    model: str | None = None  # summaries / rocket: which model or transform
 
 
 TABLE: tuple[Arm, ...] = (
     Arm("baseline", "baseline", "trained", "reference", "random init (baseline)", "#7f7f7f", encoder="random"),
-    Arm("frozen", "frozen", "probe", "pretrained", "pretrained, frozen encoder (linear probe)", "#1f77b4",
-        encoder="pretrained"),
-    Arm("finetune", "finetune", "trained", "pretrained", "pretrained, fine-tuned encoder", "#d62728",
-        encoder="pretrained", scaled_encoder_lr=True, head_first=True),
-    Arm("random_frozen", "random_frozen", "probe", "control", "random init, frozen encoder (probe control)",
-        "#bcbd22", encoder="random"),
-    Arm("simple_logistic", "simple", "summaries", "non_neural", "logistic regression on window summaries",
-        "#9467bd", model="logistic"),
-    Arm("simple_boosting", "simple", "summaries", "non_neural", "gradient boosting on window summaries",
-        "#8c564b", model="boosting"),
-    Arm("rocket_minirocket", "rocket", "rocket", "non_neural", "MiniRocket features + ridge", "#e377c2",
-        model="minirocket"),
-    Arm("rocket_multirocket", "rocket", "rocket", "non_neural", "MultiRocket features + ridge", "#17becf",
-        model="multirocket"),
+    Arm(
+        "frozen",
+        "frozen",
+        "probe",
+        "pretrained",
+        "pretrained, frozen encoder (linear probe)",
+        "#1f77b4",
+        encoder="pretrained",
+    ),
+    Arm(
+        "finetune",
+        "finetune",
+        "trained",
+        "pretrained",
+        "pretrained, fine-tuned encoder",
+        "#d62728",
+        encoder="pretrained",
+        scaled_encoder_lr=True,
+        head_first=True,
+    ),
+    Arm(
+        "lpft",
+        "lpft",
+        "trained",
+        "pretrained",
+        "pretrained, linear probe then fine-tuned (LP-FT)",
+        "#ff7f0e",
+        encoder="pretrained",
+        scaled_encoder_lr=True,
+        probe_head=True,
+    ),
+    Arm(
+        "random_frozen",
+        "random_frozen",
+        "probe",
+        "control",
+        "random init, frozen encoder (probe control)",
+        "#bcbd22",
+        encoder="random",
+    ),
+    Arm(
+        "simple_logistic",
+        "simple",
+        "summaries",
+        "non_neural",
+        "logistic regression on window summaries",
+        "#9467bd",
+        model="logistic",
+    ),
+    Arm(
+        "simple_boosting",
+        "simple",
+        "summaries",
+        "non_neural",
+        "gradient boosting on window summaries",
+        "#8c564b",
+        model="boosting",
+    ),
+    Arm(
+        "rocket_minirocket",
+        "rocket",
+        "rocket",
+        "non_neural",
+        "MiniRocket features + ridge",
+        "#e377c2",
+        model="minirocket",
+    ),
+    Arm(
+        "rocket_multirocket",
+        "rocket",
+        "rocket",
+        "non_neural",
+        "MultiRocket features + ridge",
+        "#17becf",
+        model="multirocket",
+    ),
 )
 BY_NAME: dict[str, Arm] = {arm.name: arm for arm in TABLE}
-OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(arm.option for arm in TABLE))   # TransferConfig.arms values
+OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(arm.option for arm in TABLE))  # TransferConfig.arms values
 
 
 def arm(name: str) -> Arm:

@@ -10,6 +10,7 @@ replicates show. VALIDATION.md ("The embedded testbed") records the figure with 
 
     python -m moola_lib.transfer.ceiling [--difficulty 0.3] [--replicates 10] [--test-n 3000] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,36 +24,69 @@ from ..testbed import EMBEDDED_SET, synthetic_labelled_set
 from .folds import inner_split
 from .simple import SIMPLE_MODELS, fit_simple, window_summaries
 
-TEST_PERIOD = ("2022-01-03", "2024-06-30")   # fresh windows: 2.5 years hold ~4,500 episodes
+TEST_PERIOD = ("2022-01-03", "2024-06-30")  # fresh windows: 2.5 years hold ~4,500 episodes
 
 
-def held_out_ceiling(difficulty: float = EMBEDDED_SET.difficulty, *, replicates: int = 10, train_n: int = 140,
-                     test_n: int = 3000, seed: int = 0, test_period: tuple[str, str] = TEST_PERIOD,
-                     history_days: int = 30) -> dict:
+def held_out_ceiling(
+    difficulty: float = EMBEDDED_SET.difficulty,
+    *,
+    replicates: int = 10,
+    train_n: int = 140,
+    test_n: int = 3000,
+    seed: int = 0,
+    test_period: tuple[str, str] = TEST_PERIOD,
+    history_days: int = 30,
+) -> dict:
     """Balanced accuracy of each simple model on the fresh test windows: per replicate, mean and sd.
     ``history_days``: feature warm-up before each period (the training sets' markets start that many days
     before the labelled period, not at the default set's history start: the ceiling is a property of the
     process, and a short market is quicker)."""
+
     def market_start(day: str) -> str:
         return (pd.Timestamp(day) - pd.Timedelta(days=history_days)).strftime("%Y-%m-%d")
 
-    test = synthetic_labelled_set(test_n, 0.5, 0.0, seed + 20_000, difficulty=difficulty, start=test_period[0],
-                                  end=test_period[1], history_start=market_start(test_period[0]),
-                                  market_seed=seed + 10_000)
+    test = synthetic_labelled_set(
+        test_n,
+        0.5,
+        0.0,
+        seed + 20_000,
+        difficulty=difficulty,
+        start=test_period[0],
+        end=test_period[1],
+        history_start=market_start(test_period[0]),
+        market_seed=seed + 10_000,
+    )
     Z_test = window_summaries(test.X, test.valid)
     scores: dict[str, list[float]] = {m: [] for m in SIMPLE_MODELS}
     for r in range(replicates):
-        train = synthetic_labelled_set(train_n, seed=seed + r, difficulty=difficulty,
-                                       history_start=market_start(EMBEDDED_SET.start), market_seed=seed + 1 + r)
+        train = synthetic_labelled_set(
+            train_n,
+            seed=seed + r,
+            difficulty=difficulty,
+            history_start=market_start(EMBEDDED_SET.start),
+            market_seed=seed + 1 + r,
+        )
         Z = window_summaries(train.X, train.valid)
         fit, val = inner_split(np.arange(len(train)), train.y, train.groups, 0.2, seed=seed + r)
         for model in SIMPLE_MODELS:
             clf = fit_simple(model, Z, train.y, fit, val, seed=seed + r)
             scores[model].append(float(balanced_accuracy_score(test.y, clf.predict(Z_test))))
-    return {"difficulty": difficulty, "seed": seed, "replicates": replicates, "train_n": train_n,
-            "test_n": test_n, "test_period": list(test_period),
-            **{m: {"mean": float(np.mean(s)), "sd": float(np.std(s, ddof=1)) if len(s) > 1 else 0.0,
-                   "per_replicate": [round(x, 4) for x in s]} for m, s in scores.items()}}
+    return {
+        "difficulty": difficulty,
+        "seed": seed,
+        "replicates": replicates,
+        "train_n": train_n,
+        "test_n": test_n,
+        "test_period": list(test_period),
+        **{
+            m: {
+                "mean": float(np.mean(s)),
+                "sd": float(np.std(s, ddof=1)) if len(s) > 1 else 0.0,
+                "per_replicate": [round(x, 4) for x in s],
+            }
+            for m, s in scores.items()
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        result = held_out_ceiling(args.difficulty, replicates=args.replicates, train_n=args.train_n,
-                                  test_n=args.test_n, seed=args.seed)
+        result = held_out_ceiling(
+            args.difficulty, replicates=args.replicates, train_n=args.train_n, test_n=args.test_n, seed=args.seed
+        )
     except ValueError as e:
         parser.exit(2, f"ceiling: {e}\n")
     print(json.dumps(result, indent=1))

@@ -4,12 +4,14 @@ One comparison is primary (``TransferConfig.primary``, named before the run; def
 baseline"): its p-value is read as is. Every other comparison is secondary: for each metric its p-values
 get Holm's correction over the secondary family (``p_holm``), so that looking at many comparisons does
 not manufacture a finding (every neural arm against every non-neural arm is in the family, so picking the
-best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the paired difference with the interval,
-p-value and minimal detectable effect (``mde``, at ``power`` and ``alpha``, same unit as the difference) of
+best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the
+paired difference with the interval, p-value and minimal detectable effect (``mde``, at ``power`` and
+``alpha``, same unit as the difference) of
 ``intervals.VERDICT_INTERVAL``, every method's numbers (``intervals``) and, for the label metrics, the
 paired bootstrap over groups of the fixed out-of-fold predictions (``test_noise_only_ci``: the test
 windows' noise alone, not a confidence interval of the difference between the methods).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +32,13 @@ def comparison_pairs(cfg: TransferConfig) -> list[tuple[str, str]]:
     neural = [a for a in arms if role[a] in ("reference", "pretrained")]
     pairs = [cfg.primary_pair()]
     pairs += [(a, "baseline") for a in arms if role[a] in ("pretrained", "control")]
-    pairs += [(a, c) for a in arms if role[a] == "pretrained" and arm_row(a).kind == "probe"
-              for c in arms if role[c] == "control"]
+    pairs += [
+        (a, c)
+        for a in arms
+        if role[a] == "pretrained" and arm_row(a).kind == "probe"
+        for c in arms
+        if role[c] == "control"
+    ]
     pairs += [(a, ref) for ref in arms if role[ref] == "non_neural" for a in neural]
     unique = []
     for pair in pairs:
@@ -44,11 +51,23 @@ def comparisons(y: np.ndarray, groups: np.ndarray, n_classes: int, main: dict, c
     """{"arm vs reference": {arm, reference, primary, metric -> statistics}} for ``comparison_pairs``."""
     out = {}
     for i, (arm, ref) in enumerate(comparison_pairs(cfg)):
-        comp = {"arm": arm, "reference": ref, "primary": i == 0,
-                **compare_methods(main[arm], main[ref], y, groups, cfg.alpha, cfg.power)}
+        comp = {
+            "arm": arm,
+            "reference": ref,
+            "primary": i == 0,
+            **compare_methods(main[arm], main[ref], y, groups, cfg.alpha, cfg.power),
+        }
         if cfg.n_bootstrap:
-            boot = paired_bootstrap(y, main[arm]["oof"].argmax(-1), main[ref]["oof"].argmax(-1), groups,
-                                    n_classes, cfg.n_bootstrap, cfg.seed, cfg.alpha)
+            boot = paired_bootstrap(
+                y,
+                main[arm]["oof"].argmax(-1),
+                main[ref]["oof"].argmax(-1),
+                groups,
+                n_classes,
+                cfg.n_bootstrap,
+                cfg.seed,
+                cfg.alpha,
+            )
             for m in LABEL_METRICS:
                 comp[m]["test_noise_only_ci"] = [boot[m]["ci_low"], boot[m]["ci_high"]]
         out[f"{arm} vs {ref}"] = comp

@@ -1,7 +1,9 @@
 """Options of the transfer protocol and the names of its metrics.
 
-The arms (``baseline``, ``frozen``, ``finetune``, ``random_frozen``, ``simple``, ``rocket``) are rows of the
-table in ``arms.py``; ``arms`` takes its options (``arms.OPTIONS``), checked with a did-you-mean message."""
+The arms (``baseline``, ``frozen``, ``finetune``, ``lpft``, ``random_frozen``, ``simple``, ``rocket``) are rows
+of the table in ``arms.py``; ``arms`` takes its options (``arms.OPTIONS``), checked with a did-you-mean message.
+``readouts``: the frozen encoders' read-outs the probes choose from per fold (``readouts.py``)."""
+
 from __future__ import annotations
 
 import math
@@ -11,64 +13,85 @@ from typing import Literal
 from ..config import StrictConfig
 from ..util.names import valid_names_hint
 from .arms import OPTIONS, result_arms
+from .readouts import DEFAULT_READOUT, parse
 
-ARMS = OPTIONS   # every arm option, the default of TransferConfig.arms
-LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")   # from predicted labels
-METRICS = LABEL_METRICS + ("log_loss", "roc_auc")               # log-loss, AUC: from probabilities
+ARMS = OPTIONS  # every arm option, the default of TransferConfig.arms
+LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")  # from predicted labels
+METRICS = LABEL_METRICS + ("log_loss", "roc_auc")  # log-loss, AUC: from probabilities
 LOWER_IS_BETTER = ("log_loss",)
 RESULTS_FORMAT = "moola.transfer_results.v2"
+
+
+def _readout_problem(readouts) -> str | None:
+    """The first read-out that does not parse, as its error message (None: all parse)."""
+    for readout in readouts:
+        try:
+            parse(readout)
+        except ValueError as e:
+            return str(e)
+    return None
 
 
 @dataclass
 class TransferConfig(StrictConfig):
     """Options of the transfer protocol."""
 
-    arms: list[str] = field(default_factory=lambda: list(ARMS))   # options of arms.TABLE
-    primary: str = "frozen vs baseline"   # the one comparison named before the run; others Holm-corrected
-    primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = \
-        "balanced_accuracy"
-    alpha: float = 0.05                   # two-sided level of every test
-    power: float = 0.8                    # for the minimal detectable effect
+    arms: list[str] = field(default_factory=lambda: list(ARMS))  # options of arms.TABLE
+    # probe arms (frozen, random_frozen): "POOLING:LAYER" read-outs, one chosen per fold on the inner split
+    readouts: list[str] = field(default_factory=lambda: [DEFAULT_READOUT])
+    primary: str = "frozen vs baseline"  # the one comparison named before the run; others Holm-corrected
+    primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = "balanced_accuracy"
+    alpha: float = 0.05  # two-sided level of every test
+    power: float = 0.8  # for the minimal detectable effect
     folds: int = 5
     repeats: int = 5
-    seeds_per_fold: int = 1               # baseline / finetune: training seeds averaged per fold
-    group_by_session: bool = True         # windows of one trading session (17:00 New York halt) share a fold
-    embargo_bars: int = 0                 # drop training windows within this many bars (minutes) of a test window
+    seeds_per_fold: int = 1  # baseline / finetune: training seeds averaged per fold
+    group_by_session: bool = True  # windows of one trading session (17:00 New York halt) share a fold
+    embargo_bars: int = 0  # drop training windows within this many bars (minutes) of a test window
     epochs: int = 60
     batch_size: int = 32
-    lr: float = 3e-3                   # head (and baseline encoder) learning rate
-    encoder_lr_scale: float = 0.1      # finetune: encoder lr = lr * encoder_lr_scale
-    unfreeze_epoch: int = 10           # finetune: encoder frozen for the first N epochs (head first)
+    lr: float = 3e-3  # head (and baseline encoder) learning rate
+    encoder_lr_scale: float = 0.1  # finetune: encoder lr = lr * encoder_lr_scale
+    unfreeze_epoch: int = 10  # finetune: encoder frozen for the first N epochs (head first)
     weight_decay: float = 1e-2
-    dropout: float = 0.3               # classifier head dropout
-    patience: int | None = 15          # early stopping on the inner validation loss; None = all epochs
-    inner_val_fraction: float = 0.2    # of the training folds, held out for early stopping
-    class_weighting: bool = True       # loss weights n / (n_classes * count) from the training windows
+    dropout: float = 0.3  # classifier head dropout
+    patience: int | None = 15  # early stopping on the inner validation loss; None = all epochs
+    inner_val_fraction: float = 0.2  # of the training folds, held out for early stopping
+    class_weighting: bool = True  # loss weights n / (n_classes * count) from the training windows
     fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # learning curve
     n_bootstrap: int = 2000
-    cpu_threads: int | None = 1        # torch threads on the CPU (tiny LSTMs run fastest on one); None = as is
+    cpu_threads: int | None = 1  # torch threads on the CPU (tiny LSTMs run fastest on one); None = as is
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:
         unknown = next((a for a in self.arms if a not in OPTIONS), None)
+        bad_readout = _readout_problem(self.readouts)
         checks = [
             (unknown is None, f"unknown arm {unknown!r} in arms.{valid_names_hint(unknown, OPTIONS)}"),
             ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
+            (bad_readout is None, f"readouts: {bad_readout}"),
+            (
+                len(self.readouts) >= 1 and len(set(self.readouts)) == len(self.readouts),
+                "readouts must name at least one read-out and none twice",
+            ),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),
-            (self.seeds_per_fold >= 1 and self.embargo_bars >= 0,
-             "seeds_per_fold must be >= 1 and embargo_bars >= 0"),
+            (self.seeds_per_fold >= 1 and self.embargo_bars >= 0, "seeds_per_fold must be >= 1 and embargo_bars >= 0"),
             (0 < self.alpha < 0.5 and 0.5 <= self.power < 1, "alpha must be in (0, 0.5), power in [0.5, 1)"),
-            (self.primary_pair() is not None, f"primary must be 'ARM vs ARM' with two different arms of "
-             f"{result_arms(self.arms)}, got {self.primary!r}"),
+            (
+                self.primary_pair() is not None,
+                f"primary must be 'ARM vs ARM' with two different arms of "
+                f"{result_arms(self.arms)}, got {self.primary!r}",
+            ),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-            (self.lr > 0 and self.encoder_lr_scale > 0 and math.isfinite(self.lr * self.encoder_lr_scale),
-             "lr and encoder_lr_scale must be finite and > 0"),
+            (
+                self.lr > 0 and self.encoder_lr_scale > 0 and math.isfinite(self.lr * self.encoder_lr_scale),
+                "lr and encoder_lr_scale must be finite and > 0",
+            ),
             (0 <= self.seed < 2**31, "seed must be in [0, 2**31) (the fold splitter's random state)"),
-            (self.unfreeze_epoch >= 0 and self.weight_decay >= 0,
-             "unfreeze_epoch and weight_decay must be >= 0"),
+            (self.unfreeze_epoch >= 0 and self.weight_decay >= 0, "unfreeze_epoch and weight_decay must be >= 0"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1 or None"),
             (0 < self.inner_val_fraction <= 0.5, "inner_val_fraction must be in (0, 0.5]"),

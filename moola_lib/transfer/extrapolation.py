@@ -23,6 +23,7 @@ change with more labels (pretraining effects tend to shrink), which no variance 
 ``validate.py --labels-check`` checks se(n) and the labels needed against larger labelled sets drawn from
 the generator (VALIDATION.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,8 @@ from .config import LOWER_IS_BETTER, TransferConfig
 from .intervals import PER_WINDOW, compare_methods
 
 TARGETS = {"pp": (0.03, 0.05, 0.10), "nats": (0.01, 0.02, 0.05)}
-MAX_FACTOR = 100            # labels needed beyond 100x today's are reported as "more than"
-DEFAULT_EXPONENT = -1.0     # sigma_tau^2 ~ n_train^-1 when the curve cannot fit it
+MAX_FACTOR = 100  # labels needed beyond 100x today's are reported as "more than"
+DEFAULT_EXPONENT = -1.0  # sigma_tau^2 ~ n_train^-1 when the curve cannot fit it
 EXPONENT_RANGE = (-2.0, 0.0)
 
 
@@ -49,12 +50,23 @@ def variance_points(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.n
         dec = d["intervals"].get("decomposition", {})
         folds = runs[f][ref]["folds"]
         n_test = float(np.mean([x["n_test"] for x in folds]))
-        points.append({"fraction": f, "n_train": float(np.mean([x["n_train"] for x in folds])), "n_test": n_test,
-                       "effect": d["mean"], "se": d["se"], "df": d["df"], "mde": d["mde"],
-                       "interval": d["interval"], "sd2": d["sd"] ** 2,
-                       "ci": [d["ci_low"], d["ci_high"]], "sigma_tau2": dec.get("sigma_tau2", math.nan),
-                       "sigma_w2": dec.get("var_test", math.nan) * len(y),
-                       "sigma_w2_fold": dec.get("var_fold_test", math.nan) * n_test})
+        points.append(
+            {
+                "fraction": f,
+                "n_train": float(np.mean([x["n_train"] for x in folds])),
+                "n_test": n_test,
+                "effect": d["mean"],
+                "se": d["se"],
+                "df": d["df"],
+                "mde": d["mde"],
+                "interval": d["interval"],
+                "sd2": d["sd"] ** 2,
+                "ci": [d["ci_low"], d["ci_high"]],
+                "sigma_tau2": dec.get("sigma_tau2", math.nan),
+                "sigma_w2": dec.get("var_test", math.nan) * len(y),
+                "sigma_w2_fold": dec.get("var_fold_test", math.nan) * n_test,
+            }
+        )
     return points
 
 
@@ -71,16 +83,17 @@ def fit_training_exponent(points: list[dict]) -> tuple[float, bool]:
 def se_model(full: dict, exponent: float, folds: int, repeats: int, interval: str):
     """se(n) for n labelled windows (module docstring), scaled to equal the measured se at today's size."""
     J, ratio, n0 = folds * repeats, 1.0 / (folds - 1), full["n_train"] + full["n_test"]
-    w2, w2_fold, tau0 = (full[k] if math.isfinite(full[k]) else 0.0
-                         for k in ("sigma_w2", "sigma_w2_fold", "sigma_tau2"))
-    if not math.isfinite(full["sigma_tau2"]):   # no per-window scores: all of the fold variance as training
+    w2, w2_fold, tau0 = (
+        full[k] if math.isfinite(full[k]) else 0.0 for k in ("sigma_w2", "sigma_w2_fold", "sigma_tau2")
+    )
+    if not math.isfinite(full["sigma_tau2"]):  # no per-window scores: all of the fold variance as training
         tau0 = full["sd2"] if math.isfinite(full["sd2"]) else 0.0
 
     def raw(n: float) -> float:
         tau = tau0 * (n * (folds - 1) / folds / full["n_train"]) ** exponent
         if interval == "decomposition":
             return math.sqrt(w2 / n + (1 / J + ratio) * tau)
-        return math.sqrt((1 / J + ratio) * (tau + w2_fold * folds / n))   # a fold's test noise: one repeat
+        return math.sqrt((1 / J + ratio) * (tau + w2_fold * folds / n))  # a fold's test noise: one repeat
 
     scale = full["se"] / raw(n0) if raw(n0) > 0 and math.isfinite(full["se"]) else math.nan
     return lambda n: scale * raw(n)
@@ -109,22 +122,34 @@ def labels_needed(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.nda
     full = points[-1]
     exponent, fitted = fit_training_exponent(points)
     se_of_n = se_model(full, exponent, cfg.folds, cfg.repeats, full["interval"])
-    factor = stats.t.ppf(1 - cfg.alpha / 2, full["df"]) + stats.t.ppf(cfg.power, full["df"]) \
-        if full["df"] >= 1 else math.nan
+    factor = (
+        stats.t.ppf(1 - cfg.alpha / 2, full["df"]) + stats.t.ppf(cfg.power, full["df"]) if full["df"] >= 1 else math.nan
+    )
     unit = "nats" if metric in LOWER_IS_BETTER else "pp"
     lo, hi = full["ci"]
     far = max(abs(lo), abs(hi)) if math.isfinite(lo) else math.nan
     near = 0.0 if not math.isfinite(lo) or lo <= 0 <= hi else min(abs(lo), abs(hi))
-    out = {"comparison": " vs ".join(cfg.primary_pair()), "metric": metric, "unit": unit, "n_labelled": n_now,
-           "points": points, "effect": full["effect"], "ci": full["ci"], "mde": full["mde"],
-           "power": cfg.power, "alpha": cfg.alpha, "training_exponent": exponent, "exponent_fitted": fitted,
-           "interval": full["interval"],
-           "power_curve": [{"effect": d, "labels": labels_for(d, se_of_n, factor, n_now)} for d in TARGETS[unit]],
-           "observed": labels_for(full["effect"], se_of_n, factor, n_now),
-           "over_interval": [labels_for(far, se_of_n, factor, n_now), labels_for(near, se_of_n, factor, n_now)],
-           "predicted_se": {str(k * n_now): se_of_n(k * n_now) for k in (1, 2, 4, 8)},
-           "method": "se(n) from test-noise and training-variance terms fitted on the learning curve (test fold "
-                     "size fixed); labels needed = smallest n with mde(n) <= effect"}
+    out = {
+        "comparison": " vs ".join(cfg.primary_pair()),
+        "metric": metric,
+        "unit": unit,
+        "n_labelled": n_now,
+        "points": points,
+        "effect": full["effect"],
+        "ci": full["ci"],
+        "mde": full["mde"],
+        "power": cfg.power,
+        "alpha": cfg.alpha,
+        "training_exponent": exponent,
+        "exponent_fitted": fitted,
+        "interval": full["interval"],
+        "power_curve": [{"effect": d, "labels": labels_for(d, se_of_n, factor, n_now)} for d in TARGETS[unit]],
+        "observed": labels_for(full["effect"], se_of_n, factor, n_now),
+        "over_interval": [labels_for(far, se_of_n, factor, n_now), labels_for(near, se_of_n, factor, n_now)],
+        "predicted_se": {str(k * n_now): se_of_n(k * n_now) for k in (1, 2, 4, 8)},
+        "method": "se(n) from test-noise and training-variance terms fitted on the learning curve (test fold "
+        "size fixed); labels needed = smallest n with mde(n) <= effect",
+    }
     out["caveats"] = _caveats(points, fitted, metric, n_now)
     return out
 
@@ -132,15 +157,21 @@ def labels_needed(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.nda
 def _caveats(points: list[dict], fitted: bool, metric: str, n_now: int) -> list[str]:
     notes = []
     if metric not in PER_WINDOW:
-        notes.append(f"{metric} is not a mean of per-window scores: the variance model has no test-noise term "
-                     "and treats all of the standard error as training variance")
+        notes.append(
+            f"{metric} is not a mean of per-window scores: the variance model has no test-noise term "
+            "and treats all of the standard error as training variance"
+        )
     if not fitted:
-        notes.append(f"the learning curve ({len(points)} fraction(s)) could not fit how the training variance "
-                     "shrinks: n_train^-1 assumed (run fractions such as [0.25, 0.5, 1.0])")
+        notes.append(
+            f"the learning curve ({len(points)} fraction(s)) could not fit how the training variance "
+            "shrinks: n_train^-1 assumed (run fractions such as [0.25, 0.5, 1.0])"
+        )
     full = points[-1]
     if not (math.isfinite(full["se"]) and abs(full["effect"]) > full["se"]):
-        notes.append("the observed effect is smaller than its standard error: it may be noise, so read the power "
-                     "curve rather than the labels needed for the observed effect")
+        notes.append(
+            "the observed effect is smaller than its standard error: it may be noise, so read the power "
+            "curve rather than the labels needed for the observed effect"
+        )
     notes.append(f"beyond about 4x today's {n_now} labels the answer extrapolates far outside the curve")
     return notes
 
@@ -154,21 +185,29 @@ def labels_needed_sentence(x: dict) -> str:
     scale, unit, n_now = (1.0 if x["unit"] == "nats" else 100.0), x["unit"], x["n_labelled"]
     fmt = (lambda v: f"{scale * v:.3f}") if unit == "nats" else (lambda v: f"{scale * v:.0f}")
     curve = "; ".join(f"{fmt(p['effect'])} {unit}: {_count(p['labels'], n_now)}" for p in x["power_curve"])
-    head = (f"{x['comparison']} ({x['metric'].replace('_', ' ')}): with {n_now} labelled windows the smallest "
-            f"detectable effect is about {scale * x['mde']:.1f} {unit}. Labelled windows needed to detect a true "
-            f"difference of {curve} (power {x['power']:.0%}, alpha {x['alpha']:g}).")
+    head = (
+        f"{x['comparison']} ({x['metric'].replace('_', ' ')}): with {n_now} labelled windows the smallest "
+        f"detectable effect is about {scale * x['mde']:.1f} {unit}. Labelled windows needed to detect a true "
+        f"difference of {curve} (power {x['power']:.0%}, alpha {x['alpha']:g})."
+    )
     far, near = x["over_interval"]
     lo, hi = x["ci"]
     if not (math.isfinite(lo) and math.isfinite(hi)):
         span = " The observed effect has no interval, so no range of labels can be given for it."
     elif lo <= 0 <= hi:
-        span = (f" The observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit} includes 0: "
-                f"anywhere from {_count(far, n_now)} labels (a true effect at the interval's far end) to no "
-                "number that suffices (no effect).")
+        span = (
+            f" The observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit} includes 0: "
+            f"anywhere from {_count(far, n_now)} labels (a true effect at the interval's far end) to no "
+            "number that suffices (no effect)."
+        )
     else:
-        span = (f" Over the observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit}: "
-                f"{_count(far, n_now)} to {_count(near, n_now)} labels.")
-    how = (" Model: test noise plus a training variance going as n_train^"
-           f"{x['training_exponent']:.2f} ({'fitted on' if x['exponent_fitted'] else 'assumed, not fitted on'} "
-           "the learning curve). Caveats: " + "; ".join(x["caveats"]) + ".")
+        span = (
+            f" Over the observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit}: "
+            f"{_count(far, n_now)} to {_count(near, n_now)} labels."
+        )
+    how = (
+        " Model: test noise plus a training variance going as n_train^"
+        f"{x['training_exponent']:.2f} ({'fitted on' if x['exponent_fitted'] else 'assumed, not fitted on'} "
+        "the learning curve). Caveats: " + "; ".join(x["caveats"]) + "."
+    )
     return head + span + how

@@ -4,6 +4,7 @@ They draw what transfer_results.json and the labelled set hold, each arm in the 
 row in ``arms.TABLE``; pooled encoder features for the embedding projection come from
 ``moola_lib.models.embed_windows``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,26 +19,33 @@ from ..labels import LabelledSet
 from .arms import arm as arm_row
 from .config import LABEL_METRICS, LOWER_IS_BETTER, METRICS
 
-BAR_METRICS = LABEL_METRICS + ("roc_auc",)   # the metrics in percent
+BAR_METRICS = LABEL_METRICS + ("roc_auc",)  # the metrics in percent
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
 
 
 def _ci(stat: Mapping, scale: float = 100.0, signed: bool = False, digits: int = 1) -> str:
     fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
-    return (f"{fmt.format(scale * stat['mean'])} [{fmt.format(scale * stat['ci_low'])}, "
-            f"{fmt.format(scale * stat['ci_high'])}]")
+    return (
+        f"{fmt.format(scale * stat['mean'])} [{fmt.format(scale * stat['ci_low'])}, "
+        f"{fmt.format(scale * stat['ci_high'])}]"
+    )
 
 
 def labelled_table(labelled: LabelledSet) -> pd.DataFrame:
     """Class counts, overlap groups and time span of the labelled set."""
     s = labelled.summary()
     rows = {f"windows labelled {c}": n for c, n in s["class_counts"].items()}
-    rows.update({
-        "windows": s["n_windows"], "groups of overlapping windows": s["n_groups"],
-        "first window starts": s["first_start"], "last window starts": s["last_start"],
-        "invalid (warm-up) bars": s["invalid_bars"], "features": "cold start (window alone)"
-        if s["cold_start"] else "full history", "source": s["source"]["path"],
-    })
+    rows.update(
+        {
+            "windows": s["n_windows"],
+            "groups of overlapping windows": s["n_groups"],
+            "first window starts": s["first_start"],
+            "last window starts": s["last_start"],
+            "invalid (warm-up) bars": s["invalid_bars"],
+            "features": "cold start (window alone)" if s["cold_start"] else "full history",
+            "source": s["source"]["path"],
+        }
+    )
     if labelled.truth is not None:
         rows["labels flipped (noise)"] = int(labelled.truth["flipped"].sum())
     return pd.DataFrame({"value": {k: str(v) for k, v in rows.items()}})
@@ -49,8 +57,9 @@ EXAMPLE_FEATURES = ("close_norm", "dist_to_prev_SH", "dist_to_prev_SL", "range_z
 def labelled_examples(labelled: LabelledSet, n: int = 3, features=EXAMPLE_FEATURES) -> plt.Figure:
     """The first ``n`` windows of each class: a few feature traces, the labelled pattern shaded."""
     cols = [FEATURE_NAMES.index(f) for f in features]
-    fig, axes = plt.subplots(len(labelled.classes), n, figsize=(4 * n, 2.6 * len(labelled.classes)),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(labelled.classes), n, figsize=(4 * n, 2.6 * len(labelled.classes)), sharex=True, squeeze=False
+    )
     for c, name in enumerate(labelled.classes):
         for j, i in enumerate(np.flatnonzero(labelled.y == c)[:n]):
             ax = axes[c, j]
@@ -70,9 +79,12 @@ def metrics_table(results: Mapping) -> pd.DataFrame:
     """Per arm: every metric as 'mean [95% CI]' in percent (the log-loss in nats)."""
     rows = {}
     for arm, a in results["arms"].items():
-        rows[arm_row(arm).title] = {(name + " (nats)" if name in LOWER_IS_BETTER else name).replace("_", " "):
-                                 _ci(stat, 1.0, digits=3) if name in LOWER_IS_BETTER else _ci(stat)
-                                 for name, stat in a["summary"].items()}
+        rows[arm_row(arm).title] = {
+            (name + " (nats)" if name in LOWER_IS_BETTER else name).replace("_", " "): _ci(stat, 1.0, digits=3)
+            if name in LOWER_IS_BETTER
+            else _ci(stat)
+            for name, stat in a["summary"].items()
+        }
     return pd.DataFrame(rows).T
 
 
@@ -87,13 +99,20 @@ def differences_table(results: Mapping) -> pd.DataFrame:
             d = comp[m]
             scale, digits = (1.0, 3) if m in LOWER_IS_BETTER else (100.0, 1)
             boot = d.get("test_noise_only_ci")
-            rows.append({"comparison": key + (" (primary)" if comp.get("primary") else ""),
-                         "metric": m.replace("_", " "), "difference [95% CI]": _ci(d, scale, True, digits),
-                         "detectable effect (80% power)": f"{scale * d['mde']:.{digits}f}",
-                         "interval": d.get("interval", "corrected_t"), "p": f"{d['p_value']:.3g}",
-                         "p (Holm)": f"{d['p_holm']:.3g}" if "p_holm" in d else "primary",
-                         "test-set noise only": f"[{scale * boot[0]:+.{digits}f}, {scale * boot[1]:+.{digits}f}]"
-                         if boot else "-"})
+            rows.append(
+                {
+                    "comparison": key + (" (primary)" if comp.get("primary") else ""),
+                    "metric": m.replace("_", " "),
+                    "difference [95% CI]": _ci(d, scale, True, digits),
+                    "detectable effect (80% power)": f"{scale * d['mde']:.{digits}f}",
+                    "interval": d.get("interval", "corrected_t"),
+                    "p": f"{d['p_value']:.3g}",
+                    "p (Holm)": f"{d['p_holm']:.3g}" if "p_holm" in d else "primary",
+                    "test-set noise only": f"[{scale * boot[0]:+.{digits}f}, {scale * boot[1]:+.{digits}f}]"
+                    if boot
+                    else "-",
+                }
+            )
     return pd.DataFrame(rows).set_index(["comparison", "metric"])
 
 
@@ -107,8 +126,15 @@ def metrics_bars(results: Mapping, metrics=BAR_METRICS) -> plt.Figure:
         mean = np.array([s[m]["mean"] for m in metrics])
         err = np.array([[s[m]["mean"] - s[m]["ci_low"], s[m]["ci_high"] - s[m]["mean"]] for m in metrics]).T
         x = np.arange(len(metrics)) + (j - (len(arms) - 1) / 2) * width
-        ax.bar(x, 100 * mean, width, yerr=100 * np.nan_to_num(err), capsize=3, color=arm_row(arm).colour,
-               label=arm_row(arm).title)
+        ax.bar(
+            x,
+            100 * mean,
+            width,
+            yerr=100 * np.nan_to_num(err),
+            capsize=3,
+            color=arm_row(arm).colour,
+            label=arm_row(arm).title,
+        )
     ax.axhline(100 / len(results["data"]["classes"]), color="k", ls="--", lw=0.8, label="chance")
     ax.set_xticks(np.arange(len(metrics)), [m.replace("_", " ") for m in metrics])
     ax.set_ylabel("% (mean over folds, 95% CI)")
@@ -164,8 +190,7 @@ def embedding_projection(embeddings: Mapping[str, np.ndarray], labelled: Labelle
         pca = PCA(n_components=2).fit(Z)
         P = pca.transform(Z)
         for c, name in enumerate(labelled.classes):
-            ax.scatter(*P[labelled.y == c].T, s=12, alpha=0.7, color=CLASS_COLORS[c % len(CLASS_COLORS)],
-                       label=name)
+            ax.scatter(*P[labelled.y == c].T, s=12, alpha=0.7, color=CLASS_COLORS[c % len(CLASS_COLORS)], label=name)
         ev = 100 * pca.explained_variance_ratio_
         ax.set_xlabel(f"PC1 ({ev[0]:.0f}%)")
         ax.set_ylabel(f"PC2 ({ev[1]:.0f}%)")
@@ -182,9 +207,18 @@ def overlap_table(overlap: Mapping | None) -> pd.DataFrame:
         return pd.DataFrame({"windows": {"pretraining period": "unknown (no training_results.json)"}})
     rows = {"without timestamps (overlap unknown)": overlap["without_timestamps"]}
     if overlap["status"] != "unknown":
-        rows.update({f"inside {name} split {lo}..{hi}": overlap["inside_split"][name]
-                     for name, (lo, hi) in overlap["splits"].items()})
+        rows.update(
+            {
+                f"inside {name} split {lo}..{hi}": overlap["inside_split"][name]
+                for name, (lo, hi) in overlap["splits"].items()
+            }
+        )
         data = overlap["encoder_data_path"] or f"synthetic (seed {overlap['encoder_synthetic_seed']})"
-        rows.update({"seen in pretraining (train/val, not excluded)": overlap["seen"],
-                     "in excluded periods": overlap["excluded"], "encoder data": data})
+        rows.update(
+            {
+                "seen in pretraining (train/val, not excluded)": overlap["seen"],
+                "in excluded periods": overlap["excluded"],
+                "encoder data": data,
+            }
+        )
     return pd.DataFrame({"windows": {k: str(v) for k, v in rows.items()}})

@@ -7,6 +7,7 @@ by default, windows of the same trading session: bars of one session share its r
 test window's session-mates in the training folds would flatter every arm. The embargo drops training
 windows within N bars of a test window (purged cross-validation).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from ..data import DataValidationError
 
 SESSION_TZ = "America/New_York"
-SESSION_END_HOUR = 17   # the daily CME Globex halt: a session runs from 18:00 to 17:00 the next day
+SESSION_END_HOUR = 17  # the daily CME Globex halt: a session runs from 18:00 to 17:00 the next day
 
 
 def session_ids(times: pd.DatetimeIndex) -> np.ndarray:
@@ -31,8 +32,9 @@ def session_ids(times: pd.DatetimeIndex) -> np.ndarray:
     return np.where(np.isnan(out), -1, out).astype(np.int64)
 
 
-def fold_groups(overlap: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex,
-                by_session: bool = True) -> np.ndarray:
+def fold_groups(
+    overlap: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex, by_session: bool = True
+) -> np.ndarray:
     """Group ids for the folds: windows that overlap (``overlap`` ids) and, with ``by_session``, windows
     whose first or last bar falls in the same trading session are joined (transitively). Windows
     without timestamps keep their overlap group."""
@@ -45,15 +47,22 @@ def fold_groups(overlap: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIn
         _, node = np.unique(key, return_inverse=True)
         known = key >= 0
         rows.append(np.flatnonzero(known))
-        cols.append(n + k * n + node[known])        # one graph node per (key kind, value)
-    graph = coo_matrix((np.ones(sum(map(len, rows))), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=(n + len(keys) * n,) * 2)
+        cols.append(n + k * n + node[known])  # one graph node per (key kind, value)
+    graph = coo_matrix(
+        (np.ones(sum(map(len, rows))), (np.concatenate(rows), np.concatenate(cols))), shape=(n + len(keys) * n,) * 2
+    )
     _, component = connected_components(graph, directed=False)
     return np.unique(component[:n], return_inverse=True)[1].astype(np.int64)
 
 
-def embargo(train_idx: np.ndarray, test_idx: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex,
-            bars: int, bar_minutes: float = 1.0) -> np.ndarray:
+def embargo(
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    start: pd.DatetimeIndex,
+    end: pd.DatetimeIndex,
+    bars: int,
+    bar_minutes: float = 1.0,
+) -> np.ndarray:
     """``train_idx`` without the windows separated from a test window (before or after it) by fewer
     than ``bars`` bars of ``bar_minutes`` (measured in time: across a session halt the count is in
     minutes). Windows without timestamps cannot be placed in time and are kept."""
@@ -64,7 +73,7 @@ def embargo(train_idx: np.ndarray, test_idx: np.ndarray, start: pd.DatetimeIndex
     e[np.asarray(end.isna())] = np.nan
     gap = np.maximum(s[train_idx, None] - e[None, test_idx], s[None, test_idx] - e[train_idx, None])
     # start - end of consecutive windows with k bars between them is (k + 1) bar lengths
-    too_close = (gap < (bars + 1) * bar_minutes * 60e9).any(axis=1)   # NaN compares False: unknown kept
+    too_close = (gap < (bars + 1) * bar_minutes * 60e9).any(axis=1)  # NaN compares False: unknown kept
     return train_idx[~too_close]
 
 
@@ -79,24 +88,33 @@ def make_folds(y: np.ndarray, groups: np.ndarray, folds: int, repeats: int, seed
     return assign
 
 
-def inner_split(train_idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inner_split(
+    train_idx: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split training-fold indices into (fit, early-stopping validation), stratified and group-aware; too
     few windows of a class, or too few groups, for ``fraction`` is a DataValidationError saying what to change."""
     n_splits = max(2, round(1 / fraction))
     counts = np.bincount(y[train_idx], minlength=int(y.max()) + 1)
     if counts.min() < n_splits:
-        raise DataValidationError("labelled windows", "inner_split", f"a training fold holds only "
-                                  f"{counts.tolist()} windows per class, too few for an inner split of "
-                                  f"1/{n_splits} (after the embargo and learning-curve subsampling); lower "
-                                  "embargo_bars, use fewer folds or a larger inner_val_fraction")
+        raise DataValidationError(
+            "labelled windows",
+            "inner_split",
+            f"a training fold holds only "
+            f"{counts.tolist()} windows per class, too few for an inner split of "
+            f"1/{n_splits} (after the embargo and learning-curve subsampling); lower "
+            "embargo_bars, use fewer folds or a larger inner_val_fraction",
+        )
     n_groups = len(np.unique(groups[train_idx]))
-    if n_groups < n_splits:   # a group never straddles the split: each side needs groups of its own
-        raise DataValidationError("labelled windows", "inner_split", f"a training fold holds only {n_groups} "
-                                  f"group(s) of windows (overlapping windows and, with group_by_session, "
-                                  f"trading sessions), too few for an inner split of 1/{n_splits}; label "
-                                  "windows from more sessions, set group_by_session False, use fewer folds "
-                                  "or a larger inner_val_fraction")
+    if n_groups < n_splits:  # a group never straddles the split: each side needs groups of its own
+        raise DataValidationError(
+            "labelled windows",
+            "inner_split",
+            f"a training fold holds only {n_groups} "
+            f"group(s) of windows (overlapping windows and, with group_by_session, "
+            f"trading sessions), too few for an inner split of 1/{n_splits}; label "
+            "windows from more sessions, set group_by_session False, use fewer folds "
+            "or a larger inner_val_fraction",
+        )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit, val = next(splitter.split(train_idx, y[train_idx], groups[train_idx]))
     return train_idx[fit], train_idx[val]
@@ -108,6 +126,5 @@ def subsample(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) 
     keep = []
     for c in np.unique(y[train_idx]):
         members = train_idx[y[train_idx] == c]
-        keep.append(rng.choice(members, size=min(len(members), max(2, round(fraction * len(members)))),
-                               replace=False))
+        keep.append(rng.choice(members, size=min(len(members), max(2, round(fraction * len(members)))), replace=False))
     return np.sort(np.concatenate(keep))

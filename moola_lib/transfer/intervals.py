@@ -29,6 +29,7 @@ prints: the narrowest that covered the true difference in at least 93% of the va
 true spread / printed se 0.75-0.82, where the corrected t gave 0.42-0.71). Metrics that are no mean of
 per-window scores (macro F1, ROC AUC) fall back to the corrected t.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,13 +44,15 @@ from .stats import (
     minimal_detectable_effect,
 )
 
-PER_WINDOW = ("accuracy", "balanced_accuracy", "log_loss")   # metrics that are means of per-window scores
-DEFAULT_ROPE = {"log_loss": 0.01}                            # every other metric: 0.01 (1 pp)
+PER_WINDOW = ("accuracy", "balanced_accuracy", "log_loss")  # metrics that are means of per-window scores
+DEFAULT_ROPE = {"log_loss": 0.01}  # every other metric: 0.01 (1 pp)
 METHODS = ("corrected_t", "bayesian_correlated_t", "decomposition")
-VERDICT_INTERVAL = "decomposition"   # VALIDATION.md: covered in every pair, 20-40% narrower than the corrected t
-METHOD_TITLES = {"corrected_t": "corrected resampled t (Nadeau-Bengio)",
-                 "bayesian_correlated_t": "Bayesian correlated t (Corani-Benavoli)",
-                 "decomposition": "per-window variance decomposition (test + training)"}
+VERDICT_INTERVAL = "decomposition"  # VALIDATION.md: covered in every pair, 20-40% narrower than the corrected t
+METHOD_TITLES = {
+    "corrected_t": "corrected resampled t (Nadeau-Bengio)",
+    "bayesian_correlated_t": "Bayesian correlated t (Corani-Benavoli)",
+    "decomposition": "per-window variance decomposition (test + training)",
+}
 _PROB_FLOOR = 1e-7
 # the printed minimal detectable effect varied across replicate labelled sets with a coefficient of variation
 # of 20-30% (VALIDATION.md): as noisy as a variance estimate on about 8 degrees of freedom, whatever the
@@ -71,11 +74,20 @@ def bayesian_correlated_t(values, test_train_ratio: float, rope: float = 0.01, a
     posterior probabilities that the difference lies above ``rope``, inside [-rope, rope], below -rope."""
     nb = corrected_t(values, test_train_ratio, alpha)
     mean, scale, df = nb["mean"], nb["se"], nb["df"]
-    out = {"mean": mean, "scale": scale, "df": df, "rope": rope, "ci_low": nb["ci_low"], "ci_high": nb["ci_high"],
-           "p_above_rope": math.nan, "p_in_rope": math.nan, "p_below_rope": math.nan}
+    out = {
+        "mean": mean,
+        "scale": scale,
+        "df": df,
+        "rope": rope,
+        "ci_low": nb["ci_low"],
+        "ci_high": nb["ci_high"],
+        "p_above_rope": math.nan,
+        "p_in_rope": math.nan,
+        "p_below_rope": math.nan,
+    }
     if not math.isfinite(scale):
         return out
-    if scale == 0.0:   # the posterior is a point mass at the mean
+    if scale == 0.0:  # the posterior is a point mass at the mean
         above, below = float(mean > rope), float(mean < -rope)
     else:
         above = float(stats.t.sf(rope, df, loc=mean, scale=scale))
@@ -111,11 +123,18 @@ def cluster_variance_of_mean(values: np.ndarray, clusters: np.ndarray) -> float:
     if G < 2:
         return math.nan
     sums = np.bincount(c, weights=values - values.mean(), minlength=G)
-    return float(G / (G - 1) * np.sum(sums ** 2) / len(values) ** 2)
+    return float(G / (G - 1) * np.sum(sums**2) / len(values) ** 2)
 
 
-def decomposition(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, test_train_ratio: float,
-                  mean: float | None = None, alpha: float = 0.05, power: float = 0.8) -> dict:
+def decomposition(
+    e: np.ndarray,
+    folds: list[np.ndarray],
+    groups: np.ndarray,
+    test_train_ratio: float,
+    mean: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> dict:
     """The variance-decomposition interval (module docstring) of per-window paired differences ``e``
     [repeats, N]; ``folds``: one (repeat, test indices) pair per fitted model; ``mean`` (default the mean of
     e) centres the interval. Returns mean, se, df, t, p_value, ci_low, ci_high, mde and the two variance
@@ -128,22 +147,40 @@ def decomposition(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, te
     fold_means = np.array([e[r, idx].mean() for r, idx in folds])
     fold_noise = np.array([cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds])
     J, G = len(folds), len(np.unique(groups))
-    tau2 = _between_model_variance(fold_means, fold_noise, [r for r, _ in folds], [len(i) for _, i in folds],
-                                   e.shape[1])
+    tau2 = _between_model_variance(
+        fold_means, fold_noise, [r for r, _ in folds], [len(i) for _, i in folds], e.shape[1]
+    )
     var_train = (1.0 / J + test_train_ratio) * tau2
     var = var_test + var_train
-    out = {"mean": mean, "var_test": var_test, "var_train": var_train, "sigma_tau2": tau2,
-           "var_fold_test": float(np.nanmean(fold_noise)), "se": math.nan,
-           "df": math.nan, "t": math.nan, "p_value": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "mde": math.nan}
+    out = {
+        "mean": mean,
+        "var_test": var_test,
+        "var_train": var_train,
+        "sigma_tau2": tau2,
+        "var_fold_test": float(np.nanmean(fold_noise)),
+        "se": math.nan,
+        "df": math.nan,
+        "t": math.nan,
+        "p_value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "mde": math.nan,
+    }
     if not (math.isfinite(var) and var > 0):
         return out
-    denominator = var_test ** 2 / (G - 1) + (var_train ** 2 / (J - 1) if var_train > 0 else 0.0)
-    df = var ** 2 / denominator                      # Welch-Satterthwaite
+    denominator = var_test**2 / (G - 1) + (var_train**2 / (J - 1) if var_train > 0 else 0.0)
+    df = var**2 / denominator  # Welch-Satterthwaite
     se = math.sqrt(var)
     lo, hi = t_interval(mean, se, df, alpha)
-    out.update(se=se, df=df, t=mean / se, p_value=float(2 * stats.t.sf(abs(mean / se), df)), ci_low=lo, ci_high=hi,
-               mde=minimal_detectable_effect(se, df, alpha, power))
+    out.update(
+        se=se,
+        df=df,
+        t=mean / se,
+        p_value=float(2 * stats.t.sf(abs(mean / se), df)),
+        ci_low=lo,
+        ci_high=hi,
+        mde=minimal_detectable_effect(se, df, alpha, power),
+    )
     return out
 
 
@@ -152,8 +189,11 @@ def _between_model_variance(means, noise, repeats, sizes, n: int) -> float:
     times 1 - n_test / N: the folds of a repeat partition the windows, so their means vary less than
     independent samples would), averaged over the repeats, floored at 0; NaN with no repeat of two folds."""
     means, noise, repeats, sizes = (np.asarray(a, dtype=float) for a in (means, noise, repeats, sizes))
-    per_repeat = [np.var(means[repeats == r], ddof=1) - np.nanmean(noise[repeats == r] * (1 - sizes[repeats == r] / n))
-                  for r in np.unique(repeats) if (repeats == r).sum() > 1]
+    per_repeat = [
+        np.var(means[repeats == r], ddof=1) - np.nanmean(noise[repeats == r] * (1 - sizes[repeats == r] / n))
+        for r in np.unique(repeats)
+        if (repeats == r).sum() > 1
+    ]
     return max(0.0, float(np.mean(per_repeat))) if per_repeat else math.nan
 
 
@@ -172,8 +212,15 @@ def rope_for(metric: str) -> float:
     return DEFAULT_ROPE.get(metric, 0.01)
 
 
-def compare_methods(arm_run: dict, ref_run: dict, y: np.ndarray, groups: np.ndarray, alpha: float = 0.05,
-                    power: float = 0.8, chosen: str = VERDICT_INTERVAL) -> dict:
+def compare_methods(
+    arm_run: dict,
+    ref_run: dict,
+    y: np.ndarray,
+    groups: np.ndarray,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    chosen: str = VERDICT_INTERVAL,
+) -> dict:
     """Per metric, the paired difference arm - reference under every method of ``METHODS`` (runs: {"folds":
     fold records, "oof": probabilities [repeats, N, C]} as ``protocol.evaluate_arms`` makes them). The top
     level carries the ``chosen`` method's mean, se, df, p_value, CI and minimal detectable effect (with its
@@ -189,11 +236,16 @@ def compare_methods(arm_run: dict, ref_run: dict, y: np.ndarray, groups: np.ndar
         if m in PER_WINDOW and "oof" in arm_run and "oof" in ref_run:
             e = per_window_scores(y, arm_run["oof"], m) - per_window_scores(y, ref_run["oof"], m)
             methods["decomposition"] = decomposition(e, models, groups, ratio, nb["mean"], alpha, power)
-        name = chosen if chosen in methods and math.isfinite(methods[chosen].get("p_value", math.nan)) \
-            else "corrected_t"
+        name = (
+            chosen if chosen in methods and math.isfinite(methods[chosen].get("p_value", math.nan)) else "corrected_t"
+        )
         pick = methods[name]
-        out[m] = {**{k: pick[k] for k in ("mean", "se", "df", "t", "p_value", "ci_low", "ci_high", "mde")},
-                  "sd": nb["sd"], "n": nb["n"], "interval": name,
-                  "mde_range": mde_range(pick["mde"], pick["df"], alpha),
-                  "intervals": methods}
+        out[m] = {
+            **{k: pick[k] for k in ("mean", "se", "df", "t", "p_value", "ci_low", "ci_high", "mde")},
+            "sd": nb["sd"],
+            "n": nb["n"],
+            "interval": name,
+            "mde_range": mde_range(pick["mde"], pick["df"], alpha),
+            "intervals": methods,
+        }
     return out

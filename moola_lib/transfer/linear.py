@@ -13,6 +13,7 @@ training windows than the arms it is compared with. Refitting the trained arms i
 cost (and an epoch count chosen on 80% of the windows is not the right one for 100%); fitting every arm on
 the fit windows and selecting on the validation windows is the cheaper of the two honest rules.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,14 +26,15 @@ C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 def _probe(C: float, class_weighting: bool):
-    return make_pipeline(StandardScaler(), LogisticRegression(
-        C=C, max_iter=2000, class_weight="balanced" if class_weighting else None))
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, max_iter=2000, class_weight="balanced" if class_weighting else None)
+    )
 
 
-def fit_logistic(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
-                 class_weighting: bool = True):
+def fit_logistic(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, class_weighting: bool = True):
     """The probe fitted on ``fit_idx`` at the C of ``C_GRID`` with the lowest log-loss on ``val_idx``
-    (ties: the strongest regularisation); ``chosen_C`` records it."""
+    (ties: the strongest regularisation); ``chosen_C`` records it, ``val_log_loss`` that log-loss (what
+    chooses among read-outs, ``readouts.choose``)."""
     labels = np.unique(y)
     models, losses = [], []
     for C in C_GRID:
@@ -41,4 +43,5 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.
     best = int(np.argmin(np.round(losses, 10)))
     model = models[best]
     model.chosen_C = C_GRID[best]
+    model.val_log_loss = float(losses[best])
     return model

@@ -6,9 +6,12 @@ Arms share the architecture; what differs is read from the arm's row (``arms.TAB
 pretrained one (``finetune``); ``head_first`` keeps the encoder frozen for ``unfreeze_epoch`` epochs;
 ``scaled_encoder_lr`` trains the encoder at ``lr * encoder_lr_scale``. Frozen encoders (``frozen``,
 ``random_frozen``) are not trained here: their pooled features go to the deterministic linear probe
-(``linear.fit_logistic``), see ``pooled``. The parameters are fitted on the fit windows only; the inner
-validation windows choose the epoch (as they choose the probe's C), so every arm learns from the same windows.
+(``linear.fit_logistic``), see ``pooled`` and ``readouts``; ``probe_head`` (``lpft``) starts the head from
+such a probe (``head_from_probe``) and trains the head at the encoder's scaled rate too. The parameters are
+fitted on the fit windows only; the inner validation windows choose the epoch (as they choose the probe's C),
+so every arm learns from the same windows.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +26,7 @@ from .arms import arm as arm_row
 from .config import TransferConfig
 
 
-def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float,
-                     seed: int) -> JadeClassifier:
+def build_classifier(arm: str, encoder: JadeEncoder, n_classes: int, dropout: float, seed: int) -> JadeClassifier:
     """The arm's classifier: a copy of the pretrained encoder, or a random one of the identical
     architecture for the arms whose row says ``encoder="random"``. The head starts from the same seed in
     every arm."""
@@ -39,13 +41,34 @@ def pooled(encoder: JadeEncoder, X: torch.Tensor, V: torch.Tensor) -> np.ndarray
     return embed_windows(encoder, X, V, X.device).astype(np.float64)
 
 
+@torch.no_grad()
+def head_from_probe(model: JadeClassifier, probe) -> None:
+    """Set ``model``'s normalisation and head so that it decides as ``probe`` (``linear.fit_logistic``: a
+    StandardScaler and a logistic regression on the model's own pooled features) does: in eval mode the
+    classifier's probabilities equal the probe's (LP-FT starts fine-tuning from here). Batch normalisation
+    divides by sqrt(var + eps); its weight undoes the eps so that it standardises exactly as the scaler."""
+    scaler, logistic = probe[0], probe[-1]
+    scale = torch.as_tensor(scaler.scale_, dtype=model.norm.running_var.dtype)
+    model.norm.running_mean.copy_(torch.as_tensor(scaler.mean_))
+    model.norm.running_var.copy_(scale**2)
+    model.norm.weight.copy_(torch.sqrt(scale**2 + model.norm.eps) / scale)
+    model.norm.bias.zero_()
+    coef, intercept = (torch.as_tensor(a, dtype=model.head.weight.dtype) for a in (logistic.coef_, logistic.intercept_))
+    if len(coef) == 1:  # binary: sigmoid(w.z + b) = softmax of the logits (-(w.z + b) / 2, (w.z + b) / 2)
+        coef, intercept = torch.cat([-coef, coef]) / 2, torch.cat([-intercept, intercept]) / 2
+    if coef.shape != model.head.weight.shape:
+        raise ValueError(f"probe of shape {tuple(coef.shape)} does not fit the head {tuple(model.head.weight.shape)}")
+    model.head.weight.copy_(coef)
+    model.head.bias.copy_(intercept)
+
+
 def _optimizer(model: JadeClassifier, arm: str, cfg: TransferConfig) -> torch.optim.Optimizer:
     row = arm_row(arm)
     if row.kind != "trained":
         raise ValueError(f"arm {arm!r} is not trained by SGD (its kind is {row.kind!r})")
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    groups = [{"params": head, "lr": cfg.lr}]
     scale = cfg.encoder_lr_scale if row.scaled_encoder_lr else 1.0
+    groups = [{"params": head, "lr": cfg.lr * scale if row.probe_head else cfg.lr}]
     groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr * scale})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
@@ -64,7 +87,7 @@ def _epoch(model, opt, loss_fn, data, fit_t, features, cfg, gen) -> float:
         model.encoder.eval()
     total = 0.0
     for b in torch.randperm(len(fit_t), generator=gen).split(cfg.batch_size):
-        if len(b) < 2:      # batch normalisation needs two windows; a lone one waits for the next epoch
+        if len(b) < 2:  # batch normalisation needs two windows; a lone one waits for the next epoch
             continue
         idx = fit_t[b.to(fit_t.device)]
         loss = loss_fn(_logits(model, X, V, idx, features), Y[idx])
@@ -87,8 +110,15 @@ def _calibrate_norm(model: JadeClassifier, X, V, fit_t, features=None) -> None:
     model.norm.running_var.copy_(pooled.var(0, unbiased=True))
 
 
-def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.ndarray, val_idx: np.ndarray,
-                   cfg: TransferConfig, seed: int) -> dict:
+def fit_classifier(
+    model: JadeClassifier,
+    arm: str,
+    data: tuple,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TransferConfig,
+    seed: int,
+) -> dict:
     """Train ``model`` (an arm of kind "trained") in place on ``fit_idx``; keep the weights of the
     epoch with the lowest loss on ``val_idx`` (early stopping after ``patience`` epochs without
     improvement). While the encoder is frozen its pooled features are computed once. Returns the history."""
@@ -118,21 +148,30 @@ def fit_classifier(model: JadeClassifier, arm: str, data: tuple, fit_idx: np.nda
             val_loss = float(loss_fn(_logits(model, X, V, val_t, features), Y[val_t]))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "val_loss": val_loss,
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
             waited = 0
         else:
             waited += 1
             if cfg.patience is not None and waited >= cfg.patience:
                 break
-    if best["state"] is None:   # every validation loss NaN or inf: the weights diverged
-        raise FloatingPointError(f"{arm}: the validation loss was never finite in {len(history)} epoch(s) "
-                                 f"(lr={cfg.lr:g} too large?); lower lr")
+    if best["state"] is None:  # every validation loss NaN or inf: the weights diverged
+        raise FloatingPointError(
+            f"{arm}: the validation loss was never finite in {len(history)} epoch(s) "
+            f"(lr={cfg.lr:g} too large?); lower lr"
+        )
     model.load_state_dict(best["state"])
     model.encoder.requires_grad_(True)
     model.eval()
-    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs_run": len(history),
-            "history": history}
+    return {
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "epochs_run": len(history),
+        "history": history,
+    }
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ mean over its training seeds (``seeds_per_fold`` for the SGD-trained arms; the p
 models are deterministic, one fit); its out-of-fold probabilities are the mean over those seeds. How each
 arm is fitted: ``fits`` (one fit function per kind of arm of the table in ``arms``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,16 @@ def _fold_record(y_test: np.ndarray, probas: list[np.ndarray], classes) -> dict:
     return record
 
 
-def evaluate_arms(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray,
-                  groups: np.ndarray, fraction: float = 1.0, progress=None, arms=None) -> dict:
+def evaluate_arms(
+    labelled: LabelledSet,
+    inputs: Inputs,
+    cfg: TransferConfig,
+    assign: np.ndarray,
+    groups: np.ndarray,
+    fraction: float = 1.0,
+    progress=None,
+    arms=None,
+) -> dict:
     """Train and test every arm (``arms``, default those of ``cfg``) on every (repeat, fold) of ``assign``.
     With ``fraction`` < 1 each training set is a stratified subsample (identical for all arms). Returns,
     per arm, the fold records and the out-of-fold probabilities [repeats, N, C]."""
@@ -57,20 +66,31 @@ def evaluate_arms(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, as
             t0 = time.perf_counter()
             probas, info = arm_probabilities(arm, inputs, y, (fit_idx, val_idx, test_idx), cfg, seed)
             out[arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
-            out[arm]["folds"].append({
-                "repeat": r, "fold": k, "fraction": fraction, "n_train": len(train_idx),
-                "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(test_idx),
-                **_fold_record(y[test_idx], probas, labelled.classes), **info,
-                "seconds": time.perf_counter() - t0,
-                "fit_idx": fit_idx.tolist(), "val_idx": val_idx.tolist(), "test_idx": test_idx.tolist(),
-            })
+            out[arm]["folds"].append(
+                {
+                    "repeat": r,
+                    "fold": k,
+                    "fraction": fraction,
+                    "n_train": len(train_idx),
+                    "n_fit": len(fit_idx),
+                    "n_val": len(val_idx),
+                    "n_test": len(test_idx),
+                    **_fold_record(y[test_idx], probas, labelled.classes),
+                    **info,
+                    "seconds": time.perf_counter() - t0,
+                    "fit_idx": fit_idx.tolist(),
+                    "val_idx": val_idx.tolist(),
+                    "test_idx": test_idx.tolist(),
+                }
+            )
             if progress is not None:
                 progress.update(1)
     return out
 
 
-def fold_splits(labelled: LabelledSet, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray,
-                fraction: float = 1.0):
+def fold_splits(
+    labelled: LabelledSet, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray, fraction: float = 1.0
+):
     """(repeat, fold, seed, training windows, (fit, early-stopping, test windows)) of every fold: the
     embargo, the learning curve's subsample and the inner split applied."""
     y = labelled.y
@@ -85,8 +105,12 @@ def fold_splits(labelled: LabelledSet, cfg: TransferConfig, assign: np.ndarray, 
             yield r, k, seed, train_idx, (fit_idx, val_idx, test_idx)
 
 
-def run_transfer(labelled: LabelledSet, encoder: EncoderSource | str | Path,
-                 config: TransferConfig | Mapping | None = None, run_dir=None) -> dict:
+def run_transfer(
+    labelled: LabelledSet,
+    encoder: EncoderSource | str | Path,
+    config: TransferConfig | Mapping | None = None,
+    run_dir=None,
+) -> dict:
     """The whole protocol. ``encoder``: an ``EncoderSource`` read once by the caller (with its feature
     options and training_results.json), or the path of an encoder file or checkpoint (read here, once).
     Its input size must match the features. Evaluates every arm on the same folds, reports how many
@@ -98,22 +122,28 @@ def run_transfer(labelled: LabelledSet, encoder: EncoderSource | str | Path,
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
-    for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):   # every inner split exists: before any training
+    for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):  # every inner split exists: before any training
         for _ in fold_splits(labelled, cfg, assign, groups, fraction):
             pass
     runs = _evaluate_fractions(labelled, Inputs.build(labelled, source.encoder, cfg), cfg, assign, groups)
     results = {
-        "format": RESULTS_FORMAT, "config": dataclasses.asdict(cfg), "data": labelled.summary(),
-        "encoder": {"path": str(source.path), "arch": dict(source.encoder.arch),
-                    "parameters": sum(p.numel() for p in source.encoder.parameters()),
-                    "training_results": str(source.training_results_path) if source.training_results_path else None,
-                    "pretraining_overlap": pretraining_overlap(labelled, source.training_results)},
+        "format": RESULTS_FORMAT,
+        "config": dataclasses.asdict(cfg),
+        "data": labelled.summary(),
+        "encoder": {
+            "path": str(source.path),
+            "arch": dict(source.encoder.arch),
+            "parameters": sum(p.numel() for p in source.encoder.parameters()),
+            "training_results": str(source.training_results_path) if source.training_results_path else None,
+            "pretraining_overlap": pretraining_overlap(labelled, source.training_results),
+        },
         "protocol": _protocol(labelled, cfg, assign, groups, runs[1.0]),
         "arms": _arm_results(labelled, runs[1.0], cfg),
         "comparisons": comparisons(labelled.y, groups, len(labelled.classes), runs[1.0], cfg),
         "learning_curve": _learning_curve(runs, cfg, list(labelled.classes)),
         "labels_needed": labels_needed(runs, cfg, labelled.y, groups),
-        "seconds": time.perf_counter() - t_start, "device": str(resolve_device(cfg.device)),
+        "seconds": time.perf_counter() - t_start,
+        "device": str(resolve_device(cfg.device)),
     }
     results["verdict"] = verdict(results)
     if run_dir is not None:
@@ -126,31 +156,50 @@ def _encoder_source(encoder: EncoderSource | str | Path, n_features: int) -> Enc
     if not isinstance(encoder, EncoderSource):
         return EncoderSource.load(encoder, input_size=n_features)
     if encoder.encoder.arch["input_size"] != n_features:
-        raise ValueError(f"{encoder.path}: encoder expects input_size={encoder.encoder.arch['input_size']} but the "
-                         f"labelled windows have {n_features} features")
+        raise ValueError(
+            f"{encoder.path}: encoder expects input_size={encoder.encoder.arch['input_size']} but the "
+            f"labelled windows have {n_features} features"
+        )
     return encoder
 
 
 def _protocol(labelled: LabelledSet, cfg: TransferConfig, assign, groups, main: dict) -> dict:
-    return {"folds": cfg.folds, "repeats": cfg.repeats, "seeds_per_fold": cfg.seeds_per_fold,
-            "primary": cfg.primary, "primary_metric": cfg.primary_metric, "alpha": cfg.alpha,
-            "power": cfg.power, "group_by_session": cfg.group_by_session, "embargo_bars": cfg.embargo_bars,
-            "fold_assignment": assign.tolist(), "groups": groups.tolist(),
-            "test_train_ratio": fold_test_train_ratio(main["baseline"]["folds"]),
-            "n_groups": int(len(np.unique(groups))), "window_ids": list(labelled.window_id),
-            "y": labelled.y.tolist()}
+    return {
+        "folds": cfg.folds,
+        "repeats": cfg.repeats,
+        "seeds_per_fold": cfg.seeds_per_fold,
+        "primary": cfg.primary,
+        "primary_metric": cfg.primary_metric,
+        "alpha": cfg.alpha,
+        "power": cfg.power,
+        "group_by_session": cfg.group_by_session,
+        "embargo_bars": cfg.embargo_bars,
+        "fold_assignment": assign.tolist(),
+        "groups": groups.tolist(),
+        "test_train_ratio": fold_test_train_ratio(main["baseline"]["folds"]),
+        "n_groups": len(np.unique(groups)),
+        "window_ids": list(labelled.window_id),
+        "y": labelled.y.tolist(),
+    }
 
 
 def _arm_results(labelled: LabelledSet, main: dict, cfg: TransferConfig) -> dict:
     classes = list(labelled.classes)
-    return {arm: {"title": arm_row(arm).title, "summary": summarise(main[arm]["folds"], classes),
-                  "confusion": confusion(labelled.y, main[arm]["oof"].argmax(-1), len(classes)),
-                  "folds": main[arm]["folds"], "oof_probabilities": main[arm]["oof"].round(6).tolist()}
-            for arm in result_arms(cfg.arms)}
+    return {
+        arm: {
+            "title": arm_row(arm).title,
+            "summary": summarise(main[arm]["folds"], classes),
+            "confusion": confusion(labelled.y, main[arm]["oof"].argmax(-1), len(classes)),
+            "folds": main[arm]["folds"],
+            "oof_probabilities": main[arm]["oof"].round(6).tolist(),
+        }
+        for arm in result_arms(cfg.arms)
+    }
 
 
-def _evaluate_fractions(labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray,
-                        groups: np.ndarray) -> dict:
+def _evaluate_fractions(
+    labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray
+) -> dict:
     """``evaluate_arms`` for every learning-curve fraction (1.0 always), keyed by fraction, with one
     progress bar and cfg.cpu_threads torch threads on the CPU (restored afterwards)."""
     fractions = sorted(set(cfg.fractions) | {1.0})
@@ -169,10 +218,14 @@ def _evaluate_fractions(labelled: LabelledSet, inputs: Inputs, cfg: TransferConf
 
 def _learning_curve(runs: dict, cfg: TransferConfig, classes: list) -> dict:
     """Per arm, one point per fraction: mean training windows and each metric's mean and CI."""
+
     def point(f, arm):
         folds = runs[f][arm]["folds"]
         summary = summarise(folds, classes)
-        return {"fraction": f, "n_train": float(np.mean([x["n_train"] for x in folds])),
-                **{m: {k: summary[m][k] for k in ("mean", "ci_low", "ci_high")} for m in METRICS}}
+        return {
+            "fraction": f,
+            "n_train": float(np.mean([x["n_train"] for x in folds])),
+            **{m: {k: summary[m][k] for k in ("mean", "ci_low", "ci_high")} for m in METRICS},
+        }
 
     return {arm: [point(f, arm) for f in sorted(runs)] for arm in result_arms(cfg.arms)}

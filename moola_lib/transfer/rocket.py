@@ -15,6 +15,7 @@ training windows are near +-1 whatever the truth, since ~10,000 features fit ~14
 positive temperature keeps the ridge's ranking and labels: the AUC and the label metrics are the ridge's
 own; only the log-loss depends on the calibration.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,16 +25,18 @@ from sklearn.linear_model import RidgeClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-ALPHAS = np.logspace(-3, 3, 10)        # the ROCKET papers' grid
-LOG_TEMPERATURE = (-6.0, 8.0)          # search range of ln T
+ALPHAS = np.logspace(-3, 3, 10)  # the ROCKET papers' grid
+LOG_TEMPERATURE = (-6.0, 8.0)  # search range of ln T
 
 
 def rocket_series(X: np.ndarray) -> np.ndarray:
     """Windows [N, T, F] as aeon's collections want them: [N, F, T] float64 (ValueError if not finite)."""
     series = np.ascontiguousarray(np.asarray(X, dtype=np.float64).transpose(0, 2, 1))
     if not np.isfinite(series).all():
-        raise ValueError(f"rocket arm: {int((~np.isfinite(series)).sum())} non-finite feature values in the "
-                         "labelled windows; the transforms need finite series")
+        raise ValueError(
+            f"rocket arm: {int((~np.isfinite(series)).sum())} non-finite feature values in the "
+            "labelled windows; the transforms need finite series"
+        )
     return series
 
 
@@ -58,18 +61,20 @@ class CalibratedRidge:
 
     def logits(self, Z: np.ndarray) -> np.ndarray:
         d = self.pipeline.decision_function(Z)
-        return np.stack([-d, d], axis=1) if d.ndim == 1 else d   # binary: the score of the second class
+        return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # binary: the score of the second class
 
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
         return np.exp(log_softmax(self.temperature * self.logits(Z), axis=1))
 
 
-def fit_ridge(Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
-              class_weighting: bool = True) -> CalibratedRidge:
+def fit_ridge(
+    Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, class_weighting: bool = True
+) -> CalibratedRidge:
     """Standardised ridge classifier on ``fit_idx`` (strength by leave-one-out over ``ALPHAS``), its
     temperature fitted by log-loss on ``val_idx`` (see the module docstring)."""
-    pipeline = make_pipeline(StandardScaler(), RidgeClassifierCV(
-        alphas=ALPHAS, class_weight="balanced" if class_weighting else None)).fit(Z[fit_idx], y[fit_idx])
+    pipeline = make_pipeline(
+        StandardScaler(), RidgeClassifierCV(alphas=ALPHAS, class_weight="balanced" if class_weighting else None)
+    ).fit(Z[fit_idx], y[fit_idx])
     model = CalibratedRidge(pipeline, 1.0)
     logits, y_val = model.logits(Z[val_idx]), y[val_idx]
 

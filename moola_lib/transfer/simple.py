@@ -7,6 +7,7 @@ trees, fixed settings; deterministic for its seed). Both fit on the fit windows 
 (``linear`` says why). If the neural arms do not beat these, the encoder
 adds nothing a summary cannot see.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,16 +36,23 @@ def window_summaries(X: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.concatenate([mean, std, low, high, last], axis=1)
 
 
-def fit_simple(model: str, Z: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray,
-               seed: int, class_weighting: bool = True):
+def fit_simple(
+    model: str,
+    Z: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    seed: int,
+    class_weighting: bool = True,
+):
     """A fitted scikit-learn-style classifier (``predict_proba``) of kind ``model`` on summaries ``Z``.
     Both fit on ``fit_idx``; the logistic regression picks its C on ``val_idx`` (boosting has fixed settings)."""
     if model == "logistic":
         return fit_logistic(Z, y, fit_idx, val_idx, class_weighting)
     if model == "boosting":
         weight = compute_sample_weight("balanced", y[fit_idx]) if class_weighting else None
-        gb = GradientBoostingClassifier(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8,
-                                        random_state=seed)
+        gb = GradientBoostingClassifier(
+            n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, random_state=seed
+        )
         return gb.fit(Z[fit_idx], y[fit_idx], sample_weight=weight)
     raise ValueError(f"unknown simple model {model!r}; choose one of {SIMPLE_MODELS}")
-

@@ -2,6 +2,7 @@
 log-loss and ROC AUC from probabilities), the Nadeau-Bengio corrected resampled t-test with the minimal
 detectable effect it implies, Holm's correction, the paired bootstrap over groups, per-arm summaries,
 paired comparisons and confusion counts."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from .config import LABEL_METRICS, LOWER_IS_BETTER, METRICS
 
-_PROB_FLOOR = 1e-7   # log-loss of a confident wrong answer stays finite (-ln 1e-7 = 16.1)
+_PROB_FLOOR = 1e-7  # log-loss of a confident wrong answer stays finite (-ln 1e-7 = 16.1)
 
 
 def weighted_metrics(y: np.ndarray, pred: np.ndarray, n_classes: int, weights=None) -> dict:
@@ -45,8 +46,9 @@ def probability_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
     p_true = np.clip(proba[np.arange(len(y)), y], _PROB_FLOOR, 1.0)
     out = {"log_loss": float(-np.mean(np.log(p_true))), "roc_auc": math.nan}
     if len(np.unique(y)) == proba.shape[1]:
-        out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2
-                               else roc_auc_score(y, proba, multi_class="ovr"))
+        out["roc_auc"] = float(
+            roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2 else roc_auc_score(y, proba, multi_class="ovr")
+        )
     return out
 
 
@@ -89,20 +91,34 @@ def corrected_t(values, test_train_ratio: float, alpha: float = 0.05, power: flo
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     J, mean = len(v), float(np.mean(v)) if len(v) else math.nan
-    out = {"mean": mean, "sd": math.nan, "se": math.nan, "df": J - 1, "t": math.nan, "p_value": math.nan,
-           "ci_low": math.nan, "ci_high": math.nan, "n": J, "mde": math.nan}
+    out = {
+        "mean": mean,
+        "sd": math.nan,
+        "se": math.nan,
+        "df": J - 1,
+        "t": math.nan,
+        "p_value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "n": J,
+        "mde": math.nan,
+    }
     if J < 2:
         return out
     sd = float(np.std(v, ddof=1))
-    if sd <= 1e-12 * max(1.0, abs(mean)):   # constant values (up to rounding)
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # constant values (up to rounding)
         sd = 0.0
-    se = math.sqrt((1.0 / J + test_train_ratio) * sd ** 2)
+    se = math.sqrt((1.0 / J + test_train_ratio) * sd**2)
     out.update(sd=sd, se=se, mde=minimal_detectable_effect(se, J - 1, alpha, power))
     if se == 0.0:
-        if abs(mean) <= 1e-12:   # identical values: rounding must not make a "difference"
+        if abs(mean) <= 1e-12:  # identical values: rounding must not make a "difference"
             mean = out["mean"] = 0.0
-        out.update(t=0.0 if mean == 0 else math.copysign(math.inf, mean), p_value=1.0 if mean == 0 else 0.0,
-                   ci_low=mean, ci_high=mean)
+        out.update(
+            t=0.0 if mean == 0 else math.copysign(math.inf, mean),
+            p_value=1.0 if mean == 0 else 0.0,
+            ci_low=mean,
+            ci_high=mean,
+        )
         return out
     t = mean / se
     half = float(stats.t.ppf(1 - alpha / 2, J - 1)) * se
@@ -110,8 +126,7 @@ def corrected_t(values, test_train_ratio: float, alpha: float = 0.05, power: flo
     return out
 
 
-def paired_bootstrap(y, pred_a, pred_b, groups, n_classes: int, n_boot: int, seed: int,
-                     alpha: float = 0.05) -> dict:
+def paired_bootstrap(y, pred_a, pred_b, groups, n_classes: int, n_boot: int, seed: int, alpha: float = 0.05) -> dict:
     """Percentile CI of metric(a) - metric(b) on out-of-fold predictions ([repeats, N] each), resampling
     groups of overlapping windows with replacement. It captures test-set sampling noise only (not the
     variability of training), so it is usually narrower than the corrected t interval."""
@@ -124,8 +139,13 @@ def paired_bootstrap(y, pred_a, pred_b, groups, n_classes: int, n_boot: int, see
     w = counts[:, gidx]
     out = {}
     for metric in LABEL_METRICS:
-        diff = np.mean([weighted_metrics(y, a, n_classes, w)[metric]
-                        - weighted_metrics(y, b, n_classes, w)[metric] for a, b in zip(pred_a, pred_b)], axis=0)
+        diff = np.mean(
+            [
+                weighted_metrics(y, a, n_classes, w)[metric] - weighted_metrics(y, b, n_classes, w)[metric]
+                for a, b in zip(pred_a, pred_b)
+            ],
+            axis=0,
+        )
         lo, hi = np.nanpercentile(diff, [100 * alpha / 2, 100 * (1 - alpha / 2)])
         out[metric] = {"ci_low": float(lo), "ci_high": float(hi)}
     return out
@@ -154,8 +174,7 @@ def compare(arm_folds: list[dict], ref_folds: list[dict], alpha: float = 0.05, p
     """Paired per-fold differences arm - reference with the corrected resampled t-test and the minimal
     detectable effect, per metric (for the log-loss a negative difference favours the arm)."""
     ratio = fold_test_train_ratio(ref_folds)
-    return {m: corrected_t([a[m] - b[m] for a, b in zip(arm_folds, ref_folds)], ratio, alpha, power)
-            for m in METRICS}
+    return {m: corrected_t([a[m] - b[m] for a, b in zip(arm_folds, ref_folds)], ratio, alpha, power) for m in METRICS}
 
 
 def confusion(y: np.ndarray, oof: np.ndarray, n_classes: int) -> list[list[int]]:

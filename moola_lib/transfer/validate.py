@@ -17,9 +17,11 @@ Every experiment runs through the protocol's own code (folds, probes, intervals,
   (``validation_labels.py``).
 
 ``--quick`` runs a seconds-long version (the tests run it); the defaults fit 30 minutes on 2 idle CPU cores
-(``workers`` 2 processes; about 25 minutes projected from the CPU time the reduced run measured); ``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs
-(VALIDATION.md). Results go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
+(``workers`` 2 processes; about 25 minutes projected from the CPU time the reduced run measured);
+``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs (VALIDATION.md). Results
+go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,50 +64,76 @@ class ValidationConfig(StrictConfig):
     """Sizes of the validation run (defaults: about 25 minutes on 2 idle CPU cores, VALIDATION.md)."""
 
     experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
-    replicates: int = 80           # labelled sets of the pair experiment (coverage CI about +-5 pp)
-    sgd_replicates: int = 60       # of those, how many also train the baseline (primary_null, positive)
+    replicates: int = 80  # labelled sets of the pair experiment (coverage CI about +-5 pp)
+    sgd_replicates: int = 60  # of those, how many also train the baseline (primary_null, positive)
     n_labelled: int = EMBEDDED_SET.n
     folds: int = 5
     repeats: int = 5
-    epochs: int = 60               # transfer training epochs (baseline)
-    hidden_size: int = 32          # encoder architecture of the probes and the baseline
+    epochs: int = 60  # transfer training epochs (baseline)
+    hidden_size: int = 32  # encoder architecture of the probes and the baseline
     num_layers: int = 1
-    truth_draws: int = 100         # fresh training sets per arm for the true differences
-    sgd_truth_draws: int = 40      # of those, how many also train the baseline
-    pool_markets: int = 8          # held-out pool: windows from this many independent markets
+    truth_draws: int = 100  # fresh training sets per arm for the true differences
+    sgd_truth_draws: int = 40  # of those, how many also train the baseline
+    pool_markets: int = 8  # held-out pool: windows from this many independent markets
     pool_per_market: int = 250
-    n_bootstrap: int = 1000        # the test-window bootstrap (test noise only), per replicate and pair
+    n_bootstrap: int = 1000  # the test-window bootstrap (test noise only), per replicate and pair
     positive_windows: int = 2000
     positive_epochs: int = 20
-    pretrain_hidden_size: int = 64   # the real question's encoder
+    pretrain_hidden_size: int = 64  # the real question's encoder
     pretrain_num_layers: int = 1
     pretrain_epochs: int = 6
     pretrain_start: str = "2024-04-01"
     real_repeats: int = 5
     real_fractions: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0])
-    labels_multiples: list[int] = dataclasses.field(default_factory=lambda: [2, 4])   # labels check: set sizes
+    labels_multiples: list[int] = dataclasses.field(default_factory=lambda: [2, 4])  # labels check: set sizes
     labels_replicates: int = 10
     labels_fractions: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.5, 1.0])
     labels_check_period: list[str] = dataclasses.field(default_factory=lambda: ["2025-01-01", "2025-09-30"])
     seeds_per_fold: int = 1
     labels_period: list[str] = dataclasses.field(default_factory=lambda: [EMBEDDED_SET.start, EMBEDDED_SET.end])
     history_start: str = EMBEDDED_SET.history_start
-    workers: int = 2               # processes (1: everything in this process)
+    workers: int = 2  # processes (1: everything in this process)
     seed: int = 0
 
     def __post_init__(self) -> None:
         known = ("pairs", "real", "labels")
-        self.require([(set(self.experiments) <= set(known), f"experiments must be among {known}"),
-                      (self.replicates >= 2 and self.truth_draws >= 2, "replicates and truth_draws must be >= 2"),
-                      (self.workers >= 1, "workers must be >= 1")])
+        self.require(
+            [
+                (set(self.experiments) <= set(known), f"experiments must be among {known}"),
+                (self.replicates >= 2 and self.truth_draws >= 2, "replicates and truth_draws must be >= 2"),
+                (self.workers >= 1, "workers must be >= 1"),
+            ]
+        )
 
 
-QUICK = dict(replicates=3, sgd_replicates=2, n_labelled=40, folds=3, repeats=1, epochs=3, hidden_size=8,
-             truth_draws=3, sgd_truth_draws=2, pool_markets=2, pool_per_market=30, n_bootstrap=100,
-             positive_windows=80, positive_epochs=2, pretrain_hidden_size=8, pretrain_epochs=1,
-             pretrain_start="2025-03-01", real_repeats=1, real_fractions=[0.5, 1.0], labels_multiples=[2],
-             labels_replicates=2, labels_fractions=[0.5, 1.0], labels_check_period=["2025-07-01", "2025-08-31"],
-             labels_period=["2025-07-01", "2025-07-14"], history_start="2025-06-24", workers=1)
+QUICK = dict(
+    replicates=3,
+    sgd_replicates=2,
+    n_labelled=40,
+    folds=3,
+    repeats=1,
+    epochs=3,
+    hidden_size=8,
+    truth_draws=3,
+    sgd_truth_draws=2,
+    pool_markets=2,
+    pool_per_market=30,
+    n_bootstrap=100,
+    positive_windows=80,
+    positive_epochs=2,
+    pretrain_hidden_size=8,
+    pretrain_epochs=1,
+    pretrain_start="2025-03-01",
+    real_repeats=1,
+    real_fractions=[0.5, 1.0],
+    labels_multiples=[2],
+    labels_replicates=2,
+    labels_fractions=[0.5, 1.0],
+    labels_check_period=["2025-07-01", "2025-08-31"],
+    labels_period=["2025-07-01", "2025-07-14"],
+    history_start="2025-06-24",
+    workers=1,
+)
 
 
 def _note(message: str) -> None:
@@ -122,9 +150,22 @@ def labelled_set(vc: ValidationConfig, n: int, seed: int, market_seed: int, peri
 
 
 def transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:
-    return TransferConfig(**{**dict(folds=vc.folds, repeats=vc.repeats, epochs=vc.epochs, fractions=[1.0],
-                                    n_bootstrap=0, device="cpu", progress=False,
-                                    seeds_per_fold=vc.seeds_per_fold, seed=vc.seed), **overrides})
+    return TransferConfig(
+        **{
+            **dict(
+                folds=vc.folds,
+                repeats=vc.repeats,
+                epochs=vc.epochs,
+                fractions=[1.0],
+                n_bootstrap=0,
+                device="cpu",
+                progress=False,
+                seeds_per_fold=vc.seeds_per_fold,
+                seed=vc.seed,
+            ),
+            **overrides,
+        }
+    )
 
 
 def parallel(fn, jobs: list[tuple], workers: int, what: str) -> list:
@@ -134,8 +175,9 @@ def parallel(fn, jobs: list[tuple], workers: int, what: str) -> list:
         results = (fn(*job) for job in jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=torch.set_num_threads, initargs=(1,))
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,)
+        )
         results = pool.map(fn, *zip(*jobs))
     try:
         for i, res in enumerate(results):
@@ -148,7 +190,7 @@ def parallel(fn, jobs: list[tuple], workers: int, what: str) -> list:
     return out
 
 
-_FIXED: dict = {}   # per process: what _fixed built, by (sizes, label encoder path)
+_FIXED: dict = {}  # per process: what _fixed built, by (sizes, label encoder path)
 
 
 def _fixed(vc: ValidationConfig, label_path: str | None):
@@ -164,18 +206,23 @@ def _fixed(vc: ValidationConfig, label_path: str | None):
 
 
 def _arms(vc: ValidationConfig, index: int, sgd_count: int, label_path) -> list[str]:
-    pairs = [p for p, (a, b) in PAIRS.items() if (index < sgd_count or not {a, b} & set(SGD_ARMS))
-             and (label_path is not None or "probe_label" not in (a, b))]
+    pairs = [
+        p
+        for p, (a, b) in PAIRS.items()
+        if (index < sgd_count or not {a, b} & set(SGD_ARMS)) and (label_path is not None or "probe_label" not in (a, b))
+    ]
     return arms_of(pairs)
 
 
 def _timed(fn):
     """``fn`` returning also the CPU seconds of its process spent on it (``cpu_seconds``): what a run on idle
     cores would take, whatever the machine's load."""
+
     @functools.wraps(fn)
     def wrapper(*args):
         t = time.process_time()
         return fn(*args), time.process_time() - t
+
     return wrapper
 
 
@@ -183,8 +230,17 @@ def _timed(fn):
 def _truth_job(vc: ValidationConfig, m: int, label_path) -> dict:
     encs, template, pool, pool_feats = _fixed(vc, label_path)
     n_train = round(vc.n_labelled * (vc.folds - 1) / vc.folds)
-    return truth_draw(m, _arms(vc, m, vc.sgd_truth_draws, label_path), functools.partial(labelled_set, vc),
-                      n_train, pool, pool_feats, encs, template, transfer_config(vc))
+    return truth_draw(
+        m,
+        _arms(vc, m, vc.sgd_truth_draws, label_path),
+        functools.partial(labelled_set, vc),
+        n_train,
+        pool,
+        pool_feats,
+        encs,
+        template,
+        transfer_config(vc),
+    )
 
 
 @_timed
@@ -194,8 +250,9 @@ def _replicate_job(vc: ValidationConfig, r: int, label_path) -> dict:
     cfg = transfer_config(vc)
     groups = fold_groups(ls.groups, ls.start, ls.end, cfg.group_by_session)
     assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=r)
-    runs = run_arms(_arms(vc, r, vc.sgd_replicates, label_path), ls, arm_features(ls, encs), template, cfg,
-                    assign, groups)
+    runs = run_arms(
+        _arms(vc, r, vc.sgd_replicates, label_path), ls, arm_features(ls, encs), template, cfg, assign, groups
+    )
     return replicate_rows(runs, PAIRS, ls.y, groups, cfg, vc.n_bootstrap, seed=r)
 
 
@@ -205,59 +262,111 @@ def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:
     label_path = str(workdir / "label_encoder.pt")
     save_encoder(encoder, label_path)
     _note(f"label-carrying encoder trained: {trained}")
-    draws, truth_cpu = zip(*parallel(_truth_job, [(vc, m, label_path) for m in range(vc.truth_draws)], vc.workers,
-                                     "truth draw"))
+    draws, truth_cpu = zip(
+        *parallel(_truth_job, [(vc, m, label_path) for m in range(vc.truth_draws)], vc.workers, "truth draw")
+    )
     truths = true_differences(draws, PAIRS, _fixed(vc, label_path)[2])
-    rows, cpu = zip(*parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers,
-                              "replicate"))
+    rows, cpu = zip(
+        *parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers, "replicate")
+    )
     cfg = transfer_config(vc)
-    pairs = {name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
-             for name in PAIRS if name in truths}
+    pairs = {
+        name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
+        for name in PAIRS
+        if name in truths
+    }
     sgd = min(vc.sgd_replicates, vc.replicates)
-    return {"label_encoder": trained, "pairs": pairs, "replicates": list(rows),
-            "cpu_seconds": {"truth_draws": float(sum(truth_cpu)), "replicates_with_sgd": float(sum(cpu[:sgd])),
-                            "replicates_without_sgd": float(sum(cpu[sgd:]))}}
+    return {
+        "label_encoder": trained,
+        "pairs": pairs,
+        "replicates": list(rows),
+        "cpu_seconds": {
+            "truth_draws": float(sum(truth_cpu)),
+            "replicates_with_sgd": float(sum(cpu[:sgd])),
+            "replicates_without_sgd": float(sum(cpu[sgd:])),
+        },
+    }
 
 
 def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
     """An encoder that carries the label: a classifier trained on ``positive_windows`` labelled windows
     of 2023-2024 of an independent market, early-stopped on a fifth of them; its encoder."""
-    extra = labelled_set(vc, vc.positive_windows, vc.seed + 99, LABEL_ENCODER_MARKET_SEED + vc.seed,
-                         period=["2023-01-01", "2024-12-31"])
+    extra = labelled_set(
+        vc, vc.positive_windows, vc.seed + 99, LABEL_ENCODER_MARKET_SEED + vc.seed, period=["2023-01-01", "2024-12-31"]
+    )
     cfg = transfer_config(vc, epochs=vc.positive_epochs, patience=5, lr=3e-3, batch_size=64)
     fit, val = inner_split(np.arange(len(extra)), extra.y, extra.groups, 0.2, vc.seed)
     template = JadeEncoder(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
     model = build_classifier("baseline", template, 2, cfg.dropout, vc.seed)
     data = tuple(torch.as_tensor(a) for a in (extra.X, extra.valid, extra.y))
     history = fit_classifier(model, "baseline", data, fit, val, cfg, vc.seed)
-    return model.encoder, {"windows": len(extra), "best_epoch": history["best_epoch"],
-                           "best_val_loss": history["best_val_loss"]}
+    return model.encoder, {
+        "windows": len(extra),
+        "best_epoch": history["best_epoch"],
+        "best_val_loss": history["best_val_loss"],
+    }
 
 
 def real_question(vc: ValidationConfig, workdir: Path) -> dict:
     """Masked-reconstruction pretraining on the embedded market (splits end before the labelled period),
     then every arm against the baseline with the learning curve."""
     lo = vc.labels_period[0]
-    pre = pretrain({"synthetic_start": vc.pretrain_start, "synthetic_end": lo, "hidden_size": vc.pretrain_hidden_size,
-                    "num_layers": vc.pretrain_num_layers, "epochs": vc.pretrain_epochs, "batch_size": 256,
-                    "lr": 3e-3, "warmup_epochs": 1, "seed": vc.seed, "device": "cpu", "progress": False,
-                    "splits": _pretrain_splits(vc.pretrain_start, lo)}, workdir / "pretrain")
+    pre = pretrain(
+        {
+            "synthetic_start": vc.pretrain_start,
+            "synthetic_end": lo,
+            "hidden_size": vc.pretrain_hidden_size,
+            "num_layers": vc.pretrain_num_layers,
+            "epochs": vc.pretrain_epochs,
+            "batch_size": 256,
+            "lr": 3e-3,
+            "warmup_epochs": 1,
+            "seed": vc.seed,
+            "device": "cpu",
+            "progress": False,
+            "splits": _pretrain_splits(vc.pretrain_start, lo),
+        },
+        workdir / "pretrain",
+    )
     _note(f"pretrained: best val loss {pre['best_val_loss']:.4f} in {pre['total_seconds']:.0f} s")
     cfg = transfer_config(vc, repeats=vc.real_repeats, fractions=vc.real_fractions, n_bootstrap=1000)
-    res = run_transfer(labelled_set(vc, vc.n_labelled, 10_000, vc.seed), workdir / "pretrain" / "checkpoint_best.pt",
-                       cfg)
+    res = run_transfer(
+        labelled_set(vc, vc.n_labelled, 10_000, vc.seed), workdir / "pretrain" / "checkpoint_best.pt", cfg
+    )
     summary = {arm: a["summary"]["balanced_accuracy"] for arm, a in res["arms"].items()}
-    return {"pretraining": {k: pre[k] for k in ("best_val_loss", "reference_losses", "total_seconds",
-                                                 "epochs_completed")} | {"data": pre["data"]},
-            "balanced_accuracy": {arm: {k: s[k] for k in ("mean", "ci_low", "ci_high")} for arm, s in summary.items()},
-            "comparisons": {k: {m: {f: c[m][f] for f in ("mean", "ci_low", "ci_high", "p_value", "p_holm", "mde",
-                                                         "interval", "mde_range", "test_noise_only_ci") if f in c[m]}
-                                for m in ("balanced_accuracy", "log_loss")}
-                            for k, c in res["comparisons"].items()},
-            "learning_curve": {arm: [(p["n_train"], p["balanced_accuracy"]["mean"]) for p in pts]
-                               for arm, pts in res["learning_curve"].items()},
-            "labels_needed": res["labels_needed"],
-            "verdict": res["verdict"], "seconds": res["seconds"]}
+    return {
+        "pretraining": {k: pre[k] for k in ("best_val_loss", "reference_losses", "total_seconds", "epochs_completed")}
+        | {"data": pre["data"]},
+        "balanced_accuracy": {arm: {k: s[k] for k in ("mean", "ci_low", "ci_high")} for arm, s in summary.items()},
+        "comparisons": {
+            k: {
+                m: {
+                    f: c[m][f]
+                    for f in (
+                        "mean",
+                        "ci_low",
+                        "ci_high",
+                        "p_value",
+                        "p_holm",
+                        "mde",
+                        "interval",
+                        "mde_range",
+                        "test_noise_only_ci",
+                    )
+                    if f in c[m]
+                }
+                for m in ("balanced_accuracy", "log_loss")
+            }
+            for k, c in res["comparisons"].items()
+        },
+        "learning_curve": {
+            arm: [(p["n_train"], p["balanced_accuracy"]["mean"]) for p in pts]
+            for arm, pts in res["learning_curve"].items()
+        },
+        "labels_needed": res["labels_needed"],
+        "verdict": res["verdict"],
+        "seconds": res["seconds"],
+    }
 
 
 def _pretrain_splits(start: str, labels_start: str) -> dict:
@@ -273,8 +382,11 @@ def validate(vc: ValidationConfig, workdir) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     t0, out = time.perf_counter(), {"config": dataclasses.asdict(vc)}
-    runs = {"pairs": lambda: pair_experiment(vc, workdir), "real": lambda: real_question(vc, workdir),
-            "labels": lambda: labels_check(vc, functools.partial(labelled_set, vc), transfer_config(vc), parallel)}
+    runs = {
+        "pairs": lambda: pair_experiment(vc, workdir),
+        "real": lambda: real_question(vc, workdir),
+        "labels": lambda: labels_check(vc, functools.partial(labelled_set, vc), transfer_config(vc), parallel),
+    }
     try:
         for name in vc.experiments:
             t = time.perf_counter()
@@ -284,8 +396,13 @@ def validate(vc: ValidationConfig, workdir) -> dict:
     finally:
         torch.set_num_threads(threads)
     out["seconds"] = time.perf_counter() - t0
-    out["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                      "torch": torch.__version__, "threads": 1, "workers": vc.workers}
+    out["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": 1,
+        "workers": vc.workers,
+    }
     return out
 
 
@@ -294,8 +411,11 @@ def _main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long version (what the tests run)")
     parser.add_argument("--json", default="runs/validation/validation.json", help="results file")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
-    parser.add_argument("--labels-check", action="store_true",
-                        help="also check labels_needed against larger labelled sets (the longer run)")
+    parser.add_argument(
+        "--labels-check",
+        action="store_true",
+        help="also check labels_needed against larger labelled sets (the longer run)",
+    )
     add_parameter_flags(parser, what="size (a field of ValidationConfig)")
     args = parser.parse_args(argv)
     options = {**(QUICK if args.quick else {}), **parameters(args)}

@@ -8,6 +8,7 @@ independent market: it carries the label); ``baseline`` is the SGD-trained netwo
 measured on the generator (``validation_truth.py``). ``primary_null`` is the primary comparison's null:
 a frozen probe on an encoder that carries nothing the baseline could not learn, against the baseline.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,20 +19,32 @@ from ..models import JadeEncoder, load_encoder
 from .config import TransferConfig
 from .probe import pooled
 from .protocol import Inputs, evaluate_arms
+from .readouts import DEFAULT_READOUT
 from .simple import window_summaries
 
-PROTOCOL_ARM = {"baseline": "baseline", "probe_random": "frozen", "probe_random_b": "frozen",
-                "probe_label": "frozen", "logistic": "simple_logistic", "boosting": "simple_boosting"}
+PROTOCOL_ARM = {
+    "baseline": "baseline",
+    "probe_random": "frozen",
+    "probe_random_b": "frozen",
+    "probe_label": "frozen",
+    "logistic": "simple_logistic",
+    "boosting": "simple_boosting",
+}
 SGD_ARMS = ("baseline",)
-PAIRS = {"primary_null": ("probe_random", "baseline"), "positive": ("probe_label", "baseline"),
-         "probe_vs_logistic": ("probe_random", "logistic"), "boosting_vs_logistic": ("boosting", "logistic"),
-         "two_random_probes": ("probe_random", "probe_random_b")}
-PAIR_TITLES = {"primary_null": "frozen probe on a random encoder vs the trained baseline (the primary "
-                               "comparison's null)",
-               "positive": "frozen probe on a label-carrying encoder vs the trained baseline (positive control)",
-               "probe_vs_logistic": "frozen probe on a random encoder vs logistic regression on summaries",
-               "boosting_vs_logistic": "gradient boosting vs logistic regression on summaries",
-               "two_random_probes": "frozen probes on two random encoders (seeds differ)"}
+PAIRS = {
+    "primary_null": ("probe_random", "baseline"),
+    "positive": ("probe_label", "baseline"),
+    "probe_vs_logistic": ("probe_random", "logistic"),
+    "boosting_vs_logistic": ("boosting", "logistic"),
+    "two_random_probes": ("probe_random", "probe_random_b"),
+}
+PAIR_TITLES = {
+    "primary_null": "frozen probe on a random encoder vs the trained baseline (the primary comparison's null)",
+    "positive": "frozen probe on a label-carrying encoder vs the trained baseline (positive control)",
+    "probe_vs_logistic": "frozen probe on a random encoder vs logistic regression on summaries",
+    "boosting_vs_logistic": "gradient boosting vs logistic regression on summaries",
+    "two_random_probes": "frozen probes on two random encoders (seeds differ)",
+}
 RANDOM_SEEDS = {"probe_random": 1, "probe_random_b": 2}
 
 
@@ -60,16 +73,28 @@ def inputs_for(arm: str, ls: LabelledSet, feats: dict, template: JadeEncoder) ->
     data = tuple(torch.as_tensor(a) for a in (ls.X, ls.valid, ls.y))
     fixed = {"simple": feats["simple"]}
     if PROTOCOL_ARM[arm] == "frozen":
-        fixed["frozen"] = feats[arm]
+        fixed["frozen"] = {DEFAULT_READOUT: feats[arm]}  # a probe arm's features: read-out -> features
     return Inputs(data=data, encoder=template, fixed=fixed)
 
 
-def run_arms(arms, ls: LabelledSet, feats: dict, template: JadeEncoder, cfg: TransferConfig,
-             assign: np.ndarray, groups: np.ndarray, fraction: float = 1.0) -> dict:
+def run_arms(
+    arms,
+    ls: LabelledSet,
+    feats: dict,
+    template: JadeEncoder,
+    cfg: TransferConfig,
+    assign: np.ndarray,
+    groups: np.ndarray,
+    fraction: float = 1.0,
+) -> dict:
     """Every arm on the folds ``assign`` (training folds subsampled to ``fraction``): validation arm ->
     {"folds", "oof"} (``protocol.evaluate_arms``)."""
-    return {arm: evaluate_arms(ls, inputs_for(arm, ls, feats, template), cfg, assign, groups, fraction,
-                               arms=[PROTOCOL_ARM[arm]])[PROTOCOL_ARM[arm]] for arm in arms}
+    return {
+        arm: evaluate_arms(
+            ls, inputs_for(arm, ls, feats, template), cfg, assign, groups, fraction, arms=[PROTOCOL_ARM[arm]]
+        )[PROTOCOL_ARM[arm]]
+        for arm in arms
+    }
 
 
 def arms_of(pairs) -> list[str]:

@@ -8,6 +8,7 @@ p-values; whether the pretrained arms beat the best non-neural arm (simple model
 intervals; and what is known about the encoder having seen
 the labelled windows' bars.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,10 @@ def _mde_note(d: dict, metric: str) -> str:
     lo, hi = d.get("mde_range", (math.nan, math.nan))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return ""
-    return (f" That detectable effect is itself an estimate from this run's spread (95% range "
-            f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)}).")
+    return (
+        f" That detectable effect is itself an estimate from this run's spread (95% range "
+        f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)})."
+    )
 
 
 def _posterior_note(d: dict, metric: str, arm: str) -> str:
@@ -51,12 +54,15 @@ def _posterior_note(d: dict, metric: str, arm: str) -> str:
     b = d.get("intervals", {}).get("bayesian_correlated_t")
     if not b or not math.isfinite(b.get("p_in_rope", math.nan)):
         return ""
-    up, down = (b["p_below_rope"], b["p_above_rope"]) if metric in LOWER_IS_BETTER else \
-        (b["p_above_rope"], b["p_below_rope"])
+    up, down = (
+        (b["p_below_rope"], b["p_above_rope"]) if metric in LOWER_IS_BETTER else (b["p_above_rope"], b["p_below_rope"])
+    )
     rope = f"{_fmt(b['rope'], metric, signed=False)} {_unit(metric)}"
-    return (f" Bayesian correlated t-test (Corani-Benavoli, region of practical equivalence +-{rope}): "
-            f"P({arm} better by more than {rope}) = {up:.2f}, P(within +-{rope}) = {b['p_in_rope']:.2f}, "
-            f"P({arm} worse by more than {rope}) = {down:.2f}.")
+    return (
+        f" Bayesian correlated t-test (Corani-Benavoli, region of practical equivalence +-{rope}): "
+        f"P({arm} better by more than {rope}) = {up:.2f}, P(within +-{rope}) = {b['p_in_rope']:.2f}, "
+        f"P({arm} worse by more than {rope}) = {down:.2f}."
+    )
 
 
 def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) -> str:
@@ -65,9 +71,12 @@ def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) ->
     difference between the methods and is not printed here."""
     d, name, unit = comp[metric], metric.replace("_", " "), _unit(metric)
     p = d.get(p_key, d["p_value"])
-    numbers = (f"{_fmt(d['mean'], metric)} {unit} {name}, 95% CI [{_fmt(d['ci_low'], metric)}, "
-               f"{_fmt(d['ci_high'], metric)}], p = {p:.2g}" + (" (Holm-corrected)" if p_key == "p_holm" else "")
-               + _interval_note(d))
+    numbers = (
+        f"{_fmt(d['mean'], metric)} {unit} {name}, 95% CI [{_fmt(d['ci_low'], metric)}, "
+        f"{_fmt(d['ci_high'], metric)}], p = {p:.2g}"
+        + (" (Holm-corrected)" if p_key == "p_holm" else "")
+        + _interval_note(d)
+    )
     who = f"{_title(comp['arm'])[0].upper()}{_title(comp['arm'])[1:]}"
     if math.isnan(p):
         return f"{who} differs from {_title(comp['reference'])} by {numbers}, which this run cannot test."
@@ -75,11 +84,15 @@ def _finding(comp: dict, metric: str, alpha: float, power: float, p_key: str) ->
     primary_note = _mde_note(d, metric) if comp.get("primary") else ""
     if p < alpha:
         better = (d["mean"] < 0) if metric in LOWER_IS_BETTER else (d["mean"] > 0)
-        return (f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
-                f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
-                f"with {power:.0%} power." + primary_note)
-    return (f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
-            f"{mde} (power {power:.0%}, alpha {alpha:g})." + primary_note)
+        return (
+            f"{who} is significantly {'better' if better else 'worse'} than {_title(comp['reference'])}: "
+            f"{numbers}; the run detects effects of {_fmt(d['mde'], metric, signed=False)} {unit} or more "
+            f"with {power:.0%} power." + primary_note
+        )
+    return (
+        f"{who} shows no significant difference from {_title(comp['reference'])} ({numbers}); "
+        f"{mde} (power {power:.0%}, alpha {alpha:g})." + primary_note
+    )
 
 
 def _non_neural_sentence(results: dict, metric: str, alpha: float, power: float) -> str | None:
@@ -94,33 +107,46 @@ def _non_neural_sentence(results: dict, metric: str, alpha: float, power: float)
     best = (min if lower else max)(candidates, key=lambda a: arms[a]["summary"][metric]["mean"])
     pretrained = [a for a in arms if arm_row(a).role == "pretrained"] or [a for a in arms if a == "baseline"]
     found = [comps[f"{a} vs {best}"] for a in pretrained if f"{a} vs {best}" in comps]
-    head = (f"The best non-neural arm, {arm_row(best).title}, reached "
-            f"{_fmt(arms[best]['summary'][metric]['mean'], metric, signed=False)}{'' if lower else '%'} "
-            f"{metric.replace('_', ' ')}.")
+    head = (
+        f"The best non-neural arm, {arm_row(best).title}, reached "
+        f"{_fmt(arms[best]['summary'][metric]['mean'], metric, signed=False)}{'' if lower else '%'} "
+        f"{metric.replace('_', ' ')}."
+    )
     if not found:
         return head
     beats = [c["arm"] for c in found if c[metric].get("p_holm", 1) < alpha and (c[metric]["mean"] < 0) == lower]
-    answer = (" Do the pretrained arms beat it? " + ("Yes: " + ", ".join(_title(a) for a in beats) + "."
-              if beats else "No, none does significantly (Holm-corrected)."))
+    answer = " Do the pretrained arms beat it? " + (
+        "Yes: " + ", ".join(_title(a) for a in beats) + "."
+        if beats
+        else "No, none does significantly (Holm-corrected)."
+    )
     return head + " " + " ".join(_finding(c, metric, alpha, power, "p_holm") for c in found) + answer
 
 
 def overlap_sentence(overlap: dict | None, n: int) -> str:
     """What is known about the encoder having been pretrained on the labelled windows' bars."""
     if overlap is None or not overlap.get("period_known", overlap.get("seen") is not None):
-        return ("The encoder's pretraining period is unknown (its training_results.json was not found), so "
-                "it is not known whether it was pretrained on the labelled windows' bars.")
+        return (
+            "The encoder's pretraining period is unknown (its training_results.json was not found), so "
+            "it is not known whether it was pretrained on the labelled windows' bars."
+        )
     if overlap["status"] == "unknown":
-        return ("The labelled windows carry no timestamps, so whether they lie inside the encoder's "
-                "pretraining period is unknown.")
+        return (
+            "The labelled windows carry no timestamps, so whether they lie inside the encoder's "
+            "pretraining period is unknown."
+        )
     unknown = overlap["without_timestamps"]
     placed = n - unknown
     tail = f" For the {unknown} windows without timestamps it is unknown." if unknown else ""
     if overlap["seen"]:
-        return (f"Caution: {overlap['seen']} of the {placed} labelled windows with timestamps lie inside the "
-                f"encoder's pretraining (train/val) period, so the encoder has seen their bars.{tail}")
-    return (f"None of the {placed} labelled windows with timestamps lies inside the encoder's pretraining "
-            f"train/val period.{tail}")
+        return (
+            f"Caution: {overlap['seen']} of the {placed} labelled windows with timestamps lie inside the "
+            f"encoder's pretraining (train/val) period, so the encoder has seen their bars.{tail}"
+        )
+    return (
+        f"None of the {placed} labelled windows with timestamps lies inside the encoder's pretraining "
+        f"train/val period.{tail}"
+    )
 
 
 def verdict(results: dict) -> str:
@@ -129,28 +155,41 @@ def verdict(results: dict) -> str:
     metric, alpha = proto.get("primary_metric", "balanced_accuracy"), proto.get("alpha", 0.05)
     arms, n = results["arms"], results["data"]["n_windows"]
     base = arms["baseline"]["summary"][metric]
-    parts = [f"On {n} labelled windows ({proto['folds']}-fold CV x {proto['repeats']} repeat(s), identical "
-             f"folds for every arm), the randomly initialised baseline reached "
-             f"{_fmt(base['mean'], metric, False)}{'' if metric in LOWER_IS_BETTER else '%'} "
-             f"{metric.replace('_', ' ')} (95% CI [{_fmt(base['ci_low'], metric, False)}, "
-             f"{_fmt(base['ci_high'], metric, False)}])."]
+    parts = [
+        f"On {n} labelled windows ({proto['folds']}-fold CV x {proto['repeats']} repeat(s), identical "
+        f"folds for every arm), the randomly initialised baseline reached "
+        f"{_fmt(base['mean'], metric, False)}{'' if metric in LOWER_IS_BETTER else '%'} "
+        f"{metric.replace('_', ' ')} (95% CI [{_fmt(base['ci_low'], metric, False)}, "
+        f"{_fmt(base['ci_high'], metric, False)}])."
+    ]
     comps, power = list(results["comparisons"].values()), proto.get("power", 0.8)
     primary = [c for c in comps if c.get("primary")]
     if primary:
-        parts.append(f"Primary comparison (named before the run), {primary[0]['arm']} vs "
-                     f"{primary[0]['reference']}: " + _finding(primary[0], metric, alpha, power, "p_value")
-                     + _posterior_note(primary[0][metric], metric, primary[0]["arm"]))
+        parts.append(
+            f"Primary comparison (named before the run), {primary[0]['arm']} vs "
+            f"{primary[0]['reference']}: "
+            + _finding(primary[0], metric, alpha, power, "p_value")
+            + _posterior_note(primary[0][metric], metric, primary[0]["arm"])
+        )
     secondary = [c for c in comps if not c.get("primary")]
     if secondary:
-        parts.append("Secondary comparisons (Holm-corrected over " + f"{len(secondary)}): " + " ".join(
-            _finding(c, metric, alpha, power, "p_holm") for c in secondary
-            if arm_row(c["reference"]).role != "non_neural"))
+        parts.append(
+            "Secondary comparisons (Holm-corrected over "
+            + f"{len(secondary)}): "
+            + " ".join(
+                _finding(c, metric, alpha, power, "p_holm")
+                for c in secondary
+                if arm_row(c["reference"]).role != "non_neural"
+            )
+        )
     non_neural = _non_neural_sentence(results, metric, alpha, power)
     if non_neural:
         parts.append(non_neural)
     if proto["folds"] * proto["repeats"] < 10:
-        parts.append(f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
-                     "run the full protocol (params/transfer_full.yaml) before drawing conclusions.")
+        parts.append(
+            f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
+            "run the full protocol (params/transfer_full.yaml) before drawing conclusions."
+        )
     parts.append(overlap_sentence(results["encoder"].get("pretraining_overlap"), n))
     if results["data"]["cold_start"]:
         parts.append("Features were computed cold from each window alone, unlike in pretraining.")

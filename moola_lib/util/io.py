@@ -1,8 +1,10 @@
 """Small shared I/O helpers: atomic writes (bytes, text, JSON, torch objects), JSON reading, and the one
 reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a one-line
 ``CheckpointError`` naming the file and what is wrong with it)."""
+
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +28,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as e:
         raise _write_error(path, e) from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual permissions
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -42,8 +44,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def _write_error(path: Path, error: OSError) -> FileWriteError:
     kept = "its previous content is unchanged" if path.exists() else "nothing was written"
-    out = FileWriteError(f"cannot write {path}: {error.strerror or error}; {kept}. Free disk space or fix "
-                         "the permissions, then run again")
+    out = FileWriteError(
+        f"cannot write {path}: {error.strerror or error}; {kept}. Free disk space or fix "
+        "the permissions, then run again"
+    )
     out.errno = error.errno
     return out
 
@@ -97,23 +101,29 @@ def load_torch_file(path: str | os.PathLike, *, map_location="cpu") -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes); it was never completely written "
-                              "(interrupted copy?)")
+        raise CheckpointError(
+            f"{path}: the file is empty (0 bytes); it was never completely written (interrupted copy?)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:
-            raise CheckpointError(f"{path}: refused: it holds pickled Python objects ({found.group(1)}) that would "
-                                  "run code when loaded; moola files hold only tensors and plain values, so this "
-                                  "one was not written by moola or was altered") from None
-        raise CheckpointError(f"{path}: refused: not a file written by torch.save, or one that only the full pickle "
-                              "loader (which can run code) could read; corrupt, or not a moola file") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled Python objects ({found.group(1)}) that would "
+                "run code when loaded; moola files hold only tensors and plain values, so this "
+                "one was not written by moola or was altered"
+            ) from None
+        raise CheckpointError(
+            f"{path}: refused: not a file written by torch.save, or one that only the full pickle "
+            "loader (which can run code) could read; corrupt, or not a moola file"
+        ) from None
     except (EOFError, RuntimeError, KeyError, OSError, ValueError) as e:
         # torch reports a cut-off zip as RuntimeError, a cut-off legacy pickle as EOFError, foreign bytes as
         # KeyError/ValueError or EINVAL: all mean the bytes are not a complete torch file
-        raise CheckpointError(f"{path}: truncated or corrupt, not a complete torch file "
-                              f"({type(e).__name__}: {_first_sentence(e)})") from None
+        raise CheckpointError(
+            f"{path}: truncated or corrupt, not a complete torch file ({type(e).__name__}: {_first_sentence(e)})"
+        ) from None
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -133,3 +143,12 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "isoformat"):
         return o.isoformat()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -5,12 +5,13 @@ papermill and nbval, and anything under ``python -m``; taking relative paths fro
 (``resolve_path``) makes ``data_path``, ``run_dir`` and encoder paths mean the same file in all of them.
 Outside a checkout (an installed package) the root is the working directory.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]   # moola_lib/
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # moola_lib/
 ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "notebooks").is_dir() else Path.cwd()
 
 

@@ -5,11 +5,12 @@ has no widget front end: the widget would show as a stale "0/N" in the saved not
 an offline HTML report, so there a plain text bar is used, updated in place with carriage returns (the
 report renderer keeps its final line only).
 """
+
 from __future__ import annotations
 
 import os
 
-TEXT_PROGRESS_ENV = "MOOLA_TEXT_PROGRESS"   # set by start_run in a notebook executed by papermill
+TEXT_PROGRESS_ENV = "MOOLA_TEXT_PROGRESS"  # set by start_run in a notebook executed by papermill
 
 
 def progress_bar(**kwargs):

@@ -22,6 +22,7 @@ A directory that cannot be created or written is ``RunDirError``, raised before 
 Releasing a claim that created the directory removes it again when nothing was written into it, so a
 refused run leaves no empty run directory behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,10 +54,10 @@ class RunDirBusyError(FileExistsError):
 class Claim:
     path: Path
     token: str
-    fd: int | None = None     # the lock file (this process holds the claim) or, inherited, the directory
-    created: list[Path] = field(default_factory=list)   # directories this claim created, deepest first
+    fd: int | None = None  # the lock file (this process holds the claim) or, inherited, the directory
+    created: list[Path] = field(default_factory=list)  # directories this claim created, deepest first
     count: int = 1
-    inherited: bool = False   # run under an ancestor's claim (which keeps the lock file)
+    inherited: bool = False  # run under an ancestor's claim (which keeps the lock file)
 
     def env(self) -> dict[str, str]:
         """The environment a child process needs to run under this claim."""
@@ -73,7 +74,7 @@ class Claim:
         if self.fd is not None:
             if not self.inherited:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.path / LOCK_NAME).unlink()   # while still locked: no other claim sees a half state
+                    (self.path / LOCK_NAME).unlink()  # while still locked: no other claim sees a half state
             os.close(self.fd)
             self.fd = None
         _remove_empty(self.created)
@@ -82,7 +83,7 @@ class Claim:
 def _remove_empty(directories) -> None:
     """Remove the directories a claim created, innermost first, where nothing was written into them."""
     for directory in directories:
-        with contextlib.suppress(OSError):      # not empty: the run wrote something, keep it
+        with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
             directory.rmdir()
 
 
@@ -133,8 +134,12 @@ def _inherited_claim(path: Path) -> Claim | None:
     docstring); None when there is none, RunDirBusyError when another process already runs under it."""
     token = _env_claims().get(str(path))
     holder = _holder(path / LOCK_NAME) if token else {}
-    if not (token and holder.get("token") == token and holder.get("host") == socket.gethostname()
-            and holder.get("pid") in _ancestors()):
+    if not (
+        token
+        and holder.get("token") == token
+        and holder.get("host") == socket.gethostname()
+        and holder.get("pid") in _ancestors()
+    ):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -144,9 +149,11 @@ def _inherited_claim(path: Path) -> Claim | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunDirBusyError(f"run directory {path} is in use by another process running under the same "
-                              f"claim ({_describe(holder)}); nothing in it was touched. One writer per run "
-                              "directory: give this job its own run_dir") from None
+        raise RunDirBusyError(
+            f"run directory {path} is in use by another process running under the same "
+            f"claim ({_describe(holder)}); nothing in it was touched. One writer per run "
+            "directory: give this job its own run_dir"
+        ) from None
     return Claim(path, token, fd, inherited=True)
 
 
@@ -157,7 +164,7 @@ def _ancestors() -> set[int]:
         out.add(pid)
         try:
             with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])   # field 4, after the command in ()
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])  # field 4, after the command in ()
         except (OSError, ValueError, IndexError):
             break
     return out
@@ -171,8 +178,10 @@ def _make_dirs(path: Path) -> list[Path]:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunDirError(f"run_dir {path}: cannot be created ({e.strerror or e}"
-                          f"{': ' + str(e.filename) if e.filename else ''}); choose another run_dir") from None
+        raise RunDirError(
+            f"run_dir {path}: cannot be created ({e.strerror or e}"
+            f"{': ' + str(e.filename) if e.filename else ''}); choose another run_dir"
+        ) from None
     return [p for p in missing if p.exists()]
 
 
@@ -183,27 +192,37 @@ def _lock(path: Path, created: list[Path]) -> Claim:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
-            raise RunDirError(f"run_dir {path}: cannot be written ({e.strerror or e}); "
-                              "choose another run_dir") from None
+            raise RunDirError(
+                f"run_dir {path}: cannot be written ({e.strerror or e}); choose another run_dir"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(lock)
             os.close(fd)
-            raise RunDirBusyError(f"run directory {path} is in use by another run ({_describe(holder)}); "
-                                  "nothing in it was touched. Wait for that run to end or choose another "
-                                  "run_dir") from None
+            raise RunDirBusyError(
+                f"run directory {path} is in use by another run ({_describe(holder)}); "
+                "nothing in it was touched. Wait for that run to end or choose another "
+                "run_dir"
+            ) from None
         if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
             break
-        os.close(fd)   # we locked a file its holder had just removed: take the new one
+        os.close(fd)  # we locked a file its holder had just removed: take the new one
     stale = _holder(lock)
     if stale:
-        warnings.warn(f"run directory {path}: taking over a stale lock left by a run that ended without "
-                      f"releasing it ({_describe(stale)}; killed or crashed?)", stacklevel=3)
+        warnings.warn(
+            f"run directory {path}: taking over a stale lock left by a run that ended without "
+            f"releasing it ({_describe(stale)}; killed or crashed?)",
+            stacklevel=3,
+        )
     token = uuid.uuid4().hex
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)[:300]}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "token": token,
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv)[:300],
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     return Claim(path, token, fd, created)
@@ -219,5 +238,7 @@ def _holder(lock: Path) -> dict:
 def _describe(holder: dict) -> str:
     if not holder:
         return "holder unknown"
-    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
-            f"{holder.get('command', '?')}")
+    return (
+        f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+        f"{holder.get('command', '?')}"
+    )

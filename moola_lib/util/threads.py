@@ -21,6 +21,7 @@ set, when torch's count differs from the one it had at import (or the one the po
 of the job, or once it differs during the job (``torch.set_num_threads`` called meanwhile). It also changes
 nothing on a GPU job, and where /proc/stat cannot be read (not Linux).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,11 @@ from pathlib import Path
 import torch
 
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-SLACK = 0.3          # a core that others use for less than 0.7 of the time still takes a thread
+SLACK = 0.3  # a core that others use for less than 0.7 of the time still takes a thread
 MIN_SAMPLE_S = 0.25  # the first decision of a job looks at the load of at least this long
-MAX_AGE_S = 60.0     # ... and of at most about this long (longer ago: a fresh sample)
+MAX_AGE_S = 60.0  # ... and of at most about this long (longer ago: a fresh sample)
 _AT_IMPORT = torch.get_num_threads()
-_policy_set: int | None = None   # the count the policy set last, in this process
+_policy_set: int | None = None  # the count the policy set last, in this process
 
 
 def choose_threads(ceiling: int, cores: int, others: float) -> int:
@@ -47,8 +48,7 @@ def choose_threads(ceiling: int, cores: int, others: float) -> int:
 
 def user_chose_threads() -> bool:
     """Whether the thread count is the user's: set in the environment, or by torch.set_num_threads."""
-    return any(os.environ.get(name) for name in USER_ENV) or torch.get_num_threads() not in (_AT_IMPORT,
-                                                                                              _policy_set)
+    return any(os.environ.get(name) for name in USER_ENV) or torch.get_num_threads() not in (_AT_IMPORT, _policy_set)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class CpuThreads:
         global _policy_set, _latest
         if self.sample is None:
             return torch.get_num_threads()
-        if torch.get_num_threads() != self.count:   # set by the user during the job: theirs from now on
+        if torch.get_num_threads() != self.count:  # set by the user during the job: theirs from now on
             self.sample = None
             return torch.get_num_threads()
         time.sleep(max(0.0, MIN_SAMPLE_S - (time.perf_counter() - self.sample.wall)))
@@ -142,4 +142,4 @@ def _recent_sample(cpus: frozenset[int]) -> LoadSample | None:
     return LoadSample.now(cpus)
 
 
-_latest = LoadSample.now(allowed_cpus())   # taken at import: a job's first decision sees the load from here on
+_latest = LoadSample.now(allowed_cpus())  # taken at import: a job's first decision sees the load from here on
