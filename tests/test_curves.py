@@ -9,6 +9,7 @@ import torch
 
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.transfer import curves as C
+from moola_lib.transfer.arms import names
 
 TINY = {"sizes": [24, 36], "transfer": {"folds": 2, "repeats": 1, "epochs": 2, "patience": 2},
         "period": ["2025-07-01", "2025-07-31"], "history_start": "2025-06-24"}
@@ -52,8 +53,9 @@ def test_tiny_run_structure(tiny):
                                               "rocket_multirocket"}
         assert set(res["arms"]["by_arch"]) == {"1x8"}          # one baseline for the two encoders of one arch
         assert set(res["arms"]["by_arch"]["1x8"]) == {"baseline", "random_frozen"}
-        assert {a: set(v) for a, v in res["arms"]["by_encoder"].items()} == {"a": {"frozen", "finetune"},
-                                                                             "b": {"frozen", "finetune"}}
+        pretrained = set(names(role="pretrained"))   # frozen, finetune, lpft: the arms on the pretrained encoder
+        assert {"frozen", "finetune"} <= pretrained
+        assert {a: set(v) for a, v in res["arms"]["by_encoder"].items()} == {"a": pretrained, "b": pretrained}
         for s in [*res["arms"]["shared"].values(), *res["arms"]["by_encoder"]["a"].values()]:
             assert 0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 1
         assert res["best_non_neural"] in res["arms"]["shared"]
@@ -66,7 +68,7 @@ def test_tiny_run_structure(tiny):
             assert r["p_holm_size"] >= r["p_value"] or np.isnan(r["p_value"])
         key = C.key_comparisons(res)
         assert {r["reference"] for r in key} == {"baseline", res["best_non_neural"]}
-        assert len(key) == 2 * 2 * 2   # 2 encoders x (frozen, finetune) x (baseline, best non-neural)
+        assert len(key) == 2 * len(pretrained) * 2   # 2 encoders x pretrained arms x (baseline, best non-neural)
     md = (tiny / "c.md").read_text()
     assert "### 24 labelled windows" in md and "### 36 labelled windows" in md
     assert "| 24 | a | " in md and "| 36 | b | " in md   # the summary table: a row per size and encoder
