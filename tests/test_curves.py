@@ -83,7 +83,7 @@ def test_redraw_from_json(tiny):
 def test_merge_runs_joins_sizes_of_one_set_up(tiny):
     full = json.loads((tiny / "c.json").read_text())
     parts = [{**full, "sizes": {n: r}, "seconds": 1.0} for n, r in reversed(full["sizes"].items())]
-    other = {**full, "encoders": {"z": full["encoders"]["a"]}}
+    other = {**full, "encoders": {"z": {**full["encoders"]["a"], "arch": {"num_layers": 2, "hidden_size": 8}}}}
     merged = C.merge_runs([*parts, other])
     assert len(merged) == 2 and list(merged[0]["sizes"]) == ["24", "36"] and merged[0]["seconds"] == 2.0
     assert merged[0]["sizes"] == full["sizes"]

@@ -222,6 +222,8 @@ def summary_table(results: dict) -> list[str]:
         best = res["best_non_neural"]
         for enc, arch in ((e, f"{a['num_layers']}x{a['hidden_size']}") for e, a in
                           ((e, v["arch"]) for e, v in results["encoders"].items())):
+            if enc not in res["arms"]["by_encoder"]:   # a joined run: this encoder did not run at this size
+                continue
             arms = res["arms"]["by_encoder"][enc]
             cells = [n, enc, _pp(res["arms"]["by_arch"][arch]["baseline"]["mean"]),
                      f"{best} {_pp(res['arms']['shared'][best]['mean'])}", *[_pp(arms[a]["mean"]) for a in pretrained]]
@@ -310,14 +312,16 @@ def figure(runs: list[dict], path) -> None:
 
 
 def merge_runs(runs: list[dict]) -> list[dict]:
-    """Results files of the same encoders and protocol options (sizes run as separate processes) joined into
-    one run, sizes in increasing order; other runs stay apart (a panel each)."""
+    """Results files of the same encoder architectures and protocol options (sizes or encoders run as separate
+    processes) joined into one run, sizes in increasing order; other runs stay apart (a panel each)."""
     merged: dict[str, dict] = {}
     for r in runs:
-        key = json.dumps([r["encoders"], r["transfer_config"]], sort_keys=True)
+        archs = sorted({f"{e['arch']['num_layers']}x{e['arch']['hidden_size']}" for e in r["encoders"].values()})
+        key = json.dumps([archs, r["transfer_config"]], sort_keys=True)
         if key not in merged:
-            merged[key] = {**r, "sizes": {}, "seconds": 0.0, "commands": []}
+            merged[key] = {**r, "encoders": {}, "sizes": {}, "seconds": 0.0, "commands": []}
         m = merged[key]
+        m["encoders"] = {**m["encoders"], **r["encoders"]}
         m["sizes"] = dict(sorted({**m["sizes"], **r["sizes"]}.items(), key=lambda kv: int(kv[0])))
         m["seconds"] += r.get("seconds", 0.0)
         m["commands"].append(r.get("command"))
@@ -330,8 +334,8 @@ def _main(argv=None) -> None:
     parser.add_argument("--markdown", help="also write the Markdown summary here")
     parser.add_argument("--figure", help="also write the figure (PNG) here")
     parser.add_argument("--from-json", nargs="+", metavar="JSON",
-                        help="run nothing: redraw --markdown / --figure from these results files (same encoders and "
-                        "options joined, else a panel each)")
+                        help="run nothing: redraw --markdown / --figure from these results files (same "
+                        "architectures and options joined, else a panel each)")
     add_parameter_flags(parser, what="option (a field of CurvesConfig)")
     args = parser.parse_args(argv)
     if args.from_json:
