@@ -6,7 +6,8 @@ pretraining period), so no two sizes share a window. Each set gets its own folds
 protocol's arms run on them through the protocol's own code (``evaluate_arms``, ``comparisons``, the verdict's
 interval ``intervals.VERDICT_INTERVAL``): the arms that read no encoder (simple_*, rocket_*) once per size, the
 arms on a random encoder (baseline, random_frozen) once per size and encoder architecture, the arms on the
-pretrained encoder (frozen, finetune, ...) once per size and encoder. Every encoder's comparisons are those
+pretrained encoder (frozen, finetune, lpft) once per size and encoder (``transfer`` holds the TransferConfig
+options: arms, read-outs, folds, epochs). Every encoder's comparisons are those
 of ``comparisons.comparison_pairs`` with its architecture's baseline and the shared non-neural arms; the
 p-values of all of one size's distinct comparisons get Holm's correction together (``p_holm_size``), so that
 many encoders and arms do not manufacture a finding.
@@ -14,7 +15,8 @@ many encoders and arms do not manufacture a finding.
 Reported per size: each arm's balanced accuracy (mean, corrected-t 95% CI over the folds) and, per encoder,
 each pretrained arm against the baseline and against the best non-neural arm of that size (difference, CI,
 p, Holm-corrected p, minimal detectable effect). Results go to ``--json`` after every size (atomic writes:
-a stopped run leaves the finished sizes), a Markdown summary to ``--markdown``, a figure to ``--figure``.
+a stopped run leaves the finished sizes), a Markdown summary to ``--markdown``, a figure to ``--figure``;
+``--from-json`` redraws both from results files, joining runs of one architecture and options.
 Expected errors (bad config, missing encoder file) print one line and exit 2.
 """
 from __future__ import annotations
