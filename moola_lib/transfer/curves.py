@@ -19,6 +19,7 @@ a stopped run leaves the finished sizes), a Markdown summary to ``--markdown``, 
 ``--from-json`` redraws both from results files, joining runs of one architecture and options.
 Expected errors (bad config, missing encoder file) print one line and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,17 +57,21 @@ METRIC = "balanced_accuracy"
 class CurvesConfig(StrictConfig):
     """What the learning curves run. ``transfer`` holds TransferConfig options (its own checks apply)."""
 
-    encoders: dict[str, str] = field(default_factory=dict)   # name -> encoder file or pretraining checkpoint
+    encoders: dict[str, str] = field(default_factory=dict)  # name -> encoder file or pretraining checkpoint
     sizes: list[int] = field(default_factory=lambda: [50, 100, 174, 350, 700])
     transfer: dict[str, Any] = field(default_factory=lambda: {"folds": 5, "repeats": 2, "epochs": 40, "patience": 10})
-    period: list[str] = field(default_factory=lambda: [EMBEDDED_SET.start, "2026-03-31"])   # 9 months: 700 fit
+    period: list[str] = field(default_factory=lambda: [EMBEDDED_SET.start, "2026-03-31"])  # 9 months: 700 fit
     history_start: str = EMBEDDED_SET.history_start
-    market_seed: int = 1_000_000   # size i: market market_seed + i (not the pretraining market 0)
-    seed: int = 0                  # size i: window draw seed + i
+    market_seed: int = 1_000_000  # size i: market market_seed + i (not the pretraining market 0)
+    seed: int = 0  # size i: window draw seed + i
 
     def __post_init__(self) -> None:
-        self.require([(bool(self.sizes) and all(s >= 10 for s in self.sizes), "sizes must be a list of sizes >= 10"),
-                      (len(self.period) == 2, "period must be [first day, last day]")])
+        self.require(
+            [
+                (bool(self.sizes) and all(s >= 10 for s in self.sizes), "sizes must be a list of sizes >= 10"),
+                (len(self.period) == 2, "period must be [first day, last day]"),
+            ]
+        )
 
     def transfer_config(self, arms=None) -> TransferConfig:
         """The protocol's options for every size (no bootstrap, no learning-curve fractions, no bars)."""
@@ -79,8 +84,14 @@ class CurvesConfig(StrictConfig):
 def labelled_set(cc: CurvesConfig, i: int):
     """The i-th size's fresh labelled set: its own market and draw seed."""
     lo, hi = cc.period
-    return synthetic_labelled_set(n=cc.sizes[i], seed=cc.seed + i, start=lo, end=hi,
-                                  history_start=cc.history_start, market_seed=cc.market_seed + i)
+    return synthetic_labelled_set(
+        n=cc.sizes[i],
+        seed=cc.seed + i,
+        start=lo,
+        end=hi,
+        history_start=cc.history_start,
+        market_seed=cc.market_seed + i,
+    )
 
 
 def _split_arms(cfg: TransferConfig) -> tuple[list[str], list[str], list[str]]:
@@ -118,8 +129,13 @@ def _runs(labelled, sources: dict, cfg: TransferConfig, assign, groups) -> tuple
 
 def _comparison_row(comp: dict, encoder: str, arch: str) -> dict:
     d = comp[METRIC]
-    return {"encoder": encoder, "arch": arch, "arm": comp["arm"], "reference": comp["reference"],
-            **{k: d[k] for k in ("mean", "ci_low", "ci_high", "p_value", "mde", "interval")}}
+    return {
+        "encoder": encoder,
+        "arch": arch,
+        "arm": comp["arm"],
+        "reference": comp["reference"],
+        **{k: d[k] for k in ("mean", "ci_low", "ci_high", "p_value", "mde", "interval")},
+    }
 
 
 def size_result(labelled, sources: dict, cfg: TransferConfig) -> dict:
@@ -135,9 +151,11 @@ def size_result(labelled, sources: dict, cfg: TransferConfig) -> dict:
         s = summarise(run["folds"], classes)[METRIC]
         return {k: s[k] for k in ("mean", "ci_low", "ci_high")}
 
-    arms = {"shared": {a: summary(r) for a, r in shared.items()},
-            "by_arch": {k: {a: summary(r) for a, r in runs.items()} for k, runs in by_arch.items()},
-            "by_encoder": {k: {a: summary(r) for a, r in runs.items()} for k, runs in per_encoder.items()}}
+    arms = {
+        "shared": {a: summary(r) for a, r in shared.items()},
+        "by_arch": {k: {a: summary(r) for a, r in runs.items()} for k, runs in by_arch.items()},
+        "by_encoder": {k: {a: summary(r) for a, r in runs.items()} for k, runs in per_encoder.items()},
+    }
     rows = {}
     for name, source in sources.items():
         arch = _arch_key(source)
@@ -148,11 +166,21 @@ def size_result(labelled, sources: dict, cfg: TransferConfig) -> dict:
     for row, p in zip(rows.values(), holm([r["p_value"] for r in rows.values()])):
         row["p_holm_size"] = p
     best = max(arms["shared"], key=lambda a: arms["shared"][a]["mean"], default=None)
-    fit_seconds = {f"{who}/{a}": sum(f["seconds"] for f in r["folds"]) for who, runs in
-                   [("none", shared), *by_arch.items(), *per_encoder.items()] for a, r in runs.items()}
-    return {"n": len(labelled.y), "source": labelled.source, "n_groups": len(np.unique(groups)),
-            "arms": arms, "best_non_neural": best, "comparisons": rows, "fit_seconds": fit_seconds,
-            "seconds": time.perf_counter() - t0}
+    fit_seconds = {
+        f"{who}/{a}": sum(f["seconds"] for f in r["folds"])
+        for who, runs in [("none", shared), *by_arch.items(), *per_encoder.items()]
+        for a, r in runs.items()
+    }
+    return {
+        "n": len(labelled.y),
+        "source": labelled.source,
+        "n_groups": len(np.unique(groups)),
+        "arms": arms,
+        "best_non_neural": best,
+        "comparisons": rows,
+        "fit_seconds": fit_seconds,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def curves(cc: CurvesConfig, json_path=None, note=print) -> dict:
@@ -165,13 +193,21 @@ def curves(cc: CurvesConfig, json_path=None, note=print) -> dict:
         if not Path(path).is_file():
             raise FileNotFoundError(f"curves: encoder {name!r}: {path} not found")
         sources[name] = EncoderSource.load(path, input_size=10)
-    out = {"config": dataclasses.asdict(cc), "transfer_config": dataclasses.asdict(cfg),
-           "encoders": {n: {"path": str(s.path), "arch": dict(s.encoder.arch),
-                            "objective": (s.training_results or {}).get("objective"),
-                            "best_val_loss": (s.training_results or {}).get("best_val_loss")}
-                        for n, s in sources.items()},
-           "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                       "threads": torch.get_num_threads()}, "sizes": {}}
+    out = {
+        "config": dataclasses.asdict(cc),
+        "transfer_config": dataclasses.asdict(cfg),
+        "encoders": {
+            n: {
+                "path": str(s.path),
+                "arch": dict(s.encoder.arch),
+                "objective": (s.training_results or {}).get("objective"),
+                "best_val_loss": (s.training_results or {}).get("best_val_loss"),
+            }
+            for n, s in sources.items()
+        },
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "sizes": {},
+    }
     t0 = time.perf_counter()
     for i, n in enumerate(cc.sizes):
         labelled = labelled_set(cc, i)
@@ -191,16 +227,16 @@ def _arm_lines(res: dict) -> list[str]:
     lines = ["| arm | reads | balanced accuracy % [95% CI] |", "|---|---|---|"]
     groups = [("none", res["arms"]["shared"]), *res["arms"]["by_arch"].items(), *res["arms"]["by_encoder"].items()]
     for reads, arms in groups:
-        lines += [f"| {a} | {reads} | {_pp(s['mean'])} [{_pp(s['ci_low'])}, {_pp(s['ci_high'])}] |"
-                  for a, s in arms.items()]
+        lines += [
+            f"| {a} | {reads} | {_pp(s['mean'])} [{_pp(s['ci_low'])}, {_pp(s['ci_high'])}] |" for a, s in arms.items()
+        ]
     return lines
 
 
 def key_comparisons(res: dict) -> list[dict]:
     """Each pretrained arm against its baseline and against the size's best non-neural arm."""
     refs = ("baseline", res["best_non_neural"])
-    return [r for r in res["comparisons"].values()
-            if arm_row(r["arm"]).role == "pretrained" and r["reference"] in refs]
+    return [r for r in res["comparisons"].values() if arm_row(r["arm"]).role == "pretrained" and r["reference"] in refs]
 
 
 def _cell(r: dict | None) -> str:
@@ -208,8 +244,10 @@ def _cell(r: dict | None) -> str:
     if r is None:
         return "-"
     mark = "" if r["interval"] == VERDICT_INTERVAL else "+"
-    return (f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]{mark}, "
-            f"p {r['p_holm_size']:.2g}, MDE {_pp(r['mde'])}")
+    return (
+        f"{100 * r['mean']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]{mark}, "
+        f"p {r['p_holm_size']:.2g}, MDE {_pp(r['mde'])}"
+    )
 
 
 def summary_table(results: dict) -> list[str]:
@@ -217,47 +255,82 @@ def summary_table(results: dict) -> list[str]:
     and each pretrained arm against the baseline and against the best non-neural arm."""
     first = next(iter(results["sizes"].values()))
     pretrained = list(next(iter(first["arms"]["by_encoder"].values())))
-    head = ["size", "encoder", "baseline", "best non-neural", *pretrained,
-            *[f"{a} - {ref}" for ref in ("baseline", "best non-neural") for a in pretrained]]
+    head = [
+        "size",
+        "encoder",
+        "baseline",
+        "best non-neural",
+        *pretrained,
+        *[f"{a} - {ref}" for ref in ("baseline", "best non-neural") for a in pretrained],
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, res in results["sizes"].items():
         best = res["best_non_neural"]
-        for enc, arch in ((e, f"{a['num_layers']}x{a['hidden_size']}") for e, a in
-                          ((e, v["arch"]) for e, v in results["encoders"].items())):
-            if enc not in res["arms"]["by_encoder"]:   # a joined run: this encoder did not run at this size
+        for enc, arch in (
+            (e, f"{a['num_layers']}x{a['hidden_size']}")
+            for e, a in ((e, v["arch"]) for e, v in results["encoders"].items())
+        ):
+            if enc not in res["arms"]["by_encoder"]:  # a joined run: this encoder did not run at this size
                 continue
             arms = res["arms"]["by_encoder"][enc]
-            cells = [n, enc, _pp(res["arms"]["by_arch"][arch]["baseline"]["mean"]),
-                     f"{best} {_pp(res['arms']['shared'][best]['mean'])}", *[_pp(arms[a]["mean"]) for a in pretrained]]
-            cells += [_cell(res["comparisons"].get(f"{enc}: {a} vs {ref}")) for ref in ("baseline", best)
-                      for a in pretrained]
+            cells = [
+                n,
+                enc,
+                _pp(res["arms"]["by_arch"][arch]["baseline"]["mean"]),
+                f"{best} {_pp(res['arms']['shared'][best]['mean'])}",
+                *[_pp(arms[a]["mean"]) for a in pretrained],
+            ]
+            cells += [
+                _cell(res["comparisons"].get(f"{enc}: {a} vs {ref}")) for ref in ("baseline", best) for a in pretrained
+            ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
 
-_LEGEND = (f"Differences in pp of balanced accuracy, 95% CI of the verdict's interval ({VERDICT_INTERVAL}; + marks "
-           "the corrected t where it does not apply), p Holm-corrected over all of the size's comparisons, MDE the "
-           "smallest difference detectable with 80% power.")
+_LEGEND = (
+    f"Differences in pp of balanced accuracy, 95% CI of the verdict's interval ({VERDICT_INTERVAL}; + marks "
+    "the corrected t where it does not apply), p Holm-corrected over all of the size's comparisons, MDE the "
+    "smallest difference detectable with 80% power."
+)
 
 
 def markdown(results: dict) -> str:
     """The Markdown summary: per size, the arms and the key comparisons (balanced accuracy, pp)."""
     tc = results["transfer_config"]
-    lines = [f"Learning curves: {tc['folds']}-fold CV x {tc['repeats']} repeat(s) per size, epochs {tc['epochs']}, "
-             f"patience {tc['patience']}, seeds per fold {tc['seeds_per_fold']}; "
-             f"{results.get('seconds', 0):.0f} s (summed over processes). Encoders: " + "; ".join(
-                 f"{n} ({e['arch']['num_layers']}x{e['arch']['hidden_size']}, {e['objective']})"
-                 for n, e in results["encoders"].items()) + ".",
-             "", _LEGEND, "", *summary_table(results)]
+    lines = [
+        f"Learning curves: {tc['folds']}-fold CV x {tc['repeats']} repeat(s) per size, epochs {tc['epochs']}, "
+        f"patience {tc['patience']}, seeds per fold {tc['seeds_per_fold']}; "
+        f"{results.get('seconds', 0):.0f} s (summed over processes). Encoders: "
+        + "; ".join(
+            f"{n} ({e['arch']['num_layers']}x{e['arch']['hidden_size']}, {e['objective']})"
+            for n, e in results["encoders"].items()
+        )
+        + ".",
+        "",
+        _LEGEND,
+        "",
+        *summary_table(results),
+    ]
     for n, res in results["sizes"].items():
-        head = (f"### {n} labelled windows ({res['n_groups']} session groups, market "
-                f"{res['source']['market_seed']}, {res['seconds']:.0f} s)")
-        lines += ["", head, "", *_arm_lines(res), "",
-                  "| encoder | comparison | difference pp [95% CI] | p | p (Holm, size) | MDE pp |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['encoder']} | {r['arm']} vs {r['reference']} | {100 * r['mean']:+.1f} "
-                  f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['p_value']:.2g} | "
-                  f"{r['p_holm_size']:.2g} | {_pp(r['mde'])} |" for r in key_comparisons(res)]
+        head = (
+            f"### {n} labelled windows ({res['n_groups']} session groups, market "
+            f"{res['source']['market_seed']}, {res['seconds']:.0f} s)"
+        )
+        lines += [
+            "",
+            head,
+            "",
+            *_arm_lines(res),
+            "",
+            "| encoder | comparison | difference pp [95% CI] | p | p (Holm, size) | MDE pp |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['encoder']} | {r['arm']} vs {r['reference']} | {100 * r['mean']:+.1f} "
+            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] | {r['p_value']:.2g} | "
+            f"{r['p_holm_size']:.2g} | {_pp(r['mde'])} |"
+            for r in key_comparisons(res)
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -276,14 +349,23 @@ def curve_points(results: dict) -> dict[str, list[tuple[int, float, float, float
 def _panel(ax, results: dict) -> None:
     """One run: colour = arm (the arms table's), line style = which encoder (or architecture) it reads."""
     styles = {None: ":", 0: "-", 1: "--", 2: "-.", 3: (0, (1, 1))}
-    readers = list(dict.fromkeys([*results["sizes"][next(iter(results["sizes"]))]["arms"]["by_arch"],
-                                  *results["encoders"]]))
+    readers = list(
+        dict.fromkeys([*results["sizes"][next(iter(results["sizes"]))]["arms"]["by_arch"], *results["encoders"]])
+    )
     for label, pts in sorted(curve_points(results).items()):
         who, _, arm = label.rpartition("/")
         n, mean, lo, hi = (np.array(v) for v in zip(*sorted(pts)))
         colour = arm_row(arm).colour
-        ax.plot(n, 100 * mean, color=colour, ls=styles.get(readers.index(who) % 4 if who else None),
-                marker="o", label=label, lw=1.5 if who else 1.0, ms=3)
+        ax.plot(
+            n,
+            100 * mean,
+            color=colour,
+            ls=styles.get(readers.index(who) % 4 if who else None),
+            marker="o",
+            label=label,
+            lw=1.5 if who else 1.0,
+            ms=3,
+        )
         ax.fill_between(n, 100 * lo, 100 * hi, color=colour, alpha=0.06)
     sizes = sorted({int(n) for n in results["sizes"]})
     ax.set_xscale("log")
@@ -300,6 +382,7 @@ def figure(runs: list[dict], path) -> None:
     """Balanced accuracy against labelled-set size, one line per arm with its 95% CI band, one panel per run
     (PNG)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -335,9 +418,13 @@ def _main(argv=None) -> None:
     parser.add_argument("--json", default="runs/curves/curves.json", help="results file (rewritten after every size)")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
     parser.add_argument("--figure", help="also write the figure (PNG) here")
-    parser.add_argument("--from-json", nargs="+", metavar="JSON",
-                        help="run nothing: redraw --markdown / --figure from these results files (same "
-                        "architectures and options joined, else a panel each)")
+    parser.add_argument(
+        "--from-json",
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: redraw --markdown / --figure from these results files (same "
+        "architectures and options joined, else a panel each)",
+    )
     add_parameter_flags(parser, what="option (a field of CurvesConfig)")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -347,8 +434,11 @@ def _main(argv=None) -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = curves(cc, args.json, note=lambda m: print(f"[curves {time.strftime('%H:%M:%S')}] {m}",
-                                                                  file=sys.stderr, flush=True))
+            results = curves(
+                cc,
+                args.json,
+                note=lambda m: print(f"[curves {time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True),
+            )
         finally:
             torch.set_num_threads(threads)
         results["command"] = " ".join(["python -m moola_lib.transfer.curves", *(argv or [])])
