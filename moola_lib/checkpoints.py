@@ -16,9 +16,9 @@ import warnings
 from pathlib import Path
 
 from .config import ConfigError, PretrainConfig
-from .data import bars_source
 from .models import JadePretrainer
 from .pretrain_data import as_config
+from .sources import bars_source
 from .util.io import CheckpointError, atomic_torch_save, load_torch_file
 
 CHECKPOINT_FORMAT = "moola.pretrain_checkpoint.v1"

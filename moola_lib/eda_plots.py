@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .data import describe_source
 from .features import FEATURE_NAMES, FEATURE_RANGES
+from .sources import describe_source
 
 UP, DOWN = "#2e7d32", "#c62828"
 CANDLE_FEATURES = FEATURE_NAMES[:6]
@@ -30,7 +30,7 @@ SWING_FEATURES = FEATURE_NAMES[6:]
 
 
 def data_summary(bars: pd.DataFrame, source: str | Mapping) -> pd.DataFrame:
-    """One-column table: source (a text or a ``data.bars_source`` dict), bars, date range, trading days,
+    """One-column table: source (a text or a ``sources.bars_source`` dict), bars, date range, trading days,
     bars per day, dropped rows."""
     days = bars.index.normalize().unique()
     sessions = 1 + int((np.diff(bars.index.asi8) > 30 * 60e9).sum())

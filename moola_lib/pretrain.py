@@ -89,7 +89,7 @@ class _Progress:
     elapsed_before: float = 0.0  # seconds spent before this process (resumed runs)
     t_start: float = 0.0  # perf_counter() when this process started the job
     start_epoch: int = 0  # epochs completed when this process started
-    data_source: dict = field(default_factory=dict)  # data.bars_source: resume checks the file's SHA-256
+    data_source: dict = field(default_factory=dict)  # sources.bars_source: resume checks the file's SHA-256
 
     @classmethod
     def start(cls, trainer: Trainer, resumed: dict | None, t_start: float, data_source: dict) -> _Progress:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError, PretrainConfig
-from .data import describe_source, resolve_splits, run_bars, split_slices, to_utc
 from .features import FEATURE_NAMES, relativity_features, swing_points
-from .splits import is_fractions, resolved_splits_line
+from .sources import describe_source, resolve_splits, run_bars, split_slices
+from .splits import is_fractions, resolved_splits_line, to_utc
 from .windows import split_windows
 
 # every PretrainConfig field that load_pretrain_data reads: data loaded with the same values is the same data

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import to_utc
 from .labels import LabelledSet
 from .models import JadeEncoder, encoder_from_file_object, recorded_feature_options, stored_feature_options
+from .splits import to_utc
 from .util.io import load_torch_file, read_json
 from .util.paths import resolve_path
 

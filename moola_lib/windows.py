@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH, WINDOW_STRIDE
-from .data import DEFAULT_SPLITS, split_slices
+from .sources import split_slices
+from .splits import DEFAULT_SPLITS
 
 
 def window_starts(n_bars: int, length: int = WINDOW_LENGTH, stride: int = WINDOW_STRIDE) -> np.ndarray:

@@ -5,7 +5,7 @@ from typing import Literal
 import pytest
 
 from moola_lib.config import ConfigError, IsoDate, PretrainConfig, apply_overrides
-from moola_lib.data import DEFAULT_SPLITS
+from moola_lib.splits import DEFAULT_SPLITS
 
 
 def test_defaults_match_the_seed_guide():

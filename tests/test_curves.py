@@ -10,6 +10,7 @@ import torch
 
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.transfer import curves as C
+from moola_lib.transfer import curves_report as R
 from moola_lib.transfer.arms import names
 
 TINY = {
@@ -83,7 +84,7 @@ def test_tiny_run_structure(tiny):
         for r in rows.values():
             assert r["interval"] in ("decomposition", "corrected_t")
             assert r["p_holm_size"] >= r["p_value"] or np.isnan(r["p_value"])
-        key = C.key_comparisons(res)
+        key = R.key_comparisons(res)
         assert {r["reference"] for r in key} == {"baseline", res["best_non_neural"]}
         assert len(key) == 2 * len(pretrained) * 2  # 2 encoders x pretrained arms x (baseline, best non-neural)
     md = (tiny / "c.md").read_text()
@@ -101,7 +102,7 @@ def test_merge_runs_joins_sizes_of_one_set_up(tiny):
     full = json.loads((tiny / "c.json").read_text())
     parts = [{**full, "sizes": {n: r}, "seconds": 1.0} for n, r in reversed(full["sizes"].items())]
     other = {**full, "encoders": {"z": {**full["encoders"]["a"], "arch": {"num_layers": 2, "hidden_size": 8}}}}
-    merged = C.merge_runs([*parts, other])
+    merged = R.merge_runs([*parts, other])
     assert len(merged) == 2 and list(merged[0]["sizes"]) == ["24", "36"] and merged[0]["seconds"] == 2.0
     assert merged[0]["sizes"] == full["sizes"]
 

@@ -10,16 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moola_lib.data import (
-    DEFAULT_SPLITS,
-    PRICE_COLUMNS,
-    DataValidationError,
-    DataValidationWarning,
-    file_sha256,
-    load_ohlcv,
-    split_slices,
-    validate_ohlcv,
-)
+from moola_lib.data import PRICE_COLUMNS, DataValidationError, DataValidationWarning, load_ohlcv, validate_ohlcv
+from moola_lib.sources import split_slices
+from moola_lib.splits import DEFAULT_SPLITS
+from moola_lib.util.io import file_sha256
 
 N = 120
 START = pd.Timestamp("2024-03-04 14:30")  # naive, like the real file

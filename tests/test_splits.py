@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from moola_lib.config import ConfigError, PretrainConfig, apply_overrides, read_parameters
-from moola_lib.data import DataValidationError, resolve_splits, split_slices
+from moola_lib.data import DataValidationError
+from moola_lib.sources import resolve_splits, split_slices
 from moola_lib.splits import (
     AUTO_SPLITS,
     NEW_YORK,

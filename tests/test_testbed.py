@@ -141,7 +141,7 @@ def test_embedded_set_defaults_are_written_once():
     assert ls.class_counts() == {"consolidation": 81, "retracement": 93}
     assert ls.valid.all() and np.isfinite(ls.X).all()
     # the labelled period lies after the default pretraining splits
-    from moola_lib.data import DEFAULT_SPLITS
+    from moola_lib.splits import DEFAULT_SPLITS
 
     assert max(pd.Timestamp(b[1]) for b in DEFAULT_SPLITS.values()) <= pd.Timestamp(d.start)
     assert (ls.start >= pd.Timestamp(d.start, tz="UTC")).all()

@@ -35,8 +35,8 @@ import pandas as pd
 
 from ..config import ConfigError
 from ..constants import WINDOW_LENGTH
-from ..data import to_utc
 from ..labels import read_label_table
+from ..splits import to_utc
 from ..util.io import atomic_write_bytes
 from . import row_edits
 

@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from ..data import bars_source
+from ..sources import bars_source
 from ..util.paths import PACKAGE_DIR
 
 _PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill", "ipykernel")
@@ -62,7 +62,7 @@ def device_info(requested: str) -> dict:
 
 def data_info(params) -> dict:
     """The data file (path, size, SHA-256) or the arguments of the embedded synthetic data
-    (``data.bars_source`` in the manifest's layout)."""
+    (``sources.bars_source`` in the manifest's layout)."""
     source = bars_source(params)
     if source["kind"] == "synthetic":
         return {"synthetic": {k: source[k] for k in ("start", "end", "seed") if source[k] is not None}}

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError, PretrainConfig
-from ..data import resolve_splits, run_bars
 from ..devices import resolve_device
 from ..features import FEATURE_NAMES, relativity_features
 from ..label_spans import exclude_intervals, label_time_spans
@@ -19,6 +18,7 @@ from ..labels import LabelledSet, LabelTable, load_labels
 from ..models import JadeEncoder, embed_windows
 from ..pretrain import pretrain
 from ..provenance import EncoderSource, seen_in_pretraining
+from ..sources import resolve_splits, run_bars
 from ..splits import is_fractions
 from ..testbed import synthetic_labelled_set
 from ..transfer.folds import fold_groups
