@@ -162,6 +162,7 @@ def transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:
                 progress=False,
                 seeds_per_fold=vc.seeds_per_fold,
                 seed=vc.seed,
+                n_jobs=1 if vc.workers > 1 else None,  # parallel over replicates already: no nested workers
             ),
             **overrides,
         }
