@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_transfer import CFG as TINY
 from test_transfer import tiny_set
 
 from moola_lib.config import ConfigError
@@ -20,19 +21,14 @@ from moola_lib.transfer.protocol import evaluate_arms, run_transfer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CFG = dict(
-    arms=["baseline", "frozen", "finetune", "random_frozen", "simple"],
-    folds=3,
-    repeats=2,
-    epochs=2,
-    unfreeze_epoch=1,
-    seeds_per_fold=2,
-    fractions=[0.5, 1.0],
-    n_bootstrap=50,
-    device="cpu",
-    progress=False,
-    group_by_session=False,
-)
+CFG = {  # the tiny protocol of test_transfer, with two repeats and every kind of arm but rocket
+    **TINY,
+    "arms": ["baseline", "frozen", "finetune", "random_frozen", "simple"],
+    "repeats": 2,
+    "epochs": 2,
+    "unfreeze_epoch": 1,
+    "seeds_per_fold": 2,
+}
 
 
 def _without_timings(x):
@@ -68,9 +64,14 @@ def encoder(tmp_path_factory):
     return EncoderSource.load(path, input_size=10)
 
 
-def test_two_workers_give_the_serial_results_bit_for_bit(encoder):
-    serial = run_transfer(tiny_set(), encoder, {**CFG, "n_jobs": 1})
-    two = run_transfer(tiny_set(), encoder, {**CFG, "n_jobs": 2})
+# the rocket arms (aeon, numba threads inside the workers) on a smaller protocol: their fits take seconds
+ROCKET = {**CFG, "arms": ["baseline", "rocket"], "primary": "rocket_minirocket vs baseline", "repeats": 1}
+
+
+@pytest.mark.parametrize("cfg", [CFG, {**ROCKET, "fractions": [1.0]}], ids=["neural_and_simple", "rocket"])
+def test_two_workers_give_the_serial_results_bit_for_bit(encoder, cfg):
+    serial = run_transfer(tiny_set(), encoder, {**cfg, "n_jobs": 1})
+    two = run_transfer(tiny_set(), encoder, {**cfg, "n_jobs": 2})
     assert serial["config"]["n_jobs"] == 1 and two["config"]["n_jobs"] == 2
     for arm, result in serial["arms"].items():  # the fold scores and out-of-fold probabilities first
         scores = [{k: v for k, v in f.items() if k != "seconds"} for f in result["folds"]]
