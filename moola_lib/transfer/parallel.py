@@ -11,8 +11,8 @@ the caller assembles them as the serial loop did: the fold scores and out-of-fol
 Engine: joblib's loky processes (reused between calls). ``n_jobs`` 1 runs every fit in this process, as
 before. The shared ``Inputs`` (tensors, encoder, fixed features) are written once per call to a temporary
 file that each worker reads once and keeps (``_WORKER_INPUTS``); each task carries only its indices. Each
-worker runs ``cpu_threads`` torch threads (the serial run's setting, so the arithmetic is the same; None:
-the usable cores divided among the workers) and numba / OpenMP as loky limits them (cores / workers).
+worker runs ``cpu_threads`` torch and BLAS threads (the serial run's setting, so the arithmetic is the same;
+None: the usable cores divided among the workers) and numba / OpenMP as loky limits them (cores / workers).
 With a GPU device the workers share it: each holds its own CUDA context and its fits' small tensors.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from ..util.threads import allowed_cpus, quota_cores
 from .config import TransferConfig
@@ -56,9 +57,12 @@ def resolve_jobs(n_jobs: int | None, n_fits: int) -> int:
     return max(1, min(n_jobs or usable_cores(), n_fits))
 
 
-def _one_fit(inputs: Inputs, y: np.ndarray, fit: Fit, cfg: TransferConfig) -> tuple[list, dict, float]:
+def _one_fit(inputs: Inputs, y: np.ndarray, fit: Fit, cfg: TransferConfig, threads: int | None):
+    """The fit with ``threads`` BLAS threads (None: as they are): the probes' and ridge's small matrices gain
+    nothing from more, and on busy cores two BLAS threads made the serial probes 15x slower (BENCHMARKS.md)."""
     t0 = time.perf_counter()
-    probas, info = arm_probabilities(fit.arm, inputs, y, fit.split, cfg, fit.seed)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        probas, info = arm_probabilities(fit.arm, inputs, y, fit.split, cfg, fit.seed)
     return probas, info, time.perf_counter() - t0
 
 
@@ -68,7 +72,7 @@ def _worker_fit(path: str, index: int, y: np.ndarray, fit: Fit, cfg: TransferCon
     if _WORKER_INPUTS is None or _WORKER_INPUTS[0] != path:
         _WORKER_INPUTS = (path, torch.load(path, weights_only=False))
     torch.set_num_threads(threads)
-    return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg)
+    return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg, threads)
 
 
 def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig, progress=None) -> list:
@@ -78,7 +82,7 @@ def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig
     if n_jobs == 1:
         out = []
         for fit in fits:
-            out.append(_one_fit(inputs, y, fit, cfg))
+            out.append(_one_fit(inputs, y, fit, cfg, cfg.cpu_threads))
             if progress is not None:
                 progress.update(1)
         return out
