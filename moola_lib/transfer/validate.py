@@ -134,6 +134,7 @@ QUICK = dict(
     labels_period=["2025-07-01", "2025-07-14"],
     history_start="2025-06-24",
     workers=1,
+    n_jobs=1,  # its protocol runs take seconds: starting worker processes costs more (BENCHMARKS.md)
 )
 
 
