@@ -90,6 +90,7 @@ def test_probe_and_trained_arms_learn_from_the_same_windows(monkeypatch):
         n_bootstrap=0,
         device="cpu",
         progress=False,
+        n_jobs=1,  # the spies below record calls in this process
     )
     inputs = Inputs.build(ls, JadeEncoder(hidden_size=8, num_layers=1), cfg)
     stepped, probes = [], []

@@ -61,6 +61,7 @@ class TransferConfig(StrictConfig):
     fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # learning curve
     n_bootstrap: int = 2000
     cpu_threads: int | None = 1  # torch threads on the CPU (tiny LSTMs run fastest on one); None = as is
+    n_jobs: int | None = None  # processes for the independent fits (each cpu_threads threads); None = usable cores
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
@@ -98,6 +99,7 @@ class TransferConfig(StrictConfig):
             (all(0 < f <= 1 for f in self.fractions), "fractions must lie in (0, 1]"),
             (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
             (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads must be >= 1 or None"),
+            (self.n_jobs is None or self.n_jobs >= 1, "n_jobs must be >= 1 (1: no worker processes) or None"),
         ]
         self.require(checks)
 

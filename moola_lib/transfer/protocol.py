@@ -28,8 +28,9 @@ from .arms import result_arms
 from .comparisons import comparisons
 from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .extrapolation import labels_needed
-from .fits import Inputs, arm_probabilities, fit_seed
+from .fits import Inputs, fit_seed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
+from .parallel import Fit, run_fits
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict
 
@@ -56,35 +57,43 @@ def evaluate_arms(
 ) -> dict:
     """Train and test every arm (``arms``, default those of ``cfg``) on every (repeat, fold) of ``assign``.
     With ``fraction`` < 1 each training set is a stratified subsample (identical for all arms). Returns,
-    per arm, the fold records and the out-of-fold probabilities [repeats, N, C]."""
+    per arm, the fold records and the out-of-fold probabilities [repeats, N, C]. The fits run on
+    ``cfg.n_jobs`` processes (``parallel``), with the serial run's results."""
+    return _evaluate(labelled, inputs, cfg, assign, groups, [fraction], progress, arms)[fraction]
+
+
+def _evaluate(labelled, inputs: Inputs, cfg: TransferConfig, assign, groups, fractions, progress, arms=None) -> dict:
+    """``evaluate_arms`` of every fraction, keyed by fraction: all their fits submitted at once (``run_fits``
+    balances the slow trained arms against the quick ones across every fraction)."""
     y, C = labelled.y, len(labelled.classes)
     arms = result_arms(cfg.arms) if arms is None else list(arms)
-    out = {arm: {"folds": [], "oof": np.full(assign.shape + (C,), np.nan)} for arm in arms}
-    splits = fold_splits(labelled, cfg, assign, groups, fraction)
-    for r, k, seed, train_idx, (fit_idx, val_idx, test_idx) in splits:
-        for arm in arms:
-            t0 = time.perf_counter()
-            probas, info = arm_probabilities(arm, inputs, y, (fit_idx, val_idx, test_idx), cfg, seed)
-            out[arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
-            out[arm]["folds"].append(
-                {
-                    "repeat": r,
-                    "fold": k,
-                    "fraction": fraction,
-                    "n_train": len(train_idx),
-                    "n_fit": len(fit_idx),
-                    "n_val": len(val_idx),
-                    "n_test": len(test_idx),
-                    **_fold_record(y[test_idx], probas, labelled.classes),
-                    **info,
-                    "seconds": time.perf_counter() - t0,
-                    "fit_idx": fit_idx.tolist(),
-                    "val_idx": val_idx.tolist(),
-                    "test_idx": test_idx.tolist(),
-                }
-            )
-            if progress is not None:
-                progress.update(1)
+    plan = [
+        (f, r, k, train_idx, split, Fit(arm, split, seed))
+        for f in fractions
+        for r, k, seed, train_idx, split in fold_splits(labelled, cfg, assign, groups, f)
+        for arm in arms
+    ]
+    results = run_fits([p[-1] for p in plan], inputs, y, cfg, progress)
+    out = {f: {arm: {"folds": [], "oof": np.full(assign.shape + (C,), np.nan)} for arm in arms} for f in fractions}
+    for (f, r, k, train_idx, (fit_idx, val_idx, test_idx), fit), (probas, info, seconds) in zip(plan, results):
+        out[f][fit.arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
+        out[f][fit.arm]["folds"].append(
+            {
+                "repeat": r,
+                "fold": k,
+                "fraction": f,
+                "n_train": len(train_idx),
+                "n_fit": len(fit_idx),
+                "n_val": len(val_idx),
+                "n_test": len(test_idx),
+                **_fold_record(y[test_idx], probas, labelled.classes),
+                **info,
+                "seconds": seconds,
+                "fit_idx": fit_idx.tolist(),
+                "val_idx": val_idx.tolist(),
+                "test_idx": test_idx.tolist(),
+            }
+        )
     return out
 
 
@@ -201,7 +210,8 @@ def _evaluate_fractions(
     labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray
 ) -> dict:
     """``evaluate_arms`` for every learning-curve fraction (1.0 always), keyed by fraction, with one
-    progress bar and cfg.cpu_threads torch threads on the CPU (restored afterwards)."""
+    progress bar and cfg.cpu_threads torch threads on the CPU (restored afterwards; each worker of
+    ``cfg.n_jobs`` > 1 runs that many too)."""
     fractions = sorted(set(cfg.fractions) | {1.0})
     n_fits = len(fractions) * cfg.repeats * cfg.folds * len(result_arms(cfg.arms))
     progress = progress_bar(total=n_fits, desc="transfer fits", unit="fit") if cfg.progress else None
@@ -209,7 +219,7 @@ def _evaluate_fractions(
     if cfg.cpu_threads is not None and resolve_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
     try:
-        return {f: evaluate_arms(labelled, inputs, cfg, assign, groups, f, progress) for f in fractions}
+        return _evaluate(labelled, inputs, cfg, assign, groups, fractions, progress)
     finally:
         torch.set_num_threads(threads)
         if progress is not None:

@@ -93,6 +93,7 @@ class ValidationConfig(StrictConfig):
     labels_period: list[str] = dataclasses.field(default_factory=lambda: [EMBEDDED_SET.start, EMBEDDED_SET.end])
     history_start: str = EMBEDDED_SET.history_start
     workers: int = 2  # processes (1: everything in this process)
+    n_jobs: int | None = None  # with workers 1: each protocol run's worker processes (TransferConfig.n_jobs)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +134,7 @@ QUICK = dict(
     labels_period=["2025-07-01", "2025-07-14"],
     history_start="2025-06-24",
     workers=1,
+    n_jobs=1,  # its protocol runs take seconds: starting worker processes costs more (BENCHMARKS.md)
 )
 
 
@@ -162,6 +164,7 @@ def transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:
                 progress=False,
                 seeds_per_fold=vc.seeds_per_fold,
                 seed=vc.seed,
+                n_jobs=1 if vc.workers > 1 else vc.n_jobs,  # parallel over replicates already: no nested workers
             ),
             **overrides,
         }

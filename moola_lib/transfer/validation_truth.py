@@ -17,9 +17,9 @@ import math
 import numpy as np
 
 from ..labels import LabelledSet
+from .fits import arm_probabilities
 from .folds import fold_groups, inner_split
 from .intervals import cluster_variance_of_mean, per_window_scores
-from .protocol import arm_probabilities
 from .validation_arms import PROTOCOL_ARM, arm_features, inputs_for
 
 POOL_MARKET_SEED = 3_000_000

@@ -1,0 +1,102 @@
+"""The protocol's independent fits on several processes: ``run_fits``, results identical to the serial run.
+
+A fit (``Fit``) is one arm on one split of one learning-curve fraction: ``fits.arm_probabilities`` with the
+split's seed. Every source of randomness in a fit is seeded from that seed alone (``fits.fit_seed`` of the
+run seed, repeat, fold and fraction; a trained arm's further seeds from it and the seed index; arms of one
+fold share it on purpose: their heads start alike), so a fit's result does not depend on which process runs
+it or when. ``run_fits`` returns the results in the order of the fits whatever the order of completion, and
+the caller assembles them as the serial loop did: the fold scores and out-of-fold probabilities of
+``n_jobs`` 1 and N are identical bit for bit (tests/test_parallel.py), on the CPU.
+
+Engine: joblib's loky processes (reused between calls). ``n_jobs`` 1 runs every fit in this process, as
+before. The shared ``Inputs`` (tensors, encoder, fixed features) are written once per call to a temporary
+file that each worker reads once and keeps (``_WORKER_INPUTS``); each task carries only its indices. Each
+worker runs ``cpu_threads`` torch and BLAS threads (the serial run's setting, so the arithmetic is the same;
+None: the usable cores divided among the workers) and numba / OpenMP as loky limits them (cores / workers).
+With a GPU device the workers share it: each holds its own CUDA context and its fits' small tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from ..util.threads import allowed_cpus, quota_cores
+from .config import TransferConfig
+from .fits import Inputs, arm_probabilities
+
+_WORKER_INPUTS: tuple[str, Inputs] | None = None  # in a worker: the inputs file it read last, and its contents
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """One arm on one split: (fit, early-stopping, test) window indices and the split's seed."""
+
+    arm: str
+    split: tuple
+    seed: int
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (affinity), at most what a cgroup CPU quota allows."""
+    cores = len(allowed_cpus())
+    return max(1, min(cores, quota_cores() or cores))
+
+
+def resolve_jobs(n_jobs: int | None, n_fits: int) -> int:
+    """Worker processes for ``n_fits`` fits: ``n_jobs`` (None: the usable cores), at most one per fit."""
+    return max(1, min(n_jobs or usable_cores(), n_fits))
+
+
+def _one_fit(inputs: Inputs, y: np.ndarray, fit: Fit, cfg: TransferConfig, threads: int | None):
+    """The fit with ``threads`` BLAS threads (None: as they are): the probes' and ridge's small matrices gain
+    nothing from more, and on busy cores two BLAS threads made the serial probes 15x slower (BENCHMARKS.md)."""
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=threads, user_api="blas"):
+        probas, info = arm_probabilities(fit.arm, inputs, y, fit.split, cfg, fit.seed)
+    return probas, info, time.perf_counter() - t0
+
+
+def _worker_fit(path: str, index: int, y: np.ndarray, fit: Fit, cfg: TransferConfig, threads: int):
+    """In a worker: the fit on the inputs of ``path`` (read on first use), with ``threads`` torch threads."""
+    global _WORKER_INPUTS
+    if _WORKER_INPUTS is None or _WORKER_INPUTS[0] != path:
+        _WORKER_INPUTS = (path, torch.load(path, weights_only=False))
+    torch.set_num_threads(threads)
+    return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg, threads)
+
+
+def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig, progress=None) -> list:
+    """(probabilities of each seed, what the fit chose, seconds) of every fit, in the order of ``fits``, on
+    ``resolve_jobs(cfg.n_jobs)`` processes; ``progress`` (a bar) advances as each fit completes."""
+    n_jobs = resolve_jobs(cfg.n_jobs, len(fits))
+    if n_jobs == 1:
+        out = []
+        for fit in fits:
+            out.append(_one_fit(inputs, y, fit, cfg, cfg.cpu_threads))
+            if progress is not None:
+                progress.update(1)
+        return out
+    threads = cfg.cpu_threads or max(1, usable_cores() // n_jobs)
+    folder = tempfile.mkdtemp(prefix="moola-transfer-")
+    try:
+        path = str(Path(folder) / f"inputs-{uuid.uuid4().hex}.pt")  # unique: a worker's cache key
+        torch.save(inputs, path)
+        results: list = [None] * len(fits)
+        tasks = (delayed(_worker_fit)(path, i, y, fit, cfg, threads) for i, fit in enumerate(fits))
+        for i, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
+            results[i] = result
+            if progress is not None:
+                progress.update(1)
+        return results
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,124 @@
+"""The transfer protocol's fits on worker processes (``moola_lib.transfer.parallel``): the results of
+``n_jobs`` 2 are those of the serial run bit for bit, the progress bar counts every fit, and the number of
+workers follows the machine."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_transfer import CFG as TINY
+from test_transfer import tiny_set
+
+from moola_lib.config import ConfigError
+from moola_lib.models import JadeEncoder, save_encoder
+from moola_lib.provenance import EncoderSource
+from moola_lib.transfer import parallel
+from moola_lib.transfer.config import TransferConfig
+from moola_lib.transfer.fits import Inputs
+from moola_lib.transfer.folds import make_folds
+from moola_lib.transfer.protocol import evaluate_arms, run_transfer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CFG = {  # the tiny protocol of test_transfer, with two repeats and every kind of arm but rocket
+    **TINY,
+    "arms": ["baseline", "frozen", "finetune", "random_frozen", "simple"],
+    "repeats": 2,
+    "epochs": 2,
+    "unfreeze_epoch": 1,
+    "seeds_per_fold": 2,
+}
+
+
+def _without_timings(x):
+    """``x`` with every "seconds" entry and the config's n_jobs removed (all that may differ)."""
+    if isinstance(x, dict):
+        return {k: _without_timings(v) for k, v in x.items() if k not in ("seconds", "n_jobs")}
+    if isinstance(x, list):
+        return [_without_timings(v) for v in x]
+    return x
+
+
+def _assert_identical(a, b, where="results"):
+    """Equal bit for bit (NaN equals NaN), naming the first place that differs."""
+    if isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _assert_identical(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), where
+    else:
+        assert a == b and type(a) is type(b), f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "encoder.pt"
+    save_encoder(JadeEncoder(hidden_size=8, num_layers=1), path)
+    return EncoderSource.load(path, input_size=10)
+
+
+# the rocket arms (aeon, numba threads inside the workers) on a smaller protocol: their fits take seconds
+ROCKET = {**CFG, "arms": ["baseline", "rocket"], "primary": "rocket_minirocket vs baseline", "repeats": 1}
+
+
+@pytest.mark.parametrize("cfg", [CFG, {**ROCKET, "fractions": [1.0]}], ids=["neural_and_simple", "rocket"])
+def test_two_workers_give_the_serial_results_bit_for_bit(encoder, cfg):
+    serial = run_transfer(tiny_set(), encoder, {**cfg, "n_jobs": 1})
+    two = run_transfer(tiny_set(), encoder, {**cfg, "n_jobs": 2})
+    assert serial["config"]["n_jobs"] == 1 and two["config"]["n_jobs"] == 2
+    for arm, result in serial["arms"].items():  # the fold scores and out-of-fold probabilities first
+        scores = [{k: v for k, v in f.items() if k != "seconds"} for f in result["folds"]]
+        assert scores == [{k: v for k, v in f.items() if k != "seconds"} for f in two["arms"][arm]["folds"]], arm
+        oof = np.asarray(result["oof_probabilities"])
+        assert np.isfinite(oof).all() and np.array_equal(oof, np.asarray(two["arms"][arm]["oof_probabilities"]))
+    assert len({tuple(f["seed_scores"]["log_loss"]) for f in serial["arms"]["baseline"]["folds"]}) > 1
+    _assert_identical(_without_timings(serial), _without_timings(two))  # and everything derived from them
+
+
+def test_progress_counts_every_fit_as_it_completes(encoder):
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    ls = tiny_set()
+    cfg = TransferConfig(
+        **{**CFG, "arms": ["baseline", "simple"], "primary": "simple_logistic vs baseline", "n_jobs": 2}
+    )
+    bar = Bar()
+    out = evaluate_arms(
+        ls, Inputs.build(ls, encoder.encoder, cfg), cfg, make_folds(ls.y, ls.groups, 3, 2, 0), ls.groups, 0.5, bar
+    )
+    assert bar.n == 3 * 2 * 3  # folds x repeats x result arms
+    assert [(f["repeat"], f["fold"]) for f in out["simple_boosting"]["folds"]] == [
+        (r, k) for r in range(2) for k in range(3)
+    ]
+
+
+def test_workers_follow_the_machine(monkeypatch):
+    monkeypatch.setattr(parallel, "allowed_cpus", lambda: frozenset({0, 3, 5}))
+    monkeypatch.setattr(parallel, "quota_cores", lambda: None)
+    assert parallel.resolve_jobs(None, 100) == 3  # the CPUs this process may use
+    assert parallel.resolve_jobs(None, 2) == 2 and parallel.resolve_jobs(8, 5) == 5  # never more than the fits
+    monkeypatch.setattr(parallel, "quota_cores", lambda: 2)
+    assert parallel.resolve_jobs(None, 100) == 2  # a cgroup quota of two CPUs
+    assert TransferConfig().n_jobs is None
+    with pytest.raises(ConfigError, match="n_jobs must be >= 1"):
+        TransferConfig(n_jobs=0)
+
+
+def test_an_error_in_a_worker_reaches_the_caller(encoder):
+    ls = tiny_set()
+    cfg = TransferConfig(**{**CFG, "arms": ["baseline", "frozen"], "n_jobs": 2})
+    inputs = Inputs.build(ls, encoder.encoder, cfg)
+    inputs.fixed.pop("frozen")  # the probe's features are missing: its fits fail in the workers
+    with pytest.raises(KeyError, match="frozen"):
+        evaluate_arms(ls, inputs, cfg, make_folds(ls.y, ls.groups, 3, 1, 0), ls.groups)
