@@ -18,7 +18,8 @@ import pandas as pd
 
 from .constants import WINDOW_LENGTH
 from .data import describe_source
-from .features import FEATURE_NAMES, FEATURE_RANGES
+from .feature_options import FEATURE_RANGES
+from .features import FEATURE_NAMES
 
 UP, DOWN = "#2e7d32", "#c62828"
 CANDLE_FEATURES = FEATURE_NAMES[:6]
