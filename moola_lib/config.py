@@ -372,7 +372,7 @@ class PretrainConfig(StrictConfig):
             )
         )
         self.require(checks)
-        from .features import FeatureOptionError, resolve_feature_options  # features imports config
+        from .feature_options import FeatureOptionError, resolve_feature_options  # features imports config
 
         try:
             self.feature_options = resolve_feature_options(self.feature_options)

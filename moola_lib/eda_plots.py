@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .features import FEATURE_NAMES, FEATURE_RANGES
+from .feature_options import FEATURE_RANGES
+from .features import FEATURE_NAMES
 from .sources import describe_source
 
 UP, DOWN = "#2e7d32", "#c62828"

@@ -12,7 +12,8 @@ features do not change under ``price -> a * price + b`` (a > 0). That holds for 
 move within ``TIE_TOLERANCE`` x ATR of its threshold counts as reaching it, so an exact tie of decimal
 prices is not decided by how a shifted or scaled price happens to round.
 
-Options (keyword arguments of ``relativity_features``; ``FEATURE_OPTION_DEFAULTS``): the defaults are
+Options (keyword arguments of ``relativity_features``; defined and checked in ``feature_options``:
+``FEATURE_OPTION_DEFAULTS``): the defaults are
 DESIGN.md section 3's (reversal at 2.0 ATR, no hybrid rule, dist features as sign(d) * ln(1 + |d|)
 clipped to [-4, 4]); ``ORIGINAL_FEATURE_OPTIONS`` are the original's (1.2 ATR, hybrid rule on, linear
 dist clipped to [-3, 3]) and reproduce its values exactly. ``resolve_feature_options`` checks a partial
@@ -30,15 +31,14 @@ Degenerate cases (documented choices, never NaN/inf):
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 
 import numba
 import numpy as np
 import pandas as pd
 
-from .constants import WINDOW_LENGTH
-from .util.names import valid_names_hint
+from .feature_options import FEATURE_OPTION_DEFAULTS as _DEFAULTS
+from .feature_options import _check_options, resolve_feature_options
 
 FEATURE_NAMES: tuple[str, ...] = (
     "open_norm",
@@ -53,7 +53,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "bars_since_SL_norm",
 )
 
-DIST_TRANSFORMS = ("log", "linear")  # dist features: sign(d) * ln(1 + |d|), or d itself
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
@@ -233,36 +232,6 @@ def _price_arrays(bars) -> tuple[np.ndarray, ...]:
     return o, h, l, c
 
 
-class FeatureOptionError(ValueError):
-    """An unknown feature option, or an option of the wrong type or with an invalid value."""
-
-
-_INT_OPTIONS = ("atr_period", "ema_period", "hybrid_max_age")
-_FLOAT_OPTIONS = ("reversal_atr", "hybrid_atr", "bars_norm", "dist_clip")
-
-
-def _check_options(options: Mapping) -> None:
-    """Raise FeatureOptionError on the first option of a wrong type or an invalid value."""
-
-    def fail(name, what):
-        raise FeatureOptionError(f"feature option {name} must be {what}, got {options[name]!r}")
-
-    for name in _INT_OPTIONS:
-        value = options[name]
-        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-            fail(name, "an integer" + (" (negative disables the hybrid rule)" if name == "hybrid_max_age" else ""))
-        if name != "hybrid_max_age" and value < 1:
-            fail(name, "an integer >= 1")
-    for name in _FLOAT_OPTIONS:
-        value = options[name]
-        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
-            fail(name, "a number")
-        if not np.isfinite(value) or value < 0 or (value == 0 and name in ("bars_norm", "dist_clip")):
-            fail(name, "a finite number > 0" if name in ("bars_norm", "dist_clip") else "a finite number >= 0")
-    if options["dist_transform"] not in DIST_TRANSFORMS:
-        fail("dist_transform", f"one of {', '.join(map(repr, DIST_TRANSFORMS))}")
-
-
 def _run_scan(h, l, c, out, valid, swings, options: Mapping):
     _check_options(options)
     o = options
@@ -307,14 +276,14 @@ def _candle_features(o, h, l, c, out):
 def relativity_features(
     bars,
     *,
-    atr_period: int = 10,
-    ema_period: int = 20,
-    reversal_atr: float = 2.0,
-    hybrid_max_age: int = -1,
-    hybrid_atr: float = 0.5,
-    bars_norm: float = WINDOW_LENGTH,
-    dist_transform: str = "log",
-    dist_clip: float = 4.0,
+    atr_period: int = _DEFAULTS["atr_period"],
+    ema_period: int = _DEFAULTS["ema_period"],
+    reversal_atr: float = _DEFAULTS["reversal_atr"],
+    hybrid_max_age: int = _DEFAULTS["hybrid_max_age"],
+    hybrid_atr: float = _DEFAULTS["hybrid_atr"],
+    bars_norm: float = _DEFAULTS["bars_norm"],
+    dist_transform: str = _DEFAULTS["dist_transform"],
+    dist_clip: float = _DEFAULTS["dist_clip"],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 10 relativity features of every bar.
 
@@ -348,58 +317,6 @@ def relativity_features(
     first_valid = int(np.argmax(valid)) if valid.any() else n
     X[:first_valid] = 0.0
     return X, valid
-
-
-# keyword options of relativity_features and their defaults, for configs to check against
-FEATURE_OPTION_DEFAULTS: dict[str, int | float | str] = {
-    name: p.default for name, p in inspect.signature(relativity_features).parameters.items() if p.kind is p.KEYWORD_ONLY
-}
-
-# the original's settings (DESIGN.md section 3): relativity_features(bars, **ORIGINAL_FEATURE_OPTIONS)
-# gives its values exactly. An encoder whose stored options are empty or partial was made with these.
-ORIGINAL_FEATURE_OPTIONS: dict[str, int | float | str] = {
-    **FEATURE_OPTION_DEFAULTS,
-    "reversal_atr": 1.2,
-    "hybrid_max_age": 5,
-    "dist_transform": "linear",
-    "dist_clip": 3.0,
-}
-
-
-def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | None = None) -> dict:
-    """Every feature option with its value: ``options`` over ``base`` (default: FEATURE_OPTION_DEFAULTS).
-
-    Unknown names, wrong types and bad values raise FeatureOptionError; floats given as ints become
-    floats, so equal settings compare equal."""
-    options = dict(options or {})
-    for name in options:
-        if name not in FEATURE_OPTION_DEFAULTS:
-            raise FeatureOptionError(
-                f"unknown feature option {name!r}.{valid_names_hint(name, FEATURE_OPTION_DEFAULTS)}"
-            )
-    resolved = {**(FEATURE_OPTION_DEFAULTS if base is None else base), **options}
-    _check_options(resolved)
-    return {k: float(v) if k in _FLOAT_OPTIONS else (int(v) if k in _INT_OPTIONS else v) for k, v in resolved.items()}
-
-
-def feature_ranges(**options) -> dict[str, tuple[float, float]]:
-    """Each feature's (low, high) clip range under ``options`` (defaults: FEATURE_OPTION_DEFAULTS)."""
-    bound = resolve_feature_options(options)["dist_clip"]
-    return {
-        "open_norm": (0.0, 1.0),
-        "close_norm": (0.0, 1.0),
-        "body_pct": (-1.0, 1.0),
-        "upper_wick_pct": (0.0, 1.0),
-        "lower_wick_pct": (0.0, 1.0),
-        "range_z": (0.0, 3.0),
-        "dist_to_prev_SH": (-bound, bound),
-        "dist_to_prev_SL": (-bound, bound),
-        "bars_since_SH_norm": (0.0, 3.0),
-        "bars_since_SL_norm": (0.0, 3.0),
-    }
-
-
-FEATURE_RANGES: dict[str, tuple[float, float]] = feature_ranges()  # under the defaults
 
 
 def swing_points(bars, **options) -> pd.DataFrame:

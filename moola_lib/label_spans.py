@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .constants import WINDOW_LENGTH
-from .labels import LabelledSet, _parse_times, _window_ids, load_labels, read_label_table
+from .label_rows import _parse_times, _window_ids
+from .labels import LabelledSet, load_labels, read_label_table
 
 
 def label_time_spans(source, bar_minutes: float = 1.0):

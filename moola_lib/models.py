@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .constants import WINDOW_LENGTH
-from .features import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+from .feature_options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 from .util.io import CheckpointError, atomic_torch_save, load_torch_file
 
 ENCODER_FORMAT = "moola.jade_encoder.v1"

@@ -101,7 +101,7 @@ def test_round_trip_through_a_plain_dict_and_no_shared_state():
 
 def test_feature_options_are_checked_and_resolved():
     from moola_lib.config import ConfigError, PretrainConfig
-    from moola_lib.features import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
+    from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
 
     cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": 5, "reversal_atr": 1}})
     # every option with its value, over the defaults: what checkpoints and encoders store

@@ -22,7 +22,7 @@ import yaml
 from moola_lib.config import PretrainConfig
 from moola_lib.models import load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
-from moola_lib.tools.gpu_check import child_env
+from moola_lib.tools.gpu_subprocesses import child_env
 from moola_lib.trainer import Trainer
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

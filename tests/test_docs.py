@@ -11,7 +11,8 @@ import pytest
 
 import moola_lib
 from moola_lib.config import PretrainConfig
-from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS
+from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS
+from moola_lib.features import FEATURE_NAMES
 from moola_lib.transfer.config import TransferConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moola_lib.features import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 from moola_lib.models import JadeEncoder, load_encoder, save_encoder
 from moola_lib.pretrain import load_pretrainer
 from moola_lib.provenance import encoder_feature_options

@@ -8,17 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import moola_lib
-from moola_lib.features import (
-    FEATURE_NAMES,
+from moola_lib.feature_options import (
     FEATURE_OPTION_DEFAULTS,
     FEATURE_RANGES,
     ORIGINAL_FEATURE_OPTIONS,
     FeatureOptionError,
     feature_ranges,
-    relativity_features,
     resolve_feature_options,
-    swing_points,
 )
+from moola_lib.features import FEATURE_NAMES, relativity_features, swing_points
 
 ORIGINAL = ORIGINAL_FEATURE_OPTIONS
 OPTION_SETS = {"defaults": FEATURE_OPTION_DEFAULTS, "original": ORIGINAL}

@@ -6,13 +6,8 @@ import pandas as pd
 import pytest
 
 from moola_lib import eda_plots, training_plots
-from moola_lib.features import (
-    FEATURE_NAMES,
-    ORIGINAL_FEATURE_OPTIONS,
-    feature_ranges,
-    relativity_features,
-    swing_points,
-)
+from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS, feature_ranges
+from moola_lib.features import FEATURE_NAMES, relativity_features, swing_points
 from moola_lib.synthetic import synthetic_ohlcv
 
 

@@ -14,7 +14,8 @@ import torch
 
 import moola_lib.objectives as objectives_module
 from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.features import FEATURE_NAMES, FEATURE_OPTION_DEFAULTS, relativity_features
+from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS
+from moola_lib.features import FEATURE_NAMES, relativity_features
 from moola_lib.models import JadePretrainer, load_encoder
 from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
 from moola_lib.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_factor
@@ -327,7 +328,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 
 
 def test_feature_options_reach_the_features_and_the_summary():
-    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+    from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 
     default = load_pretrain_data(TINY)
     no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": 5}})

@@ -112,7 +112,7 @@ def parameter_cell(name: str) -> dict:
 
 def test_embedded_set_defaults_are_written_once():
     from moola_lib.notebook.params import LabelParams, TransferParams
-    from moola_lib.transfer.validate import ValidationConfig
+    from moola_lib.transfer.validation_config import ValidationConfig
 
     d = EMBEDDED_SET
     transfer = {

@@ -601,8 +601,8 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
 
 
 def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
-    from moola_lib.features import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
-    from moola_lib.features import resolve_feature_options
+    from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
+    from moola_lib.feature_options import resolve_feature_options
 
     # neither the encoder nor its run records options: an encoder made before they were: the original's
     assert encoder_feature_options(encoder_dir / "encoder.pt") == resolve_feature_options(ORIGINAL)

@@ -8,8 +8,9 @@ import pytest
 
 from moola_lib.transfer.intervals import METHOD_TITLES, VERDICT_INTERVAL
 from moola_lib.transfer.stats import minimal_detectable_effect
-from moola_lib.transfer.validate import QUICK, ValidationConfig, labelled_set, main
+from moola_lib.transfer.validate import main
 from moola_lib.transfer.validation_arms import PAIRS
+from moola_lib.transfer.validation_config import QUICK, ValidationConfig, labelled_set
 from moola_lib.transfer.validation_pairs import (
     clopper_pearson,
     power_at,

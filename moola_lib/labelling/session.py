@@ -22,7 +22,8 @@ import pandas as pd
 
 from ..config import MAX_GAP_MESSAGE, ConfigError, max_gap_ok
 from ..constants import WINDOW_LENGTH
-from ..features import FeatureOptionError, resolve_feature_options, swing_points
+from ..feature_options import FeatureOptionError, resolve_feature_options
+from ..features import swing_points
 from ..labels import DEFAULT_CLASSES
 from ..windows import _windows_hit, gather_windows
 from .store import LabelStore

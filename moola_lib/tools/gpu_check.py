@@ -19,6 +19,8 @@ OUT_DIR/gpu_check.log, OUT_DIR/cuda_tests.xml and the step results below. Steps,
    the embedded labelled set, in a subprocess that gets whatever is left of the time budget; reported,
    never blocking (transfer_results.json).
 
+Steps 2 and 5 run in child processes; they and ``child_env`` live in ``tools.gpu_subprocesses``.
+
 A failing step is logged with its traceback and the next one runs; the exit status is 0 when steps 1-4
 passed. Without a GPU (or with --dry-run) every step runs at toy scale on the CPU in well under a minute:
 the test suite runs that dry run, so the check cannot rot between the sessions that have a GPU.
@@ -40,12 +42,10 @@ import sys
 import tempfile
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..config import PretrainConfig
 from ..pretrain import pretrain
@@ -53,10 +53,9 @@ from ..pretrain_data import PretrainData, load_pretrain_data
 from ..trainer import Trainer
 from ..util.io import write_json
 from . import bench
+from .gpu_subprocesses import REPO, cuda_tests, run_transfer_protocol, transfer
 
-REPO = Path(__file__).resolve().parents[2]
 GOALS = {"seed_job_seconds": 30.0, "overhead_ratio": 1.10}
-TRANSFER_PARAMS = REPO / "params" / "transfer_full.yaml"
 # toy scale for the CPU dry run: seven weeks of bars, a tiny model, one epoch
 DRY_PRETRAIN = dict(
     synthetic_start="2024-12-01",
@@ -70,7 +69,6 @@ DRY_PRETRAIN = dict(
     progress=False,
     splits={"train": ["2024-12-01", "2025-01-01"], "val": ["2025-01-01", "2025-01-21"]},
 )
-DRY_TRANSFER = dict(folds=2, repeats=1, epochs=1, fractions=[1.0], n_bootstrap=50, device="cpu")
 
 log = logging.getLogger("moola.gpu_check")
 
@@ -107,12 +105,6 @@ class Check:
         log.info("-- %s: %s in %.1f s", name, status, seconds)
         write_json(self.out / "gpu_check.json", self.summary)
         return figures if status == "ok" else None
-
-
-def child_env() -> dict:
-    """This process's environment with the repository first on PYTHONPATH: moola_lib is not installed on a
-    bare GPU box, and the subprocesses (pytest, the transfer step, torchrun) must import this checkout."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,51 +151,6 @@ def _driver_version() -> str | None:
         timeout=30,
     )
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
-# ---------------------------------------------------------------------------------------------------
-# 2. the CUDA tests
-
-
-def cuda_tests(out: Path, timeout: float) -> dict:
-    xml = out / "cuda_tests.xml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-m",
-        "cuda",
-        str(REPO / "tests" / "test_cuda.py"),
-        "-q",
-        "-rA",
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={xml}",
-        "-o",
-        "junit_logging=system-out",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
-    log.info("pytest -m cuda (exit %d):\n%s%s", proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
-    figures = {"exit_code": proc.returncode, **_junit_summary(xml)}
-    if proc.returncode != 0:
-        figures["_status"] = "failed"
-    return figures
-
-
-def _junit_summary(path: Path) -> dict:
-    if not path.exists():
-        return {"tests": {}}
-    tests = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
-        printed = (case.findtext("system-out") or "").strip().strip("- ").removeprefix("Captured Out").strip("- \n")
-        tests[case.get("name")] = {
-            "outcome": outcome,
-            "seconds": float(case.get("time", 0)),
-            **({"printed": printed[-500:]} if printed else {}),
-        }
-    counts = {k: sum(t["outcome"] == k for t in tests.values()) for k in ("passed", "failure", "error", "skipped")}
-    return {"counts": counts, "tests": tests}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -320,50 +267,6 @@ def seed_job(out: Path, work: Path, dry: bool, data: PretrainData | None = None)
     }
     log.info("seed job: %s", figures)
     return figures
-
-
-# ---------------------------------------------------------------------------------------------------
-# 5. transfer (subprocess with a deadline)
-
-
-def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
-    if timeout < 30:
-        return {"skipped": f"only {timeout:.0f} s of the budget left"}
-    cmd = [sys.executable, "-m", "moola_lib.gpu_check", str(out), "--transfer-only", encoder]
-    if dry:
-        cmd.append("--dry-run")
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"_status": "failed", "error": f"did not finish within the {timeout:.0f} s left of the budget"}
-    log.info("transfer (exit %d):\n%s%s", proc.returncode, proc.stdout[-4000:], proc.stderr[-3000:])
-    if proc.returncode != 0:
-        return {"_status": "failed", "error": proc.stderr.strip().splitlines()[-1:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
-    """The protocol of params/transfer_full.yaml on the embedded labelled set (``EMBEDDED_SET``; the step-4
-    encoder was pretrained on the embedded market, whose labelled period lies after its splits)."""
-    from ..provenance import EncoderSource
-    from ..testbed import EMBEDDED_SET, synthetic_labelled_set
-    from ..transfer.config import TransferConfig
-    from ..transfer.protocol import run_transfer
-
-    params = yaml.safe_load(TRANSFER_PARAMS.read_text(encoding="utf-8"))
-    names = {f.name for f in dataclasses.fields(TransferConfig)}
-    settings = {k: v for k, v in params.items() if k in names}
-    settings.update(DRY_TRANSFER if dry else {"device": "cuda"}, progress=False)
-    source = EncoderSource.load(encoder)  # read once: its feature options and the encoder itself
-    labelled = synthetic_labelled_set(**EMBEDDED_SET.as_dict(), feature_options=source.feature_options)
-    t0 = time.perf_counter()
-    results = run_transfer(labelled, source, TransferConfig.from_dict(settings), run_dir=out)
-    return {
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-        "settings": settings,
-        "verdict": results.get("verdict"),
-        "file": "transfer_results.json",
-    }
 
 
 # ---------------------------------------------------------------------------------------------------
