@@ -107,30 +107,26 @@ def synthetic_labelled_set(
     first = index.get_indexer(pd.DatetimeIndex(episodes["expansion_start"]))
     leg_end = index.get_indexer(pd.DatetimeIndex(episodes["expansion_end"]))
     truth = _synthetic_truth(ids, episodes, first - starts, classes, y, flipped)
-    source = {
-        "path": "<synthetic>",
-        "format": "synthetic",
-        "rows": n,
-        "n": n,
-        "difficulty": difficulty,
-        "class_balance": class_balance,
-        "label_noise": label_noise,
-        "seed": seed,
-        "market_seed": market_seed,
-        "start": start,
-        "end": end,
-        "history_start": history_start,
-        "n_flipped": int(flipped.sum()),
-    }
+    settings = dict(difficulty=difficulty, class_balance=class_balance, label_noise=label_noise, seed=seed)
+    period = dict(market_seed=market_seed, start=start, end=end, history_start=history_start)
+    source = {"path": "<synthetic>", "format": "synthetic", "rows": n, "n": n, **settings, **period}
+    source["n_flipped"] = int(flipped.sum())
+    expansion = np.stack([first - starts, leg_end - starts], axis=1).astype(np.int64)
+    return _labelled_set(X_full, valid_full, starts, index, y, ids, expansion, source, truth)
+
+
+def _labelled_set(X_full, valid_full, starts, index, y, ids, expansion, source, truth) -> LabelledSet:
+    """The embedded set's LabelledSet: its windows gathered from the market's features."""
+    L = WINDOW_LENGTH
     return LabelledSet(
         X=gather_windows(np.asarray(X_full), starts, length=L).astype(np.float32, copy=False),
         valid=gather_windows(np.asarray(valid_full)[:, None], starts, length=L)[..., 0].astype(bool),
         y=y,
-        classes=classes,
+        classes=DEFAULT_CLASSES,
         window_id=ids,
         start=index[starts],
         end=index[starts + L - 1],
-        expansion=np.stack([first - starts, leg_end - starts], axis=1).astype(np.int64),
+        expansion=expansion,
         groups=overlap_groups(starts, L),
         source=source,
         truth=truth,
