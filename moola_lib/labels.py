@@ -229,10 +229,10 @@ def load_labels(
 # ------------------------------------------------------------------------------------ format (a)
 
 
-def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
-    index = bars.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise ValueError("bars must have a tz-aware DatetimeIndex (use load_ohlcv / synthetic_ohlcv)")
+def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
+    """Each row's first bar in ``index``, from its ``start`` and/or ``end`` timestamp; DataValidationError for a
+    time that is no bar of the data, a row without either, a start/end pair not WINDOW_LENGTH bars apart, or a
+    window reaching outside the data."""
     n_bars = len(index)
     L = WINDOW_LENGTH
     n = len(frame)
@@ -267,6 +267,15 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
             "window_outside_data",
             f"window of {L} bars reaches outside the data ({index[0]} .. {index[-1]}) in {_rows(outside, ids)}",
         )
+    return start
+
+
+def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise ValueError("bars must have a tz-aware DatetimeIndex (use load_ohlcv / synthetic_ohlcv)")
+    L = WINDOW_LENGTH
+    start = _window_starts(frame, ids, index, name)
 
     keys = [int(s) for s in start]
     _check_unique_ids(ids, keys, name)

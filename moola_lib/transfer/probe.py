@@ -110,6 +110,15 @@ def _calibrate_norm(model: JadeClassifier, X, V, fit_t, features=None) -> None:
     model.norm.running_var.copy_(pooled.var(0, unbiased=True))
 
 
+def _loss_fn(y_fit: torch.Tensor, n_classes: int, class_weighting: bool) -> nn.CrossEntropyLoss:
+    """Cross-entropy, with class weights n / (n_classes * count) of the fit windows when ``class_weighting``."""
+    weight = None
+    if class_weighting:
+        counts = torch.bincount(y_fit, minlength=n_classes).float().clamp_min(1.0)
+        weight = len(y_fit) / (n_classes * counts)
+    return nn.CrossEntropyLoss(weight=weight)
+
+
 def fit_classifier(
     model: JadeClassifier,
     arm: str,
@@ -124,12 +133,7 @@ def fit_classifier(
     improvement). While the encoder is frozen its pooled features are computed once. Returns the history."""
     X, V, Y = data
     fit_t, val_t = (torch.as_tensor(i, device=X.device) for i in (fit_idx, val_idx))
-    n_classes = model.head.out_features
-    weight = None
-    if cfg.class_weighting:
-        counts = torch.bincount(Y[fit_t], minlength=n_classes).float().clamp_min(1.0)
-        weight = len(fit_idx) / (n_classes * counts)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    loss_fn = _loss_fn(Y[fit_t], model.head.out_features, cfg.class_weighting)
     opt = _optimizer(model, arm, cfg)
     gen = torch.Generator().manual_seed(seed)
     head_epochs = cfg.unfreeze_epoch if arm_row(arm).head_first else 0
