@@ -189,6 +189,9 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+            # papermill's -p reads only True / False as booleans: "-p progress false" is the string 'false'
+            raise ConfigError(f"{_type_error(value, tp, where)}; write True or False (-p NAME False)")
         raise _type_error(value, tp, where)
     if tp is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):

@@ -4,7 +4,7 @@ from typing import Literal
 
 import pytest
 
-from moola_lib.config import ConfigError, IsoDate, PretrainConfig, apply_overrides
+from moola_lib.config import ConfigError, IsoDate, PretrainConfig, apply_overrides, read_parameters
 from moola_lib.splits import DEFAULT_SPLITS
 
 
@@ -61,6 +61,14 @@ def test_unknown_key_lists_valid_names_and_suggests():
 def test_wrong_types_and_values_fail_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key.split("_")[0]):
         PretrainConfig.from_dict({key: value})
+
+
+def test_a_lowercase_boolean_from_the_command_line_says_how_to_write_it():
+    # papermill's -p reads True/False only; "-p progress false" arrives as the string 'false'
+    params = read_parameters(pairs=[("progress", "false")])
+    with pytest.raises(ConfigError, match=r"Config.progress: expected bool, got str \('false'\); write True or False"):
+        PretrainConfig.from_dict(params)
+    assert PretrainConfig.from_dict(read_parameters(pairs=[("progress", "False")])).progress is False
 
 
 @pytest.mark.parametrize(
