@@ -115,6 +115,15 @@ def test_workers_follow_the_machine(monkeypatch):
         TransferConfig(n_jobs=0)
 
 
+def test_the_longest_fits_are_submitted_first():
+    small, large = (np.arange(10), [], []), (np.arange(100), [], [])
+    arms = [("frozen", large), ("baseline", small), ("rocket_multirocket", large), ("simple_boosting", large)]
+    fits = [parallel.Fit(arm, split, 0) for arm, split in arms]
+    # expected cost per fit window: MultiRocket on 100 (100), the trained arm on 10 and boosting on 100 (10 each,
+    # kept in their order), the probe on 100 (5)
+    assert parallel.longest_first(fits) == [2, 1, 3, 0]
+
+
 def test_an_error_in_a_worker_reaches_the_caller(encoder):
     ls = tiny_set()
     cfg = TransferConfig(**{**CFG, "arms": ["baseline", "frozen"], "n_jobs": 2})

@@ -9,6 +9,9 @@ from scipy import stats
 from moola_lib.transfer.config import METRICS
 from moola_lib.transfer.intervals import (
     MDE_RANGE_DF,
+    VALIDATED,
+    VERDICT_INTERVAL,
+    all_methods,
     bayesian_correlated_t,
     cluster_variance_of_mean,
     compare_methods,
@@ -150,8 +153,13 @@ def test_compare_methods_reports_every_method_and_the_chosen_one():
     groups = np.arange(120) // 2
     out = compare_methods(a, b, y, groups)
     d = out["balanced_accuracy"]
-    assert set(d["intervals"]) == {"corrected_t", "bayesian_correlated_t", "decomposition"}
+    # only the validated intervals are presented as intervals; the decomposition is kept apart, named so
+    assert set(d["intervals"]) == {"corrected_t", "bayesian_correlated_t"} == set(VALIDATED)
+    assert set(d["unvalidated_intervals"]) == {"decomposition"}
+    assert set(all_methods(d)) == {"corrected_t", "bayesian_correlated_t", "decomposition"}
     assert set(out["macro_f1"]["intervals"]) == {"corrected_t", "bayesian_correlated_t"}
+    assert out["macro_f1"]["unvalidated_intervals"] == {}
+    assert d["interval"] == VERDICT_INTERVAL == "corrected_t"
     chosen = d["intervals"][d["interval"]]
     assert (d["ci_low"], d["ci_high"], d["p_value"], d["mde"]) == (
         chosen["ci_low"],
@@ -161,5 +169,5 @@ def test_compare_methods_reports_every_method_and_the_chosen_one():
     )
     assert d["mde_range"][0] < d["mde"] < d["mde_range"][1] and d["mean"] > 0
     dec = compare_methods(a, b, y, groups, chosen="decomposition")["balanced_accuracy"]
-    assert dec["interval"] == "decomposition" and dec["se"] == d["intervals"]["decomposition"]["se"]
+    assert dec["interval"] == "decomposition" and dec["se"] == d["unvalidated_intervals"]["decomposition"]["se"]
     assert dec["mean"] == pytest.approx(d["mean"])  # every method centres on the mean per-fold difference

@@ -542,7 +542,7 @@ def test_verdict_reflects_the_numbers():
     null = verdict(_fake(0.4, 0.01, -0.03, 0.05, seen=12, mde=0.118))
     assert "no significant difference" in null and "p = 0.4" in null
     assert "effects smaller than 11.8 pp could not have been detected (power 80%, alpha 0.05)" in null
-    assert "itself an estimate from this run's spread (95% range 9.4-16.5 pp)" in null
+    assert "itself an estimate from this run's spread (95% range 9.4-16.5 pp), and errs on the large side" in null
     assert "interval: corrected resampled t (Nadeau-Bengio)" in null
     assert "bootstrap" not in null and "noise" not in null  # test noise only: never next to the CI
     assert "Caution: 12 of the 174" in null

@@ -8,7 +8,7 @@ import pytest
 
 from moola_lib.transfer.intervals import METHOD_TITLES, VERDICT_INTERVAL
 from moola_lib.transfer.stats import minimal_detectable_effect
-from moola_lib.transfer.validate import main
+from moola_lib.transfer.validate import main, replicate_set
 from moola_lib.transfer.validation_arms import PAIRS
 from moola_lib.transfer.validation_config import QUICK, ValidationConfig, labelled_set
 from moola_lib.transfer.validation_pairs import (
@@ -56,6 +56,15 @@ def test_replicates_draw_independent_markets():
     a, b = labelled_set(vc, 20, 1, 1), labelled_set(vc, 20, 1, 2)
     assert not np.allclose(a.X, b.X)
     assert np.allclose(a.X, labelled_set(vc, 20, 1, 1).X)
+
+
+def test_replicate_offset_draws_fresh_replicates():
+    vc = ValidationConfig.from_dict({**QUICK, "n_labelled": 20})
+    shifted = ValidationConfig.from_dict({**QUICK, "n_labelled": 20, "replicate_offset": 1})
+    i0, first = replicate_set(vc, 1)
+    i1, fresh = replicate_set(shifted, 0)
+    assert i0 == i1 == 1 and np.array_equal(first.X, fresh.X)  # replicate 0 of offset 1 is replicate 1 of 0
+    assert not np.allclose(replicate_set(vc, 0)[1].X, fresh.X)
 
 
 def test_quick_validation_run_writes_its_results(tmp_path, capsys):

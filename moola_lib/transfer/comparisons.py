@@ -7,7 +7,9 @@ not manufacture a finding (every neural arm against every non-neural arm is in t
 best non-neural arm afterwards for the verdict adds no test). Each comparison carries, per metric, the
 paired difference with the interval, p-value and minimal detectable effect (``mde``, at ``power`` and
 ``alpha``, same unit as the difference) of
-``intervals.VERDICT_INTERVAL``, every method's numbers (``intervals``) and, for the label metrics, the
+``intervals.VERDICT_INTERVAL``, the validated methods' numbers (``intervals``; the decomposition, which
+did not cover in every pair of the validation, apart under ``unvalidated_intervals``) and, for the label
+metrics, the
 paired bootstrap over groups of the fixed out-of-fold predictions (``test_noise_only_ci``: the test
 windows' noise alone, not a confidence interval of the difference between the methods).
 """

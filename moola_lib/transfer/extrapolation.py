@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from .config import LOWER_IS_BETTER, TransferConfig
-from .intervals import PER_WINDOW, compare_methods
+from .intervals import PER_WINDOW, all_methods, compare_methods
 
 TARGETS = {"pp": (0.03, 0.05, 0.10), "nats": (0.01, 0.02, 0.05)}
 MAX_FACTOR = 100  # labels needed beyond 100x today's are reported as "more than"
@@ -47,7 +47,7 @@ def variance_points(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.n
     points = []
     for f in sorted(runs):
         d = compare_methods(runs[f][arm], runs[f][ref], y, groups, cfg.alpha, cfg.power)[metric]
-        dec = d["intervals"].get("decomposition", {})
+        dec = all_methods(d).get("decomposition", {})
         folds = runs[f][ref]["folds"]
         n_test = float(np.mean([x["n_test"] for x in folds]))
         points.append(

@@ -8,12 +8,13 @@ it or when. ``run_fits`` returns the results in the order of the fits whatever t
 the caller assembles them as the serial loop did: the fold scores and out-of-fold probabilities of
 ``n_jobs`` 1 and N are identical bit for bit (tests/test_parallel.py), on the CPU.
 
-Engine: joblib's loky processes (reused between calls). ``n_jobs`` 1 runs every fit in this process, as
-before. The shared ``Inputs`` (tensors, encoder, fixed features) are written once per call to a temporary
-file that each worker reads once and keeps (``_WORKER_INPUTS``); each task carries only its indices. Each
-worker runs ``cpu_threads`` torch and BLAS threads (the serial run's setting, so the arithmetic is the same;
-None: the usable cores divided among the workers) and numba / OpenMP as loky limits them (cores / workers).
-With a GPU device the workers share it: each holds its own CUDA context and its fits' small tensors.
+Engine: joblib's loky processes (reused between calls), fed the expected longest fits first
+(``longest_first``). ``n_jobs`` 1 runs every fit in this process, as before. The shared ``Inputs`` (tensors,
+encoder, fixed features) are written once per call to a temporary file that each worker reads once and keeps
+(``_WORKER_INPUTS``); each task carries only its indices. Each worker runs ``cpu_threads`` torch and BLAS
+threads (the serial run's setting, so the arithmetic is the same; None: the usable cores divided among the
+workers) and numba / OpenMP as loky limits them (cores / workers). With a GPU device the workers share it:
+each holds its own CUDA context and its fits' small tensors.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from ..util.threads import allowed_cpus, quota_cores
+from .arms import arm as arm_row
 from .config import TransferConfig
 from .fits import Inputs, arm_probabilities
 
@@ -55,6 +57,18 @@ def usable_cores() -> int:
 def resolve_jobs(n_jobs: int | None, n_fits: int) -> int:
     """Worker processes for ``n_fits`` fits: ``n_jobs`` (None: the usable cores), at most one per fit."""
     return max(1, min(n_jobs or usable_cores(), n_fits))
+
+
+# Relative cost of a fit per kind of arm and training window (BENCHMARKS.md, "where the time goes, per arm"):
+# the SGD-trained arms and MultiRocket take seconds, the summaries' models and the probes a fraction of one.
+_COST = {"trained": 1.0, "rocket": 1.0, "summaries": 0.1, "probe": 0.05}
+
+
+def longest_first(fits: list[Fit]) -> list[int]:
+    """Indices of ``fits``, the expected longest first: the last fits to start are short ones, so no worker
+    idles at the end while another finishes a long fit (results do not depend on the order)."""
+    cost = [_COST[arm_row(f.arm).kind] * len(f.split[0]) for f in fits]
+    return sorted(range(len(fits)), key=lambda i: -cost[i])
 
 
 def _one_fit(inputs: Inputs, y: np.ndarray, fit: Fit, cfg: TransferConfig, threads: int | None):
@@ -92,7 +106,7 @@ def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig
         path = str(Path(folder) / f"inputs-{uuid.uuid4().hex}.pt")  # unique: a worker's cache key
         torch.save(inputs, path)
         results: list = [None] * len(fits)
-        tasks = (delayed(_worker_fit)(path, i, y, fit, cfg, threads) for i, fit in enumerate(fits))
+        tasks = (delayed(_worker_fit)(path, i, y, fits[i], cfg, threads) for i in longest_first(fits))
         for i, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
             results[i] = result
             if progress is not None:

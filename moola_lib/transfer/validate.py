@@ -141,17 +141,23 @@ def _truth_job(vc: ValidationConfig, m: int, label_path) -> dict:
     )
 
 
+def replicate_set(vc: ValidationConfig, r: int):
+    """Replicate ``r``'s seed index (``replicate_offset`` + r: its market, window draw and folds) and labelled set."""
+    i = vc.replicate_offset + r
+    return i, labelled_set(vc, vc.n_labelled, 10_000 + i, LABELLED_MARKET_SEED + i)
+
+
 @_timed
 def _replicate_job(vc: ValidationConfig, r: int, label_path) -> dict:
     encs, template, _, _ = _fixed(vc, label_path)
-    ls = labelled_set(vc, vc.n_labelled, 10_000 + r, LABELLED_MARKET_SEED + r)
+    i, ls = replicate_set(vc, r)
     cfg = transfer_config(vc)
     groups = fold_groups(ls.groups, ls.start, ls.end, cfg.group_by_session)
-    assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=r)
+    assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=i)
     runs = run_arms(
         _arms(vc, r, vc.sgd_replicates, label_path), ls, arm_features(ls, encs), template, cfg, assign, groups
     )
-    return replicate_rows(runs, PAIRS, ls.y, groups, cfg, vc.n_bootstrap, seed=r)
+    return replicate_rows(runs, PAIRS, ls.y, groups, cfg, vc.n_bootstrap, seed=i)
 
 
 def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:

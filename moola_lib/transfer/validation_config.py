@@ -3,7 +3,8 @@
 Contract: ``ValidationConfig`` (strict; defaults: the documented 30-minute run, VALIDATION.md) and
 ``QUICK`` (the seconds-long run of ``--quick`` and the tests); ``labelled_set`` is the one place the
 validation draws a labelled set (market seeds: ``LABELLED_MARKET_SEED`` + replicate for the replicates,
-``LABEL_ENCODER_MARKET_SEED`` + seed for the label-carrying encoder); ``transfer_config`` is the
+``LABEL_ENCODER_MARKET_SEED`` + seed for the label-carrying encoder; ``replicate_offset`` shifts the
+replicates to fresh sets, the truth unchanged); ``transfer_config`` is the
 protocol's ``TransferConfig`` at these sizes (CPU, no bootstrap unless overridden).
 """
 
@@ -29,6 +30,7 @@ class ValidationConfig(StrictConfig):
     experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
     replicates: int = 80  # labelled sets of the pair experiment (coverage CI about +-5 pp)
     sgd_replicates: int = 60  # of those, how many also train the baseline (primary_null, positive)
+    replicate_offset: int = 0  # replicate r is the labelled set (market, draw, folds) r + offset: fresh sets
     n_labelled: int = EMBEDDED_SET.n
     folds: int = 5
     repeats: int = 5

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .intervals import METHODS, compare_methods
+from .intervals import METHODS, all_methods, compare_methods
 from .stats import paired_bootstrap
 
 METRIC = "balanced_accuracy"
@@ -65,7 +65,7 @@ def replicate_rows(runs: dict, pairs: dict, y: np.ndarray, groups: np.ndarray, c
                 "ci_low": m["ci_low"],
                 "ci_high": m["ci_high"],
             }
-            for k, m in d["intervals"].items()
+            for k, m in all_methods(d).items()
         }
         row = {
             "mean": d["mean"],

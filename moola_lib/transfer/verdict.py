@@ -39,13 +39,20 @@ def _interval_note(d: dict) -> str:
 
 
 def _mde_note(d: dict, metric: str) -> str:
-    """The minimal detectable effect is an estimate: its 95% range, when the results carry it."""
+    """The minimal detectable effect is an estimate: its 95% range, when the results carry it. With the
+    conservative corrected t it also errs large: 1.2-2.3x the one the true spread implies (VALIDATION.md)."""
     lo, hi = d.get("mde_range", (math.nan, math.nan))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return ""
     return (
         f" That detectable effect is itself an estimate from this run's spread (95% range "
-        f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)})."
+        f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)})"
+        + (
+            ", and errs on the large side, like the interval"
+            if d.get("interval", "corrected_t") == "corrected_t"
+            else ""
+        )
+        + "."
     )
 
 
