@@ -179,6 +179,7 @@ def _run_epoch(trainer: Trainer, progress: _Progress, epoch: int, run_dir: Path)
         "seconds": round(time.perf_counter() - t0, 4),
         "train_seconds": round(stats["train_seconds"], 4),
         "windows_per_s": round(stats["windows_per_s"], 1),
+        **({"cpu_threads": stats["cpu_threads"]} if "cpu_threads" in stats else {}),
     }
     progress.history.append(row)
     if trainer.ctx.is_main:

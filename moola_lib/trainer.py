@@ -118,7 +118,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over this rank's train windows; metrics are all-reduced over ranks."""
-        self.cpu_threads.adapt()
+        threads = self.cpu_threads.adapt()
         t0 = time.perf_counter()
         self.model.train()
         order, g_mask = self.epoch_plan(epoch)
@@ -132,12 +132,15 @@ class Trainer:
             raise FloatingPointError(
                 f"non-finite training loss at epoch {epoch}, step {int(first_bad)} of {self.steps_per_epoch}"
             )
-        return {
+        record = {
             "train_loss": (sums[0] / sums[1].clamp_min(1)).item(),
             "lr": lr,
             "train_seconds": seconds,
             "windows_per_s": self.per_rank * self.ctx.world_size / seconds,
         }
+        if self.device.type == "cpu":  # what the thread policy chose for this epoch (util/threads.py)
+            record["cpu_threads"] = threads
+        return record
 
     def run_steps(self, order: torch.Tensor, g_mask: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
         """The epoch's optimisation steps over the train windows ``order`` indexes, without a host-device

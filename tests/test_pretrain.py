@@ -95,6 +95,8 @@ def test_pretrain_writes_results_and_checkpoints(tmp_path):
     assert hist[results["best_epoch"] - 1]["val_loss"] == results["best_val_loss"]
     for h in hist:
         assert h["train_loss"] > 0 and h["seconds"] > 0 and h["windows_per_s"] > 0 and h["lr"] > 0
+        assert isinstance(h["cpu_threads"], int) and h["cpu_threads"] >= 1  # what the thread policy chose
+    assert hist[-1]["cpu_threads"] == results["environment"]["cpu_threads"]
     for split in ("val", "test"):
         refs = results["reference_losses"][split]
         assert refs["train_mean"]["loss"] > 0 and refs["interpolation"]["loss"] > 0

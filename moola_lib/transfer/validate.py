@@ -17,8 +17,8 @@ Every experiment runs through the protocol's own code (folds, probes, intervals,
   (``validation_labels.py``).
 
 ``--quick`` runs a seconds-long version (the tests run it); the defaults fit 30 minutes on 2 idle CPU cores
-(``workers`` 2 processes; about 25 minutes projected from the CPU time the reduced run measured);
-``-p sgd_replicates 80`` and ``--labels-check`` are the longer, documented runs (VALIDATION.md). Results
+(``workers`` 2 processes; about 20 minutes; with ``-p sgd_replicates 80 --labels-check`` 24 minutes,
+measured on an idle 2-core machine, VALIDATION.md); ``-p replicate_offset N`` draws fresh replicates. Results
 go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
 The run's sizes (``ValidationConfig``, ``QUICK``) and the labelled sets it draws: ``validation_config.py``.
 """

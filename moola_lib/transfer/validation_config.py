@@ -25,7 +25,7 @@ LABEL_ENCODER_MARKET_SEED = 4_000_000
 
 @dataclass
 class ValidationConfig(StrictConfig):
-    """Sizes of the validation run (defaults: about 25 minutes on 2 idle CPU cores, VALIDATION.md)."""
+    """Sizes of the validation run (defaults: about 20 minutes on 2 idle CPU cores, VALIDATION.md)."""
 
     experiments: list[str] = dataclasses.field(default_factory=lambda: ["pairs", "real"])
     replicates: int = 80  # labelled sets of the pair experiment (coverage CI about +-5 pp)
