@@ -20,6 +20,7 @@ each holds its own CUDA context and its fits' small tensors.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import tempfile
 import time
@@ -85,6 +86,10 @@ def _worker_fit(path: str, index: int, y: np.ndarray, fit: Fit, cfg: TransferCon
     global _WORKER_INPUTS
     if _WORKER_INPUTS is None or _WORKER_INPUTS[0] != path:
         _WORKER_INPUTS = (path, torch.load(path, weights_only=False))
+        # Without psutil, loky runs gc.collect() in its workers every second between tasks; over the ~300k
+        # objects of torch, scikit-learn and aeon each took ~0.2 s, ~15% of a worker's time (BENCHMARKS.md).
+        # Frozen, the modules and inputs are left out of the cyclic collector (reference counting still frees).
+        gc.freeze()
     torch.set_num_threads(threads)
     return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg, threads)
 
