@@ -60,15 +60,10 @@ def resolve_jobs(n_jobs: int | None, n_fits: int) -> int:
     return max(1, min(n_jobs or usable_cores(), n_fits))
 
 
-# Relative cost of a fit per kind of arm and training window (BENCHMARKS.md, "where the time goes, per arm"):
-# the SGD-trained arms and MultiRocket take seconds, the summaries' models and the probes a fraction of one.
-_COST = {"trained": 1.0, "rocket": 1.0, "summaries": 0.1, "probe": 0.05}
-
-
 def longest_first(fits: list[Fit]) -> list[int]:
     """Indices of ``fits``, the expected longest first: the last fits to start are short ones, so no worker
     idles at the end while another finishes a long fit (results do not depend on the order)."""
-    cost = [_COST[arm_row(f.arm).kind] * len(f.split[0]) for f in fits]
+    cost = [arm_row(f.arm).fit_cost * len(f.split[0]) for f in fits]  # arms.FIT_COST per training window
     return sorted(range(len(fits)), key=lambda i: -cost[i])
 
 
