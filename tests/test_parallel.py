@@ -2,11 +2,16 @@
 ``n_jobs`` 2 are those of the serial run bit for bit, the progress bar counts every fit, and the number of
 workers follows the machine."""
 
+import dataclasses
+import gc
 import math
+import os
+import time
 
 import numpy as np
 import pytest
 import torch
+from joblib import Parallel, delayed
 from test_transfer import CFG as TINY
 from test_transfer import tiny_set
 
@@ -131,3 +136,28 @@ def test_an_error_in_a_worker_reaches_the_caller(encoder):
     inputs.fixed.pop("frozen")  # the probe's features are missing: its fits fail in the workers
     with pytest.raises(KeyError, match="frozen"):
         evaluate_arms(ls, inputs, cfg, make_folds(ls.y, ls.groups, 3, 1, 0), ls.groups)
+
+
+def _worker_state(seconds: float) -> tuple[int, int]:
+    time.sleep(seconds)  # long enough that each worker takes one of two tasks
+    return os.getpid(), gc.get_freeze_count()
+
+
+def _workers() -> dict[int, int]:
+    """{pid: objects frozen} of the two workers the fits use."""
+    return dict(Parallel(n_jobs=2, backend=parallel._backend())(delayed(_worker_state)(0.5) for _ in range(2)))
+
+
+def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
+    cfg = TransferConfig(**{**CFG, "arms": ["baseline", "simple"], "primary": "simple_logistic vs baseline"})
+    parallel.start_workers(TransferConfig(**{**CFG, "n_jobs": 1}))
+    assert parallel._STARTING is None  # one job: no workers
+    parallel.start_workers(TransferConfig(**{**CFG, "n_jobs": 2}))
+    assert parallel._STARTING is not None  # returned at once, the start under way
+    parallel._started()
+    started = _workers()
+    assert len(started) == 2 and all(n > 0 for n in started.values())  # each ran _worker_start (imports frozen)
+    serial = run_transfer(tiny_set(), encoder, {**dataclasses.asdict(cfg), "n_jobs": 1})
+    two = run_transfer(tiny_set(), encoder, {**dataclasses.asdict(cfg), "n_jobs": 2})
+    _assert_identical(_without_timings(serial), _without_timings(two))
+    assert _workers().keys() == started.keys()  # the same processes: the fits did not start new ones

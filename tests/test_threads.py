@@ -143,6 +143,14 @@ def test_contention_table_and_demo_parameters():
     text = table([{"busy": 2, "background": 0.05, "runs": runs}], ["1", "2", "policy"])
     assert "| 2 | 0.05 | 10.0 s (20 s) | > 600 s (timed out) | 12.0 s (22 s), ended on 1 | 1.20 |" in text
     assert "(not idle)" in table([{"busy": 0, "background": 1.5, "runs": runs}], ["1", "2", "policy"])
+    again = [  # a second run of each setting: medians, ranges, and how the policy ended
+        {"threads": "1", "timed_out": False, "train_s": 14.0, "wall_s": 24.0},
+        {"threads": "2", "timed_out": False, "train_s": 30.0, "wall_s": 40.0},
+        {"threads": "policy", "timed_out": False, "train_s": 16.0, "wall_s": 26.0, "final_threads": 2},
+    ]
+    text = table([{"busy": 1, "background": 0.0, "runs": runs + again}], ["1", "2", "policy"])
+    assert "| 12.0 s (22 s) [10.0-14.0, 2 runs] | 315.0 s (320 s) [30.0-600.0, 2 runs, 1 timed out] |" in text
+    assert "| 14.0 s (24 s) [12.0-16.0, 2 runs], ended on 1 or 2 | 1.17 |" in text
 
 
 @pytest.mark.slow

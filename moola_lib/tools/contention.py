@@ -1,15 +1,17 @@
 """The CPU demo under competing load: each thread setting on an idle machine and beside busy processes.
 
-    python -m moola_lib.tools.contention [--epochs 15] [--busy 0 1 2] [--threads 1 2 policy] [--json PATH]
-                                         [-f FILE.yaml] [-y YAML] [-p NAME VALUE]
+    python -m moola_lib.tools.contention [--epochs 15] [--busy 0 1 2] [--threads 1 2 policy] [--runs 1]
+                                         [--json PATH] [-f FILE.yaml] [-y YAML] [-p NAME VALUE]
 
 Runs the pretraining demo (the parameters cell of notebooks/pretrain.ipynb, on the CPU, overridden by
 ``--epochs`` and the parameter flags) as ``python -m moola_lib.pretrain`` in a fresh process per
 measurement, for every number of busy single-threaded processes in ``--busy`` (bounded busy loops that
 this command starts before and kills after the measurement) and every thread setting in ``--threads``:
-a fixed count (``OMP_NUM_THREADS``=N) or ``policy`` (no variable set: moola_lib.util.threads decides).
-Prints a table of the training time (all epochs, train and validation) with the process's wall time, the
-count the policy ended on, and per condition the policy's time over the best setting's. Before each
+a fixed count (``OMP_NUM_THREADS``=N) or ``policy`` (no variable set: moola_lib.util.threads decides),
+``--runs`` times each (the settings taking turns, so that a drift of the machine touches them alike).
+Prints a table of the training time (all epochs, train and validation; with several runs the median and
+the range) with the process's wall time, the count the policy ended on, and per condition the policy's
+(median) time over the best setting's. Before each
 condition it measures the load other processes put on the machine for a second ("background"): numbers
 taken with background load are not clean and are labelled so.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,10 +91,11 @@ def background_load(seconds: float = 1.0) -> float:
     return -1.0 if before is None or after is None else round(after.others_since(before), 2)
 
 
-def condition(busy: int, settings: list[str], params: dict, timeout: float) -> dict:
-    """Every thread setting beside ``busy`` busy processes (started here, killed after each measurement)."""
+def condition(busy: int, settings: list[str], params: dict, timeout: float, runs: int = 1) -> dict:
+    """Every thread setting ``runs`` times (taking turns) beside ``busy`` busy processes (started here,
+    killed after each measurement)."""
     row = {"busy": busy, "background": background_load(), "runs": []}
-    for threads in settings:
+    for threads in settings * runs:
         loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(timeout + 60)]) for _ in range(busy)]
         try:
             time.sleep(0.5 if busy else 0.0)
@@ -104,24 +108,37 @@ def condition(busy: int, settings: list[str], params: dict, timeout: float) -> d
     return row
 
 
+def _seconds(run: dict) -> float:
+    """A run's training time; a run that timed out counts its timeout."""
+    return run["wall_s"] if run["timed_out"] else run["train_s"]
+
+
 def table(rows: list[dict], settings: list[str]) -> str:
-    """Markdown: per condition the training time (wall time) of each setting and policy / best."""
+    """Markdown: per condition the training time (wall time) of each setting and policy / best (medians)."""
     head = ["busy processes", "background (CPUs)", *(f"{s} thread(s)" if s != POLICY else s for s in settings)]
     lines = ["| " + " | ".join([*head, "policy / best"]) + " |", "|" + "---|" * (len(head) + 1)]
     for row in rows:
-        times = {r["threads"]: r["wall_s"] if r["timed_out"] else r["train_s"] for r in row["runs"]}
+        runs = {s: [r for r in row["runs"] if r["threads"] == s] for s in settings}
+        times = {s: statistics.median(map(_seconds, rs)) for s, rs in runs.items() if rs}
         ratio = f"{times[POLICY] / min(times.values()):.2f}" if POLICY in times else "-"
         noisy = " (not idle)" if row["background"] > NOISY_BACKGROUND else ""
-        cells = [_cell(run) for run in row["runs"]]
+        cells = [_cell(rs) for rs in runs.values() if rs]
         lines.append(f"| {row['busy']} | {row['background']}{noisy} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
 
 
-def _cell(run: dict) -> str:
-    if run["timed_out"]:
-        return f"> {run['wall_s']:.0f} s (timed out)"
-    ended = f", ended on {run['final_threads']}" if run["threads"] == POLICY else ""
-    return f"{run['train_s']:.1f} s ({run['wall_s']:.0f} s){ended}"
+def _cell(runs: list[dict]) -> str:
+    """One setting's runs: the time (wall time), with several the median [range] and how many."""
+    if len(runs) == 1 and runs[0]["timed_out"]:
+        return f"> {runs[0]['wall_s']:.0f} s (timed out)"
+    times = sorted(map(_seconds, runs))
+    text = f"{statistics.median(times):.1f} s ({statistics.median(r['wall_s'] for r in runs):.0f} s)"
+    if len(runs) > 1:
+        timed_out = sum(r["timed_out"] for r in runs)
+        text += f" [{times[0]:.1f}-{times[-1]:.1f}, {len(runs)} runs{f', {timed_out} timed out' if timed_out else ''}]"
+    if runs[0]["threads"] != POLICY or all(r["timed_out"] for r in runs):
+        return text
+    return text + ", ended on " + " or ".join(sorted({str(r["final_threads"]) for r in runs if not r["timed_out"]}))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="demo epochs per run (default: the notebook's, 15)")
     parser.add_argument("--busy", type=int, nargs="+", default=[0, 1, 2], help="busy processes per condition")
     parser.add_argument("--threads", nargs="+", default=["1", "2", POLICY], help="thread counts and/or 'policy'")
+    parser.add_argument("--runs", type=int, default=1, help="measurements of each setting per condition")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a run counts as timed out")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     cli.add_parameter_flags(parser, what="pretrain parameter")
@@ -144,8 +162,10 @@ def main(argv=None) -> int:
     bad = [t for t in args.threads if t != POLICY and not (t.isdigit() and int(t) > 0)]
     if bad:
         raise ConfigError(f"--threads takes positive counts and 'policy', got {bad}")
+    if args.runs < 1:
+        raise ConfigError(f"--runs takes a count >= 1, got {args.runs}")
     params = demo_parameters(args.epochs, cli.parameters(args))
-    rows = [condition(busy, args.threads, params, args.timeout) for busy in args.busy]
+    rows = [condition(busy, args.threads, params, args.timeout, args.runs) for busy in args.busy]
     report = {
         "command": " ".join(["python -m moola_lib.tools.contention", *(argv or sys.argv[1:])]),
         "cpus": len(allowed_cpus()),

@@ -103,6 +103,11 @@ class TransferConfig(StrictConfig):
         ]
         self.require(checks)
 
+    @property
+    def n_fits(self) -> int:
+        """The protocol's fits: (learning-curve fractions and 1.0) x repeats x folds x result arms."""
+        return len(set(self.fractions) | {1.0}) * self.repeats * self.folds * len(result_arms(self.arms))
+
     def primary_pair(self) -> tuple[str, str] | None:
         """(arm, reference) of ``primary``, or None when it does not name two different run arms."""
         parts = [p.strip() for p in self.primary.split(" vs ")]

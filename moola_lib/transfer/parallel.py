@@ -9,7 +9,10 @@ the caller assembles them as the serial loop did: the fold scores and out-of-fol
 ``n_jobs`` 1 and N are identical bit for bit (tests/test_parallel.py), on the CPU.
 
 Engine: joblib's loky processes (reused between calls), fed the expected longest fits first
-(``longest_first``). ``n_jobs`` 1 runs every fit in this process, as before. The shared ``Inputs`` (tensors,
+(``longest_first``). ``n_jobs`` 1 runs every fit in this process, as before. ``start_workers`` starts the
+processes in the background before the fits are known (``run_transfer`` calls it first; the transfer notebook
+in its first cell), so their start (imports, aeon's kernels: seconds) overlaps the caller's preparation
+instead of delaying the first fits; ``run_fits`` waits for them. The shared ``Inputs`` (tensors,
 encoder, fixed features) are written once per call to a temporary file that each worker reads once and keeps
 (``_WORKER_INPUTS``); each task carries only its indices. Each worker runs ``cpu_threads`` torch and BLAS
 threads (the serial run's setting, so the arithmetic is the same; None: the usable cores divided among the
@@ -19,10 +22,12 @@ each holds its own CUDA context and its fits' small tensors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,14 +35,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from joblib import Parallel, delayed
+from joblib._parallel_backends import LokyBackend
 from threadpoolctl import threadpool_limits
 
 from ..util.threads import allowed_cpus, quota_cores
 from .arms import arm as arm_row
 from .config import TransferConfig
 from .fits import Inputs, arm_probabilities
+from .rocket import load_kernels
 
 _WORKER_INPUTS: tuple[str, Inputs] | None = None  # in a worker: the inputs file it read last, and its contents
+_STARTING: threading.Thread | None = None  # in the caller: start_workers's thread until run_fits joins it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,48 @@ def longest_first(fits: list[Fit]) -> list[int]:
     return sorted(range(len(fits)), key=lambda i: -cost[i])
 
 
+def _worker_start() -> None:
+    """In each new worker process, once, before its first task: what every fit needs loaded (the imports
+    come with this function's module; aeon's kernels), then all of it left out of the cyclic collector:
+    without psutil, loky runs gc.collect() in its workers every second between tasks, and over the ~300k
+    objects of torch, scikit-learn and aeon each took ~0.2 s, ~15% of a worker's time (BENCHMARKS.md).
+    Frozen objects are still freed by reference counting."""
+    load_kernels()
+    gc.freeze()
+
+
+def _backend() -> LokyBackend:
+    # One configuration for every call: joblib keeps (reuses) its worker processes only while it stays the same.
+    return LokyBackend(initializer=_worker_start)
+
+
+def start_workers(cfg: TransferConfig) -> None:
+    """Start the worker processes of a protocol run with ``cfg`` (``resolve_jobs`` of its fits) in the
+    background and return at once; nothing with one job or while a start is under way. ``run_fits`` with
+    the same number of jobs then finds them running (joblib reuses them)."""
+    global _STARTING
+    n_jobs = resolve_jobs(cfg.n_jobs, cfg.n_fits)
+    if n_jobs == 1 or _STARTING is not None:
+        return
+    _STARTING = threading.Thread(target=_start, args=(n_jobs,), name="moola-start-workers", daemon=True)
+    _STARTING.start()
+
+
+def _start(n_jobs: int) -> None:
+    # One task starts all of them, each running _worker_start first. A start that fails here fails again in
+    # run_fits, which reports it: this thread has no one to tell.
+    with contextlib.suppress(Exception):
+        Parallel(n_jobs=n_jobs, backend=_backend())([delayed(int)()])
+
+
+def _started() -> None:
+    """Wait for ``start_workers``'s processes, if it was called."""
+    global _STARTING
+    if _STARTING is not None:
+        _STARTING.join()
+        _STARTING = None
+
+
 def _one_fit(inputs: Inputs, y: np.ndarray, fit: Fit, cfg: TransferConfig, threads: int | None):
     """The fit with ``threads`` BLAS threads (None: as they are): the probes' and ridge's small matrices gain
     nothing from more, and on busy cores two BLAS threads made the serial probes 15x slower (BENCHMARKS.md)."""
@@ -81,10 +131,7 @@ def _worker_fit(path: str, index: int, y: np.ndarray, fit: Fit, cfg: TransferCon
     global _WORKER_INPUTS
     if _WORKER_INPUTS is None or _WORKER_INPUTS[0] != path:
         _WORKER_INPUTS = (path, torch.load(path, weights_only=False))
-        # Without psutil, loky runs gc.collect() in its workers every second between tasks; over the ~300k
-        # objects of torch, scikit-learn and aeon each took ~0.2 s, ~15% of a worker's time (BENCHMARKS.md).
-        # Frozen, the modules and inputs are left out of the cyclic collector (reference counting still frees).
-        gc.freeze()
+        gc.freeze()  # the inputs too (see _worker_start)
     torch.set_num_threads(threads)
     return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg, threads)
 
@@ -101,13 +148,14 @@ def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig
                 progress.update(1)
         return out
     threads = cfg.cpu_threads or max(1, usable_cores() // n_jobs)
+    _started()
     folder = tempfile.mkdtemp(prefix="moola-transfer-")
     try:
         path = str(Path(folder) / f"inputs-{uuid.uuid4().hex}.pt")  # unique: a worker's cache key
         torch.save(inputs, path)
         results: list = [None] * len(fits)
         tasks = (delayed(_worker_fit)(path, i, y, fits[i], cfg, threads) for i in longest_first(fits))
-        for i, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks):
+        for i, result in Parallel(n_jobs=n_jobs, backend=_backend(), return_as="generator_unordered")(tasks):
             results[i] = result
             if progress is not None:
                 progress.update(1)

@@ -30,7 +30,7 @@ from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .extrapolation import labels_needed
 from .fits import Inputs, fit_seed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
-from .parallel import Fit, run_fits
+from .parallel import Fit, run_fits, start_workers
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict
 
@@ -127,6 +127,7 @@ def run_transfer(
     ``run_dir/transfer_results.json`` (atomically) when ``run_dir`` is given."""
     cfg = config if isinstance(config, TransferConfig) else TransferConfig.from_dict(dict(config or {}))
     t_start = time.perf_counter()
+    start_workers(cfg)  # they start while the folds and the fixed features are prepared
     source = _encoder_source(encoder, labelled.X.shape[-1])
     groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
     labelled.check_folds(cfg.folds, groups)
@@ -213,8 +214,7 @@ def _evaluate_fractions(
     progress bar and cfg.cpu_threads torch threads on the CPU (restored afterwards; each worker of
     ``cfg.n_jobs`` > 1 runs that many too)."""
     fractions = sorted(set(cfg.fractions) | {1.0})
-    n_fits = len(fractions) * cfg.repeats * cfg.folds * len(result_arms(cfg.arms))
-    progress = progress_bar(total=n_fits, desc="transfer fits", unit="fit") if cfg.progress else None
+    progress = progress_bar(total=cfg.n_fits, desc="transfer fits", unit="fit") if cfg.progress else None
     threads = torch.get_num_threads()
     if cfg.cpu_threads is not None and resolve_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)

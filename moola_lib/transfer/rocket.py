@@ -52,6 +52,15 @@ def rocket_features(model: str, series: np.ndarray, fit_idx: np.ndarray, seed: i
     return np.asarray(transform.transform(series), dtype=np.float64)
 
 
+def load_kernels(n_features: int = 10, length: int = 105) -> None:
+    """Import aeon and load both transforms' compiled kernels (numba's on-disk cache; compiled on a machine's
+    first use) with a transform of four random windows of the given shape, so that a fresh worker process
+    (``parallel``) does it before its first fit rather than during it."""
+    series = np.random.default_rng(0).normal(size=(4, n_features, length))
+    for model in ("minirocket", "multirocket"):
+        rocket_features(model, series, np.arange(4), 0)
+
+
 class CalibratedRidge:
     """A fitted ridge pipeline plus the temperature that maps its decision values to probabilities."""
 
