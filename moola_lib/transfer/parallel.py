@@ -1,4 +1,5 @@
-"""The protocol's independent fits on several processes: ``run_fits``, results identical to the serial run.
+"""The protocol's independent fits on several processes: ``run_fits``, results identical to the serial run
+(DESIGN.md section 5.10).
 
 A fit (``Fit``) is one arm on one split of one learning-curve fraction: ``fits.arm_probabilities`` with the
 split's seed. Every source of randomness in a fit is seeded from that seed alone (``fits.fit_seed`` of the
