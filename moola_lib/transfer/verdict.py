@@ -33,9 +33,14 @@ def _title(arm: str) -> str:
     return "the baseline" if arm == "baseline" else f"the {arm_row(arm).title}"
 
 
+def _interval_method(d: dict) -> str:
+    """The method that made a comparison's interval (results from before the choice carry no name: the
+    corrected t)."""
+    return d.get("interval", "corrected_t")
+
+
 def _interval_note(d: dict) -> str:
-    """Which method made the interval (results from before the choice carry no name: the corrected t)."""
-    return f"; interval: {METHOD_TITLES[d.get('interval', 'corrected_t')]}"
+    return f"; interval: {METHOD_TITLES[_interval_method(d)]}"
 
 
 def _mde_note(d: dict, metric: str) -> str:
@@ -47,11 +52,7 @@ def _mde_note(d: dict, metric: str) -> str:
     return (
         f" That detectable effect is itself an estimate from this run's spread (95% range "
         f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)})"
-        + (
-            ", and errs on the large side, like the interval"
-            if d.get("interval", "corrected_t") == "corrected_t"
-            else ""
-        )
+        + (", and errs on the large side, like the interval" if _interval_method(d) == "corrected_t" else "")
         + "."
     )
 
