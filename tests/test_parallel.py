@@ -6,12 +6,13 @@ import dataclasses
 import gc
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from joblib import Parallel, delayed
+from joblib import delayed
 from test_transfer import CFG as TINY
 from test_transfer import tiny_set
 
@@ -138,14 +139,14 @@ def test_an_error_in_a_worker_reaches_the_caller(encoder):
         evaluate_arms(ls, inputs, cfg, make_folds(ls.y, ls.groups, 3, 1, 0), ls.groups)
 
 
-def _worker_state(seconds: float) -> tuple[int, int]:
+def _worker_state(seconds: float) -> tuple[int, tuple[int, bool]]:
     time.sleep(seconds)  # long enough that each worker takes one of two tasks
-    return os.getpid(), gc.get_freeze_count()
+    return os.getpid(), (gc.get_freeze_count(), "aeon.transformations.collection.convolution_based" in sys.modules)
 
 
-def _workers() -> dict[int, int]:
-    """{pid: objects frozen} of the two workers the fits use."""
-    return dict(Parallel(n_jobs=2, backend=parallel._backend())(delayed(_worker_state)(0.5) for _ in range(2)))
+def _workers(cfg: TransferConfig) -> dict[int, tuple[int, bool]]:
+    """{pid: (objects frozen, aeon's transforms loaded)} of the two workers the fits of a run with ``cfg`` use."""
+    return dict(parallel._parallel(2, cfg)(delayed(_worker_state)(0.5) for _ in range(2)))
 
 
 def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
@@ -155,9 +156,11 @@ def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
     parallel.start_workers(TransferConfig(**{**CFG, "n_jobs": 2}))
     assert parallel._STARTING is not None  # returned at once, the start under way
     parallel._started()
-    started = _workers()
-    assert len(started) == 2 and all(n > 0 for n in started.values())  # each ran _worker_start (imports frozen)
+    started = _workers(cfg)
+    assert len(started) == 2 and all(n > 0 and not aeon for n, aeon in started.values())  # ran _worker_start
     serial = run_transfer(tiny_set(), encoder, {**dataclasses.asdict(cfg), "n_jobs": 1})
     two = run_transfer(tiny_set(), encoder, {**dataclasses.asdict(cfg), "n_jobs": 2})
     _assert_identical(_without_timings(serial), _without_timings(two))
-    assert _workers().keys() == started.keys()  # the same processes: the fits did not start new ones
+    assert _workers(cfg).keys() == started.keys()  # the same processes: the fits did not start new ones
+    rocket = TransferConfig(**{**CFG, "arms": ["baseline", "rocket"], "primary": "rocket_minirocket vs baseline"})
+    assert all(aeon for _, aeon in _workers(rocket).values())  # rocket arms: each worker loaded aeon's kernels

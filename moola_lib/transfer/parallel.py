@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
-from joblib._parallel_backends import LokyBackend
+from joblib import Parallel, delayed, parallel_config
 from threadpoolctl import threadpool_limits
 
 from ..util.threads import allowed_cpus, quota_cores
 from .arms import arm as arm_row
+from .arms import result_arms
 from .config import TransferConfig
 from .fits import Inputs, arm_probabilities
 from .rocket import load_kernels
@@ -76,38 +76,43 @@ def longest_first(fits: list[Fit]) -> list[int]:
     return sorted(range(len(fits)), key=lambda i: -cost[i])
 
 
-def _worker_start() -> None:
-    """In each new worker process, once, before its first task: what every fit needs loaded (the imports
-    come with this function's module; aeon's kernels), then all of it left out of the cyclic collector:
+def _worker_start(rocket: bool) -> None:
+    """In each new worker process, once, before its first task: what the fits need loaded (the imports
+    come with this function's module; aeon's kernels when ``rocket`` arms run: compiling them on a machine's
+    first use takes ~35 s), then all of it left out of the cyclic collector:
     without psutil, loky runs gc.collect() in its workers every second between tasks, and over the ~300k
     objects of torch, scikit-learn and aeon each took ~0.2 s, ~15% of a worker's time (BENCHMARKS.md).
     Frozen objects are still freed by reference counting."""
-    load_kernels()
+    if rocket:
+        load_kernels()
     gc.freeze()
 
 
-def _backend() -> LokyBackend:
-    # One configuration for every call: joblib keeps (reuses) its worker processes only while it stays the same.
-    return LokyBackend(initializer=_worker_start)
+def _parallel(n_jobs: int, cfg: TransferConfig, **kwargs) -> Parallel:
+    """joblib's Parallel on the fit workers of a run with ``cfg``. joblib keeps (reuses) its worker processes
+    while their configuration stays the same, so every call for the same run finds the same processes."""
+    rocket = any(arm_row(a).kind == "rocket" for a in result_arms(cfg.arms))
+    with parallel_config("loky", initializer=_worker_start, initargs=(rocket,)):
+        return Parallel(n_jobs=n_jobs, **kwargs)  # the backend and its configuration are fixed here
 
 
 def start_workers(cfg: TransferConfig) -> None:
     """Start the worker processes of a protocol run with ``cfg`` (``resolve_jobs`` of its fits) in the
-    background and return at once; nothing with one job or while a start is under way. ``run_fits`` with
-    the same number of jobs then finds them running (joblib reuses them)."""
+    background and return at once; nothing with one job or while a start is under way. ``run_fits`` for the
+    same configuration (jobs, arms) then finds them running: joblib reuses them."""
     global _STARTING
     n_jobs = resolve_jobs(cfg.n_jobs, cfg.n_fits)
     if n_jobs == 1 or _STARTING is not None:
         return
-    _STARTING = threading.Thread(target=_start, args=(n_jobs,), name="moola-start-workers", daemon=True)
+    _STARTING = threading.Thread(target=_start, args=(n_jobs, cfg), name="moola-start-workers", daemon=True)
     _STARTING.start()
 
 
-def _start(n_jobs: int) -> None:
+def _start(n_jobs: int, cfg: TransferConfig) -> None:
     # One task starts all of them, each running _worker_start first. A start that fails here fails again in
     # run_fits, which reports it: this thread has no one to tell.
     with contextlib.suppress(Exception):
-        Parallel(n_jobs=n_jobs, backend=_backend())([delayed(int)()])
+        _parallel(n_jobs, cfg)([delayed(int)()])
 
 
 def _started() -> None:
@@ -156,7 +161,7 @@ def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig
         torch.save(inputs, path)
         results: list = [None] * len(fits)
         tasks = (delayed(_worker_fit)(path, i, y, fits[i], cfg, threads) for i in longest_first(fits))
-        for i, result in Parallel(n_jobs=n_jobs, backend=_backend(), return_as="generator_unordered")(tasks):
+        for i, result in _parallel(n_jobs, cfg, return_as="generator_unordered")(tasks):
             results[i] = result
             if progress is not None:
                 progress.update(1)
