@@ -18,6 +18,7 @@ from ..features import FEATURE_NAMES
 from ..labels import LabelledSet
 from .arms import arm as arm_row
 from .config import LABEL_METRICS, LOWER_IS_BETTER, METRICS
+from .intervals import interval_method
 
 BAR_METRICS = LABEL_METRICS + ("roc_auc",)  # the metrics in percent
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
@@ -105,7 +106,7 @@ def differences_table(results: Mapping) -> pd.DataFrame:
                     "metric": m.replace("_", " "),
                     "difference [95% CI]": _ci(d, scale, True, digits),
                     "detectable effect (80% power)": f"{scale * d['mde']:.{digits}f}",
-                    "interval": d.get("interval", "corrected_t"),
+                    "interval": interval_method(d),
                     "p": f"{d['p_value']:.3g}",
                     "p (Holm)": f"{d['p_holm']:.3g}" if "p_holm" in d else "primary",
                     "test-set noise only": f"[{scale * boot[0]:+.{digits}f}, {scale * boot[1]:+.{digits}f}]"

@@ -258,6 +258,12 @@ def compare_methods(
     return out
 
 
+def interval_method(comparison: dict) -> str:
+    """The method that made one metric's interval in a results file (files from before ``interval`` was
+    recorded carry no name: their intervals are the corrected t)."""
+    return comparison.get("interval", "corrected_t")
+
+
 def all_methods(comparison: dict) -> dict:
     """Every method of one metric's ``compare_methods`` entry, validated or not (the validation measures them all)."""
     return {**comparison["intervals"], **comparison.get("unvalidated_intervals", {})}

@@ -15,7 +15,7 @@ import math
 
 from .arms import arm as arm_row
 from .config import LOWER_IS_BETTER
-from .intervals import METHOD_TITLES
+from .intervals import METHOD_TITLES, interval_method
 
 
 def _fmt(x: float, metric: str, signed: bool = True) -> str:
@@ -33,14 +33,8 @@ def _title(arm: str) -> str:
     return "the baseline" if arm == "baseline" else f"the {arm_row(arm).title}"
 
 
-def _interval_method(d: dict) -> str:
-    """The method that made a comparison's interval (results from before the choice carry no name: the
-    corrected t)."""
-    return d.get("interval", "corrected_t")
-
-
 def _interval_note(d: dict) -> str:
-    return f"; interval: {METHOD_TITLES[_interval_method(d)]}"
+    return f"; interval: {METHOD_TITLES[interval_method(d)]}"
 
 
 def _mde_note(d: dict, metric: str) -> str:
@@ -52,7 +46,7 @@ def _mde_note(d: dict, metric: str) -> str:
     return (
         f" That detectable effect is itself an estimate from this run's spread (95% range "
         f"{_fmt(lo, metric, signed=False)}-{_fmt(hi, metric, signed=False)} {_unit(metric)})"
-        + (", and errs on the large side, like the interval" if _interval_method(d) == "corrected_t" else "")
+        + (", and errs on the large side, like the interval" if interval_method(d) == "corrected_t" else "")
         + "."
     )
 
