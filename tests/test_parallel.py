@@ -162,5 +162,12 @@ def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
     two = run_transfer(tiny_set(), encoder, {**dataclasses.asdict(cfg), "n_jobs": 2})
     _assert_identical(_without_timings(serial), _without_timings(two))
     assert _workers(cfg).keys() == started.keys()  # the same processes: the fits did not start new ones
+    two_jobs = TransferConfig(**{**dataclasses.asdict(cfg), "n_jobs": 2})
+    parallel.start_workers(two_jobs)
+    first = parallel._STARTING
+    first.join()  # finished but never joined by run_fits, as when a notebook cell is re-run with new settings
+    parallel.start_workers(two_jobs)
+    assert parallel._STARTING is not first  # a new start, not skipped
+    parallel._started()
     rocket = TransferConfig(**{**CFG, "arms": ["baseline", "rocket"], "primary": "rocket_minirocket vs baseline"})
     assert all(aeon for _, aeon in _workers(rocket).values())  # rocket arms: each worker loaded aeon's kernels

@@ -102,8 +102,8 @@ def start_workers(cfg: TransferConfig) -> None:
     same configuration (jobs, arms) then finds them running: joblib reuses them."""
     global _STARTING
     n_jobs = resolve_jobs(cfg.n_jobs, cfg.n_fits)
-    if n_jobs == 1 or _STARTING is not None:
-        return
+    if n_jobs == 1 or (_STARTING is not None and _STARTING.is_alive()):
+        return  # a finished start that run_fits never joined (a cell re-run with new settings) is replaced
     _STARTING = threading.Thread(target=_start, args=(n_jobs, cfg), name="moola-start-workers", daemon=True)
     _STARTING.start()
 
