@@ -4,9 +4,11 @@ The public names (DESIGN.md section 7) are importable from the package root; eac
 module on first use, so ``import moola_lib`` stays cheap (no torch until a model is used).
 
 Wings, imports pointing only downwards (README.md, "Architecture"; tests/test_architecture.py): generic
-helpers (``moola_lib.util``) <- the pipeline (the modules directly in this package) <- the labelling wing
-(``moola_lib.labelling``) and the evaluation wing (``moola_lib.transfer``) <- the notebook layer
-(``moola_lib.notebook``) <- the command-line tools (``moola_lib.tools``).
+helpers (``util``) <- the pipeline's stages in the order of the data's journey (``bars`` <- ``features`` <-
+``pretraining`` <- ``labels``) <- the labelling wing (``labelling``) and the evaluation wing (``transfer``) <-
+the classifier (``classifier``) <- the studies that validated the product (``studies``) <- the notebook
+layer (``notebook``) <- the command-line tools (``tools``). The modules directly in this package are thin
+``python -m`` entry points.
 """
 
 from __future__ import annotations
@@ -16,36 +18,36 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "DataValidationError": "data",
-    "load_ohlcv": "data",
-    "validate_ohlcv": "data",
-    "split_slices": "sources",
-    "DEFAULT_SPLITS": "splits",
-    "synthetic_ohlcv": "synthetic",
-    "synthetic_market": "synthetic",
-    "FEATURE_NAMES": "features",
-    "FEATURE_RANGES": "feature_options",
-    "ORIGINAL_FEATURE_OPTIONS": "feature_options",
-    "relativity_features": "features",
-    "swing_points": "features",
-    "window_starts": "windows",
-    "split_windows": "windows",
-    "gather_windows": "windows",
-    "JadeEncoder": "models",
-    "JadePretrainer": "models",
-    "JadeClassifier": "models",
-    "save_encoder": "models",
-    "load_encoder": "models",
-    "ConfigError": "config",
-    "PretrainConfig": "config",
-    "apply_overrides": "config",
-    "pretrain": "pretrain",
-    "load_pretrain_data": "pretrain",
-    "load_pretrainer": "pretrain",
-    "LabelledSet": "labels",
-    "load_labels": "labels",
-    "synthetic_labelled_set": "testbed",
-    "exclude_intervals": "label_spans",
+    "DataValidationError": "bars.ohlcv",
+    "load_ohlcv": "bars.ohlcv",
+    "validate_ohlcv": "bars.ohlcv",
+    "split_slices": "bars.sources",
+    "DEFAULT_SPLITS": "bars.splits",
+    "synthetic_ohlcv": "bars.synthetic",
+    "synthetic_market": "bars.synthetic",
+    "FEATURE_NAMES": "features.relativity",
+    "FEATURE_RANGES": "features.options",
+    "ORIGINAL_FEATURE_OPTIONS": "features.options",
+    "relativity_features": "features.relativity",
+    "swing_points": "features.relativity",
+    "window_starts": "bars.windows",
+    "split_windows": "bars.windows",
+    "gather_windows": "bars.windows",
+    "JadeEncoder": "pretraining.model",
+    "JadePretrainer": "pretraining.model",
+    "JadeClassifier": "pretraining.model",
+    "save_encoder": "pretraining.checkpoints",
+    "load_encoder": "pretraining.checkpoints",
+    "ConfigError": "util.config",
+    "PretrainConfig": "pretraining.config",
+    "apply_overrides": "util.config",
+    "pretrain": "pretraining.job",
+    "load_pretrain_data": "pretraining.job",
+    "load_pretrainer": "pretraining.job",
+    "LabelledSet": "labels.sets",
+    "load_labels": "labels.sets",
+    "synthetic_labelled_set": "labels.testbed",
+    "exclude_intervals": "labels.spans",
     "TransferConfig": "transfer.config",
     "run_transfer": "transfer.protocol",
     "start_run": "notebook.runs",

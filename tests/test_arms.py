@@ -10,14 +10,15 @@ import pytest
 import torch
 from test_transfer import tiny_set
 
-from moola_lib.config import ConfigError
-from moola_lib.models import JadeEncoder, save_encoder
+from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.notebook.params import TransferParams, transfer_config
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.pretraining.checkpoints import save_encoder
+from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import arms, figures, fits, probe, simple
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.folds import make_folds
 from moola_lib.transfer.protocol import Inputs, evaluate_arms
+from moola_lib.util.config import ConfigError
 from moola_lib.util.io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -174,7 +175,8 @@ def _labels_run(tmp_path):
 def test_a_transfer_run_reads_the_encoder_and_the_labels_once(tmp_path, monkeypatch):
     """The steps transfer.ipynb runs, in its order: the encoder file, its training_results.json and the
     labels file are each read once."""
-    from moola_lib import labels, provenance
+    from moola_lib.labels import provenance
+    from moola_lib.labels import sets as labels
     from moola_lib.notebook import steps
     from moola_lib.transfer.protocol import run_transfer
 
@@ -213,7 +215,7 @@ def test_a_transfer_run_reads_the_encoder_and_the_labels_once(tmp_path, monkeypa
 
 
 def test_a_loaded_encoder_must_fit_the_features(tmp_path):
-    from moola_lib.provenance import EncoderSource
+    from moola_lib.labels.sets.provenance import EncoderSource
     from moola_lib.transfer.protocol import run_transfer
 
     save_encoder(JadeEncoder(input_size=11, hidden_size=8, num_layers=1), tmp_path / "enc11.pt")

@@ -4,8 +4,9 @@ from typing import Literal
 
 import pytest
 
-from moola_lib.config import ConfigError, IsoDate, PretrainConfig, apply_overrides, read_parameters
-from moola_lib.splits import DEFAULT_SPLITS
+from moola_lib.bars.splits import DEFAULT_SPLITS
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.util.config import ConfigError, IsoDate, apply_overrides, read_parameters
 
 
 def test_defaults_match_the_seed_guide():
@@ -108,8 +109,9 @@ def test_round_trip_through_a_plain_dict_and_no_shared_state():
 
 
 def test_feature_options_are_checked_and_resolved():
-    from moola_lib.config import ConfigError, PretrainConfig
-    from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
+    from moola_lib.features.relativity.options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
+    from moola_lib.pretraining.config import PretrainConfig
+    from moola_lib.util.config import ConfigError
 
     cfg = PretrainConfig.from_dict({"feature_options": {"hybrid_max_age": 5, "reversal_atr": 1}})
     # every option with its value, over the defaults: what checkpoints and encoders store

@@ -19,11 +19,11 @@ import pytest
 import torch
 import yaml
 
-from moola_lib.config import PretrainConfig
-from moola_lib.models import load_encoder
-from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.pretraining.checkpoints import load_encoder
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.pretraining.job import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.pretraining.trainer import Trainer
 from moola_lib.tools.gpu_subprocesses import child_env
-from moola_lib.trainer import Trainer
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

@@ -1,4 +1,4 @@
-"""Learning curves over labelled-set sizes (moola_lib.transfer.curves): a tiny run through the protocol's code."""
+"""Learning curves over labelled-set sizes (moola_lib.studies.curves): a tiny run through the protocol's code."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from moola_lib.models import JadeEncoder, save_encoder
-from moola_lib.transfer import curves as C
-from moola_lib.transfer import curves_report as R
+from moola_lib.pretraining.checkpoints import save_encoder
+from moola_lib.pretraining.model import JadeEncoder
+from moola_lib.studies import curves as C
+from moola_lib.studies import curves_report as R
 from moola_lib.transfer.arms import names
 
 TINY = {

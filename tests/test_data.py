@@ -1,4 +1,4 @@
-"""Loading, validation and splits of OHLCV bars (moola_lib.data)."""
+"""Loading, validation and splits of OHLCV bars (moola_lib.bars.ohlcv)."""
 
 import hashlib
 import pickle
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moola_lib.data import PRICE_COLUMNS, DataValidationError, DataValidationWarning, load_ohlcv, validate_ohlcv
-from moola_lib.sources import split_slices
-from moola_lib.splits import DEFAULT_SPLITS
+from moola_lib.bars.ohlcv import PRICE_COLUMNS, DataValidationError, DataValidationWarning, load_ohlcv, validate_ohlcv
+from moola_lib.bars.sources import split_slices
+from moola_lib.bars.splits import DEFAULT_SPLITS
 from moola_lib.util.io import file_sha256
 
 N = 120

@@ -1,11 +1,11 @@
-"""The episode process (moola_lib.episodes): schedule, drift written into the generator; the labelled set's
-windows around the market's episodes (moola_lib.testbed)."""
+"""The episode process (moola_lib.bars.episodes): schedule, drift written into the generator; the labelled set's
+windows around the market's episodes (moola_lib.labels.testbed)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.episodes import (
+from moola_lib.bars.episodes import (
     FOLLOW_BARS,
     KINDS,
     LEG_BARS,
@@ -13,9 +13,9 @@ from moola_lib.episodes import (
     episode_table,
     plant_episodes,
 )
-from moola_lib.labels import DEFAULT_CLASSES
-from moola_lib.synthetic import synthetic_market, synthetic_ohlcv
-from moola_lib.testbed import episode_windows, free_starts
+from moola_lib.bars.synthetic import synthetic_market, synthetic_ohlcv
+from moola_lib.labels.sets.sets import DEFAULT_CLASSES
+from moola_lib.labels.sets.testbed import episode_windows, free_starts
 
 L = 105
 

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
-from moola_lib.models import JadeEncoder, load_encoder, save_encoder
-from moola_lib.pretrain import load_pretrainer
-from moola_lib.provenance import encoder_feature_options
+from moola_lib.features.relativity.options import (
+    FEATURE_OPTION_DEFAULTS,
+    ORIGINAL_FEATURE_OPTIONS,
+    resolve_feature_options,
+)
+from moola_lib.labels.sets.provenance import encoder_feature_options
+from moola_lib.pretraining.checkpoints import load_encoder, save_encoder
+from moola_lib.pretraining.job import load_pretrainer
+from moola_lib.pretraining.model import JadeEncoder
 
 OLD = Path(__file__).parent / "fixtures" / "original_encoder"
 ORIGINAL = resolve_feature_options(ORIGINAL_FEATURE_OPTIONS)
@@ -61,9 +66,9 @@ def test_new_encoder_files_store_and_return_their_options(tmp_path):
 
 
 def test_transfer_computes_the_labelled_features_with_an_old_encoders_options():
+    from moola_lib.labels.sets.testbed import synthetic_labelled_set
     from moola_lib.notebook.params import TransferParams
     from moola_lib.notebook.steps import labelled_from_params
-    from moola_lib.testbed import synthetic_labelled_set
 
     params = TransferParams(encoder_path=str(OLD / "checkpoint_best.pt"), n_labelled=40)
     labelled = labelled_from_params(params)

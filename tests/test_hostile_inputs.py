@@ -23,18 +23,19 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, run_command
 
-from moola_lib.cli import error_line
-from moola_lib.config import ConfigError, PretrainConfig, read_parameters
-from moola_lib.data import DataValidationError, SuspectOutlierWarning, validate_ohlcv
+from moola_lib.bars.ohlcv import DataValidationError, SuspectOutlierWarning, validate_ohlcv
+from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labelling.session import CandidateOptions, readable_classes
-from moola_lib.labels import LabelledSet, load_labels
-from moola_lib.models import load_encoder
+from moola_lib.labels.sets.sets import LabelledSet, load_labels
 from moola_lib.notebook.params import LabelParams, PretrainParams, TransferParams
 from moola_lib.notebook.steps import encoder_from_params, labelled_from_params, labelling_session_from_params
-from moola_lib.pretrain import load_pretrain_data, pretrain
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.pretraining.checkpoints import load_encoder
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.pretraining.job import load_pretrain_data, pretrain
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.protocol import run_transfer
+from moola_lib.util.cli import error_line
+from moola_lib.util.config import ConfigError, read_parameters
 from moola_lib.util.io import CheckpointError, file_sha256
 from moola_lib.util.paths import ROOT
 
@@ -483,8 +484,8 @@ def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_files(
 ):
     import errno
 
-    from moola_lib import cli
-    from moola_lib.pretrain import main as pretrain_main
+    from moola_lib.pretraining.job import main as pretrain_main
+    from moola_lib.util import cli
 
     real = os.replace
 
@@ -505,7 +506,7 @@ def test_resume_without_checkpoint_best_is_refused_before_the_work(trained, bars
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     (run_dir / "checkpoint_best.pt").unlink()
-    monkeypatch.setattr("moola_lib.pretrain.load_pretrain_data", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr("moola_lib.pretraining.job.load_pretrain_data", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(ConfigError, match="holds checkpoint_last.pt but no checkpoint_best.pt"):
         pretrain({**TINY, "data_path": str(bars_file), "resume": True}, run_dir)
 
@@ -525,8 +526,8 @@ def test_labels_path_that_is_a_folder_and_a_five_window_file(bars, bars_file, tm
 def test_expected_errors_raised_inside_a_notebook_exit_2(monkeypatch, capsys):
     import papermill
 
-    from moola_lib import cli
     from moola_lib.notebook import execute
+    from moola_lib.util import cli
 
     for name in ("RunDirBusyError", "LabelsFileError", "FileWriteError", "DataValidationError"):
         assert name in cli.expected_error_names()

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labelling.store import LabelsFileError, LabelStore
-from moola_lib.labels import load_labels, read_label_table
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.labels.sets.sets import load_labels, read_label_table
 from moola_lib.util.io import FileWriteError
 
 L = 105

@@ -11,18 +11,19 @@ import pandas as pd
 import pytest
 import torch
 
-from moola_lib.config import ConfigError, apply_overrides
-from moola_lib.features import relativity_features
+from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.features.relativity.relativity import relativity_features
 from moola_lib.labelling.figures import labelling_figure
 from moola_lib.labelling.session import LabellingSession, average_true_range
 from moola_lib.labelling.store import LabelStore
-from moola_lib.labels import read_label_table
-from moola_lib.models import JadeEncoder, save_encoder
+from moola_lib.labels.sets.sets import read_label_table
 from moola_lib.notebook.label_widget import LabelWidget, key_action, leg_brief, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report
 from moola_lib.notebook.steps import labelling_session_from_params
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.pretraining.checkpoints import save_encoder
+from moola_lib.pretraining.model import JadeEncoder
+from moola_lib.util.config import ConfigError, apply_overrides
 from moola_lib.util.progress import TEXT_PROGRESS_ENV
 
 # strategy: these tests follow uncertainty's fallback notes (the default is random since issue 21's study)

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.features import relativity_features, swing_points
+from moola_lib.bars.synthetic import synthetic_market
+from moola_lib.features.relativity.relativity import relativity_features, swing_points
 from moola_lib.labelling.session import (
     CandidateOptions,
     LabellingSession,
@@ -16,7 +17,6 @@ from moola_lib.labelling.session import (
 )
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labelling.suggestions import k_center_greedy, suggest, summary_features, uncertainty_order
-from moola_lib.synthetic import synthetic_market
 
 L = 105
 

@@ -1,4 +1,4 @@
-"""The simulated labelling study (moola_lib.labelling.study): oracle truth, strict settings, the summary's
+"""The simulated labelling study (moola_lib.studies.labelling_study): oracle truth, strict settings, the summary's
 arithmetic, the mixed strategy, and a tiny end-to-end run of the command line."""
 
 import json
@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.config import ConfigError
-from moola_lib.labelling import study
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labelling.suggestions import MIXED_SHORTLIST, suggest, uncertainty_order
+from moola_lib.studies import labelling_study as study
+from moola_lib.util.config import ConfigError
 
 TINY = {"repeats": 2, "budget": 30, "heldout_n": 60, "pool_start": "2025-07-01", "pool_end": "2025-09-30"}
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from moola_lib.masking import (
+from moola_lib.pretraining.masking import (
     interpolation_baseline,
     last_steps_mask,
     masked_huber,

@@ -1,4 +1,4 @@
-"""The pretext-objective interface (moola_lib.objectives) and the forecast objective."""
+"""The pretext-objective interface (moola_lib.pretraining.objectives) and the forecast objective."""
 
 import json
 import typing
@@ -8,13 +8,15 @@ import pytest
 import torch
 from test_pretrain import TINY
 
-from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.features import FEATURE_NAMES
-from moola_lib.masking import masked_huber
-from moola_lib.models import JadePretrainer, load_encoder
-from moola_lib.objectives import OBJECTIVES, Forecast, MaskedReconstruction, make_objective
-from moola_lib.pretrain import load_pretrain_data, pretrain
-from moola_lib.trainer import Trainer
+from moola_lib.features.relativity.relativity import FEATURE_NAMES
+from moola_lib.pretraining.checkpoints import load_encoder
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.pretraining.job import load_pretrain_data, pretrain
+from moola_lib.pretraining.masking import masked_huber
+from moola_lib.pretraining.model import JadePretrainer
+from moola_lib.pretraining.objectives import OBJECTIVES, Forecast, MaskedReconstruction, make_objective
+from moola_lib.pretraining.trainer import Trainer
+from moola_lib.util.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,7 +96,7 @@ def test_forecast_pretraining_end_to_end(tmp_path):
 
 
 def test_figures_and_tables_name_the_objectives_references():
-    from moola_lib import training_plots
+    from moola_lib.pretraining import plots as training_plots
 
     per_feature = {
         f: {"model": 0.5, "train_mean": 1.0, "persistence": 0.8, "better_reference": 0.8} for f in FEATURE_NAMES

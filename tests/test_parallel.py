@@ -16,14 +16,15 @@ from joblib import delayed
 from test_transfer import CFG as TINY
 from test_transfer import tiny_set
 
-from moola_lib.config import ConfigError
-from moola_lib.models import JadeEncoder, save_encoder
-from moola_lib.provenance import EncoderSource
+from moola_lib.labels.sets.provenance import EncoderSource
+from moola_lib.pretraining.checkpoints import save_encoder
+from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import parallel
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.fits import Inputs
 from moola_lib.transfer.folds import make_folds
 from moola_lib.transfer.protocol import evaluate_arms, run_transfer
+from moola_lib.util.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

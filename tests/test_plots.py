@@ -1,14 +1,15 @@
-"""Report tables and texts of moola_lib.eda_plots and moola_lib.training_plots: what the features carry and
+"""Report tables and texts of moola_lib.features.eda_plots and moola_lib.pretraining.plots: what the features carry and
 what the model learned."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib import eda_plots, training_plots
-from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS, feature_ranges
-from moola_lib.features import FEATURE_NAMES, relativity_features, swing_points
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.features import eda_plots
+from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS, feature_ranges
+from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features, swing_points
+from moola_lib.pretraining import plots as training_plots
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
-import moola_lib.objectives as objectives_module
-from moola_lib.config import ConfigError, PretrainConfig
-from moola_lib.feature_options import FEATURE_OPTION_DEFAULTS
-from moola_lib.features import FEATURE_NAMES, relativity_features
-from moola_lib.models import JadePretrainer, load_encoder
-from moola_lib.pretrain import load_pretrain_data, load_pretrainer, pretrain
-from moola_lib.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_factor
+import moola_lib.pretraining.objectives as objectives_module
+from moola_lib.features.relativity.options import FEATURE_OPTION_DEFAULTS
+from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features
+from moola_lib.pretraining.checkpoints import load_encoder
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.pretraining.job import load_pretrain_data, load_pretrainer, pretrain
+from moola_lib.pretraining.model import JadePretrainer
+from moola_lib.pretraining.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_factor
+from moola_lib.util.config import ConfigError
 from moola_lib.util.io import file_sha256
 
 # ~7 weeks of synthetic bars, windows every 210 bars: ~130 train / ~60 val / ~45 test windows
@@ -60,7 +62,7 @@ def test_load_pretrain_data_summary():
         assert info["bars"] == data.slices[name].stop - data.slices[name].start
     assert data.summary["source"] == {
         "kind": "synthetic",
-        "generator": "moola_lib.synthetic.synthetic_ohlcv",
+        "generator": "moola_lib.bars.synthetic.synthetic_ohlcv",
         "start": "2024-12-01",
         "end": "2025-01-20",
         "seed": 0,
@@ -330,7 +332,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 
 
 def test_feature_options_reach_the_features_and_the_summary():
-    from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+    from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 
     default = load_pretrain_data(TINY)
     no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": 5}})
@@ -353,15 +355,15 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
         assert a.eval_masks[split].equal(b.eval_masks[split])  # the training seed does not matter
         assert a.eval_masks[split].sum(dim=1).eq(16).all()
     # what they are: a CPU generator seeded from EVAL_MASK_SEED alone (so any device draws the same)
-    from moola_lib.masking import random_mask
-    from moola_lib.windows import gather_windows
+    from moola_lib.bars.windows import gather_windows
+    from moola_lib.pretraining.masking import random_mask
 
     g = torch.Generator().manual_seed(_seed(EVAL_MASK_SEED, "eval", "val"))
     valid = torch.from_numpy(gather_windows(data.valid, data.starts["val"], 105))
     assert random_mask(valid, 0.15, generator=g).equal(a.eval_masks["val"])
 
     # evaluate: per-feature masked Huber losses and MAE, over every val window and its fixed mask
-    from moola_lib.masking import masked_huber
+    from moola_lib.pretraining.masking import masked_huber
 
     x = torch.from_numpy(gather_windows(data.X, data.starts["val"], 105))
     pred = torch.full_like(x, 0.25)
@@ -376,7 +378,7 @@ def test_val_masks_are_drawn_on_the_cpu_from_their_own_seed():
 
 
 def test_pretrain_takes_the_data_already_loaded_and_refuses_other_data(tmp_path, monkeypatch):
-    import moola_lib.pretrain as pretrain_module
+    import moola_lib.pretraining.job as pretrain_module
 
     cfg = {**TINY, "epochs": 1}
     data = load_pretrain_data(cfg)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from moola_lib.config import ConfigError
-from moola_lib.pretrain import main
+from moola_lib.pretraining.job import main
+from moola_lib.util.config import ConfigError
 
 TINY = {
     "synthetic_start": "2024-12-01",

@@ -5,8 +5,7 @@ import pytest
 import torch
 from test_transfer import tiny_set
 
-from moola_lib.config import ConfigError
-from moola_lib.models import JadeEncoder
+from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import fits, readouts
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.folds import make_folds
@@ -19,6 +18,7 @@ from moola_lib.transfer.probe import (
     predict_proba,
 )
 from moola_lib.transfer.protocol import Inputs, evaluate_arms
+from moola_lib.util.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

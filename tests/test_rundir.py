@@ -14,8 +14,8 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, run_command
 
-import moola_lib.pretrain as pretrain_module
-from moola_lib.config import ConfigError
+import moola_lib.pretraining.job as pretrain_module
+from moola_lib.util.config import ConfigError
 from moola_lib.util.paths import ROOT
 from moola_lib.util.rundir import LOCK_NAME, RunDirBusyError, RunDirError, claim_run_dir, run_dir_claim
 

@@ -8,13 +8,14 @@ import nbformat
 import pytest
 import yaml
 
-from moola_lib.config import ConfigError, PretrainConfig, papermill_value, read_parameters
 from moola_lib.notebook.params import EdaParams, PretrainParams, SweepParams, pretrain_config
 from moola_lib.notebook.report import render_report
 from moola_lib.notebook.runs import injected_names, notebook_params, start_run
 from moola_lib.notebook.sweep import sweep_base, sweep_settings
-from moola_lib.pretrain import pretrain
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.pretraining.job import pretrain
 from moola_lib.run_notebook import main
+from moola_lib.util.config import ConfigError, papermill_value, read_parameters
 from moola_lib.util.paths import ROOT
 
 PARAMS_DIR = ROOT / "params"

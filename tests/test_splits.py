@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.config import ConfigError, PretrainConfig, apply_overrides, read_parameters
-from moola_lib.data import DataValidationError
-from moola_lib.sources import resolve_splits, split_slices
-from moola_lib.splits import (
+from moola_lib.bars.ohlcv import DataValidationError
+from moola_lib.bars.sources import resolve_splits, split_slices
+from moola_lib.bars.splits import (
     AUTO_SPLITS,
     NEW_YORK,
     is_fractions,
@@ -20,7 +19,9 @@ from moola_lib.splits import (
     session_cut_before,
     split_problems,
 )
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.pretraining.config import PretrainConfig
+from moola_lib.util.config import ConfigError, apply_overrides, read_parameters
 
 SEVENTEEN = dt.time(17, 0)
 
@@ -143,7 +144,7 @@ def test_dates_outside_the_data_offer_auto():
 
 
 def test_pretraining_data_resolves_auto_and_records_the_dates(capsys):
-    from moola_lib.pretrain import load_pretrain_data
+    from moola_lib.pretraining.job import load_pretrain_data
 
     config = {"synthetic_start": "2024-11-01", "synthetic_end": "2025-01-20", "stride": 210, "splits": "auto"}
     summary = load_pretrain_data(config).summary
@@ -157,7 +158,7 @@ def test_pretraining_data_resolves_auto_and_records_the_dates(capsys):
 
 
 def test_labelled_windows_are_placed_against_the_resolved_dates():
-    from moola_lib.provenance import pretraining_overlap
+    from moola_lib.labels.sets.provenance import pretraining_overlap
 
     class Windows:  # what pretraining_overlap reads of a LabelledSet
         start = pd.DatetimeIndex(pd.to_datetime(["2024-12-10 14:00", "2025-02-10 14:00"], utc=True))

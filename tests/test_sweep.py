@@ -7,8 +7,6 @@ import time
 import pytest
 import torch
 
-from moola_lib.config import ConfigError
-from moola_lib.models import JadeEncoder, encoder_state, load_encoder
 from moola_lib.notebook import sweep
 from moola_lib.notebook.params import SweepParams
 from moola_lib.notebook.sweep import (
@@ -21,6 +19,9 @@ from moola_lib.notebook.sweep import (
     sweep_base,
     sweep_settings,
 )
+from moola_lib.pretraining.checkpoints import encoder_state, load_encoder
+from moola_lib.pretraining.model import JadeEncoder
+from moola_lib.util.config import ConfigError
 from moola_lib.util.io import atomic_torch_save, read_json
 
 # a tiny pretraining job (about 200 train windows, 8 hidden units, one epoch)

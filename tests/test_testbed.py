@@ -1,6 +1,6 @@
-"""The embedded testbed (moola_lib.testbed, moola_lib.episodes): one episode process for the pretraining bars and
-the labels, no class told apart by an artefact, a held-out ceiling of the simple arms in 60-80%, and the
-embedded-set defaults written once (library, parameter classes, notebook parameter cells)."""
+"""The embedded testbed (moola_lib.labels.testbed, moola_lib.bars.episodes): one episode process for the
+pretraining bars and the labels, no class told apart by an artefact, a held-out ceiling of the simple
+arms in 60-80%, and the embedded-set defaults written once (library, parameter classes, notebook parameter cells)."""
 
 import ast
 import json
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from moola_lib.features import FEATURE_NAMES, relativity_features
-from moola_lib.synthetic import synthetic_market
-from moola_lib.testbed import EMBEDDED_SET, synthetic_labelled_set
-from moola_lib.transfer.ceiling import held_out_ceiling
+from moola_lib.bars.synthetic import synthetic_market
+from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features
+from moola_lib.labels.sets.testbed import EMBEDDED_SET, synthetic_labelled_set
+from moola_lib.studies.ceiling import held_out_ceiling
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -112,7 +112,7 @@ def parameter_cell(name: str) -> dict:
 
 def test_embedded_set_defaults_are_written_once():
     from moola_lib.notebook.params import LabelParams, TransferParams
-    from moola_lib.transfer.validation_config import ValidationConfig
+    from moola_lib.studies.validation_config import ValidationConfig
 
     d = EMBEDDED_SET
     transfer = {
@@ -141,7 +141,7 @@ def test_embedded_set_defaults_are_written_once():
     assert ls.class_counts() == {"consolidation": 81, "retracement": 93}
     assert ls.valid.all() and np.isfinite(ls.X).all()
     # the labelled period lies after the default pretraining splits
-    from moola_lib.splits import DEFAULT_SPLITS
+    from moola_lib.bars.splits import DEFAULT_SPLITS
 
     assert max(pd.Timestamp(b[1]) for b in DEFAULT_SPLITS.values()) <= pd.Timestamp(d.start)
     assert (ls.start >= pd.Timestamp(d.start, tz="UTC")).all()

@@ -9,14 +9,14 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
-from moola_lib.config import ConfigError, apply_overrides
-from moola_lib.label_spans import exclude_intervals
-from moola_lib.labels import DEFAULT_CLASSES, LabelledSet, overlap_groups
-from moola_lib.models import JadeEncoder, save_encoder
+from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.labels.sets.provenance import encoder_feature_options, find_training_results, pretraining_overlap
+from moola_lib.labels.sets.sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
+from moola_lib.labels.sets.spans import exclude_intervals
 from moola_lib.notebook.params import TransferParams, transfer_config
 from moola_lib.notebook.steps import labelled_from_params
-from moola_lib.provenance import encoder_feature_options, find_training_results, pretraining_overlap
-from moola_lib.synthetic import synthetic_ohlcv
+from moola_lib.pretraining.checkpoints import save_encoder
+from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.folds import embargo, fold_groups, inner_split, make_folds, session_ids
 from moola_lib.transfer.linear import C_GRID, fit_logistic
@@ -32,6 +32,7 @@ from moola_lib.transfer.stats import (
     weighted_metrics,
 )
 from moola_lib.transfer.verdict import verdict
+from moola_lib.util.config import ConfigError, apply_overrides
 from moola_lib.util.io import write_json
 
 N, L = 36, 105
@@ -429,7 +430,7 @@ def test_fold_groups_join_sessions_and_overlaps():
 
 
 def synthetic_labelled_set_small():
-    from moola_lib.testbed import synthetic_labelled_set
+    from moola_lib.labels.sets.testbed import synthetic_labelled_set
 
     return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-31", history_start="2025-06-24")
 
@@ -601,8 +602,8 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
 
 
 def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
-    from moola_lib.feature_options import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
-    from moola_lib.feature_options import resolve_feature_options
+    from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
+    from moola_lib.features.relativity.options import resolve_feature_options
 
     # neither the encoder nor its run records options: an encoder made before they were: the original's
     assert encoder_feature_options(encoder_dir / "encoder.pt") == resolve_feature_options(ORIGINAL)
@@ -613,8 +614,8 @@ def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_
 
 
 def test_pretraining_warns_about_labelled_windows_in_its_splits(tmp_path, capsys):
-    from moola_lib.config import PretrainConfig
     from moola_lib.notebook.steps import labels_in_pretraining
+    from moola_lib.pretraining.config import PretrainConfig
 
     starts = ["2024-12-10 14:00Z", "2024-12-20 14:00Z", "2025-01-20 14:00Z", "2025-03-01 14:00Z"]
     pd.DataFrame({"start": starts, "label": ["consolidation", "retracement"] * 2}).to_csv(

@@ -6,17 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from moola_lib.transfer.intervals import METHOD_TITLES, VERDICT_INTERVAL
-from moola_lib.transfer.stats import minimal_detectable_effect
-from moola_lib.transfer.validate import main, replicate_set
-from moola_lib.transfer.validation_arms import PAIRS
-from moola_lib.transfer.validation_config import QUICK, ValidationConfig, labelled_set
-from moola_lib.transfer.validation_pairs import (
+from moola_lib.studies.validate import main, replicate_set
+from moola_lib.studies.validation_arms import PAIRS
+from moola_lib.studies.validation_config import QUICK, ValidationConfig, labelled_set
+from moola_lib.studies.validation_pairs import (
     clopper_pearson,
     power_at,
     rate,
     summarise_pair,
 )
+from moola_lib.transfer.intervals import METHOD_TITLES, VERDICT_INTERVAL
+from moola_lib.transfer.stats import minimal_detectable_effect
 
 
 def test_clopper_pearson_and_power():

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.windows import gather_windows, split_windows, window_starts
+from moola_lib.bars.windows import gather_windows, split_windows, window_starts
 
 SPLITS = {
     "train": ("2024-01-01", "2024-01-03"),
@@ -50,7 +50,7 @@ def test_split_windows_stay_inside_their_split():
 
 
 def test_split_windows_default_splits_are_the_data_defaults():
-    from moola_lib.splits import DEFAULT_SPLITS
+    from moola_lib.bars.splits import DEFAULT_SPLITS
 
     index = pd.date_range("2024-12-31 20:00", "2025-07-01 04:00", freq="1h", tz="UTC")
     out = split_windows(index, length=10, stride=5)

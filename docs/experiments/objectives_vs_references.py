@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moola_lib.config import PretrainConfig
+from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.pretrain import load_pretrain_data, pretrain
-from moola_lib.trainer import Trainer
+from moola_lib.pretraining.trainer import Trainer
 
 BASE = {"synthetic_start": "2024-10-01", "synthetic_end": "2025-01-31", "stride": 105, "hidden_size": 32,
         "num_layers": 2, "epochs": int(sys.argv[2]), "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1,

@@ -12,8 +12,8 @@ import json
 import sys
 import time
 
-from moola_lib.provenance import EncoderSource, encoder_feature_options
-from moola_lib.testbed import EMBEDDED_SET, synthetic_labelled_set
+from moola_lib.labels.provenance import EncoderSource, encoder_feature_options
+from moola_lib.labels.testbed import EMBEDDED_SET, synthetic_labelled_set
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.fits import Inputs
 from moola_lib.transfer.folds import fold_groups, make_folds

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..constants import WINDOW_LENGTH
-from ..eda_plots import CANDLE_FEATURES, SWING_FEATURES, draw_candles
-from ..features import FEATURE_NAMES
+from ..bars.constants import WINDOW_LENGTH
+from ..features.eda_plots import CANDLE_FEATURES, SWING_FEATURES, draw_candles
+from ..features.relativity import FEATURE_NAMES
 
 EXPANSION = "#ff9800"
 CONTEXT = "0.92"

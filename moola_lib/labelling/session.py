@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..config import MAX_GAP_MESSAGE, ConfigError, max_gap_ok
-from ..constants import WINDOW_LENGTH
-from ..feature_options import FeatureOptionError, resolve_feature_options
-from ..features import swing_points
-from ..labels import DEFAULT_CLASSES
-from ..windows import _windows_hit, gather_windows
+from ..bars.constants import WINDOW_LENGTH
+from ..bars.windows import _windows_hit, gather_windows
+from ..features.options import FeatureOptionError, resolve_feature_options
+from ..features.relativity import swing_points
+from ..labels.sets import DEFAULT_CLASSES
+from ..pretraining.config import MAX_GAP_MESSAGE, max_gap_ok
+from ..util.config import ConfigError
 from .store import LabelStore
 from .suggestions import Suggestions, suggest, summary_features
 

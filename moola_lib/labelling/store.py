@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
-from ..constants import WINDOW_LENGTH
-from ..labels import read_label_table
-from ..splits import to_utc
+from ..bars.constants import WINDOW_LENGTH
+from ..bars.splits import to_utc
+from ..labels.sets import read_label_table
+from ..util.config import ConfigError
 from ..util.io import atomic_write_bytes
 from . import row_edits
 

@@ -32,8 +32,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .. import cli
-from ..config import ConfigError, check_names
+from ..util import cli
+from ..util.config import ConfigError, check_names
 from ..util.io import atomic_write_bytes, atomic_write_text, read_json
 from ..util.paths import ROOT, resolve_path
 from .report import render_report

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..constants import WINDOW_LENGTH
+from ..bars.constants import WINDOW_LENGTH
 from ..labelling.figures import labelling_figure
 from ..labelling.session import LabellingSession
 from ..util.progress import TEXT_PROGRESS_ENV

@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from ..sources import bars_source
+from ..bars.sources import bars_source
 from ..util.paths import PACKAGE_DIR
 
 _PACKAGES = ("moola", "torch", "numpy", "pandas", "numba", "scikit-learn", "matplotlib", "papermill", "ipykernel")
@@ -45,7 +45,7 @@ def device_info(requested: str) -> dict:
     """The device a run uses; ``start_run`` has already refused one that is not there."""
     import torch
 
-    from ..devices import resolve_device
+    from ..pretraining.devices import resolve_device
 
     info = {
         "requested": requested,

@@ -13,12 +13,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..checkpoints import check_resume
-from ..config import ConfigError, IsoDate, PretrainConfig, apply_overrides
 from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
-from ..labels import DEFAULT_CLASSES
-from ..testbed import EMBEDDED_SET
+from ..labels.sets import DEFAULT_CLASSES
+from ..labels.testbed import EMBEDDED_SET
+from ..pretraining.checkpoints import check_resume
+from ..pretraining.config import PretrainConfig
 from ..transfer.config import TransferConfig
+from ..util.config import ConfigError, IsoDate, apply_overrides
 
 
 @dataclass

@@ -7,7 +7,7 @@ A notebook has one cell tagged ``parameters`` (literal values) and then calls
 ``start_run`` checks the parameters strictly. papermill only warns about a name the notebook does not
 define (``-p batchsize 1024`` would silently run with the defaults), so the cell papermill injects is
 read back from IPython's input history (``In``): every name assigned there must be a field of the
-params dataclass, and every value must have the field's type (``moola_lib.config.apply_overrides``).
+params dataclass, and every value must have the field's type (``moola_lib.pretraining.config.apply_overrides``).
 Then the run directory is claimed (``moola_lib.util.rundir``: one writer per directory; a directory another
 live run holds is refused before anything in it is touched; under ``python -m moola_lib.run_notebook``
 the runner's claim is inherited) and created (never reusing one that holds a previous run unless
@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from ..config import apply_overrides
-from ..devices import resolve_device
+from ..pretraining.devices import resolve_device
+from ..util.config import apply_overrides
 from ..util.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from ..util.paths import resolve_path
 from ..util.progress import TEXT_PROGRESS_ENV

@@ -8,20 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, PretrainConfig
-from ..devices import resolve_device
-from ..features import FEATURE_NAMES, relativity_features
-from ..label_spans import exclude_intervals, label_time_spans
+from ..bars.sources import resolve_splits, run_bars
+from ..bars.splits import is_fractions
+from ..features.relativity import FEATURE_NAMES, relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
 from ..labelling.store import LabelStore
-from ..labels import LabelledSet, LabelTable, load_labels
-from ..models import JadeEncoder, embed_windows
-from ..pretrain import pretrain
-from ..provenance import EncoderSource, seen_in_pretraining
-from ..sources import resolve_splits, run_bars
-from ..splits import is_fractions
-from ..testbed import synthetic_labelled_set
+from ..labels.provenance import EncoderSource, seen_in_pretraining
+from ..labels.sets import LabelledSet, LabelTable, load_labels
+from ..labels.spans import exclude_intervals, label_time_spans
+from ..labels.testbed import synthetic_labelled_set
+from ..pretraining.config import PretrainConfig
+from ..pretraining.devices import resolve_device
+from ..pretraining.job import pretrain
+from ..pretraining.model import JadeEncoder, embed_windows
 from ..transfer.folds import fold_groups
+from ..util.config import ConfigError
 from ..util.paths import resolve_path
 
 
@@ -61,7 +62,7 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
         )
         labelled.source["bars"] = {
             "kind": "synthetic",
-            "generator": "moola_lib.synthetic.synthetic_market",
+            "generator": "moola_lib.bars.synthetic.synthetic_market",
             "start": params.synthetic_start,
             "end": params.labels_end,
             "seed": params.synthetic_seed,

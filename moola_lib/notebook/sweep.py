@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..config import ConfigError, check_names
+from ..util.config import ConfigError, check_names
 from ..util.io import read_json, write_json
 from ..util.paths import resolve_path
 from ..util.progress import progress_bar
@@ -209,7 +209,7 @@ def best_row(rows: list[dict]) -> dict | None:
 
 def export_best_encoder(row: dict, path: str | os.PathLike) -> Path:
     """Copy the best setting's encoder (from its checkpoint_best.pt) to ``path``, atomically."""
-    from ..models import load_encoder, save_encoder
+    from ..pretraining.checkpoints import load_encoder, save_encoder
 
     path = resolve_path(path)
     checkpoint = Path(row["run_dir"]) / "checkpoint_best.pt"

@@ -25,13 +25,13 @@ import time
 
 import torch
 
-from ..config import PretrainConfig
-from ..devices import resolve_device
-from ..features import relativity_features
-from ..pretrain import pretrain
-from ..pretrain_data import PretrainData, load_pretrain_data
-from ..synthetic import synthetic_ohlcv
-from ..trainer import Trainer
+from ..bars.synthetic import synthetic_ohlcv
+from ..features.relativity import relativity_features
+from ..pretraining.config import PretrainConfig
+from ..pretraining.data import PretrainData, load_pretrain_data
+from ..pretraining.devices import resolve_device
+from ..pretraining.job import pretrain
+from ..pretraining.trainer import Trainer
 from ..util.io import write_json
 
 BATCH_SIZES = (512, 768, 1024)

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import yaml
 
-from .. import cli
-from ..config import ConfigError, PretrainConfig
+from ..pretraining.config import PretrainConfig
+from ..util import cli
+from ..util.config import ConfigError
 from ..util.io import read_json, write_json
 from ..util.paths import ROOT
 from ..util.threads import USER_ENV, LoadSample, allowed_cpus

@@ -47,10 +47,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import PretrainConfig
-from ..pretrain import pretrain
-from ..pretrain_data import PretrainData, load_pretrain_data
-from ..trainer import Trainer
+from ..pretraining.config import PretrainConfig
+from ..pretraining.data import PretrainData, load_pretrain_data
+from ..pretraining.job import pretrain
+from ..pretraining.trainer import Trainer
 from ..util.io import write_json
 from . import bench
 from .gpu_subprocesses import REPO, cuda_tests, run_transfer_protocol, transfer

@@ -103,8 +103,8 @@ def transfer(out: Path, encoder: str, dry: bool, timeout: float) -> dict:
 def run_transfer_protocol(out: Path, encoder: str, dry: bool) -> dict:
     """The protocol of params/transfer_full.yaml on the embedded labelled set (``EMBEDDED_SET``; the step-4
     encoder was pretrained on the embedded market, whose labelled period lies after its splits)."""
-    from ..provenance import EncoderSource
-    from ..testbed import EMBEDDED_SET, synthetic_labelled_set
+    from ..labels.provenance import EncoderSource
+    from ..labels.testbed import EMBEDDED_SET, synthetic_labelled_set
     from ..transfer.config import TransferConfig
     from ..transfer.protocol import run_transfer
 

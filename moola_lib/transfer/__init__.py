@@ -28,7 +28,7 @@ Protocol (DESIGN.md section 5), one module per concern:
 - ``comparisons``: the primary comparison (named before the run) and the Holm-corrected others;
 - ``verdict``: one paragraph generated from the numbers, with the effect size the run could resolve;
 - ``figures``: the figures and tables of transfer.ipynb;
-- ``validate``: the protocol checked on known answers (``python -m moola_lib.transfer.validate``,
+- ``validate``: the protocol checked on known answers (``python -m moola_lib.studies.validate``,
   VALIDATION.md).
 
 This package imports the pipeline (models, labels, ...) and never the notebook layer.

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import StrictConfig
+from ..util.config import StrictConfig
 from ..util.names import valid_names_hint
 from .arms import OPTIONS, result_arms
 from .readouts import DEFAULT_READOUT, parse

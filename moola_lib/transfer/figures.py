@@ -2,7 +2,7 @@
 
 They draw what transfer_results.json and the labelled set hold, each arm in the title and colour of its
 row in ``arms.TABLE``; pooled encoder features for the embedding projection come from
-``moola_lib.models.embed_windows``.
+``moola_lib.pretraining.model.embed_windows``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from ..features import FEATURE_NAMES
-from ..labels import LabelledSet
+from ..features.relativity import FEATURE_NAMES
+from ..labels.sets import LabelledSet
 from .arms import arm as arm_row
 from .config import LABEL_METRICS, LOWER_IS_BETTER, METRICS
 from .intervals import interval_method

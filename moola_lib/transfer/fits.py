@@ -17,9 +17,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from ..labels import LabelledSet
-from ..models import JadeEncoder
+from ..labels.sets import LabelledSet
+from ..pretraining.devices import resolve_device
+from ..pretraining.model import JadeEncoder
 from .arms import arm as arm_row
 from .arms import result_arms
 from .config import TransferConfig

@@ -16,7 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ..data import DataValidationError
+from ..bars.ohlcv import DataValidationError
 
 SESSION_TZ = "America/New_York"
 SESSION_END_HOUR = 17  # the daily CME Globex halt: a session runs from 18:00 to 17:00 the next day

@@ -25,7 +25,7 @@ windows' noise only and is reported as such (``test_noise_only_ci``), never as a
 
 ``VERDICT_INTERVAL`` names the method whose interval, p-value and minimal detectable effect the verdict
 prints: the narrowest that covered the true difference in at least 93% of the validation's replicates in
-every pair (VALIDATION.md, ``python -m moola_lib.transfer.validate``, 80 replicates a pair): the corrected t
+every pair (VALIDATION.md, ``python -m moola_lib.studies.validate``, 80 replicates a pair): the corrected t
 (98.8-100%; conservative, true spread / printed se 0.45-0.81). The decomposition is 20-35% narrower and
 covered 96-100% in four pairs but 92.5% [84.4, 97.2] on the primary comparison's null (its misses: sets
 where sigma_tau^2 came out 0 and the interval held test noise only), so it is not a validated confidence

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import JadeClassifier, JadeEncoder, embed_windows, pooled_features
+from ..pretraining.model import JadeClassifier, JadeEncoder, embed_windows, pooled_features
 from .arms import arm as arm_row
 from .config import TransferConfig
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import resolve_device
-from ..labels import LabelledSet
-from ..provenance import EncoderSource, pretraining_overlap
+from ..labels.provenance import EncoderSource, pretraining_overlap
+from ..labels.sets import LabelledSet
+from ..pretraining.devices import resolve_device
 from ..util.io import write_json
 from ..util.progress import progress_bar
 from .arms import arm as arm_row

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..models import JadeEncoder
+from ..pretraining.model import JadeEncoder
 from ..util.names import valid_names_hint
 
 POOLINGS = ("mean", "max", "last", "span")
