@@ -27,7 +27,7 @@ def window_starts(n_bars: int, length: int = WINDOW_LENGTH, stride: int = WINDOW
     return np.arange(0, max(int(n_bars) - int(length) + 1, 0), int(stride), dtype=np.int64)
 
 
-def _windows_hit(flags: np.ndarray, starts: np.ndarray, span: int) -> np.ndarray:
+def windows_hit(flags: np.ndarray, starts: np.ndarray, span: int) -> np.ndarray:
     """For each start s, whether any of flags[s : s + span] is set (prefix-sum lookup)."""
     counts = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
     return counts[starts + span] > counts[starts]
@@ -92,9 +92,9 @@ def split_windows(
         starts = part.start + window_starts(part.stop - part.start, length, stride)
         keep = np.ones(len(starts), dtype=bool)
         if require_valid and valid is not None:
-            keep &= ~_windows_hit(~valid, starts, length)
+            keep &= ~windows_hit(~valid, starts, length)
         if gap_too_long is not None:
-            keep &= ~_windows_hit(gap_too_long, starts, length - 1)
+            keep &= ~windows_hit(gap_too_long, starts, length - 1)
         if ranges:
             first, last = index[starts], index[starts + length - 1]
             for lo, hi in ranges:

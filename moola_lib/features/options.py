@@ -28,7 +28,7 @@ _INT_OPTIONS = ("atr_period", "ema_period", "hybrid_max_age")
 _FLOAT_OPTIONS = ("reversal_atr", "hybrid_atr", "bars_norm", "dist_clip")
 
 
-def _check_options(options: Mapping) -> None:
+def check_options(options: Mapping) -> None:
     """Raise FeatureOptionError on the first option of a wrong type or an invalid value."""
 
     def fail(name, what):
@@ -85,7 +85,7 @@ def resolve_feature_options(options: Mapping | None = None, *, base: Mapping | N
                 f"unknown feature option {name!r}.{valid_names_hint(name, FEATURE_OPTION_DEFAULTS)}"
             )
     resolved = {**(FEATURE_OPTION_DEFAULTS if base is None else base), **options}
-    _check_options(resolved)
+    check_options(resolved)
     return {k: float(v) if k in _FLOAT_OPTIONS else (int(v) if k in _INT_OPTIONS else v) for k, v in resolved.items()}
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .options import FEATURE_OPTION_DEFAULTS as _DEFAULTS
-from .options import _check_options, resolve_feature_options
+from .options import check_options, resolve_feature_options
 
 FEATURE_NAMES: tuple[str, ...] = (
     "open_norm",
@@ -233,7 +233,7 @@ def _price_arrays(bars) -> tuple[np.ndarray, ...]:
 
 
 def _run_scan(h, l, c, out, valid, swings, options: Mapping):
-    _check_options(options)
+    check_options(options)
     o = options
     return _scan(
         h,

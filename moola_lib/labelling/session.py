@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
-from ..bars.windows import _windows_hit, gather_windows
+from ..bars.windows import gather_windows, windows_hit
 from ..features.options import FeatureOptionError, resolve_feature_options
 from ..features.relativity import swing_points
 from ..labels.sets import DEFAULT_CLASSES
@@ -109,10 +109,10 @@ def candidate_windows(
     room = L - 1 - options.min_follow_bars  # the leg must end by this offset
     fits = (start >= 0) & (start + L <= len(bars)) & (legs["leg_end"].to_numpy() - start <= room)
     legs, start = legs[fits].reset_index(drop=True), start[fits]
-    clean = ~_windows_hit(~np.asarray(valid, dtype=bool), start, L)
+    clean = ~windows_hit(~np.asarray(valid, dtype=bool), start, L)
     if options.max_gap_minutes is not None:  # gap[i]: bars i and i + 1 are further apart than allowed
         gap = np.diff(bars.index.asi8) > pd.Timedelta(minutes=options.max_gap_minutes).value
-        clean &= ~_windows_hit(gap, start, L - 1)
+        clean &= ~windows_hit(gap, start, L - 1)
     legs, start = legs[clean].reset_index(drop=True), start[clean]
     return pd.DataFrame(
         {

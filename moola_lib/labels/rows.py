@@ -2,10 +2,10 @@
 
 Contract: every function takes the table (or one column of it), the window ids (for messages) and the
 source name, and either returns the checked values or raises ``DataValidationError`` naming the failing
-rows (``_rows``: at most five shown). ``_window_ids`` (given or ``row<i>``), ``_encode_labels`` (stripped,
-lower-cased labels -> class indices), ``_expansion_offsets`` (bar offsets, -1 when absent),
-``_deduplicate`` / ``_check_unique_ids`` (one row per window; conflicting labels raise, identical
-duplicates are dropped with a warning), ``_parse_times`` (UTC times; a value without a time zone raises).
+rows (``rows_text``: at most five shown). ``window_ids`` (given or ``row<i>``), ``encode_labels`` (stripped,
+lower-cased labels -> class indices), ``expansion_offsets`` (bar offsets, -1 when absent),
+``deduplicate`` / ``check_unique_ids`` (one row per window; conflicting labels raise, identical
+duplicates are dropped with a warning), ``parse_times`` (UTC times; a value without a time zone raises).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
 
 
-def _rows(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
+def rows_text(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
     rows = np.flatnonzero(mask)
     shown = ", ".join(f"row {r} (window_id {ids[r]!r})" for r in rows[:limit])
     return f"{len(rows)} row(s): {shown}" + (" ..." if len(rows) > limit else "")
 
 
-def _window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
+def window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
     if "window_id" not in frame.columns:
         return np.array([f"row{i}" for i in range(len(frame))], dtype=object)
     ids = frame["window_id"]
@@ -33,15 +33,15 @@ def _window_ids(frame: pd.DataFrame, name: str) -> np.ndarray:
         raise DataValidationError(
             name,
             "window_id",
-            f"missing window_id in {_rows(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}",
+            f"missing window_id in {rows_text(ids.isna().to_numpy(), np.arange(len(frame)).astype(object))}",
         )
     return ids.astype(str).to_numpy(dtype=object)
 
 
-def _encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, tuple[str, ...]]:
     missing = labels.isna().to_numpy()
     if missing.any():
-        raise DataValidationError(name, "missing_label", f"missing label in {_rows(missing, ids)}")
+        raise DataValidationError(name, "missing_label", f"missing label in {rows_text(missing, ids)}")
     norm = labels.astype(str).str.strip().str.lower()
     classes = tuple(sorted(norm.unique())) if classes is None else tuple(c.lower() for c in classes)
     if len(classes) < 2:
@@ -50,13 +50,13 @@ def _encode_labels(labels: pd.Series, ids, classes, name) -> tuple[np.ndarray, t
     if unknown.any():
         bad = sorted(norm[unknown].unique())
         raise DataValidationError(
-            name, "unknown_label", f"unknown label(s) {bad} (allowed: {list(classes)}) in {_rows(unknown, ids)}"
+            name, "unknown_label", f"unknown label(s) {bad} (allowed: {list(classes)}) in {rows_text(unknown, ids)}"
         )
     lookup = {c: i for i, c in enumerate(classes)}
     return norm.map(lookup).to_numpy(dtype=np.int64), classes
 
 
-def _expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
+def expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
     out = np.full((len(frame), 2), -1, dtype=np.int64)
     for j, col in enumerate(("expansion_start", "expansion_end")):
         if col not in frame.columns:
@@ -67,17 +67,17 @@ def _expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
         bad = present & ~(np.isfinite(v) & (v == np.round(v)) & (v >= 0) & (v < WINDOW_LENGTH))
         if bad.any():
             raise DataValidationError(
-                name, "expansion_offsets", f"{col} must be a bar offset 0..{WINDOW_LENGTH - 1} in {_rows(bad, ids)}"
+                name, "expansion_offsets", f"{col} must be a bar offset 0..{WINDOW_LENGTH - 1} in {rows_text(bad, ids)}"
             )
         out[present, j] = v[present].astype(np.int64)
     both = (out >= 0).all(axis=1)
     bad = both & (out[:, 0] > out[:, 1])
     if bad.any():
-        raise DataValidationError(name, "expansion_offsets", f"expansion_start > expansion_end in {_rows(bad, ids)}")
+        raise DataValidationError(name, "expansion_offsets", f"expansion_start > expansion_end in {rows_text(bad, ids)}")
     return out
 
 
-def _deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: str):
+def deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: str):
     """Indices to keep (first of each key) and a note on dropped duplicates; conflicting labels raise."""
     first: dict = {}
     keep, dropped = [], []
@@ -102,7 +102,7 @@ def _deduplicate(keys: list, y: np.ndarray, ids: np.ndarray, name: str, what: st
     return np.asarray(keep, dtype=np.int64), note
 
 
-def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
+def check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
     seen: dict = {}
     for i, (wid, key) in enumerate(zip(ids, keys)):
         j = seen.setdefault(wid, i)
@@ -112,7 +112,7 @@ def _check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
             )
 
 
-def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
+def parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
     """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
     raw = frame[col]
     naive = _without_zone(raw)
@@ -120,7 +120,7 @@ def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
         raise DataValidationError(
             name,
             "time_zone",
-            f"{col!r} has no time zone in {_rows(naive, ids)}: moola "
+            f"{col!r} has no time zone in {rows_text(naive, ids)}: moola "
             "does not guess one (local exchange times read as UTC shift every window by "
             "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
             "or with Z for UTC",
@@ -128,7 +128,7 @@ def _parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
     times = pd.to_datetime(raw, utc=True, errors="coerce")
     bad = (times.isna() & raw.notna()).to_numpy()
     if bad.any():
-        raise DataValidationError(name, "timestamp", f"cannot parse {col!r} as a timestamp in {_rows(bad, ids)}")
+        raise DataValidationError(name, "timestamp", f"cannot parse {col!r} as a timestamp in {rows_text(bad, ids)}")
     return pd.DatetimeIndex(times)
 
 

@@ -27,13 +27,13 @@ from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
 from ..features.relativity import relativity_features
 from .rows import (
-    _check_unique_ids,
-    _deduplicate,
-    _encode_labels,
-    _expansion_offsets,
-    _parse_times,
-    _rows,
-    _window_ids,
+    check_unique_ids,
+    deduplicate,
+    encode_labels,
+    expansion_offsets,
+    parse_times,
+    rows_text,
+    window_ids,
 )
 from .windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
 from ..util.io import file_sha256
@@ -201,9 +201,9 @@ def load_labels(
     if len(frame) == 0:
         raise DataValidationError(name, "empty", "the labels table is empty")
     frame = frame.rename(columns={label_column: "label"})
-    ids = _window_ids(frame, name)
-    y, classes = _encode_labels(frame["label"], ids, classes, name)
-    expansion = _expansion_offsets(frame, ids, name)
+    ids = window_ids(frame, name)
+    y, classes = encode_labels(frame["label"], ids, classes, name)
+    expansion = expansion_offsets(frame, ids, name)
     source_info = {"path": name, "format": None, "rows": len(frame)}
     if table.sha256 is not None:
         source_info["sha256"] = table.sha256
@@ -239,7 +239,7 @@ def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
     pos, has = {}, {}
     for col in ("start", "end"):
         times = (
-            _parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
+            parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
         )
         has[col] = np.asarray(times.notna())
         p = index.get_indexer(times)
@@ -248,16 +248,16 @@ def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
             raise DataValidationError(
                 name,
                 "window_outside_data",
-                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {_rows(missing, ids)}",
+                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {rows_text(missing, ids)}",
             )
         pos[col] = p
     no_time = ~has["start"] & ~has["end"]
     if no_time.any():
-        raise DataValidationError(name, "timestamp", f"no start/end timestamp in {_rows(no_time, ids)}")
+        raise DataValidationError(name, "timestamp", f"no start/end timestamp in {rows_text(no_time, ids)}")
     wrong = has["start"] & has["end"] & (pos["end"] - pos["start"] + 1 != L)
     if wrong.any():
         raise DataValidationError(
-            name, "window_length", f"windows must span {L} bars from start to end in {_rows(wrong, ids)}"
+            name, "window_length", f"windows must span {L} bars from start to end in {rows_text(wrong, ids)}"
         )
     start = np.where(has["start"], pos["start"], pos["end"] - (L - 1))
     outside = (start < 0) | (start + L > n_bars)
@@ -265,7 +265,7 @@ def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
         raise DataValidationError(
             name,
             "window_outside_data",
-            f"window of {L} bars reaches outside the data ({index[0]} .. {index[-1]}) in {_rows(outside, ids)}",
+            f"window of {L} bars reaches outside the data ({index[0]} .. {index[-1]}) in {rows_text(outside, ids)}",
         )
     return start
 
@@ -278,8 +278,8 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
     start = _window_starts(frame, ids, index, name)
 
     keys = [int(s) for s in start]
-    _check_unique_ids(ids, keys, name)
-    keep, note = _deduplicate(keys, y, ids, name, "same start bar")
+    check_unique_ids(ids, keys, name)
+    keep, note = deduplicate(keys, y, ids, name, "same start bar")
     start = start[keep].astype(np.int64)
     X_full, valid_full = features if features is not None else relativity_features(bars, **options)
     X = gather_windows(np.asarray(X_full), start, length=L).astype(np.float32, copy=False)
@@ -324,8 +324,8 @@ def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarra
 def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
     ohlc = np.stack([window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
     keys = [a.tobytes() for a in ohlc]
-    _check_unique_ids(ids, keys, name)
-    keep, note = _deduplicate(keys, y, ids, name, "identical bars")
+    check_unique_ids(ids, keys, name)
+    keep, note = deduplicate(keys, y, ids, name, "identical bars")
     source_info["duplicates_dropped"] = int(len(frame) - len(keep))
     ohlc = ohlc[keep]
     feats = [relativity_features(dict(zip(("open", "high", "low", "close"), w.T)), **options) for w in ohlc]
@@ -344,7 +344,7 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         keep, ohlc, X, valid = keep[~empty], ohlc[~empty], X[~empty], valid[~empty]
     times = {}
     for col in ("start", "end"):
-        t = _parse_times(frame, col, ids, name)[keep] if col in frame.columns else None
+        t = parse_times(frame, col, ids, name)[keep] if col in frame.columns else None
         times[col] = t if t is not None else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC")
     source_info["dropped_no_valid_bar"] = int(empty.sum())
     return LabelledSet(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
-from .rows import _parse_times, _window_ids
+from .rows import parse_times, window_ids
 from .sets import LabelledSet, load_labels, read_label_table
 
 
@@ -17,8 +17,8 @@ def label_time_spans(source, bar_minutes: float = 1.0):
     short across a session halt). (None, None, name) when the file has neither column (self-contained)."""
     frame, name = read_label_table(source)
     span = pd.Timedelta(minutes=(WINDOW_LENGTH - 1) * bar_minutes)
-    ids = _window_ids(frame, name)
-    col = {c: _parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
+    ids = window_ids(frame, name)
+    col = {c: parse_times(frame, c, ids, name) for c in ("start", "end") if c in frame}
     if not col:
         return None, None, name
     start = col["start"] if "start" in col else col["end"] - span

@@ -15,7 +15,7 @@ from ..bars.constants import WINDOW_LENGTH
 from ..bars.episodes import DEFAULT_DIFFICULTY, KINDS
 from ..features.relativity import relativity_features
 from .sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
-from ..bars.windows import _windows_hit, gather_windows
+from ..bars.windows import windows_hit, gather_windows
 
 _WINDOW_SPACING = 20  # bars between two labelled windows
 _MINUTE = pd.Timedelta(minutes=1)
@@ -138,7 +138,7 @@ def free_starts(index: pd.DatetimeIndex, lo: int, hi: int, length: int = WINDOW_
     session gap)."""
     gap = np.diff(index.as_unit("ns").asi8) != _MINUTE.value  # gap[i]: bar i + 1 follows a gap
     s = np.arange(max(lo, 0), max(min(hi, len(index)) - length + 1, 0))
-    return s[~_windows_hit(gap, s, length - 1)]
+    return s[~windows_hit(gap, s, length - 1)]
 
 
 def episode_windows(
