@@ -215,7 +215,7 @@ def test_a_transfer_run_reads_the_encoder_and_the_labels_once(tmp_path, monkeypa
 
 
 def test_a_loaded_encoder_must_fit_the_features(tmp_path):
-    from moola_lib.labels.sets.provenance import EncoderSource
+    from moola_lib.labels.provenance import EncoderSource
     from moola_lib.transfer.protocol import run_transfer
 
     save_encoder(JadeEncoder(input_size=11, hidden_size=8, num_layers=1), tmp_path / "enc11.pt")

@@ -109,7 +109,7 @@ def test_round_trip_through_a_plain_dict_and_no_shared_state():
 
 
 def test_feature_options_are_checked_and_resolved():
-    from moola_lib.features.relativity.options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
+    from moola_lib.features.options import FEATURE_OPTION_DEFAULTS, ORIGINAL_FEATURE_OPTIONS
     from moola_lib.pretraining.config import PretrainConfig
     from moola_lib.util.config import ConfigError
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import moola_lib
-from moola_lib.features.relativity.options import FEATURE_OPTION_DEFAULTS
-from moola_lib.features.relativity.relativity import FEATURE_NAMES
+from moola_lib.features.options import FEATURE_OPTION_DEFAULTS
+from moola_lib.features.relativity import FEATURE_NAMES
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.transfer.config import TransferConfig
 

@@ -14,8 +14,8 @@ from moola_lib.bars.episodes import (
     plant_episodes,
 )
 from moola_lib.bars.synthetic import synthetic_market, synthetic_ohlcv
-from moola_lib.labels.sets.sets import DEFAULT_CLASSES
-from moola_lib.labels.sets.testbed import episode_windows, free_starts
+from moola_lib.labels.sets import DEFAULT_CLASSES
+from moola_lib.labels.testbed import episode_windows, free_starts
 
 L = 105
 

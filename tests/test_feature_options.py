@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from moola_lib.features.relativity.options import (
+from moola_lib.features.options import (
     FEATURE_OPTION_DEFAULTS,
     ORIGINAL_FEATURE_OPTIONS,
     resolve_feature_options,
 )
-from moola_lib.labels.sets.provenance import encoder_feature_options
+from moola_lib.labels.provenance import encoder_feature_options
 from moola_lib.pretraining.checkpoints import load_encoder, save_encoder
 from moola_lib.pretraining.job import load_pretrainer
 from moola_lib.pretraining.model import JadeEncoder
@@ -66,7 +66,7 @@ def test_new_encoder_files_store_and_return_their_options(tmp_path):
 
 
 def test_transfer_computes_the_labelled_features_with_an_old_encoders_options():
-    from moola_lib.labels.sets.testbed import synthetic_labelled_set
+    from moola_lib.labels.testbed import synthetic_labelled_set
     from moola_lib.notebook.params import TransferParams
     from moola_lib.notebook.steps import labelled_from_params
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import moola_lib
-from moola_lib.features.relativity.options import (
+from moola_lib.features.options import (
     FEATURE_OPTION_DEFAULTS,
     FEATURE_RANGES,
     ORIGINAL_FEATURE_OPTIONS,
@@ -16,7 +16,7 @@ from moola_lib.features.relativity.options import (
     feature_ranges,
     resolve_feature_options,
 )
-from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features, swing_points
+from moola_lib.features.relativity import FEATURE_NAMES, relativity_features, swing_points
 
 ORIGINAL = ORIGINAL_FEATURE_OPTIONS
 OPTION_SETS = {"defaults": FEATURE_OPTION_DEFAULTS, "original": ORIGINAL}

@@ -26,7 +26,7 @@ from test_cli import assert_one_line_error, run_command
 from moola_lib.bars.ohlcv import DataValidationError, SuspectOutlierWarning, validate_ohlcv
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labelling.session import CandidateOptions, readable_classes
-from moola_lib.labels.sets.sets import LabelledSet, load_labels
+from moola_lib.labels.sets import LabelledSet, load_labels
 from moola_lib.notebook.params import LabelParams, PretrainParams, TransferParams
 from moola_lib.notebook.steps import encoder_from_params, labelled_from_params, labelling_session_from_params
 from moola_lib.pretraining.checkpoints import load_encoder

@@ -13,7 +13,7 @@ import pytest
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labelling.store import LabelsFileError, LabelStore
-from moola_lib.labels.sets.sets import load_labels, read_label_table
+from moola_lib.labels.sets import load_labels, read_label_table
 from moola_lib.util.io import FileWriteError
 
 L = 105

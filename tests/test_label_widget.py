@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
-from moola_lib.features.relativity.relativity import relativity_features
+from moola_lib.features.relativity import relativity_features
 from moola_lib.labelling.figures import labelling_figure
 from moola_lib.labelling.session import LabellingSession, average_true_range
 from moola_lib.labelling.store import LabelStore
-from moola_lib.labels.sets.sets import read_label_table
+from moola_lib.labels.sets import read_label_table
 from moola_lib.notebook.label_widget import LabelWidget, key_action, leg_brief, show_labeller
 from moola_lib.notebook.params import LabelParams
 from moola_lib.notebook.report import render_report

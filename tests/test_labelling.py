@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from moola_lib.bars.synthetic import synthetic_market
-from moola_lib.features.relativity.relativity import relativity_features, swing_points
+from moola_lib.features.relativity import relativity_features, swing_points
 from moola_lib.labelling.session import (
     CandidateOptions,
     LabellingSession,

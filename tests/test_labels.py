@@ -11,10 +11,10 @@ import pytest
 from moola_lib.bars.ohlcv import DataValidationError
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.bars.windows import gather_windows
-from moola_lib.features.relativity.relativity import relativity_features
-from moola_lib.labels.sets.sets import load_labels, overlap_groups
-from moola_lib.labels.sets.testbed import synthetic_labelled_set
-from moola_lib.labels.sets.windows import COLD_START_WARNING, shared_bar_groups
+from moola_lib.features.relativity import relativity_features
+from moola_lib.labels.sets import load_labels, overlap_groups
+from moola_lib.labels.testbed import synthetic_labelled_set
+from moola_lib.labels.windows import COLD_START_WARNING, shared_bar_groups
 
 L = 105
 STARTS = [400, 460, 1500, 2600, 3700, 4800]  # 400 and 460 overlap

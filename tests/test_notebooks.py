@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
-from moola_lib.labels.sets.sets import load_labels
-from moola_lib.labels.sets.testbed import EMBEDDED_SET
+from moola_lib.labels.sets import load_labels
+from moola_lib.labels.testbed import EMBEDDED_SET
 from moola_lib.util.paths import ROOT
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_pretrain import TINY
 
-from moola_lib.features.relativity.relativity import FEATURE_NAMES
+from moola_lib.features.relativity import FEATURE_NAMES
 from moola_lib.pretraining.checkpoints import load_encoder
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.pretraining.job import load_pretrain_data, pretrain

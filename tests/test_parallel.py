@@ -16,7 +16,7 @@ from joblib import delayed
 from test_transfer import CFG as TINY
 from test_transfer import tiny_set
 
-from moola_lib.labels.sets.provenance import EncoderSource
+from moola_lib.labels.provenance import EncoderSource
 from moola_lib.pretraining.checkpoints import save_encoder
 from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import parallel

@@ -7,8 +7,8 @@ import pytest
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.features import eda_plots
-from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS, feature_ranges
-from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features, swing_points
+from moola_lib.features.options import ORIGINAL_FEATURE_OPTIONS, feature_ranges
+from moola_lib.features.relativity import FEATURE_NAMES, relativity_features, swing_points
 from moola_lib.pretraining import plots as training_plots
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import moola_lib.pretraining.objectives as objectives_module
-from moola_lib.features.relativity.options import FEATURE_OPTION_DEFAULTS
-from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features
+from moola_lib.features.options import FEATURE_OPTION_DEFAULTS
+from moola_lib.features.relativity import FEATURE_NAMES, relativity_features
 from moola_lib.pretraining.checkpoints import load_encoder
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.pretraining.job import load_pretrain_data, load_pretrainer, pretrain
@@ -332,7 +332,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, monkeypatch):
 
 
 def test_feature_options_reach_the_features_and_the_summary():
-    from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
+    from moola_lib.features.options import ORIGINAL_FEATURE_OPTIONS, resolve_feature_options
 
     default = load_pretrain_data(TINY)
     no_hybrid = load_pretrain_data({**TINY, "feature_options": {"hybrid_max_age": 5}})

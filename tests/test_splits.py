@@ -158,7 +158,7 @@ def test_pretraining_data_resolves_auto_and_records_the_dates(capsys):
 
 
 def test_labelled_windows_are_placed_against_the_resolved_dates():
-    from moola_lib.labels.sets.provenance import pretraining_overlap
+    from moola_lib.labels.provenance import pretraining_overlap
 
     class Windows:  # what pretraining_overlap reads of a LabelledSet
         start = pd.DatetimeIndex(pd.to_datetime(["2024-12-10 14:00", "2025-02-10 14:00"], utc=True))

@@ -172,7 +172,7 @@ def test_full_default_range():
 def test_volatility_bursts_are_visible_inside_a_window(month):
     """Minute-scale volatility bursts make range_z (the range over its 20-bar EMA) autocorrelated: what a
     model seeing 105 bars can learn from. Without bursts (half-life 1 bar: white noise) it is much less."""
-    from moola_lib.features.relativity.relativity import relativity_features
+    from moola_lib.features.relativity import relativity_features
 
     def lag1(bars):
         X, valid = relativity_features(bars)

@@ -12,8 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from moola_lib.bars.synthetic import synthetic_market
-from moola_lib.features.relativity.relativity import FEATURE_NAMES, relativity_features
-from moola_lib.labels.sets.testbed import EMBEDDED_SET, synthetic_labelled_set
+from moola_lib.features.relativity import FEATURE_NAMES, relativity_features
+from moola_lib.labels.testbed import EMBEDDED_SET, synthetic_labelled_set
 from moola_lib.studies.ceiling import held_out_ceiling
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

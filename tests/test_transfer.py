@@ -10,9 +10,9 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
-from moola_lib.labels.sets.provenance import encoder_feature_options, find_training_results, pretraining_overlap
-from moola_lib.labels.sets.sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
-from moola_lib.labels.sets.spans import exclude_intervals
+from moola_lib.labels.provenance import encoder_feature_options, find_training_results, pretraining_overlap
+from moola_lib.labels.sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
+from moola_lib.labels.spans import exclude_intervals
 from moola_lib.notebook.params import TransferParams, transfer_config
 from moola_lib.notebook.steps import labelled_from_params
 from moola_lib.pretraining.checkpoints import save_encoder
@@ -430,7 +430,7 @@ def test_fold_groups_join_sessions_and_overlaps():
 
 
 def synthetic_labelled_set_small():
-    from moola_lib.labels.sets.testbed import synthetic_labelled_set
+    from moola_lib.labels.testbed import synthetic_labelled_set
 
     return synthetic_labelled_set(40, start="2025-07-01", end="2025-07-31", history_start="2025-06-24")
 
@@ -602,8 +602,8 @@ def test_notebook_parameters_load_a_labels_file(tmp_path):
 
 
 def test_labelled_features_follow_the_encoders_feature_options(encoder_dir, tmp_path):
-    from moola_lib.features.relativity.options import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
-    from moola_lib.features.relativity.options import resolve_feature_options
+    from moola_lib.features.options import ORIGINAL_FEATURE_OPTIONS as ORIGINAL
+    from moola_lib.features.options import resolve_feature_options
 
     # neither the encoder nor its run records options: an encoder made before they were: the original's
     assert encoder_feature_options(encoder_dir / "encoder.pt") == resolve_feature_options(ORIGINAL)

@@ -9,6 +9,7 @@ from typing import Literal
 from ..bars.constants import WINDOW_LENGTH, WINDOW_STRIDE
 from ..bars.splits import DEFAULT_SPLITS, split_problems, to_utc
 from ..util.config import ConfigError, IsoDate, StrictConfig
+from .objectives import OBJECTIVE_NAMES, OBJECTIVES
 
 
 def _default_splits() -> dict[str, list[str]]:
@@ -27,8 +28,9 @@ def max_gap_ok(minutes: float | None) -> bool:
 
 
 @dataclass
-class PretrainConfig(StrictConfig):
-    """Every option of a pretraining job (DESIGN.md section 4)."""
+class PretrainConfig(StrictConfig, *(objective.Options for objective in OBJECTIVES.values())):
+    """Every option of a pretraining job (DESIGN.md section 4); the options of the pretext objectives are
+    theirs (``objectives``: each objective's ``Options`` and ``checks``)."""
 
     # data
     data_path: str | None = None  # OHLCV parquet/CSV; None = embedded synthetic data
@@ -60,12 +62,9 @@ class PretrainConfig(StrictConfig):
     grad_clip: float | None = 1.0  # None = no clipping
     mixed_precision: bool = True  # bf16 (or fp16 + grad scaler) on CUDA; fp32 on CPU
     patience: int | None = None  # early stopping; None = train all epochs
-    # pretext objective (moola_lib.pretraining.objectives: one class per allowed value), masking and loss
-    objective: Literal["masked", "forecast"] = "masked"  # masked reconstruction, or forecast the last bars
-    mask_ratio: float = 0.15  # "masked": share of the steps hidden
-    mask_mode: Literal["random", "span"] = "random"
-    mean_span: float = 3.0
-    forecast_bars: int = 16  # "forecast": the last bars of a window hidden, round(0.15 * 105)
+    # pretext objective (moola_lib.pretraining.objectives: one class per allowed value, each with its own
+    # options: mask_ratio, mask_mode, mean_span for "masked"; forecast_bars for "forecast") and the loss
+    objective: Literal[OBJECTIVE_NAMES] = "masked"  # masked reconstruction, or forecast the last bars
     huber_delta: float = 1.0
     # run
     seed: int = 42
@@ -88,9 +87,6 @@ class PretrainConfig(StrictConfig):
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1 or None"),
-            (0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
-            (self.mean_span >= 1.0, "mean_span must be >= 1"),
-            (1 <= self.forecast_bars < self.window_length, "forecast_bars must be >= 1 and below window_length"),
             (self.huber_delta > 0, "huber_delta must be > 0"),
             (
                 self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
@@ -98,6 +94,7 @@ class PretrainConfig(StrictConfig):
             ),
             (max_gap_ok(self.max_gap_minutes), MAX_GAP_MESSAGE),
         ]
+        checks += [check for objective in OBJECTIVES.values() for check in objective.checks(self)]
         checks += [(False, problem) for problem in split_problems(self.splits)]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
         checks.append(

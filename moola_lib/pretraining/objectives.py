@@ -14,21 +14,25 @@ any objective have the same architecture and load with ``models.load_encoder``. 
 - ``reference_predictors(train_mean)``: the simple predictors scored on the same hidden steps, by name,
   and ``reference_titles``: the names in words for tables and figures.
 
-The trainer and the results call only these. A new objective is one subclass here, its name in
-``OBJECTIVES`` and the same name in ``PretrainConfig.objective``'s allowed values.
+and it owns its options: ``Options``, a dataclass of the ``PretrainConfig`` fields only it reads (with their
+defaults), and ``checks(config)``, their validity checks. ``PretrainConfig`` takes its allowed objectives
+from ``OBJECTIVES``, inherits every objective's ``Options`` and runs every objective's ``checks``.
+
+The trainer and the results call only these. A new objective is one subclass here and its line in
+``OBJECTIVES`` (plus its test and docs/DESIGN.md section 4.2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..features.relativity import FEATURE_NAMES
-from .config import PretrainConfig
 from .masking import interpolation_baseline, last_steps_mask, masked_huber, persistence_baseline, random_mask, span_mask
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, T, F], hidden [B, T]) -> [B, T, F]
@@ -41,7 +45,16 @@ class Objective:
     name: ClassVar[str] = ""
     reference_titles: ClassVar[dict[str, str]] = {}  # reference predictor -> its name in words
 
-    def __init__(self, config: PretrainConfig):
+    @dataclass
+    class Options:  # the PretrainConfig fields only this objective reads
+        pass
+
+    @staticmethod
+    def checks(config: Any) -> list[tuple[bool, str]]:
+        """(ok, message) of each check of this objective's options on a PretrainConfig."""
+        return []
+
+    def __init__(self, config: Any):  # a PretrainConfig
         self.config = config
 
     def draw(self, valid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -90,6 +103,19 @@ class MaskedReconstruction(Objective):
     name = "masked"
     reference_titles: ClassVar = {"train_mean": "predict the train mean", "interpolation": "linear interpolation"}
 
+    @dataclass
+    class Options:
+        mask_ratio: float = 0.15  # share of the steps hidden
+        mask_mode: Literal["random", "span"] = "random"
+        mean_span: float = 3.0  # "span": mean length of the hidden spans
+
+    @staticmethod
+    def checks(config: Any) -> list[tuple[bool, str]]:
+        return [
+            (0.0 < config.mask_ratio < 1.0, "mask_ratio must be in (0, 1)"),
+            (config.mean_span >= 1.0, "mean_span must be >= 1"),
+        ]
+
     def draw(self, valid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
         if c.mask_mode == "span":
@@ -111,6 +137,19 @@ class Forecast(Objective):
     name = "forecast"
     reference_titles: ClassVar = {"train_mean": "predict the train mean", "persistence": "persistence (last seen bar)"}
 
+    @dataclass
+    class Options:
+        forecast_bars: int = 16  # the last bars of a window hidden, round(0.15 * 105)
+
+    @staticmethod
+    def checks(config: Any) -> list[tuple[bool, str]]:
+        return [
+            (
+                1 <= config.forecast_bars < config.window_length,
+                "forecast_bars must be >= 1 and below window_length",
+            )
+        ]
+
     def draw(self, valid: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return last_steps_mask(valid, self.config.forecast_bars)
 
@@ -119,8 +158,9 @@ class Forecast(Objective):
 
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (MaskedReconstruction, Forecast)}
+OBJECTIVE_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
 
 
-def make_objective(config: PretrainConfig) -> Objective:
+def make_objective(config: Any) -> Objective:
     """The objective ``config.objective`` names."""
     return OBJECTIVES[config.objective](config)

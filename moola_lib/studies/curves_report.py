@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..transfer.arms import REFERENCE
 from ..transfer.arms import arm as arm_row
 from ..transfer.intervals import VERDICT_INTERVAL
 
@@ -30,7 +31,7 @@ def _arm_lines(res: dict) -> list[str]:
 
 def key_comparisons(res: dict) -> list[dict]:
     """Each pretrained arm against its baseline and against the size's best non-neural arm."""
-    refs = ("baseline", res["best_non_neural"])
+    refs = (REFERENCE, res["best_non_neural"])
     return [r for r in res["comparisons"].values() if arm_row(r["arm"]).role == "pretrained" and r["reference"] in refs]
 
 
@@ -53,10 +54,10 @@ def summary_table(results: dict) -> list[str]:
     head = [
         "size",
         "encoder",
-        "baseline",
+        REFERENCE,
         "best non-neural",
         *pretrained,
-        *[f"{a} - {ref}" for ref in ("baseline", "best non-neural") for a in pretrained],
+        *[f"{a} - {ref}" for ref in (REFERENCE, "best non-neural") for a in pretrained],
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, res in results["sizes"].items():
@@ -71,12 +72,12 @@ def summary_table(results: dict) -> list[str]:
             cells = [
                 n,
                 enc,
-                _pp(res["arms"]["by_arch"][arch]["baseline"]["mean"]),
+                _pp(res["arms"]["by_arch"][arch][REFERENCE]["mean"]),
                 f"{best} {_pp(res['arms']['shared'][best]['mean'])}",
                 *[_pp(arms[a]["mean"]) for a in pretrained],
             ]
             cells += [
-                _cell(res["comparisons"].get(f"{enc}: {a} vs {ref}")) for ref in ("baseline", best) for a in pretrained
+                _cell(res["comparisons"].get(f"{enc}: {a} vs {ref}")) for ref in (REFERENCE, best) for a in pretrained
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines

@@ -42,6 +42,7 @@ import torch
 from ..pretraining.checkpoints import save_encoder
 from ..pretraining.job import pretrain
 from ..pretraining.model import JadeEncoder
+from ..transfer.arms import REFERENCE
 from ..transfer.folds import fold_groups, inner_split, make_folds
 from ..transfer.probe import build_classifier, fit_classifier
 from ..transfer.protocol import run_transfer
@@ -202,9 +203,9 @@ def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
     cfg = transfer_config(vc, epochs=vc.positive_epochs, patience=5, lr=3e-3, batch_size=64)
     fit, val = inner_split(np.arange(len(extra)), extra.y, extra.groups, 0.2, vc.seed)
     template = JadeEncoder(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
-    model = build_classifier("baseline", template, 2, cfg.dropout, vc.seed)
+    model = build_classifier(REFERENCE, template, 2, cfg.dropout, vc.seed)
     data = tuple(torch.as_tensor(a) for a in (extra.X, extra.valid, extra.y))
-    history = fit_classifier(model, "baseline", data, fit, val, cfg, vc.seed)
+    history = fit_classifier(model, REFERENCE, data, fit, val, cfg, vc.seed)
     return model.encoder, {
         "windows": len(extra),
         "best_epoch": history["best_epoch"],

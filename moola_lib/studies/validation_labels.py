@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from ..pretraining.model import JadeEncoder
+from ..transfer.arms import REFERENCE
 from ..transfer.config import TransferConfig
 from ..transfer.extrapolation import labels_needed
 from ..transfer.folds import fold_groups, make_folds
@@ -51,7 +52,7 @@ def _labels_job(vc, make_set, cfg: TransferConfig, size_index: int, n: int, r: i
     if size_index == 0:
         tcfg = dataclasses.replace(
             cfg,
-            arms=["baseline", "frozen", "simple"],
+            arms=[REFERENCE, "frozen", "simple"],
             primary="frozen vs simple_logistic",
             primary_metric="balanced_accuracy",
             fractions=fractions,

@@ -138,6 +138,7 @@ TABLE: tuple[Arm, ...] = (
     ),
 )
 BY_NAME: dict[str, Arm] = {arm.name: arm for arm in TABLE}
+REFERENCE: str = next(a.name for a in TABLE if a.role == "reference")  # every comparison starts from it
 OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(arm.option for arm in TABLE))  # TransferConfig.arms values
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from ..util.config import StrictConfig
 from ..util.names import valid_names_hint
-from .arms import OPTIONS, result_arms
+from .arms import OPTIONS, REFERENCE, result_arms
 from .readouts import DEFAULT_READOUT, parse
 
 ARMS = OPTIONS  # every arm option, the default of TransferConfig.arms
@@ -71,7 +71,7 @@ class TransferConfig(StrictConfig):
         bad_readout = _readout_problem(self.readouts)
         checks = [
             (unknown is None, f"unknown arm {unknown!r} in arms.{valid_names_hint(unknown, OPTIONS)}"),
-            ("baseline" in self.arms, "arms must include 'baseline' (every comparison is against it)"),
+            (REFERENCE in self.arms, f"arms must include {REFERENCE!r} (every comparison is against it)"),
             (len(set(self.arms)) == len(self.arms), "arms must not repeat"),
             (bad_readout is None, f"readouts: {bad_readout}"),
             (
