@@ -1,15 +1,9 @@
 import pytest
 import torch
 
+from moola_lib.pretraining.checkpoints import encoder_state, load_encoder, save_encoder
 from moola_lib.pretraining.masking import random_mask
-from moola_lib.pretraining.model import (
-    JadeClassifier,
-    JadeEncoder,
-    JadePretrainer,
-    encoder_state,
-    load_encoder,
-    save_encoder,
-)
+from moola_lib.pretraining.model import JadeClassifier, JadeEncoder, JadePretrainer
 from moola_lib.util.io import atomic_torch_save
 
 SMALL = dict(input_size=10, hidden_size=8, num_layers=2, dropout=0.2)
