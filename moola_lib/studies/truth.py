@@ -1,0 +1,267 @@
+"""The testbed's answer measured against its truth: ``python -m moola_lib.studies.truth OUT_DIR`` (issue 28).
+
+One labelled set, cross-validated, cannot see an effect of a few points (its intervals are ~10 pp wide at
+174 windows). The testbed knows the truth, so this study measures it directly. For every size of ``sizes``
+and every set k < ``sets``: a FRESH labelled set of that size from its own market (seed ``SET_MARKET`` +
+1000 x size index + k, labelled period ``period``, after every encoder's pretraining period; pretraining
+runs on market ``synthetic_seed`` 0), every arm fitted on the WHOLE set with the protocol's own recipe
+(``transfer.fits.arm_probabilities`` on the inner split of all its windows: early stopping, read-out,
+regularisation, ``seeds_per_fold`` seeds averaged -- the model ``classify fit`` deploys) and scored
+(balanced accuracy) on ONE large fresh balanced test set from a market no set and no encoder touches.
+
+Arms: the non-neural ones (simple_*, rocket_*) once per set; per encoder architecture the random-init
+``baseline`` and ``random_frozen``; per encoder ``frozen``, ``finetune``, ``lpft``. Result keys name the encoder
+or the architecture: ``masked64:frozen``, ``2x64:baseline``, ``simple_boosting``. Encoders are pretrained by
+the study into OUT_DIR/encoders/NAME (``encoders``: name -> PretrainConfig options), once.
+
+The transfer settings are those users run: params/transfer_full.yaml's epochs, patience, seeds per fold,
+read-outs and arms (``transfer_settings``; --quick shrinks them). Results go to OUT_DIR/truth.json after
+every set (atomically; a rerun skips the sets it holds: resumable by set), the test-window scores of each
+set to OUT_DIR/sets/ (the test set's own sampling noise, ``truth_report``). ``truth_report`` turns them into
+the tables and the figure of VALIDATION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..labels.testbed import EMBEDDED_SET, synthetic_labelled_set
+from ..pretraining.checkpoints import load_encoder
+from ..pretraining.config import PretrainConfig
+from ..pretraining.job import pretrain
+from ..transfer.arms import arm as arm_row
+from ..transfer.arms import result_arms
+from ..transfer.config import TransferConfig
+from ..transfer.fits import Inputs, arm_probabilities, fit_seed
+from ..transfer.folds import fold_groups, inner_split
+from ..transfer.intervals import per_window_scores
+from ..util.cli import run
+from ..util.config import StrictConfig
+from ..util.io import read_json, write_json
+from ..util.paths import resolve_path
+from .truth_report import report
+from .validation_truth import concatenate
+
+SET_MARKET = 5_000_000
+TEST_MARKET = 6_000_000
+TEST_SEED = 6_000_001
+PRETRAIN_SPLITS = {"train": ["2024-01-01", "2025-01-01"], "val": ["2025-01-01", "2025-04-01"]}
+PRETRAIN = dict(
+    synthetic_start="2023-12-01",
+    synthetic_end="2025-03-31",
+    splits={**PRETRAIN_SPLITS, "test": ["2025-03-01", "2025-04-01"]},
+    hidden_size=64,
+    num_layers=2,
+    epochs=6,
+    device="cpu",
+    progress=False,
+)
+ENCODERS = {"masked64": {**PRETRAIN, "objective": "masked"}, "forecast64": {**PRETRAIN, "objective": "forecast"}}
+FULL_PARAMS = "params/transfer_full.yaml"
+
+
+@dataclass
+class TruthConfig(StrictConfig):
+    """What the truth study runs (defaults: the issue's sizes, 20 sets a size, the 2 x 64 encoders)."""
+
+    sizes: list[int] = field(default_factory=lambda: [174, 700, 50, 100, 350])  # run in this order
+    sets: int = 20  # fresh labelled sets per size
+    arms: list[str] = field(default_factory=list)  # TransferConfig.arms values; [] = transfer_full.yaml's
+    encoders: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ENCODERS))
+    period: list[str] = field(default_factory=lambda: [EMBEDDED_SET.start, "2026-03-31"])  # labelled sets
+    test_period: list[str] = field(default_factory=lambda: ["2022-01-03", "2024-06-30"])
+    test_size: int = 2400  # the fresh balanced test set's windows
+    transfer: dict[str, Any] = field(default_factory=dict)  # TransferConfig options over transfer_full.yaml's
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.require(
+            [
+                (bool(self.sizes) and all(s >= 10 for s in self.sizes), "sizes must be a list of sizes >= 10"),
+                (self.sets >= 2, "sets must be >= 2 (an interval over sets needs two)"),
+                (self.test_size >= 20, "test_size must be >= 20"),
+                (len(self.period) == 2 and len(self.test_period) == 2, "periods must be [first day, last day]"),
+                (bool(self.encoders), "encoders must name at least one encoder"),
+            ]
+        )
+
+    def transfer_config(self) -> TransferConfig:
+        return TransferConfig.from_dict(transfer_settings(self.arms, self.transfer))
+
+
+QUICK = dict(
+    sizes=[24],
+    sets=2,
+    arms=["baseline", "frozen", "random_frozen", "simple"],
+    encoders={
+        "masked8": {
+            **PRETRAIN,
+            "hidden_size": 8,
+            "num_layers": 1,
+            "epochs": 1,
+            "synthetic_start": "2024-11-20",
+            "synthetic_end": "2025-01-31",
+            "splits": {"train": ["2024-12-01", "2025-01-15"], "val": ["2025-01-15", "2025-02-01"]},
+        }
+    },
+    period=["2025-07-01", "2025-08-31"],
+    test_period=["2025-10-01", "2025-11-30"],
+    test_size=40,
+    transfer={"epochs": 2, "patience": 2, "seeds_per_fold": 1, "readouts": ["mean:last", "span:both"]},
+)
+
+
+def transfer_settings(arms: list[str], overrides: dict) -> dict:
+    """TransferConfig options: params/transfer_full.yaml's (the settings users run) without the run's paths,
+    then the study's own (no bootstrap, one fraction, CPU, one process), then ``overrides``."""
+    full = yaml.safe_load(resolve_path(FULL_PARAMS).read_text(encoding="utf-8"))
+    names = {f.name for f in dataclasses.fields(TransferConfig)}
+    options = {k: v for k, v in full.items() if k in names}
+    options.update(n_bootstrap=0, fractions=[1.0], progress=False, device="cpu", n_jobs=1)
+    if arms:
+        options["arms"] = arms
+    return {**options, **overrides}
+
+
+def prepare_encoders(tc: TruthConfig, out: Path) -> dict:
+    """name -> encoder, pretrained into out/encoders/NAME unless its training_results.json is there."""
+    encoders = {}
+    for name, options in tc.encoders.items():
+        run_dir = out / "encoders" / name
+        if not (run_dir / "training_results.json").exists():
+            pretrain(PretrainConfig.from_dict({**options, "resume": run_dir.exists()}), run_dir)
+        encoders[name] = load_encoder(
+            run_dir / "checkpoint_best.pt", input_size=None, hidden_size=None, num_layers=None
+        )
+    return encoders
+
+
+def test_set(tc: TruthConfig):
+    """The fresh balanced test set: one market of its own over ``test_period`` (no set, no encoder reads it)."""
+    lo, hi = tc.test_period
+    history = str(np.datetime64(lo, "D") - 30)
+    return synthetic_labelled_set(
+        tc.test_size, 0.5, 0.0, TEST_SEED, start=lo, end=hi, history_start=history, market_seed=TEST_MARKET
+    )
+
+
+def labelled_set(tc: TruthConfig, i: int, k: int):
+    """Set k of size index i: its own market and draw."""
+    lo, hi = tc.period
+    seed = SET_MARKET + 1000 * i + k
+    return synthetic_labelled_set(
+        tc.sizes[i], seed=seed, start=lo, end=hi, history_start=str(np.datetime64(lo, "D") - 30), market_seed=seed
+    )
+
+
+def architecture(encoder) -> str:
+    """An encoder's architecture as a key prefix: "2x64" (layers x hidden size)."""
+    return f"{encoder.arch['num_layers']}x{encoder.arch['hidden_size']}"
+
+
+def arm_plan(cfg: TransferConfig, encoders: dict) -> list[tuple[str, str, str]]:
+    """(result key, protocol arm, encoder name) of every fit of one set: the non-neural arms once (read with
+    the first encoder, which they ignore), the random-encoder arms per architecture, the rest per encoder."""
+    plan, archs = [], {}
+    for name, enc in encoders.items():
+        archs.setdefault(architecture(enc), name)
+    first = next(iter(encoders))
+    for arm in result_arms(cfg.arms):
+        kind = arm_row(arm).encoder
+        if kind is None:
+            plan.append((arm, arm, first))
+        elif kind == "random":
+            plan += [(f"{arch}:{arm}", arm, name) for arch, name in archs.items()]
+        else:
+            plan += [(f"{name}:{arm}", arm, name) for name in encoders]
+    return plan
+
+
+def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict, test) -> tuple[dict, dict]:
+    """Every arm of the plan fitted on set (i, k) and scored on the test set: (balanced accuracy per key,
+    per-window scores per key)."""
+    train = labelled_set(tc, i, k)
+    both = concatenate(train, test)
+    n = len(train)
+    groups = fold_groups(train.groups, train.start, train.end, cfg.group_by_session)
+    seed = fit_seed(cfg.seed, tc.sizes[i], k)
+    fit, val = inner_split(np.arange(n), train.y, groups, cfg.inner_val_fraction, seed)
+    split = (fit, val, np.arange(n, len(both)))
+    inputs = {name: Inputs.build(both, enc, cfg) for name, enc in encoders.items()}
+    scores, windows = {}, {}
+    for key, arm, name in arm_plan(cfg, encoders):
+        probas, _ = arm_probabilities(arm, inputs[name], both.y, split, cfg, seed)
+        windows[key] = per_window_scores(test.y, np.mean(probas, axis=0), "balanced_accuracy")
+        scores[key] = float(windows[key].mean())
+    return scores, windows
+
+
+def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
+    """Every set of every size not yet in out/truth.json, each written as it finishes; the results."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "truth.json"
+    results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
+    cfg = tc.transfer_config()
+    encoders = prepare_encoders(tc, out)
+    test = test_set(tc)
+    results["test"] = {"n": len(test), "class_counts": test.class_counts()}
+    results["transfer"] = dataclasses.asdict(cfg)
+    results["encoders"] = {name: architecture(enc) for name, enc in encoders.items()}
+    for i, size in enumerate(tc.sizes):
+        done = results["sets"].setdefault(str(size), {})
+        for k in range(tc.sets):
+            if str(k) in done:
+                continue
+            t0 = time.perf_counter()
+            scores, windows = run_set(tc, cfg, i, k, encoders, test)
+            (out / "sets").mkdir(exist_ok=True)
+            np.savez_compressed(
+                out / "sets" / f"{size}_{k}.npz", **{key.replace(":", "__"): w for key, w in windows.items()}
+            )
+            done[str(k)] = {"scores": scores, "seconds": time.perf_counter() - t0}
+            write_json(path, results)
+            log(
+                f"size {size} set {k}: {time.perf_counter() - t0:.0f} s, "
+                + ", ".join(f"{a} {100 * s:.1f}" for a, s in scores.items())
+            )
+    return results
+
+
+def _main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m moola_lib.studies.truth",
+        description="The testbed's true balanced accuracy per arm and labelled-set size (module docstring).",
+    )
+    parser.add_argument("out_dir", help="results: truth.json, sets/, encoders/, truth.md, truth.png")
+    parser.add_argument("--sizes", type=int, nargs="+", help="labelled-set sizes (default 174 700 50 100 350)")
+    parser.add_argument("--sets", type=int, help="fresh labelled sets per size (default 20)")
+    parser.add_argument("--arms", nargs="+", help="TransferConfig.arms values (default: transfer_full.yaml's)")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long run of tiny sizes (tests)")
+    parser.add_argument("--report-only", action="store_true", help="redraw truth.md and truth.png, fit nothing")
+    args = parser.parse_args(argv)
+    options = dict(QUICK) if args.quick else {}
+    options.update({k: v for k, v in (("sizes", args.sizes), ("sets", args.sets), ("arms", args.arms)) if v})
+    tc = TruthConfig.from_dict(options)
+    out = Path(args.out_dir)
+    results = read_json(out / "truth.json") if args.report_only else run_study(tc, out)
+    report(results, out)
+    print(f"truth study: {out / 'truth.md'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command line; expected errors print one line and exit 2 (``moola_lib.util.cli.run``)."""
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
