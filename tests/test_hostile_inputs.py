@@ -1,10 +1,10 @@
 """Issue 11: what a hostile user found. Labels that would meet the wrong bars, resume on changed data or
 after losing checkpoint_last.pt, broken checkpoints, labelled windows with impossible prices, expected
 errors of the command lines in one line, parameters written as users write YAML, degenerate and absurd
-data, executed notebook copies left beside the notebooks. (Run directories: tests/test_rundir.py.)
+data, executed notebook copies left beside the notebooks. (Run directories: tests/util/test_rundir.py.)
 Issue 19, the second attack: the items below "issue 19" (labels files with several writers:
-tests/test_label_store.py and tests/test_label_widget.py; refused runs: tests/test_runs.py; inherited
-claims: tests/test_rundir.py; affine-invariant swings: tests/test_features.py)."""
+tests/labelling/test_label_store.py and tests/notebook/test_label_widget.py; refused runs:
+tests/notebook/test_runs.py; inherited claims: tests/util/test_rundir.py; affine-invariant swings: tests/features/test_features.py)."""
 
 import json
 import os
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_cli import assert_one_line_error, run_command
+from helpers import assert_one_line_error, run_command
 
 from moola_lib.bars.ohlcv import DataValidationError, SuspectOutlierWarning, validate_ohlcv
 from moola_lib.bars.synthetic import synthetic_ohlcv
@@ -370,7 +370,7 @@ def test_executed_notebook_copies_are_ignored_by_git_and_the_tests():
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "tests/test_notebooks.py",
+                "tests/notebook/test_notebooks.py",
             ],
             capture_output=True,
             text=True,
@@ -606,7 +606,7 @@ def test_run_notebook_neither_lists_nor_runs_executed_copies():
 
 
 def test_taking_over_a_stale_lock_is_one_warning_line(tmp_path):
-    from test_rundir import hold_claim
+    from helpers import hold_claim
 
     run_dir = tmp_path / "run"
     holder = hold_claim(run_dir, then="kill")

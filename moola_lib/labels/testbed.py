@@ -24,7 +24,7 @@ _MINUTE = pd.Timedelta(minutes=1)
 @dataclass(frozen=True)
 class EmbeddedSet:
     """The defaults of the embedded labelled set, written once: ``synthetic_labelled_set``, the notebooks'
-    parameter classes (TransferParams, LabelParams), their parameter cells (tests/test_testbed.py checks the
+    parameter classes (TransferParams, LabelParams), their parameter cells (tests/labels/test_testbed.py checks the
     literals), the validation script and the GPU check all read them from ``EMBEDDED_SET``.
 
     The market runs from ``history_start`` to ``end`` (seed ``market_seed``): the transfer notebook's

@@ -1,6 +1,6 @@
 """The parameters of each notebook (one dataclass per notebook) and the job configs they describe.
 
-A notebook's ``parameters`` cell holds exactly the fields of its dataclass (tests/test_notebooks.py
+A notebook's ``parameters`` cell holds exactly the fields of its dataclass (tests/notebook/test_notebooks.py
 checks it); ``start_run`` builds the dataclass strictly from the notebook's globals. Every notebook
 shares RunParams (DESIGN.md section 7); pretrain.ipynb and transfer.ipynb add every field of their job
 config (``params_like``), so a new PretrainConfig / TransferConfig field becomes a notebook parameter.

@@ -48,7 +48,7 @@ class JadeEncoder(nn.Module):
 
         ``nn.LSTM`` returns only the last layer's states; here each layer runs as a one-layer bidirectional
         LSTM holding that layer's weights (both directions), on the previous layer's output: the same
-        arithmetic, so the last entry equals ``forward`` in eval mode (tests/test_readouts.py)."""
+        arithmetic, so the last entry equals ``forward`` in eval mode (tests/transfer/test_readouts.py)."""
         out = x
         outputs = []
         for layer in range(self.lstm.num_layers):

@@ -8,7 +8,7 @@ Writes OUT_DIR/gpu_check.json (rewritten after every step, so a killed check kee
 OUT_DIR/gpu_check.log, OUT_DIR/cuda_tests.xml and the step results below. Steps, in order:
 
 1. environment: GPU, driver, torch / CUDA / cuDNN versions, bf16 support;
-2. cuda_tests: ``pytest -m cuda tests/test_cuda.py`` in a subprocess (autocast dtype, CPU-vs-CUDA loss,
+2. cuda_tests: ``pytest -m cuda tests/pretraining/test_cuda.py`` in a subprocess (autocast dtype, CPU-vs-CUDA loss,
    resume, checkpoints across devices, DDP over nccl, fused AdamW, no host sync in the training steps);
 3. benchmark: the engine per batch size over whole epochs of the seed-scale data, overhead against the
    bare forward/backward/step, precision and batch-size variants, and a profiler table of one stretch

@@ -1,7 +1,7 @@
 """The GPU check's steps that run in child processes (``tools.gpu_check`` drives them).
 
 Contract: ``child_env`` is this process's environment with the repository first on PYTHONPATH (what every
-child needs on a bare GPU box); ``cuda_tests`` runs ``pytest -m cuda tests/test_cuda.py`` in a child and
+child needs on a bare GPU box); ``cuda_tests`` runs ``pytest -m cuda tests/pretraining/test_cuda.py`` in a child and
 summarises its JUnit XML (step 2); ``transfer`` runs ``python -m moola_lib.gpu_check --transfer-only`` in
 a child with a deadline and returns its figures (step 5), and ``run_transfer_protocol`` is what that child
 runs. A step returns its figures, with ``_status: "failed"`` when the child failed; it logs to the
@@ -47,7 +47,7 @@ def cuda_tests(out: Path, timeout: float) -> dict:
         "pytest",
         "-m",
         "cuda",
-        str(REPO / "tests" / "test_cuda.py"),
+        str(REPO / "tests" / "pretraining" / "test_cuda.py"),
         "-q",
         "-rA",
         "-p",

@@ -7,7 +7,7 @@ run seed, repeat, fold and fraction; a trained arm's further seeds from it and t
 fold share it on purpose: their heads start alike), so a fit's result does not depend on which process runs
 it or when. ``run_fits`` returns the results in the order of the fits whatever the order of completion, and
 the caller assembles them as the serial loop did: the fold scores and out-of-fold probabilities of
-``n_jobs`` 1 and N are identical bit for bit (tests/test_parallel.py), on the CPU.
+``n_jobs`` 1 and N are identical bit for bit (tests/transfer/test_parallel.py), on the CPU.
 
 Engine: joblib's loky processes (reused between calls), fed the expected longest fits first
 (``longest_first``). ``n_jobs`` 1 runs every fit in this process, as before. ``start_workers`` starts the

@@ -1,12 +1,8 @@
 """Both command lines turn expected errors (a typo'd parameter, a bad data file, a ConfigError) into one
 line on stderr and exit status 2, with no traceback."""
 
-import subprocess
-import sys
-
 import pytest
-
-from moola_lib.util.paths import ROOT
+from helpers import assert_one_line_error, run_command
 
 TINY = ["-p", "epochs", "1", "-p", "hidden_size", "8", "-p", "num_layers", "1", "-p", "progress", "False"]
 
@@ -23,22 +19,6 @@ def list_yaml(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("- epochs\n- 3\n")  # a YAML list, not a mapping
     return path
-
-
-def run_command(module, *args):
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600
-    )
-
-
-def assert_one_line_error(proc, *expected):
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    # no traceback: a notebook's kernel writes its own output (shutdown races included) to kernel.log
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    for text in expected:
-        assert text in errors[0], errors[0]
 
 
 CASES = {

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_transfer import tiny_set
+from helpers import tiny_set
 
 from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import fits, readouts

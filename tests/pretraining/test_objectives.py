@@ -6,7 +6,7 @@ import typing
 import numpy as np
 import pytest
 import torch
-from test_pretrain import TINY
+from helpers import TINY
 
 from moola_lib.features.relativity import FEATURE_NAMES
 from moola_lib.pretraining.checkpoints import load_encoder

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_transfer import tiny_set
+from helpers import tiny_set
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.notebook.params import TransferParams, transfer_config
@@ -80,7 +80,7 @@ def test_the_trained_arms_optimiser_and_encoder_come_from_their_rows(monkeypatch
 def test_probe_and_trained_arms_learn_from_the_same_windows(monkeypatch):
     """Every arm fits its parameters on the fit windows; the inner validation windows only choose (the
     epoch, C). A probe refitted on fit + validation windows, a trained arm whose gradient steps see the
-    validation windows, or boosting trained on both, fails here (the rocket arm: tests/test_rocket.py)."""
+    validation windows, or boosting trained on both, fails here (the rocket arm: tests/transfer/test_rocket.py)."""
     ls = tiny_set()
     cfg = TransferConfig(
         arms=["baseline", "frozen", "simple"],

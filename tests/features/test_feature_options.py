@@ -19,7 +19,7 @@ from moola_lib.pretraining.checkpoints import load_encoder, save_encoder
 from moola_lib.pretraining.job import load_pretrainer
 from moola_lib.pretraining.model import JadeEncoder
 
-OLD = Path(__file__).parent / "fixtures" / "original_encoder"
+OLD = Path(__file__).parents[1] / "fixtures" / "original_encoder"
 ORIGINAL = resolve_feature_options(ORIGINAL_FEATURE_OPTIONS)
 DEFAULTS = resolve_feature_options(FEATURE_OPTION_DEFAULTS)
 

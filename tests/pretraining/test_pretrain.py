@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import TINY
 
 import moola_lib.pretraining.objectives as objectives_module
 from moola_lib.features.options import FEATURE_OPTION_DEFAULTS
@@ -23,25 +24,7 @@ from moola_lib.pretraining.trainer import EVAL_MASK_SEED, Trainer, _seed, lr_fac
 from moola_lib.util.config import ConfigError
 from moola_lib.util.io import file_sha256
 
-# ~7 weeks of synthetic bars, windows every 210 bars: ~130 train / ~60 val / ~45 test windows
-TINY = dict(
-    synthetic_start="2024-12-01",
-    synthetic_end="2025-01-20",
-    stride=210,
-    splits={
-        "train": ["2024-12-01", "2024-12-29"],
-        "val": ["2024-12-29", "2025-01-10"],
-        "test": ["2025-01-10", "2025-01-21"],
-    },
-    hidden_size=8,
-    epochs=2,
-    batch_size=32,
-    warmup_epochs=1,
-    device="cpu",
-    progress=False,
-    seed=7,
-)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 

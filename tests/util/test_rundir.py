@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import torch
-from test_cli import assert_one_line_error, run_command
+from helpers import assert_one_line_error, hold_claim, run_command
 
 import moola_lib.pretraining.job as pretrain_module
 from moola_lib.util.config import ConfigError
@@ -32,22 +31,6 @@ TINY = {
     "device": "cpu",
     "progress": False,
 }
-
-
-def hold_claim(run_dir, *, then="sleep"):
-    """A separate process that claims ``run_dir`` and then sleeps (a live run) or SIGKILLs itself."""
-    code = textwrap.dedent(f"""
-        import os, signal, sys, time
-        from moola_lib.util.rundir import claim_run_dir
-        claim_run_dir({str(run_dir)!r})
-        print("claimed", flush=True)
-        if {then!r} == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(600)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout.readline().strip() == "claimed"
-    return proc
 
 
 def wait_for(path, timeout=120.0):

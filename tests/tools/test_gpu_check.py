@@ -7,7 +7,7 @@ from pathlib import Path
 
 from moola_lib.tools.gpu_check import Check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_dry_run_of_the_documented_command_writes_every_step(tmp_path):

@@ -20,7 +20,7 @@ from moola_lib.features.relativity import FEATURE_NAMES, relativity_features, sw
 
 ORIGINAL = ORIGINAL_FEATURE_OPTIONS
 OPTION_SETS = {"defaults": FEATURE_OPTION_DEFAULTS, "original": ORIGINAL}
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def bounds(options):

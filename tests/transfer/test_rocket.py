@@ -4,8 +4,8 @@ temperature for its probabilities, deterministic for its seed, on the protocol's
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_set
 from scipy.special import log_softmax
-from test_transfer import tiny_set
 
 from moola_lib.transfer.config import TransferConfig
 from moola_lib.transfer.fits import fit_seed

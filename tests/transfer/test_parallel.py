@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import CFG as TINY
+from helpers import tiny_set
 from joblib import delayed
-from test_transfer import CFG as TINY
-from test_transfer import tiny_set
 
 from moola_lib.labels.provenance import EncoderSource
 from moola_lib.pretraining.checkpoints import save_encoder

@@ -120,7 +120,7 @@ def test_events_well_formed(month):
 
 def test_episodes_look_like_their_labels(month):
     """Legs move in their direction; retracements give back what the generator says (depth), holds do not
-    move on average (tests/test_testbed.py compares the two kinds' bars)."""
+    move on average (tests/labels/test_testbed.py compares the two kinds' bars)."""
     bars, events = month
     start, leg_end, end = event_positions(bars, events)
     o, c = bars["open"].to_numpy(), bars["close"].to_numpy()

@@ -16,7 +16,7 @@ from moola_lib.features.relativity import FEATURE_NAMES, relativity_features
 from moola_lib.labels.testbed import EMBEDDED_SET, synthetic_labelled_set
 from moola_lib.studies.ceiling import held_out_ceiling
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def follow_up_statistics(difficulty: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -51,7 +51,7 @@ def test_no_class_is_told_apart_by_bar_width_or_volatility():
     drift implies), but their width hardly moves: the range and range_z AUCs stay within 0.5 +- 0.08
     (the first version, which moved each drifting bar's high and low by the whole drift: 0.68-0.69),
     and the range ratio within 10% (first version: +21%). The two markets differ only in the retracements'
-    drift (tests/test_episodes.py: same draws, same bars before the first retracement), so what separates
+    drift (tests/bars/test_episodes.py: same draws, same bars before the first retracement), so what separates
     the kinds at the default beyond the difficulty-1 level is the drift's own mark."""
     retrace, stats = follow_up_statistics(1.0)
     assert retrace.sum() > 300 and (~retrace).sum() > 300

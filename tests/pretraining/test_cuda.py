@@ -27,7 +27,7 @@ from moola_lib.tools.gpu_subprocesses import child_env
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = dict(
     synthetic_start="2024-12-01",
     synthetic_end="2025-01-20",

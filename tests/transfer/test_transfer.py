@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import CFG, T0, L, N, tiny_set
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labels.provenance import encoder_feature_options, find_training_results, pretraining_overlap
-from moola_lib.labels.sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
 from moola_lib.labels.spans import exclude_intervals
 from moola_lib.notebook.params import TransferParams, transfer_config
 from moola_lib.notebook.steps import labelled_from_params
@@ -35,36 +35,7 @@ from moola_lib.transfer.verdict import verdict
 from moola_lib.util.config import ConfigError, apply_overrides
 from moola_lib.util.io import write_json
 
-N, L = 36, 105
-T0 = pd.Timestamp("2024-01-01", tz="UTC")
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_set(n=N, seed=0) -> LabelledSet:
-    """Random windows with a learnable offset on feature 0; windows 0/1 and 4/5 overlap in time."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 2
-    X = rng.normal(size=(n, L, 10)).astype(np.float32)
-    X[..., 0] += y[:, None]
-    valid = np.ones((n, L), dtype=bool)
-    valid[:, :5] = False
-    starts = np.arange(n) * 150
-    starts[1], starts[5] = starts[0] + 50, starts[4] + 100
-    index = pd.date_range(T0, periods=n * 150 + L, freq="1min")
-    return LabelledSet(
-        X=X,
-        valid=valid,
-        y=y,
-        classes=DEFAULT_CLASSES,
-        window_id=np.array([f"t{i}" for i in range(n)], dtype=object),
-        start=index[starts],
-        end=index[starts + L - 1],
-        expansion=np.full((n, 2), -1),
-        groups=overlap_groups(starts),
-        source={"path": "<tiny>"},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -85,20 +56,6 @@ def encoder_dir(tmp_path_factory):
         },
     )
     return d
-
-
-# the tiny set spans four sessions: grouping by session is tested on its own
-CFG = dict(
-    folds=3,
-    repeats=1,
-    epochs=1,
-    batch_size=32,
-    fractions=[0.5, 1.0],
-    n_bootstrap=50,
-    device="cpu",
-    progress=False,
-    group_by_session=False,
-)
 
 
 @pytest.fixture(scope="module")
