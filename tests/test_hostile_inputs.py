@@ -4,7 +4,8 @@ errors of the command lines in one line, parameters written as users write YAML,
 data, executed notebook copies left beside the notebooks. (Run directories: tests/util/test_rundir.py.)
 Issue 19, the second attack: the items below "issue 19" (labels files with several writers:
 tests/labelling/test_label_store.py and tests/notebook/test_label_widget.py; refused runs:
-tests/notebook/test_runs.py; inherited claims: tests/util/test_rundir.py; affine-invariant swings: tests/features/test_features.py)."""
+tests/notebook/test_runs.py; inherited claims: tests/util/test_rundir.py; affine-invariant swings:
+tests/features/test_features.py)."""
 
 import json
 import os
