@@ -10,6 +10,7 @@ without the docstring; numba kernels exempt: one compiled loop reads best whole)
 modules lie directly in the package; the tests mirror the package's folders."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,8 @@ def test_the_tests_mirror_the_package():
     folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name not in {"fixtures", "__pycache__"}}
     assert folders <= set(LAYERS) | {"entry"}, folders - set(LAYERS)
     for test_file in TESTS.rglob("test_*.py"):
-        assert "from test_" not in test_file.read_text(encoding="utf-8"), f"{test_file}: helpers go to helpers.py"
+        imported = re.findall(r"^\s*(?:from|import) (test_\w+)", test_file.read_text(encoding="utf-8"), re.M)
+        assert imported == [], f"{test_file} imports {imported}: shared helpers go to tests/helpers.py"
 
 
 def test_the_wings_exist():
