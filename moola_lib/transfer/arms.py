@@ -157,3 +157,9 @@ def result_arms(options) -> list[str]:
 def names(role: str | None = None, kind: str | None = None) -> tuple[str, ...]:
     """Result arm names, optionally of one role and / or kind, in table order."""
     return tuple(a.name for a in TABLE if (role is None or a.role == role) and (kind is None or a.kind == kind))
+
+
+def reference_arm() -> str:
+    """The arm every comparison starts from (role ``reference``: the randomly initialised baseline), found
+    by its role so that no caller spells its name."""
+    return names(role="reference")[0]

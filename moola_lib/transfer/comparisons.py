@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arms import arm as arm_row
-from .arms import result_arms
+from .arms import reference_arm, result_arms
 from .config import LABEL_METRICS, METRICS, TransferConfig
 from .intervals import compare_methods
 from .stats import holm, paired_bootstrap
@@ -33,7 +33,7 @@ def comparison_pairs(cfg: TransferConfig) -> list[tuple[str, str]]:
     role = {a: arm_row(a).role for a in arms}
     neural = [a for a in arms if role[a] in ("reference", "pretrained")]
     pairs = [cfg.primary_pair()]
-    pairs += [(a, "baseline") for a in arms if role[a] in ("pretrained", "control")]
+    pairs += [(a, reference_arm()) for a in arms if role[a] in ("pretrained", "control")]
     pairs += [
         (a, c)
         for a in arms

@@ -24,7 +24,7 @@ from ..provenance import EncoderSource, pretraining_overlap
 from ..util.io import write_json
 from ..util.progress import progress_bar
 from .arms import arm as arm_row
-from .arms import result_arms
+from .arms import reference_arm, result_arms
 from .comparisons import comparisons
 from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .extrapolation import labels_needed
@@ -186,7 +186,7 @@ def _protocol(labelled: LabelledSet, cfg: TransferConfig, assign, groups, main: 
         "embargo_bars": cfg.embargo_bars,
         "fold_assignment": assign.tolist(),
         "groups": groups.tolist(),
-        "test_train_ratio": fold_test_train_ratio(main["baseline"]["folds"]),
+        "test_train_ratio": fold_test_train_ratio(main[reference_arm()]["folds"]),
         "n_groups": len(np.unique(groups)),
         "window_ids": list(labelled.window_id),
         "y": labelled.y.tolist(),
