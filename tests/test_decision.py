@@ -1,20 +1,27 @@
-"""The decision: which arm, how sure, the expected loss of choosing each."""
+"""The decision (which arm, how sure, the expected loss) and the verdict that opens with it."""
 
 import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
 
 from moola_lib.models import JadeEncoder, save_encoder
 from moola_lib.testbed import synthetic_labelled_set
+from moola_lib.transfer import figures
+from moola_lib.transfer.answer import labels_line, margin_line, which_line
+from moola_lib.transfer.arms import reference_arm
 from moola_lib.transfer.decision import decision
 from moola_lib.transfer.intervals import bayesian_correlated_t
 from moola_lib.transfer.protocol import run_transfer
+from moola_lib.transfer.verdict import markdown_table, verdict, verdict_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+JARGON = ("Nadeau", "Holm", "t-test", "p =", "CI")
 
 
 def _results(scores: dict, metric="balanced_accuracy", n_train=140, n_test=35) -> dict:
@@ -100,6 +107,36 @@ def test_two_arms_reduce_to_the_pairwise_bayesian_correlated_t():
         )
 
 
+def test_the_answer_lines_name_the_arms_and_their_margins():
+    res = _results({"baseline": BASE + 0.05, "frozen": BASE, "simple_boosting": BASE + 0.01})
+    d = decision(res)
+    assert d["recommended"] == reference_arm()
+    assert "`baseline`" in which_line(d) and "% likely the best of the 3 models run" in which_line(d)
+    line = margin_line(d)
+    assert "It is the randomly initialised baseline itself" in line and "`simple_boosting`" in line
+    assert "+4.0 points (95% likely between" in line
+    needed = {
+        "n_labelled": 174,
+        "unit": "pp",
+        "comparison": "frozen vs baseline",
+        "mde": 0.118,
+        "power_curve": [{"effect": 0.05, "labels": 700}, {"effect": 0.03, "labels": None}],
+    }
+    assert labels_line(needed) == (
+        "3. More labels: with 174 labelled windows a true difference between `frozen` and `baseline` smaller "
+        "than about 11.8 points can go unnoticed; labelled windows needed to see one reliably: 5 points: 700, "
+        "3 points: more than 17,400."
+    )
+
+
+def test_tables_are_shown_whole():
+    frame = pd.DataFrame({"x": range(200), "text": ["a | b\nc"] * 200})
+    with figures.untruncated():
+        assert "..." not in repr(frame) and "199" in repr(frame)
+    md = markdown_table(frame.set_index("x"))
+    assert len(md.splitlines()) == 202 and "a \\| b c" in md
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("decision")
@@ -129,3 +166,21 @@ def test_a_run_decides_and_an_old_results_file_gets_the_same_decision(tiny_run):
     assert math.isclose(sum(a["p_best"] for a in d["arms"].values()), 1.0)
     assert d["recommended"] in d["arms"] and isinstance(d["separable"], bool)
     assert decision(on_disk) == d  # a file written before the decision existed: computed from its folds
+    assert verdict(on_disk) == res["verdict"]
+
+
+def test_the_verdict_opens_with_the_answer_and_keeps_the_statistics_in_its_table(tiny_run):
+    res, _ = tiny_run
+    lines = res["verdict"].splitlines()
+    head, recommended = "\n".join(lines[:3]), res["decision"]["recommended"]
+    assert lines[0].startswith("1. Use ") and f"`{recommended}`" in lines[0]
+    assert lines[1].startswith("2. ") and lines[2].startswith("3. More labels")
+    assert not [word for word in JARGON if word in head]
+    table = verdict_table(res)
+    assert {"Primary comparison (named before the run), frozen vs baseline", "Pretraining overlap"} <= set(table.index)
+    text = "\n".join(lines[3:])
+    for word in ("Nadeau", "Holm", "t-test", "P(best)", "pretraining"):
+        assert word in text
+    assert lines[4].startswith("| topic | detail |") and len(lines) == 6 + len(table)
+    frame = figures.decision_table(res["decision"])
+    assert frame["arm"].iloc[0] == recommended and list(frame["P(best)"].astype(float)) != []
