@@ -139,7 +139,7 @@ def _real(real: dict) -> list[str]:
     lines += ["", "Learning curve (training windows, balanced accuracy):", ""]
     for arm, points in real["learning_curve"].items():
         lines.append(f"- {arm}: " + ", ".join(f"{n:.0f} -> {_pct(v)}" for n, v in points))
-    lines += ["", "Verdict: " + real["verdict"], "", f"- {real['seconds_total']:.0f} s", ""]
+    lines += ["", "Verdict:", "", real["verdict"], "", f"- {real['seconds_total']:.0f} s", ""]
     return lines
 
 

@@ -26,7 +26,10 @@ Protocol (DESIGN.md section 5), one module per concern:
   corrected resampled t-test of Nadeau & Bengio (2003), the minimal detectable effect, Holm's correction,
   a paired bootstrap;
 - ``comparisons``: the primary comparison (named before the run) and the Holm-corrected others;
-- ``verdict``: one paragraph generated from the numbers, with the effect size the run could resolve;
+- ``decision``: which arm to use, from one model of every arm's fold scores: each arm's probability of
+  being the best, the expected loss of choosing it, the recommended arm and whether the data separate it;
+- ``answer``: the verdict's first three plain lines (which model, by how much, what more labels would buy);
+- ``verdict``: the answer, then a table of the statistical detail, with the effect size the run could resolve;
 - ``figures``: the figures and tables of transfer.ipynb;
 - ``validate``: the protocol checked on known answers (``python -m moola_lib.studies.validate``,
   VALIDATION.md).

@@ -176,7 +176,8 @@ def _caveats(points: list[dict], fitted: bool, metric: str, n_now: int) -> list[
     return notes
 
 
-def _count(n: int | None, n_now: int) -> str:
+def labels_count(n: int | None, n_now: int) -> str:
+    """A number of labels ``labels_for`` found, in words ("more than ..." where it found none)."""
     return f"more than {MAX_FACTOR * n_now:,}" if n is None else f"{n:,}"
 
 
@@ -184,7 +185,7 @@ def labels_needed_sentence(x: dict) -> str:
     """The answer in words: the power curve, the range over the effect's interval, how it was made."""
     scale, unit, n_now = (1.0 if x["unit"] == "nats" else 100.0), x["unit"], x["n_labelled"]
     fmt = (lambda v: f"{scale * v:.3f}") if unit == "nats" else (lambda v: f"{scale * v:.0f}")
-    curve = "; ".join(f"{fmt(p['effect'])} {unit}: {_count(p['labels'], n_now)}" for p in x["power_curve"])
+    curve = "; ".join(f"{fmt(p['effect'])} {unit}: {labels_count(p['labels'], n_now)}" for p in x["power_curve"])
     head = (
         f"{x['comparison']} ({x['metric'].replace('_', ' ')}): with {n_now} labelled windows the smallest "
         f"detectable effect is about {scale * x['mde']:.1f} {unit}. Labelled windows needed to detect a true "
@@ -197,13 +198,13 @@ def labels_needed_sentence(x: dict) -> str:
     elif lo <= 0 <= hi:
         span = (
             f" The observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit} includes 0: "
-            f"anywhere from {_count(far, n_now)} labels (a true effect at the interval's far end) to no "
+            f"anywhere from {labels_count(far, n_now)} labels (a true effect at the interval's far end) to no "
             "number that suffices (no effect)."
         )
     else:
         span = (
             f" Over the observed effect's 95% CI [{scale * lo:+.1f}, {scale * hi:+.1f}] {unit}: "
-            f"{_count(far, n_now)} to {_count(near, n_now)} labels."
+            f"{labels_count(far, n_now)} to {labels_count(near, n_now)} labels."
         )
     how = (
         " Model: test noise plus a training variance going as n_train^"

@@ -1,5 +1,8 @@
 """Figures and tables of the transfer evaluation (each function returns its figure or frame).
 
+Tables can be longer than pandas' display limits (the comparisons table: 105 rows, cut at 60 with "...");
+a notebook displays them inside ``untruncated()``, which shows every row, column and cell whole.
+
 They draw what transfer_results.json and the labelled set hold, each arm in the title and colour of its
 row in ``arms.TABLE``; pooled encoder features for the embedding projection come from
 ``moola_lib.pretraining.model.embed_windows``.
@@ -85,6 +88,31 @@ def metrics_table(results: Mapping) -> pd.DataFrame:
             if name in LOWER_IS_BETTER
             else _ci(stat)
             for name, stat in a["summary"].items()
+        }
+    return pd.DataFrame(rows).T
+
+
+def untruncated():
+    """A context in which pandas displays a frame whole: every row, column and full cell text."""
+    return pd.option_context("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
+
+
+def decision_table(decided: Mapping) -> pd.DataFrame:
+    """Per arm of a decision (``decision.decision``), best first: its mean on the decision's metric, its
+    probability of being the best, the expected loss of choosing it, and the recommended arm's lead over
+    it with the 95% interval (positive: the recommended arm is better); pp, nats for the log-loss."""
+    metric, arms = decided["metric"], decided["arms"]
+    scale, digits, unit = (1.0, 3, "nats") if metric in LOWER_IS_BETTER else (100.0, 1, "pp")
+    score = f"{metric.replace('_', ' ')} ({'nats' if unit == 'nats' else '%'})"
+    rows = {}
+    for arm in sorted(arms, key=lambda a: arms[a]["expected_loss"]):
+        lead = decided["lead"].get(arm)
+        rows[arm_row(arm).title] = {
+            "arm": arm,
+            score: f"{scale * arms[arm]['mean']:.{digits}f}",
+            "P(best)": f"{arms[arm]['p_best']:.2f}",
+            f"expected loss ({unit})": f"{scale * arms[arm]['expected_loss']:.{digits}f}",
+            f"recommended arm ahead by ({unit}) [95%]": _ci(lead, scale, True, digits) if lead else "recommended",
         }
     return pd.DataFrame(rows).T
 

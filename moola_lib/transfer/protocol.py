@@ -27,6 +27,7 @@ from .arms import REFERENCE, result_arms
 from .arms import arm as arm_row
 from .comparisons import comparisons
 from .config import METRICS, RESULTS_FORMAT, TransferConfig
+from .decision import decision
 from .extrapolation import labels_needed
 from .fits import Inputs, fit_seed
 from .folds import embargo, fold_groups, inner_split, make_folds, subsample
@@ -155,6 +156,7 @@ def run_transfer(
         "seconds": time.perf_counter() - t_start,
         "device": str(resolve_device(cfg.device)),
     }
+    results["decision"] = decision(results)  # before the verdict, which opens with its answer
     results["verdict"] = verdict(results)
     if run_dir is not None:
         write_json(Path(run_dir) / "transfer_results.json", results)

@@ -1,20 +1,34 @@
-"""The verdict paragraph of a transfer run, generated from the numbers of transfer_results.json.
+"""The verdict of a transfer run, generated from the numbers of transfer_results.json: the answer first,
+then the statistical detail as a table.
 
-It states the primary comparison (named before the run) with its p-value, confidence interval (naming the
-method that made it, ``intervals.VERDICT_INTERVAL``), the Bayesian correlated t-test's probabilities and the
-minimal detectable effect with its range (it is an estimate), so that "no significant difference" always
-comes with the size of effect the run could not have seen; the other comparisons with Holm-corrected
-p-values; whether the pretrained arms beat the best non-neural arm (simple models, ROCKET), with the
-intervals; and what is known about the encoder having seen
-the labelled windows' bars.
+``verdict(results)`` is a Markdown string: the three plain lines of ``answer`` (which model, by how much,
+what more labels would buy; no statistics jargon), a blank line, and ``verdict_table(results)`` rendered
+as a Markdown table (every row: a notebook shows it whole, ``print`` shows it readable).
+``verdict_table`` is that table as a DataFrame (index "topic", column "detail"), one row per finding.
+Which model to use comes from ``results["decision"]`` (``decision.decision``; computed from the fold
+records for a results file written before it existed).
+
+The table states the protocol and the baseline's score; the decision (each arm's probability of being the
+best, its expected loss, the rule); the primary comparison (named before the run) with its p-value,
+confidence interval (naming the method that made it, ``intervals.VERDICT_INTERVAL``), the Bayesian
+correlated t-test's probabilities and the minimal detectable effect with its range (it is an estimate), so
+that "no significant difference" always comes with the size of effect the run could not have seen; the
+other comparisons with Holm-corrected p-values; whether the pretrained arms beat the best non-neural arm
+(simple models, ROCKET), with the intervals; and what is known about the encoder having seen the labelled
+windows' bars.
 """
 
 from __future__ import annotations
 
 import math
 
+import pandas as pd
+
+from .answer import answer_lines
+from .arms import REFERENCE
 from .arms import arm as arm_row
 from .config import LOWER_IS_BETTER
+from .decision import decision
 from .intervals import METHOD_TITLES, interval_method
 
 
@@ -30,7 +44,7 @@ def _unit(metric: str) -> str:
 
 
 def _title(arm: str) -> str:
-    return "the baseline" if arm == "baseline" else f"the {arm_row(arm).title}"
+    return "the baseline" if arm == REFERENCE else f"the {arm_row(arm).title}"
 
 
 def _interval_note(d: dict) -> str:
@@ -107,7 +121,7 @@ def _non_neural_sentence(results: dict, metric: str, alpha: float, power: float)
         return None
     lower = metric in LOWER_IS_BETTER
     best = (min if lower else max)(candidates, key=lambda a: arms[a]["summary"][metric]["mean"])
-    pretrained = [a for a in arms if arm_row(a).role == "pretrained"] or [a for a in arms if a == "baseline"]
+    pretrained = [a for a in arms if arm_row(a).role == "pretrained"] or [a for a in arms if a == REFERENCE]
     found = [comps[f"{a} vs {best}"] for a in pretrained if f"{a} vs {best}" in comps]
     head = (
         f"The best non-neural arm, {arm_row(best).title}, reached "
@@ -151,48 +165,107 @@ def overlap_sentence(overlap: dict | None, n: int) -> str:
     )
 
 
-def verdict(results: dict) -> str:
-    """One paragraph, generated from the numbers (see the module docstring)."""
-    proto = results["protocol"]
-    metric, alpha = proto.get("primary_metric", "balanced_accuracy"), proto.get("alpha", 0.05)
-    arms, n = results["arms"], results["data"]["n_windows"]
-    base = arms["baseline"]["summary"][metric]
-    parts = [
+def _protocol_sentence(results: dict, metric: str) -> str:
+    proto, n = results["protocol"], results["data"]["n_windows"]
+    base = results["arms"][REFERENCE]["summary"][metric]
+    return (
         f"On {n} labelled windows ({proto['folds']}-fold CV x {proto['repeats']} repeat(s), identical "
         f"folds for every arm), the randomly initialised baseline reached "
         f"{_fmt(base['mean'], metric, False)}{'' if metric in LOWER_IS_BETTER else '%'} "
         f"{metric.replace('_', ' ')} (95% CI [{_fmt(base['ci_low'], metric, False)}, "
         f"{_fmt(base['ci_high'], metric, False)}])."
-    ]
-    comps, power = list(results["comparisons"].values()), proto.get("power", 0.8)
-    primary = [c for c in comps if c.get("primary")]
-    if primary:
-        parts.append(
-            f"Primary comparison (named before the run), {primary[0]['arm']} vs "
-            f"{primary[0]['reference']}: "
-            + _finding(primary[0], metric, alpha, power, "p_value")
-            + _posterior_note(primary[0][metric], metric, primary[0]["arm"])
+    )
+
+
+def _decision_sentence(decided: dict) -> str:
+    """The decision's numbers: each arm's P(best) and expected loss (best first), the rule, separability."""
+    metric, arms = decided["metric"], decided["arms"]
+    model = decided["model"]
+    ranked = sorted(arms, key=lambda a: arms[a]["expected_loss"])
+    numbers = "; ".join(
+        f"{a} {arms[a]['p_best']:.2f} / {_fmt(arms[a]['expected_loss'], metric, signed=False)}" for a in ranked
+    )
+    runner, rope = decided["runner_up"], f"{_fmt(decided['rope'], metric, signed=False)} {_unit(metric)}"
+    separation = (
+        f" P({decided['recommended']} ahead of the runner-up {runner} by more than {rope}) = "
+        f"{decided['p_ahead_of_runner_up']:.2f}, P(within +-{rope}) = {decided['p_within_rope_of_runner_up']:.2f}."
+        if runner
+        else ""
+    )
+    return (
+        f"{model['name']}, {model['n_splits']} splits, {model['draws']:,} draws (seed {model['seed']}). "
+        f"P(best) / expected loss ({_unit(metric)}), per arm: {numbers}. Rule: {decided['rule']}. "
+        f"Recommended: {decided['recommended']}; separable: {'yes' if decided['separable'] else 'no'}." + separation
+    )
+
+
+def _comparison_rows(results: dict, metric: str) -> list[tuple[str, str]]:
+    """The primary comparison, then the secondary ones against neural references, one row each."""
+    proto, comps = results["protocol"], list(results["comparisons"].values())
+    alpha, power = proto.get("alpha", 0.05), proto.get("power", 0.8)
+    rows = [
+        (
+            f"Primary comparison (named before the run), {c['arm']} vs {c['reference']}",
+            _finding(c, metric, alpha, power, "p_value") + _posterior_note(c[metric], metric, c["arm"]),
         )
+        for c in comps
+        if c.get("primary")
+    ]
     secondary = [c for c in comps if not c.get("primary")]
-    if secondary:
-        parts.append(
-            "Secondary comparisons (Holm-corrected over "
-            + f"{len(secondary)}): "
-            + " ".join(
-                _finding(c, metric, alpha, power, "p_holm")
-                for c in secondary
-                if arm_row(c["reference"]).role != "non_neural"
+    rows += [
+        (
+            f"Secondary comparison (Holm-corrected over {len(secondary)}), {c['arm']} vs {c['reference']}",
+            _finding(c, metric, alpha, power, "p_holm"),
+        )
+        for c in secondary
+        if arm_row(c["reference"]).role != "non_neural"
+    ]
+    return rows
+
+
+def _decided(results: dict) -> dict:
+    """The run's decision; computed from the fold records for a results file from before it was stored."""
+    return results.get("decision") or decision(results)
+
+
+def verdict_table(results: dict, decided: dict | None = None) -> pd.DataFrame:
+    """The statistical detail under the answer (module docstring): index "topic", column "detail".
+    ``decided``: the decision, when the caller has it (default ``results["decision"]`` or computed)."""
+    proto, n = results["protocol"], results["data"]["n_windows"]
+    metric = proto.get("primary_metric", "balanced_accuracy")
+    rows = [("Protocol", _protocol_sentence(results, metric))]
+    rows.append(("Which model (one model of all arms)", _decision_sentence(decided or _decided(results))))
+    rows += _comparison_rows(results, metric)
+    non_neural = _non_neural_sentence(results, metric, proto.get("alpha", 0.05), proto.get("power", 0.8))
+    if non_neural:
+        rows.append(("Best non-neural arm", non_neural))
+    if proto["folds"] * proto["repeats"] < 10:
+        rows.append(
+            (
+                "Caution",
+                f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
+                "run the full protocol (params/transfer_full.yaml) before drawing conclusions.",
             )
         )
-    non_neural = _non_neural_sentence(results, metric, alpha, power)
-    if non_neural:
-        parts.append(non_neural)
-    if proto["folds"] * proto["repeats"] < 10:
-        parts.append(
-            f"With only {proto['folds'] * proto['repeats']} train/test splits the intervals are wide; "
-            "run the full protocol (params/transfer_full.yaml) before drawing conclusions."
-        )
-    parts.append(overlap_sentence(results["encoder"].get("pretraining_overlap"), n))
+    rows.append(("Pretraining overlap", overlap_sentence(results["encoder"].get("pretraining_overlap"), n)))
     if results["data"]["cold_start"]:
-        parts.append("Features were computed cold from each window alone, unlike in pretraining.")
-    return " ".join(parts)
+        rows.append(("Features", "Features were computed cold from each window alone, unlike in pretraining."))
+    return pd.DataFrame(rows, columns=["topic", "detail"]).set_index("topic")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` (index included) as a Markdown table, every row and cell whole ("|" escaped)."""
+
+    def cells(values) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in values) + " |"
+
+    header = [frame.index.name or "", *frame.columns]
+    lines = [cells(header), "|" + "---|" * len(header)]
+    lines += [cells([index, *row]) for index, row in zip(frame.index, frame.itertuples(index=False))]
+    return "\n".join(lines)
+
+
+def verdict(results: dict) -> str:
+    """The answer's lines, a blank line, the detail table in Markdown (module docstring)."""
+    decided = _decided(results)
+    return "\n".join(answer_lines(results, decided)) + "\n\n" + markdown_table(verdict_table(results, decided))

@@ -465,10 +465,21 @@ def _fake(p, mean, lo, hi, seen=0, mde=0.12, overlap_status="known", without=0):
     }
     base = {"balanced_accuracy": {"mean": 0.6, "ci_low": 0.55, "ci_high": 0.65}}
     overlap = {"status": overlap_status, "period_known": True, "seen": seen, "without_timestamps": without}
+    spread = 0.05 * np.sin(np.arange(25))  # fold records: the decision the verdict opens with reads them
+
+    def folds(level):
+        return [
+            {"repeat": i // 5, "fold": i % 5, "n_train": 139, "n_test": 35, "balanced_accuracy": level + v}
+            for i, v in enumerate(spread)
+        ]
+
     return {
         "arms": {
-            "baseline": {"summary": base},
-            "frozen": {"summary": {"balanced_accuracy": {"mean": 0.6 + mean, "ci_low": 0.5, "ci_high": 0.7}}},
+            "baseline": {"summary": base, "folds": folds(0.6)},
+            "frozen": {
+                "summary": {"balanced_accuracy": {"mean": 0.6 + mean, "ci_low": 0.5, "ci_high": 0.7}},
+                "folds": folds(0.6 + mean),
+            },
         },
         "comparisons": {
             "frozen vs baseline": {
@@ -506,6 +517,7 @@ def test_verdict_reflects_the_numbers():
     assert "Caution: 12 of the 174" in null
     worse = verdict(_fake(0.002, -0.08, -0.12, -0.04))
     assert "significantly worse" in worse and "-8.0 pp" in worse
+    assert good.startswith("1. Use pretrained, frozen encoder") and worse.startswith("1. Use random init (baseline)")
     single = verdict(_fake(math.nan, 0.02, math.nan, math.nan))
     assert "cannot test" in single and "significant" not in single
 

@@ -1,0 +1,142 @@
+"""Which arm to use: each arm's probability of being the best and the expected loss of choosing it.
+
+Contract. ``decision(results)`` reads nothing but the fold records (``results["arms"][arm]["folds"]``: the
+metric, ``repeat``, ``fold``, ``n_train``, ``n_test``) and ``results["protocol"]["primary_metric"]``, so it
+answers for any transfer_results.json, files written before it existed included. It returns (JSON-ready)::
+
+    {"metric", "higher_is_better", "rope",
+     "arms": {arm: {"mean", "p_best", "expected_loss"}},           # in the results' arm order
+     "recommended", "runner_up", "p_ahead_of_runner_up", "p_within_rope_of_runner_up", "separable",
+     "lead": {other arm: {"mean", "ci_low", "ci_high"}},           # recommended minus other, 95%
+     "rule", "model": {"name", "n_splits", "df", "test_train_ratio", "draws", "seed"}}
+
+``mean``, ``expected_loss``, ``lead`` and ``rope`` are in the metric's own unit (a fraction for the label
+metrics: x 100 = percentage points; nats for the log-loss). ``expected_loss`` and ``lead`` are oriented so
+that positive favours the arm named first whatever the metric's direction (for the log-loss: lower is
+better, and a lead is the other arm's loss minus the recommended arm's). ``p_best`` sums to 1 over the arms.
+``classify fit --arm auto`` reads ``recommended`` and the ``p_best`` values of a run directory.
+
+Model: one posterior of all arms' mean scores, the Bayesian correlated t of Corani & Benavoli (2015)
+generalised from one pair to K arms. The J = folds x repeats (repeat, fold) splits give each arm a score;
+the posterior of the arms' means is a multivariate Student t with J - 1 degrees of freedom, located at the
+arms' mean scores, scale matrix (1/J + n_test/n_train) x the sample covariance of the scores over the
+splits (the Nadeau-Bengio correction: the J training sets overlap). Only differences between arms decide
+anything; the difference of any two arms under this posterior is exactly the pairwise Bayesian correlated t
+of their paired per-split differences (``intervals.bayesian_correlated_t``; its 95% interval equals the
+corrected t's), because the part the arms share cancels. ``DRAWS`` draws with seed ``SEED`` (the answer is
+deterministic): P(best) = the share of draws in which the arm's mean is the highest (exact ties, as of two
+arms with identical scores, shared equally); expected loss = E[max_j mu_j - mu_i].
+
+Rules (``RULE``): the recommended arm has the smallest expected loss; ties within ``TIE`` go to the cheaper
+arm (``arms.FIT_COST`` of its kind), then to the earlier row of the arm table. The runner-up has the next
+smallest expected loss. ``separable`` is True when the recommended arm is more likely than not the best
+(P(best) > ``SEPARABLE_P``) and more likely than not ahead of the runner-up by more than the region of
+practical equivalence (``intervals.rope_for``: 1 pp, 0.01 nats for the log-loss); otherwise the data
+cannot separate the top arms and the recommendation is a coin the cheaper arm wins.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .arms import arm as arm_row
+from .arms import names
+from .config import LOWER_IS_BETTER
+from .intervals import bayesian_correlated_t, rope_for
+from .stats import fold_test_train_ratio
+
+DRAWS = 20_000
+SEED = 0
+TIE = 1e-9  # expected losses / draws closer than this are equal (identical arms differ by rounding only)
+SEPARABLE_P = 0.5
+RULE = (
+    "recommended: the smallest expected loss (ties: the cheaper fit, then arm-table order); separable: "
+    f"P(best) > {SEPARABLE_P} and P(ahead of the runner-up by more than the rope) > {SEPARABLE_P}"
+)
+MODEL = "multivariate Bayesian correlated t over all arms (Corani & Benavoli 2015; Nadeau-Bengio correction)"
+
+
+def score_matrix(results: dict, metric: str) -> tuple[list[str], np.ndarray, float]:
+    """(arms, scores [J, K], n_test / n_train) on the (repeat, fold) splits every arm has a finite score on,
+    oriented so that higher is better (the log-loss negated)."""
+    arms = list(results["arms"])
+    by_split = [{(f["repeat"], f["fold"]): f for f in results["arms"][a]["folds"]} for a in arms]
+    splits = sorted(set.intersection(*(set(s) for s in by_split)))
+    scores = np.array([[s[k][metric] for s in by_split] for k in splits], dtype=float).reshape(len(splits), len(arms))
+    keep = np.isfinite(scores).all(axis=1)
+    if keep.sum() < 2:
+        raise ValueError(f"decision: {int(keep.sum())} split(s) with a finite {metric} for every arm; 2 needed")
+    ratio = fold_test_train_ratio([by_split[0][k] for k, ok in zip(splits, keep) if ok])
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return arms, sign * scores[keep], ratio
+
+
+def posterior_draws(scores: np.ndarray, ratio: float, draws: int = DRAWS, seed: int = SEED) -> np.ndarray:
+    """Draws [draws, K] of the arms' mean scores from the multivariate correlated t (module docstring).
+
+    A draw is mean + sqrt((1/J + ratio) / (J - 1)) x g' (scores - mean) / sqrt(chi2 / df) with g ~ N(0, I_J):
+    g' X has covariance X'X, so the draws get the sample covariance without factorising it. That keeps a
+    singular covariance (identical or constant arms) exact: identical arms get bitwise identical draws."""
+    J = len(scores)
+    centred = scores - scores.mean(axis=0)
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((draws, J))
+    w = np.sqrt(rng.chisquare(J - 1, size=draws) / (J - 1))
+    return scores.mean(axis=0) + math.sqrt((1.0 / J + ratio) / (J - 1)) * (g @ centred) / w[:, None]
+
+
+def best_and_loss(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per arm of the draws ``theta`` [draws, K]: P(best), ties shared equally, and E[max - own]."""
+    top = theta.max(axis=1, keepdims=True)
+    is_top = theta >= top - TIE
+    p_best = (is_top / is_top.sum(axis=1, keepdims=True)).mean(axis=0)
+    return p_best, (top - theta).mean(axis=0)
+
+
+def recommend(arms: list[str], expected_loss: np.ndarray) -> list[str]:
+    """The arms in order of preference: expected loss, then (within ``TIE``) fit cost, then table order."""
+    table = names()
+    rounded = np.round(expected_loss / TIE)  # losses within TIE (rounded to its multiples) compare equal
+    return sorted(arms, key=lambda a: (rounded[arms.index(a)], arm_row(a).fit_cost, table.index(a)))
+
+
+def decision(results: dict, metric: str | None = None) -> dict:
+    """The decision of the module docstring on ``metric`` (default the run's primary metric)."""
+    metric = metric or results["protocol"].get("primary_metric", "balanced_accuracy")
+    arms, scores, ratio = score_matrix(results, metric)
+    sign, rope = (-1.0 if metric in LOWER_IS_BETTER else 1.0), rope_for(metric)
+    p_best, loss = best_and_loss(posterior_draws(scores, ratio))
+    order = recommend(arms, loss)
+    best = arms.index(order[0])
+    # the recommended arm minus each other (oriented scores: positive favours it), the posterior's pairwise marginal
+    leads = {
+        a: bayesian_correlated_t(scores[:, best] - scores[:, i], ratio, rope) for i, a in enumerate(arms) if i != best
+    }
+    runner = order[1] if len(order) > 1 else None
+    ahead = leads[runner]["p_above_rope"] if runner else 1.0
+    return {
+        "metric": metric,
+        "higher_is_better": sign > 0,
+        "rope": rope,
+        "arms": {
+            a: {"mean": float(sign * scores[:, i].mean()), "p_best": float(p_best[i]), "expected_loss": float(loss[i])}
+            for i, a in enumerate(arms)
+        },
+        "recommended": order[0],
+        "runner_up": runner,
+        "p_ahead_of_runner_up": float(ahead),
+        "p_within_rope_of_runner_up": float(leads[runner]["p_in_rope"]) if runner else 0.0,
+        "separable": bool(p_best[best] > SEPARABLE_P and ahead > SEPARABLE_P),
+        "lead": {a: {k: float(d[k]) for k in ("mean", "ci_low", "ci_high")} for a, d in leads.items()},
+        "rule": RULE,
+        "model": {
+            "name": MODEL,
+            "n_splits": len(scores),
+            "df": len(scores) - 1,
+            "test_train_ratio": ratio,
+            "draws": DRAWS,
+            "seed": SEED,
+        },
+    }
