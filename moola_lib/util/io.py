@@ -94,10 +94,12 @@ def atomic_write_table(path: str | os.PathLike, frame) -> Path:
 
 
 def read_table(path: str | os.PathLike):
-    """A CSV or parquet file (by its suffix) as a pandas DataFrame."""
+    """A CSV or parquet file (by its suffix) as a pandas DataFrame; CSV floats read back exactly as written."""
     import pandas as pd
 
-    return pd.read_csv(path) if table_suffix(path) == ".csv" else pd.read_parquet(path)
+    if table_suffix(path) == ".csv":
+        return pd.read_csv(path, float_precision="round_trip")  # the fast default parser may miss by an ulp
+    return pd.read_parquet(path)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
