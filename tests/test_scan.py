@@ -274,3 +274,28 @@ def test_bad_settings_and_bad_data_are_one_line_errors(data_file, tmp_path):
     with pytest.raises(DataValidationError) as caught:
         scan_to_files(FakeModel(), bad, tmp_path / "s.csv")
     assert "\n" not in error_line(caught.value) and not (tmp_path / "s.csv").exists()
+
+
+def test_the_report_draws_the_top_detections_the_days_and_the_scores(bars):
+    import matplotlib.pyplot as plt
+
+    from moola_lib.classifier.scan_report import (
+        detections_per_day_figure,
+        score_histograms_figure,
+        top_detections_figure,
+    )
+
+    scores = scan(FakeModel(), bars, stride=5)
+    found = detections(scores, 0.8)
+    assert len(found) >= 3
+    fig = top_detections_figure(bars, found, n=3)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 and f"p={found['p'].max():.2f}" in titles[0]
+    per_day = detections_per_day_figure(found, scores).axes[0]
+    assert sum(p.get_height() for p in per_day.patches) == len(found)
+    assert len(per_day.get_xticklabels()) == scores["start"].dt.normalize().nunique()
+    histograms = score_histograms_figure(scores, 0.8)
+    assert [ax.get_xlabel() for ax in histograms.axes] == ["p(consolidation)", "p(retracement)"]
+    with pytest.raises(ValueError, match="bars that were scanned"):
+        top_detections_figure(bars.iloc[3000:], found)
+    plt.close("all")
