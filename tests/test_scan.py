@@ -220,6 +220,8 @@ def test_scan_to_files_writes_scores_and_detections_in_the_extensions_format(bar
         written[column] = pd.to_datetime(written[column], utc=True).astype(expected[column].dtype)
     pd.testing.assert_frame_equal(written, expected, check_dtype=False, check_exact=True)
     found = read_table(summary["detections_path"])
+    from_text = detections(written.astype({"start": str, "end": str}), 0.9, "consolidation")  # a CSV's times
+    pd.testing.assert_frame_equal(from_text, detections(expected, 0.9, "consolidation"), check_dtype=False)
     assert summary["n_windows"] == len(expected) and summary["n_detections"] == len(found) > 0
     assert set(found["class"]) == {"retracement"} and (found["p"] >= 0.9).all()
     assert found["n_windows"].sum() == (expected["p_retracement"] >= 0.9).sum()

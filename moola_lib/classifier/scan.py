@@ -168,9 +168,9 @@ def detections(scores: pd.DataFrame, threshold: float, background: str | None = 
     classes = [str(c)[2:] for c in scores.columns if str(c).startswith("p_")]
     if background is not None and background not in classes:
         raise ValueError(f"the background class {background!r} is not one of the model's classes {classes}")
-    order = np.argsort(scores["start"].to_numpy(), kind="stable")
-    scores = scores.iloc[order]
-    start, end = pd.DatetimeIndex(scores["start"]), pd.DatetimeIndex(scores["end"])
+    start, end = (pd.DatetimeIndex(pd.to_datetime(scores[c], utc=True)) for c in ("start", "end"))  # a CSV's text too
+    order = np.argsort(start.asi8, kind="stable")
+    scores, start, end = scores.iloc[order], start[order], end[order]
     episodes = []
     for c in classes:
         if c == background:
