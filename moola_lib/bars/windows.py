@@ -2,6 +2,9 @@
 
 A window is identified by the position of its first bar; ``gather_windows`` turns a batch of starts
 into ``[N, length, F]`` with one fancy-index gather, so ``[T, length, F]`` is never materialised.
+Where windows may lie: inside a split (``split_windows``), or inside a contiguous run of bars
+(``contiguous_runs``: no gap between consecutive bars longer than a limit, ``long_gaps``, and optionally
+only valid bars; ``run_window_starts``: the windows of every run, each run's from its own first bar).
 """
 
 from __future__ import annotations
@@ -43,6 +46,38 @@ def _as_timedelta(max_gap) -> pd.Timedelta:
     return gap
 
 
+def long_gaps(index: pd.DatetimeIndex, max_gap) -> np.ndarray:
+    """bool [T - 1]: whether bars i and i + 1 of the sorted ``index`` lie further apart than ``max_gap``
+    (a pd.Timedelta, or minutes as a number)."""
+    return np.asarray((index[1:] - index[:-1]) > _as_timedelta(max_gap))  # unit-safe, unlike asi8
+
+
+def contiguous_runs(index: pd.DatetimeIndex, max_gap=None, valid=None) -> np.ndarray:
+    """The maximal runs of consecutive bars with no gap longer than ``max_gap`` between neighbours (None:
+    no limit) and, with ``valid`` (bool [T]), only valid bars: int64 [R, 2] of (first, stop) positions
+    (half-open), in time order. A window inside one run spans no session break and no invalid bar."""
+    n = len(index)
+    ok = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if ok.shape != (n,):
+        raise ValueError(f"valid has shape {ok.shape}, expected ({n},) to match the index")
+    if n == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    cut = ~ok[:-1] | ~ok[1:]  # cut[i]: bars i and i + 1 are not in one run
+    if max_gap is not None:
+        cut |= long_gaps(index, max_gap)
+    first = np.flatnonzero(ok & np.r_[True, cut])
+    stop = np.flatnonzero(ok & np.r_[cut, True]) + 1
+    return np.stack([first, stop], axis=1).astype(np.int64)
+
+
+def run_window_starts(runs: np.ndarray, length: int = WINDOW_LENGTH, stride: int = WINDOW_STRIDE) -> np.ndarray:
+    """Absolute start positions of the windows inside each run of ``runs`` ([R, 2] from
+    ``contiguous_runs``): ``window_starts`` of every run, from the run's own first bar, in order."""
+    window_starts(0, length, stride)  # checks length and stride even when there is no run
+    parts = [first + window_starts(stop - first, length, stride) for first, stop in np.asarray(runs)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
 def _as_timestamp(value, tz) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if tz is None:
@@ -77,7 +112,7 @@ def split_windows(
             raise ValueError(f"valid has shape {valid.shape}, expected ({n},) to match the index")
     gap_too_long = None
     if max_gap is not None:
-        gap_too_long = np.asarray((index[1:] - index[:-1]) > _as_timedelta(max_gap))
+        gap_too_long = long_gaps(index, max_gap)
     ranges = []
     for pair in exclude or ():
         if len(pair) != 2:

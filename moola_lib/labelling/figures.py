@@ -3,7 +3,9 @@ gallery of a batch of suggestions (the headless report). Each draws what it is g
 
 Bars are drawn at offsets relative to the window's first bar, so the window is 0..104 and the context
 before/after it lies outside, greyed; the expansion leg is shaded, and the labelling figure marks the
-bars after the leg (the part of the window the label is about).
+bars after the leg (the part of the window the label is about). ``window_gallery`` draws any windows
+(a ``start`` bar position each; an expansion leg only where given) as small multiples: the suggestions here,
+a scan's detections in ``moola_lib.classifier.scan_report``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ def _draw_window(
     draw_candles(ax, bars.iloc[lo:hi], x=np.arange(lo - s, hi - s))
     ax.axvspan(lo - s - 0.5, -0.5, color=CONTEXT, zorder=0)
     ax.axvspan(length - 0.5, hi - s - 0.5, color=CONTEXT, zorder=0)
-    ax.axvspan(window["expansion_start"] - 0.5, window["expansion_end"] + 0.5, color=EXPANSION, alpha=0.25, zorder=0)
+    has_leg = "expansion_start" in window.index
+    if has_leg:
+        leg = (window["expansion_start"] - 0.5, window["expansion_end"] + 0.5)
+        ax.axvspan(*leg, color=EXPANSION, alpha=0.25, zorder=0)
     ax.set_xlim(lo - s - 1, hi - s)
     ticks = [
         0,
-        *([int(window["expansion_start"]), int(window["expansion_end"])] if expansion_ticks else []),
+        *([int(window["expansion_start"]), int(window["expansion_end"])] if expansion_ticks and has_leg else []),
         length - 1,
     ]
     ax.set_xticks(ticks)
@@ -104,20 +109,43 @@ def suggestions_gallery(
     bars: pd.DataFrame, batch: pd.DataFrame, *, context: int = 15, columns: int = 4, length: int = WINDOW_LENGTH
 ) -> plt.Figure:
     """The suggested windows in rank order, small multiples (candles, context grey, expansion orange)."""
-    n = max(len(batch), 1)
+    titles = [
+        f"#{k + 1} {w['start_time']:%Y-%m-%d %H:%M}\n{w['direction']} {w['size_atr']:.1f} ATR"
+        for k, (_, w) in enumerate(batch.iterrows())
+    ]
+    return window_gallery(
+        bars,
+        batch,
+        titles,
+        "Suggested windows (rank order); orange: expansion leg, grey: context outside the window",
+        context=context,
+        columns=columns,
+        length=length,
+    )
+
+
+def window_gallery(
+    bars: pd.DataFrame,
+    windows: pd.DataFrame,
+    titles: list[str],
+    suptitle: str,
+    *,
+    context: int = 15,
+    columns: int = 4,
+    length: int = WINDOW_LENGTH,
+) -> plt.Figure:
+    """``windows`` (a ``start`` bar position each; ``expansion_start`` / ``expansion_end`` shaded where
+    given) in their order, small multiples of candles with ``context`` grey bars each side."""
+    n = max(len(windows), 1)
     rows = int(np.ceil(n / columns))
     fig, axes = plt.subplots(rows, min(columns, n), figsize=(4.2 * min(columns, n), 2.9 * rows), squeeze=False)
     for k, ax in enumerate(axes.flat):
-        if k >= len(batch):
+        if k >= len(windows):
             ax.axis("off")
             continue
-        window = batch.iloc[k]
-        _draw_window(ax, bars, window, context, length, expansion_ticks=False)  # small panels: no room
-        ax.set_title(
-            f"#{k + 1} {window['start_time']:%Y-%m-%d %H:%M}\n{window['direction']} {window['size_atr']:.1f} ATR",
-            fontsize=8,
-        )
+        _draw_window(ax, bars, windows.iloc[k], context, length, expansion_ticks=False)  # small panels: no room
+        ax.set_title(titles[k], fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Suggested windows (rank order); orange: expansion leg, grey: context outside the window", fontsize=10)
+    fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig

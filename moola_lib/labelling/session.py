@@ -7,6 +7,11 @@ with at least ``min_follow_bars`` bars after the leg's end (where consolidation 
 Its span is offered as ``expansion_start`` / ``expansion_end`` (bar offsets inside the window). Windows
 must hold only valid feature bars and no gap between bars longer than ``max_gap_minutes``.
 
+Candidates may also come from a classifier's scan of the bars (``read_scan_file``, ``scan_candidates``: the
+scores or detections file of ``moola_lib.classifier.scan``): the scanned windows that hold such a leg, ranked
+by the model's uncertainty (its least certain windows first), so that new labels go where the model is
+unsure.
+
 Windows already labelled (labels file rows with timestamps), and every window overlapping one of them,
 are never candidates. ``LabellingSession`` holds the bars, their features, the candidates, the labels
 file (``label_store.LabelStore``) and the current batch of suggestions (``suggestions.suggest``); a
@@ -15,20 +20,22 @@ widget or a script calls ``label``, ``skip`` and ``undo``, each click is written
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..bars.constants import WINDOW_LENGTH
-from ..bars.windows import gather_windows, windows_hit
+from ..bars.constants import SESSION_GAP_MINUTES, WINDOW_LENGTH
+from ..bars.windows import gather_windows, long_gaps, windows_hit
 from ..features.options import FeatureOptionError, resolve_feature_options
 from ..features.relativity import swing_points
 from ..labels.sets import DEFAULT_CLASSES
 from ..pretraining.config import MAX_GAP_MESSAGE, max_gap_ok
 from ..util.config import ConfigError
+from ..util.io import read_table
 from .store import LabelStore
-from .suggestions import Suggestions, suggest, summary_features
+from .suggestions import Suggestions, most_uncertain, suggest, summary_features
 
 # The zigzag that finds legs: DESIGN.md's recommended k = 2 ATR without the hybrid rule (legs of ~12 bars,
 # as a trader draws them); the original's hybrid rule confirms a swing on almost every bar.
@@ -43,7 +50,7 @@ class CandidateOptions:
     min_leg_atr: float = 5.0
     lead_bars: int = 20
     min_follow_bars: int = 30
-    max_gap_minutes: float | None = 60.0
+    max_gap_minutes: float | None = SESSION_GAP_MINUTES
     zigzag: dict = field(default_factory=lambda: dict(DEFAULT_ZIGZAG))
     length: int = WINDOW_LENGTH
 
@@ -61,6 +68,11 @@ class CandidateOptions:
             resolve_feature_options(self.zigzag)
         except FeatureOptionError as e:
             raise ConfigError(f"zigzag: {e}") from None
+
+
+class CandidatesFileError(ConfigError):
+    """A scan file (the candidates_path parameter) that cannot give candidates: unreadable, not a scan's
+    scores or detections file, or scanned on other bars."""
 
 
 def average_true_range(bars: pd.DataFrame, period: int = 10) -> np.ndarray:
@@ -108,12 +120,22 @@ def candidate_windows(
     start = legs["leg_start"].to_numpy() - options.lead_bars
     room = L - 1 - options.min_follow_bars  # the leg must end by this offset
     fits = (start >= 0) & (start + L <= len(bars)) & (legs["leg_end"].to_numpy() - start <= room)
-    legs, start = legs[fits].reset_index(drop=True), start[fits]
+    fits[fits] = clean_windows(bars, valid, start[fits], options)
+    return _candidate_frame(bars, start[fits], legs[fits], L)
+
+
+def clean_windows(bars: pd.DataFrame, valid: np.ndarray, start: np.ndarray, options: CandidateOptions) -> np.ndarray:
+    """Which windows starting at ``start`` (inside the bars) hold only valid feature bars and no gap between
+    bars longer than ``options.max_gap_minutes``."""
+    L = options.length
     clean = ~windows_hit(~np.asarray(valid, dtype=bool), start, L)
-    if options.max_gap_minutes is not None:  # gap[i]: bars i and i + 1 are further apart than allowed
-        gap = np.diff(bars.index.asi8) > pd.Timedelta(minutes=options.max_gap_minutes).value
-        clean &= ~windows_hit(gap, start, L - 1)
-    legs, start = legs[clean].reset_index(drop=True), start[clean]
+    if options.max_gap_minutes is not None:
+        clean &= ~windows_hit(long_gaps(bars.index, options.max_gap_minutes), start, L - 1)
+    return clean
+
+
+def _candidate_frame(bars: pd.DataFrame, start: np.ndarray, legs: pd.DataFrame, L: int) -> pd.DataFrame:
+    """The candidates table: windows starting at ``start``, each with its leg (a row of ``legs``)."""
     return pd.DataFrame(
         {
             "start": start,
@@ -126,6 +148,63 @@ def candidate_windows(
             "size_price": legs["size_price"].to_numpy(),
         }
     )
+
+
+def read_scan_file(path: str | os.PathLike) -> pd.DataFrame:
+    """A scan's scores or detections file (``moola_lib.classifier.scan``; CSV or parquet), for
+    ``scan_candidates``: ``start`` parsed as UTC times. A file that cannot serve is a CandidatesFileError."""
+    try:
+        frame = read_table(path)
+    except (OSError, ValueError, ImportError) as e:  # missing, unknown suffix, unparseable
+        raise CandidatesFileError(f"candidates_path {path}: cannot read it ({' '.join(str(e).split())})") from None
+    probabilities = [c for c in frame.columns if str(c).startswith("p_")] or ["p"]
+    missing = [c for c in ("start", *probabilities) if c not in frame.columns]
+    if missing:
+        raise CandidatesFileError(
+            f"candidates_path {path}: not a scan's scores or detections file: no column {missing} "
+            f"(columns: {list(frame.columns)})"
+        )
+    frame = frame.assign(start=pd.to_datetime(frame["start"], utc=True))
+    frame.attrs["source"] = f"candidates_path {path}"
+    return frame
+
+
+def scan_candidates(
+    bars: pd.DataFrame, valid: np.ndarray, scan: pd.DataFrame, options: CandidateOptions = CandidateOptions()
+) -> pd.DataFrame:
+    """Candidate windows from a scan (``read_scan_file``), ordered by start: the columns of
+    ``candidate_windows`` plus ``uncertainty``, 1 - the model's largest class probability.
+
+    Each row's window starts at the bar whose time is its ``start`` (rows at no bar of ``bars`` are left
+    out; none at all is a CandidatesFileError). Its leg is the first zigzag leg of at least ``min_leg_atr``
+    ATR that starts inside the window and ends at least ``min_follow_bars`` bars before its last bar:
+    windows without one are left out (the label is about the bars after a leg), as are windows that fail
+    ``clean_windows``; ``lead_bars`` does not apply (the model chose where the window starts)."""
+    L = options.length
+    start, uncertainty = _scan_starts(bars, scan)
+    legs = expansion_legs(bars, options.min_leg_atr, options.zigzag)
+    k = np.minimum(np.searchsorted(legs["leg_start"].to_numpy(), start), max(len(legs) - 1, 0))
+    fits = (start + L <= len(bars)) & (len(legs) > 0)
+    if len(legs):
+        leg_start, leg_end = legs["leg_start"].to_numpy()[k], legs["leg_end"].to_numpy()[k]
+        fits &= (leg_start >= start) & (leg_end - start <= L - 1 - options.min_follow_bars)
+    fits[fits] = clean_windows(bars, valid, start[fits], options)
+    frame = _candidate_frame(bars, start[fits], legs.iloc[k[fits]], L)
+    return frame.assign(uncertainty=uncertainty[fits])
+
+
+def _scan_starts(bars: pd.DataFrame, scan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The bar positions of the scan's windows (each once, in order) and their uncertainty (1 - max p)."""
+    columns = [c for c in scan.columns if str(c).startswith("p_")] or ["p"]
+    certainty = scan[columns].to_numpy(dtype=float).max(axis=1)
+    position = bars.index.get_indexer(pd.DatetimeIndex(scan["start"]))
+    if not (position >= 0).any():
+        raise CandidatesFileError(
+            f"{scan.attrs.get('source', 'the scan')}: none of its {len(scan)} windows starts at a bar of these bars "
+            f"({bars.index[0]} .. {bars.index[-1]}): give the data_path that was scanned"
+        )
+    found = pd.Series(certainty[position >= 0]).groupby(position[position >= 0]).max()  # a window once
+    return found.index.to_numpy(dtype=np.int64), 1.0 - found.to_numpy()
 
 
 def readable_classes(classes) -> tuple[str, ...]:
@@ -160,6 +239,10 @@ class LabellingSession:
     ``embed(X [N, L, F], valid [N, L]) -> [N, D]``: the encoder's pooled features (None: summary
     features, and ``uncertainty`` falls back to ``diverse``). At most ``max_candidates`` candidates (a
     seeded random subset) are ranked, which bounds the encoder's work on years of bars.
+
+    ``scan`` (``read_scan_file``): the candidates are a classifier's scanned windows instead
+    (``scan_candidates``), ranked by the model's uncertainty, highest first, whatever ``strategy`` says;
+    beyond ``max_candidates`` the most uncertain are kept.
     """
 
     def __init__(
@@ -177,19 +260,28 @@ class LabellingSession:
         embed=None,
         min_labels: int = 10,
         max_candidates: int = 5000,
+        scan: pd.DataFrame | None = None,
     ):
         self.bars, self.X, self.valid, self.store = bars, X, valid, store
         self.classes = readable_classes(classes)
         self.options, self.strategy, self.n_suggestions = options, strategy, n_suggestions
         self.seed, self.embed, self.min_labels = seed, embed, min_labels
-        found = candidate_windows(bars, valid, options)
+        self.from_scan = scan is not None
+        if self.from_scan:
+            found = scan_candidates(bars, valid, scan, options)
+        else:
+            found = candidate_windows(bars, valid, options)
         self.n_found = len(found)
         if len(found) > max_candidates:
-            keep = np.sort(np.random.default_rng(seed).choice(len(found), max_candidates, replace=False))
+            if self.from_scan:  # the most uncertain, as the ranking would take them
+                keep = np.sort(np.argsort(-found["uncertainty"].to_numpy(), kind="stable")[:max_candidates])
+            else:
+                keep = np.sort(np.random.default_rng(seed).choice(len(found), max_candidates, replace=False))
             found = found.iloc[keep].reset_index(drop=True)
         self.candidates = found
         self._random_key = np.random.default_rng(seed).random(len(found))
-        self._points = self._describe(found["start"].to_numpy()) if strategy != "random" else None
+        ranked_by_points = strategy != "random" and not self.from_scan
+        self._points = self._describe(found["start"].to_numpy()) if ranked_by_points else None
         self.skipped: set[int] = set()
         self.next_batch()
 
@@ -221,18 +313,22 @@ class LabellingSession:
             s = cand[free]
             return range(np.searchsorted(s, s[i] - L + 1), np.searchsorted(s, s[i] + L))
 
-        self.suggestions = suggest(
-            self.strategy,
-            self._points[free] if self._points is not None else np.empty((len(free), 0)),
-            self.n_suggestions,
-            labelled_points=labelled_points,
-            labelled_y=y[known],
-            features="encoder" if self.embed is not None else "summary",
-            min_labels=self.min_labels,
-            blocked_by=blocked_by,
-            seed=self.seed,
-            random_key=self._random_key[free],
-        )
+        if self.from_scan:
+            uncertainty = self.candidates["uncertainty"].to_numpy()[free]
+            self.suggestions = most_uncertain(uncertainty, self.n_suggestions, blocked_by, asked=self.strategy)
+        else:
+            self.suggestions = suggest(
+                self.strategy,
+                self._points[free] if self._points is not None else np.empty((len(free), 0)),
+                self.n_suggestions,
+                labelled_points=labelled_points,
+                labelled_y=y[known],
+                features="encoder" if self.embed is not None else "summary",
+                min_labels=self.min_labels,
+                blocked_by=blocked_by,
+                seed=self.seed,
+                random_key=self._random_key[free],
+            )
         self.n_free = len(free)
         batch = self.candidates.iloc[free[self.suggestions.order]].reset_index(drop=True)
         self.batch = batch.assign(score=self.suggestions.score)
@@ -295,7 +391,9 @@ class LabellingSession:
         o = self.options
         lines = [
             f"{len(self.bars):,} bars {self.bars.index[0]:%Y-%m-%d} .. {self.bars.index[-1]:%Y-%m-%d}; "
-            f"{self.n_found:,} candidate windows (expansion leg >= {o.min_leg_atr:g} ATR)"
+            f"{self.n_found:,} candidate windows ("
+            + ("scanned windows holding an " if self.from_scan else "")
+            + f"expansion leg >= {o.min_leg_atr:g} ATR)"
             + (f", {len(self.candidates):,} of them ranked" if len(self.candidates) < self.n_found else ""),
             f"labels file {self.store.path}: {len(self.store)} rows ({in_bars} in these bars), "
             f"{self.n_free:,} candidates overlap none of them and were not skipped",

@@ -12,6 +12,9 @@ which overlap in time (a batch of near-duplicates wastes the labeller's clicks).
 - ``mixed``: uncertainty, then diversity: k-center greedy among the ``MIXED_SHORTLIST`` x n least certain
   candidates (a batch of the most uncertain windows is often n near-copies of one ambiguous pattern).
 
+Candidates from a classifier's scan (label.ipynb's ``candidates_path``) come with the model's own uncertainty
+(1 - its largest class probability): ``most_uncertain`` ranks them by it, highest first, instead of a strategy.
+
 ``uncertainty`` and ``mixed`` need at least ``min_labels`` labels and two of every class; without them, or without an
 encoder, it falls back to ``diverse`` (on summary features without an encoder) and says so in ``note``.
 """
@@ -121,6 +124,17 @@ def _mixed(points, n, labelled_points, labelled_y, blocked_by, rng, seed) -> tup
 
     picked, score = k_center_greedy(np.asarray(points)[shortlist], n, labelled_points, blocked_in_shortlist, rng)
     return shortlist[picked], score
+
+
+def most_uncertain(uncertainty, n: int, blocked_by=None, asked: str | None = None) -> Suggestions:
+    """Up to ``n`` candidates by their given ``uncertainty`` (a scan's 1 - max p), highest first, none ruled
+    out by an earlier pick (``blocked_by``); ``asked``: the strategy this ranking replaces (named in ``note``)."""
+    uncertainty = np.asarray(uncertainty, dtype=float)
+    order = np.argsort(-uncertainty, kind="stable")
+    order, score = _non_overlapping(order, uncertainty[order], n, blocked_by or (lambda i: ()))
+    note = "candidates from a classifier's scan: its least certain windows first (score: 1 - its largest p)"
+    note += f"; strategy {asked!r} is not used" if asked else ""
+    return Suggestions(order=order, strategy="scan uncertainty", features="scan", note=note, score=score)
 
 
 def suggest(

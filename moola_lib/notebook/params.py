@@ -173,6 +173,7 @@ class LabelParams(RunParams):
     n_suggestions: int = 12  # windows per batch
     min_labels: int = 10  # labels before uncertainty replaces diverse
     max_candidates: int = 5000  # candidates ranked (a seeded random subset beyond this)
+    candidates_path: str | None = None  # a scan's scores or detections file: its windows, least certain first
     min_leg_atr: float = 5.0  # candidate windows: expansion leg of at least this many ATR,
     lead_bars: int = 20  # starting this many bars into the window,
     min_follow_bars: int = 30  # with at least this many bars after it,

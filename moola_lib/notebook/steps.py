@@ -11,7 +11,7 @@ import numpy as np
 from ..bars.sources import resolve_splits, run_bars
 from ..bars.splits import is_fractions
 from ..features.relativity import FEATURE_NAMES, relativity_features
-from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
+from ..labelling.session import CandidateOptions, LabellingSession, read_scan_file, readable_classes
 from ..labelling.store import LabelStore
 from ..labels.provenance import EncoderSource, seen_in_pretraining
 from ..labels.sets import LabelledSet, LabelTable, load_labels
@@ -176,8 +176,11 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
 def labelling_session_from_params(params) -> LabellingSession:
     """The labelling session label.ipynb's parameters describe: the bars (file or embedded market), their
     features (with the encoder's options when one is given), the labels file and the encoder's pooled
-    features for ranking (None without an encoder). Classes that transfer cannot read are refused first."""
+    features for ranking (None without an encoder). Classes that transfer cannot read are refused first.
+    With ``candidates_path`` the candidates are the windows of a classifier's scan of these bars, ranked by
+    the model's uncertainty (``labelling.session.scan_candidates``)."""
     readable_classes(params.classes)
+    scan = read_scan_file(resolve_path(params.candidates_path)) if params.candidates_path else None
     bars, _ = run_bars(params)
     source = encoder_source_from_params(params)  # the encoder file, read once
     X, valid = relativity_features(bars, **(source.feature_options if source is not None else {}))
@@ -209,4 +212,5 @@ def labelling_session_from_params(params) -> LabellingSession:
         embed=embed,
         min_labels=params.min_labels,
         max_candidates=params.max_candidates,
+        scan=scan,
     )

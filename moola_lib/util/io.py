@@ -1,5 +1,5 @@
-"""Small shared I/O helpers: atomic writes (bytes, text, JSON, torch objects), JSON reading, and the one
-reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a one-line
+"""Small shared I/O helpers: atomic writes (bytes, text, JSON, tables, torch objects), JSON and table
+reading, and the one reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a one-line
 ``CheckpointError`` naming the file and what is wrong with it)."""
 
 from __future__ import annotations
@@ -69,6 +69,37 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+TABLE_SUFFIXES = (".csv", ".parquet")  # the formats of ``atomic_write_table`` / ``read_table``, by suffix
+
+
+def table_suffix(path: str | os.PathLike) -> str:
+    """The table format of ``path`` (its lower-cased suffix, one of TABLE_SUFFIXES); ValueError otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: a table file must end in {' or '.join(TABLE_SUFFIXES)}, not {suffix or 'nothing'!r}")
+    return suffix
+
+
+def atomic_write_table(path: str | os.PathLike, frame) -> Path:
+    """Atomically write a pandas DataFrame (without its index) as CSV or parquet, by the path's suffix."""
+    import io
+
+    if table_suffix(path) == ".csv":
+        return atomic_write_text(path, frame.to_csv(index=False))
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_table(path: str | os.PathLike):
+    """A CSV or parquet file (by its suffix) as a pandas DataFrame; CSV floats read back exactly as written."""
+    import pandas as pd
+
+    if table_suffix(path) == ".csv":
+        return pd.read_csv(path, float_precision="round_trip")  # the fast default parser may miss by an ulp
+    return pd.read_parquet(path)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -2,7 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moola_lib.bars.windows import gather_windows, split_windows, window_starts
+from moola_lib.bars.windows import (
+    contiguous_runs,
+    gather_windows,
+    long_gaps,
+    run_window_starts,
+    split_windows,
+    window_starts,
+)
 
 SPLITS = {
     "train": ("2024-01-01", "2024-01-03"),
@@ -132,3 +139,26 @@ def test_gather_windows_feature_array_of_split_windows():
     starts = split_windows(index, splits=SPLITS, length=20, stride=7)["val"]
     batch = gather_windows(X, starts, length=20)
     np.testing.assert_array_equal(batch[:, :, 0], starts[:, None] + np.arange(20))
+
+
+def test_contiguous_runs_cut_at_long_gaps_and_invalid_bars():
+    index = minute_index("2024-01-01 00:00", "2024-01-01 05:00")  # 300 bars
+    index = index[:100].append(index[100:] + pd.Timedelta("61min"))  # 62 minutes between bars 99 and 100
+    valid = np.ones(len(index), dtype=bool)
+    valid[:10] = valid[200:203] = False  # a warm-up, and a hole
+    np.testing.assert_array_equal(contiguous_runs(index), [[0, 300]])
+    np.testing.assert_array_equal(contiguous_runs(index, 60), [[0, 100], [100, 300]])
+    np.testing.assert_array_equal(contiguous_runs(index, 62, valid), [[10, 200], [203, 300]])
+    np.testing.assert_array_equal(contiguous_runs(index, 60, valid), [[10, 100], [100, 200], [203, 300]])
+    assert contiguous_runs(index[:0]).shape == (0, 2)
+    assert long_gaps(index, pd.Timedelta("1h")).sum() == 1 and long_gaps(index, 62).sum() == 0
+
+
+def test_run_window_starts_start_every_run_at_its_first_bar():
+    runs = np.array([[3, 120], [130, 130 + 104], [300, 420]])  # the middle run is too short for a window
+    starts = run_window_starts(runs, 105, 5)
+    np.testing.assert_array_equal(starts, np.r_[3 + window_starts(117, 105, 5), 300 + window_starts(120, 105, 5)])
+    assert len(run_window_starts(runs, 105, 1)) == (117 - 104) + (120 - 104)
+    assert run_window_starts(np.empty((0, 2), dtype=np.int64)).dtype == np.int64
+    with pytest.raises(ValueError, match="stride"):
+        run_window_starts(runs, 105, 0)
