@@ -49,6 +49,7 @@ from ..util.config import StrictConfig
 from ..util.io import read_json, write_json
 from ..util.paths import resolve_path
 from .truth_report import report
+from .truth_verdicts import check, check_markdown, run_verdict
 from .validation_truth import concatenate
 
 SET_MARKET = 5_000_000
@@ -83,6 +84,10 @@ class TruthConfig(StrictConfig):
     test_period: list[str] = field(default_factory=lambda: ["2022-01-03", "2024-06-30"])
     test_size: int = 2400  # the fresh balanced test set's windows
     transfer: dict[str, Any] = field(default_factory=dict)  # TransferConfig options over transfer_full.yaml's
+    verdicts: int = 0  # per size of verdict_sizes: the protocol's verdict on the first sets (truth_verdicts)
+    verdict_sizes: list[int] = field(default_factory=lambda: [174, 700])
+    verdict_encoder: str = "masked64"
+    verdict_transfer: dict[str, Any] = field(default_factory=lambda: {"repeats": 2})  # CV options over transfer's
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -93,6 +98,7 @@ class TruthConfig(StrictConfig):
                 (self.test_size >= 20, "test_size must be >= 20"),
                 (len(self.period) == 2 and len(self.test_period) == 2, "periods must be [first day, last day]"),
                 (bool(self.encoders), "encoders must name at least one encoder"),
+                (self.verdicts == 0 or self.verdict_encoder in self.encoders, "verdict_encoder must be an encoder"),
             ]
         )
 
@@ -119,6 +125,9 @@ QUICK = dict(
     test_period=["2025-10-01", "2025-11-30"],
     test_size=40,
     transfer={"epochs": 2, "patience": 2, "seeds_per_fold": 1, "readouts": ["mean:last", "span:both"]},
+    verdict_sizes=[24],
+    verdict_encoder="masked8",
+    verdict_transfer={"folds": 2, "repeats": 1},
 )
 
 
@@ -208,7 +217,8 @@ def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict
 
 
 def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
-    """Every set of every size not yet in out/truth.json, each written as it finishes; the results."""
+    """Every set of every size not yet in out/truth.json, each written as it finishes (then the verdicts of
+    the size, ``run_verdicts``); the results."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
     results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
@@ -226,16 +236,32 @@ def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
             t0 = time.perf_counter()
             scores, windows = run_set(tc, cfg, i, k, encoders, test)
             (out / "sets").mkdir(exist_ok=True)
-            np.savez_compressed(
-                out / "sets" / f"{size}_{k}.npz", **{key.replace(":", "__"): w for key, w in windows.items()}
-            )
+            arrays = {key.replace(":", "__"): w for key, w in windows.items()}
+            np.savez_compressed(out / "sets" / f"{size}_{k}.npz", **arrays)
             done[str(k)] = {"scores": scores, "seconds": time.perf_counter() - t0}
             write_json(path, results)
-            log(
-                f"size {size} set {k}: {time.perf_counter() - t0:.0f} s, "
-                + ", ".join(f"{a} {100 * s:.1f}" for a, s in scores.items())
-            )
+            shown = ", ".join(f"{a} {100 * x:.1f}" for a, x in scores.items())
+            log(f"size {size} set {k}: {time.perf_counter() - t0:.0f} s, {shown}")
+        if size in tc.verdict_sizes:
+            run_verdicts(tc, i, out, results, encoders, log)
     return results
+
+
+def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: dict, log=print) -> None:
+    """The protocol's verdict on each of the first ``tc.verdicts`` sets of size index i not yet recorded
+    (``truth_verdicts``), written as each finishes."""
+    size, name = tc.sizes[i], tc.verdict_encoder
+    cfg = TransferConfig.from_dict({**transfer_settings(tc.arms, tc.transfer), **tc.verdict_transfer})
+    done = results.setdefault("verdicts", {}).setdefault(str(size), {})
+    for k in range(min(tc.verdicts, tc.sets)):
+        if str(k) in done:
+            continue
+        t0 = time.perf_counter()
+        path = out / "encoders" / name / "checkpoint_best.pt"
+        done[str(k)] = run_verdict(labelled_set(tc, i, k), path, cfg, name, architecture(encoders[name]))
+        write_json(out / "truth.json", results)
+        chosen = done[str(k)]["recommended"]
+        log(f"size {size} set {k}: verdict in {time.perf_counter() - t0:.0f} s, recommends {chosen}")
 
 
 def _main(argv=None) -> int:
@@ -247,15 +273,17 @@ def _main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", help="labelled-set sizes (default 174 700 50 100 350)")
     parser.add_argument("--sets", type=int, help="fresh labelled sets per size (default 20)")
     parser.add_argument("--arms", nargs="+", help="TransferConfig.arms values (default: transfer_full.yaml's)")
+    parser.add_argument("--verdicts", type=int, help="per size of verdict_sizes: the protocol's verdict on N sets")
     parser.add_argument("--quick", action="store_true", help="a seconds-long run of tiny sizes (tests)")
     parser.add_argument("--report-only", action="store_true", help="redraw truth.md and truth.png, fit nothing")
     args = parser.parse_args(argv)
     options = dict(QUICK) if args.quick else {}
-    options.update({k: v for k, v in (("sizes", args.sizes), ("sets", args.sets), ("arms", args.arms)) if v})
+    given = (("sizes", args.sizes), ("sets", args.sets), ("arms", args.arms), ("verdicts", args.verdicts))
+    options.update({k: v for k, v in given if v})
     tc = TruthConfig.from_dict(options)
     out = Path(args.out_dir)
     results = read_json(out / "truth.json") if args.report_only else run_study(tc, out)
-    report(results, out)
+    report(results, out, check_markdown(check(results)))
     print(f"truth study: {out / 'truth.md'}")
     return 0
 

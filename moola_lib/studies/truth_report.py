@@ -186,10 +186,10 @@ def figure(s: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: dict, out: Path) -> dict:
-    """truth.md and truth.png in ``out``; returns the summary."""
+def report(results: dict, out: Path, extra: str = "") -> dict:
+    """truth.md (with ``extra`` Markdown after the tables) and truth.png in ``out``; returns the summary."""
     s = summary(results, load_test_windows(out, results))
     if s:
-        atomic_write_text(out / "truth.md", markdown(s))
+        atomic_write_text(out / "truth.md", markdown(s) + ("\n" + extra if extra else ""))
         figure(s, out / "truth.png")
     return s

@@ -1,0 +1,127 @@
+"""The truth study doubles as the protocol's validation (issue 28): the verdict on one set against the truth.
+
+For the first ``verdicts`` sets of a size, the transfer protocol runs on that set alone (``run_transfer``,
+cross-validated, one encoder: ``verdict_encoder``), as a user with those labels would run it. Each printed
+comparison (its interval under every validated method) and the verdict's recommended arm are kept, keyed by
+the truth study's names (``truth_key``). ``check(results)`` then asks, per size: how often each interval
+covers the true difference of the pair (the truth study's mean over its sets), how wide it is against the
+true spread of the estimate (half-width / (1.96 x the sd of the estimate over sets)), and the regret of
+following the recommendation (the true accuracy of the truly best arm minus that of the recommended one;
+the share within 1 pp of the best). The cross-validated estimate is about models trained on
+(folds - 1) / folds of the set; the truth is about models trained on the whole set: the coverage is measured
+against the truth at the set's own size, and the check states that difference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..labels.provenance import EncoderSource
+from ..transfer.arms import arm as arm_row
+from ..transfer.config import TransferConfig
+from ..transfer.protocol import run_transfer
+from .truth_report import size_scores
+
+METRIC = "balanced_accuracy"
+
+
+def truth_key(arm: str, encoder: str, architecture: str) -> str:
+    """The truth study's key of protocol arm ``arm`` run with encoder ``encoder`` of ``architecture``."""
+    reads = arm_row(arm).encoder
+    return arm if reads is None else f"{architecture if reads == 'random' else encoder}:{arm}"
+
+
+def verdict_record(results: dict, encoder: str, architecture: str) -> dict:
+    """What one protocol run printed, in the truth study's names: each comparison's estimate and intervals,
+    the recommended arm and its P(best)."""
+    comparisons = {}
+    for comp in results["comparisons"].values():
+        name = (
+            f"{truth_key(comp['arm'], encoder, architecture)} - {truth_key(comp['reference'], encoder, architecture)}"
+        )
+        m = comp[METRIC]
+        intervals = {k: [v["ci_low"], v["ci_high"]] for k, v in m["intervals"].items() if "ci_low" in v}
+        comparisons[name] = {"mean": m["mean"], "printed": [m["ci_low"], m["ci_high"]], "intervals": intervals}
+    decided = results["decision"]
+    return {
+        "comparisons": comparisons,
+        "recommended": truth_key(decided["recommended"], encoder, architecture),
+        "p_best": decided["arms"][decided["recommended"]]["p_best"],
+        "separable": decided["separable"],
+    }
+
+
+def run_verdict(labelled, source: EncoderSource | Path, cfg: TransferConfig, encoder: str, architecture: str) -> dict:
+    """The protocol on one set (no run directory), recorded by ``verdict_record``."""
+    return verdict_record(run_transfer(labelled, source, cfg), encoder, architecture)
+
+
+def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> dict:
+    intervals = [
+        r["comparisons"][name]["printed"] if key is None else r["comparisons"][name]["intervals"].get(key)
+        for r in records
+    ]
+    intervals = [iv for iv in intervals if iv is not None]
+    estimates = np.array([r["comparisons"][name]["mean"] for r in records])
+    half = np.array([(hi - lo) / 2 for lo, hi in intervals])
+    spread = float(np.std(estimates, ddof=1)) if len(estimates) > 1 else math.nan
+    return {
+        "coverage": float(np.mean([lo <= truth <= hi for lo, hi in intervals])),
+        "width_ratio": float(np.mean(half) / (1.96 * spread)) if spread > 0 else math.nan,
+        "sets": len(intervals),
+    }
+
+
+def check(results: dict) -> dict:
+    """Per size with verdicts: per comparison the true difference and, for the printed interval and each
+    method, coverage / width ratio / sets; the recommendation's regret (mean, share within 1 pp)."""
+    out = {}
+    for size, records in results.get("verdicts", {}).items():
+        records = list(records.values())
+        scores = {k: v.mean() for k, v in size_scores(results["sets"][size]).items()}
+        if len(records) < 2 or not scores:
+            continue
+        rows = {}
+        for name in records[0]["comparisons"]:
+            a, b = name.split(" - ")
+            if a not in scores or b not in scores:
+                continue
+            truth = scores[a] - scores[b]
+            methods = {"printed": None, **{k: k for k in records[0]["comparisons"][name]["intervals"]}}
+            rows[name] = {"truth": truth, **{m: _coverage(records, name, truth, k) for m, k in methods.items()}}
+        best = max(scores.values())
+        regret = [best - scores.get(r["recommended"], math.nan) for r in records]
+        out[size] = {
+            "comparisons": rows,
+            "regret_mean": float(np.nanmean(regret)),
+            "within_1pp": float(np.mean([x <= 0.01 for x in regret])),
+            "sets": len(records),
+        }
+    return out
+
+
+def check_markdown(checked: dict) -> str:
+    """The verdicts' check as Markdown: per size and comparison, the truth and each interval's coverage and
+    width ratio; the regret of the recommendation ("" without verdicts)."""
+    lines = []
+    for size, c in checked.items():
+        lines += [
+            f"Verdicts on {c['sets']} sets of {size}: following the recommendation costs "
+            f"{100 * c['regret_mean']:.1f} pp of true balanced accuracy on average; within 1 pp of the truly best "
+            f"arm on {100 * c['within_1pp']:.0f}%.",
+            "",
+            "| comparison | true difference | interval | coverage | half-width / true need | sets |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in c["comparisons"].items():
+            for method, v in row.items():
+                if method != "truth":
+                    lines.append(
+                        f"| {name} | {100 * row['truth']:+.1f} | {method} | {100 * v['coverage']:.0f}% | "
+                        f"{v['width_ratio']:.2f} | {v['sets']} |"
+                    )
+        lines.append("")
+    return "\n".join(lines)

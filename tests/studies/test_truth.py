@@ -1,0 +1,100 @@
+"""The truth study (moola_lib.studies.truth): fresh sets, every arm on the whole set, one test set, resumable
+by set; its summary (paired differences over sets) and the verdicts' check against the truth."""
+
+import json
+
+import numpy as np
+import pytest
+
+from moola_lib.studies import truth
+from moola_lib.studies.truth_report import difference, pairs, summary
+from moola_lib.studies.truth_verdicts import check, truth_key
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("truth")
+    assert truth.main([str(out), "--quick", "--verdicts", "2"]) == 0
+    return out
+
+
+def test_every_set_scores_every_arm_on_the_one_test_set(quick_run):
+    results = json.loads((quick_run / "truth.json").read_text())
+    sets = results["sets"]["24"]
+    assert sorted(sets) == ["0", "1"]
+    keys = set(sets["0"]["scores"])
+    assert keys == {"1x8:baseline", "masked8:frozen", "1x8:random_frozen", "simple_logistic", "simple_boosting"}
+    assert all(0 <= v <= 1 for s in sets.values() for v in s["scores"].values())
+    assert results["test"]["n"] == 40 and results["encoders"] == {"masked8": "1x8"}
+    windows = np.load(quick_run / "sets" / "24_0.npz")
+    assert windows["masked8__frozen"].mean() == pytest.approx(sets["0"]["scores"]["masked8:frozen"])
+    assert set(results["verdicts"]["24"]) == {"0", "1"}
+    assert (quick_run / "truth.md").exists() and (quick_run / "truth.png").exists()
+
+
+def test_a_rerun_skips_the_sets_it_holds(quick_run):
+    before = (quick_run / "truth.json").read_text()
+    logged = []
+    truth.run_study(truth.TruthConfig.from_dict({**truth.QUICK, "verdicts": 2}), quick_run, log=logged.append)
+    assert logged == [] and (quick_run / "truth.json").read_text().count('"scores"') == before.count('"scores"')
+
+
+def test_the_sets_are_fresh_and_apart_from_the_test_set():
+    tc = truth.TruthConfig.from_dict(truth.QUICK)
+    a, b, test = truth.labelled_set(tc, 0, 0), truth.labelled_set(tc, 0, 1), truth.test_set(tc)
+    assert not set(a.start) & set(b.start)
+    assert a.start.max() < test.start.min()  # the test period lies after the labelled period: other bars
+
+
+def test_a_paired_difference_over_sets_and_the_sets_it_needs():
+    d = difference(np.array([0.80, 0.82, 0.78, 0.80]), np.array([0.75, 0.76, 0.74, 0.75]))
+    assert d["difference"] == pytest.approx(0.05) and d["ci"][0] < 0.05 < d["ci"][1] and d["sets"] == 4
+    assert d["sets_for_2pp"] == int(np.ceil((1.96 * d["sd"] / 0.02) ** 2))
+
+
+def test_the_pairs_the_question_needs():
+    found = pairs(["2x64:baseline", "2x64:random_frozen", "m:frozen", "m:finetune", "simple_logistic"], {"m": "2x64"})
+    assert found == {
+        "m:finetune - 2x64:baseline": ("m:finetune", "2x64:baseline"),
+        "m:finetune - best non-neural": ("m:finetune", "best_non_neural"),
+        "m:frozen - 2x64:baseline": ("m:frozen", "2x64:baseline"),
+        "m:frozen - 2x64:random_frozen": ("m:frozen", "2x64:random_frozen"),
+        "m:frozen - best non-neural": ("m:frozen", "best_non_neural"),
+    }
+
+
+def _results(gain: float, n_sets: int = 6) -> dict:
+    rng = np.random.default_rng(0)
+    sets = {}
+    for k in range(n_sets):
+        base = 0.7 + rng.normal(0, 0.02)
+        sets[str(k)] = {"scores": {"2x64:baseline": base, "m:frozen": base + gain, "simple_boosting": base - 0.01}}
+    return {"sets": {"174": sets}, "encoders": {"m": "2x64"}}
+
+
+def test_the_summary_finds_a_planted_gain_and_the_best_arm():
+    s = summary(_results(0.04))["174"]
+    assert s["best"]["key"] == "m:frozen" and s["best"]["p_best"] == 1.0
+    row = s["pairs"]["m:frozen - 2x64:baseline"]
+    assert row["difference"] == pytest.approx(0.04) and row["ci"][0] == pytest.approx(0.04)
+    assert s["best_non_neural"] == "simple_boosting"
+
+
+def test_the_verdict_check_counts_coverage_and_regret():
+    results = _results(0.04)
+    name = "m:frozen - 2x64:baseline"
+
+    def record(lo, hi, recommended):
+        return {
+            "comparisons": {name: {"mean": (lo + hi) / 2, "printed": [lo, hi], "intervals": {}}},
+            "recommended": recommended,
+        }
+
+    results["verdicts"] = {"174": {"0": record(0.0, 0.08, "m:frozen"), "1": record(0.05, 0.09, "2x64:baseline")}}
+    c = check(results)["174"]
+    assert c["comparisons"][name]["printed"]["coverage"] == 0.5
+    assert c["regret_mean"] == pytest.approx(0.02) and c["within_1pp"] == 0.5
+    assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
+    assert truth_key("rocket_minirocket", "m", "2x64") == "rocket_minirocket"
