@@ -5,7 +5,7 @@
 the training windows (the learning curve repeats it for each fraction). Per fold, an arm's score is the
 mean over its training seeds (``seeds_per_fold`` for the SGD-trained arms; the probes and the non-neural
 models are deterministic, one fit); its out-of-fold probabilities are the mean over those seeds. How each
-arm is fitted: ``fits`` (one fit function per kind of arm of the table in ``arms``).
+arm is fitted: ``fits`` (one class per kind of arm of the table in ``arms``).
 """
 
 from __future__ import annotations
