@@ -1,0 +1,10 @@
+"""The classifier the labels were for: the arm a transfer run chose (or one named), fitted on all labelled
+windows with exactly the recipe the protocol evaluated, calibrated, saved as one self-describing artefact
+and read back to classify new windows.
+
+``model``: ``ArmClassifier`` (fit, predict, save, load); ``recipe``: which arm and which ``TransferConfig``
+(a transfer run's, read once as a ``TransferRun``); ``files``: the model's files (``model.json`` and the
+weights-only ``model.pt``), written and checked; ``cli``: ``python -m moola_lib.classify fit | scan``;
+``errors``: the classifier's expected errors. It imports the transfer, labels, pretraining, features, bars
+and util wings; only the studies, the notebook layer, the tools and the entry module import it.
+"""
