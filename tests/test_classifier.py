@@ -160,6 +160,7 @@ def test_auto_takes_the_transfer_runs_best_arm(encoder_path, tmp_path):
             for a, m in folds.items()
         },
         "encoder": {"path": str(encoder_path)},
+        "protocol": {"window_ids": list(ls.window_id), "y": ls.y.tolist()},  # it evaluated these windows
     }
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "transfer_results.json").write_text(json.dumps(results))
@@ -171,6 +172,8 @@ def test_auto_takes_the_transfer_runs_best_arm(encoder_path, tmp_path):
     assert ArmClassifier(transfer_run=tmp_path / "run").fit(ls).meta["arm"] == "simple_boosting"
     with pytest.warns(UserWarning, match="epochs: 2 -> 3"):  # a changed recipe is said
         ArmClassifier("simple_logistic", config={"epochs": 3}, transfer_run=tmp_path / "run").fit(ls)
+    with pytest.warns(UserWarning, match="evaluated other labelled windows than these 42"):  # so are other windows
+        ArmClassifier("simple_logistic", transfer_run=tmp_path / "run").fit(small_set(42))
 
 
 def test_bad_choices_are_refused(encoder_path):

@@ -32,7 +32,17 @@ FORMAT_NAME, FORMAT_VERSION = "moola.classifier", 1
 FORMAT = f"{FORMAT_NAME}.v{FORMAT_VERSION}"
 WEIGHTS_FORMAT = "moola.classifier_weights.v1"
 META, WEIGHTS = "model.json", "model.pt"
-REQUIRED = ("arm", "kind", "classes", "feature_options", "window_length", "n_features", "chosen", "calibration")
+REQUIRED = (
+    "arm",
+    "kind",
+    "classes",
+    "feature_options",
+    "window_length",
+    "n_features",
+    "chosen",
+    "recipe",
+    "calibration",
+)
 
 
 def as_tensors(state):

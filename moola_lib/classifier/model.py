@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import platform
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -73,10 +74,16 @@ class ArmClassifier:
         options = _model_options(labelled, source)
         _check_classes(labelled)
         seed, split = all_windows_split(labelled, cfg)
-        with _fit_threads(cfg):
+        with _threads(cfg.cpu_threads if resolve_device(cfg.device).type == "cpu" else None):
             inputs = Inputs.build(labelled, None if source is None else source.encoder, cfg, arms=[arm])
             model = fit_arm(arm, inputs, labelled.y, split, cfg, seed)
             val_proba = np.mean(split_probabilities(model, inputs, split[1]), axis=0)
+        if run is not None and not run.same_windows(labelled):
+            warnings.warn(
+                f"{run.path} evaluated other labelled windows than these {len(labelled)}: its cross-validated "
+                "accuracy is the recipe's on those windows",
+                stacklevel=2,
+            )
         self.model_ = model
         self.meta = {
             "arm": arm,
@@ -130,10 +137,11 @@ class ArmClassifier:
         X, valid, expansion = self._windows(X, valid, expansion)
         temperature = self.meta["calibration"]["temperature"]
         out = []
-        for i in range(0, len(X), CHUNK):
-            part = None if expansion is None else expansion[i : i + CHUNK]
-            proba = self.model_.predict_proba(X[i : i + CHUNK], valid[i : i + CHUNK], part)
-            out.append(scaled_probabilities(log_probabilities(proba), temperature))
+        with _threads(self.meta["recipe"]["config"].get("cpu_threads")):
+            for i in range(0, len(X), CHUNK):
+                part = None if expansion is None else expansion[i : i + CHUNK]
+                proba = self.model_.predict_proba(X[i : i + CHUNK], valid[i : i + CHUNK], part)
+                out.append(scaled_probabilities(log_probabilities(proba), temperature))
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
 
     def predict(self, X, valid=None, expansion=None) -> np.ndarray:
@@ -208,13 +216,17 @@ def _check_classes(labelled: LabelledSet) -> None:
 
 
 @contextlib.contextmanager
-def _fit_threads(cfg):
-    """The protocol's thread policy for a fit: ``cpu_threads`` torch and BLAS threads on the CPU (restored)."""
+def _threads(cpu_threads: int | None):
+    """``cpu_threads`` torch and BLAS threads for a block (None: as they are), restored after it: the
+    protocol's policy (``TransferConfig.cpu_threads``); small LSTMs run fastest on one, and on busy cores a
+    second thread made predictions 5-8x slower."""
+    if cpu_threads is None:
+        yield
+        return
     threads = torch.get_num_threads()
-    if cfg.cpu_threads is not None and resolve_device(cfg.device).type == "cpu":
-        torch.set_num_threads(cfg.cpu_threads)
+    torch.set_num_threads(cpu_threads)
     try:
-        with threadpool_limits(limits=cfg.cpu_threads, user_api="blas"):
+        with threadpool_limits(limits=cpu_threads, user_api="blas"):
             yield
     finally:
         torch.set_num_threads(threads)

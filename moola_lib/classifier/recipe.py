@@ -83,11 +83,16 @@ class TransferRun:
         return {k: float(accuracy[k]) for k in ("mean", "ci_low", "ci_high")}
 
     def same_windows(self, labelled: LabelledSet) -> bool:
-        """Whether the run evaluated exactly these labelled windows (ids and labels, in order)."""
+        """Whether the run evaluated these labelled windows: the same ids and labels in order, and the same
+        labels file (SHA-256) where both record one."""
         protocol = self.results.get("protocol", {})
-        return protocol.get("window_ids") == [str(w) for w in labelled.window_id] and protocol.get("y") == [
-            int(v) for v in np.asarray(labelled.y)
-        ]
+        ran = (self.results.get("data") or {}).get("source") or {}
+        files = {ran.get("sha256"), labelled.source.get("sha256")}
+        return (
+            protocol.get("window_ids") == [str(w) for w in labelled.window_id]
+            and protocol.get("y") == [int(v) for v in np.asarray(labelled.y)]
+            and (None in files or len(files) == 1)
+        )
 
 
 def choose_arm(arm: str, run: TransferRun | None) -> tuple[str, dict]:
