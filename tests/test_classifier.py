@@ -224,6 +224,8 @@ def _refusal(path) -> str:
 def test_broken_model_files_are_refused_with_one_line(saved, tmp_path):
     import shutil
 
+    _original_encoder(saved.parent)
+
     def copy(name):
         shutil.copytree(saved, tmp_path / name)
         return tmp_path / name
@@ -241,6 +243,9 @@ def test_broken_model_files_are_refused_with_one_line(saved, tmp_path):
     torch.save({"format": "moola.classifier_weights.v1", "state": np.arange(3)}, pickled)  # numpy: pickled code
     _rewrite(tmp_path / "pickled", meta, sha256=True)
     assert "refused" in _refusal(tmp_path / "pickled")  # nothing of it was run
+    shutil.copy(saved.parent / "original.pt", copy("encoder") / "model.pt")  # an encoder file, hash updated
+    _rewrite(tmp_path / "encoder", meta, sha256=True)
+    assert "not the weights of this classifier" in _refusal(tmp_path / "encoder")
     _rewrite(copy("newer"), {**meta, "format": "moola.classifier.v2"})
     assert "newer moola" in _refusal(tmp_path / "newer")
     _rewrite(copy("foreign"), {**meta, "format": "moola.transfer_results.v2"})

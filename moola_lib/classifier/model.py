@@ -70,7 +70,9 @@ class ArmClassifier:
         arm, why = choose_arm(self.arm, run)
         cfg = recipe_config(run, self.config)
         check_encoder(arm, self.encoder is not None, run)
-        source = self.encoder if isinstance(self.encoder, EncoderSource | None) else EncoderSource.load(self.encoder)
+        source = self.encoder
+        if not isinstance(source, EncoderSource | None):
+            source = EncoderSource.load(source, input_size=labelled.X.shape[-1])
         options = _model_options(labelled, source)
         _check_classes(labelled)
         seed, split = all_windows_split(labelled, cfg)
@@ -78,7 +80,8 @@ class ArmClassifier:
             inputs = Inputs.build(labelled, None if source is None else source.encoder, cfg, arms=[arm])
             model = fit_arm(arm, inputs, labelled.y, split, cfg, seed)
             val_proba = np.mean(split_probabilities(model, inputs, split[1]), axis=0)
-        if run is not None and not run.same_windows(labelled):
+        evaluated = _transfer_record(run, arm, labelled)
+        if evaluated is not None and not evaluated["same_labelled_windows"]:
             warnings.warn(
                 f"{run.path} evaluated other labelled windows than these {len(labelled)}: its cross-validated "
                 "accuracy is the recipe's on those windows",
@@ -98,7 +101,7 @@ class ArmClassifier:
             "chosen": model.chosen,
             "recipe": {"config": cfg.to_dict(), "seed": seed, "n_fit": len(split[0]), "n_val": len(split[1])},
             "choice": why,
-            "transfer_run": _transfer_record(run, arm, labelled),
+            "transfer_run": evaluated,
             "encoder": _encoder_record(source),
             "labels": _labels_record(labelled),
             "calibration": _calibration(val_proba, labelled.y[split[1]]),
@@ -195,7 +198,12 @@ class ArmClassifier:
 
 def _model_options(labelled: LabelledSet, source: EncoderSource | None) -> dict:
     """The feature options the model reads: the encoder's (arms without one: the labelled windows', else the
-    defaults); labelled windows computed with other options are refused."""
+    defaults); labelled windows computed with other options, or with another number of features, are refused."""
+    if source is not None and source.encoder.arch["input_size"] != labelled.X.shape[-1]:
+        raise ClassifierError(
+            f"{source.path}: the encoder reads {source.encoder.arch['input_size']} features, the labelled windows "
+            f"hold {labelled.X.shape[-1]}"
+        )
     options = source.feature_options if source is not None else labelled.feature_options or resolve_feature_options()
     if labelled.feature_options is not None and labelled.feature_options != options:
         raise ClassifierError(
