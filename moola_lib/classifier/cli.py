@@ -102,7 +102,7 @@ def summary(classifier: ArmClassifier, run_dir: Path) -> str:
     if choice["how"] == AUTO:
         ranked = sorted(choice["p_best"].items(), key=lambda kv: -kv[1])[:4]
         odds = ", ".join(f"{a} {p:.2f}" for a, p in ranked)
-        clear = "" if choice["separable"] else "; not clearly better than the next"
+        clear = "" if choice["separable"] else "; the run does not clearly separate the best arms"
         lines.append(f"why: best cross-validated balanced accuracy of the transfer run; P(best): {odds}{clear}")
     run = meta["transfer_run"]
     estimate = run and run["balanced_accuracy"]

@@ -48,7 +48,7 @@ def reliability(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> dict:
     module docstring): per bin its edges, mean confidence, observed frequency (None when empty) and count."""
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == np.asarray(y)
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.round(np.linspace(0.0, 1.0, bins + 1), 12)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     counts = np.bincount(which, minlength=bins)
     safe = np.maximum(counts, 1)
