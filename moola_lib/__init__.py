@@ -50,6 +50,7 @@ _EXPORTS = {
     "exclude_intervals": "labels.spans",
     "TransferConfig": "transfer.config",
     "run_transfer": "transfer.protocol",
+    "ArmClassifier": "classifier.model",
     "start_run": "notebook.runs",
 }
 

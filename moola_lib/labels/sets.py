@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
+from ..features.options import resolve_feature_options
 from ..features.relativity import relativity_features
 from .rows import (
     check_unique_ids,
@@ -40,6 +41,12 @@ from ..util.io import file_sha256
 from ..bars.windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
+# what each default class means (what the labeller looks at: the bars after the expansion leg); the labelling
+# widget shows them, the embedded set's classes are made by them, a saved classifier records them
+DEFAULT_CLASS_DEFINITIONS = {
+    "consolidation": "price holds near the leg's end: a sideways range that gives back little of the leg",
+    "retracement": "price moves back against the leg and gives back a clear part of it",
+}
 
 
 @dataclass
@@ -49,7 +56,9 @@ class LabelledSet:
     ``groups``: windows that overlap in time (or share bars) have the same group id and must land in the
     same cross-validation fold. ``expansion``: [N, 2] bar offsets of the pattern inside each window,
     -1 where unknown. ``start``/``end``: UTC timestamps of the first/last bar (NaT without timestamps).
-    ``truth``: how a synthetic set was made (None for user files).
+    ``truth``: how a synthetic set was made (None for user files). ``feature_options``: every option of
+    ``relativity_features`` the windows' features were computed with (None: unknown, e.g. features passed in).
+    ``class_definitions``: what each class means, one line each (None: not recorded, as in a labels file).
     """
 
     X: np.ndarray
@@ -65,6 +74,8 @@ class LabelledSet:
     cold_start: bool = False
     warnings: list[str] = field(default_factory=list)
     truth: pd.DataFrame | None = None
+    feature_options: dict | None = None
+    class_definitions: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -303,6 +314,7 @@ def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, so
         groups=overlap_groups(start, L),
         source=source_info,
         warnings=notes,
+        feature_options=resolve_feature_options(options) if features is None or options else None,
     )
 
 
@@ -360,4 +372,5 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         source=source_info,
         cold_start=True,
         warnings=notes,
+        feature_options=resolve_feature_options(options),
     )

@@ -14,7 +14,8 @@ import pandas as pd
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.episodes import DEFAULT_DIFFICULTY, KINDS
 from ..features.relativity import relativity_features
-from .sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
+from ..features.options import resolve_feature_options
+from .sets import DEFAULT_CLASS_DEFINITIONS, DEFAULT_CLASSES, LabelledSet, overlap_groups
 from ..bars.windows import windows_hit, gather_windows
 
 _WINDOW_SPACING = 20  # bars between two labelled windows
@@ -112,7 +113,10 @@ def synthetic_labelled_set(
     source = {"path": "<synthetic>", "format": "synthetic", "rows": n, "n": n, **settings, **period}
     source["n_flipped"] = int(flipped.sum())
     expansion = np.stack([first - starts, leg_end - starts], axis=1).astype(np.int64)
-    return _labelled_set(X_full, valid_full, starts, index, y, ids, expansion, source, truth)
+    labelled = _labelled_set(X_full, valid_full, starts, index, y, ids, expansion, source, truth)
+    labelled.feature_options = resolve_feature_options(feature_options)
+    labelled.class_definitions = dict(DEFAULT_CLASS_DEFINITIONS)  # the episode process makes these classes
+    return labelled
 
 
 def _labelled_set(X_full, valid_full, starts, index, y, ids, expansion, source, truth) -> LabelledSet:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
-from ..labels.sets import DEFAULT_CLASSES
+from ..labels.sets import DEFAULT_CLASS_DEFINITIONS, DEFAULT_CLASSES
 from ..labels.testbed import EMBEDDED_SET
 from ..pretraining.checkpoints import check_resume
 from ..pretraining.config import PretrainConfig
@@ -154,11 +154,7 @@ def _default_zigzag() -> dict[str, Any]:
 
 
 def _default_class_definitions() -> dict[str, str]:
-    # what the labeller looks at: the bars after the expansion leg (the candidates' follow-up)
-    return {
-        "consolidation": "price holds near the leg's end: a sideways range that gives back little of the leg",
-        "retracement": "price moves back against the leg and gives back a clear part of it",
-    }
+    return dict(DEFAULT_CLASS_DEFINITIONS)
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """The steps the notebooks call between their parameters and the library: each turns a notebook's
-parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings).
+parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings). The
+labelled windows and the encoder file come from ``moola_lib.labels.sources`` (the classifier's command line
+reads them too), named here for the notebooks.
 """
 
 from __future__ import annotations
@@ -14,76 +16,25 @@ from ..features.relativity import FEATURE_NAMES, relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, read_scan_file, readable_classes
 from ..labelling.store import LabelStore
 from ..labels.provenance import EncoderSource, seen_in_pretraining
-from ..labels.sets import LabelledSet, LabelTable, load_labels
+from ..labels.sets import LabelledSet
+from ..labels.sources import encoder_source_from_params, labelled_from_params
 from ..labels.spans import exclude_intervals, label_time_spans
-from ..labels.testbed import synthetic_labelled_set
 from ..pretraining.config import PretrainConfig
 from ..pretraining.devices import resolve_device
 from ..pretraining.job import pretrain
 from ..pretraining.model import JadeEncoder, embed_windows
 from ..transfer.folds import fold_groups
-from ..util.config import ConfigError
 from ..util.paths import resolve_path
 
-
-def encoder_source_from_params(params) -> EncoderSource | None:
-    """The encoder ``params.encoder_path`` names, read once (``EncoderSource``: the encoder, its feature
-    options and its run's training_results.json); None when no encoder is given (one is pretrained later,
-    ``encoder_from_params``). A broken file fails here, before anything else runs."""
-    if not params.encoder_path:
-        return None
-    return EncoderSource.load(resolve_path(params.encoder_path), input_size=len(FEATURE_NAMES))
-
-
-def labelled_from_params(params, encoder: EncoderSource | None = None) -> LabelledSet:
-    """The labelled set the notebook parameters name: a labels file (with the bars it points into) or the
-    embedded synthetic set (drawn from the same synthetic market the default encoder pretrains on).
-    Features use the feature options the encoder was pretrained with (``encoder``, else the file
-    ``params.encoder_path`` names, read here). The set's ``source["bars"]`` records where its bars came from
-    (file + SHA-256, the generator's arguments, or the labels file itself). The labels file is read once.
-
-    Labels given as timestamps point into an OHLCV file: without ``data_path`` they are refused (ConfigError)
-    rather than cut from the embedded synthetic market, whose bars they were never labelled on."""
-    if encoder is None:
-        encoder = encoder_source_from_params(params)
-    options = encoder.feature_options if encoder is not None else None
-    if params.labels_path is None:
-        labelled = synthetic_labelled_set(
-            params.n_labelled,
-            params.class_balance,
-            params.label_noise,
-            params.seed,
-            difficulty=params.difficulty,
-            start=params.labels_start,
-            end=params.labels_end,
-            history_start=params.synthetic_start,
-            market_seed=params.synthetic_seed,
-            feature_options=options,
-        )
-        labelled.source["bars"] = {
-            "kind": "synthetic",
-            "generator": "moola_lib.bars.synthetic.synthetic_market",
-            "start": params.synthetic_start,
-            "end": params.labels_end,
-            "seed": params.synthetic_seed,
-        }
-        return labelled
-    labels_path = resolve_path(params.labels_path)
-    table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
-    if "features" in table.frame.columns:  # self-contained windows need no bars
-        labelled = load_labels(table, None, label_column=params.label_column, feature_options=options)
-        labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
-        return labelled
-    if not params.data_path:
-        raise ConfigError(
-            f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
-            "but data_path is None (the embedded synthetic market), whose bars they were not "
-            "labelled on. Pass the OHLCV file they point into as data_path"
-        )
-    bars, source = run_bars(params)
-    labelled = load_labels(table, bars, label_column=params.label_column, feature_options=options)
-    labelled.source["bars"] = source
-    return labelled
+__all__ = [
+    "default_pretrain_config",
+    "encoder_embeddings",
+    "encoder_from_params",
+    "encoder_source_from_params",
+    "labelled_from_params",
+    "labelling_session_from_params",
+    "labels_in_pretraining",
+]
 
 
 def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:

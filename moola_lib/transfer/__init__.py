@@ -18,9 +18,10 @@ Protocol (DESIGN.md section 5), one module per concern:
   the probes' regularisation, never the test fold;
 - ``readouts``: how the probes read a frozen encoder (pooling x layer, ``TransferConfig.readouts``), chosen
   per fold on the inner split;
-- ``fits``: one arm on one split, a fit function per kind of arm; ``probe``: one neural classifier trained
-  on one split; ``linear``: the deterministic logistic probe; ``simple``: the window summaries and the
-  simple models; ``rocket``: the ROCKET transforms and the ridge classifier;
+- ``fits``: one arm on one split, a class per kind of arm (``KINDS``: prepare, fit, predict, state) whose
+  fitted object is the model; ``probe``: one neural classifier trained on one split; ``linear``: the
+  deterministic logistic probe; ``simple``: the window summaries and the simple models; ``rocket``: the
+  ROCKET transforms and the ridge classifier; ``calibration``: the temperature and the calibration error;
 - ``protocol``: every arm on every fold (``run_transfer``), summaries, learning curve, the results file;
 - ``stats``: accuracy, balanced accuracy, macro F1, log-loss, ROC AUC, per-class recall with 95% CIs; the
   corrected resampled t-test of Nadeau & Bengio (2003), the minimal detectable effect, Holm's correction,

@@ -4,10 +4,10 @@ Everything that differs between arms is a field of its row (``Arm``): the ``Tran
 runs it (``option``; "simple" and "rocket" run two result arms each), how it is fitted (``kind``), which
 encoder it reads, its optimiser settings, its title and colour in the figures, and its role in the
 comparisons. The config's allowed values, the figures, the probe, the comparisons, the verdict and the
-protocol all read this table; adding an arm is one row here (plus a fit function in ``fits.py`` and a
-relative cost in ``FIT_COST`` when its ``kind`` is new).
+protocol all read this table; adding an arm is one row here (plus its kind's class in ``fits.py``, with
+its fit function, when its ``kind`` is new).
 
-Kinds (``fits.FITS`` holds one fit function per kind):
+Kinds (``fits.KINDS`` holds one class per kind: how it prepares, fits, predicts and is stored):
 
 - ``trained``: the encoder and the classifier head trained by SGD on the fit windows, the epoch chosen on
   the inner validation windows (``probe.fit_classifier``), ``seeds_per_fold`` seeds averaged; with
@@ -30,11 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# Relative cost of one fit per training window, by kind (BENCHMARKS.md, "where the time goes, per arm"): the
-# SGD-trained arms and MultiRocket take seconds, the summaries' models and the probes a fraction of one.
-# ``parallel`` hands the expected longest fits to the workers first.
-FIT_COST = {"trained": 1.0, "rocket": 1.0, "summaries": 0.1, "probe": 0.05}
-
 
 @dataclass(frozen=True)
 class Arm:
@@ -51,11 +46,6 @@ class Arm:
     head_first: bool = False  # trained: encoder frozen for unfreeze_epoch epochs
     probe_head: bool = False  # trained: head from the linear probe, head lr scaled too (LP-FT)
     model: str | None = None  # summaries / rocket: which model or transform
-
-    @property
-    def fit_cost(self) -> float:
-        """Relative cost of one of its fits per training window (``FIT_COST`` of its kind)."""
-        return FIT_COST[self.kind]
 
 
 TABLE: tuple[Arm, ...] = (

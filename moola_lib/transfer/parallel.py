@@ -42,7 +42,7 @@ from ..util.threads import allowed_cpus, quota_cores
 from .arms import arm as arm_row
 from .arms import result_arms
 from .config import TransferConfig
-from .fits import Inputs, arm_probabilities
+from .fits import KINDS, Inputs, arm_probabilities
 from .rocket import load_kernels
 
 _WORKER_INPUTS: tuple[str, Inputs] | None = None  # in a worker: the inputs file it read last, and its contents
@@ -72,18 +72,18 @@ def resolve_jobs(n_jobs: int | None, n_fits: int) -> int:
 def longest_first(fits: list[Fit]) -> list[int]:
     """Indices of ``fits``, the expected longest first: the last fits to start are short ones, so no worker
     idles at the end while another finishes a long fit (results do not depend on the order)."""
-    cost = [arm_row(f.arm).fit_cost * len(f.split[0]) for f in fits]  # arms.FIT_COST per training window
+    cost = [KINDS[arm_row(f.arm).kind].fit_cost * len(f.split[0]) for f in fits]  # per training window
     return sorted(range(len(fits)), key=lambda i: -cost[i])
 
 
-def _worker_start(rocket: bool) -> None:
+def _worker_start(aeon: bool) -> None:
     """In each new worker process, once, before its first task: what the fits need loaded (the imports
-    come with this function's module; aeon's kernels when ``rocket`` arms run: compiling them on a machine's
-    first use takes ~35 s), then all of it left out of the cyclic collector:
+    come with this function's module; aeon's kernels when arms of a kind that ``needs_aeon`` run: compiling
+    them on a machine's first use takes ~35 s), then all of it left out of the cyclic collector:
     without psutil, loky runs gc.collect() in its workers every second between tasks, and over the ~300k
     objects of torch, scikit-learn and aeon each took ~0.2 s, ~15% of a worker's time (BENCHMARKS.md).
     Frozen objects are still freed by reference counting."""
-    if rocket:
+    if aeon:
         load_kernels()
     gc.freeze()
 
@@ -91,8 +91,8 @@ def _worker_start(rocket: bool) -> None:
 def _parallel(n_jobs: int, cfg: TransferConfig, **kwargs) -> Parallel:
     """joblib's Parallel on the fit workers of a run with ``cfg``. joblib keeps (reuses) its worker processes
     while their configuration stays the same, so every call for the same run finds the same processes."""
-    rocket = any(arm_row(a).kind == "rocket" for a in result_arms(cfg.arms))
-    with parallel_config("loky", initializer=_worker_start, initargs=(rocket,)):
+    aeon = any(KINDS[arm_row(a).kind].needs_aeon for a in result_arms(cfg.arms))
+    with parallel_config("loky", initializer=_worker_start, initargs=(aeon,)):
         return Parallel(n_jobs=n_jobs, **kwargs)  # the backend and its configuration are fixed here
 
 

@@ -5,7 +5,7 @@
 the training windows (the learning curve repeats it for each fraction). Per fold, an arm's score is the
 mean over its training seeds (``seeds_per_fold`` for the SGD-trained arms; the probes and the non-neural
 models are deterministic, one fit); its out-of-fold probabilities are the mean over those seeds. How each
-arm is fitted: ``fits`` (one fit function per kind of arm of the table in ``arms``).
+arm is fitted: ``fits`` (one class per kind of arm of the table in ``arms``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from .folds import embargo, fold_groups, inner_split, make_folds, subsample
 from .parallel import Fit, run_fits, start_workers
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict
+
+ALL_WINDOWS = 104729  # seed key of a model fitted on every labelled window (apart from every fold's keys)
 
 
 def _fold_record(y_test: np.ndarray, probas: list[np.ndarray], classes) -> dict:
@@ -113,6 +115,16 @@ def fold_splits(
                 train_idx = subsample(train_idx, y, fraction, seed)
             fit_idx, val_idx = inner_split(train_idx, y, groups, cfg.inner_val_fraction, seed)
             yield r, k, seed, train_idx, (fit_idx, val_idx, test_idx)
+
+
+def all_windows_split(labelled: LabelledSet, cfg: TransferConfig) -> tuple[int, tuple]:
+    """(seed, (fit, early-stopping, test windows)) of a model fitted on every labelled window with the protocol's
+    recipe (``moola_lib.classifier``): the inner split of all windows, grouped as the folds are, no test windows
+    (nothing is held out: the cross-validation estimated how such a model does on new windows)."""
+    groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
+    seed = fit_seed(cfg.seed, ALL_WINDOWS)
+    fit_idx, val_idx = inner_split(np.arange(len(labelled)), labelled.y, groups, cfg.inner_val_fraction, seed)
+    return seed, (fit_idx, val_idx, np.arange(0))
 
 
 def run_transfer(

@@ -13,20 +13,32 @@ need probabilities: ``predict_proba`` is softmax(T x decision values) with one t
 log-loss on the inner validation windows (windows the ridge did not train on; decision values of its own
 training windows are near +-1 whatever the truth, since ~10,000 features fit ~140 windows exactly). One
 positive temperature keeps the ridge's ranking and labels: the AUC and the label metrics are the ridge's
-own; only the log-loss depends on the calibration.
+own; only the log-loss depends on the calibration (the temperature is ``calibration.fit_temperature``).
+
+A fitted transform (``RocketTransform``) is kept as what it was fitted on: the fit windows' series and the
+seed, refitted when read back from a file (aeon's fitted parameters are aeon's internals; its public fit
+with the same windows and seed gives the same transform), with a fingerprint that proves it: a fixed random
+projection of the features of the first ``FINGERPRINT_WINDOWS`` fit windows, computed when the state is
+taken and checked after the refit, so an aeon or numba that computes another transform is refused rather
+than fed to a ridge fitted on other features. The ridge is kept as arrays (``linear.LinearModel``).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+import torch
 from sklearn.linear_model import RidgeClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .calibration import fit_temperature, scaled_probabilities
+from .linear import LinearModel
+
 ALPHAS = np.logspace(-3, 3, 10)  # the ROCKET papers' grid
-LOG_TEMPERATURE = (-6.0, 8.0)  # search range of ln T
+FINGERPRINT_WINDOWS = 4  # fit windows whose features prove a refitted transform
+FINGERPRINT_SIZE = 8  # random directions their features are projected on
 
 
 def rocket_series(X: np.ndarray) -> np.ndarray:
@@ -40,16 +52,69 @@ def rocket_series(X: np.ndarray) -> np.ndarray:
     return series
 
 
+@contextlib.contextmanager
+def _torch_threads_kept():
+    # aeon sets numba's thread count and restores it, which sets OpenMP's for the whole process: torch
+    # (the same OpenMP) would then train the next arms on every core, many times slower on a small CPU
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class RocketTransform:
+    """The ``model`` ("minirocket" or "multirocket") transform fitted on ``fit_series`` [n, F, T] with
+    ``seed`` (its state and why: the module docstring)."""
+
+    def __init__(self, model: str, fit_series: np.ndarray, seed: int):
+        from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
+
+        transforms = {"minirocket": MiniRocket, "multirocket": MultiRocket}
+        if model not in transforms:
+            raise ValueError(f"unknown rocket model {model!r}; choose one of {sorted(transforms)}")
+        self.model, self.seed = model, int(seed)
+        self.fit_series = np.ascontiguousarray(fit_series, dtype=np.float64)
+        with _torch_threads_kept():
+            self.transform = transforms[model](random_state=self.seed, n_jobs=1).fit(self.fit_series)
+
+    def features(self, series: np.ndarray) -> np.ndarray:
+        """The features [N, K] of windows' series [N, F, T] (each window's alone)."""
+        with _torch_threads_kept():
+            return np.asarray(self.transform.transform(series), dtype=np.float64)
+
+    def fingerprint(self) -> np.ndarray:
+        """The features of the first fit windows on ``FINGERPRINT_SIZE`` fixed random directions."""
+        Z = self.features(self.fit_series[:FINGERPRINT_WINDOWS])
+        directions = np.random.default_rng(0).normal(size=(Z.shape[1], FINGERPRINT_SIZE)) / np.sqrt(Z.shape[1])
+        return Z @ directions
+
+    def state(self) -> dict:
+        return {
+            "model": self.model,
+            "seed": self.seed,
+            "fit_series": self.fit_series,
+            "fingerprint": self.fingerprint(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> RocketTransform:
+        """The transform refitted from its state; ValueError when it does not reproduce the fingerprint."""
+        transform = cls(state["model"], np.asarray(state["fit_series"]), int(state["seed"]))
+        stored, now = np.asarray(state["fingerprint"]), transform.fingerprint()
+        if stored.shape != now.shape or not np.allclose(now, stored, rtol=1e-6, atol=1e-6):
+            raise ValueError(
+                f"the {state['model']} transform refitted from the stored windows does not reproduce the "
+                "stored features: this aeon/numba computes another transform than the one the model was "
+                "fitted with; install the versions the model records"
+            )
+        return transform
+
+
 def rocket_features(model: str, series: np.ndarray, fit_idx: np.ndarray, seed: int) -> np.ndarray:
     """The ``model`` ("minirocket" or "multirocket") features [N, K] of every window, the transform
     fitted on the windows ``fit_idx``."""
-    from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
-
-    transforms = {"minirocket": MiniRocket, "multirocket": MultiRocket}
-    if model not in transforms:
-        raise ValueError(f"unknown rocket model {model!r}; choose one of {sorted(transforms)}")
-    transform = transforms[model](random_state=seed, n_jobs=1).fit(series[fit_idx])
-    return np.asarray(transform.transform(series), dtype=np.float64)
+    return RocketTransform(model, series[fit_idx], seed).features(series)
 
 
 def load_kernels(n_features: int = 10, length: int = 105) -> None:
@@ -62,18 +127,25 @@ def load_kernels(n_features: int = 10, length: int = 105) -> None:
 
 
 class CalibratedRidge:
-    """A fitted ridge pipeline plus the temperature that maps its decision values to probabilities."""
+    """A fitted ridge (``linear.LinearModel``) plus the temperature that maps its decision values to
+    probabilities; ``pipeline``: the scikit-learn pipeline it was fitted as (None when read from a file)."""
 
-    def __init__(self, pipeline, temperature: float):
-        self.pipeline, self.temperature = pipeline, temperature
-        self.chosen_alpha = float(pipeline[-1].alpha_)
+    def __init__(self, linear: LinearModel, temperature: float, alpha: float, pipeline=None):
+        self.linear, self.temperature, self.chosen_alpha, self.pipeline = linear, temperature, alpha, pipeline
 
     def logits(self, Z: np.ndarray) -> np.ndarray:
-        d = self.pipeline.decision_function(Z)
+        d = self.linear.decision(Z)
         return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # binary: the score of the second class
 
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        return np.exp(log_softmax(self.temperature * self.logits(Z), axis=1))
+        return scaled_probabilities(self.logits(Z), self.temperature)
+
+    def state(self) -> dict:
+        return {"linear": self.linear.state(), "temperature": self.temperature, "alpha": self.chosen_alpha}
+
+    @classmethod
+    def from_state(cls, state: dict) -> CalibratedRidge:
+        return cls(LinearModel.from_state(state["linear"]), float(state["temperature"]), float(state["alpha"]))
 
 
 def fit_ridge(
@@ -84,12 +156,6 @@ def fit_ridge(
     pipeline = make_pipeline(
         StandardScaler(), RidgeClassifierCV(alphas=ALPHAS, class_weight="balanced" if class_weighting else None)
     ).fit(Z[fit_idx], y[fit_idx])
-    model = CalibratedRidge(pipeline, 1.0)
-    logits, y_val = model.logits(Z[val_idx]), y[val_idx]
-
-    def val_loss(log_t: float) -> float:
-        return float(-np.mean(log_softmax(np.exp(log_t) * logits, axis=1)[np.arange(len(y_val)), y_val]))
-
-    best = minimize_scalar(val_loss, bounds=LOG_TEMPERATURE, method="bounded", options={"xatol": 1e-4})
-    model.temperature = float(np.exp(best.x))
+    model = CalibratedRidge(LinearModel.from_fitted(pipeline), 1.0, float(pipeline[-1].alpha_), pipeline)
+    model.temperature = fit_temperature(model.logits(Z[val_idx]), y[val_idx])
     return model

@@ -32,8 +32,8 @@ def test_the_table_is_the_one_source_of_the_arms():
     assert arms.result_arms(["simple"]) == ["simple_logistic", "simple_boosting"]
     assert arms.result_arms(["rocket"]) == ["rocket_minirocket", "rocket_multirocket"]
     for row in arms.TABLE:
-        assert row.kind in fits.FITS, row  # every kind has its fit function
-        assert row.fit_cost > 0, row  # ... and its relative cost (parallel.longest_first)
+        assert row.kind in fits.KINDS, row  # every kind has its class (fit, predict, state)
+        assert fits.KINDS[row.kind].fit_cost > 0, row  # ... and its relative cost (parallel.longest_first)
         assert matplotlib.colors.is_color_like(row.colour) and row.title
         assert (row.kind in ("trained", "probe")) == (row.encoder is not None), row
     assert TransferParams().arms == list(arms.OPTIONS)  # the notebook's default too
