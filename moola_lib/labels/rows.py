@@ -73,7 +73,9 @@ def expansion_offsets(frame: pd.DataFrame, ids, name) -> np.ndarray:
     both = (out >= 0).all(axis=1)
     bad = both & (out[:, 0] > out[:, 1])
     if bad.any():
-        raise DataValidationError(name, "expansion_offsets", f"expansion_start > expansion_end in {rows_text(bad, ids)}")
+        raise DataValidationError(
+            name, "expansion_offsets", f"expansion_start > expansion_end in {rows_text(bad, ids)}"
+        )
     return out
 
 

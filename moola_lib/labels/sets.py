@@ -25,8 +25,10 @@ import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
+from ..bars.windows import gather_windows
 from ..features.options import resolve_feature_options
 from ..features.relativity import relativity_features
+from ..util.io import file_sha256
 from .rows import (
     check_unique_ids,
     deduplicate,
@@ -37,8 +39,6 @@ from .rows import (
     window_ids,
 )
 from .windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
-from ..util.io import file_sha256
-from ..bars.windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
 # what each default class means (what the labeller looks at: the bars after the expansion leg); the labelling
@@ -249,9 +249,7 @@ def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
     n = len(frame)
     pos, has = {}, {}
     for col in ("start", "end"):
-        times = (
-            parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
-        )
+        times = parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
         has[col] = np.asarray(times.notna())
         p = index.get_indexer(times)
         missing = (p < 0) & has[col]

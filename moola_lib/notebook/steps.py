@@ -12,7 +12,7 @@ import numpy as np
 
 from ..bars.sources import resolve_splits, run_bars
 from ..bars.splits import is_fractions
-from ..features.relativity import FEATURE_NAMES, relativity_features
+from ..features.relativity import relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, read_scan_file, readable_classes
 from ..labelling.store import LabelStore
 from ..labels.provenance import EncoderSource, seen_in_pretraining
