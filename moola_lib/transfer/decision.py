@@ -44,6 +44,7 @@ import numpy as np
 from .arms import arm as arm_row
 from .arms import names
 from .config import LOWER_IS_BETTER
+from .fits import KINDS
 from .intervals import bayesian_correlated_t, rope_for
 from .stats import fold_test_train_ratio
 
@@ -99,7 +100,7 @@ def recommend(arms: list[str], expected_loss: np.ndarray) -> list[str]:
     """The arms in order of preference: expected loss, then (within ``TIE``) fit cost, then table order."""
     table = names()
     rounded = np.round(expected_loss / TIE)  # losses within TIE (rounded to its multiples) compare equal
-    return sorted(arms, key=lambda a: (rounded[arms.index(a)], arm_row(a).fit_cost, table.index(a)))
+    return sorted(arms, key=lambda a: (rounded[arms.index(a)], KINDS[arm_row(a).kind].fit_cost, table.index(a)))
 
 
 def decision(results: dict, metric: str | None = None) -> dict:

@@ -155,12 +155,16 @@ def test_auto_takes_the_transfer_runs_best_arm(encoder_path, tmp_path):
         "arms": {
             a: {
                 "summary": {"balanced_accuracy": {"mean": m, "ci_low": m - 0.125, "ci_high": m + 0.125}},
-                "folds": [{"repeat": 0, "fold": k, "balanced_accuracy": m + 0.01 * k} for k in range(5)],
+                "folds": [
+                    {"repeat": 0, "fold": k, "n_train": 28, "n_test": 7, "balanced_accuracy": m + 0.01 * k}
+                    for k in range(5)
+                ],
             }
             for a, m in folds.items()
         },
         "encoder": {"path": str(encoder_path)},
-        "protocol": {"window_ids": list(ls.window_id), "y": ls.y.tolist()},  # it evaluated these windows
+        # it evaluated these windows
+        "protocol": {"window_ids": list(ls.window_id), "y": ls.y.tolist(), "primary_metric": "balanced_accuracy"},
     }
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "transfer_results.json").write_text(json.dumps(results))

@@ -65,10 +65,15 @@ def test_auto_fits_the_transfer_runs_best_arm_and_says_how_sure(files, tmp_path,
         "arms": {
             a: {
                 "summary": {"balanced_accuracy": {"mean": m, "ci_low": m - 0.05, "ci_high": m + 0.05}},
-                "folds": [{"repeat": r, "fold": k, "balanced_accuracy": m + 0.02 * k} for r in (0, 1) for k in (0, 1)],
+                "folds": [
+                    {"repeat": r, "fold": k, "n_train": 20, "n_test": 20, "balanced_accuracy": m + 0.02 * k}
+                    for r in (0, 1)
+                    for k in (0, 1)
+                ],
             }
             for a, m in arms.items()
         },
+        "protocol": {"primary_metric": "balanced_accuracy"},
     }
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "transfer_results.json").write_text(json.dumps(results))
