@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bars.sources import resolve_splits, run_bars
+from ..bars.sources import READ_OPTIONS, resolve_splits, run_bars
 from ..bars.splits import is_fractions
 from ..features.relativity import FEATURE_NAMES, relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, readable_classes
@@ -71,7 +71,9 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
     labels_path = resolve_path(params.labels_path)
     table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
     if "features" in table.frame.columns:  # self-contained windows need no bars
-        labelled = load_labels(table, None, label_column=params.label_column, feature_options=options)
+        labelled = load_labels(
+            table, None, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+        )
         labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
         return labelled
     if not params.data_path:
@@ -81,7 +83,9 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
             "labelled on. Pass the OHLCV file they point into as data_path"
         )
     bars, source = run_bars(params)
-    labelled = load_labels(table, bars, label_column=params.label_column, feature_options=options)
+    labelled = load_labels(
+        table, bars, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+    )
     labelled.source["bars"] = source
     return labelled
 
@@ -92,6 +96,7 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
     exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
     return PretrainConfig(
         data_path=params.data_path,
+        **{name: getattr(params, name) for name in READ_OPTIONS},
         on_invalid=params.on_invalid,
         synthetic_start=params.synthetic_start,
         synthetic_end=params.synthetic_end,
@@ -148,7 +153,7 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
     ``start`` or ``end`` span WINDOW_LENGTH bars of ``bar_minutes`` (longer across a session halt)."""
     if labels_path is None:
         return None
-    start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes)
+    start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes, config.data_timezone)
     if start is None:
         message = (
             f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "
