@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .sets import LabelledSet
-from ..pretraining.model import JadeEncoder
-from ..pretraining.checkpoints import encoder_from_file_object, recorded_feature_options, stored_feature_options
 from ..bars.splits import to_utc
+from ..pretraining.checkpoints import encoder_from_file_object, recorded_feature_options, stored_feature_options
+from ..pretraining.model import JadeEncoder
 from ..util.io import load_torch_file, read_json
 from ..util.paths import resolve_path
+from .sets import LabelledSet
 
 
 def seen_in_pretraining(start, end, splits: Mapping, exclude) -> tuple[dict, np.ndarray, np.ndarray]:

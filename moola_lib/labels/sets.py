@@ -25,7 +25,9 @@ import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
+from ..bars.windows import gather_windows
 from ..features.relativity import relativity_features
+from ..util.io import file_sha256
 from .rows import (
     check_unique_ids,
     deduplicate,
@@ -36,8 +38,6 @@ from .rows import (
     window_ids,
 )
 from .windows import COLD_START_WARNING, outlier_notes, shared_bar_groups, window_array
-from ..util.io import file_sha256
-from ..bars.windows import gather_windows
 
 DEFAULT_CLASSES = ("consolidation", "retracement")
 
@@ -249,7 +249,8 @@ def _window_starts(times: dict, n: int, ids, index: pd.DatetimeIndex, name) -> n
             raise DataValidationError(
                 name,
                 "window_outside_data",
-                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {rows_text(missing, ids)}",
+                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in "
+                f"{rows_text(missing, ids)}",
             )
         pos[col] = p
     no_time = ~has["start"] & ~has["end"]

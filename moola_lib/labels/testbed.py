@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.episodes import DEFAULT_DIFFICULTY, KINDS
+from ..bars.windows import gather_windows, windows_hit
 from ..features.relativity import relativity_features
 from .sets import DEFAULT_CLASSES, LabelledSet, overlap_groups
-from ..bars.windows import windows_hit, gather_windows
 
 _WINDOW_SPACING = 20  # bars between two labelled windows
 _MINUTE = pd.Timedelta(minutes=1)
