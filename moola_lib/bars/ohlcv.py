@@ -13,7 +13,6 @@ dropped in ``frame.attrs["dropped"]``. A price far from its neighbours (a bad ti
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from pathlib import Path
@@ -71,8 +70,8 @@ def load_ohlcv(
             "unknown file type; expected one of " + ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES),
         )
     try:
-        reader = pd.read_parquet if name.endswith(_PARQUET_SUFFIXES) else _csv_reader(path)
-        raw = reader(path)
+        parquet = name.endswith(_PARQUET_SUFFIXES)
+        raw = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_separator(path))
     except Exception as exc:  # any parser failure means the file itself is unreadable
         raise DataValidationError(source, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
     return validate_ohlcv(
@@ -84,10 +83,6 @@ def load_ohlcv(
         data_timezone=data_timezone,
         resample_to_1min=resample_to_1min,
     )
-
-
-def _csv_reader(path: Path):
-    return functools.partial(pd.read_csv, sep=csv_separator(path))
 
 
 def validate_ohlcv(
