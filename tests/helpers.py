@@ -104,3 +104,23 @@ CFG = dict(
     progress=False,
     group_by_session=False,
 )
+
+
+def bar_frame(index, seed=0, volume=True) -> pd.DataFrame:
+    """Valid bars for the timestamps ``index`` (naive or aware, kept as given): a random walk near 100 in
+    columns open, high, low, close (+ volume); tests write it out in a vendor's layout."""
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.normal(0, 0.1, len(index)))
+    open_ = np.r_[close[:1], close[:-1]]
+    frame = pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) + 0.05,
+            "low": np.minimum(open_, close) - 0.05,
+            "close": close,
+        },
+        index=index,
+    )
+    if volume:
+        frame["volume"] = rng.integers(1, 100, len(index)).astype(float)
+    return frame

@@ -1,11 +1,14 @@
 """Load and validate 1-minute OHLCV bars (the bars of a run and their splits: ``moola_lib.bars.sources``).
 
 Every loader returns the same frame shape: a ``DatetimeIndex`` named "timestamp" (tz-aware UTC,
-nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one). Bad
-input raises ``DataValidationError`` naming the source, the check, how many rows fail and the first
-offending timestamps; ``on_invalid="drop"`` drops such rows instead and records what it dropped in
-``frame.attrs["dropped"]``. A price far from its neighbours (a bad tick: 1e300 among prices near 2e4)
-passes the checks but is reported as a suspect outlier (``SuspectOutlierWarning``, with its timestamps).
+nanosecond unit) and float64 columns open, high, low, close (+ volume when the source has one), one bar per
+minute at most. Where the timestamps and prices are in a vendor's layout: ``moola_lib.bars.layouts``; how
+timestamps become UTC (times without a zone are refused unless ``data_timezone`` names it):
+``moola_lib.bars.timestamps``; the 1-minute interval (finer bars aggregated on request, coarser refused):
+``moola_lib.bars.interval``. Bad input raises ``DataValidationError`` naming the source, the check, how many
+rows fail and the first offending timestamps; ``on_invalid="drop"`` drops such rows instead and records what it
+dropped in ``frame.attrs["dropped"]``. A price far from its neighbours (a bad tick: 1e300 among prices near
+2e4) passes the checks but is reported as a suspect outlier (``SuspectOutlierWarning``, with its timestamps).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..util.errors import ExpectedError
+from ..util.config import ConfigError
 from .constants import WINDOW_LENGTH
+from .errors import DataValidationError
+from .interval import one_minute_bars
+from .layouts import PRICE_COLUMNS, VOLUME_COLUMN, csv_separator, find_columns, find_timestamps
+from .timestamps import NAIVE_FIX, ParsedTimes, parse_times, time_zone_problem
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
-VOLUME_COLUMN = "volume"
-TIMESTAMP_NAMES = ("timestamp", "ts_event", "datetime", "date", "time")
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _N_EXAMPLES = 5
@@ -31,18 +35,7 @@ _N_EXAMPLES = 5
 DROP_OPTION = "on_invalid='drop' (the on_invalid parameter)"
 OUTLIER_FACTOR = 10.0  # a price this many times above or below the median close around it is suspect
 OUTLIER_NEIGHBOURS = 11  # bars in that centred median: robust to a run of up to 5 bad bars
-
-
-class DataValidationError(ExpectedError, ValueError):
-    """Invalid data: ``source`` (file or "<DataFrame>"), the ``check`` that failed, a ``detail`` text and,
-    for row checks, ``n_rows`` failing. The message reads "<source>: check '<check>' failed: <detail>"."""
-
-    def __init__(self, source: str, check: str, detail: str, n_rows: int | None = None):
-        super().__init__(f"{source}: check '{check}' failed: {detail}")
-        self.source, self.check, self.detail, self.n_rows = source, check, detail, n_rows
-
-    def __reduce__(self):  # picklable (e.g. across worker processes) despite the multi-argument __init__
-        return type(self), (self.source, self.check, self.detail, self.n_rows)
+_TIME_CHECKS = ("bad_timestamp", "ambiguous_time", "nonexistent_time")  # rows named by position and value
 
 
 class DataValidationWarning(UserWarning):
@@ -57,36 +50,38 @@ def load_ohlcv(
     path: str | os.PathLike,
     *,
     timestamp_column: str | None = None,
+    data_timezone: str | None = None,
+    resample_to_1min: bool = False,
     on_invalid: str = "raise",
     min_bars: int = WINDOW_LENGTH,
 ) -> pd.DataFrame:
-    """Read bars from ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` and validate them (see ``validate_ohlcv``).
-
-    The timestamp comes from a DatetimeIndex, the column ``timestamp_column``, or the first column named
-    (case-insensitively) one of timestamp, ts_event, datetime, date, time. Strings, datetimes and epoch
-    numbers (s, ms, us or ns, told apart by magnitude) are accepted; naive times are taken as UTC.
-    """
+    """Read bars from ``.parquet``/``.pq`` or ``.csv``/``.csv.gz`` (comma, semicolon or tab separated) and
+    validate them (``validate_ohlcv``: the layouts found, ``data_timezone``, ``resample_to_1min``)."""
+    _check_time_zone(data_timezone)  # a typo is found before a large file is read
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise DataValidationError(source, "missing_file", "not a file" if path.exists() else "no such file")
     name = path.name.lower()
-    if name.endswith(_CSV_SUFFIXES):
-        reader = pd.read_csv
-    elif name.endswith(_PARQUET_SUFFIXES):
-        reader = pd.read_parquet
-    else:
+    if not name.endswith(_CSV_SUFFIXES + _PARQUET_SUFFIXES):
         raise DataValidationError(
             source,
             "unreadable_file",
             "unknown file type; expected one of " + ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES),
         )
     try:
-        raw = reader(path)
+        parquet = name.endswith(_PARQUET_SUFFIXES)
+        raw = pd.read_parquet(path) if parquet else pd.read_csv(path, sep=csv_separator(path))
     except Exception as exc:  # any parser failure means the file itself is unreadable
         raise DataValidationError(source, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
     return validate_ohlcv(
-        raw, source=source, on_invalid=on_invalid, min_bars=min_bars, timestamp_column=timestamp_column
+        raw,
+        source=source,
+        on_invalid=on_invalid,
+        min_bars=min_bars,
+        timestamp_column=timestamp_column,
+        data_timezone=data_timezone,
+        resample_to_1min=resample_to_1min,
     )
 
 
@@ -97,47 +92,86 @@ def validate_ohlcv(
     on_invalid: str = "raise",
     min_bars: int = WINDOW_LENGTH,
     timestamp_column: str | None = None,
+    data_timezone: str | None = None,
+    resample_to_1min: bool = False,
 ) -> pd.DataFrame:
     """Return a new, validated bar frame built from ``frame`` (which is never modified).
 
-    Checks, in order: bad_timestamp, non_numeric, non_finite, non_positive_price, high_below_open_close,
-    low_above_open_close (together these imply high >= low), negative_volume, duplicate_timestamp,
-    unsorted_timestamp, too_few_bars. ``on_invalid="raise"`` raises on the first failing check;
-    ``"drop"`` drops the failing rows, sorts by time, keeps the first of duplicate timestamps, warns,
-    and records ``attrs["dropped"] = {check: n_rows}``. Fewer than ``min_bars`` bars always raises.
+    The timestamps and columns are found as ``layouts`` says (``timestamp_column``: a column, or "Date+Time");
+    times without a time zone are refused unless ``data_timezone`` says what they are (``timestamps``).
+    Checks, in order: time_zone and dates without times among duplicates (the file's layout: always raise),
+    bad_timestamp, ambiguous_time, nonexistent_time (a data_timezone's clock changes), non_numeric,
+    non_finite, non_positive_price, high_below_open_close, low_above_open_close (together these imply
+    high >= low), negative_volume, duplicate_timestamp, unsorted_timestamp, bar_interval (``interval``:
+    1 minute, or finer with ``resample_to_1min``), too_few_bars. ``on_invalid="raise"`` raises on the first
+    failing row check; ``"drop"`` drops the failing rows, sorts by time, keeps the first of duplicate
+    timestamps, warns, and records ``attrs["dropped"] = {check: n_rows}``. Fewer than ``min_bars`` bars
+    always raises.
     """
     if on_invalid not in ("raise", "drop"):
         raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    _check_time_zone(data_timezone)
     source = str(source)
-    ts_values = _find_timestamps(frame, source, timestamp_column)
-    columns = _find_columns(frame, source)
-    ts, bad_ts = _parse_timestamps(ts_values)
-    rows = _RowChecks(source, ts, drop=on_invalid == "drop")
-    values = _check_rows(rows, frame, columns, bad_ts)
-    positions, stamps, n_unsorted = _check_order(rows, ts)
-    if len(stamps) < min_bars:
+    raw_times, where = find_timestamps(frame, source, timestamp_column)
+    columns = find_columns(frame, source)
+    times = parse_times(raw_times, data_timezone)
+    _check_time_layout(times, raw_times, source, where)
+    rows = _RowChecks(source, times.utc, raw_times, drop=on_invalid == "drop")
+    values = _check_rows(rows, frame, columns, times, data_timezone)
+    positions, stamps, n_unsorted = _check_order(rows, times.utc.rename("timestamp"))
+    if len(positions) < len(frame) or n_unsorted:  # the value arrays are fresh copies: no need to copy again
+        values = {name: v[positions] for name, v in values.items()}
+    out = one_minute_bars(pd.DataFrame(values, index=stamps, copy=False), source, resample_to_1min)
+    if len(out) < min_bars:
         raise DataValidationError(
             source,
             "too_few_bars",
-            f"{len(stamps)} valid bars, fewer than min_bars={min_bars} (one window)"
+            f"{len(out)} valid bars, fewer than min_bars={min_bars} (one window)"
             + (f" after dropping {rows.dropped}" if rows.dropped else ""),
         )
-    if len(positions) < len(frame) or n_unsorted:  # the value arrays are fresh copies: no need to copy again
-        values = {name: v[positions] for name, v in values.items()}
-    out = pd.DataFrame(values, index=stamps, copy=False)
     out.attrs["dropped"] = rows.dropped
     _warn_dropped(source, rows.dropped, n_unsorted, len(frame))
     out.attrs["suspect_outliers"] = _warn_outliers(source, out)
     return out
 
 
+def _check_time_zone(data_timezone) -> None:
+    if problem := time_zone_problem(data_timezone):
+        raise ConfigError(problem)
+
+
+def _check_time_layout(times: ParsedTimes, raw, source: str, where: str) -> None:
+    """Problems of the whole timestamp column, which dropping rows cannot fix: dates without a time of day
+    that repeat (the time is in another column), and times without a time zone (none given)."""
+    repeated = np.flatnonzero(times.repeated_dates)
+    if len(repeated):
+        raise DataValidationError(
+            source,
+            "duplicate_timestamp",
+            f"{len(repeated)} duplicate timestamps: the timestamps ({where}) look like dates without times, e.g. "
+            f"{_values(raw, repeated[:1])}; is the time of day in another column (Date + Time)? Name both with "
+            "timestamp_column='Date+Time' (the timestamp_column parameter)",
+            n_rows=len(repeated),
+        )
+    if times.naive.any():
+        first = np.flatnonzero(times.naive)[:_N_EXAMPLES]
+        raise DataValidationError(
+            source,
+            "time_zone",
+            f"{int(times.naive.sum())} of {len(times.naive)} timestamps ({where}) have no time zone, first "
+            f"rows {', '.join(map(str, first))} (0-based): {_values(raw, first)}; moola does not guess one "
+            f"(exchange-local times read as UTC shift every window by hours): {NAIVE_FIX}",
+            n_rows=int(times.naive.sum()),
+        )
+
+
 class _RowChecks:
     """The failing rows so far: ``fail`` raises on the first failing check, or (``drop``) marks its rows."""
 
-    def __init__(self, source: str, ts: pd.DatetimeIndex, drop: bool):
-        self.source, self.ts, self.drop = source, ts, drop
+    def __init__(self, source: str, ts: pd.DatetimeIndex, raw, drop: bool):
+        self.source, self.ts, self.raw, self.drop = source, ts, raw, drop
         self.bad = np.zeros(len(ts), dtype=bool)
         self.dropped: dict[str, int] = {}
 
@@ -147,11 +181,16 @@ class _RowChecks:
         if n == 0:
             return
         if not self.drop:
+            rows = np.flatnonzero(mask)[:_N_EXAMPLES]
+            where = (
+                f"rows {', '.join(map(str, rows))} (0-based): {_values(self.raw, rows)}"
+                if name in _TIME_CHECKS
+                else _fmt(self.ts[rows])
+            )
             raise DataValidationError(
                 self.source,
                 name,
-                f"{n} of {len(self.ts)} rows {what}; first at "
-                f"{_examples(self.ts, mask, by_row=name == 'bad_timestamp')}. "
+                f"{n} of {len(self.ts)} rows {what}; first at {where}. "
                 f"Fix the file, or pass {DROP_OPTION} to drop such rows.",
                 n_rows=n,
             )
@@ -159,9 +198,21 @@ class _RowChecks:
         self.bad |= mask
 
 
-def _check_rows(rows: _RowChecks, frame: pd.DataFrame, columns: dict, bad_ts: np.ndarray) -> dict:
+def _check_rows(rows: _RowChecks, frame: pd.DataFrame, columns: dict, times: ParsedTimes, zone) -> dict:
     """The per-row checks, in order; returns the float64 column values (all rows)."""
-    rows.fail("bad_timestamp", bad_ts, "have a missing or unparseable timestamp")
+    missing = np.asarray(times.utc.isna()) & ~times.ambiguous & ~times.nonexistent  # or unparseable
+    rows.fail("bad_timestamp", missing, "have a missing or unparseable timestamp")
+    rows.fail(
+        "ambiguous_time",
+        times.ambiguous,
+        f"are wall-clock times in an hour {zone} repeats when its clocks go back, which their order "
+        "does not place (the first pass is daylight time, the second standard time; an offset would)",
+    )
+    rows.fail(
+        "nonexistent_time",
+        times.nonexistent,
+        f"are wall-clock times in the hour {zone} skips when its clocks go forward: no such time existed",
+    )
     values, non_numeric = {}, np.zeros(len(frame), dtype=bool)
     for name, original in columns.items():
         values[name], col_bad = _to_float(frame[original])
@@ -270,74 +321,6 @@ def _warn_outliers(source: str, bars: pd.DataFrame) -> int:
     return n
 
 
-def _find_timestamps(frame: pd.DataFrame, source: str, column: str | None):
-    """The raw timestamps: a column or the index."""
-    lower = {str(c).strip().lower(): c for c in frame.columns}
-    index_name = str(frame.index.name).strip().lower() if frame.index.name is not None else None
-    if column is not None:
-        key = column.strip().lower()
-        if key in lower:
-            return frame[lower[key]]
-        if key == index_name:
-            return frame.index
-        raise DataValidationError(
-            source,
-            "timestamp_column",
-            f"timestamp_column={column!r} not found; columns seen: {list(frame.columns)}, index: {frame.index.name!r}",
-        )
-    if isinstance(frame.index, pd.DatetimeIndex):
-        return frame.index
-    for key in TIMESTAMP_NAMES:
-        if key in lower:
-            return frame[lower[key]]
-    if index_name in TIMESTAMP_NAMES:
-        return frame.index
-    raise DataValidationError(
-        source,
-        "timestamp_column",
-        f"no timestamp found: the index is not a DatetimeIndex and no column is named "
-        f"one of {', '.join(TIMESTAMP_NAMES)} (any case); columns seen: "
-        f"{list(frame.columns)}. Rename the time column to 'timestamp' (in Python: "
-        "load_ohlcv(path, timestamp_column=...))",
-    )
-
-
-def _find_columns(frame: pd.DataFrame, source: str) -> dict[str, object]:
-    """Map canonical OHLCV names to the frame's own column labels (case-insensitive)."""
-    found: dict[str, list] = {}
-    for c in frame.columns:
-        found.setdefault(str(c).strip().lower(), []).append(c)
-    wanted = PRICE_COLUMNS + (VOLUME_COLUMN,)
-    ambiguous = {k: v for k, v in found.items() if k in wanted and len(v) > 1}
-    if ambiguous:
-        raise DataValidationError(
-            source, "ambiguous_columns", f"several columns match the same name (case-insensitive): {ambiguous}"
-        )
-    missing = [k for k in PRICE_COLUMNS if k not in found]
-    if missing:
-        raise DataValidationError(
-            source, "missing_columns", f"missing price column(s) {missing}; columns seen: {list(frame.columns)}"
-        )
-    return {k: found[k][0] for k in wanted if k in found}
-
-
-def _parse_timestamps(values) -> tuple[pd.DatetimeIndex, np.ndarray]:
-    """Parse to a UTC, ns DatetimeIndex; also return the mask of rows whose timestamp is missing/bad."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        finite = np.abs(numbers[np.isfinite(numbers)])
-        magnitude = float(np.median(finite)) if finite.size else 0.0
-        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
-        parsed = pd.to_datetime(values, unit=unit, utc=True, errors="coerce")
-    else:
-        try:
-            parsed = pd.to_datetime(values, utc=True)
-        except (ValueError, TypeError, OverflowError):
-            parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    index = pd.DatetimeIndex(parsed).as_unit("ns")
-    return index.rename("timestamp"), np.asarray(index.isna())
-
-
 def _to_float(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Float64 copy of a column and the mask of values that are present but not numbers."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -348,9 +331,9 @@ def _to_float(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return arr, np.isnan(arr) & np.asarray(column.notna())
 
 
-def _examples(ts: pd.DatetimeIndex, mask: np.ndarray, by_row: bool) -> str:
-    rows = np.flatnonzero(mask)[:_N_EXAMPLES]
-    return "rows " + ", ".join(str(r) for r in rows) + " (0-based)" if by_row else _fmt(ts[rows])
+def _values(raw, rows: np.ndarray) -> str:
+    """The raw timestamp values of ``rows`` (positions), as the file holds them."""
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in pd.Series(raw).iloc[rows])
 
 
 def _fmt(stamps) -> str:

@@ -15,17 +15,23 @@ from ..util.io import file_sha256
 from .ohlcv import DataValidationError, load_ohlcv
 from .splits import AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds, is_fractions, split_problems, to_utc
 
+# how a run reads its data file: fields of PretrainConfig and of every notebook's parameters (RunParams)
+READ_OPTIONS = ("timestamp_column", "data_timezone", "resample_to_1min")
 
-def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS) -> dict[str, slice]:
+
+def split_slices(
+    index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS, *, source: str = "<index>"
+) -> dict[str, slice]:
     """Positional slices of a sorted DatetimeIndex, one per split, in the order given.
 
     Each split is a half-open ``[start, end)`` interval; dates without a time mean UTC midnight, naive
-    timestamps are UTC. Splits must have start < end and must not overlap. An empty split raises.
+    timestamps are UTC. Splits must have start < end and must not overlap. An empty split raises
+    (DataValidationError naming ``source``, the bars' file).
     """
     if not isinstance(index, pd.DatetimeIndex):
         raise TypeError(f"split_slices needs a DatetimeIndex, got {type(index).__name__}")
     if not index.is_monotonic_increasing:
-        raise DataValidationError("<index>", "unsorted_timestamp", "the index must be sorted to split it")
+        raise DataValidationError(source, "unsorted_timestamp", "the index must be sorted to split it")
     if problems := split_problems(splits, required=()):
         raise ValueError(problems[0])
     search = index if index.tz is not None else index.tz_localize("UTC")
@@ -36,7 +42,7 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
         if hi <= lo:
             span = f"{index[0]} .. {index[-1]}" if len(index) else "no bars"
             raise DataValidationError(
-                "<index>",
+                source,
                 "empty_split",
                 f"split {name!r} [{start}, {end}) holds no bars; "
                 f"the data spans {span}. Give dates inside it, or {FRACTIONS_HINT}",
@@ -45,25 +51,30 @@ def split_slices(index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_
     return out
 
 
-def resolve_splits(index: pd.DatetimeIndex, splits) -> dict[str, tuple[str, str]]:
+def resolve_splits(index: pd.DatetimeIndex, splits, *, source: str = "<index>") -> dict[str, tuple[str, str]]:
     """The ``[start, end)`` dates of ``splits`` (moola_lib.bars.splits) on the sorted bars of ``index``: date pairs as
     given; "auto" / fractions of the span first .. last bar cut at 17:00 New York (``fraction_bounds``), as ISO
-    timestamps: a fraction too small for a whole session raises DataValidationError 'short_split'."""
+    timestamps: a fraction too small for a whole session, or one whose sessions hold no bars (a weekend),
+    raises DataValidationError 'short_split' naming ``source``, the bars' file."""
     if not is_fractions(splits):
         return {name: tuple(bounds) for name, bounds in splits.items()}
     if problems := split_problems(splits, required=()):
         raise ValueError(problems[0])
     if not len(index):
-        raise DataValidationError("<index>", "short_split", "there are no bars to split")
+        raise DataValidationError(source, "short_split", "there are no bars to split")
     fractions = AUTO_SPLITS if splits == "auto" else splits
     bounds = fraction_bounds(index[0], index[-1], fractions)
     for name, (start, end) in bounds.items():
-        if start >= end:
+        if start >= end or index.searchsorted(start) == index.searchsorted(end):
+            what = (
+                "holds no whole session (cut at 17:00 New York)"
+                if start >= end
+                else f"[{start}, {end}) holds no bars (a weekend or holiday)"
+            )
             raise DataValidationError(
-                "<index>",
+                source,
                 "short_split",
-                f"split {name!r}, {fractions[name]:g} of the data's span, holds no whole "
-                f"session (cut at 17:00 New York): the data spans {index[0]} .. "
+                f"split {name!r}, {fractions[name]:g} of the data's span, {what}: the data spans {index[0]} .. "
                 f"{index[-1]}; give it a larger fraction, or dates",
             )
     return {name: (start.isoformat(), end.isoformat()) for name, (start, end) in bounds.items()}
@@ -74,12 +85,14 @@ def run_bars(spec, *, on_invalid: str | None = None) -> tuple[pd.DataFrame, dict
 
     ``spec`` is anything with a ``data_path`` and (for the embedded market) ``synthetic_start``,
     ``synthetic_end`` and ``synthetic_seed``: a PretrainConfig, a notebook's parameters. With a
-    ``data_path`` the file is loaded and validated (``load_ohlcv``; ``on_invalid`` as there, by default
-    the spec's own ``on_invalid`` parameter, else "raise"); without one the embedded synthetic market is
-    generated for that range and seed.
+    ``data_path`` the file is loaded and validated (``load_ohlcv``, with the spec's ``READ_OPTIONS`` it has:
+    ``timestamp_column``, ``data_timezone``, ``resample_to_1min``; ``on_invalid`` as there, by default the
+    spec's own ``on_invalid`` parameter, else "raise"); without one the embedded synthetic market is generated
+    for that range and seed.
     """
     if spec.data_path:
-        bars = load_ohlcv(spec.data_path, on_invalid=on_invalid or getattr(spec, "on_invalid", "raise"))
+        options = {name: getattr(spec, name) for name in READ_OPTIONS if hasattr(spec, name)}
+        bars = load_ohlcv(spec.data_path, on_invalid=on_invalid or getattr(spec, "on_invalid", "raise"), **options)
     else:
         from .synthetic import synthetic_ohlcv
 

@@ -5,7 +5,8 @@ source name, and either returns the checked values or raises ``DataValidationErr
 rows (``rows_text``: at most five shown). ``window_ids`` (given or ``row<i>``), ``encode_labels`` (stripped,
 lower-cased labels -> class indices), ``expansion_offsets`` (bar offsets, -1 when absent),
 ``deduplicate`` / ``check_unique_ids`` (one row per window; conflicting labels raise, identical
-duplicates are dropped with a warning), ``parse_times`` (UTC times; a value without a time zone raises).
+duplicates are dropped with a warning), ``parse_times`` (UTC times by the rule of bar files: a value without a
+time zone raises unless ``data_timezone`` names its zone).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pandas as pd
 
 from ..bars.constants import WINDOW_LENGTH
 from ..bars.ohlcv import DataValidationError
+from ..bars.timestamps import NAIVE_FIX
+from ..bars.timestamps import parse_times as parse_bar_times
 
 
 def rows_text(mask: np.ndarray, ids: np.ndarray, limit: int = 5) -> str:
@@ -114,39 +117,28 @@ def check_unique_ids(ids: np.ndarray, keys: list, name: str) -> None:
             )
 
 
-def parse_times(frame: pd.DataFrame, col: str, ids, name) -> pd.DatetimeIndex:
-    """UTC times of ``frame[col]``; a value that is no timestamp, or one without a time zone, raises."""
-    raw = frame[col]
-    naive = _without_zone(raw)
-    if naive.any():
+def parse_times(frame: pd.DataFrame, col: str, ids, name, data_timezone: str | None = None) -> pd.DatetimeIndex:
+    """UTC times of ``frame[col]`` by the rule of bar files (``bars.timestamps``): a time with a zone or offset
+    as it is, one without in ``data_timezone``. A value that is no timestamp, one without a time zone when
+    ``data_timezone`` is None, or one that zone's clock change makes ambiguous or nonexistent raises."""
+    times = parse_bar_times(frame[col], data_timezone)
+    if times.naive.any():
         raise DataValidationError(
             name,
             "time_zone",
-            f"{col!r} has no time zone in {rows_text(naive, ids)}: moola "
-            "does not guess one (local exchange times read as UTC shift every window by "
-            "hours). Write each time with its UTC offset, e.g. 2024-03-01T09:30:00-05:00, "
-            "or with Z for UTC",
+            f"{col!r} has no time zone in {rows_text(times.naive, ids)}: moola does not guess one (local exchange "
+            f"times read as UTC shift every window by hours); {NAIVE_FIX}",
         )
-    times = pd.to_datetime(raw, utc=True, errors="coerce")
-    bad = (times.isna() & raw.notna()).to_numpy()
-    if bad.any():
-        raise DataValidationError(name, "timestamp", f"cannot parse {col!r} as a timestamp in {rows_text(bad, ids)}")
-    return pd.DatetimeIndex(times)
-
-
-def _without_zone(raw: pd.Series) -> np.ndarray:
-    """Which values are timestamps without a time zone (text like "2024-03-01 09:30", naive datetimes)."""
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return np.zeros(len(raw), dtype=bool)
-    if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.notna().to_numpy()
-
-    def naive(value) -> bool:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return False
-        try:
-            return pd.Timestamp(value).tzinfo is None
-        except (ValueError, TypeError, OverflowError):
-            return False  # not a timestamp at all: the parse check names it
-
-    return np.fromiter((naive(v) for v in raw), dtype=bool, count=len(raw))
+    for mask, what in (
+        (times.ambiguous, f"lies in an hour {data_timezone} repeats when its clocks go back, not placed by the order"),
+        (times.nonexistent, f"lies in the hour {data_timezone} skips when its clocks go forward (no such time)"),
+    ):
+        if mask.any():
+            raise DataValidationError(
+                name, "time_zone", f"{col!r} {what} in {rows_text(mask, ids)}; write those times with their UTC offset"
+            )
+    if times.unparseable.any():
+        raise DataValidationError(
+            name, "timestamp", f"cannot parse {col!r} as a timestamp in {rows_text(times.unparseable, ids)}"
+        )
+    return times.utc

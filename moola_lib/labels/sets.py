@@ -193,6 +193,7 @@ def load_labels(
     classes=DEFAULT_CLASSES,
     label_column: str = "label",
     feature_options: dict | None = None,
+    data_timezone: str | None = None,
 ) -> LabelledSet:
     """Load labelled windows of either format (see the module docstring) from a file, a DataFrame or a
     ``LabelTable`` already read.
@@ -200,6 +201,7 @@ def load_labels(
     ``bars``: the full OHLCV frame (UTC index), needed for format (a). ``features``: optional precomputed
     ``relativity_features(bars)`` result to avoid recomputing it. ``classes``: the allowed labels in
     class-index order (None = the sorted labels found). Labels are compared stripped and lower-cased.
+    ``start``/``end`` times without a time zone are refused unless ``data_timezone`` names it (``rows.parse_times``).
     """
     table = source if isinstance(source, LabelTable) else LabelTable.read(source)
     frame, name = table.frame, table.name
@@ -219,15 +221,16 @@ def load_labels(
     if table.sha256 is not None:
         source_info["sha256"] = table.sha256
     options = dict(feature_options or {})
+    times = {c: parse_times(frame, c, ids, name, data_timezone) for c in ("start", "end") if c in frame.columns}
 
     if "features" in frame.columns:
         source_info["format"] = "windows"
-        return _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
+        return _from_windows(frame, times, ids, y, classes, expansion, name, source_info, options)
     if "start" in frame.columns or "end" in frame.columns:
         source_info["format"] = "timestamps"
         if bars is None:
             raise ValueError(f"{name}: windows are given by timestamps; pass the OHLCV bars they point into")
-        return _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options)
+        return _from_timestamps(frame, times, ids, y, classes, expansion, bars, features, name, source_info, options)
     raise DataValidationError(
         name,
         "format",
@@ -240,24 +243,25 @@ def load_labels(
 # ------------------------------------------------------------------------------------ format (a)
 
 
-def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
-    """Each row's first bar in ``index``, from its ``start`` and/or ``end`` timestamp; DataValidationError for a
+def _window_starts(times: dict, n: int, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
+    """Each row's first bar in ``index``, from its ``start`` and/or ``end`` time (``times``, UTC, of the ``n``
+    rows); DataValidationError for a
     time that is no bar of the data, a row without either, a start/end pair not WINDOW_LENGTH bars apart, or a
     window reaching outside the data."""
     n_bars = len(index)
     L = WINDOW_LENGTH
-    n = len(frame)
     pos, has = {}, {}
     for col in ("start", "end"):
-        times = parse_times(frame, col, ids, name) if col in frame.columns else pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
-        has[col] = np.asarray(times.notna())
-        p = index.get_indexer(times)
+        col_times = times.get(col, pd.DatetimeIndex([pd.NaT] * n, tz="UTC"))
+        has[col] = np.asarray(col_times.notna())
+        p = index.get_indexer(col_times)
         missing = (p < 0) & has[col]
         if missing.any():
             raise DataValidationError(
                 name,
                 "window_outside_data",
-                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in {rows_text(missing, ids)}",
+                f"{col!r} is not a bar of the data ({index[0]} .. {index[-1]}, {n_bars} bars) in "
+                f"{rows_text(missing, ids)}",
             )
         pos[col] = p
     no_time = ~has["start"] & ~has["end"]
@@ -279,12 +283,12 @@ def _window_starts(frame, ids, index: pd.DatetimeIndex, name) -> np.ndarray:
     return start
 
 
-def _from_timestamps(frame, ids, y, classes, expansion, bars, features, name, source_info, options):
+def _from_timestamps(frame, times, ids, y, classes, expansion, bars, features, name, source_info, options):
     index = bars.index
     if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
         raise ValueError("bars must have a tz-aware DatetimeIndex (use load_ohlcv / synthetic_ohlcv)")
     L = WINDOW_LENGTH
-    start = _window_starts(frame, ids, index, name)
+    start = _window_starts(times, len(frame), ids, index, name)
 
     keys = [int(s) for s in start]
     check_unique_ids(ids, keys, name)
@@ -331,7 +335,7 @@ def overlap_groups(starts: np.ndarray, length: int = WINDOW_LENGTH) -> np.ndarra
 # ------------------------------------------------------------------------------------ format (b)
 
 
-def _from_windows(frame, ids, y, classes, expansion, name, source_info, options):
+def _from_windows(frame, times, ids, y, classes, expansion, name, source_info, options):
     ohlc = np.stack([window_array(cell, wid, name) for cell, wid in zip(frame["features"], ids)])
     keys = [a.tobytes() for a in ohlc]
     check_unique_ids(ids, keys, name)
@@ -352,10 +356,9 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         warnings.warn(msg, stacklevel=3)
         notes.append(msg)
         keep, ohlc, X, valid = keep[~empty], ohlc[~empty], X[~empty], valid[~empty]
-    times = {}
-    for col in ("start", "end"):
-        t = parse_times(frame, col, ids, name)[keep] if col in frame.columns else None
-        times[col] = t if t is not None else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC")
+    span = {
+        c: times[c][keep] if c in times else pd.DatetimeIndex([pd.NaT] * len(keep), tz="UTC") for c in ("start", "end")
+    }
     source_info["dropped_no_valid_bar"] = int(empty.sum())
     return LabelledSet(
         X=X,
@@ -363,8 +366,8 @@ def _from_windows(frame, ids, y, classes, expansion, name, source_info, options)
         y=y[keep],
         classes=classes,
         window_id=ids[keep],
-        start=times["start"],
-        end=times["end"],
+        start=span["start"],
+        end=span["end"],
         expansion=expansion[keep],
         groups=shared_bar_groups(ohlc),
         source=source_info,

@@ -26,6 +26,9 @@ class LabelledSpec:
     data_path: str | None = None  # the OHLCV file timestamped labels point into
     encoder_path: str | None = None
     on_invalid: str = "raise"
+    timestamp_column: str | None = None  # bars.sources.READ_OPTIONS: how the bars (and the labels) are read
+    data_timezone: str | None = None
+    resample_to_1min: bool = False
     label_column: str = "label"
     seed: int = 0
     n_labelled: int = EMBEDDED_SET.n
@@ -84,7 +87,9 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
     labels_path = resolve_path(params.labels_path)
     table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
     if "features" in table.frame.columns:  # self-contained windows need no bars
-        labelled = load_labels(table, None, label_column=params.label_column, feature_options=options)
+        labelled = load_labels(
+            table, None, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+        )
         labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
         return labelled
     if not params.data_path:
@@ -94,6 +99,8 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
             "labelled on. Pass the OHLCV file they point into as data_path"
         )
     bars, source = run_bars(params)
-    labelled = load_labels(table, bars, label_column=params.label_column, feature_options=options)
+    labelled = load_labels(
+        table, bars, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+    )
     labelled.source["bars"] = source
     return labelled

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..bars.timestamps import time_zone_problem
 from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
 from ..labels.sets import DEFAULT_CLASS_DEFINITIONS, DEFAULT_CLASSES
 from ..labels.testbed import EMBEDDED_SET
@@ -27,10 +28,19 @@ class RunParams:
     """Parameters shared by every notebook (DESIGN.md section 7)."""
 
     data_path: str | None = None  # OHLCV parquet/CSV; None = embedded synthetic data
+    # how data_path is read (as PretrainConfig's fields of these names): its time column (None: found by name),
+    # the zone of times written without one (None: refused; also for a labels file's times), finer bars resampled
+    timestamp_column: str | None = None
+    data_timezone: str | None = None
+    resample_to_1min: bool = False
     run_dir: str | None = None  # None = runs/<notebook>-<UTC time>
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     overwrite: bool = False  # replace the files of an existing run directory
+
+    def __post_init__(self) -> None:
+        if problem := time_zone_problem(self.data_timezone):  # before any data is loaded
+            raise ConfigError(f"{type(self).__name__}: {problem}")
 
 
 @dataclass
@@ -182,6 +192,7 @@ class LabelParams(RunParams):
     synthetic_seed: int = EMBEDDED_SET.market_seed
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # the widget shows one definition line per class: every class needs one, and only classes have one
         names = list(readable_classes(self.classes))  # first: classes transfer cannot read are refused as such
         defined = {k.strip().lower(): v for k, v in self.class_definitions.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bars.sources import resolve_splits, run_bars
+from ..bars.sources import READ_OPTIONS, resolve_splits, run_bars
 from ..bars.splits import is_fractions
 from ..features.relativity import relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, read_scan_file, readable_classes
@@ -43,6 +43,7 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
     exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
     return PretrainConfig(
         data_path=params.data_path,
+        **{name: getattr(params, name) for name in READ_OPTIONS},
         on_invalid=params.on_invalid,
         synthetic_start=params.synthetic_start,
         synthetic_end=params.synthetic_end,
@@ -99,7 +100,7 @@ def labels_in_pretraining(labels_path, config: PretrainConfig, bar_minutes: floa
     ``start`` or ``end`` span WINDOW_LENGTH bars of ``bar_minutes`` (longer across a session halt)."""
     if labels_path is None:
         return None
-    start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes)
+    start, end, name = label_time_spans(resolve_path(labels_path), bar_minutes, config.data_timezone)
     if start is None:
         message = (
             f"WARNING: {name}: the labelled windows carry no timestamps, so whether pretraining sees "

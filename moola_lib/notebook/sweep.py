@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..bars.sources import READ_OPTIONS
 from ..util.config import ConfigError, check_names
 from ..util.io import read_json, write_json
 from ..util.paths import resolve_path
 from ..util.progress import progress_bar
 from .params import PretrainParams, SweepParams
 
-SHARED = ("data_path", "seed", "device")  # sweep parameters handed to every setting
+SHARED = ("data_path", *READ_OPTIONS, "seed", "device")  # sweep parameters handed to every setting
 _NOT_SWEPT = ("run_dir", "overwrite")
 
 
@@ -49,7 +50,8 @@ def sweep_settings(grid: dict[str, list]) -> list[dict]:
 
 
 def sweep_base(params: SweepParams) -> dict:
-    """The pretrain parameters every setting shares: data_path, seed, device, then ``params.base``."""
+    """The pretrain parameters every setting shares: data_path and how it is read, seed, device, then
+    ``params.base``."""
     _check_pretrain_names(params.base, "sweep base")
     clash = [k for k in SHARED if k in params.base]
     if clash:

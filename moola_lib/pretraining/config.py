@@ -8,6 +8,7 @@ from typing import Literal
 
 from ..bars.constants import WINDOW_LENGTH, WINDOW_STRIDE
 from ..bars.splits import DEFAULT_SPLITS, split_problems, to_utc
+from ..bars.timestamps import time_zone_problem
 from ..util.config import ConfigError, IsoDate, StrictConfig
 from .objectives import OBJECTIVE_NAMES, OBJECTIVES
 
@@ -34,6 +35,12 @@ class PretrainConfig(StrictConfig, *(objective.Options for objective in OBJECTIV
 
     # data
     data_path: str | None = None  # OHLCV parquet/CSV; None = embedded synthetic data
+    # how data_path is read (moola_lib.bars.layouts, .timestamps, .interval): its time column (None: found by name;
+    # "Date+Time": two joined), the zone of times written without one (None: refused; "UTC", "America/New_York"),
+    # and whether bars finer than 1 minute are aggregated into 1-minute bars (else refused)
+    timestamp_column: str | None = None
+    data_timezone: str | None = None
+    resample_to_1min: bool = False
     on_invalid: Literal["raise", "drop"] = "raise"  # bad rows in data_path: stop, or drop them (and warn)
     synthetic_start: IsoDate = "2020-09-01"
     synthetic_end: IsoDate = "2025-09-30"  # inclusive
@@ -96,6 +103,7 @@ class PretrainConfig(StrictConfig, *(objective.Options for objective in OBJECTIV
         ]
         checks += [check for objective in OBJECTIVES.values() for check in objective.checks(self)]
         checks += [(False, problem) for problem in split_problems(self.splits)]
+        checks += [(False, problem) for problem in (time_zone_problem(self.data_timezone),) if problem]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
         checks.append(
             (

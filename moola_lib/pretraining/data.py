@@ -26,6 +26,9 @@ from .config import PretrainConfig
 # every PretrainConfig field that load_pretrain_data reads: data loaded with the same values is the same data
 DATA_FIELDS = (
     "data_path",
+    "timestamp_column",
+    "data_timezone",
+    "resample_to_1min",
     "on_invalid",
     "synthetic_start",
     "synthetic_end",
@@ -63,10 +66,11 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
         raise ConfigError(
             f"input_size={config.input_size} but there are {X.shape[1]} features ({', '.join(FEATURE_NAMES)})"
         )
-    splits = resolve_splits(bars.index, config.splits)  # "auto" / fractions: dates cut between sessions
+    where = describe_source(source)
+    splits = resolve_splits(bars.index, config.splits, source=where)  # "auto" / fractions: cut between sessions
     if is_fractions(config.splits) and os.environ.get("RANK", "0") == "0":  # torchrun: one line, not one per rank
         print(resolved_splits_line(config.splits, splits))
-    slices = split_slices(bars.index, splits)
+    slices = split_slices(bars.index, splits, source=where)
     starts = split_windows(
         bars.index,
         valid,
@@ -76,7 +80,7 @@ def load_pretrain_data(config: PretrainConfig | Mapping) -> PretrainData:
         max_gap=config.max_gap_minutes,
         exclude=_excluded_periods(bars.index, config),
     )
-    for name in ("train", "val"):
+    for name in starts:  # every split, test included: an empty one would be evaluated on nothing, silently
         if len(starts[name]) == 0:
             raise ConfigError(_no_windows_message(name, splits[name], config, bars, valid, slices[name], source))
     index = bars.index
@@ -116,7 +120,8 @@ def _no_windows_message(
     source: dict,
 ) -> str:
     """Why split ``name`` holds no window, in the terms the user can act on: data whose prices never
-    confirm a swing (flat or degenerate), a split inside the feature warm-up, or a split too short."""
+    confirm a swing (flat or degenerate), a split inside the feature warm-up, or a split too short for a window
+    (its bars counted, and the fixes: more bars, other split dates or fractions, a smaller window or stride)."""
     where = f"split {name!r} {list(bounds)} of {describe_source(source)}"
     if not valid.any():
         options = config.feature_options  # resolved: every option with its value
@@ -138,13 +143,21 @@ def _no_windows_message(
             "feature warm-up); start the split later"
         )
     n_bars = bar_slice.stop - bar_slice.start
+    bars_text = f"{n_bars} bars ({bars.index[bar_slice.start]} .. {bars.index[bar_slice.stop - 1]})"
+    fix = "give it more bars (more data, other split dates, or larger fractions of the data's span)"
     if config.stride >= n_bars:  # one window at most, at the split's first bar: usually not a valid one
         return (
-            f"{where}: stride={config.stride} is not shorter than the split's {n_bars} bars, so at most "
-            f"one window start is tried; lower stride"
+            f"{where}: stride={config.stride} is not shorter than the split's {bars_text}, so at most one "
+            f"window start is tried; lower stride, or {fix}"
         )
+    dropping = [f"max_gap_minutes={config.max_gap_minutes:g}"] if config.max_gap_minutes is not None else []
+    dropping += ["exclude"] if config.exclude else []
     return (
-        f"{where} holds no window of {config.window_length} consecutive valid bars; widen the split or check the data"
+        f"{where}: its {bars_text} hold no window of {config.window_length} consecutive valid bars (stride "
+        f"{config.stride})"
+        + (f" that {' and '.join(dropping)} keep" if dropping else "")
+        + f"; {fix}, or a smaller window_length / stride"
+        + (f", or loosen {' and '.join(dropping)}" if dropping else "")
     )
 
 

@@ -19,6 +19,15 @@ N = 120
 START = pd.Timestamp("2024-03-04 14:30")  # naive, like the real file
 
 
+def load_utc(path, **options):
+    """load_ohlcv of a file of naive UTC timestamps, as the real file is read (data_timezone UTC)."""
+    return load_ohlcv(path, data_timezone="UTC", **options)
+
+
+def validate_utc(frame, **options):
+    return validate_ohlcv(frame, data_timezone="UTC", **options)
+
+
 def make_bars(n=N, start=START, volume=True):
     """A valid frame: varied prices, high/low bracketing open/close, UTC minute index."""
     rng = np.random.default_rng(1)
@@ -86,7 +95,7 @@ def test_row_checks_name_file_check_and_first_timestamp(tmp_path, fmt, check):
     frame = make_bars()
     path = write(breaker(frame), tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, check, frame.index[row])
     assert err.value.n_rows == n_bad and f"{n_bad} of {N} rows" in str(err.value)
 
@@ -95,7 +104,7 @@ def test_high_below_low_is_caught(tmp_path):
     frame = make_bars()
     frame.iloc[7, :4] = [100.0, 99.0, 101.0, 100.0]  # high < low (and < open/close)
     with pytest.raises(DataValidationError, match="high_below_open_close") as err:
-        load_ohlcv(write(frame, tmp_path / "bars.csv"))
+        load_utc(write(frame, tmp_path / "bars.csv"))
     assert str(frame.index[7]) in str(err.value)
 
 
@@ -133,7 +142,7 @@ def test_value_and_order_checks_name_the_first_offending_row(tmp_path, fmt, chec
     frame = breaker(make_bars())
     path = write(frame, tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, check, frame.index[row])
 
 
@@ -145,10 +154,10 @@ def test_unparseable_timestamp_names_row(tmp_path, fmt):
     frame.loc[9, "timestamp"] = None
     path = write(frame, tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, "bad_timestamp", "rows 5, 9")
     with pytest.warns(DataValidationWarning):
-        assert load_ohlcv(path, on_invalid="drop").attrs["dropped"] == {"bad_timestamp": 2}
+        assert load_utc(path, on_invalid="drop").attrs["dropped"] == {"bad_timestamp": 2}
 
 
 def test_ambiguous_columns(tmp_path):
@@ -156,7 +165,7 @@ def test_ambiguous_columns(tmp_path):
     frame["Close"] = frame["close"]
     path = write(frame, tmp_path / "bars.csv")
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, "ambiguous_columns", "['close', 'Close']")
 
 
@@ -164,9 +173,9 @@ def test_ambiguous_columns(tmp_path):
 def test_too_few_bars(tmp_path, fmt):
     path = write(make_bars(50), tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, "too_few_bars", "min_bars=105")
-    assert len(load_ohlcv(path, min_bars=50)) == 50
+    assert len(load_utc(path, min_bars=50)) == 50
 
 
 def test_missing_file(tmp_path):
@@ -207,14 +216,14 @@ def test_no_timestamp_lists_columns(tmp_path, fmt):
 def test_missing_price_column(tmp_path, fmt):
     path = write(make_bars().drop(columns="low"), tmp_path / fmt)
     with pytest.raises(DataValidationError) as err:
-        load_ohlcv(path)
+        load_utc(path)
     assert_names(err, path, "missing_columns", "['low']")
 
 
 @pytest.mark.parametrize("name", ["bars.csv", "bars.csv.gz", "bars.parquet", "bars.pq"])
 def test_round_trip_all_formats(tmp_path, name):
     frame = make_bars()
-    bars = load_ohlcv(write(frame, tmp_path / name))
+    bars = load_utc(write(frame, tmp_path / name))
     assert list(bars.columns) == [*PRICE_COLUMNS, "volume"]
     assert (bars.dtypes == np.float64).all()
     assert bars.index.name == "timestamp" and str(bars.index.tz) == "UTC" and bars.index.unit == "ns"
@@ -226,16 +235,16 @@ def test_round_trip_all_formats(tmp_path, name):
 def test_volume_optional_and_names_case_insensitive(tmp_path):
     frame = make_bars(volume=False).reset_index()
     frame.columns = ["Ts_Event", "Open", "HIGH", "low", "Close"]
-    bars = load_ohlcv(write(frame.set_index("Ts_Event"), tmp_path / "bars.csv"))
+    bars = load_utc(write(frame.set_index("Ts_Event"), tmp_path / "bars.csv"))
     assert list(bars.columns) == list(PRICE_COLUMNS)
-    bars2 = load_ohlcv(write(frame, tmp_path / "bars.parquet"))  # timestamp as a column, RangeIndex
+    bars2 = load_utc(write(frame, tmp_path / "bars.parquet"))  # timestamp as a column, RangeIndex
     assert bars2.index.equals(bars.index)
 
 
 def test_timestamp_column_override(tmp_path):
     frame = make_bars().reset_index().rename(columns={"timestamp": "bar_time"})
     frame["date"] = "garbage"  # a common name that must be ignored when the override is given
-    bars = load_ohlcv(write(frame, tmp_path / "bars.parquet"), timestamp_column="BAR_TIME")
+    bars = load_utc(write(frame, tmp_path / "bars.parquet"), timestamp_column="BAR_TIME")
     assert bars.index[0] == START.tz_localize("UTC") and "date" not in bars.columns
 
 
@@ -246,8 +255,9 @@ def test_timezones_converted_to_utc(tmp_path):
     expected = frame.index.tz_localize("UTC").as_unit("ns")
     for name in ("aware.csv", "aware.parquet"):
         assert load_ohlcv(write(local, tmp_path / name)).index.equals(expected)
-    naive = load_ohlcv(write(frame, tmp_path / "naive.csv"))  # naive = UTC
-    assert naive.index.equals(expected)
+    with pytest.raises(DataValidationError, match="have no time zone"):  # moola does not guess a zone
+        load_ohlcv(write(frame, tmp_path / "naive.csv"))
+    assert load_utc(tmp_path / "naive.csv").index.equals(expected)  # unless told: UTC
     mixed = frame.reset_index()  # strings with different offsets denoting UTC instants
     zones = ["Asia/Tokyo", "Europe/London"]
     mixed["timestamp"] = [t.tz_localize("UTC").tz_convert(zones[i % 2]).isoformat() for i, t in enumerate(frame.index)]
@@ -279,7 +289,7 @@ def test_drop_policy_reports_counts(tmp_path):
     frame = messy_frame()
     path = write(frame, tmp_path / "bars.parquet")
     with pytest.warns(DataValidationWarning, match=r"dropped 3 of 120 rows.*sorted 1"):
-        bars = load_ohlcv(path, on_invalid="drop")
+        bars = load_utc(path, on_invalid="drop")
     assert bars.attrs["dropped"] == {"non_finite": 1, "high_below_open_close": 1, "duplicate_timestamp": 1}
     assert len(bars) == N - 3
     assert bars.index.is_monotonic_increasing and bars.index.is_unique
@@ -292,7 +302,7 @@ def test_drop_still_requires_min_bars():
     frame.iloc[:20, frame.columns.get_loc("open")] = -1.0
     with pytest.raises(DataValidationError, match="too_few_bars.*non_positive_price"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        validate_ohlcv(frame, on_invalid="drop")
+        validate_utc(frame, on_invalid="drop")
 
 
 def test_caller_frame_unchanged():
@@ -300,7 +310,7 @@ def test_caller_frame_unchanged():
     frame.columns = ["TIMESTAMP", "Open", "High", "Low", "Close", "Volume"]
     snapshot = frame.copy(deep=True)
     with pytest.warns(DataValidationWarning):
-        bars = validate_ohlcv(frame, on_invalid="drop")
+        bars = validate_utc(frame, on_invalid="drop")
     pd.testing.assert_frame_equal(frame, snapshot)
     bars.iloc[0, 0] = -1.0
     pd.testing.assert_frame_equal(frame, snapshot)
@@ -311,7 +321,7 @@ def test_validate_in_memory_names_dataframe():
     frame = make_bars()
     frame.iloc[4, frame.columns.get_loc("open")] = -2.0
     with pytest.raises(DataValidationError, match=r"^<DataFrame>: check 'non_positive_price'"):
-        validate_ohlcv(frame)
+        validate_utc(frame)
     with pytest.raises(ValueError, match="on_invalid"):
         validate_ohlcv(frame, on_invalid="ignore")
 
@@ -383,7 +393,7 @@ def test_drop_always_yields_valid_bars(corruptions):
         frame = CORRUPTIONS[kind](frame, row)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataValidationWarning)
-        bars = validate_ohlcv(frame, on_invalid="drop", min_bars=1)
+        bars = validate_utc(frame, on_invalid="drop", min_bars=1)
     pd.testing.assert_frame_equal(validate_ohlcv(bars, min_bars=1), bars)  # passes the strict checks
     assert len(bars) + sum(bars.attrs["dropped"].values()) == len(frame)
     original = frame.set_axis(frame.index.tz_localize("UTC").as_unit("ns"))

@@ -59,8 +59,11 @@ def test_grid_and_base_are_checked():
         sweep_base(SweepParams(base={"data_path": "x.parquet"}))
     with pytest.raises(ConfigError, match="swept by the grid"):
         sweep_base(SweepParams(base={"batch_size": 2}))
-    base = sweep_base(SweepParams(seed=5, device="cpu", base={"epochs": 2}))
-    assert base == {"data_path": None, "seed": 5, "device": "cpu", "epochs": 2}
+    base = sweep_base(SweepParams(seed=5, device="cpu", data_timezone="UTC", base={"epochs": 2}))
+    read = {"timestamp_column": None, "data_timezone": "UTC", "resample_to_1min": False}  # how data_path is read
+    assert base == {"data_path": None, **read, "seed": 5, "device": "cpu", "epochs": 2}
+    with pytest.raises(ConfigError, match="data_timezone"):
+        sweep_base(SweepParams(base={"data_timezone": "UTC"}))
 
 
 def test_cpu_runs_one_setting_at_a_time():
