@@ -21,6 +21,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..bars.sources import READ_OPTIONS
 from ..labels.provenance import EncoderSource
 from ..labels.sources import LabelledSpec, labelled_from_params
 from ..transfer.arms import BY_NAME
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--encoder", help="encoder file or pretraining checkpoint (arms that read one need it)")
     fit.add_argument("--arm", default=AUTO, help=f"{AUTO} (needs --transfer-run) or one of: {', '.join(BY_NAME)}")
     fit.add_argument("--transfer-run", dest="transfer_run", help="transfer run directory: its recipe, its choice")
+    _read_flags(fit)
     scan = sub.add_parser("scan", help="classify the windows of new bars with a saved model")
     scan.add_argument("model_dir", metavar="MODEL_DIR")
     scan.add_argument("--data", required=True, help="OHLCV file to scan")
@@ -50,7 +52,19 @@ def parser() -> argparse.ArgumentParser:
     scan.add_argument("--end", help="last date scanned (default: the data's last)")
     scan.add_argument("--threshold", type=_probability, default=0.5, help="report windows above this probability")
     scan.add_argument("--stride", type=_positive, default=1, help="bars between scanned windows")
+    _read_flags(scan)
     return p
+
+
+def _read_flags(p: argparse.ArgumentParser) -> None:
+    """How the bars are read (``bars.sources.READ_OPTIONS``; README, "Your own bars")."""
+    p.add_argument("--data-timezone", dest="data_timezone", help="the zone of timestamps without one, e.g. UTC")
+    p.add_argument("--timestamp-column", dest="timestamp_column", help="the timestamp column, or 'Date+Time'")
+    p.add_argument("--resample-to-1min", dest="resample_to_1min", action="store_true", help="aggregate finer bars")
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in READ_OPTIONS}
 
 
 def _probability(text: str) -> float:
@@ -77,7 +91,7 @@ def fit(args: argparse.Namespace) -> ArmClassifier:
         check_encoder(arm, args.encoder is not None, run)
         source = EncoderSource.load(resolve_path(args.encoder)) if args.encoder else None
         data = str(resolve_path(args.data)) if args.data else None
-        spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder)
+        spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder, **_read_options(args))
         labelled = labelled_from_params(spec, source or _evaluated_encoder(arm, run))
         classifier = ArmClassifier(args.arm, encoder=source, transfer_run=run).fit(labelled)
         classifier.save(run_dir)
@@ -128,9 +142,22 @@ def scan(args: argparse.Namespace):
     from .scan import scan_to_files
 
     model = ArmClassifier.load(resolve_path(args.model_dir))
-    return scan_to_files(
-        model, args.data, args.out, start=args.start, end=args.end, threshold=args.threshold, stride=args.stride
+    done = scan_to_files(
+        model,
+        resolve_path(args.data),
+        resolve_path(args.out),
+        start=args.start,
+        end=args.end,
+        threshold=args.threshold,
+        stride=args.stride,
+        read_options=_read_options(args),
     )
+    print(
+        f"scanned {done['n_windows']:,} windows in {done['seconds']:.1f} s: {done['scores_path']}\n"
+        f"{done['n_detections']:,} detections of {', '.join(done['detected_classes'])} at p >= {done['threshold']}: "
+        f"{done['detections_path']}"
+    )
+    return done
 
 
 def main(argv: Sequence[str] | None = None):

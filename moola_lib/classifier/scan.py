@@ -234,16 +234,19 @@ def output_paths(out_path: str | os.PathLike) -> tuple[Path, Path]:
     return path, path.with_name(f"{path.stem}.detections{path.suffix}")
 
 
-def scan_to_files(model, data_path, out_path, start=None, end=None, threshold: float = 0.5, stride: int = 1) -> dict:
-    """Scan the bars of ``data_path`` and write the scores and the detections (module docstring). Returns
-    n_windows, n_detections, scores_path, detections_path, detected_classes, threshold, stride, seconds."""
+def scan_to_files(
+    model, data_path, out_path, start=None, end=None, threshold: float = 0.5, stride: int = 1, read_options=None
+) -> dict:
+    """Scan the bars of ``data_path`` (read with ``read_options``: ``load_ohlcv``'s ``data_timezone``,
+    ``timestamp_column``, ``resample_to_1min``) and write the scores and the detections (module docstring).
+    Returns n_windows, n_detections, scores_path, detections_path, detected_classes, threshold, stride, seconds."""
     began = time.perf_counter()
     check_threshold(threshold)
     if isinstance(stride, bool) or int(stride) != stride or stride < 1:
         raise ScanError(f"stride must be a whole number of bars >= 1, got {stride!r}")
     date_bounds(start, end)
     scores_path, detections_path = output_paths(out_path)
-    bars = load_ohlcv(data_path)
+    bars = load_ohlcv(data_path, **(read_options or {}))
     scores = scan(model, bars, start, end, int(stride))
     background = model.meta.get("background")
     found = detections(scores, threshold, background)

@@ -5,7 +5,6 @@ saved model to ``scan.scan_to_files``."""
 import json
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -115,18 +114,24 @@ def test_a_run_directory_that_holds_anything_is_refused_before_any_work(files, t
     assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["notes.txt"]
 
 
-def test_scan_hands_the_saved_model_to_scan_to_files(files, tmp_path, monkeypatch):
+def test_fit_then_scan_new_bars_from_the_command_line(files, tmp_path, capsys):
+    """fit, then scan a later file written the way vendors write it (naive UTC times, capitalised columns):
+    refused without --data-timezone, scored with it; scores and detections beside each other."""
     assert cli.run(main, fit_args(files, tmp_path / "clf", "--arm", "simple_logistic")) == 0
-    calls = []
-    fake = types.ModuleType("moola_lib.classifier.scan")
-    fake.scan_to_files = lambda model, data, out, **kw: calls.append((model, data, out, kw))
-    monkeypatch.setitem(sys.modules, "moola_lib.classifier.scan", fake)
-    args = ["scan", str(tmp_path / "clf"), "--data", "new.parquet", "--out", "hits.csv", "--start", "2025-07-01"]
-    assert cli.run(main, [*args, "--threshold", "0.8", "--stride", "5"]) == 0
-    ((model, data, out, kw),) = calls
-    assert isinstance(model, ArmClassifier) and model.meta["arm"] == "simple_logistic"
-    assert (data, out) == ("new.parquet", "hits.csv")
-    assert kw == {"start": "2025-07-01", "end": None, "threshold": 0.8, "stride": 5}
+    later = synthetic_ohlcv("2025-06-16", "2025-06-18", seed=3)
+    later.index = later.index.tz_localize(None)
+    later.rename(columns=str.capitalize).rename_axis("Timestamp").to_csv(tmp_path / "new.csv")
+    args = ["scan", str(tmp_path / "clf"), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "hits.csv")]
+    capsys.readouterr()
+    assert cli.run(main, args) == 2
+    assert "data_timezone" in capsys.readouterr().err and not (tmp_path / "hits.csv").exists()
+    assert cli.run(main, [*args, "--data-timezone", "UTC", "--threshold", "0.8", "--start", "2025-06-17"]) == 0
+    out = capsys.readouterr().out
+    scores = pd.read_csv(tmp_path / "hits.csv")
+    assert f"scanned {len(scores):,} windows" in out and "hits.detections.csv" in out
+    assert list(scores.columns) == ["start", "end", "predicted", "p_consolidation", "p_retracement"]
+    assert pd.to_datetime(scores["start"]).min() >= pd.Timestamp("2025-06-17", tz="UTC")
+    assert (tmp_path / "hits.detections.csv").exists()
     with pytest.raises(SystemExit) as exit_:
         main([*args, "--threshold", "1.5"])
     assert exit_.value.code == 2
