@@ -30,7 +30,6 @@ from ..bars.constants import SESSION_GAP_MINUTES, WINDOW_LENGTH
 from ..bars.windows import gather_windows, long_gaps, windows_hit
 from ..features.options import FeatureOptionError, resolve_feature_options
 from ..features.relativity import swing_points
-from ..labels.sets import DEFAULT_CLASSES
 from ..pretraining.config import MAX_GAP_MESSAGE, max_gap_ok
 from ..util.config import ConfigError
 from ..util.io import read_table
@@ -207,17 +206,22 @@ def _scan_starts(bars: pd.DataFrame, scan: pd.DataFrame) -> tuple[np.ndarray, np
     return found.index.to_numpy(dtype=np.int64), 1.0 - found.to_numpy()
 
 
+MAX_CLASSES = 9  # one key (1..9) per class in the labelling widget
+
+
 def readable_classes(classes) -> tuple[str, ...]:
-    """``classes`` stripped and lower-cased, if they are the classes the transfer notebook reads
-    (``labels.DEFAULT_CLASSES``, in any order); else a ConfigError: labels of other classes would be a
-    file that transfer refuses, found only after the labelling work."""
+    """``classes`` stripped and lower-cased, the user's own (2 to ``MAX_CLASSES`` distinct, non-empty names of
+    one line each: the labels file, transfer and the classifier read any such list); else a ConfigError
+    naming the problem."""
     found = tuple(str(c).strip().lower() for c in classes)
-    if sorted(found) != sorted(DEFAULT_CLASSES):
-        raise ConfigError(
-            f"classes {list(classes)}: the transfer notebook reads exactly the classes "
-            f"{list(DEFAULT_CLASSES)} (a binary task), so the labelling tool offers only those; "
-            "set classes to them (any order)"
-        )
+    problems = [
+        (2 <= len(found) <= MAX_CLASSES, f"give 2 to {MAX_CLASSES} classes (one key 1..{MAX_CLASSES} each)"),
+        (len(set(found)) == len(found), "each class once (names compare stripped and lower-cased)"),
+        (all(c and "\n" not in c and "," not in c for c in found), "each a non-empty name without commas"),
+    ]
+    for ok, fix in problems:
+        if not ok:
+            raise ConfigError(f"classes {list(classes)}: {fix}")
     return found
 
 

@@ -30,6 +30,7 @@ class LabelledSpec:
     data_timezone: str | None = None
     resample_to_1min: bool = False
     label_column: str = "label"
+    classes: tuple[str, ...] | None = None  # the labels' classes in class order; None: those the file holds, sorted
     seed: int = 0
     n_labelled: int = EMBEDDED_SET.n
     class_balance: float = EMBEDDED_SET.class_balance
@@ -88,7 +89,12 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
     table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
     if "features" in table.frame.columns:  # self-contained windows need no bars
         labelled = load_labels(
-            table, None, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+            table,
+            None,
+            label_column=params.label_column,
+            classes=params.classes,
+            feature_options=options,
+            data_timezone=params.data_timezone,
         )
         labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
         return labelled
@@ -100,7 +106,12 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
         )
     bars, source = run_bars(params)
     labelled = load_labels(
-        table, bars, label_column=params.label_column, feature_options=options, data_timezone=params.data_timezone
+        table,
+        bars,
+        label_column=params.label_column,
+        classes=params.classes,
+        feature_options=options,
+        data_timezone=params.data_timezone,
     )
     labelled.source["bars"] = source
     return labelled

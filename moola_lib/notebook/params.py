@@ -113,6 +113,7 @@ class TransferParams(_ProtocolParams):
     labels_path: str | None = None  # labels file (CSV/parquet/JSON); None = embedded synthetic set
     on_invalid: Literal["raise", "drop"] = "raise"  # bad rows in data_path: stop, or drop them (and warn)
     label_column: str = "label"
+    classes: list[str] | None = None  # the labels' classes in class order; None = those the labels file holds
     # the embedded market and labelled set (ignored with data_path / labels_path): testbed.EMBEDDED_SET
     synthetic_start: IsoDate = EMBEDDED_SET.history_start
     synthetic_end: IsoDate = EMBEDDED_SET.end  # inclusive
@@ -194,7 +195,7 @@ class LabelParams(RunParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         # the widget shows one definition line per class: every class needs one, and only classes have one
-        names = list(readable_classes(self.classes))  # first: classes transfer cannot read are refused as such
+        names = list(readable_classes(self.classes))
         defined = {k.strip().lower(): v for k, v in self.class_definitions.items()}
         missing, unknown = [c for c in names if c not in defined], sorted(set(defined) - set(names))
         if missing or unknown:
