@@ -10,6 +10,9 @@ import stat
 import pandas as pd
 import pytest
 
+from moola_lib.labelling import store as store_module
+from moola_lib.labelling.store import LabelStore
+from moola_lib.labels import read_label_table
 from moola_lib.models import load_encoder
 from moola_lib.util.io import CheckpointError, atomic_write_bytes
 
@@ -35,6 +38,30 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
+# ----------------------------------------------------------------- 3., 5., 8. shared labels files
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_symlinked_labels_file_is_written_through_and_locked_at_its_target(tmp_path, suffix):
+    shared = tmp_path / "shared" / f"labels{suffix}"
+    shared.parent.mkdir()
+    links = [tmp_path / who / f"labels{suffix}" for who in ("ann", "bob")]
+    for link in links:
+        link.parent.mkdir()
+        link.symlink_to(shared)
+    ann, bob = LabelStore(links[0], user="ann"), LabelStore(links[1], user="bob")
+    _add(ann, 1)
+    _add(bob, 2)
+    _add(ann, 3)
+    assert all(link.is_symlink() for link in links)
+    assert list(read_label_table(shared)[0]["labelled_by"]) == ["ann", "bob", "ann"]
+    assert (shared.parent / f".labels{suffix}.lock").exists()
+    assert not any((link.parent / f".labels{suffix}.lock").exists() for link in links)
+    assert ann.undo()["labelled_by"] == "ann" and all(link.is_symlink() for link in links)
+    bob.refresh()
+    assert list(bob.frame["labelled_by"]) == ["ann", "bob"]
+
+
 def test_atomic_writes_keep_the_mode_and_new_files_follow_the_umask(tmp_path):
     for mode in (0o600, 0o664):
         path = tmp_path / f"file{mode:o}"
@@ -48,6 +75,88 @@ def test_atomic_writes_keep_the_mode_and_new_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660])
+def test_a_labels_file_and_its_lock_keep_the_labels_files_mode(tmp_path, mode):
+    path = tmp_path / "labels.parquet"  # parquet: every click rewrites the whole file
+    _add(LabelStore(path), 1)
+    path.chmod(mode)
+    (tmp_path / ".labels.parquet.lock").unlink()
+    old = os.umask(0o022)
+    try:
+        store = LabelStore(path)
+        _add(store, 2)
+        store.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / ".labels.parquet.lock").stat().st_mode) == mode
+
+
+def test_the_stale_temp_files_of_one_labels_file_are_not_another_ones(tmp_path):
+    from moola_lib.util.io import temp_files
+
+    stale = tmp_path / ".a.csv.x1y2.tmp"  # a killed writer of a.csv left it
+    busy = tmp_path / ".a.csv.b.csv.k3j4m5n6.tmp"  # a.csv.b.csv's writer is between writing and replacing
+    stale.write_bytes(b"half")
+    busy.write_bytes(b"in progress")
+    assert temp_files(tmp_path / "a.csv") == [stale] and temp_files(tmp_path / "a.csv.b.csv") == [busy]
+    _add(LabelStore(tmp_path / "a.csv"), 1)
+    assert not stale.exists() and busy.read_bytes() == b"in progress"
+
+
+# ----------------------------------------------------------------- 6., 7., 12. what the labels file holds
+
+
+def test_undo_in_a_parquet_file_that_stores_labelled_at_as_times(tmp_path):
+    path = tmp_path / "labels.parquet"
+    eve = {
+        "window_id": ["w1"],
+        "start": ["2020-01-02T14:30:00+00:00"],
+        "end": ["2020-01-02T16:14:00+00:00"],
+        "label": ["consolidation"],
+        "expansion_start": [1],
+        "expansion_end": [2],
+        "labelled_by": ["eve"],
+        "labelled_at": pd.to_datetime(["2020-01-03T00:00:00Z"]),  # pandas' natural type
+    }
+    pd.DataFrame(eve).to_parquet(path)
+    store = LabelStore(path, user="ann")
+    row = _add(store, 1)
+    assert len(read_label_table(path)[0]) == 2
+    assert store.undo() == row
+    assert list(read_label_table(path)[0]["labelled_by"]) == ["eve"]
+
+
+def test_a_carriage_return_in_the_labellers_name_stays_in_its_row(tmp_path):
+    path = tmp_path / "labels.csv"
+    store = LabelStore(path, user="ann\rlee")
+    _add(store, 1)
+    _add(store, 2)
+    frame = read_label_table(path)[0]
+    assert len(frame) == 2 and list(frame["labelled_by"]) == ["ann\rlee", "ann\rlee"]
+    assert len(LabelStore(path)) == 2 and store.undo() is not None and len(read_label_table(path)[0]) == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_click_and_its_undo_append_and_truncate_in_place(tmp_path, monkeypatch, suffix):
+    """What a click costs does not grow with the file: no rewrite, no re-read of all the rows."""
+    path = tmp_path / f"labels{suffix}"
+    store = LabelStore(path, user="bob")
+    for k in range(3):
+        _add(store, k)
+    original, inode = path.read_bytes(), path.stat().st_ino
+
+    def never(*args, **kwargs):
+        raise AssertionError("the whole labels file was rewritten or re-read")
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", never)
+    monkeypatch.setattr(store_module, "read_label_table", never)
+    row = _add(store, 10)
+    assert path.read_bytes().startswith(original) and path.stat().st_ino == inode and len(store) == 4
+    assert store.counts() == {"retracement": 4}
+    assert store.undo() == row and path.read_bytes() == original and len(store) == 3
 
 
 def test_a_text_file_is_no_encoder(tmp_path):
