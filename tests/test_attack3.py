@@ -10,6 +10,7 @@ import stat
 import pandas as pd
 import pytest
 
+from moola_lib.config import ConfigError, PretrainConfig, read_parameters
 from moola_lib.labelling import store as store_module
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labels import read_label_table
@@ -159,8 +160,72 @@ def test_a_click_and_its_undo_append_and_truncate_in_place(tmp_path, monkeypatch
     assert store.undo() == row and path.read_bytes() == original and len(store) == 3
 
 
+# ----------------------------------------------------------------- 4., 9., 10. inputs checked before any work
+
+
+def test_an_exclude_period_written_end_first_is_refused():
+    with pytest.raises(ConfigError, match=r"exclude\[1\] \['2025-03-01', '2025-02-01'\] ends before it starts"):
+        PretrainConfig.from_dict({"exclude": [["2025-01-01", "2025-01-02"], ["2025-03-01", "2025-02-01"]]})
+
+
 def test_a_text_file_is_no_encoder(tmp_path):
     for text in ("abc", "hello world\n", "0 1 2\n"):
         (tmp_path / "enc.pt").write_text(text)
         with pytest.raises(CheckpointError, match="enc.pt: "):
             load_encoder(tmp_path / "enc.pt")
+
+
+def test_a_parameters_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    (tmp_path / "p.yaml").write_bytes("epochs: 3  # f\xfcr\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"p\.yaml: not UTF-8 text \(byte 0xfc at offset 14\)"):
+        read_parameters([tmp_path / "p.yaml"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": 2**63}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"synthetic_seed": -1}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"hidden_size": 10**6}, "hidden_size must be <= 16384"),
+        ({"batch_size": 10**9}, "batch_size must be <= 1,048,576"),
+    ],
+)
+def test_seeds_and_sizes_are_bounded(change, message):
+    with pytest.raises(ConfigError, match=message):
+        PretrainConfig.from_dict(change)
+
+
+def test_a_job_larger_than_the_memory_is_refused_before_any_data_is_loaded(tmp_path, monkeypatch):
+    import moola_lib.pretrain as pretrain_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("data was loaded for a job that cannot fit")
+
+    monkeypatch.setattr(pretrain_module, "load_pretrain_data", never)
+    with pytest.raises(ConfigError, match=r"batch_size 1000000 .* needs about [\d,.]+ GiB to train, more than"):
+        pretrain_module.pretrain({"batch_size": 1_000_000, "device": "cpu", "progress": False}, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------- 13. run directories
+
+
+def test_a_run_dir_with_dot_dot_leaves_no_stray_folder(tmp_path):
+    from moola_lib.pretrain import pretrain
+
+    tiny = {
+        "synthetic_start": "2024-12-01",
+        "synthetic_end": "2024-12-14",
+        "stride": 52,
+        "splits": {"train": ["2024-12-01", "2024-12-10"], "val": ["2024-12-10", "2024-12-15"]},
+        "hidden_size": 8,
+        "num_layers": 1,
+        "epochs": 1,
+        "batch_size": 16,
+        "warmup_epochs": 0,
+        "device": "cpu",
+        "progress": False,
+    }
+    pretrain(tiny, f"{tmp_path}/q/../y/z")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]
+    assert (tmp_path / "y" / "z" / "training_results.json").exists()
