@@ -4,9 +4,14 @@ no run, ``--report`` into another run's directory, shared labels files (symlinks
 out-of-range seeds and sizes, ``..`` in a run directory, a resumed finished run, a curves run without a
 non-neural arm. (The command lines' expected errors: tests/test_cli_errors.py.)"""
 
+import json
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -15,6 +20,9 @@ from moola_lib.labelling import store as store_module
 from moola_lib.labelling.store import LabelStore
 from moola_lib.labels import read_label_table
 from moola_lib.models import load_encoder
+from moola_lib.notebook import execute
+from moola_lib.notebook.params import EdaParams, PretrainParams
+from moola_lib.notebook.runs import start_run
 from moola_lib.util.io import CheckpointError, atomic_write_bytes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,6 +45,115 @@ def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
+
+
+# ----------------------------------------------------------------- 1. overwrite deletes only what a run wrote
+
+
+def test_overwrite_refuses_a_folder_that_holds_no_run_and_deletes_nothing(tmp_path, capsys):
+    data = tmp_path / "mydata"
+    (data / ".git").mkdir(parents=True)
+    (data / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (data / "prices.csv").write_text("timestamp,open\n")
+    before = listing(data)
+    with pytest.raises(FileExistsError, match=r"holds \.git/HEAD and 1 more file.*nothing was deleted"):
+        start_run("eda", {"run_dir": str(data), "overwrite": True}, EdaParams)
+    assert listing(data) == before
+    capsys.readouterr()
+    assert execute.main(["eda", "--run-dir", str(data), "--overwrite"]) == 2  # refused before any kernel
+    assert "which no moola run there recorded writing" in _one_error_line(capsys)
+    assert listing(data) == before
+
+
+def test_overwrite_deletes_exactly_the_files_the_run_listed(tmp_path):
+    run_dir = tmp_path / "run"
+    run = start_run("eda", {"run_dir": str(run_dir)}, EdaParams)
+    run.save_table(pd.DataFrame({"a": [1]}), "table")
+    atomic_write_bytes(run_dir / "figures" / "f.png", b"png")
+    run.finish()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["files"] == ["figures/f.png", "manifest.json", "params.yaml", "table.csv"]
+
+    (run_dir / "figures" / "notes.txt").write_text("the user's, written after the run")
+    before = listing(run_dir)
+    with pytest.raises(FileExistsError, match=r"holds figures/notes\.txt, which no moola run"):
+        start_run("eda", {"run_dir": str(run_dir), "overwrite": True}, EdaParams)
+    assert listing(run_dir) == before
+
+    (run_dir / "figures" / "notes.txt").unlink()
+    again = start_run("eda", {"run_dir": str(run_dir), "overwrite": True}, EdaParams)
+    assert sorted(listing(run_dir)) == [".moola-lock", "manifest.json", "params.yaml"]  # no table.csv, figures/
+    assert not (run_dir / "figures").exists() and again.manifest["files"] == ["manifest.json", "params.yaml"]
+    again.release()
+
+
+# ----------------------------------------------------------------- 2. --report checks first, under the lock
+
+
+@pytest.fixture
+def finished_eda(tmp_path, capsys):
+    """A finished eda run, its executed notebook (holding what start_run printed) and report.html."""
+    run_dir = tmp_path / "run"
+    run = start_run("eda", {"run_dir": str(run_dir)}, EdaParams)
+    printed = capsys.readouterr().out
+    run.finish()
+    capsys.readouterr()
+    own = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("start_run(...)")])
+    own.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+    nbformat.write(own, tmp_path / "own.ipynb")
+    (run_dir / "eda.ipynb").write_text('{"the": "record"}')
+    (run_dir / "report.html").write_text("<p>the record</p>")
+    return run_dir, tmp_path / "own.ipynb"
+
+
+def test_report_never_replaces_another_runs_record(finished_eda, tmp_path, capsys):
+    run_dir, own = finished_eda
+    other = tmp_path / "other" / "eda.ipynb"
+    other.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("another run")]), other)
+    (tmp_path / "other" / "manifest.json").write_text('{"notebook": "eda"}')
+    before = listing(run_dir)
+    assert execute.main(["--report", str(other), "--run-dir", str(run_dir)]) == 2
+    assert "is not the executed notebook of the eda run" in _one_error_line(capsys)
+    assert execute.main(["--report", str(tmp_path / "other" / "manifest.json"), "--run-dir", str(run_dir)]) == 2
+    assert "not a notebook" in _one_error_line(capsys)
+    assert listing(run_dir) == before  # the manifest, the notebook and the report as they were
+
+    assert execute.main(["--report", str(own), "--run-dir", str(run_dir)]) == 0  # the run's own record
+    assert (run_dir / "own.ipynb").exists() and "<p>the record</p>" != (run_dir / "report.html").read_text()
+    assert {"own.ipynb", "report.html"} <= set(json.loads((run_dir / "manifest.json").read_text())["files"])
+
+
+def test_report_waits_for_no_live_run_and_prints_absolute_paths(finished_eda, tmp_path, capsys, monkeypatch):
+    run_dir, own = finished_eda
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import time
+                from moola_lib.util.rundir import claim_run_dir
+                claim_run_dir({str(run_dir)!r})
+                print("held", flush=True)
+                time.sleep(120)
+            """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = listing(run_dir)
+        assert execute.main(["--report", str(own), "--run-dir", str(run_dir)]) == 2
+        assert "in use by another run" in _one_error_line(capsys)
+        assert listing(run_dir) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    monkeypatch.chdir(tmp_path)
+    assert execute.main(["--report", "own.ipynb"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'own.html'}"
 
 
 # ----------------------------------------------------------------- 3., 5., 8. shared labels files
@@ -229,3 +346,12 @@ def test_a_run_dir_with_dot_dot_leaves_no_stray_folder(tmp_path):
     pretrain(tiny, f"{tmp_path}/q/../y/z")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]
     assert (tmp_path / "y" / "z" / "training_results.json").exists()
+
+
+def test_resuming_a_finished_run_is_refused_and_keeps_its_record(tmp_path):
+    ns = {"run_dir": str(tmp_path / "run"), "device": "cpu"}
+    start_run("pretrain", ns, PretrainParams).finish()
+    before = listing(tmp_path / "run")
+    with pytest.raises(FileExistsError, match="holds a run that finished .*nothing to resume"):
+        start_run("pretrain", {**ns, "resume": True}, PretrainParams)
+    assert listing(tmp_path / "run") == before
