@@ -355,3 +355,26 @@ def test_resuming_a_finished_run_is_refused_and_keeps_its_record(tmp_path):
     with pytest.raises(FileExistsError, match="holds a run that finished .*nothing to resume"):
         start_run("pretrain", {**ns, "resume": True}, PretrainParams)
     assert listing(tmp_path / "run") == before
+
+
+# ----------------------------------------------------------------- 14. curves without a non-neural arm
+
+
+def test_curves_summary_without_a_non_neural_arm():
+    from moola_lib.transfer.curves_report import summary_table
+    from moola_lib.transfer.intervals import VERDICT_INTERVAL
+
+    arm = {"mean": 0.6, "ci_low": 0.5, "ci_high": 0.7}
+    comparison = {**arm, "interval": VERDICT_INTERVAL, "p_holm_size": 0.5, "mde": 0.1}
+    results = {  # arms ["baseline", "frozen"]: no simple or rocket arm, no best non-neural arm
+        "encoders": {"a": {"arch": {"num_layers": 1, "hidden_size": 8}}},
+        "sizes": {
+            "24": {
+                "best_non_neural": None,
+                "arms": {"shared": {}, "by_arch": {"1x8": {"baseline": arm}}, "by_encoder": {"a": {"frozen": arm}}},
+                "comparisons": {"a: frozen vs baseline": comparison},
+            }
+        },
+    }
+    row = summary_table(results)[-1].split(" | ")
+    assert row[:5] == ["| 24", "a", "60.0", "-", "60.0"] and row[5].startswith("+60.0 [") and row[6] == "- |"
