@@ -3,7 +3,8 @@
 
 import sys
 
+from moola_lib import cli
 from moola_lib.tools.bench import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli.run(main))

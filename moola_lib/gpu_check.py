@@ -3,7 +3,8 @@ check, which lives in ``moola_lib.tools.gpu_check`` (see its docstring)."""
 
 import sys
 
+from moola_lib import cli
 from moola_lib.tools.gpu_check import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -194,7 +194,7 @@ def _kernel_manager_class(log_path: str) -> type:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m moola_lib.run_notebook",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
