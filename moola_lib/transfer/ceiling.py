@@ -47,15 +47,7 @@ def held_out_ceiling(
     before the labelled period, not at the default set's history start: the ceiling is a property of the
     process, and a short market is quicker)."""
 
-    problems = [
-        (math.isfinite(difficulty) and 0 <= difficulty <= 1, f"difficulty must lie in [0, 1], got {difficulty}"),
-        (replicates >= 1, f"replicates must be >= 1, got {replicates}"),
-        (train_n >= 20 and test_n >= 20, f"train_n and test_n must be >= 20, got {train_n} and {test_n}"),
-        (0 <= seed < 2**31, f"seed must be in [0, 2**31), got {seed}"),
-    ]
-    for ok, message in problems:
-        if not ok:
-            raise ConfigError(f"ceiling: {message}")
+    _check_settings(difficulty, replicates, train_n, test_n, seed)
 
     def market_start(day: str) -> str:
         return (pd.Timestamp(day) - pd.Timedelta(days=history_days)).strftime("%Y-%m-%d")
@@ -102,6 +94,19 @@ def held_out_ceiling(
             for m, s in scores.items()
         },
     }
+
+
+def _check_settings(difficulty: float, replicates: int, train_n: int, test_n: int, seed: int) -> None:
+    """ConfigError for a setting that would give no figure (replicates < 1: a NaN mean) or fail late."""
+    problems = [
+        (math.isfinite(difficulty) and 0 <= difficulty <= 1, f"difficulty must lie in [0, 1], got {difficulty}"),
+        (replicates >= 1, f"replicates must be >= 1, got {replicates}"),
+        (train_n >= 20 and test_n >= 20, f"train_n and test_n must be >= 20, got {train_n} and {test_n}"),
+        (0 <= seed < 2**31, f"seed must be in [0, 2**31), got {seed}"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(f"ceiling: {message}")
 
 
 def main(argv: list[str] | None = None) -> int:
