@@ -4,6 +4,7 @@
 import sys
 
 from moola_lib.tools.bench import main
+from moola_lib.util import cli
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli.run(main))

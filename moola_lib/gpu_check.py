@@ -4,6 +4,7 @@ check, which lives in ``moola_lib.tools.gpu_check`` (see its docstring)."""
 import sys
 
 from moola_lib.tools.gpu_check import main
+from moola_lib.util import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -26,6 +26,7 @@ from ..labels.provenance import EncoderSource
 from ..labels.sources import LabelledSpec, labelled_from_params
 from ..transfer.arms import BY_NAME
 from ..transfer.arms import arm as arm_row
+from ..util import cli
 from ..util.paths import resolve_path
 from ..util.rundir import run_dir_claim
 from .files import check_new_run_dir
@@ -34,7 +35,7 @@ from .recipe import AUTO, TransferRun, check_encoder, choose_arm
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m moola_lib.classify", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m moola_lib.classify", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit an arm on all labelled windows and save it into RUN_DIR")
     fit.add_argument("run_dir", metavar="RUN_DIR")

@@ -8,7 +8,8 @@ records: one object before the closing ``]``) and ``remove`` cuts exactly those 
 is rewritten through pyarrow's table (never pandas), so every other row keeps its values and types and
 the schema keeps its metadata (the pandas index). Each function returns the new bytes plus a ``key``
 that finds the row again for ``remove`` (its exact bytes, or for parquet its ``labelled_at`` value, which
-is unique to the microsecond).
+is unique to the microsecond, matched as the column holds it: text, or a time). A CSV cell holding a line
+break, a lone carriage return included, is quoted, so that the row reads back as one row.
 
 A column the new row has and the file lacks is added: CSV extends its header (older rows simply have
 fewer fields, read as empty), parquet adds a column of nulls, JSON objects may differ in keys anyway.
@@ -90,9 +91,11 @@ def _csv_append(raw: bytes | None, row: dict) -> tuple[bytes, bytes]:
 
 
 def _csv_line(cells: list) -> bytes:
+    # the writer quotes a cell holding a character of its line terminator: with "\r\n" that is a lone
+    # "\r" too (a carriage return in a name), which a reader would otherwise take for the end of the row
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(cells)
-    return out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()[:-2].encode("utf-8") + b"\n"
 
 
 def _csv_cell(value) -> str:
@@ -136,7 +139,6 @@ def _records_remove(raw: bytes, record: bytes) -> bytes | None:
 
 
 def _parquet_append(raw: bytes | None, row: dict) -> tuple[bytes, object]:
-    import pandas as pd
     import pyarrow as pa
 
     if not raw:
@@ -145,19 +147,25 @@ def _parquet_append(raw: bytes | None, row: dict) -> tuple[bytes, object]:
     for name, value in row.items():  # a column the file lacks: nulls for the rows already there
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(len(table), pa.array([value]).type))
-    cells = {}
-    for f in table.schema:
-        value = row.get(f.name)
-        if pa.types.is_timestamp(f.type) and isinstance(value, str):  # a file that stores times as times
-            value = pd.Timestamp(value)
-        try:
-            cells[f.name] = pa.array([value], type=f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
-            raise RowEditError(
-                f"column {f.name!r} holds {f.type} and cannot take the new row's value {value!r} ({e})"
-            ) from None
+    cells = {f.name: _parquet_cell(f, row.get(f.name)) for f in table.schema}
     new = pa.Table.from_arrays(list(cells.values()), schema=table.schema)
     return _parquet_bytes(pa.concat_tables([table, new])), row["labelled_at"]
+
+
+def _parquet_cell(field, value):
+    """``value`` as a one-row array of the column ``field``: a time given as text goes into a column of
+    times as a time (a file that stores ``labelled_at`` as timestamps, pandas' natural type)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(field.type) and isinstance(value, str):
+        value = pd.Timestamp(value)
+    try:
+        return pa.array([value], type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+        raise RowEditError(
+            f"column {field.name!r} holds {field.type} and cannot take the new row's value {value!r} ({e})"
+        ) from None
 
 
 def _parquet_remove(raw: bytes, labelled_at: str) -> bytes | None:
@@ -167,10 +175,12 @@ def _parquet_remove(raw: bytes, labelled_at: str) -> bytes | None:
     table = _parquet_table(raw)
     if "labelled_at" not in table.column_names:
         return None
-    column = table["labelled_at"]
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        return None  # not a column this tool wrote its text into
-    hits = [i for i, v in enumerate(column.to_pylist()) if v == labelled_at]
+    field = table.schema.field("labelled_at")
+    try:  # the key as the column holds it (text, or a time), as _parquet_append put it there
+        key = _parquet_cell(field, labelled_at)[0]
+    except RowEditError:
+        return None  # not a column this tool could have written its row into
+    hits = pc.indices_nonzero(pc.fill_null(pc.equal(table["labelled_at"], key), False)).to_pylist()
     if not hits:
         return None
     keep = pc.not_equal(pa.array(range(len(table))), hits[-1])

@@ -8,15 +8,29 @@ loads as format (b). The file keeps its own format (CSV, parquet, JSON records o
 
 Several writers (two browser tabs, two people on one box, a script) may share one file. Every write
 holds an exclusive ``flock`` on the sidecar lock file ``.NAME.lock`` beside it, re-reads the file under
-that lock, changes only its own row (``row_edits``: the bytes of every other row stay exactly as they
-were) and replaces the file atomically (``io.atomic_write_bytes``): no writer's row is lost, and a crash
-or a closed browser leaves the previous complete file. Temp files a killed writer left (``.NAME.*.tmp``)
-are removed under the lock. The lock file stays (removing it would race with a writer waiting on it).
+that lock if another writer changed it, and changes only its own row (``row_edits``: the bytes of every
+other row stay exactly as they were): no writer's row is lost. Reading the file to show others' rows holds
+the lock shared. A labels path that is a symlink (one shared file linked into each person's folder) is
+written through to its target, and the lock is the target's (``.TARGET.lock`` beside it): every link
+shares one file and one lock. A rewritten file keeps its mode and group, and a new lock file takes the
+labels file's (``io.atomic_write_bytes``), so a private file stays private and a group-shared one
+writable by the group.
+
+What a click costs: a CSV or JSON lines file gets the new row appended (``O_APPEND``, fsync) and an undo
+of the file's last row cuts it off (truncate), so neither depends on the file's size; a crash in the
+middle of that one write can leave the row being written cut short at the end of the file (every other
+row is untouched), and a write that fails (disk full) is taken back. Anything else -- a CSV header that
+gains the tool's columns, an undo of a row others appended after, JSON records, parquet (which has no
+append: its footer describes the whole file) -- rewrites the whole file atomically
+(``io.atomic_write_bytes``) and re-reads it: seconds on a file of 100 MB, during which other writers
+wait; a crash leaves the previous complete file. Temp files a killed writer left (``.NAME.<random>.tmp``,
+``io.temp_files``) are removed under the lock. The lock file stays (removing it would race with a writer
+waiting on it).
 
 ``undo`` removes the newest row that this store wrote and that is still in the file: never a row from
 elsewhere, another labeller's or one written before this store was opened. Reopening the file continues
-where the labeller stopped: its rows are the labelled set (``frame``, re-read after every write and by
-``refresh``). A file that cannot be written (read-only, a folder, a folder that takes no files) is
+where the labeller stopped: its rows are the labelled set (``frame``, kept current after every write and
+by ``refresh``). A file that cannot be written (read-only, a folder, a folder that takes no files) is
 refused when the store opens, not at the first click.
 """
 
@@ -37,7 +51,7 @@ from ..bars.constants import WINDOW_LENGTH
 from ..bars.splits import to_utc
 from ..labels.sets import read_label_table
 from ..util.config import ConfigError
-from ..util.io import atomic_write_bytes
+from ..util.io import append_bytes, atomic_write_bytes, keep_group_and_mode, temp_files, truncate_file
 from . import row_edits
 
 SUFFIXES = (".csv", ".parquet", ".pq", ".json", ".jsonl")
@@ -58,7 +72,7 @@ class LabelStore:
         if self.suffix not in SUFFIXES:
             raise LabelsFileError(f"{self.path}: labels file must end in {', '.join(SUFFIXES)}")
         self.user = user or _user_name()
-        self._mine: list = []  # keys (row_edits) of the rows this store wrote, oldest first
+        self._mine: list = []  # (key (row_edits), row) of the rows this store wrote, oldest first
         self._seen = None
         _check_writable(self.path)
         with self._locked():  # also proves the folder takes files, before the first click
@@ -90,10 +104,16 @@ class LabelStore:
         ok = (pos >= 0) & (pos + length <= len(index))
         return np.flatnonzero(ok), pos[ok]
 
+    @property
+    def target(self) -> Path:
+        """The file written: ``path``, or the file it links to (resolved at every write)."""
+        return Path(os.path.realpath(self.path))
+
     def refresh(self) -> None:
         """Re-read the file if another writer changed it since this store last looked."""
         if self._stamp() != self._seen:
-            self._reload()
+            with self._locked(shared=True):  # never a row half-appended
+                self._reload_if_changed()
 
     def add(self, *, start, end, label: str, expansion_start: int, expansion_end: int, ohlc=None) -> dict:
         """Append one labelled window to the file (under its lock, re-read first); returns the row."""
@@ -109,35 +129,54 @@ class LabelStore:
             "labelled_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
         }
         with self._locked():
-            self._reload()  # another writer's rows are part of the file this one extends
+            self._reload_if_changed()  # another writer's rows are part of the file this one extends
             if self.windows_format:
                 if ohlc is None:
                     raise LabelsFileError(f"{self.path} holds self-contained windows: new rows need their OHLC bars")
                 row["features"] = np.asarray(ohlc, dtype=float).tolist()
-            raw = self.path.read_bytes() if self.path.exists() else None
+            raw = self._read_bytes()
             try:
                 data, key = row_edits.append(raw, row, self.suffix)
             except row_edits.RowEditError as e:
                 raise LabelsFileError(f"{self.path}: cannot add a row: {e}") from None
-            atomic_write_bytes(self.path, data)
-            self._mine.append(key)
-            self._reload()
+            self._save(raw, data, lambda: pd.concat([self.frame, pd.DataFrame([row])], ignore_index=True))
+            self._mine.append((key, row))
         return row
 
     def undo(self) -> dict | None:
         """Remove the newest row this store wrote that is still in the file; returns it (None: none)."""
         with self._locked():
+            self._reload_if_changed()
             while self._mine:
-                raw = self.path.read_bytes() if self.path.exists() else b""
-                before = self._reload()
-                data = row_edits.remove(raw, self._mine[-1], self.suffix)
-                if data is None:  # removed elsewhere already (another tab's undo, a hand edit)
-                    self._mine.pop()
-                    continue
-                atomic_write_bytes(self.path, data)
-                self._mine.pop()
-                return _removed_row(before, self._reload())
+                key, row = self._mine.pop()
+                raw = self._read_bytes()
+                data = row_edits.remove(raw, key, self.suffix)
+                if data is not None:  # else removed elsewhere already (another tab's undo, a hand edit)
+                    self._save(raw, data, lambda: self.frame.iloc[:-1])
+                    return row
         return None
+
+    def _read_bytes(self) -> bytes:
+        return self.target.read_bytes() if self.target.exists() else b""
+
+    def _save(self, raw: bytes, data: bytes, rows_after) -> None:
+        """Turn the file's bytes ``raw`` into ``data`` (under the lock) the cheapest safe way (see the module
+        docstring): bytes added at the end are appended, bytes cut from the end truncated, anything else
+        replaces the file atomically and is read back. ``rows_after()``: the rows then, when only the end
+        of the file changed (one row added or removed there: no need to read it all again)."""
+        if raw and len(data) > len(raw) and data.startswith(raw):
+            append_bytes(self.target, data[len(raw) :])
+        elif len(data) < len(raw) and raw.startswith(data):
+            truncate_file(self.target, len(data))
+        else:
+            atomic_write_bytes(self.target, data)
+            self._reload()
+            return
+        self.frame, self._seen = rows_after(), self._stamp()
+
+    def _reload_if_changed(self) -> None:
+        if self._stamp() != self._seen:
+            self._reload()
 
     def _reload(self) -> pd.DataFrame:
         """Read the file (every writer's rows) into ``frame``; a missing or empty file has no rows."""
@@ -165,30 +204,39 @@ class LabelStore:
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     @contextlib.contextmanager
-    def _locked(self):
-        """Hold the file's lock (``.NAME.lock`` beside it); remove temp files a killed writer left."""
-        lock = self.path.parent / f".{self.path.name}.lock"
+    def _locked(self, *, shared: bool = False):
+        """Hold the file's lock (``.NAME.lock`` beside the target), shared to read or exclusive to write; the
+        exclusive holder removes the temp files a killed writer left."""
+        fd = self._open_lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+            # a write takes milliseconds (a rewrite of a large file seconds): wait for the other writer
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            if not shared:
+                for stale in temp_files(self.target):
+                    stale.unlink(missing_ok=True)  # under the lock no writer is between creating and replacing
+            yield
+        finally:
+            os.close(fd)
+
+    def _open_lock(self) -> int:
+        """The lock file, opened read-only (``flock`` needs no write access, so a lock file another labeller
+        created serves this one too); a new one gets the labels file's mode and group, so that whoever may
+        write the labels may take their lock."""
+        target = self.target
+        lock = target.parent / f".{target.name}.lock"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return os.open(lock, os.O_RDONLY)
         except (OSError, ValueError) as e:
             raise LabelsFileError(
                 f"{self.path}: cannot write in its folder ({getattr(e, 'strerror', None) or e}); "
                 "choose another labels_path"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # a write takes milliseconds: wait for the other writer
-            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-                stale.unlink(missing_ok=True)  # under the lock no writer is between mkstemp and replace
-            yield
-        finally:
-            os.close(fd)
-
-
-def _removed_row(before: pd.DataFrame, after: pd.DataFrame) -> dict:
-    """The row of ``before`` that ``after`` lacks (by ``labelled_at``, unique to the microsecond)."""
-    gone = ~before["labelled_at"].astype(str).isin(set(after["labelled_at"].astype(str)))
-    return before[gone.to_numpy()].iloc[-1].to_dict()
+        keep_group_and_mode(fd, target)
+        return fd
 
 
 def _check_writable(path: Path) -> None:

@@ -13,7 +13,12 @@ nothing of RUN_DIR. RUN_DIR comes from --run-dir, the run_dir parameter, or runs
 A mistyped parameter, a bad data file or a run directory holding another run ends the command with one
 line on stderr and exit status 2; a failing cell with status 1. The runner claims the run directory
 (``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
-second run on the same directory is refused and touches nothing of the first.
+second run on the same directory is refused and touches nothing of the first. ``--report`` with
+``--run-dir`` checks first that the notebook is one and, in a directory holding a run, that run's own
+executed notebook (its output names the run's id), and writes under the directory's claim: it never
+replaces another run's record. ``--overwrite`` deletes only the files the earlier run's manifest lists
+(``runs.check_run_dir``). A relative --run-dir is taken from the repository root; the paths printed are
+absolute.
 
 The terminal shows only the runner's own lines (and, with --log-output, the notebook's output): the kernel
 process's own output (ipykernel's log, its shutdown races, C-level writes it also forwards into the
@@ -29,15 +34,17 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from ..util import cli
 from ..util.config import ConfigError, check_names
-from ..util.io import atomic_write_bytes, atomic_write_text, read_json
+from ..util.io import atomic_write_bytes
 from ..util.paths import ROOT, resolve_path
+from ..util.rundir import run_dir_claim
 from .report import render_report
-from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, update_manifest, utc_now
+from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, read_manifest, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 KERNEL_LOG = "kernel.log"  # in the run directory: the kernel process's own output
@@ -115,7 +122,7 @@ def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict,
     manifest carries this run's id): a refused run leaves the directory as it was."""
     import papermill
 
-    run_id = uuid.uuid4().hex
+    run_id, started_ns = uuid.uuid4().hex, time.time_ns()
     env = {HEADLESS_ENV: "1", RUN_ID_ENV: run_id, **claim_env}  # Run.finish then says a report follows
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -132,7 +139,9 @@ def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict,
             )
         except papermill.PapermillExecutionError as e:
             if _accepted(run_dir, run_id):
-                update_manifest(run_dir, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}")
+                update_manifest(
+                    run_dir, since_ns=started_ns, status="failed", finished=utc_now(), error=f"{e.ename}: {e.evalue}"
+                )
             raise
         finally:
             for key, value in saved.items():
@@ -142,13 +151,11 @@ def _execute_claimed(source: Path, run_dir: Path, params: dict, claim_env: dict,
                     os.environ[key] = value
             if _accepted(run_dir, run_id):
                 _keep_outputs(output, kernel_log, run_dir)
+                update_manifest(run_dir, since_ns=started_ns)  # they are the run's files too
 
 
 def _accepted(run_dir: Path, run_id: str) -> bool:
-    try:
-        return read_json(run_dir / "manifest.json").get("run_id") == run_id
-    except (OSError, ValueError, AttributeError):
-        return False
+    return read_manifest(run_dir).get("run_id") == run_id
 
 
 def _keep_outputs(output: Path, kernel_log: Path, run_dir: Path) -> None:
@@ -187,7 +194,7 @@ def _kernel_manager_class(log_path: str) -> type:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m moola_lib.run_notebook",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -262,15 +269,68 @@ def _stream_kernel_output() -> None:
 
 
 def _report_only(notebook: Path, run_dir: str | None) -> int:
-    if not notebook.is_file():
-        raise FileNotFoundError(f"no executed notebook {notebook}")
+    """--report: render an executed notebook's report.html beside it or, with ``run_dir``, into that run
+    directory with a copy of the notebook. Everything is checked before anything is written: a notebook
+    file, and in a directory holding a run that run's own executed notebook (its output names the run's
+    id); all under the directory's claim, so that a live run there is refused."""
+    nb = _read_notebook(notebook)
     if run_dir is None:
         html = render_report(notebook, notebook.with_suffix(".html"))
-    else:
-        run_dir = resolve_path(run_dir)
-        copy = run_dir / notebook.name
+        print(f"report: {os.path.abspath(html)}")
+        return 0
+    with run_dir_claim(resolve_path(run_dir)) as claim:
+        started_ns, copy = time.time_ns(), claim.path / notebook.name
+        _check_record(nb, notebook, claim.path, copy)
         if notebook.resolve() != copy.resolve():
-            atomic_write_text(copy, notebook.read_text(encoding="utf-8"))
-        html = render_report(notebook, run_dir / "report.html")
+            atomic_write_bytes(copy, notebook.read_bytes())
+        html = render_report(notebook, claim.path / "report.html")
+        if (claim.path / "manifest.json").exists():
+            update_manifest(claim.path, since_ns=started_ns)
     print(f"report: {html}")
     return 0
+
+
+def _read_notebook(path: Path):
+    """The notebook at ``path``; a file that is none (a manifest.json, broken JSON) is a ConfigError."""
+    import nbformat
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no executed notebook {path}")
+    if path.suffix != ".ipynb":
+        raise ConfigError(f"{path}: not a notebook (.ipynb); --report renders an executed notebook")
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{path}: not a readable notebook ({type(e).__name__}: {e})") from None
+
+
+def _check_record(nb, notebook: Path, run_dir: Path, copy: Path) -> None:
+    """Refuse to put ``notebook`` into ``run_dir`` as its record unless it is the record of the run there
+    (``start_run`` printed that run's id); in a folder without a run, refuse to replace a report.html or
+    a notebook of the same name."""
+    if (run_dir / "manifest.json").exists():
+        manifest = read_manifest(run_dir)
+        run_id = manifest.get("run_id")
+        if not run_id or f"(run {run_id})" not in _stream_text(nb):
+            raise FileExistsError(
+                f"{notebook} is not the executed notebook of the {manifest.get('notebook', '?')} run in "
+                f"{run_dir} (its output does not name run {run_id}); that run's record was left as it was. "
+                "Render it without --run-dir (the report goes beside the notebook)"
+            )
+        return
+    taken = [p.name for p in (copy, run_dir / "report.html") if p.exists() and p.resolve() != notebook.resolve()]
+    if taken:
+        raise FileExistsError(
+            f"{run_dir} holds no run (no manifest.json) but already a {' and a '.join(taken)}; nothing was "
+            "replaced. Choose another --run-dir, or render without it (the report goes beside the notebook)"
+        )
+
+
+def _stream_text(nb) -> str:
+    return "\n".join(
+        o.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )

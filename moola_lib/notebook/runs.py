@@ -11,10 +11,18 @@ params dataclass, and every value must have the field's type (``moola_lib.pretra
 Then the run directory is claimed (``moola_lib.util.rundir``: one writer per directory; a directory another
 live run holds is refused before anything in it is touched; under ``python -m moola_lib.run_notebook``
 the runner's claim is inherited) and created (never reusing one that holds a previous run unless
-``overwrite=True``; ``resume=True`` continues one), and ``params.yaml`` and ``manifest.json`` are written.
-``run.finish(**artifacts)`` records the artifacts, marks the run finished and releases the claim; a cell
-that raises marks it failed and releases it too. ``device="cuda"`` without a GPU is refused here, before
-any data is loaded.
+``overwrite=True``; ``resume=True`` continues an unfinished one), and ``params.yaml`` and ``manifest.json``
+are written. ``run.finish(**artifacts)`` records the artifacts, marks the run finished and releases the
+claim; a cell that raises marks it failed and releases it too. ``device="cuda"`` without a GPU is refused
+here, before any data is loaded.
+
+Nothing is deleted that moola did not write. The manifest lists the files the run wrote (``files``:
+relative paths, recorded when the run finishes or fails, by the kernel and by the notebook runner for the
+notebook, report.html and kernel.log it adds): every file created or changed in the run directory while
+the run held it. ``overwrite`` deletes exactly the listed files of the earlier run and refuses, naming
+it, a directory that holds anything else: a folder that holds no run (``$HOME/data``, ``.git`` and all),
+a file of the user's, or files of a run killed before it could list them. A run directory's executed
+notebooks and report.html are never deleted (the new run replaces them).
 
 Relative paths (``run_dir``, ``data_path``, the runs root) are taken from the repository root, so a
 notebook behaves the same in JupyterLab (working directory notebooks/), papermill and nbval. The runs
@@ -24,12 +32,13 @@ root is ``runs/`` unless the environment variable ``MOOLA_RUNS_DIR`` names anoth
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import platform
-import shutil
 import sys
+import time
 import typing
 import uuid
 from dataclasses import dataclass
@@ -104,6 +113,7 @@ class Run:
     params: Any
     manifest: dict
     claim: Claim | None = None
+    started_ns: int = dataclasses.field(default_factory=time.time_ns)  # files changed since are the run's
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -133,6 +143,7 @@ class Run:
         files = {k: _relative(v, self.dir) for k, v in artifacts.items()}
         self.manifest = update_manifest(
             self.dir,
+            since_ns=self.started_ns,
             status="finished",
             finished=utc_now(),
             error=None,
@@ -182,16 +193,20 @@ def start_run(
         # every check first (the directory's kind and content, the notebook's own, e.g. a resume's config):
         # a refused run changes nothing of the run directory it was pointed at
         resume = bool(getattr(params, "resume", False))
+        started_ns = time.time_ns()
         old = check_run_dir(run_dir, notebook, overwrite=params.overwrite, resume=resume)
         if hasattr(params, "check_run_dir") and not params.overwrite:
             params.check_run_dir(run_dir)
-        _remove(old if params.overwrite else [])
-        run = Run(notebook, run_dir, params, _write_run_files(notebook, run_dir, params), claim)
+        if resume and not params.overwrite:
+            _check_unfinished(run_dir)
+        _remove(run_dir, old if params.overwrite else [])
+        run = Run(notebook, run_dir, params, _write_run_files(notebook, run_dir, params), claim, started_ns)
     except BaseException:
         claim.release()
         raise
     _mark_failures(run)
-    print(f"{notebook}: run directory {run_dir}")
+    # the run id names this run in its executed notebook: --report accepts only this run's record there
+    print(f"{notebook}: run directory {run_dir} (run {run.manifest['run_id']})")
     return run
 
 
@@ -215,6 +230,7 @@ def _write_run_files(notebook: str, run_dir: Path, params) -> dict:
         "device": device_info(params.device),
         "data": data_info(params),
         "artifacts": previous.get("artifacts", {}) if previous else {},
+        "files": sorted({"params.yaml", "manifest.json", *(previous.get("files", []) if previous else [])}),
     }
     write_json(run_dir / "manifest.json", manifest)
     return manifest
@@ -248,13 +264,16 @@ def check_run_dir(
     run_dir: Path, notebook: str | None = None, *, overwrite: bool = False, resume: bool = False
 ) -> list[Path]:
     """Raise unless a ``notebook`` run may use ``run_dir``; change nothing. Returns the earlier run's files
-    that ``overwrite`` replaces. A directory holding files of an earlier run is refused, unless ``resume``
+    that ``overwrite`` deletes. A directory holding files of an earlier run is refused, unless ``resume``
     (kept) or ``overwrite``; one holding another notebook's run (manifest.json) is refused even with
-    ``resume``: a run directory holds one kind of run. Executed notebooks, report.html and the claim's
-    lock file do not count as a run's files."""
+    ``resume``: a run directory holds one kind of run. ``overwrite`` deletes only the files its manifest
+    lists as the run's and refuses a directory holding any other (see the module docstring). Executed
+    notebooks, report.html and the claim's lock file do not count as a run's files."""
     if not run_dir.is_dir():
         return []
     old = [p for p in run_dir.iterdir() if p.suffix != ".ipynb" and p.name not in ("report.html", LOCK_NAME)]
+    if overwrite and old:
+        return _listed_files(run_dir, old)
     kind = _run_kind(run_dir)
     if notebook and kind not in (None, notebook) and not overwrite:
         raise FileExistsError(
@@ -270,22 +289,83 @@ def check_run_dir(
     return old
 
 
-def _remove(paths) -> None:
-    for p in paths:
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+def _listed_files(run_dir: Path, entries: list[Path]) -> list[Path]:
+    """The files under ``entries`` (of ``run_dir``), when the run's manifest lists every one of them as
+    written by it; else FileExistsError naming the first that is not: ``overwrite`` deletes nothing else."""
+    listed = set(read_manifest(run_dir).get("files") or [])
+    files = [p for entry in sorted(entries) for p in _files_under(entry)]
+    foreign = [p for p in files if p.relative_to(run_dir).as_posix() not in listed]
+    if foreign:
+        raise FileExistsError(
+            f"run directory {run_dir} holds {foreign[0].relative_to(run_dir)}"
+            + (f" and {len(foreign) - 1} more file(s)" if len(foreign) > 1 else "")
+            + ", which no moola run there recorded writing (a run's manifest.json lists its files once it "
+            "finishes or fails); overwrite deletes only those, so nothing was deleted. Move it away or "
+            "choose another run_dir"
+        )
+    return files
+
+
+def _files_under(path: Path) -> list[Path]:
+    """``path`` itself, or for a folder every file and symlink under it (a symlink is not followed)."""
+    if path.is_symlink() or not path.is_dir():
+        return [path]
+    return [p for p in sorted(path.rglob("*")) if p.is_symlink() or not p.is_dir()]
+
+
+def _remove(run_dir: Path, files: list[Path]) -> None:
+    """Delete ``files``, then the folders of ``run_dir`` they leave empty."""
+    for p in files:
+        p.unlink()
+    for folder in sorted({q for p in files for q in p.parents if run_dir in q.parents}, reverse=True):
+        with contextlib.suppress(OSError):  # not empty: holds what overwrite does not delete
+            folder.rmdir()
+
+
+def written_files(run_dir: Path, since_ns: int) -> list[str]:
+    """The files of ``run_dir`` (relative paths, the claim's lock file aside) created or changed since
+    ``since_ns`` (``time.time_ns()``), less a second: file times come from a coarser clock."""
+    since = since_ns - 1_000_000_000
+    return sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in _files_under(run_dir)
+        if p.name != LOCK_NAME and p.lstat().st_mtime_ns >= since
+    )
+
+
+def _check_unfinished(run_dir: Path) -> None:
+    """Refuse to resume a run that finished: there is nothing to continue, and its record (manifest,
+    executed notebook, report) would be replaced by one of a run that did nothing."""
+    manifest = read_manifest(run_dir)
+    if manifest.get("status") == "finished":
+        raise FileExistsError(
+            f"run directory {run_dir} holds a run that finished ({manifest.get('finished')}): there is "
+            "nothing to resume and its record stays as it is. Choose another run_dir (or overwrite=True "
+            "to replace it)"
+        )
 
 
 def _run_kind(run_dir: Path) -> str | None:
     """The notebook whose run ``run_dir`` holds (manifest.json), None when it records none."""
+    return read_manifest(run_dir).get("notebook")
+
+
+def read_manifest(run_dir: Path) -> dict:
+    """``run_dir``'s manifest.json; {} when there is none or it is no JSON object."""
     try:
-        return read_json(run_dir / "manifest.json").get("notebook")
-    except (OSError, ValueError, AttributeError):
-        return None
+        manifest = read_json(run_dir / "manifest.json")
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
-def update_manifest(run_dir: str | os.PathLike, **fields) -> dict:
+def update_manifest(run_dir: str | os.PathLike, *, since_ns: int | None = None, **fields) -> dict:
+    """Update ``fields`` of the run's manifest.json; with ``since_ns`` (when the run started) also add the
+    files it wrote since to its ``files`` (``written_files``)."""
     path = Path(run_dir) / "manifest.json"
     manifest = {**read_json(path), **fields}
+    if since_ns is not None:
+        manifest["files"] = sorted({*manifest.get("files", []), *written_files(Path(run_dir), since_ns)})
     write_json(path, manifest)
     return manifest
 
@@ -300,8 +380,10 @@ def _mark_failures(run: Run) -> None:
 
     def hook(result):
         if result.error_in_exec is not None and run.claim is not None:  # never a run it no longer holds
-            err = result.error_in_exec
-            update_manifest(run.dir, status="failed", finished=utc_now(), error=f"{type(err).__name__}: {err}")
+            err, when = result.error_in_exec, utc_now()
+            update_manifest(
+                run.dir, since_ns=run.started_ns, status="failed", finished=when, error=f"{type(err).__name__}: {err}"
+            )
             run.release()
 
     for old in [h for h in ip.events.callbacks["post_run_cell"] if getattr(h, "_moola_run", False)]:

@@ -24,6 +24,12 @@ MAX_GAP_MESSAGE = (
 )
 
 
+MAX_SEED = 2**63
+# far beyond any GPU's memory at the window length (pretrain checks the estimate against the device's
+# memory before any work, ``trainer.check_memory``): these bounds only stop numbers that are no setting
+MAX_HIDDEN_SIZE, MAX_BATCH_SIZE = 16_384, 1_048_576
+
+
 def max_gap_ok(minutes: float | None) -> bool:
     return minutes is None or MAX_GAP_MINUTES[0] <= minutes <= MAX_GAP_MINUTES[1]
 
@@ -95,16 +101,24 @@ class PretrainConfig(StrictConfig, *(objective.Options for objective in OBJECTIV
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1 or None"),
             (self.huber_delta > 0, "huber_delta must be > 0"),
+            (self.exclude_margin_bars >= 0, "exclude_margin_bars must be >= 0"),
             (
-                self.exclude_margin_bars >= 0 and self.synthetic_seed >= 0 and self.seed >= 0,
-                "exclude_margin_bars, synthetic_seed and seed must be >= 0",
+                0 <= self.synthetic_seed < MAX_SEED and 0 <= self.seed < MAX_SEED,
+                "synthetic_seed and seed must be in [0, 2**63) (torch's seeds are 64-bit signed)",
             ),
+            (self.hidden_size <= MAX_HIDDEN_SIZE, f"hidden_size must be <= {MAX_HIDDEN_SIZE}"),
+            (self.batch_size <= MAX_BATCH_SIZE, f"batch_size must be <= {MAX_BATCH_SIZE:,}"),
             (max_gap_ok(self.max_gap_minutes), MAX_GAP_MESSAGE),
         ]
         checks += [check for objective in OBJECTIVES.values() for check in objective.checks(self)]
         checks += [(False, problem) for problem in split_problems(self.splits)]
         checks += [(False, problem) for problem in (time_zone_problem(self.data_timezone),) if problem]
         checks += [(len(b) == 2, f"exclude[{i}] must be [start, end], got {b!r}") for i, b in enumerate(self.exclude)]
+        checks += [  # written end first it would exclude nothing: the labelled windows would leak into pretraining
+            (to_utc(b[0]) <= to_utc(b[1]), f"exclude[{i}] {b!r} ends before it starts; write it as [start, end]")
+            for i, b in enumerate(self.exclude)
+            if len(b) == 2
+        ]
         checks.append(
             (
                 to_utc(self.synthetic_start) <= to_utc(self.synthetic_end),

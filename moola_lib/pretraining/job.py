@@ -13,8 +13,8 @@ and persistence) and a third, per feature the better of them; every loss is also
 
 from __future__ import annotations
 
-import argparse
 import math
+import os
 import platform
 import resource
 import sys
@@ -35,7 +35,7 @@ from . import distributed
 from .checkpoints import BEST, LAST, RESULTS, load_checkpoint, load_pretrainer, resume_checkpoint, save_checkpoints
 from .config import PretrainConfig
 from .data import PretrainData, as_config, check_data_matches, load_pretrain_data
-from .trainer import Trainer
+from .trainer import Trainer, check_memory
 
 __all__ = ["load_pretrain_data", "load_pretrainer", "main", "pretrain"]
 
@@ -48,12 +48,14 @@ def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | Non
     torchrun) and return the results dict. ``data``: what ``load_pretrain_data(config)`` returns, when
     the caller has it already (it is checked to come from the same data fields); None loads it."""
     config = as_config(config)
+    run_dir = Path(os.path.abspath(run_dir))  # q/../y: y, written through no folder q that may not exist
     if data is not None:
         check_data_matches(data, config)
     ctx, device = distributed.setup(config.device)  # a device that is not there: ConfigError, nothing done
     try:
+        check_memory(config, device)  # a job that cannot fit: ConfigError now, not out of memory later
         with run_dir_claim(run_dir, enabled=ctx.is_main):  # one writer; refused before any work
-            return _pretrain(config, Path(run_dir), ctx, device, data)
+            return _pretrain(config, run_dir, ctx, device, data)
     finally:
         distributed.teardown(ctx)
 
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-y YAML] [-p NAME VALUE]...``, also under
     ``torchrun --standalone --nproc_per_node=N -m moola_lib.pretrain ...``. Parameters are PretrainConfig
     fields, given as for papermill; unknown names and wrong types fail before anything runs."""
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.pretrain", description=main.__doc__)
+    parser = cli.ArgumentParser(prog="python -m moola_lib.pretrain", description=main.__doc__)
     parser.add_argument("run_dir")
     cli.add_parameter_flags(parser, what="PretrainConfig field")
     args = parser.parse_args(argv)

@@ -9,12 +9,15 @@ no training market's labelled period). Cross-validation on 174 windows reports t
 replicates show. VALIDATION.md ("The embedded testbed") records the figure with its seed.
 
     python -m moola_lib.studies.ceiling [--difficulty 0.3] [--replicates 10] [--test-n 3000] [--seed 0]
+
+Invalid settings are a ConfigError before any work (one line and exit status 2 on the command line).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,8 @@ from sklearn.metrics import balanced_accuracy_score
 from ..labels.testbed import EMBEDDED_SET, synthetic_labelled_set
 from ..transfer.folds import inner_split
 from ..transfer.simple import SIMPLE_MODELS, fit_simple, window_summaries
+from ..util import cli
+from ..util.config import ConfigError
 
 TEST_PERIOD = ("2022-01-03", "2024-06-30")  # fresh windows: 2.5 years hold ~4,500 episodes
 
@@ -41,6 +46,8 @@ def held_out_ceiling(
     ``history_days``: feature warm-up before each period (the training sets' markets start that many days
     before the labelled period, not at the default set's history start: the ceiling is a property of the
     process, and a short market is quicker)."""
+
+    _check_settings(difficulty, replicates, train_n, test_n, seed)
 
     def market_start(day: str) -> str:
         return (pd.Timestamp(day) - pd.Timedelta(days=history_days)).strftime("%Y-%m-%d")
@@ -89,23 +96,37 @@ def held_out_ceiling(
     }
 
 
+def _check_settings(difficulty: float, replicates: int, train_n: int, test_n: int, seed: int) -> None:
+    """ConfigError for a setting that would give no figure (replicates < 1: a NaN mean) or fail late."""
+    problems = [
+        (math.isfinite(difficulty) and 0 <= difficulty <= 1, f"difficulty must lie in [0, 1], got {difficulty}"),
+        (replicates >= 1, f"replicates must be >= 1, got {replicates}"),
+        (train_n >= 20 and test_n >= 20, f"train_n and test_n must be >= 20, got {train_n} and {test_n}"),
+        (0 <= seed < 2**31, f"seed must be in [0, 2**31), got {seed}"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(f"ceiling: {message}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """The command line; expected errors print one line and exit 2 (``moola_lib.cli.run``)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = cli.ArgumentParser(prog="python -m moola_lib.transfer.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--difficulty", type=float, default=EMBEDDED_SET.difficulty)
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--train-n", type=int, default=140)
     parser.add_argument("--test-n", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        result = held_out_ceiling(
-            args.difficulty, replicates=args.replicates, train_n=args.train_n, test_n=args.test_n, seed=args.seed
-        )
-    except ValueError as e:
-        parser.exit(2, f"ceiling: {e}\n")
+    result = held_out_ceiling(
+        args.difficulty, replicates=args.replicates, train_n=args.train_n, test_n=args.test_n, seed=args.seed
+    )
     print(json.dumps(result, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -22,7 +22,6 @@ Expected errors (bad config, missing encoder file) print one line and exit 2.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 import sys
@@ -44,9 +43,9 @@ from ..transfer.fits import Inputs
 from ..transfer.folds import fold_groups, make_folds
 from ..transfer.protocol import evaluate_arms
 from ..transfer.stats import holm, summarise
-from ..util.cli import add_parameter_flags, parameters, run
+from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
 from ..util.config import ConfigError, StrictConfig
-from ..util.io import atomic_write_text, read_json, write_json
+from ..util.io import atomic_write_text, check_writable, read_json, write_json
 from .curves_report import figure, markdown, merge_runs
 
 METRIC = "balanced_accuracy"
@@ -218,8 +217,31 @@ def curves(cc: CurvesConfig, json_path=None, note=print) -> dict:
     return out
 
 
+def read_results(path) -> dict:
+    """A results file of this command (``--from-json``); a file that is none (empty, not JSON, another
+    command's) is a ConfigError naming it."""
+    try:
+        results = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"--from-json {path}: cannot be read as JSON ({getattr(e, 'strerror', None) or e}); give a results "
+            "file of transfer.curves"
+        ) from None
+    sizes = results.get("sizes") if isinstance(results, dict) else None
+    if not (
+        isinstance(sizes, dict)
+        and all(isinstance(results.get(k), dict) for k in ("encoders", "transfer_config"))
+        and all(isinstance(r, dict) and isinstance(r.get("arms"), dict) for r in sizes.values())
+    ):
+        raise ConfigError(
+            f"--from-json {path}: not a results file of transfer.curves (it needs 'encoders', "
+            "'transfer_config' and 'sizes' with each size's 'arms')"
+        )
+    return results
+
+
 def _main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.studies.curves", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m moola_lib.studies.curves", description=__doc__.split("\n")[0])
     parser.add_argument("--json", default="runs/curves/curves.json", help="results file (rewritten after every size)")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
     parser.add_argument("--figure", help="also write the figure (PNG) here")
@@ -232,10 +254,12 @@ def _main(argv=None) -> None:
     )
     add_parameter_flags(parser, what="option (a field of CurvesConfig)")
     args = parser.parse_args(argv)
+    cc = None if args.from_json else CurvesConfig.from_dict(parameters(args))
+    for path in filter(None, (None if args.from_json else args.json, args.markdown, args.figure)):
+        check_writable(path)  # before the work (minutes to hours), not after it
     if args.from_json:
-        runs = merge_runs([read_json(p) for p in args.from_json])
+        runs = merge_runs([read_results(p) for p in args.from_json])
     else:
-        cc = CurvesConfig.from_dict(parameters(args))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

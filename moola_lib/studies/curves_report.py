@@ -73,7 +73,7 @@ def summary_table(results: dict) -> list[str]:
                 n,
                 enc,
                 _pp(res["arms"]["by_arch"][arch][REFERENCE]["mean"]),
-                f"{best} {_pp(res['arms']['shared'][best]['mean'])}",
+                f"{best} {_pp(res['arms']['shared'][best]['mean'])}" if best else "-",  # arms without one: none
                 *[_pp(arms[a]["mean"]) for a in pretrained],
             ]
             cells += [

@@ -18,8 +18,9 @@ labels so far and scored by balanced accuracy on the held-out set: L2 logistic r
 feature over the window). The strategies rank candidates on the same summaries, passed as the session's
 ``embed`` (so ``uncertainty`` runs; the labelling wing cannot import the transfer arms).
 
-``python -m moola_lib.studies.labelling_study --out DIR [options]`` rewrites DIR/study.json and DIR/study.md after every
-repeat (atomically: a stopped run leaves the repeats done); an invalid option is a one-line error, exit status 2.
+``python -m moola_lib.studies.labelling_study --out DIR [options]`` rewrites DIR/study.json and DIR/study.md
+after every repeat (atomically: a stopped run leaves the repeats done); an invalid option, or an --out or
+--figure that cannot be written, is a one-line error and exit status 2 before any work (``moola_lib.util.cli``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..bars.splits import to_utc
 from ..bars.synthetic import synthetic_market
 from ..bars.windows import gather_windows
 from ..features.relativity import relativity_features
@@ -43,8 +45,9 @@ from ..labelling.store import LabelStore
 from ..labelling.suggestions import STRATEGIES, summary_features
 from ..labels.sets import DEFAULT_CLASSES
 from ..labels.testbed import EMBEDDED_SET, synthetic_labelled_set
+from ..util import cli
 from ..util.config import ConfigError
-from ..util.io import atomic_write_text, write_json
+from ..util.io import atomic_write_text, check_writable, write_json
 from .labelling_study_report import TARGETS, figure, report, summarise
 
 
@@ -79,6 +82,14 @@ class StudyConfig:
             raise ConfigError(f"budget ({self.budget}) must exceed seed_labels ({self.seed_labels})")
         if not (0 <= self.flip_rate < 0.5 and 0 < self.min_overlap <= 1 and self.probe_C > 0 and self.heldout_n >= 20):
             raise ConfigError("need 0 <= flip_rate < 0.5, 0 < min_overlap <= 1, probe_C > 0, heldout_n >= 20")
+        if min(self.first_market_seed, self.heldout_seed_offset) < 0:
+            raise ConfigError("first_market_seed and heldout_seed_offset must be >= 0 (they seed markets)")
+        try:
+            ordered = to_utc(self.pool_start) < to_utc(self.pool_end)
+        except ValueError:
+            ordered = False
+        if not ordered:
+            raise ConfigError(f"pool_start {self.pool_start!r} and pool_end {self.pool_end!r}: two dates, in order")
 
     def checkpoints(self) -> list[int]:
         grid = set(range(self.seed_labels, self.budget + 1, self.batch)) | {self.budget}
@@ -267,7 +278,7 @@ def run(cfg: StudyConfig, out: Path, figure_path: Path | None = None, log=print)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m moola_lib.studies.labelling_study", description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(prog="python -m moola_lib.studies.labelling_study", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for study.json and study.md")
     p.add_argument("--figure", type=Path, default=None, help="PNG of the curves (optional)")
     p.add_argument("--strategies", default=",".join(StudyConfig.strategies), help="comma-separated")
@@ -278,15 +289,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line; expected errors print one line and exit 2 (``moola_lib.cli.run``)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv=None) -> None:
     args = vars(_parser().parse_args(argv))
     out, figure_path = args.pop("out"), args.pop("figure")
-    try:
-        cfg = StudyConfig(**{**args, "strategies": tuple(s.strip() for s in args["strategies"].split(","))})
-        run(cfg, out, figure_path)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"study: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    cfg = StudyConfig(**{**args, "strategies": tuple(s.strip() for s in args["strategies"].split(","))})
+    for path in (out / "study.json", figure_path):
+        if path is not None:
+            check_writable(path)  # an --out that is a file: refused now, not after the whole study
+    run(cfg, out, figure_path)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ the tables and the figure of VALIDATION.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -44,9 +43,9 @@ from ..transfer.config import TransferConfig
 from ..transfer.fits import Inputs, arm_probabilities, fit_seed
 from ..transfer.folds import fold_groups, inner_split
 from ..transfer.intervals import per_window_scores
-from ..util.cli import run
+from ..util.cli import ArgumentParser, run
 from ..util.config import StrictConfig
-from ..util.io import read_json, write_json
+from ..util.io import check_writable, read_json, write_json
 from ..util.paths import resolve_path
 from .truth_report import report
 from .truth_verdicts import check, check_markdown, run_verdict
@@ -265,7 +264,7 @@ def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: di
 
 
 def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m moola_lib.studies.truth",
         description="The testbed's true balanced accuracy per arm and labelled-set size (module docstring).",
     )
@@ -282,6 +281,8 @@ def _main(argv=None) -> int:
     options.update({k: v for k, v in given if v})
     tc = TruthConfig.from_dict(options)
     out = Path(args.out_dir)
+    for name in ("truth.json", "truth.md", "truth.png"):
+        check_writable(out / name)  # before hours of work
     results = read_json(out / "truth.json") if args.report_only else run_study(tc, out)
     report(results, out, check_markdown(check(results)))
     print(f"truth study: {out / 'truth.md'}")

@@ -25,7 +25,6 @@ The run's sizes (``ValidationConfig``, ``QUICK``) and the labelled sets it draws
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import multiprocessing
@@ -46,8 +45,8 @@ from ..transfer.arms import REFERENCE
 from ..transfer.folds import fold_groups, inner_split, make_folds
 from ..transfer.probe import build_classifier, fit_classifier
 from ..transfer.protocol import run_transfer
-from ..util.cli import add_parameter_flags, parameters, run
-from ..util.io import atomic_write_text, write_json
+from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
+from ..util.io import atomic_write_text, check_writable, write_json
 from .validation_arms import PAIRS, SGD_ARMS, arm_features, arms_of, encoders, run_arms
 from .validation_config import (
     LABEL_ENCODER_MARKET_SEED,
@@ -313,7 +312,7 @@ def validate(vc: ValidationConfig, workdir) -> dict:
 
 
 def _main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.studies.validate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m moola_lib.studies.validate", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long version (what the tests run)")
     parser.add_argument("--json", default="runs/validation/validation.json", help="results file")
     parser.add_argument("--markdown", help="also write the Markdown summary here")
@@ -326,6 +325,8 @@ def _main(argv=None) -> None:
     args = parser.parse_args(argv)
     options = {**(QUICK if args.quick else {}), **parameters(args)}
     vc = ValidationConfig.from_dict(options)
+    for path in filter(None, (args.json, args.markdown)):
+        check_writable(path)  # before the minutes of work, not after them
     if args.labels_check and "labels" not in vc.experiments:
         vc = dataclasses.replace(vc, experiments=[*vc.experiments, "labels"])
     with tempfile.TemporaryDirectory() as tmp:

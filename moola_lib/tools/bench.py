@@ -32,7 +32,9 @@ from ..pretraining.data import PretrainData, load_pretrain_data
 from ..pretraining.devices import resolve_device
 from ..pretraining.job import pretrain
 from ..pretraining.trainer import Trainer
-from ..util.io import write_json
+from ..util import cli
+from ..util.config import ConfigError
+from ..util.io import check_writable, write_json
 
 BATCH_SIZES = (512, 768, 1024)
 SEED_RANGE = ("2020-09-01", "2025-09-30")  # ~1.8M synthetic bars
@@ -219,13 +221,19 @@ def format_table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m moola_lib.bench", description=__doc__.splitlines()[0])
+    """The command line (``cli.run`` turns its expected errors into one line and exit status 2); checks
+    its options and the --json path before the minutes of work."""
+    parser = cli.ArgumentParser(prog="python -m moola_lib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, no full job (~1 min on 2 CPU cores)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long smoke test
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads takes a count >= 1, got {args.threads}")
+    if args.json:
+        check_writable(args.json)
     result = run("tiny" if args.tiny else "quick" if args.quick else "full", args.device, args.threads)
     print(format_table(result))
     if args.json:

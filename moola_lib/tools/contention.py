@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import os
 import statistics
 import subprocess
@@ -33,7 +34,7 @@ import yaml
 from ..pretraining.config import PretrainConfig
 from ..util import cli
 from ..util.config import ConfigError
-from ..util.io import read_json, write_json
+from ..util.io import check_writable, read_json, write_json
 from ..util.paths import ROOT
 from ..util.threads import USER_ENV, LoadSample, allowed_cpus
 
@@ -50,7 +51,7 @@ def demo_parameters(epochs: int | None, overrides: dict) -> dict:
     cell = papermill.inspect_notebook(str(ROOT / "notebooks" / "pretrain.ipynb"))
     fields = set(PretrainConfig.__dataclass_fields__) - {"run_dir", "resume"}
     params = {name: ast.literal_eval(p["default"]) for name, p in cell.items() if name in fields}
-    params.update(device="cpu", progress=False, **({"epochs": epochs} if epochs else {}), **overrides)
+    params.update(device="cpu", progress=False, **({"epochs": epochs} if epochs is not None else {}), **overrides)
     PretrainConfig.from_dict(params)  # a bad override fails here, before any process starts
     return params
 
@@ -143,7 +144,7 @@ def _cell(runs: list[dict]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m moola_lib.tools.contention",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -165,6 +166,12 @@ def main(argv=None) -> int:
         raise ConfigError(f"--threads takes positive counts and 'policy', got {bad}")
     if args.runs < 1:
         raise ConfigError(f"--runs takes a count >= 1, got {args.runs}")
+    if min(args.busy) < 0:
+        raise ConfigError(f"--busy takes counts of processes >= 0, got {args.busy}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout takes a number of seconds > 0, got {args.timeout}")
+    if args.json:
+        check_writable(args.json)
     params = demo_parameters(args.epochs, cli.parameters(args))
     rows = [condition(busy, args.threads, params, args.timeout, args.runs) for busy in args.busy]
     report = {

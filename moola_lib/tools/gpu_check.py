@@ -34,6 +34,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -51,7 +52,9 @@ from ..pretraining.config import PretrainConfig
 from ..pretraining.data import PretrainData, load_pretrain_data
 from ..pretraining.job import pretrain
 from ..pretraining.trainer import Trainer
-from ..util.io import write_json
+from ..util import cli
+from ..util.config import ConfigError
+from ..util.io import check_writable, write_json
 from . import bench
 from .gpu_subprocesses import REPO, cuda_tests, run_transfer_protocol, transfer
 
@@ -299,7 +302,9 @@ def _setup_logging(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bin/dev gpu-check", description=__doc__.splitlines()[0])
+    """The command line (``cli.run`` turns its expected errors into one line and exit status 2): the budget
+    and the output folder are checked before any step runs."""
+    parser = cli.ArgumentParser(prog="bin/dev gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", help="where the results go (default runs/gpu-check-<UTC time>)")
     parser.add_argument("--dry-run", action="store_true", help="toy scale on the CPU (the default without CUDA)")
     parser.add_argument(
@@ -310,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--transfer-only", metavar="ENCODER", help=argparse.SUPPRESS)  # step 5's subprocess
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise ConfigError(f"--budget takes a number of seconds > 0, got {args.budget}")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out_dir or REPO / "runs" / f"gpu-check-{stamp}")
+    check_writable(out / "gpu_check.json")  # OUT_DIR an existing file: refused now, not after the steps
     dry = args.dry_run or not torch.cuda.is_available()
     if args.transfer_only:
         figures = run_transfer_protocol(out, args.transfer_only, dry)

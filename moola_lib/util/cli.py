@@ -1,5 +1,6 @@
-"""Conventions shared by the command lines (``python -m moola_lib.pretrain``, ``python -m
-moola_lib.run_notebook``): the papermill-style parameter flags and one policy for expected errors.
+"""Conventions shared by the command lines (every ``python -m moola_lib...`` command: run_notebook, pretrain,
+bench, gpu_check, tools.contention, transfer.validate, transfer.curves, transfer.ceiling,
+labelling.study): the papermill-style parameter flags and one policy for expected errors.
 
 An expected error is the user's to fix: an unknown parameter or a value of the wrong type
 (ConfigError), a data file that fails validation (DataValidationError,
@@ -10,6 +11,9 @@ holds a run or is in use (FileExistsError) or cannot be written (RunDirError), a
 prints it as one line ``error: ...`` on stderr and exits with status 2, with no traceback; under torchrun
 only rank 0 prints it (every rank exits 2). Anything else is a bug and keeps its traceback. A warning is
 one line ``warning: ...`` on stderr too (not Python's two lines with the source line that raised it).
+A usage error (an unknown flag, a value argparse cannot convert) is one line ``error: ...`` too, with
+exit status 2 (``ArgumentParser``). A command checks its options and its output paths
+(``util.io.check_writable``) before the work, so that a typo does not cost the results of a long run.
 Library code only raises; the ``__main__`` blocks of the commands call ``run``.
 """
 
@@ -37,6 +41,16 @@ EXPECTED_ERRORS = (
     FileWriteError,
 )
 USAGE_ERROR = 2  # the exit status of argparse's own usage errors too
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with its usage errors in the form of the other expected errors: one line
+    ``error: ...`` on stderr (pointing to --help instead of printing the usage), exit status 2."""
+
+    def error(self, message: str):
+        if os.environ.get("RANK", "0") == "0":  # torchrun: one line, not one per process
+            print(error_line(f"{self.prog}: {message} (see --help)"), file=sys.stderr)
+        self.exit(USAGE_ERROR)
 
 
 def add_parameter_flags(parser: argparse.ArgumentParser, *, what: str = "parameter") -> None:

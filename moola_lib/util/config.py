@@ -116,6 +116,11 @@ def _read_text(path) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"parameters file {path}: cannot be read ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"parameters file {path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def apply_overrides(cfg: Any, overrides: Mapping, *, what: str = "config") -> Any:

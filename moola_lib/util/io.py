@@ -1,14 +1,20 @@
-"""Small shared I/O helpers: atomic writes (bytes, text, JSON, tables, torch objects), JSON and table
-reading, and the one reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a one-line
-``CheckpointError`` naming the file and what is wrong with it)."""
+"""Small shared I/O helpers: atomic writes (bytes, text, JSON, tables, torch objects) that keep the replaced
+file's mode and write through symlinks, appends and truncations in place (``append_bytes``, ``truncate_file``:
+for a labels file too large to rewrite at every click), the temp files a killed writer leaves
+(``temp_files``), the check of an output path before the work (``check_writable``), JSON and table reading,
+and the one reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a
+one-line ``CheckpointError`` naming the file and what is wrong with it)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +26,120 @@ class FileWriteError(OSError):
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
-    An OSError on the way is a FileWriteError naming the file (the old file stays as it was)."""
+
+    A symlink is written through: its target is replaced and the link stays a link (a labels file shared
+    by linking it into each person's folder stays shared). The new file keeps the mode of the file it
+    replaces (a private 0600 file stays private, a group-writable one group-writable) and, where the
+    writer may set it, its group; a new file gets 0666 less the umask, as ``open`` would give it. An
+    OSError on the way is a FileWriteError naming the file (the old file stays as it was)."""
     path = Path(path)
+    target = Path(os.path.realpath(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(target)
     except OSError as e:
         raise _write_error(path, e) from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
+            keep_group_and_mode(f.fileno(), target)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError) and not isinstance(e, FileWriteError):
             raise _write_error(path, e) from None
         raise
+    return path
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new temp file beside ``path`` named ``.NAME.<random>.tmp`` (``temp_files`` finds them)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp  # the umask applies
+        except FileExistsError:
+            continue
+
+
+def keep_group_and_mode(fd: int, path: str | os.PathLike) -> None:
+    """Give the open file ``fd`` the mode and, where this user may set it, the group of the file ``path``
+    (nothing when there is no such file)."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        return  # a new file: os.open gave it 0666 less the umask
+    if old.st_gid != os.fstat(fd).st_gid:
+        with contextlib.suppress(PermissionError):  # only a member of the group may hand the file to it
+            os.fchown(fd, -1, old.st_gid)
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which may clear the set-group-id bit
+
+
+def append_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Append ``data`` to the existing file ``path`` in place (``O_APPEND``, then fsync): what it costs does
+    not depend on the file's size, unlike ``atomic_write_bytes``. Not atomic: a crash in the middle can
+    leave part of ``data`` at the end. A write that fails (disk full) is taken back, leaving the file as it
+    was, and raised as FileWriteError."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError as e:
+        raise _write_error(path, e) from None
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise _write_error(path, e) from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def truncate_file(path: str | os.PathLike, size: int) -> Path:
+    """Cut the file ``path`` to its first ``size`` bytes in place (then fsync)."""
+    path = Path(path)
+    try:
+        with open(path, "r+b") as f:
+            f.truncate(size)
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _write_error(path, e) from None
+    return path
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temp files of ``path``'s unfinished atomic writes (a killed writer leaves one). The random part
+    of the name holds no dot, so the temp files of another file (``a.csv.b.csv`` beside ``a.csv``) never
+    match."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.tmp")
+    return [p for p in path.parent.glob(".*.tmp") if pattern.fullmatch(p.name)]
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise FileWriteError unless ``atomic_write_bytes`` could write ``path``: not a folder, and the
+    nearest folder of it that exists takes files. Commands check their output paths with it before the
+    work, so that a mistyped path does not lose the results at the end; nothing is created."""
+    path = Path(os.path.abspath(path))
+    folder = path.parent
+    while not folder.exists() and not folder.is_symlink():
+        folder = folder.parent
+    if path.is_dir():
+        problem = "it is a folder"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {folder}"
+    else:
+        return path
+    raise FileWriteError(f"cannot write {path}: {problem}; nothing was run. Choose another path")
     return path
 
 
@@ -50,12 +151,6 @@ def _write_error(path: Path, error: OSError) -> FileWriteError:
     )
     out.errno = error.errno
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -149,9 +244,10 @@ def load_torch_file(path: str | os.PathLike, *, map_location="cpu") -> Any:
             f"{path}: refused: not a file written by torch.save, or one that only the full pickle "
             "loader (which can run code) could read; corrupt, or not a moola file"
         ) from None
-    except (EOFError, RuntimeError, KeyError, OSError, ValueError) as e:
-        # torch reports a cut-off zip as RuntimeError, a cut-off legacy pickle as EOFError, foreign bytes as
-        # KeyError/ValueError or EINVAL: all mean the bytes are not a complete torch file
+    except (EOFError, RuntimeError, KeyError, IndexError, OSError, ValueError, struct.error) as e:
+        # torch reports a cut-off zip as RuntimeError, a cut-off legacy pickle as EOFError, foreign bytes (a
+        # text file) as KeyError/IndexError/ValueError/struct.error or EINVAL: all mean the bytes are not a
+        # complete torch file
         raise CheckpointError(
             f"{path}: truncated or corrupt, not a complete torch file ({type(e).__name__}: {_first_sentence(e)})"
         ) from None

@@ -91,10 +91,10 @@ def test_a_failed_write_leaves_the_previous_file_and_state(bars, tmp_path, monke
     _add(store, bars, 1000, "consolidation")
     before = path.read_bytes()
 
-    def broken(src, dst):
+    def broken(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", broken)
+    monkeypatch.setattr(os, "fsync", broken)  # the row appended, not yet on disk: taken back
     with pytest.raises(FileWriteError, match=r"cannot write .*labels\.csv: disk full; its previous content"):
         _add(store, bars, 3000, "retracement")
     assert path.read_bytes() == before and len(store) == 1

@@ -10,7 +10,7 @@ import yaml
 
 from moola_lib.notebook.params import EdaParams, PretrainParams, SweepParams, pretrain_config
 from moola_lib.notebook.report import render_report
-from moola_lib.notebook.runs import injected_names, notebook_params, start_run
+from moola_lib.notebook.runs import injected_names, notebook_params, start_run, update_manifest
 from moola_lib.notebook.sweep import sweep_base, sweep_settings
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.pretraining.job import pretrain
@@ -111,6 +111,7 @@ def test_existing_run_dir_is_never_overwritten_unless_asked(tmp_path):
     run = start_run("eda", ns, EdaParams)
     (run.dir / "old_artifact.pt").write_text("weights")
     (run.dir / "eda.ipynb").write_text("{}")  # papermill may be writing it right now
+    run.finish()  # lists the files the run wrote: what overwrite may delete
     before = (run.dir / "manifest.json").read_text()
     with pytest.raises(FileExistsError, match="overwrite=True"):
         start_run("eda", ns, EdaParams)
@@ -154,6 +155,7 @@ def listing(directory: Path) -> dict:
 
 def test_resume_keeps_the_run_dir(finished_pretrain):
     ns, run_dir = finished_pretrain
+    update_manifest(run_dir, status="running", finished=None)  # as a killed run leaves it: unfinished
     first = json.loads((run_dir / "manifest.json").read_text())
     before = (run_dir / "checkpoint_last.pt").read_bytes()
     with pytest.raises(FileExistsError, match="resume=True"):

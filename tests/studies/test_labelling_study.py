@@ -122,7 +122,7 @@ def test_tiny_run_from_the_command_line(tmp_path, capsys):
 def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert study.main(["--out", str(tmp_path), "--strategies", "random,clever"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("study: error:") and "clever" in err and "\n" not in err
+    assert err.startswith("error:") and "clever" in err and "\n" not in err
 
 
 class _FakeSession:
