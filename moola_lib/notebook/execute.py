@@ -15,6 +15,10 @@ line on stderr and exit status 2; a failing cell with status 1. The runner claim
 (``moola_lib.util.rundir``) before it writes anything and holds the claim until the report is written: a
 second run on the same directory is refused and touches nothing of the first.
 
+While the notebook runs, each epoch of a pretraining job under RUN_DIR (a sweep's settings included) is one
+line on stderr (epoch, losses, time left), read from its progress.jsonl (``pretraining.feedback``);
+--no-progress silences them with the cell progress bar.
+
 The terminal shows only the runner's own lines (and, with --log-output, the notebook's output): the kernel
 process's own output (ipykernel's log, its shutdown races, C-level writes it also forwards into the
 notebook) goes to RUN_DIR/kernel.log, kept only when not empty. The kernel's channels are encrypted
@@ -32,6 +36,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from ..pretraining.feedback import follow_progress
 from ..util import cli
 from ..util.config import ConfigError, check_names
 from ..util.io import atomic_write_bytes, atomic_write_text, read_json
@@ -103,7 +108,8 @@ def execute(
         # fail before starting a kernel when the directory holds another run (start_run checks it again)
         check_run_dir(claim.path, name, overwrite=overwrite, resume=bool(params.get("resume")))
         params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
-        _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar, log_output=log_output)
+        with follow_progress(claim.path, enabled=progress_bar):  # the kernel's output never reaches the terminal
+            _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar, log_output=log_output)
     finally:
         claim.release()
     return claim.path
@@ -196,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_parameter_flags(parser)
     parser.add_argument("--run-dir", help="run directory (default: the run_dir parameter or runs/NAME-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
-    parser.add_argument("--no-progress", action="store_true", help="no cell progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no cell progress bar and no epoch lines")
     parser.add_argument(
         "--log-output",
         action="store_true",

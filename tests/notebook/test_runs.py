@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -210,6 +211,20 @@ def test_run_notebook_refused_resume_leaves_the_finished_run_as_it_was(finished_
     )
     assert "the config differs" in capsys.readouterr().err
     assert listing(run_dir) == before
+
+
+@pytest.mark.slow
+def test_run_notebook_prints_one_line_per_epoch_of_the_kernels_job(tmp_path, capsys):
+    """The kernel's output never reaches the terminal: the runner follows the job's progress.jsonl."""
+    assert main(["pretrain", "--run-dir", str(tmp_path / "r"), "-y", yaml.safe_dump({**TINY, "epochs": 2})]) == 0
+    err = capsys.readouterr().err
+    lines = re.split(r"\s*[\r\n]", err)  # papermill's cell bar redraws itself with carriage returns between them
+    assert [line[:9] for line in lines if re.fullmatch(r"epoch \d/2  train .* (left|done)", line)] == [
+        "epoch 1/2",
+        "epoch 2/2",
+    ], err[-3000:]
+    assert main(["pretrain", "--no-progress", "--run-dir", str(tmp_path / "q"), "-y", yaml.safe_dump(TINY)]) == 0
+    assert "epoch 1/1" not in capsys.readouterr().err
 
 
 def test_relative_paths_are_taken_from_the_repository_root(tmp_path, monkeypatch):
