@@ -39,9 +39,9 @@ from pathlib import Path
 from ..pretraining.feedback import follow_progress
 from ..util import cli
 from ..util.config import ConfigError, check_names
-from ..util.io import atomic_write_bytes, atomic_write_text, read_json
+from ..util.io import read_json
 from ..util.paths import ROOT, resolve_path
-from .report import render_report
+from .report import render_report, report_into
 from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -161,8 +161,7 @@ def _keep_outputs(output: Path, kernel_log: Path, run_dir: Path) -> None:
     """The executed notebook and its report.html into the accepted run's directory, and the kernel process's
     own output (kernel.log) when there is any."""
     if output.exists():
-        atomic_write_bytes(run_dir / output.name, output.read_bytes())
-        render_report(run_dir / output.name, run_dir / "report.html")
+        report_into(output, run_dir)
     if kernel_log.exists() and kernel_log.stat().st_size:
         shutil.copyfile(kernel_log, run_dir / KERNEL_LOG)
 
@@ -273,10 +272,6 @@ def _report_only(notebook: Path, run_dir: str | None) -> int:
     if run_dir is None:
         html = render_report(notebook, notebook.with_suffix(".html"))
     else:
-        run_dir = resolve_path(run_dir)
-        copy = run_dir / notebook.name
-        if notebook.resolve() != copy.resolve():
-            atomic_write_text(copy, notebook.read_text(encoding="utf-8"))
-        html = render_report(notebook, run_dir / "report.html")
+        html = report_into(notebook, resolve_path(run_dir))
     print(f"report: {html}")
     return 0

@@ -308,16 +308,3 @@ def test_report_only_command_copies_the_notebook(tmp_path):
     assert "hello report" in (tmp_path / "run" / "report.html").read_text()
     assert (tmp_path / "run" / "out.ipynb").read_text() == src.read_text()
     assert main(["--report", str(src)]) == 0 and Path(tmp_path / "out.html").exists()
-
-
-def test_finish_hint_names_the_live_notebook_and_keeps_the_committed_one_clean(tmp_path, monkeypatch, capsys):
-    from moola_lib.notebook import runs as runs_module
-
-    monkeypatch.delenv(runs_module.HEADLESS_ENV, raising=False)
-    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/moola/notebooks/eda.ipynb")
-    run = start_run("eda", {"run_dir": str(tmp_path / "r")}, EdaParams)
-    run.finish()
-    out = capsys.readouterr().out
-    copy = tmp_path / "r" / "eda.ipynb"
-    assert "(/home/me/moola/notebooks/eda.ipynb)" in out and f"Save Notebook As... {copy}" in out
-    assert f"--report {copy} --run-dir {tmp_path / 'r'}" in out and "EXECUTED.ipynb" not in out
