@@ -46,7 +46,7 @@ class JobFeedback:
             return cls(None, None, None)
         if start_epoch == 0:  # a fresh run: the file holds this run's epochs only
             (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
-        return cls(run_dir, TensorBoardLog.open(run_dir, config, start_epoch), on_epoch)
+        return cls(run_dir, TensorBoardLog(run_dir, config, start_epoch), on_epoch)
 
     def epoch(self, record: dict) -> None:
         if self.run_dir is None:

@@ -1,7 +1,7 @@
 """TensorBoard event files of a pretraining job, when the ``tensorboard`` package is there (DESIGN.md section 4.9).
 
-``TensorBoardLog.open(run_dir, config, start_epoch)`` writes RUN_DIR/tb/ through torch's own
-``torch.utils.tensorboard.SummaryWriter``: the config once as text (YAML) when the job starts; per epoch
+``TensorBoardLog(run_dir, config, start_epoch)`` writes RUN_DIR/tb/ through torch's own
+``torch.utils.tensorboard.SummaryWriter``: the config once as text (YAML) with the first epoch; per epoch
 (global step = the epoch) ``loss/train``, ``loss/val``, ``lr``, ``throughput/windows_per_s`` and
 ``time/epoch_seconds``, flushed, so ``tensorboard --logdir runs/`` follows running jobs; at the end the
 config as hyperparameters with the best val loss and its ratio to the per-feature better reference (the
@@ -45,24 +45,26 @@ def summary_writer_class() -> type | None:
 
 
 class TensorBoardLog:
-    """The TensorBoard side of one job (rank 0): a SummaryWriter on RUN_DIR/tb, or nothing."""
+    """The TensorBoard side of one job (rank 0): a SummaryWriter on RUN_DIR/tb, or nothing. The writer (and
+    with it tb/) is made at the first epoch's end: a job that fails before leaves no empty run in TensorBoard."""
 
-    def __init__(self, writer, status: str):
-        self.writer, self.status = writer, status
+    def __init__(self, run_dir: Path, config: PretrainConfig, start_epoch: int):
+        self.writer_class = summary_writer_class()  # without tensorboard: the warning now, at the job's start
+        self.status = NOT_INSTALLED if self.writer_class is None else TB_DIR
+        self.run_dir, self.config, self.start_epoch = run_dir, config, start_epoch
+        self.writer = None
 
-    @classmethod
-    def open(cls, run_dir: Path, config: PretrainConfig, start_epoch: int) -> TensorBoardLog:
-        writer_class = summary_writer_class()
-        if writer_class is None:
-            return cls(None, NOT_INSTALLED)
-        writer = writer_class(log_dir=str(run_dir / TB_DIR), purge_step=start_epoch + 1)
-        writer.add_text("config", "```\n" + yaml.safe_dump(config.to_dict(), sort_keys=False) + "```", start_epoch)
-        return cls(writer, TB_DIR)
+    def _open(self):
+        self.writer = self.writer_class(log_dir=str(self.run_dir / TB_DIR), purge_step=self.start_epoch + 1)
+        config = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+        self.writer.add_text("config", f"```\n{config}```", self.start_epoch)
 
     def epoch(self, row: Mapping) -> None:
         """One epoch's history row (``job``: epoch, train_loss, val_loss, lr, seconds, windows_per_s)."""
-        if self.writer is None:
+        if self.writer_class is None:
             return
+        if self.writer is None:
+            self._open()
         step = row["epoch"]
         for tag, key in SCALARS.items():
             self.writer.add_scalar(tag, row[key], step)
