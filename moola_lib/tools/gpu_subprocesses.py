@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 TRANSFER_PARAMS = REPO / "params" / "transfer_full.yaml"
 # the CPU dry run checks the step's plumbing (child process, deadline, results file), not the protocol (its own
 # tests do): the primary comparison's two arms and one non-neural arm, one read-out and seed, no worker
-# processes, no rocket arm (numba compiles it first). The step took 48 s with every arm, 21 s so (2 busy cores)
+# processes, no rocket arm (numba compiles it first). On the busy 2-core VM the step took 28-48 s with every arm,
+# 7-21 s so (BENCHMARKS.md)
 DRY_TRANSFER = dict(
     arms=["baseline", "frozen", "simple"],
     readouts=["mean:last"],
