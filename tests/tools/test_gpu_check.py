@@ -54,6 +54,24 @@ def test_the_terminal_line_of_a_failed_step_is_its_error_and_a_missing_figure_no
     child = {"status": "failed", "seconds": 3.0, "_status": "failed", "error": ["ValueError: bad encoder"]}
     assert step_line("transfer", child).endswith("s  ValueError: bad encoder")
     assert step_line("seed_job", {"status": "ok", "seconds": 2.0}) == "seed_job     ok        2.0 s"
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.1, "count": 1, "bf16_supported": True, "driver": "570.1"}
+    env = {
+        "status": "ok",
+        "seconds": 0.4,
+        "torch": "2.13.0",
+        "cuda": "12.8",
+        "cudnn": 91002,
+        "cpu_count": 16,
+        "gpu": gpu,
+    }
+    assert step_line("environment", env).endswith(
+        "1 x NVIDIA H100 80GB HBM3 (79.1 GiB), driver 570.1, torch 2.13.0, CUDA 12.8, cuDNN 91002, bf16"
+    )
+    job = {"status": "ok", "seconds": 19.0, "epochs": 50, "wall_seconds": 17.2, "goal_seconds": 30.0}
+    job |= {"best_val_loss": 0.0412, "val_gain_over_per_feature_better_reference": 0.21}
+    assert step_line("seed_job", job).endswith(
+        "50 epoch(s) in 17.2 s (goal 30 s), best val loss 0.0412, 21.0% below the per-feature better reference"
+    )
     summary = {"passed": False, "steps": {"environment": {"status": "ok"}, "cuda_tests": {"status": "failed"}}}
     assert closing_lines(summary, Path("/o"))[0] == "GPU check FAILED (cuda_tests failed: see the log)"
 
