@@ -20,6 +20,10 @@ replaces another run's record. ``--overwrite`` deletes only the files the earlie
 (``runs.check_run_dir``). A relative --run-dir is taken from the repository root; the paths printed are
 absolute.
 
+While the notebook runs, each epoch of a pretraining job under RUN_DIR (a sweep's settings included) is one
+line on stderr (epoch, losses, time left), read from its progress.jsonl (``pretraining.feedback``);
+--no-progress silences them with the cell progress bar.
+
 The terminal shows only the runner's own lines (and, with --log-output, the notebook's output): the kernel
 process's own output (ipykernel's log, its shutdown races, C-level writes it also forwards into the
 notebook) goes to RUN_DIR/kernel.log, kept only when not empty. The kernel's channels are encrypted
@@ -38,12 +42,12 @@ import time
 import uuid
 from pathlib import Path
 
+from ..pretraining.feedback import follow_progress
 from ..util import cli
 from ..util.config import ConfigError, check_names
-from ..util.io import atomic_write_bytes
 from ..util.paths import ROOT, resolve_path
 from ..util.rundir import run_dir_claim
-from .report import render_report
+from .report import render_report, report_into
 from .runs import HEADLESS_ENV, RUN_ID_ENV, check_run_dir, claim_run, read_manifest, update_manifest, utc_now
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -110,7 +114,8 @@ def execute(
         # fail before starting a kernel when the directory holds another run (start_run checks it again)
         check_run_dir(claim.path, name, overwrite=overwrite, resume=bool(params.get("resume")))
         params = {**params, "run_dir": str(claim.path), **({"overwrite": True} if overwrite else {})}
-        _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar, log_output=log_output)
+        with follow_progress(claim.path, enabled=progress_bar):  # the kernel's output never reaches the terminal
+            _execute_claimed(source, claim.path, params, claim.env(), progress_bar=progress_bar, log_output=log_output)
     finally:
         claim.release()
     return claim.path
@@ -162,8 +167,7 @@ def _keep_outputs(output: Path, kernel_log: Path, run_dir: Path) -> None:
     """The executed notebook and its report.html into the accepted run's directory, and the kernel process's
     own output (kernel.log) when there is any."""
     if output.exists():
-        atomic_write_bytes(run_dir / output.name, output.read_bytes())
-        render_report(run_dir / output.name, run_dir / "report.html")
+        report_into(output, run_dir)
     if kernel_log.exists() and kernel_log.stat().st_size:
         shutil.copyfile(kernel_log, run_dir / KERNEL_LOG)
 
@@ -203,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_parameter_flags(parser)
     parser.add_argument("--run-dir", help="run directory (default: the run_dir parameter or runs/NAME-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
-    parser.add_argument("--no-progress", action="store_true", help="no cell progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no cell progress bar and no epoch lines")
     parser.add_argument(
         "--log-output",
         action="store_true",
@@ -279,11 +283,9 @@ def _report_only(notebook: Path, run_dir: str | None) -> int:
         print(f"report: {os.path.abspath(html)}")
         return 0
     with run_dir_claim(resolve_path(run_dir)) as claim:
-        started_ns, copy = time.time_ns(), claim.path / notebook.name
-        _check_record(nb, notebook, claim.path, copy)
-        if notebook.resolve() != copy.resolve():
-            atomic_write_bytes(copy, notebook.read_bytes())
-        html = render_report(notebook, claim.path / "report.html")
+        started_ns = time.time_ns()
+        _check_record(nb, notebook, claim.path, claim.path / notebook.name)
+        html = report_into(notebook, claim.path)
         if (claim.path / "manifest.json").exists():
             update_manifest(claim.path, since_ns=started_ns)
     print(f"report: {html}")

@@ -153,6 +153,18 @@ class SweepParams(RunParams):
 
 
 # --------------------------------------------------------------------------------------------------
+# compare.ipynb
+
+
+@dataclass
+class CompareParams(RunParams):
+    """compare.ipynb parameters: RunParams (data_path, seed and device unused: it reads finished runs only)
+    + the pretraining run directories to compare."""
+
+    run_dirs: list[str] = field(default_factory=list)  # [] = every pretraining run under the runs root
+
+
+# --------------------------------------------------------------------------------------------------
 # label.ipynb
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..util.io import atomic_write_text
+from ..util.io import atomic_write_bytes, atomic_write_text
 
 
 def render_report(notebook_path: str | os.PathLike, html_path: str | os.PathLike) -> Path:
@@ -28,6 +28,16 @@ def render_report(notebook_path: str | os.PathLike, html_path: str | os.PathLike
     exporter.register_preprocessor(CoalesceStreamsPreprocessor, enabled=True)
     html, _ = exporter.from_notebook_node(nb)
     return atomic_write_text(html_path, html)
+
+
+def report_into(notebook_path: str | os.PathLike, run_dir: str | os.PathLike, name: str | None = None) -> Path:
+    """Copy an executed notebook into ``run_dir`` as ``name`` (default: its own file name; no copy when it
+    is that file already) and render ``run_dir/report.html`` from the copy; returns the report's path."""
+    source, run_dir = Path(notebook_path), Path(run_dir)
+    copy = run_dir / (name or source.name)
+    if source.resolve() != copy.resolve():
+        atomic_write_bytes(copy, source.read_bytes())
+    return render_report(copy, run_dir / "report.html")
 
 
 def _drop_tagged(nb, resources):

@@ -13,8 +13,10 @@ live run holds is refused before anything in it is touched; under ``python -m mo
 the runner's claim is inherited) and created (never reusing one that holds a previous run unless
 ``overwrite=True``; ``resume=True`` continues an unfinished one), and ``params.yaml`` and ``manifest.json``
 are written. ``run.finish(**artifacts)`` records the artifacts, marks the run finished and releases the
-claim; a cell that raises marks it failed and releases it too. ``device="cuda"`` without a GPU is refused
-here, before any data is loaded.
+claim; a cell that raises marks it failed and releases it too. In a live JupyterLab kernel ``finish`` also
+has the report written at the notebook's next save (``live_report``); under the headless runner the runner
+writes it, and after plain papermill ``finish`` prints the command that does. ``device="cuda"`` without a
+GPU is refused here, before any data is loaded.
 
 Nothing is deleted that moola did not write. The manifest lists the files the run wrote (``files``:
 relative paths, recorded when the run finishes or fails, by the kernel and by the notebook runner for the
@@ -53,6 +55,7 @@ from ..util.io import atomic_write_bytes, atomic_write_text, read_json, write_js
 from ..util.paths import resolve_path
 from ..util.progress import TEXT_PROGRESS_ENV
 from ..util.rundir import LOCK_NAME, Claim, RunDirBusyError, claim_run_dir
+from .live_report import live_notebook, report_when_saved
 from .manifest import data_info, device_info, git_state, package_versions
 
 HEADLESS_ENV = "MOOLA_RUN_NOTEBOOK"  # set by moola_lib.run_notebook for the kernel it starts
@@ -114,6 +117,7 @@ class Run:
     manifest: dict
     claim: Claim | None = None
     started_ns: int = dataclasses.field(default_factory=time.time_ns)  # files changed since are the run's
+    live: Path | None = None  # the notebook file of a live JupyterLab kernel (never under papermill or the runner)
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -155,25 +159,13 @@ class Run:
             print(f"  {name}: {rel}")
         if os.environ.get(HEADLESS_ENV):
             print(f"The HTML report is written to {self.dir / 'report.html'} when this notebook ends.")
-        else:
-            print(self._report_hint())
-
-    def _report_hint(self) -> str:
-        """How to keep this run's record when it was not run by the headless runner. In JupyterLab the
-        kernel knows its notebook (JPY_SESSION_NAME): saving it in place would put outputs into the
-        committed notebooks/NAME.ipynb, so the hint saves a copy into the run directory instead."""
-        copy = self.dir / f"{self.notebook}.ipynb"
-        live = os.environ.get("JPY_SESSION_NAME")
-        if not live:  # plain papermill: the executed notebook is wherever -o/OUTPUT said
-            return (
+        elif self.live is not None:  # the kernel cannot see the outputs before JupyterLab saves them
+            report_when_saved(self.live, self.dir, self.notebook)
+        else:  # plain papermill: the executed notebook is wherever its OUTPUT argument said
+            print(
                 "To render the HTML report (code hidden) into the run directory:\n"
                 f"  python -m moola_lib.run_notebook --report EXECUTED.ipynb --run-dir {self.dir}"
             )
-        return (
-            f"To keep this run's record, save a copy of this notebook ({live}) into the run directory -- "
-            f"File > Save Notebook As... {copy} -- so the committed notebook stays clean, then render its "
-            f"report:\n  python -m moola_lib.run_notebook --report {copy} --run-dir {self.dir}"
-        )
 
 
 def start_run(
@@ -182,8 +174,11 @@ def start_run(
     """Validate the notebook parameters, create the run directory, write params.yaml and manifest.json."""
     params = notebook_params(namespace, params_cls, what=f"{notebook}.ipynb parameters")
     resolve_device(params.device)  # ConfigError for a GPU that is not there, before any work
-    if injected_cell(namespace.get("In", ())) is not None:
+    papermill = injected_cell(namespace.get("In", ())) is not None
+    if papermill:
         os.environ[TEXT_PROGRESS_ENV] = "1"  # executed by papermill: no widget front end, text progress bars
+    # papermill and the runner are headless even with an inherited JPY_SESSION_NAME (a sweep started in JupyterLab)
+    live = None if papermill or os.environ.get(HEADLESS_ENV) else live_notebook()
     claim = claim_run(notebook, params.run_dir, root)
     run_dir = claim.path
     params = dataclasses.replace(
@@ -200,7 +195,8 @@ def start_run(
         if resume and not params.overwrite:
             _check_unfinished(run_dir)
         _remove(run_dir, old if params.overwrite else [])
-        run = Run(notebook, run_dir, params, _write_run_files(notebook, run_dir, params), claim, started_ns)
+        run_files = _write_run_files(notebook, run_dir, params)
+        run = Run(notebook, run_dir, params, run_files, claim, started_ns=started_ns, live=live)
     except BaseException:
         claim.release()
         raise

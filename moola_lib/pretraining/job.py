@@ -4,15 +4,17 @@
 checks what it would resume from (``checkpoints``), loads the data once (``pretrain_data``; or takes the
 data the caller already loaded), trains epoch by epoch with the engine (``trainer.Trainer``: the job's
 pretext objective, ``objectives``), writes checkpoint_best.pt (when the val loss improved) and
-checkpoint_last.pt after every epoch, and finally training_results.json: the best checkpoint evaluated
-on val and test next to the objective's reference predictors on the same masks (for "masked": the
-training mean and linear interpolation between unmasked neighbours; for "forecast": the training mean
-and persistence) and a third, per feature the better of them; every loss is also given per feature
-(``per_feature_losses``).
+checkpoint_last.pt after every epoch, then the epoch's feedback (``feedback``: a line of progress.jsonl,
+TensorBoard's scalars in tb/, the caller's ``on_epoch``), and finally training_results.json: the best
+checkpoint evaluated on val and test next to the objective's reference predictors on the same masks (for
+"masked": the training mean and linear interpolation between unmasked neighbours; for "forecast": the
+training mean and persistence) and a third, per feature the better of them; every loss is also given per
+feature (``per_feature_losses``). The command line prints one line per epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -35,6 +37,7 @@ from . import distributed
 from .checkpoints import BEST, LAST, RESULTS, load_checkpoint, load_pretrainer, resume_checkpoint, save_checkpoints
 from .config import PretrainConfig
 from .data import PretrainData, as_config, check_data_matches, load_pretrain_data
+from .feedback import PROGRESS_FILE, JobFeedback, print_epoch
 from .trainer import Trainer, check_memory
 
 __all__ = ["load_pretrain_data", "load_pretrainer", "main", "pretrain"]
@@ -43,10 +46,11 @@ RESULTS_FORMAT = "moola.training_results.v1"
 BETTER = "better_reference"  # per feature the better of the objective's references
 
 
-def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | None = None) -> dict:
+def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | None = None, *, on_epoch=None) -> dict:
     """Run a pretraining job; write checkpoints and training_results.json into run_dir (rank 0 under
     torchrun) and return the results dict. ``data``: what ``load_pretrain_data(config)`` returns, when
-    the caller has it already (it is checked to come from the same data fields); None loads it."""
+    the caller has it already (it is checked to come from the same data fields); None loads it.
+    ``on_epoch(record)``: called on rank 0 after every epoch with its line of progress.jsonl."""
     config = as_config(config)
     run_dir = Path(os.path.abspath(run_dir))  # q/../y: y, written through no folder q that may not exist
     if data is not None:
@@ -55,13 +59,18 @@ def pretrain(config: PretrainConfig | Mapping, run_dir, data: PretrainData | Non
     try:
         check_memory(config, device)  # a job that cannot fit: ConfigError now, not out of memory later
         with run_dir_claim(run_dir, enabled=ctx.is_main):  # one writer; refused before any work
-            return _pretrain(config, run_dir, ctx, device, data)
+            return _pretrain(config, run_dir, ctx, device, data, on_epoch)
     finally:
         distributed.teardown(ctx)
 
 
 def _pretrain(
-    config: PretrainConfig, run_dir: Path, ctx: distributed.DistContext, device: torch.device, data: PretrainData | None
+    config: PretrainConfig,
+    run_dir: Path,
+    ctx: distributed.DistContext,
+    device: torch.device,
+    data: PretrainData | None,
+    on_epoch,
 ) -> dict:
     t_start = time.perf_counter()
     if device.type == "cuda":
@@ -71,9 +80,14 @@ def _pretrain(
     data = data if data is not None else load_pretrain_data(config)
     trainer = Trainer(config, data, device, ctx)
     progress = _Progress.start(trainer, resumed, t_start, data.summary["source"])
-    _train_epochs(trainer, progress, run_dir)
-    ctx.barrier()  # rank 0 has written the checkpoints
-    results = _final_results(trainer, data, progress, run_dir)
+    feedback = JobFeedback.open(run_dir, config, progress.start_epoch, main=ctx.is_main, on_epoch=on_epoch)
+    try:
+        _train_epochs(trainer, progress, run_dir, feedback)
+        ctx.barrier()  # rank 0 has written the checkpoints
+        results = _final_results(trainer, data, progress, run_dir)
+        results.update(feedback.finish(results))
+    finally:
+        feedback.close()
     if ctx.is_main:
         write_json(run_dir / RESULTS, results)
     ctx.barrier()
@@ -124,6 +138,20 @@ class _Progress:
         self.finished = epoch == epochs or (patience is not None and self.since_best >= patience)
         return improved
 
+    def epoch_record(self, row: dict, epochs: int) -> dict:
+        """``row`` (an epoch's history row) with where the job stands: progress.jsonl's line."""
+        mine = [h["seconds"] for h in self.history[self.start_epoch :]]  # this process's epochs: this machine's pace
+        left = 0.0 if self.finished else (epochs - len(self.history)) * sum(mine) / len(mine)
+        return {
+            **row,
+            "epochs": epochs,
+            "best_val_loss": self.best_val,
+            "best_epoch": self.best_epoch,
+            "elapsed_seconds": round(self.elapsed(), 3),
+            "eta_seconds": round(left, 1),
+            "finished": self.finished,
+        }
+
     def checkpoint_fields(self) -> dict:
         return {
             "history": self.history,
@@ -136,8 +164,8 @@ class _Progress:
         }
 
 
-def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path) -> None:
-    """Train until the last epoch or early stopping; a progress bar on rank 0."""
+def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path, feedback: JobFeedback) -> None:
+    """Train until the last epoch or early stopping; a progress bar on rank 0 and each epoch's feedback."""
     config = trainer.config
     bar = progress_bar(
         total=config.epochs,
@@ -151,6 +179,7 @@ def _train_epochs(trainer: Trainer, progress: _Progress, run_dir: Path) -> None:
         if progress.finished:
             break
         row = _run_epoch(trainer, progress, epoch, run_dir)
+        feedback.epoch(progress.epoch_record(row, config.epochs))
         bar.set_postfix(
             train=f"{row['train_loss']:.4f}",
             val=f"{row['val_loss']:.4f}",
@@ -222,7 +251,7 @@ def _final_results(trainer: Trainer, data: PretrainData, progress: _Progress, ru
         "environment": _environment(device, trainer.amp_dtype, trainer.ctx),
         "total_seconds": round(progress.elapsed(), 3),
         "peak_memory": _peak_memory(device),
-        "files": {"best": BEST, "last": LAST},
+        "files": {"best": BEST, "last": LAST, "progress": PROGRESS_FILE},
     }
 
 
@@ -276,10 +305,14 @@ def _peak_memory(device: torch.device) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """``python -m moola_lib.pretrain RUN_DIR [-f FILE.yaml] [-y YAML] [-p NAME VALUE]...``, also under
     ``torchrun --standalone --nproc_per_node=N -m moola_lib.pretrain ...``. Parameters are PretrainConfig
-    fields, given as for papermill; unknown names and wrong types fail before anything runs."""
+    fields, given as for papermill; unknown names and wrong types fail before anything runs. Each epoch
+    is one line on stderr (rank 0; none with ``-p progress False``)."""
     parser = cli.ArgumentParser(prog="python -m moola_lib.pretrain", description=main.__doc__)
     parser.add_argument("run_dir")
     cli.add_parameter_flags(parser, what="PretrainConfig field")
     args = parser.parse_args(argv)
     config = PretrainConfig.from_dict(cli.parameters(args))
-    return pretrain(config, args.run_dir)
+    # lines instead of a bar: a terminal and a log file (nohup, torchrun's output) both keep lines, while a
+    # bar's carriage-return updates become one garbled line in a file
+    lines = print_epoch if config.progress else None
+    return pretrain(dataclasses.replace(config, progress=False), args.run_dir, on_epoch=lines)

@@ -1,7 +1,7 @@
 """Figures and small tables of a pretraining run and of a sweep: splits, the loss against the reference
-predictors (overall and per feature), loss curves, reconstructions, the sweep's val curves (matplotlib;
-every function returns its figure or frame). They draw what they are given: model inference for a figure is
-in ``moola_lib.pretraining.model``.
+predictors (overall and per feature), loss curves, reconstructions, the sweep's val curves, several runs'
+curves overlaid (compare.ipynb) (matplotlib; every function returns its figure or frame). They draw what
+they are given: model inference for a figure is in ``moola_lib.pretraining.model``.
 """
 
 from __future__ import annotations
@@ -227,5 +227,29 @@ def sweep_val_curves(rows: Sequence[Mapping]) -> plt.Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax.lines:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def run_curves(runs: Mapping[str, Mapping]) -> plt.Figure:
+    """Several runs overlaid (name -> training_results.json): val loss (solid) and train loss (faint, dashed)
+    per epoch, each run's per-feature better reference on the val masks (dotted, its colour), and val loss
+    against the training time so far (which run gets there first)."""
+    fig, (ax, ax_time) = plt.subplots(1, 2, figsize=(13, 4.6))
+    for i, (name, results) in enumerate(runs.items()):
+        h, color = pd.DataFrame(results["history"]), f"C{i % 10}"
+        ax.plot(h["epoch"], h["val_loss"], "o-", ms=3, color=color, label=name)
+        ax.plot(h["epoch"], h["train_loss"], "--", lw=1, alpha=0.5, color=color)
+        better = reference_table(results).loc["val", "per feature the better reference"]
+        ax.axhline(better, color=color, ls=":", lw=1)
+        ax_time.plot(h["seconds"].cumsum(), h["val_loss"], "o-", ms=3, color=color, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (hidden steps)")
+    ax.set_title("val (solid), train (dashed), per-feature better reference (dotted)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_time.set_xlabel("seconds of training (epochs incl. validation)")
+    ax_time.set_ylabel("val loss")
+    ax_time.set_title("val loss against time")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

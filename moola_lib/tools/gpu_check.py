@@ -22,8 +22,10 @@ OUT_DIR/gpu_check.log, OUT_DIR/cuda_tests.xml and the step results below. Steps,
 Steps 2 and 5 run in child processes; they and ``child_env`` live in ``tools.gpu_subprocesses``.
 
 A failing step is logged with its traceback and the next one runs; the exit status is 0 when steps 1-4
-passed. Without a GPU (or with --dry-run) every step runs at toy scale on the CPU in well under a minute:
-the test suite runs that dry run, so the check cannot rot between the sessions that have a GPU.
+passed. The terminal gets a few lines only (``gpu_check_summary``: each step's status with its headline
+figure, then where the files are); gpu_check.log holds everything the check logs. Without a GPU (or with
+--dry-run) every step runs at toy scale on the CPU (README.md states the measured time): the test suite
+runs that dry run, so the check cannot rot between the sessions that have a GPU.
 The check needs only the pipeline's own dependencies and pytest: no papermill, nbconvert or ipykernel.
 """
 
@@ -56,6 +58,7 @@ from ..util import cli
 from ..util.config import ConfigError
 from ..util.io import check_writable, write_json
 from . import bench
+from .gpu_check_summary import closing_lines, step_line
 from .gpu_subprocesses import REPO, cuda_tests, run_transfer_protocol, transfer
 
 GOALS = {"seed_job_seconds": 30.0, "overhead_ratio": 1.10}
@@ -74,6 +77,7 @@ DRY_PRETRAIN = dict(
 )
 
 log = logging.getLogger("moola.gpu_check")
+TERMINAL = {"terminal": True}  # ``extra`` of the log records the terminal shows too (the log file has all)
 
 
 class Check:
@@ -106,6 +110,7 @@ class Check:
         seconds = round(time.perf_counter() - t0, 2)
         self.summary["steps"][name] = {"status": status, "seconds": seconds, **figures}
         log.info("-- %s: %s in %.1f s", name, status, seconds)
+        log.info("%s", step_line(name, self.summary["steps"][name]), extra=TERMINAL)
         write_json(self.out / "gpu_check.json", self.summary)
         return figures if status == "ok" else None
 
@@ -296,9 +301,16 @@ def _setup_logging(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log.setLevel(logging.INFO)
     log.handlers.clear()
-    for handler in (logging.FileHandler(out / "gpu_check.log"), logging.StreamHandler(sys.stdout)):
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    everything = logging.FileHandler(out / "gpu_check.log")
+    everything.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    terminal = logging.StreamHandler(sys.stdout)
+    terminal.addFilter(lambda record: getattr(record, "terminal", False))  # the summary lines only
+    for handler in (everything, terminal):
         log.addHandler(handler)
+    logging.captureWarnings(True)  # warnings (e.g. "tensorboard is not installed") into the log, not the terminal
+    warned = logging.getLogger("py.warnings")
+    warned.handlers[:] = [everything]
+    warned.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,11 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, default=str))
         return 0
     _setup_logging(out)
-    log.info("moola GPU check%s into %s", " (CPU dry run: no CUDA GPU)" if dry else "", out)
+    log.info("moola GPU check%s into %s", " (CPU dry run: no CUDA GPU)" if dry else "", out, extra=TERMINAL)
     summary = run_check(out, dry, args.budget)
-    log.info(
-        "GPU check %s: %s",
-        "passed" if summary["passed"] else "FAILED",
-        {k: v["status"] for k, v in summary["steps"].items()},
-    )
+    for line in closing_lines(summary, out):
+        log.info("%s", line, extra=TERMINAL)
     return 0 if summary["passed"] else 1

@@ -24,7 +24,22 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSFER_PARAMS = REPO / "params" / "transfer_full.yaml"
-DRY_TRANSFER = dict(folds=2, repeats=1, epochs=1, fractions=[1.0], n_bootstrap=50, device="cpu")
+# the CPU dry run checks the step's plumbing (child process, deadline, results file), not the protocol (its own
+# tests do): the primary comparison's two arms and one non-neural arm, one read-out and seed, no worker
+# processes, no rocket arm (numba compiles it first). On the busy 2-core VM the step took 28-48 s with every arm,
+# 7-21 s so (BENCHMARKS.md)
+DRY_TRANSFER = dict(
+    arms=["baseline", "frozen", "simple"],
+    readouts=["mean:last"],
+    seeds_per_fold=1,
+    n_jobs=1,
+    folds=2,
+    repeats=1,
+    epochs=1,
+    fractions=[1.0],
+    n_bootstrap=50,
+    device="cpu",
+)
 
 log = logging.getLogger("moola.gpu_check")  # the check's logger: its handlers write gpu_check.log
 

@@ -1,9 +1,10 @@
 """Small shared I/O helpers: atomic writes (bytes, text, JSON, tables, torch objects) that keep the replaced
 file's mode and write through symlinks, appends and truncations in place (``append_bytes``, ``truncate_file``:
-for a labels file too large to rewrite at every click), the temp files a killed writer leaves
-(``temp_files``), the check of an output path before the work (``check_writable``), JSON and table reading,
-and the one reader of torch files (``load_torch_file``: weights only, and a broken or unsafe file is a
-one-line ``CheckpointError`` naming the file and what is wrong with it)."""
+for a labels file too large to rewrite at every click; ``append_line``: one line to a log file), the temp
+files a killed writer leaves (``temp_files``), the check of an output path before the work
+(``check_writable``), JSON and table reading, and the one reader of torch files (``load_torch_file``:
+weights only, and a broken or unsafe file is a one-line ``CheckpointError`` naming the file and what is wrong
+with it)."""
 
 from __future__ import annotations
 
@@ -160,6 +161,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (numpy scalars and paths are converted)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def append_line(path: str | os.PathLike, line: str) -> Path:
+    """Append ``line`` and a newline to ``path`` in one write, flushed: a reader polling the file sees whole
+    lines, plus at most one unfinished last line it should leave for later. An OSError is a FileWriteError."""
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+    except OSError as e:
+        raise _write_error(path, e) from None
+    return path
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -189,15 +189,7 @@ def _open_and_run_all(browser, lab, name: str) -> None:
     _wait(lambda: _kernel_idle(browser), 120, f"the kernel of {name}")
     _wait(_kernel_settled(lab, name), 120, f"one kernel for {name}, unchanged for 3 s")
     for _ in range(3):  # a click that lands before the notebook has focus does nothing: check, retry
-        menu = _wait(
-            lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == "Run"],
-            30,
-            "the Run menu",
-        )
-        menu[0].click()
-        _wait(
-            lambda: browser.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"), 30, "Run All Cells"
-        )[0].click()
+        _click_menu(browser, "Run", "runmenu:run-all")
         try:
             _wait(
                 lambda: any(
@@ -212,6 +204,15 @@ def _open_and_run_all(browser, lab, name: str) -> None:
             continue
     browser.save_screenshot(str(lab["folder"] / f"not-running-{name}.png"))
     raise AssertionError(f"Run All Cells did not start {name} (screenshot in {lab['folder']})")
+
+
+def _click_menu(browser, menu: str, command: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(
+        lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == menu], 30, menu
+    )[0].click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"li[data-command='{command}']"), 30, command)[0].click()
 
 
 def _kernel_settled(lab, name: str):
@@ -287,6 +288,17 @@ def test_pretrain_runs_all_cells_with_the_progress_widget(browser, lab, shots):
     _wait_finished(browser, lab, "pretrain.ipynb", 400)
     assert "Best val loss" in _page_text(browser)
     browser.save_screenshot(str(shots / "pretrain_report.png"))
+    # no manual step but the save (File > Save, Ctrl+S, or the autosave): the run's report.html appears
+    _click_menu(browser, "File", "docmanager:save")
+    reports = _wait(
+        lambda: [
+            p for p in (lab["folder"] / "runs").glob("pretrain-*/report.html") if "Best val loss" in p.read_text()
+        ],
+        120,
+        "report.html in the run directory after the save",
+    )
+    assert (reports[0].parent / "pretrain.ipynb").exists()
+    _wait(lambda: "Report: " in _page_text(browser), 60, "the report's line under the last cell")
 
 
 def test_eda_window_browser_changes_the_figure(browser, lab, shots):

@@ -17,10 +17,12 @@ import pandas as pd
 import papermill
 import pytest
 import yaml
+from helpers import TINY
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
 from moola_lib.labels.sets import load_labels
 from moola_lib.labels.testbed import EMBEDDED_SET
+from moola_lib.pretraining.job import pretrain
 from moola_lib.util.paths import ROOT
 
 
@@ -79,7 +81,7 @@ def run(cmd, env=None, cwd=ROOT, timeout=900):
 
 
 def test_all_notebooks_are_present():
-    assert {"eda", "label", "pretrain", "sweep", "transfer"} <= set(NAMES)
+    assert {"compare", "eda", "label", "pretrain", "sweep", "transfer"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -107,6 +109,9 @@ def test_one_literal_parameters_cell_matching_the_params_class(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_nbval_runs_the_notebook_with_its_defaults(path, tmp_path):
+    if path.stem == "compare":  # it compares the runs under the runs root: two tiny ones to find
+        for seed in (1, 2):
+            pretrain({**TINY, "seed": seed, "hidden_size": 4 * seed}, tmp_path / f"pretrain-tiny-{seed}")
     out = run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(path)],
         env={"MOOLA_RUNS_DIR": str(tmp_path)},
@@ -115,6 +120,9 @@ def test_nbval_runs_the_notebook_with_its_defaults(path, tmp_path):
     manifests = list(tmp_path.glob(f"{path.stem}-*/manifest.json"))
     assert len(manifests) == 1, list(tmp_path.iterdir())
     assert json.loads(manifests[0].read_text())["status"] == "finished"
+    if path.stem == "compare":
+        compared = pd.read_csv(manifests[0].parent / "comparison.csv", index_col="run")
+        assert list(compared.index) == ["pretrain-tiny-1", "pretrain-tiny-2"]
 
 
 @pytest.mark.slow

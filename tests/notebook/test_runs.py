@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -214,6 +215,20 @@ def test_run_notebook_refused_resume_leaves_the_finished_run_as_it_was(finished_
     assert listing(run_dir) == before
 
 
+@pytest.mark.slow
+def test_run_notebook_prints_one_line_per_epoch_of_the_kernels_job(tmp_path, capsys):
+    """The kernel's output never reaches the terminal: the runner follows the job's progress.jsonl."""
+    assert main(["pretrain", "--run-dir", str(tmp_path / "r"), "-y", yaml.safe_dump({**TINY, "epochs": 2})]) == 0
+    err = capsys.readouterr().err
+    lines = re.split(r"\s*[\r\n]", err)  # papermill's cell bar redraws itself with carriage returns between them
+    assert [line[:9] for line in lines if re.fullmatch(r"epoch \d/2  train .* (left|done)", line)] == [
+        "epoch 1/2",
+        "epoch 2/2",
+    ], err[-3000:]
+    assert main(["pretrain", "--no-progress", "--run-dir", str(tmp_path / "q"), "-y", yaml.safe_dump(TINY)]) == 0
+    assert "epoch 1/1" not in capsys.readouterr().err
+
+
 def test_relative_paths_are_taken_from_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = start_run("eda", {"run_dir": str(tmp_path / "r"), "data_path": "data/x.parquet"}, EdaParams)
@@ -295,16 +310,3 @@ def test_report_only_command_copies_the_notebook(tmp_path):
     assert "hello report" in (tmp_path / "run" / "report.html").read_text()
     assert (tmp_path / "run" / "out.ipynb").read_text() == src.read_text()
     assert main(["--report", str(src)]) == 0 and Path(tmp_path / "out.html").exists()
-
-
-def test_finish_hint_names_the_live_notebook_and_keeps_the_committed_one_clean(tmp_path, monkeypatch, capsys):
-    from moola_lib.notebook import runs as runs_module
-
-    monkeypatch.delenv(runs_module.HEADLESS_ENV, raising=False)
-    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/moola/notebooks/eda.ipynb")
-    run = start_run("eda", {"run_dir": str(tmp_path / "r")}, EdaParams)
-    run.finish()
-    out = capsys.readouterr().out
-    copy = tmp_path / "r" / "eda.ipynb"
-    assert "(/home/me/moola/notebooks/eda.ipynb)" in out and f"Save Notebook As... {copy}" in out
-    assert f"--report {copy} --run-dir {tmp_path / 'r'}" in out and "EXECUTED.ipynb" not in out

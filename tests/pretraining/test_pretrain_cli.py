@@ -31,7 +31,10 @@ def test_cli_runs_a_job_from_a_params_file(tmp_path):
     params = tmp_path / "tiny.yaml"
     params.write_text(json.dumps(TINY))  # JSON is YAML
     proc = subprocess.run(
-        [sys.executable, "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params), "-p", "seed", "7"],
+        [
+            *[sys.executable, "-m", "moola_lib.pretrain", str(tmp_path / "run"), "-f", str(params)],
+            *["-p", "seed", "7", "-p", "epochs", "2", "-p", "progress", "True"],
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -40,3 +43,7 @@ def test_cli_runs_a_job_from_a_params_file(tmp_path):
     results = json.loads((tmp_path / "run" / "training_results.json").read_text())
     assert results["config"]["seed"] == 7 and results["config"]["hidden_size"] == 8
     assert (tmp_path / "run" / "checkpoint_best.pt").exists()
+    # one line per epoch on the terminal, no bar (a log file keeps lines, not a bar's carriage returns)
+    epochs = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and "train " in epochs[0] and " left" in epochs[0] and epochs[1].endswith("done")
+    assert "\r" not in proc.stderr

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from moola_lib.tools.gpu_check import Check
+from moola_lib.tools.gpu_check_summary import closing_lines, step_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,6 +36,44 @@ def test_dry_run_of_the_documented_command_writes_every_step(tmp_path):
     for name in ("gpu_check.log", "cuda_tests.xml", "seed_training_results.json"):
         assert (out / name).stat().st_size > 0
     assert "GPU check passed" in (out / "gpu_check.log").read_text()
+    # the terminal: a header, one line per step with its headline figure, the verdict and where the files are
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 + len(steps) + 3 and proc.stderr == "", proc.stdout + proc.stderr
+    assert [line.split()[:2] for line in lines[1:6]] == [[name, "ok"] for name in steps]
+    assert "windows/s at batch" in lines[3] and "per-feature better reference" in lines[4]
+    assert lines[-3:] == [
+        "GPU check passed",
+        f"every figure: {out / 'gpu_check.json'}",
+        f"full log:     {out / 'gpu_check.log'}",
+    ]
+
+
+def test_the_terminal_line_of_a_failed_step_is_its_error_and_a_missing_figure_no_failure():
+    failed = {"status": "failed", "seconds": 1.25, "error": "RuntimeError: cuDNN\nsaid no"}
+    assert step_line("benchmark", failed) == "benchmark    failed    1.2 s  RuntimeError: cuDNN said no"
+    child = {"status": "failed", "seconds": 3.0, "_status": "failed", "error": ["ValueError: bad encoder"]}
+    assert step_line("transfer", child).endswith("s  ValueError: bad encoder")
+    assert step_line("seed_job", {"status": "ok", "seconds": 2.0}) == "seed_job     ok        2.0 s"
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.1, "count": 1, "bf16_supported": True, "driver": "570.1"}
+    env = {
+        "status": "ok",
+        "seconds": 0.4,
+        "torch": "2.13.0",
+        "cuda": "12.8",
+        "cudnn": 91002,
+        "cpu_count": 16,
+        "gpu": gpu,
+    }
+    assert step_line("environment", env).endswith(
+        "1 x NVIDIA H100 80GB HBM3 (79.1 GiB), driver 570.1, torch 2.13.0, CUDA 12.8, cuDNN 91002, bf16"
+    )
+    job = {"status": "ok", "seconds": 19.0, "epochs": 50, "wall_seconds": 17.2, "goal_seconds": 30.0}
+    job |= {"best_val_loss": 0.0412, "val_gain_over_per_feature_better_reference": 0.21}
+    assert step_line("seed_job", job).endswith(
+        "50 epoch(s) in 17.2 s (goal 30 s), best val loss 0.0412, 21.0% below the per-feature better reference"
+    )
+    summary = {"passed": False, "steps": {"environment": {"status": "ok"}, "cuda_tests": {"status": "failed"}}}
+    assert closing_lines(summary, Path("/o"))[0] == "GPU check FAILED (cuda_tests failed: see the log)"
 
 
 def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
