@@ -25,7 +25,7 @@ from moola_lib.classifier.scan import scan_detections
 from moola_lib.labels.sets import load_labels
 from moola_lib.labels.testbed import EMBEDDED_SET
 from moola_lib.notebook.params import ClassifyParams, LabelParams
-from moola_lib.notebook.steps import labelling_session_from_params
+from moola_lib.notebook.steps import label_command, labelling_session_from_params
 from moola_lib.util.config import apply_overrides, papermill_value
 from moola_lib.util.io import read_table
 from moola_lib.util.paths import ROOT
@@ -266,6 +266,16 @@ def test_classify_parameters_cell_holds_the_params_defaults():
     values = {s.targets[0].id: ast.literal_eval(s.value) for s in ast.parse(cell.source).body}
     assert values == dataclasses.asdict(ClassifyParams())
     assert values["scan_start"] > EMBEDDED_SET.end
+
+
+def test_classify_label_command_names_the_scanned_file_with_its_read_options():
+    params = ClassifyParams(data_path="/data/nq.parquet", scan_data_path="data/new bars.csv", data_timezone="UTC")
+    assert label_command(params, "/runs/clf/scores.parquet") == (
+        f"python -m moola_lib.run_notebook label -p data_path '{ROOT / 'data' / 'new bars.csv'}' "
+        "-p data_timezone UTC -p candidates_path /runs/clf/scores.parquet"
+    )
+    embedded = label_command(ClassifyParams(scan_end="2025-11-30"), "/runs/clf/detections.parquet")
+    assert embedded.endswith("label -p synthetic_end 2025-11-30 -p candidates_path /runs/clf/detections.parquet")
 
 
 @pytest.mark.slow
