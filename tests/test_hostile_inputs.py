@@ -601,9 +601,8 @@ def test_run_notebook_neither_lists_nor_runs_executed_copies():
     nbformat.write(nb, ROOT / "notebooks" / f"{name}.ipynb")
     try:
         assert name not in project_notebooks() and "pretrain" in project_notebooks()
-        with pytest.raises(
-            ConfigError, match=f"{name}.ipynb: an executed copy, not a project notebook; known: compare, eda"
-        ):
+        message = f"{name}.ipynb: an executed copy, not a project notebook; known: classify, compare, eda"
+        with pytest.raises(ConfigError, match=message):
             notebook_source(name)
     finally:
         (ROOT / "notebooks" / f"{name}.ipynb").unlink()

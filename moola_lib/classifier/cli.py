@@ -9,8 +9,9 @@
 transfer.ipynb does (``labels.sources``: a labels file with the bars it points into, or without ``--labels``
 the embedded labelled set; features with the encoder's feature options), fits ``--arm`` (default ``auto``:
 the best arm of ``--transfer-run``, which it requires) with that run's recipe, saves the model into RUN_DIR
-and prints what it did: the arm and why, its cross-validated balanced accuracy, the calibration, where the
-model is. ``scan`` reads a saved model and hands it to ``scan.scan_to_files``. Expected errors (an unknown
+and prints what it did (``summary``): the arm and why, its cross-validated balanced accuracy, the calibration,
+where the model is; ``fit_from_spec`` is that fit without the run directory (classify.ipynb calls it too).
+``scan`` reads a saved model and hands it to ``scan.scan_to_files``. Expected errors (an unknown
 arm, ``auto`` without a transfer run, an arm that reads an encoder without ``--encoder``, labels of one
 class, a broken model) print one line ``error: ...`` and exit 2 (``util.cli.run``).
 """
@@ -83,21 +84,31 @@ def _positive(text: str) -> int:
 
 
 def fit(args: argparse.Namespace) -> ArmClassifier:
-    """The ``fit`` command: checks first (run directory, arm, transfer run, encoder), then the work."""
+    """The ``fit`` command: checks first (run directory, then ``fit_from_spec``'s), then the work."""
     run_dir = resolve_path(args.run_dir)
     with run_dir_claim(run_dir):
         check_new_run_dir(run_dir)
-        run = TransferRun.read(resolve_path(args.transfer_run)) if args.transfer_run else None
-        arm, _ = choose_arm(args.arm, run)
-        check_encoder(arm, args.encoder is not None, run)
-        source = EncoderSource.load(resolve_path(args.encoder)) if args.encoder else None
         data = str(resolve_path(args.data)) if args.data else None
         spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder, **_read_options(args))
-        labelled = labelled_from_params(spec, source or _evaluated_encoder(arm, run))
-        classifier = ArmClassifier(args.arm, encoder=source, transfer_run=run).fit(labelled)
+        classifier = fit_from_spec(spec, args.arm, args.transfer_run)
         classifier.save(run_dir)
     print(summary(classifier, run_dir))
     return classifier
+
+
+def fit_from_spec(spec: LabelledSpec, arm: str = AUTO, transfer_run=None, config=None) -> ArmClassifier:
+    """``arm`` fitted on the labelled windows ``spec`` names (``labels.sources``: a labels file with the bars
+    it points into, or the embedded labelled set), with the recipe of ``transfer_run`` (a run directory or
+    results file; None: the defaults) and ``config`` overrides; the ``fit`` command and classify.ipynb.
+    Checks first (the arm, the transfer run, the encoder an arm needs), then the work: the encoder file
+    ``spec.encoder_path`` read once, the windows computed with its feature options (an arm that reads no
+    encoder, given none: the options of the encoder the transfer run evaluated, if its file is there)."""
+    run = TransferRun.read(resolve_path(transfer_run)) if transfer_run else None
+    chosen, _ = choose_arm(arm, run)
+    check_encoder(chosen, spec.encoder_path is not None, run)
+    source = EncoderSource.load(resolve_path(spec.encoder_path)) if spec.encoder_path else None
+    labelled = labelled_from_params(spec, source or _evaluated_encoder(chosen, run))
+    return ArmClassifier(arm, encoder=source, config=config, transfer_run=run).fit(labelled)
 
 
 def _evaluated_encoder(arm: str, run: TransferRun | None) -> EncoderSource | None:

@@ -123,7 +123,7 @@ def check_encoder(arm: str, has_encoder: bool, run: TransferRun | None) -> None:
     hint = f" (the transfer run evaluated {evaluated})" if evaluated else ""
     raise ClassifierError(
         f"arm {arm!r} reads an encoder ({arm_row(arm).encoder} weights of its architecture): give the encoder "
-        f"file (--encoder PATH, or encoder=...){hint}"
+        f"file (--encoder PATH; encoder_path in classify.ipynb; encoder=... in Python){hint}"
     )
 
 

@@ -39,6 +39,9 @@ pattern windows only (consolidation vs retracement, the labelled task) has no ba
 which pattern a window would be, not whether there is one, and with two classes at threshold 0.5 every
 window is a detection of one of them. Raise the threshold, or fit a model with a background class.
 
+``scan_detections(model, bars, start, end, threshold, stride)``: both, the scores and their detections (of
+every class but the background class); classify.ipynb calls it on bars it holds.
+
 ``scan_to_files(model, data_path, out_path, ...)``: checks the settings and the output path before any work
 (``.parquet`` or ``.csv``; a folder that exists and takes files), loads the bars (``load_ohlcv``: a bad file
 is a one-line DataValidationError), scans, and writes the scores to ``out_path`` and the detections beside
@@ -186,6 +189,21 @@ def detections(scores: pd.DataFrame, threshold: float, background: str | None = 
     return found.sort_values(["start", "class"], kind="stable").reset_index(drop=True)
 
 
+def scan_detections(
+    model, bars: pd.DataFrame, start=None, end=None, threshold: float = 0.5, stride: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, detections): ``scan`` of ``bars``, then its ``detections`` at ``threshold`` of every class but
+    the model's background class (``model.meta["background"]``, if any)."""
+    scores = scan(model, bars, start, end, stride)
+    return scores, detections(scores, threshold, model.meta.get("background"))
+
+
+def check_stride(stride: int) -> None:
+    """A scan's stride is a whole number of bars >= 1; anything else is a ScanError."""
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Real) or int(stride) != stride or stride < 1:
+        raise ScanError(f"stride must be a whole number of bars >= 1, got {stride!r}")
+
+
 def check_threshold(threshold: float) -> None:
     """A detection threshold is a probability in (0, 1]; anything else is a ScanError."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
@@ -242,14 +260,11 @@ def scan_to_files(
     Returns n_windows, n_detections, scores_path, detections_path, detected_classes, threshold, stride, seconds."""
     began = time.perf_counter()
     check_threshold(threshold)
-    if isinstance(stride, bool) or int(stride) != stride or stride < 1:
-        raise ScanError(f"stride must be a whole number of bars >= 1, got {stride!r}")
+    check_stride(stride)
     date_bounds(start, end)
     scores_path, detections_path = output_paths(out_path)
     bars = load_ohlcv(data_path, **(read_options or {}))
-    scores = scan(model, bars, start, end, int(stride))
-    background = model.meta.get("background")
-    found = detections(scores, threshold, background)
+    scores, found = scan_detections(model, bars, start, end, threshold, int(stride))
     atomic_write_table(scores_path, scores)
     atomic_write_table(detections_path, found)
     return {
@@ -257,7 +272,7 @@ def scan_to_files(
         "n_detections": len(found),
         "scores_path": str(scores_path),
         "detections_path": str(detections_path),
-        "detected_classes": [c for c in model.classes_ if c != background],
+        "detected_classes": [c for c in model.classes_ if c != model.meta.get("background")],
         "threshold": threshold,
         "stride": int(stride),
         "seconds": round(time.perf_counter() - began, 3),

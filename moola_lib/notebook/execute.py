@@ -203,7 +203,8 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", nargs="?", help="notebook in notebooks/ (eda, pretrain, sweep, transfer)")
+    names = "eda, pretrain, sweep, transfer, label, classify"
+    parser.add_argument("name", nargs="?", help=f"notebook in notebooks/ ({names})")
     cli.add_parameter_flags(parser)
     parser.add_argument("--run-dir", help="run directory (default: the run_dir parameter or runs/NAME-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")

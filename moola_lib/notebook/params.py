@@ -9,11 +9,14 @@ config (``params_like``), so a new PretrainConfig / TransferConfig field becomes
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..bars.timestamps import time_zone_problem
+from ..classifier.recipe import AUTO, choose_arm
+from ..classifier.scan import check_stride, check_threshold, date_bounds
 from ..labelling.session import DEFAULT_ZIGZAG, readable_classes
 from ..labels.sets import DEFAULT_CLASS_DEFINITIONS, DEFAULT_CLASSES
 from ..labels.testbed import EMBEDDED_SET
@@ -218,3 +221,44 @@ class LabelParams(RunParams):
         bad = [k for k, v in defined.items() if not v.strip() or "\n" in v]
         if bad:
             raise ConfigError(f"label.ipynb parameters: class_definitions of {bad} must be one non-empty line each")
+
+
+# --------------------------------------------------------------------------------------------------
+# classify.ipynb
+
+
+_SCAN_FIRST = dt.date.fromisoformat(EMBEDDED_SET.end) + dt.timedelta(days=1)
+# the default scan: the two weeks after the embedded labelled set, bars the classifier never saw
+SCAN_START, SCAN_END = _SCAN_FIRST.isoformat(), (_SCAN_FIRST + dt.timedelta(days=13)).isoformat()
+
+
+@dataclass
+class ClassifyParams(RunParams):
+    """classify.ipynb parameters: RunParams + the labels and the arm of the classifier (``classifier.cli``'s
+    ``fit``), and the bars it scans (``classifier.scan``). ``data_path`` is the file the labels point into."""
+
+    labels_path: str | None = None  # labels file (CSV/parquet/JSON); None = the embedded labelled set
+    encoder_path: str | None = None  # encoder file or checkpoint; arms that read an encoder need one
+    arm: str = "simple_boosting"  # an arm of transfer.arms.TABLE, or "auto": the best of transfer_run
+    transfer_run: str | None = None  # transfer run directory: its recipe (None: the defaults), its best arm
+    scan_data_path: str | None = None  # bars to scan; None = data_path, else the embedded market to scan_end
+    scan_start: IsoDate | None = SCAN_START  # first and last date scanned (inclusive, UTC; None: the
+    scan_end: IsoDate | None = SCAN_END  # file's first / last; the embedded market needs both)
+    threshold: float = 0.8  # a detection: a window whose probability of a class is at least this
+    stride: int = 1  # bars between scanned windows
+    top_detections: int = 8  # detections drawn on their candles
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.arm != AUTO or self.transfer_run is None:  # an unknown arm, or auto without a run
+            choose_arm(self.arm, None)
+        check_threshold(self.threshold)
+        check_stride(self.stride)
+        if self.top_detections < 1:
+            raise ConfigError(f"classify.ipynb parameters: top_detections must be >= 1, got {self.top_detections}")
+        date_bounds(self.scan_start, self.scan_end)
+        if not (self.scan_data_path or self.data_path) and None in (self.scan_start, self.scan_end):
+            raise ConfigError(
+                "classify.ipynb parameters: the embedded market (no scan_data_path or data_path) is generated up "
+                "to scan_end and scanned from scan_start: give both dates"
+            )

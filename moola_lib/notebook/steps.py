@@ -1,39 +1,49 @@
 """The steps the notebooks call between their parameters and the library: each turns a notebook's
-parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings). The
-labelled windows and the encoder file come from ``moola_lib.labels.sources`` (the classifier's command line
-reads them too), named here for the notebooks.
+parameters into the pipeline's or the evaluation's inputs (labelled windows, an encoder, embeddings, the
+classifier and the bars it scans). The labelled windows and the encoder file come from
+``moola_lib.labels.sources`` (the classifier's command line reads them too), named here for the notebooks.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from ..bars.sources import READ_OPTIONS, resolve_splits, run_bars
 from ..bars.splits import is_fractions
+from ..classifier.cli import fit_from_spec
+from ..classifier.model import ArmClassifier
 from ..features.relativity import relativity_features
 from ..labelling.session import CandidateOptions, LabellingSession, read_scan_file, readable_classes
 from ..labelling.store import LabelStore
 from ..labels.provenance import EncoderSource, seen_in_pretraining
 from ..labels.sets import LabelledSet
-from ..labels.sources import encoder_source_from_params, labelled_from_params
+from ..labels.sources import LabelledSpec, encoder_source_from_params, labelled_from_params
 from ..labels.spans import exclude_intervals, label_time_spans
+from ..labels.testbed import EMBEDDED_SET
 from ..pretraining.config import PretrainConfig
 from ..pretraining.devices import resolve_device
 from ..pretraining.job import pretrain
 from ..pretraining.model import JadeEncoder, embed_windows
 from ..transfer.folds import fold_groups
 from ..util.paths import resolve_path
+from .params import RunParams
 
 __all__ = [
+    "classifier_from_params",
     "default_pretrain_config",
     "encoder_embeddings",
     "encoder_from_params",
     "encoder_source_from_params",
+    "label_command",
     "labelled_from_params",
     "labelling_session_from_params",
     "labels_in_pretraining",
+    "scan_bars_from_params",
 ]
 
 
@@ -166,3 +176,61 @@ def labelling_session_from_params(params) -> LabellingSession:
         max_candidates=params.max_candidates,
         scan=scan,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# classify.ipynb
+
+
+def classifier_from_params(params) -> ArmClassifier:
+    """The classifier classify.ipynb's parameters describe, fitted as the ``fit`` command fits it
+    (``classifier.cli.fit_from_spec``): ``params.arm`` on the labels (``labels_path`` with the ``data_path``
+    it points into, or the embedded labelled set drawn with ``params.seed``, as transfer.ipynb draws it), with
+    ``transfer_run``'s recipe on ``params.device``."""
+    spec = LabelledSpec(
+        labels_path=params.labels_path,
+        data_path=params.data_path,
+        encoder_path=params.encoder_path,
+        seed=params.seed,
+        **{name: getattr(params, name) for name in READ_OPTIONS},
+    )
+    return fit_from_spec(spec, params.arm, params.transfer_run, config={"device": params.device})
+
+
+def _scan_bars_spec(params) -> SimpleNamespace:
+    """What ``run_bars`` reads for the bars classify.ipynb scans: ``scan_data_path``, else ``data_path``, else
+    the embedded market from its first day (``EMBEDDED_SET``: its first day and seed) to ``scan_end``."""
+    path = params.scan_data_path or params.data_path
+    return SimpleNamespace(
+        data_path=path and str(resolve_path(path)),
+        **{name: getattr(params, name) for name in READ_OPTIONS},
+        synthetic_start=EMBEDDED_SET.history_start,
+        synthetic_end=params.scan_end,
+        synthetic_seed=EMBEDDED_SET.market_seed,
+    )
+
+
+def scan_bars_from_params(params) -> tuple[pd.DataFrame, dict]:
+    """The bars classify.ipynb scans and where they came from (``bars.sources.run_bars``): ``scan_data_path``
+    (read with the run's ``data_timezone``, ``timestamp_column``, ``resample_to_1min``), else the labels'
+    ``data_path``, else the embedded market generated from its first day to ``scan_end``: new bars of the
+    labelled set's generator and seed (a fresh draw, not the labelled bars continued); the bars before
+    ``scan_start`` are the features' warm-up."""
+    return run_bars(_scan_bars_spec(params))
+
+
+def label_command(params, candidates) -> str:
+    """The command that runs label.ipynb on the windows of a scan classify.ipynb wrote (``candidates``: its
+    scores or detections file, label.ipynb's ``candidates_path``), over the same bars: the scanned file with
+    the run's read options, or the embedded market up to ``scan_end`` (label.ipynb's first day and seed are
+    the embedded set's already)."""
+    spec = _scan_bars_spec(params)
+    if spec.data_path:
+        defaults = {name: getattr(RunParams, name) for name in READ_OPTIONS}
+        bars = {"data_path": spec.data_path}
+        bars.update({n: getattr(spec, n) for n in READ_OPTIONS if getattr(spec, n) != defaults[n]})
+    else:
+        bars = {"synthetic_end": params.scan_end}
+    pairs = {**bars, "candidates_path": str(candidates)}
+    flags = (f"-p {name} {shlex.quote(str(value))}" for name, value in pairs.items())
+    return " ".join(["python -m moola_lib.run_notebook label", *flags])

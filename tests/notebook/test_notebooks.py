@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -20,9 +21,15 @@ import yaml
 from helpers import TINY
 
 from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.classifier.model import ArmClassifier
+from moola_lib.classifier.scan import scan_detections
 from moola_lib.labels.sets import load_labels
 from moola_lib.labels.testbed import EMBEDDED_SET
+from moola_lib.notebook.params import ClassifyParams, LabelParams
+from moola_lib.notebook.steps import label_command, labelling_session_from_params
 from moola_lib.pretraining.job import pretrain
+from moola_lib.util.config import apply_overrides, papermill_value
+from moola_lib.util.io import read_table
 from moola_lib.util.paths import ROOT
 
 
@@ -81,7 +88,7 @@ def run(cmd, env=None, cwd=ROOT, timeout=900):
 
 
 def test_all_notebooks_are_present():
-    assert {"compare", "eda", "label", "pretrain", "sweep", "transfer"} <= set(NAMES)
+    assert {"classify", "compare", "eda", "label", "pretrain", "sweep", "transfer"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -257,3 +264,56 @@ def test_label_notebook_headless_writes_suggestions_and_a_gallery(tmp_path):
     assert pd.read_csv(labels).shape == (1, 2)  # headless: the labels file is only read
     html = (run_dir / "report.html").read_text()
     assert "Headless run: no labelling widget" in html and "VBox(children=" not in html
+
+
+def test_classify_parameters_cell_holds_the_params_defaults():
+    """classify.ipynb's cell is where a user reads the defaults: they are ClassifyParams' own (the scan period
+    included: the two weeks after the embedded labelled set)."""
+    cells = code_cells(ROOT / "notebooks" / "classify.ipynb")
+    (cell,) = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    values = {s.targets[0].id: ast.literal_eval(s.value) for s in ast.parse(cell.source).body}
+    assert values == dataclasses.asdict(ClassifyParams())
+    assert values["scan_start"] > EMBEDDED_SET.end
+
+
+def test_classify_label_command_names_the_scanned_file_with_its_read_options():
+    params = ClassifyParams(data_path="/data/nq.parquet", scan_data_path="data/new bars.csv", data_timezone="UTC")
+    assert label_command(params, "/runs/clf/scores.parquet") == (
+        f"python -m moola_lib.run_notebook label -p data_path '{ROOT / 'data' / 'new bars.csv'}' "
+        "-p data_timezone UTC -p candidates_path /runs/clf/scores.parquet"
+    )
+    embedded = label_command(ClassifyParams(scan_end="2025-11-30"), "/runs/clf/detections.parquet")
+    assert embedded.endswith("label -p synthetic_end 2025-11-30 -p candidates_path /runs/clf/detections.parquet")
+
+
+@pytest.mark.slow
+def test_classify_notebook_headless_writes_the_model_the_scan_and_a_report(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run([sys.executable, "-m", "moola_lib.run_notebook", "classify", "--run-dir", str(run_dir)])
+    assert out.returncode == 0, out.stderr[-4000:]
+    model = ArmClassifier.load(run_dir / "model")  # one folder: what `python -m moola_lib.classify scan` takes
+    assert model.meta["arm"] == "simple_boosting" and model.meta["labels"]["n_windows"] == EMBEDDED_SET.n
+    scores, found = read_table(run_dir / "scores.parquet"), read_table(run_dir / "detections.parquet")
+    first, last = pd.to_datetime(scores["start"], utc=True).agg(["min", "max"])
+    assert f"{first:%Y-%m-%d}" >= ClassifyParams.scan_start and f"{last:%Y-%m-%d}" <= ClassifyParams.scan_end
+    assert len(scores) > 5000 and 0 < len(found) < len(scores) and (found["p"] >= ClassifyParams.threshold).all()
+    # the saved model scores the scanned bars as the notebook did (the embedded market up to scan_end)
+    bars = synthetic_ohlcv(EMBEDDED_SET.history_start, ClassifyParams.scan_end, seed=EMBEDDED_SET.market_seed)
+    again, again_found = scan_detections(model, bars, ClassifyParams.scan_start, ClassifyParams.scan_end, 0.8)
+    pd.testing.assert_frame_equal(again, scores)
+    pd.testing.assert_frame_equal(again_found, found)
+    for figure in ("reliability", "top_detections", "detections_per_day", "scores"):
+        assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 10_000, figure
+    html = (run_dir / "report.html").read_text()
+    assert "Calibration" in html and "calibration: temperature" in html and "start_run(" not in html
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["artifacts"]["detections"] == "detections.parquet"
+    # the printed label.ipynb command finds the scanned windows in its bars
+    executed = nbformat.read(run_dir / "classify.ipynb", as_version=4)
+    printed = [o.get("text", "") for c in executed.cells for o in c.get("outputs", [])]
+    command = shlex.split(next(t for t in printed if "run_notebook label" in t).splitlines()[-1])
+    assert command[:4] == ["python", "-m", "moola_lib.run_notebook", "label"]
+    pairs = {command[i + 1]: papermill_value(command[i + 2]) for i in range(4, len(command), 3)}
+    assert pairs["candidates_path"] == str(run_dir / "detections.parquet")
+    params = apply_overrides(LabelParams(), {**pairs, "labels_path": str(tmp_path / "labels.csv")})
+    assert len(labelling_session_from_params(params).candidates) > len(found) // 2
