@@ -88,23 +88,9 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
     labels_path = resolve_path(params.labels_path)
     table = LabelTable.read(labels_path)  # read once: inspected here, loaded below, its hash kept
     if "features" in table.frame.columns:  # self-contained windows need no bars
-        labelled = load_labels(
-            table,
-            None,
-            label_column=params.label_column,
-            classes=params.classes,
-            feature_options=options,
-            data_timezone=params.data_timezone,
-        )
-        labelled.source["bars"] = {"kind": "labels_file", "path": str(labels_path)}
-        return labelled
-    if not params.data_path:
-        raise ConfigError(
-            f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
-            "but data_path is None (the embedded synthetic market), whose bars they were not "
-            "labelled on. Pass the OHLCV file they point into as data_path"
-        )
-    bars, source = run_bars(params)
+        bars, source = None, {"kind": "labels_file", "path": str(labels_path)}
+    else:
+        bars, source = _bars_of(params, labels_path)
     labelled = load_labels(
         table,
         bars,
@@ -115,3 +101,14 @@ def labelled_from_params(params, encoder: EncoderSource | None = None) -> Labell
     )
     labelled.source["bars"] = source
     return labelled
+
+
+def _bars_of(params, labels_path) -> tuple:
+    """The bars timestamped labels point into (``run_bars``: frame, source); none given is a ConfigError."""
+    if not params.data_path:
+        raise ConfigError(
+            f"labels_path {labels_path}: the windows are given by timestamps into an OHLCV file, "
+            "but data_path is None (the embedded synthetic market), whose bars they were not "
+            "labelled on. Pass the OHLCV file they point into as data_path"
+        )
+    return run_bars(params)
