@@ -125,15 +125,19 @@ class JadeClassifier(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # inference (predictions, pooled features; figures draw what these return)
 
-# Windows per forward pass of a model that only predicts, by device type. On the CPU a small batch keeps the
-# LSTM's states in the cache: a 2 x 128 encoder on one thread scores 1.7x the windows a second at 64 as at 1024
-# (16-64 alike; BENCHMARKS.md, "Scanning new bars"), with identical outputs; a GPU wants fewer, larger launches.
-INFERENCE_BATCH = {"cpu": 64, "cuda": 1024}
+# Windows per forward pass of a model that only predicts. On one CPU thread a small batch keeps the LSTM's states
+# in the cache: a 2 x 128 encoder scores 1.7x the windows a second at 64 as at 1,024 (16-64 alike; BENCHMARKS.md,
+# "Scanning new bars"), with identical outputs. With more threads each step's work is split among them and small
+# steps leave them waiting on each other (2 threads on a busy 2-core machine: 155 windows/s at 64, 484 at 1,024);
+# a GPU wants few, large launches.
+INFERENCE_BATCH = {"one_cpu_thread": 64, "other": 1024}
 
 
 def inference_batch_size(device) -> int:
-    """Windows per forward pass of a model that only predicts on ``device`` (``INFERENCE_BATCH``)."""
-    return INFERENCE_BATCH.get(torch.device(device).type, INFERENCE_BATCH["cuda"])
+    """Windows per forward pass of a model that only predicts on ``device`` with torch's current thread count
+    (``INFERENCE_BATCH``)."""
+    one_thread = torch.device(device).type == "cpu" and torch.get_num_threads() == 1
+    return INFERENCE_BATCH["one_cpu_thread" if one_thread else "other"]
 
 
 @torch.no_grad()

@@ -114,7 +114,7 @@ def format_table(r: dict) -> str:
     enc = r["encoder"]
     lines = [
         f"moola bench --scan ({r['preset']}): {r['month'][0]} .. {r['month'][1]}, {r['bars']:,} bars (features "
-        f"{r['features_seconds']:.1f} s), encoder {enc['num_layers']} x {enc['hidden_size']}, {r['cpus']} CPUs, "
+        f"{r['features_seconds']:.3f} s), encoder {enc['num_layers']} x {enc['hidden_size']}, {r['cpus']} CPUs, "
         f"torch {r['torch']}, {r['date']}",
         f"{'arm':<20} {'windows':>8} {'seconds':>8} {'windows/s':>10} {'threads':>8} {'load before/after':>18}",
     ]
