@@ -122,6 +122,12 @@ CASES["moola_lib.studies.truth"] = [
     ("out-under-a-file", ["{file}/t"], "is not a folder"),
     ("flag", ["{tmp}/t", "--bogus"], "unrecognized arguments"),
 ]
+CASES["moola_lib.studies.classifier_check"] = [
+    ("out-under-a-file", ["{file}/c"], "is not a folder"),
+    ("arm", ["{tmp}/c", "--arms", "frozn"], "frozn"),
+    ("flag", ["{tmp}/c", "--bogus"], "unrecognized arguments"),
+]
+CASES["moola_lib.bench"] += [("scan-arm", ["--scan", "--arms", "frozn"], "invalid choice")]
 PARAMS = [
     pytest.param(module, args, part, id=f"{module.rsplit('.', 1)[-1]}-{case}")
     for module, cases in CASES.items()

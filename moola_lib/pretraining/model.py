@@ -123,21 +123,37 @@ class JadeClassifier(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------
-# inference for reports (figures draw what these return)
+# inference (predictions, pooled features; figures draw what these return)
+
+# Windows per forward pass of a model that only predicts. On one CPU thread a small batch keeps the LSTM's states
+# in the cache: a 2 x 128 encoder scores 1.7x the windows a second at 64 as at 1,024 (16-64 alike; BENCHMARKS.md,
+# "Scanning new bars"), with identical outputs. With more threads each step's work is split among them and small
+# steps leave them waiting on each other (2 threads on a busy 2-core machine: 155 windows/s at 64, 484 at 1,024);
+# a GPU wants few, large launches.
+INFERENCE_BATCH = {"one_cpu_thread": 64, "other": 1024}
+
+
+def inference_batch_size(device) -> int:
+    """Windows per forward pass of a model that only predicts on ``device`` with torch's current thread count
+    (``INFERENCE_BATCH``)."""
+    one_thread = torch.device(device).type == "cpu" and torch.get_num_threads() == 1
+    return INFERENCE_BATCH["one_cpu_thread" if one_thread else "other"]
 
 
 @torch.no_grad()
 def pooled_features(
-    model: JadeClassifier, X: torch.Tensor, valid: torch.Tensor, batch_size: int = 1024
+    model: JadeClassifier, X: torch.Tensor, valid: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Pooled encoder features [N, 2H] of every window of X [N, T, F] (eval mode: no encoder dropout)."""
+    """Pooled encoder features [N, 2H] of every window of X [N, T, F] (eval mode: no encoder dropout), ``batch_size``
+    windows at a time (None: ``inference_batch_size`` of X's device)."""
     model.eval()
+    batch_size = batch_size or inference_batch_size(X.device)
     return torch.cat(
         [model.embed(X[i : i + batch_size], valid[i : i + batch_size]) for i in range(0, len(X), batch_size)]
     )
 
 
-def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int = 1024):
+def embed_windows(encoder: JadeEncoder, X, valid, device="cpu", batch_size: int | None = None):
     """Mean-pooled features (numpy [N, 2H]) of windows X [N, T, F] under ``encoder`` (the classifier's
     pooling over the valid steps); the encoder itself is left untouched."""
     model = JadeClassifier(copy.deepcopy(encoder)).to(device)

@@ -1,6 +1,8 @@
-"""Throughput benchmark of the feature pipeline and the pretraining engine.
+"""Throughput benchmark of the feature pipeline and the pretraining engine (and, with ``--scan``, of a fitted
+classifier scanning a month of bars: ``scan_bench``).
 
     python -m moola_lib.bench [--quick] [--json PATH] [--device auto|cpu|cuda]
+    python -m moola_lib.bench --scan [--arms ARM ...] [--threads N] [--quick] [--json PATH]
 
 Measures, on synthetic bars:
 - features_bars_per_s: relativity_features over 1.8M bars (numba compiled beforehand);
@@ -32,9 +34,11 @@ from ..pretraining.data import PretrainData, load_pretrain_data
 from ..pretraining.devices import resolve_device
 from ..pretraining.job import pretrain
 from ..pretraining.trainer import Trainer
+from ..transfer.arms import BY_NAME
 from ..util import cli
 from ..util.config import ConfigError
 from ..util.io import check_writable, write_json
+from . import scan_bench
 
 BATCH_SIZES = (512, 768, 1024)
 SEED_RANGE = ("2020-09-01", "2025-09-30")  # ~1.8M synthetic bars
@@ -227,15 +231,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer steps, no full job (~1 min on 2 CPU cores)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; --scan: 1)")
+    parser.add_argument("--scan", action="store_true", help="a fitted classifier scanning a month of bars, per arm")
+    parser.add_argument(
+        "--arms", nargs="+", choices=list(BY_NAME), metavar="ARM", help=f"--scan: default {' '.join(scan_bench.ARMS)}"
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long smoke test
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads takes a count >= 1, got {args.threads}")
     if args.json:
         check_writable(args.json)
-    result = run("tiny" if args.tiny else "quick" if args.quick else "full", args.device, args.threads)
-    print(format_table(result))
+    preset = "tiny" if args.tiny else "quick" if args.quick else "full"
+    if args.scan:
+        result = scan_bench.run(preset, args.arms, args.threads or 1)
+        print(scan_bench.format_table(result))
+    else:
+        result = run(preset, args.device, args.threads)
+        print(format_table(result))
     if args.json:
         write_json(args.json, result)
     return result

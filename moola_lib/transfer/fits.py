@@ -27,7 +27,7 @@ import torch
 from ..labels.sets import LabelledSet
 from ..pretraining.checkpoints import encoder_from_file_object, encoder_state
 from ..pretraining.devices import resolve_device
-from ..pretraining.model import JadeClassifier, JadeEncoder
+from ..pretraining.model import JadeClassifier, JadeEncoder, inference_batch_size
 from .arms import Arm, result_arms
 from .arms import arm as arm_row
 from .config import TransferConfig
@@ -38,7 +38,6 @@ from .rocket import CalibratedRidge, RocketTransform, fit_ridge, rocket_series
 from .simple import HEADS, as_arrays, fit_simple, window_summaries
 
 RANDOM_ENCODER = 7919  # seed key of the random_frozen encoder (apart from every fold's fit seeds)
-PREDICT_BATCH = 1024  # windows per forward pass of a trained model
 
 
 def fit_seed(*keys: int) -> int:
@@ -188,7 +187,8 @@ class TrainedArm(FittedArm):
 
     def member_probabilities(self, features) -> list[np.ndarray]:
         X, V = features
-        batches = [slice(i, i + PREDICT_BATCH) for i in range(0, len(X), PREDICT_BATCH)]
+        step = inference_batch_size(X.device)
+        batches = [slice(i, i + step) for i in range(0, len(X), step)]
         return [np.concatenate([predict_proba(m, X[b], V[b], slice(None)) for b in batches]) for m in self.models]
 
     def state(self) -> dict:

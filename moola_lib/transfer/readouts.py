@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..pretraining.model import JadeEncoder
+from ..pretraining.model import JadeEncoder, inference_batch_size
 from ..util.names import valid_names_hint
 
 POOLINGS = ("mean", "max", "last", "span")
@@ -89,10 +89,17 @@ def followup_mask(valid: np.ndarray, expansion: np.ndarray) -> tuple[np.ndarray,
 
 @torch.no_grad()
 def readout_features(
-    encoder: JadeEncoder, X: torch.Tensor, valid: torch.Tensor, expansion: np.ndarray, readouts, batch_size: int = 1024
+    encoder: JadeEncoder,
+    X: torch.Tensor,
+    valid: torch.Tensor,
+    expansion: np.ndarray,
+    readouts,
+    batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Pooled features (float64 numpy [N, D]) of every read-out in ``readouts`` for windows X [N, T, F] under
-    ``encoder`` (a copy in eval mode: no dropout; the encoder itself is untouched)."""
+    ``encoder`` (a copy in eval mode: no dropout; the encoder itself is untouched), ``batch_size`` windows at a
+    time (None: ``inference_batch_size`` of X's device)."""
+    batch_size = batch_size or inference_batch_size(X.device)
     parsed = {r: parse(r) for r in readouts}
     model = copy.deepcopy(encoder).to(X.device).eval()
     followup = torch.zeros_like(valid, dtype=torch.bool)

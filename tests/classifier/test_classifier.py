@@ -146,6 +146,33 @@ def test_the_protocol_predicts_through_the_same_model(encoder_path):
         np.testing.assert_allclose(model.predict_proba(ls.X, ls.valid, ls.expansion), protocol, atol=1e-6)
 
 
+@pytest.mark.parametrize("arm", ["baseline", "frozen"])
+def test_predictions_do_not_depend_on_the_cpu_inference_batch(arm, encoder_path, monkeypatch):
+    """Small forward passes on one CPU thread (``model.INFERENCE_BATCH``: 64, faster there than 1,024) give
+    the predictions of one pass over all windows (to float32 rounding: on the development machine, exactly)."""
+    from moola_lib.pretraining import model as models
+
+    ls = small_set()
+    X, valid = np.concatenate([ls.X] * 5), np.concatenate([ls.valid] * 5)  # 200 windows: several batches of 64
+    clf = ArmClassifier(arm, encoder=encoder_path, config=RECIPE).fit(ls)
+    small = clf.predict_proba(X, valid)
+    monkeypatch.setitem(models.INFERENCE_BATCH, "one_cpu_thread", 4096)
+    np.testing.assert_allclose(small, clf.predict_proba(X, valid), rtol=0, atol=1e-6)
+    assert models.inference_batch_size("cpu") == 4096
+
+
+def test_the_inference_batch_is_small_on_one_cpu_thread_only():
+    from moola_lib.pretraining.model import inference_batch_size
+
+    assert inference_batch_size("cpu") == 64 and inference_batch_size("cuda:0") == 1024
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert inference_batch_size("cpu") == 1024
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_auto_takes_the_transfer_runs_best_arm(encoder_path, tmp_path):
     ls = small_set()
     folds = {"simple_logistic": 0.8, "simple_boosting": 0.6, "baseline": 0.5}
