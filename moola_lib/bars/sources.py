@@ -19,6 +19,11 @@ from .splits import AUTO_SPLITS, DEFAULT_SPLITS, FRACTIONS_HINT, fraction_bounds
 READ_OPTIONS = ("timestamp_column", "data_timezone", "resample_to_1min")
 
 
+def read_options(spec) -> dict:
+    """How ``spec`` (a config, parameters, parsed flags) says its bars are read: its ``READ_OPTIONS``, those it has."""
+    return {name: getattr(spec, name) for name in READ_OPTIONS if hasattr(spec, name)}
+
+
 def split_slices(
     index: pd.DatetimeIndex, splits: Mapping[str, tuple] = DEFAULT_SPLITS, *, source: str = "<index>"
 ) -> dict[str, slice]:
@@ -91,7 +96,7 @@ def run_bars(spec, *, on_invalid: str | None = None) -> tuple[pd.DataFrame, dict
     for that range and seed.
     """
     if spec.data_path:
-        options = {name: getattr(spec, name) for name in READ_OPTIONS if hasattr(spec, name)}
+        options = read_options(spec)
         bars = load_ohlcv(spec.data_path, on_invalid=on_invalid or getattr(spec, "on_invalid", "raise"), **options)
     else:
         from .synthetic import synthetic_ohlcv

@@ -22,7 +22,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..bars.sources import READ_OPTIONS
+from ..bars.sources import read_options
 from ..labels.provenance import EncoderSource
 from ..labels.sources import LabelledSpec, labelled_from_params
 from ..transfer.arms import BY_NAME
@@ -65,10 +65,6 @@ def _read_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resample-to-1min", dest="resample_to_1min", action="store_true", help="aggregate finer bars")
 
 
-def _read_options(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in READ_OPTIONS}
-
-
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -89,7 +85,7 @@ def fit(args: argparse.Namespace) -> ArmClassifier:
     with run_dir_claim(run_dir):
         check_new_run_dir(run_dir)
         data = str(resolve_path(args.data)) if args.data else None
-        spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder, **_read_options(args))
+        spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder, **read_options(args))
         classifier = fit_from_spec(spec, args.arm, args.transfer_run)
         classifier.save(run_dir)
     print(summary(classifier, run_dir))
@@ -162,7 +158,7 @@ def scan(args: argparse.Namespace):
         end=args.end,
         threshold=args.threshold,
         stride=args.stride,
-        read_options=_read_options(args),
+        read_options=read_options(args),
     )
     print(
         f"scanned {done['n_windows']:,} windows in {done['seconds']:.1f} s: {done['scores_path']}\n"

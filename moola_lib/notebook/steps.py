@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from ..bars.sources import READ_OPTIONS, resolve_splits, run_bars
+from ..bars.sources import READ_OPTIONS, read_options, resolve_splits, run_bars
 from ..bars.splits import is_fractions
 from ..classifier.cli import fit_from_spec
 from ..classifier.model import ArmClassifier
@@ -53,7 +53,7 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
     exclude = exclude_intervals(labelled) if not labelled.start.isna().any() else []
     return PretrainConfig(
         data_path=params.data_path,
-        **{name: getattr(params, name) for name in READ_OPTIONS},
+        **read_options(params),
         on_invalid=params.on_invalid,
         synthetic_start=params.synthetic_start,
         synthetic_end=params.synthetic_end,
@@ -192,7 +192,7 @@ def classifier_from_params(params) -> ArmClassifier:
         data_path=params.data_path,
         encoder_path=params.encoder_path,
         seed=params.seed,
-        **{name: getattr(params, name) for name in READ_OPTIONS},
+        **read_options(params),
     )
     return fit_from_spec(spec, params.arm, params.transfer_run, config={"device": params.device})
 
@@ -203,7 +203,7 @@ def _scan_bars_spec(params) -> SimpleNamespace:
     path = params.scan_data_path or params.data_path
     return SimpleNamespace(
         data_path=path and str(resolve_path(path)),
-        **{name: getattr(params, name) for name in READ_OPTIONS},
+        **read_options(params),
         synthetic_start=EMBEDDED_SET.history_start,
         synthetic_end=params.scan_end,
         synthetic_seed=EMBEDDED_SET.market_seed,
@@ -226,7 +226,7 @@ def label_command(params, candidates) -> str:
     the embedded set's already)."""
     spec = _scan_bars_spec(params)
     if spec.data_path:
-        defaults = {name: getattr(RunParams, name) for name in READ_OPTIONS}
+        defaults = read_options(RunParams)
         bars = {"data_path": spec.data_path}
         bars.update({n: getattr(spec, n) for n in READ_OPTIONS if getattr(spec, n) != defaults[n]})
     else:
