@@ -32,6 +32,7 @@ class ValidationConfig(StrictConfig):
     sgd_replicates: int = 60  # of those, how many also train the baseline (primary_null, positive)
     replicate_offset: int = 0  # replicate r is the labelled set (market, draw, folds) r + offset: fresh sets
     n_labelled: int = EMBEDDED_SET.n
+    difficulty: float = EMBEDDED_SET.difficulty  # of every market the run draws (testbed: 0 easy .. 1 chance)
     folds: int = 5
     repeats: int = 5
     epochs: int = 60  # transfer training epochs (baseline)
@@ -105,10 +106,13 @@ QUICK = dict(
 
 def labelled_set(vc: ValidationConfig, n: int, seed: int, market_seed: int, period=None):
     """The one place the validation draws a labelled set: ``n`` windows of the embedded testbed from the
-    market ``market_seed`` (every replicate, draw and pool its own), in ``period`` (default labels_period)."""
+    market ``market_seed`` (every replicate, draw and pool its own), in ``period`` (default labels_period),
+    at the run's ``difficulty``."""
     lo, hi = period or vc.labels_period
     history = vc.history_start if period is None else str(np.datetime64(lo, "D") - 30)
-    return synthetic_labelled_set(n, seed=seed, start=lo, end=hi, history_start=history, market_seed=market_seed)
+    return synthetic_labelled_set(
+        n, seed=seed, start=lo, end=hi, history_start=history, market_seed=market_seed, difficulty=vc.difficulty
+    )
 
 
 def transfer_config(vc: ValidationConfig, **overrides) -> TransferConfig:

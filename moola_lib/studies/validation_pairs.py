@@ -74,6 +74,7 @@ def replicate_rows(runs: dict, pairs: dict, y: np.ndarray, groups: np.ndarray, c
             "mde": d["mde"],
             "mde_range": d["mde_range"],
             "methods": methods,
+            "fold_statistics": d["fold_statistics"],  # every per-window method can be recomputed from it
         }
         if n_boot:
             boot = paired_bootstrap(

@@ -131,62 +131,69 @@ def cluster_variance_of_mean(values: np.ndarray, clusters: np.ndarray) -> float:
     return float(G / (G - 1) * np.sum(sums**2) / len(values) ** 2)
 
 
-def decomposition(
-    e: np.ndarray,
-    folds: list[np.ndarray],
-    groups: np.ndarray,
-    test_train_ratio: float,
-    mean: float | None = None,
-    alpha: float = 0.05,
-    power: float = 0.8,
-) -> dict:
-    """The variance-decomposition interval (module docstring) of per-window paired differences ``e``
-    [repeats, N]; ``folds``: one (repeat, test indices) pair per fitted model; ``mean`` (default the mean of
-    e) centres the interval. Returns mean, se, df, t, p_value, ci_low, ci_high, mde and the two variance
-    terms var_test and var_train (with sigma_tau^2, the between-model variance beyond test noise, and
-    var_fold_test, the mean test noise of one model's fold mean)."""
+def fold_statistics(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray) -> dict:
+    """What the per-window intervals are computed from (small: one entry per fitted model), so that a study can
+    store it and recompute every method later: the mean of ``e`` [repeats, N], var_test (the cluster-robust
+    variance of the mean over windows of e averaged over repeats), per model its repeat, test-fold size, mean
+    of e and test noise (the cluster-robust variance of that mean), N and G (windows and clusters)."""
     e = np.asarray(e, dtype=float)
     groups = np.asarray(groups)
-    mean = float(np.mean(e)) if mean is None else float(mean)
-    var_test = cluster_variance_of_mean(e.mean(axis=0), groups)
-    fold_means = np.array([e[r, idx].mean() for r, idx in folds])
-    fold_noise = np.array([cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds])
-    J, G = len(folds), len(np.unique(groups))
-    tau2 = _between_model_variance(
-        fold_means, fold_noise, [r for r, _ in folds], [len(i) for _, i in folds], e.shape[1]
-    )
-    var_train = (1.0 / J + test_train_ratio) * tau2
-    var = var_test + var_train
-    out = {
+    return {
+        "mean": float(np.mean(e)),
+        "var_test": cluster_variance_of_mean(e.mean(axis=0), groups),
+        "fold_repeat": [int(r) for r, _ in folds],
+        "fold_size": [len(idx) for _, idx in folds],
+        "fold_mean": [float(e[r, idx].mean()) for r, idx in folds],
+        "fold_noise": [cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds],
+        "n": int(e.shape[1]),
+        "clusters": len(np.unique(groups)),
+    }
+
+
+def _interval_record(mean: float, var_test: float, var_train: float, tau2: float, fold_noise) -> dict:
+    nan = math.nan
+    return {
         "mean": mean,
         "var_test": var_test,
         "var_train": var_train,
         "sigma_tau2": tau2,
         "var_fold_test": float(np.nanmean(fold_noise)),
-        "se": math.nan,
-        "df": math.nan,
-        "t": math.nan,
-        "p_value": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "mde": math.nan,
+        **dict.fromkeys(("se", "df", "t", "p_value", "ci_low", "ci_high", "mde"), nan),
     }
+
+
+def decomposition(
+    fs: dict, test_train_ratio: float, mean: float | None = None, alpha: float = 0.05, power: float = 0.8
+) -> dict:
+    """The variance-decomposition interval (module docstring) from ``fold_statistics`` ``fs``; ``mean``
+    (default the mean of e) centres the interval. Returns mean, se, df, t, p_value, ci_low, ci_high, mde and
+    the two variance terms var_test and var_train (with sigma_tau^2, the between-model variance beyond test
+    noise, and var_fold_test, the mean test noise of one model's fold mean)."""
+    mean = fs["mean"] if mean is None else float(mean)
+    var_test, J, G = fs["var_test"], len(fs["fold_mean"]), fs["clusters"]
+    tau2 = _between_model_variance(fs["fold_mean"], fs["fold_noise"], fs["fold_repeat"], fs["fold_size"], fs["n"])
+    var_train = (1.0 / J + test_train_ratio) * tau2
+    var = var_test + var_train
+    out = _interval_record(mean, var_test, var_train, tau2, fs["fold_noise"])
     if not (math.isfinite(var) and var > 0):
         return out
     denominator = var_test**2 / (G - 1) + (var_train**2 / (J - 1) if var_train > 0 else 0.0)
     df = var**2 / denominator  # Welch-Satterthwaite
-    se = math.sqrt(var)
+    return out | _t_record(mean, math.sqrt(var), df, alpha, power)
+
+
+def _t_record(mean: float, se: float, df: float, alpha: float, power: float) -> dict:
+    """se, df, t, two-sided p, the t interval and the minimal detectable effect of a t-distributed mean."""
     lo, hi = t_interval(mean, se, df, alpha)
-    out.update(
-        se=se,
-        df=df,
-        t=mean / se,
-        p_value=float(2 * stats.t.sf(abs(mean / se), df)),
-        ci_low=lo,
-        ci_high=hi,
-        mde=minimal_detectable_effect(se, df, alpha, power),
-    )
-    return out
+    return {
+        "se": se,
+        "df": df,
+        "t": mean / se,
+        "p_value": float(2 * stats.t.sf(abs(mean / se), df)),
+        "ci_low": lo,
+        "ci_high": hi,
+        "mde": minimal_detectable_effect(se, df, alpha, power),
+    }
 
 
 def _between_model_variance(means, noise, repeats, sizes, n: int) -> float:
@@ -239,9 +246,11 @@ def compare_methods(
     for m, nb in nb_all.items():
         values = [a[m] - b[m] for a, b in zip(a_folds, r_folds)]
         methods = {"corrected_t": nb, "bayesian_correlated_t": bayesian_correlated_t(values, ratio, rope_for(m), alpha)}
+        fs = None
         if m in PER_WINDOW and "oof" in arm_run and "oof" in ref_run:
             e = per_window_scores(y, arm_run["oof"], m) - per_window_scores(y, ref_run["oof"], m)
-            methods["decomposition"] = decomposition(e, models, groups, ratio, nb["mean"], alpha, power)
+            fs = fold_statistics(e, models, groups) | {"test_train_ratio": ratio}
+            methods.update(per_window_methods(fs, nb["mean"], alpha, power))
         name = (
             chosen if chosen in methods and math.isfinite(methods[chosen].get("p_value", math.nan)) else "corrected_t"
         )
@@ -255,7 +264,15 @@ def compare_methods(
             "intervals": {k: v for k, v in methods.items() if k in VALIDATED},
             "unvalidated_intervals": {k: v for k, v in methods.items() if k not in VALIDATED},
         }
+        if fs is not None:  # what the per-window methods are computed from: a study can recompute them
+            out[m]["fold_statistics"] = fs
     return out
+
+
+def per_window_methods(fs: dict, mean: float, alpha: float = 0.05, power: float = 0.8) -> dict:
+    """The methods computed from ``fold_statistics`` (with its ``test_train_ratio``), centred on ``mean``:
+    what ``compare_methods`` adds for a per-window metric, and what a study recomputes from stored statistics."""
+    return {"decomposition": decomposition(fs, fs["test_train_ratio"], mean, alpha, power)}
 
 
 def interval_method(comparison: dict) -> str:
