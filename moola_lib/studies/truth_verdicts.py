@@ -2,7 +2,7 @@
 
 For the first ``verdicts`` sets of a size, the transfer protocol runs on that set alone (``run_transfer``,
 cross-validated, one encoder: ``verdict_encoder``), as a user with those labels would run it. Each printed
-comparison (its interval under every validated method) and the verdict's recommended arm are kept, keyed by
+comparison (its interval under every method, validated or not) and the verdict's recommended arm are kept, keyed by
 the truth study's names (``truth_key``). ``check(results)`` then asks, per size: how often each interval
 covers the true difference of the pair (the truth study's mean over its sets), how wide it is against the
 true spread of the estimate (half-width / (1.96 x the sd of the estimate over sets)), and the regret of
@@ -22,6 +22,7 @@ import numpy as np
 from ..labels.provenance import EncoderSource
 from ..transfer.arms import arm as arm_row
 from ..transfer.config import TransferConfig
+from ..transfer.intervals import all_methods
 from ..transfer.protocol import run_transfer
 from .truth_report import size_scores
 
@@ -43,7 +44,7 @@ def verdict_record(results: dict, encoder: str, architecture: str) -> dict:
             f"{truth_key(comp['arm'], encoder, architecture)} - {truth_key(comp['reference'], encoder, architecture)}"
         )
         m = comp[METRIC]
-        intervals = {k: [v["ci_low"], v["ci_high"]] for k, v in m["intervals"].items() if "ci_low" in v}
+        intervals = {k: [v["ci_low"], v["ci_high"]] for k, v in all_methods(m).items() if "ci_low" in v}
         comparisons[name] = {"mean": m["mean"], "printed": [m["ci_low"], m["ci_high"]], "intervals": intervals}
     decided = results["decision"]
     return {

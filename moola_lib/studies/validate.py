@@ -46,7 +46,8 @@ from ..transfer.folds import fold_groups, inner_split, make_folds
 from ..transfer.probe import build_classifier, fit_classifier
 from ..transfer.protocol import run_transfer
 from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
-from ..util.io import atomic_write_text, check_writable, write_json
+from ..util.errors import ExpectedError
+from ..util.io import atomic_write_text, check_writable, read_json, write_json
 from .validation_arms import PAIRS, SGD_ARMS, arm_features, arms_of, encoders, run_arms
 from .validation_config import (
     LABEL_ENCODER_MARKET_SEED,
@@ -57,7 +58,7 @@ from .validation_config import (
     transfer_config,
 )
 from .validation_labels import labels_check
-from .validation_pairs import replicate_rows, summarise_pair
+from .validation_pairs import replicate_rows, rescore, summarise_pair
 from .validation_report import markdown
 from .validation_truth import held_out_pool, true_differences, truth_draw
 
@@ -174,16 +175,10 @@ def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:
     rows, cpu = zip(
         *parallel(_replicate_job, [(vc, r, label_path) for r in range(vc.replicates)], vc.workers, "replicate")
     )
-    cfg = transfer_config(vc)
-    pairs = {
-        name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
-        for name in PAIRS
-        if name in truths
-    }
     sgd = min(vc.sgd_replicates, vc.replicates)
     return {
         "label_encoder": trained,
-        "pairs": pairs,
+        "pairs": summarise_pairs(vc, rows, truths),
         "replicates": list(rows),
         "cpu_seconds": {
             "truth_draws": float(sum(truth_cpu)),
@@ -191,6 +186,30 @@ def pair_experiment(vc: ValidationConfig, workdir: Path) -> dict:
             "replicates_without_sgd": float(sum(cpu[sgd:])),
         },
     }
+
+
+def summarise_pairs(vc: ValidationConfig, rows, truths: dict) -> dict:
+    """Per pair with a truth, its figures over the replicates that ran it (``validation_pairs.summarise_pair``)."""
+    cfg = transfer_config(vc)
+    return {
+        name: summarise_pair([row[name] for row in rows if name in row], truths[name], cfg.alpha, cfg.power)
+        for name in PAIRS
+        if name in truths
+    }
+
+
+def rescore_results(results: dict) -> dict:
+    """A finished run's results with every per-window interval method recomputed from the replicates' stored
+    fold statistics and the pairs summarised again (``--rescore``); the truth, estimates and fits unchanged."""
+    vc = ValidationConfig.from_dict(results["config"])
+    pairs = results.get("pairs", {})
+    if not any("fold_statistics" in row for rep in pairs.get("replicates", []) for row in rep.values()):
+        raise ExpectedError("no replicate there holds fold statistics (a pairs run of moola before 2026-12-05?)")
+    cfg = transfer_config(vc)
+    rescore(pairs["replicates"], cfg.alpha, cfg.power)
+    truths = {name: p["truth"] for name, p in pairs["pairs"].items()}
+    pairs["pairs"] = summarise_pairs(vc, pairs["replicates"], truths)
+    return results
 
 
 def train_label_encoder(vc: ValidationConfig) -> tuple[JadeEncoder, dict]:
@@ -321,8 +340,16 @@ def _main(argv=None) -> None:
         action="store_true",
         help="also check labels_needed against larger labelled sets (the longer run)",
     )
+    parser.add_argument(
+        "--rescore",
+        metavar="RESULTS_JSON",
+        help="recompute every per-window interval method of a finished run's replicates from their stored fold "
+        "statistics and summarise the pairs again (no fitting; writes --json / --markdown)",
+    )
     add_parameter_flags(parser, what="size (a field of ValidationConfig)")
     args = parser.parse_args(argv)
+    if args.rescore:
+        return _write(args, _rescored(args.rescore), argv)
     options = {**(QUICK if args.quick else {}), **parameters(args)}
     vc = ValidationConfig.from_dict(options)
     for path in filter(None, (args.json, args.markdown)):
@@ -331,7 +358,24 @@ def _main(argv=None) -> None:
         vc = dataclasses.replace(vc, experiments=[*vc.experiments, "labels"])
     with tempfile.TemporaryDirectory() as tmp:
         results = validate(vc, tmp)
-    results["command"] = " ".join(["python -m moola_lib.studies.validate", *(argv or [])])
+    _write(args, results, argv)
+
+
+def _rescored(path: str) -> dict:
+    try:
+        return rescore_results(read_json(path))
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise ExpectedError(f"{path}: not the results of a validation run ({type(e).__name__}: {e})") from None
+    except ExpectedError as e:
+        raise ExpectedError(f"{path}: {e}") from None
+
+
+def _write(args, results: dict, argv) -> None:
+    """The results file, the Markdown summary (with --markdown) and the summary on stdout."""
+    for path in filter(None, (args.json, args.markdown)):
+        check_writable(path)
+    key = "rescore_command" if args.rescore else "command"  # a rescored run keeps the command that fitted it
+    results[key] = " ".join(["python -m moola_lib.studies.validate", *(argv or [])])
     write_json(args.json, results)
     text = markdown(results)
     if args.markdown:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..transfer.intervals import METHODS, all_methods, compare_methods
+from ..transfer.intervals import METHODS, all_methods, compare_methods, per_window_methods
 from ..transfer.stats import paired_bootstrap
 
 METRIC = "balanced_accuracy"
@@ -57,16 +57,7 @@ def replicate_rows(runs: dict, pairs: dict, y: np.ndarray, groups: np.ndarray, c
         if a not in runs or b not in runs:
             continue
         d = compare_methods(runs[a], runs[b], y, groups, cfg.alpha, cfg.power)[METRIC]
-        methods = {
-            k: {
-                "se": m.get("se", m.get("scale")),
-                "df": m["df"],
-                "p_value": m.get("p_value", math.nan),
-                "ci_low": m["ci_low"],
-                "ci_high": m["ci_high"],
-            }
-            for k, m in all_methods(d).items()
-        }
+        methods = {k: _method_fields(m) for k, m in all_methods(d).items()}
         row = {
             "mean": d["mean"],
             "interval": d["interval"],
@@ -92,10 +83,38 @@ def replicate_rows(runs: dict, pairs: dict, y: np.ndarray, groups: np.ndarray, c
     return out
 
 
+def _method_fields(m: dict) -> dict:
+    """What a replicate keeps of one method's interval."""
+    return {
+        "se": m.get("se", m.get("scale")),
+        "df": m["df"],
+        "p_value": m.get("p_value", math.nan),
+        "ci_low": m["ci_low"],
+        "ci_high": m["ci_high"],
+    }
+
+
+def rescore(rows: list[dict], alpha: float, power: float) -> None:
+    """Recompute, in place, every per-window method of the replicates' pair records from their stored
+    ``fold_statistics`` (``intervals.per_window_methods``): a new interval method is validated on a finished
+    run's replicates without refitting a model."""
+    for replicate in rows:
+        for row in replicate.values():
+            if "fold_statistics" in row:
+                fresh = per_window_methods(row["fold_statistics"], row["mean"], alpha, power)
+                row["methods"].update({k: _method_fields(m) for k, m in fresh.items()})
+
+
+def _defined(row: dict, method: str) -> bool:
+    """Whether the replicate has ``method``'s interval (a method can be undefined on a set, e.g. too few folds)."""
+    return method in row["methods"] and math.isfinite(row["methods"][method]["ci_low"])
+
+
 def _method_summary(rows: list[dict], method: str, truth: float, spread: float, alpha: float) -> dict:
-    m = [row["methods"][method] for row in rows if method in row["methods"]]
+    m = [row["methods"][method] for row in rows if _defined(row, method)]
     se = float(np.mean([x["se"] for x in m]))
     out = {
+        "undefined": len(rows) - len(m),  # replicates without this method's interval (not in its coverage)
         "coverage": rate(x["ci_low"] <= truth <= x["ci_high"] for x in m),
         "mean_se": se,
         "spread_over_se": spread / se if se > 0 else math.nan,
@@ -118,7 +137,7 @@ def summarise_pair(rows: list[dict], truth: dict, alpha: float, power: float) ->
         "mean_estimate": float(est.mean()),
         "spread": spread,
         "methods": {
-            k: _method_summary(rows, k, t, spread, alpha) for k in METHODS if any(k in row["methods"] for row in rows)
+            k: _method_summary(rows, k, t, spread, alpha) for k in METHODS if any(_defined(row, k) for row in rows)
         },
     }
     if all("test_noise_only_ci" in row for row in rows):

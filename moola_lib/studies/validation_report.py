@@ -148,6 +148,7 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     head = [
         f"Command: `{results.get('command', 'python -m moola_lib.studies.validate')}`",
+        *([f"Intervals recomputed by: `{results['rescore_command']}`"] if "rescore_command" in results else []),
         f"Machine: {m['platform']}, {m['processor']}, torch {m['torch']}, {m['threads']} thread per process, "
         f"{m.get('workers', 1)} process(es); total {results['seconds']:.0f} s",
         f"Sizes: {results['config']}",

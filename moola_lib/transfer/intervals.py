@@ -41,6 +41,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from .between_models import tau2_posterior
 from .stats import (
     compare,
     corrected_t,
@@ -50,13 +51,14 @@ from .stats import (
 
 PER_WINDOW = ("accuracy", "balanced_accuracy", "log_loss")  # metrics that are means of per-window scores
 DEFAULT_ROPE = {"log_loss": 0.01}  # every other metric: 0.01 (1 pp)
-METHODS = ("corrected_t", "bayesian_correlated_t", "decomposition")
+METHODS = ("corrected_t", "bayesian_correlated_t", "decomposition", "hierarchical")
 VALIDATED = ("corrected_t", "bayesian_correlated_t")  # covered >= 93% in every pair of the validation
 VERDICT_INTERVAL = "corrected_t"  # VALIDATION.md: the decomposition covered 92.5% on the primary null (< 93%)
 METHOD_TITLES = {
     "corrected_t": "corrected resampled t (Nadeau-Bengio)",
     "bayesian_correlated_t": "Bayesian correlated t (Corani-Benavoli)",
     "decomposition": "per-window variance decomposition (test + training)",
+    "hierarchical": "per-window decomposition, between-model variance from its posterior",
 }
 _PROB_FLOOR = 1e-7
 # the printed minimal detectable effect varied across replicate labelled sets with a coefficient of variation
@@ -182,6 +184,24 @@ def decomposition(
     return out | _t_record(mean, math.sqrt(var), df, alpha, power)
 
 
+def hierarchical(fs: dict, test_train_ratio: float, mean: float | None = None, alpha=0.05, power=0.8) -> dict:
+    """The decomposition with sigma_tau^2 from its posterior (``between_models.tau2_posterior``) instead of a
+    point estimate floored at 0: var_train = (1/J + n_test/n_train) E[sigma_tau^2], its degrees of freedom
+    2 E^2 / Var (the scaled chi-square with the posterior's mean and variance), Welch-Satterthwaite for the
+    sum with var_test (G - 1 degrees of freedom). Same fields as ``decomposition``."""
+    mean = fs["mean"] if mean is None else float(mean)
+    var_test, J, G = fs["var_test"], len(fs["fold_mean"]), fs["clusters"]
+    tau2, tau2_var = tau2_posterior(fs["fold_mean"], fs["fold_noise"], fs["fold_repeat"])
+    var_train = (1.0 / J + test_train_ratio) * tau2
+    var = var_test + var_train
+    out = _interval_record(mean, var_test, var_train, tau2, fs["fold_noise"])
+    if not (math.isfinite(var) and var > 0 and G > 1):
+        return out
+    train_df = 2 * tau2**2 / tau2_var if tau2_var > 0 else math.inf
+    df = var**2 / (var_test**2 / (G - 1) + var_train**2 / train_df)
+    return out | _t_record(mean, math.sqrt(var), df, alpha, power)
+
+
 def _t_record(mean: float, se: float, df: float, alpha: float, power: float) -> dict:
     """se, df, t, two-sided p, the t interval and the minimal detectable effect of a t-distributed mean."""
     lo, hi = t_interval(mean, se, df, alpha)
@@ -272,7 +292,11 @@ def compare_methods(
 def per_window_methods(fs: dict, mean: float, alpha: float = 0.05, power: float = 0.8) -> dict:
     """The methods computed from ``fold_statistics`` (with its ``test_train_ratio``), centred on ``mean``:
     what ``compare_methods`` adds for a per-window metric, and what a study recomputes from stored statistics."""
-    return {"decomposition": decomposition(fs, fs["test_train_ratio"], mean, alpha, power)}
+    ratio = fs["test_train_ratio"]
+    return {
+        "decomposition": decomposition(fs, ratio, mean, alpha, power),
+        "hierarchical": hierarchical(fs, ratio, mean, alpha, power),
+    }
 
 
 def interval_method(comparison: dict) -> str:

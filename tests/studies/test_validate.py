@@ -77,6 +77,7 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
     assert null["replicates"] == 2 and pairs["probe_vs_logistic"]["replicates"] == 3  # sgd_replicates 2 of 3
     for name, p in pairs.items():
         assert p["truth"]["draws"] == (2 if name in ("primary_null", "positive") else 3)
+        # 3 folds x 1 repeat: too few between-model degrees of freedom for the hierarchical interval
         assert {"corrected_t", "bayesian_correlated_t", "decomposition"} == set(p["methods"])
         cov = p["methods"]["corrected_t"]["coverage"]
         assert cov["ci"][0] <= cov["rate"] <= cov["ci"][1] and "test_noise_only" in p
@@ -92,3 +93,30 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
     assert text in capsys.readouterr().out
     assert main(["--quick", "-p", "replicate", "3"]) == 2  # a mistyped size: one line, status 2
     assert "Did you mean 'replicates'" in capsys.readouterr().err
+
+
+def test_rescore_recomputes_the_per_window_methods_from_stored_fold_statistics(tmp_path, capsys):
+    run, again = tmp_path / "run.json", tmp_path / "again.json"
+    quick = ["--quick", "-y", "experiments: [pairs]", "-p", "repeats", "5"]  # 5 x 2 between-model df
+    assert main([*quick, "--json", str(run)]) == 0
+    res = json.loads(run.read_text())
+    expected = res["pairs"]["pairs"]["probe_vs_logistic"]["methods"]["hierarchical"]
+    for replicate in res["pairs"]["replicates"]:
+        for row in replicate.values():
+            del row["methods"]["hierarchical"]
+            row["methods"]["decomposition"]["ci_low"] = 99.0  # recomputed, not kept
+    del res["pairs"]["pairs"]["probe_vs_logistic"]["methods"]["hierarchical"]
+    run.write_text(json.dumps(res))
+    capsys.readouterr()
+    assert main(["--rescore", str(run), "--json", str(again)]) == 0
+    out = json.loads(again.read_text())
+    assert out["pairs"]["pairs"]["probe_vs_logistic"]["methods"]["hierarchical"] == expected  # same inputs, same floats
+    assert all(r["methods"]["decomposition"]["ci_low"] < 1 for rep in out["pairs"]["replicates"] for r in rep.values())
+    assert out["command"] == res["command"] and out["rescore_command"].endswith(str(again))
+    assert "Intervals recomputed by" in capsys.readouterr().out
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "old.json").write_text(json.dumps({"config": {}, "pairs": {"replicates": [{"p": {}}]}}))
+    for bad in ("missing.json", "broken.json", "old.json"):
+        assert main(["--rescore", str(tmp_path / bad), "--json", str(tmp_path / "x.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and bad in err and not (tmp_path / "x.json").exists()
