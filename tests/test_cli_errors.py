@@ -72,6 +72,9 @@ CASES = {
         ("json-under-a-file", ["--quick", "--json", "{file}/v.json"], "is not a folder"),
         ("markdown-a-folder", ["--quick", "--markdown", "{tmp}"], "it is a folder"),
         ("parameters-file-not-utf8", ["--quick", "-f", "{latin1}"], "not UTF-8 text"),
+        ("rescore-empty", ["--rescore", "{empty}", "--json", "{tmp}/v.json"], "not the results of a validation run"),
+        ("rescore-a-list", ["--rescore", "{list}", "--json", "{tmp}/v.json"], "not the results of a validation run"),
+        ("rescore-other", ["--rescore", "{other}", "--json", "{tmp}/v.json"], "not the results of a validation run"),
     ],
     "moola_lib.studies.curves": [
         ("from-json-empty", ["--from-json", "{empty}"], "cannot be read as JSON"),
@@ -115,6 +118,7 @@ CASES["moola_lib.classify"] = [
     ("threshold", ["scan", "{tmp}/m", "--data", "x.csv", "--out", "{tmp}/o.csv", "--threshold", "1.5"], "probability"),
     ("stride", ["scan", "{tmp}/m", "--data", "x.csv", "--out", "{tmp}/o.csv", "--stride", "0"], "whole number"),
     ("no-model", ["scan", "{tmp}/nomodel", "--data", "{file}", "--out", "{tmp}/o.csv"], "model.json"),
+    ("background", ["fit", "{tmp}/clf", "--arm", "simple_logistic", "--background", "none"], "background class 'none'"),
 ]
 CASES["moola_lib.studies.truth"] = [
     ("sets", ["{tmp}/t", "--sets", "1"], "sets must be >= 2"),

@@ -1,14 +1,15 @@
 """``python -m moola_lib.classify``: fit the classifier the labels were for, and scan new bars with it.
 
     python -m moola_lib.classify fit RUN_DIR [--labels PATH] [--data PATH] [--encoder PATH]
-                                 [--arm NAME|auto] [--transfer-run DIR]
+                                 [--arm NAME|auto] [--transfer-run DIR] [--background CLASS]
     python -m moola_lib.classify scan MODEL_DIR --data PATH --out PATH [--start DATE] [--end DATE]
                                  [--threshold P] [--stride N]
 
 ``fit`` claims RUN_DIR (a new or empty run directory) before any work, reads the labelled windows as
 transfer.ipynb does (``labels.sources``: a labels file with the bars it points into, or without ``--labels``
 the embedded labelled set; features with the encoder's feature options), fits ``--arm`` (default ``auto``:
-the best arm of ``--transfer-run``, which it requires) with that run's recipe, saves the model into RUN_DIR
+the best arm of ``--transfer-run``, which it requires; ``--background`` names the class of windows without a
+pattern, which ``scan`` then does not report as detections) with that run's recipe, saves the model into RUN_DIR
 and prints what it did (``summary``): the arm and why, its cross-validated balanced accuracy, the calibration,
 where the model is; ``fit_from_spec`` is that fit without the run directory (classify.ipynb calls it too).
 ``scan`` reads a saved model and hands it to ``scan.scan_to_files``. Expected errors (an unknown
@@ -45,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--encoder", help="encoder file or pretraining checkpoint (arms that read one need it)")
     fit.add_argument("--arm", default=AUTO, help=f"{AUTO} (needs --transfer-run) or one of: {', '.join(BY_NAME)}")
     fit.add_argument("--transfer-run", dest="transfer_run", help="transfer run directory: its recipe, its choice")
+    fit.add_argument(
+        "--background", help="the labelled class of windows without a pattern: scan detects only the other classes"
+    )
     _read_flags(fit)
     scan = sub.add_parser("scan", help="classify the windows of new bars with a saved model")
     scan.add_argument("model_dir", metavar="MODEL_DIR")
@@ -86,13 +90,15 @@ def fit(args: argparse.Namespace) -> ArmClassifier:
         check_new_run_dir(run_dir)
         data = str(resolve_path(args.data)) if args.data else None
         spec = LabelledSpec(labels_path=args.labels, data_path=data, encoder_path=args.encoder, **read_options(args))
-        classifier = fit_from_spec(spec, args.arm, args.transfer_run)
+        classifier = fit_from_spec(spec, args.arm, args.transfer_run, background=args.background)
         classifier.save(run_dir)
     print(summary(classifier, run_dir))
     return classifier
 
 
-def fit_from_spec(spec: LabelledSpec, arm: str = AUTO, transfer_run=None, config=None) -> ArmClassifier:
+def fit_from_spec(
+    spec: LabelledSpec, arm: str = AUTO, transfer_run=None, config=None, background=None
+) -> ArmClassifier:
     """``arm`` fitted on the labelled windows ``spec`` names (``labels.sources``: a labels file with the bars
     it points into, or the embedded labelled set), with the recipe of ``transfer_run`` (a run directory or
     results file; None: the defaults) and ``config`` overrides; the ``fit`` command and classify.ipynb.
@@ -104,7 +110,7 @@ def fit_from_spec(spec: LabelledSpec, arm: str = AUTO, transfer_run=None, config
     check_encoder(chosen, spec.encoder_path is not None, run)
     source = EncoderSource.load(resolve_path(spec.encoder_path)) if spec.encoder_path else None
     labelled = labelled_from_params(spec, source or _evaluated_encoder(chosen, run))
-    return ArmClassifier(arm, encoder=source, config=config, transfer_run=run).fit(labelled)
+    return ArmClassifier(arm, encoder=source, config=config, transfer_run=run, background=background).fit(labelled)
 
 
 def _evaluated_encoder(arm: str, run: TransferRun | None) -> EncoderSource | None:

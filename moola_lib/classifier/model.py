@@ -1,6 +1,6 @@
 """``ArmClassifier``: one arm of the transfer protocol fitted on all labelled windows, scikit-learn style.
 
-``ArmClassifier(arm="auto", encoder=None, config=None, transfer_run=None).fit(labelled)`` fits the arm
+``ArmClassifier(arm="auto", encoder=None, config=None, transfer_run=None, background=None).fit(labelled)`` fits the arm
 (``recipe.choose_arm``: named, or the transfer run's best) with exactly the recipe the protocol evaluated:
 the run's ``TransferConfig`` (``recipe.recipe_config``), the inner split of all windows grouped as the folds
 are (``transfer.protocol.all_windows_split``: the fit windows learn, the inner validation windows choose the
@@ -52,8 +52,9 @@ class ArmClassifier:
     ``EncoderSource``; ``config``: TransferConfig overrides (a mapping) or a whole TransferConfig;
     ``transfer_run``: a transfer run directory or a ``recipe.TransferRun``."""
 
-    def __init__(self, arm: str = AUTO, encoder=None, config=None, transfer_run=None):
+    def __init__(self, arm: str = AUTO, encoder=None, config=None, transfer_run=None, background: str | None = None):
         self.arm, self.encoder, self.config, self.transfer_run = arm, encoder, config, transfer_run
+        self.background = background  # the class of windows without a pattern: the scan detects the others
         self.model_ = None  # the fitted arm (transfer.fits.FittedArm)
         self.meta: dict = {}
 
@@ -74,7 +75,7 @@ class ArmClassifier:
         if not isinstance(source, EncoderSource | None):
             source = EncoderSource.load(source, input_size=labelled.X.shape[-1])
         options = _model_options(labelled, source)
-        _check_classes(labelled)
+        _check_classes(labelled, self.background)
         seed, split = all_windows_split(labelled, cfg)
         with _threads(cfg.cpu_threads if resolve_device(cfg.device).type == "cpu" else None):
             inputs = Inputs.build(labelled, None if source is None else source.encoder, cfg, arms=[arm])
@@ -93,6 +94,7 @@ class ArmClassifier:
             "kind": arm_row(arm).kind,
             "title": arm_row(arm).title,
             "classes": list(labelled.classes),
+            "background": self.background,
             "class_definitions": labelled.class_definitions,
             "feature_options": options,
             "window_length": int(labelled.X.shape[1]),
@@ -188,7 +190,7 @@ class ArmClassifier:
         meta, state = read_model(path)
         with state_errors(path):
             model = KINDS[arm_row(meta["arm"]).kind].from_state(meta["arm"], meta["chosen"], state)
-        classifier = cls(arm=meta["arm"])
+        classifier = cls(arm=meta["arm"], background=meta.get("background"))
         classifier.model_, classifier.meta = model, meta
         return classifier
 
@@ -213,8 +215,14 @@ def _model_options(labelled: LabelledSet, source: EncoderSource | None) -> dict:
     return dict(options)
 
 
-def _check_classes(labelled: LabelledSet) -> None:
+def _check_classes(labelled: LabelledSet, background: str | None) -> None:
+    """Every class has windows; the background class, if named, is one of them."""
     counts = labelled.class_counts()
+    if background is not None and background not in counts:
+        raise ClassifierError(
+            f"{labelled.source.get('path', 'the labelled set')}: the background class {background!r} is not one of "
+            f"the labelled classes {list(counts)}; name the class of windows without a pattern, as labelled"
+        )
     empty = [c for c, n in counts.items() if n == 0]
     if len(labelled) == 0 or empty:
         raise ClassifierError(

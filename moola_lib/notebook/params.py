@@ -241,6 +241,7 @@ class ClassifyParams(RunParams):
     encoder_path: str | None = None  # encoder file or checkpoint; arms that read an encoder need one
     arm: str = "simple_boosting"  # an arm of transfer.arms.TABLE, or "auto": the best of transfer_run
     transfer_run: str | None = None  # transfer run directory: its recipe (None: the defaults), its best arm
+    background: str | None = None  # the labelled class of windows without a pattern: not reported as detections
     scan_data_path: str | None = None  # bars to scan; None = data_path, else the embedded market to scan_end
     scan_start: IsoDate | None = SCAN_START  # first and last date scanned (inclusive, UTC; None: the
     scan_end: IsoDate | None = SCAN_END  # file's first / last; the embedded market needs both)

@@ -186,7 +186,7 @@ def classifier_from_params(params) -> ArmClassifier:
     """The classifier classify.ipynb's parameters describe, fitted as the ``fit`` command fits it
     (``classifier.cli.fit_from_spec``): ``params.arm`` on the labels (``labels_path`` with the ``data_path``
     it points into, or the embedded labelled set drawn with ``params.seed``, as transfer.ipynb draws it), with
-    ``transfer_run``'s recipe on ``params.device``."""
+    ``transfer_run``'s recipe on ``params.device``; ``background``: the class the scan does not report."""
     spec = LabelledSpec(
         labels_path=params.labels_path,
         data_path=params.data_path,
@@ -194,7 +194,9 @@ def classifier_from_params(params) -> ArmClassifier:
         seed=params.seed,
         **read_options(params),
     )
-    return fit_from_spec(spec, params.arm, params.transfer_run, config={"device": params.device})
+    return fit_from_spec(
+        spec, params.arm, params.transfer_run, config={"device": params.device}, background=params.background
+    )
 
 
 def _scan_bars_spec(params) -> SimpleNamespace:

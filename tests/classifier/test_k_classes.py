@@ -11,8 +11,9 @@ import torch
 
 from moola_lib.bars.ohlcv import DataValidationError
 from moola_lib.bars.synthetic import synthetic_ohlcv
+from moola_lib.classifier.errors import ClassifierError
 from moola_lib.classifier.model import ArmClassifier
-from moola_lib.classifier.scan import scan
+from moola_lib.classifier.scan import detections, scan, scan_to_files
 from moola_lib.features.options import resolve_feature_options
 from moola_lib.labelling.session import MAX_CLASSES, readable_classes
 from moola_lib.labels.sources import LabelledSpec, labelled_from_params
@@ -74,6 +75,21 @@ def test_the_classifier_fits_and_scans_three_classes(three):
     scores = scan(clf, bars, "2025-06-12", "2025-06-13", stride=30)
     assert [c for c in scores.columns if c.startswith("p_")] == [f"p_{c}" for c in CLASSES]
     assert np.allclose(scores[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1.0)
+
+
+def test_a_background_class_is_kept_with_the_model_and_never_detected(three, tmp_path):
+    _, bars, labelled = three
+    clf = ArmClassifier("simple_logistic", config=CFG, background="drift").fit(labelled)
+    clf.save(tmp_path / "model")
+    loaded = ArmClassifier.load(tmp_path / "model")
+    assert loaded.meta["background"] == "drift" and loaded.background == "drift"
+    bars.to_parquet(tmp_path / "scan.parquet")
+    done = scan_to_files(loaded, tmp_path / "scan.parquet", tmp_path / "scores.csv", threshold=0.3, stride=30)
+    assert done["detected_classes"] == ["breakout", "reversal"]
+    found = detections(scan(loaded, bars, stride=30), 0.3, loaded.meta["background"])  # every p >= 0.3
+    assert set(found["class"]) == {"breakout", "reversal"}
+    with pytest.raises(ClassifierError, match=r"'none' is not one of the labelled classes \['breakout', 'drift'"):
+        ArmClassifier("simple_logistic", config=CFG, background="none").fit(labelled)
 
 
 def test_a_class_too_small_for_the_folds_is_named_with_its_count(three):
