@@ -29,22 +29,23 @@ def _pair(name: str, p: dict) -> list[str]:
         f"{p['replicates']} replicates: mean estimate {_pp(p['mean_estimate'])} pp, true spread (sd) "
         f"{_pp(p['spread'], False)} pp.",
         "",
-        "| interval | coverage [95% CI] | true spread / printed se | mean width pp | rejects 0 (p < 0.05) "
-        "| power implied at the truth |",
-        "|---|---|---|---|---|---|",
+        "| interval | coverage [95% CI] | true spread / printed se | mean width pp | half-width / (1.96 x true sd) "
+        "| rejects 0 (p < 0.05) | power implied at the truth | undefined on |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method, m in p["methods"].items():
         rej = _rate(m["rejection"]) if "rejection" in m else "-"
         implied = _pct(m["implied_power"]) if "implied_power" in m and math.isfinite(m["implied_power"]) else "-"
         lines.append(
             f"| {METHOD_TITLES[method]} | {_rate(m['coverage'])} | {m['spread_over_se']:.2f} | "
-            f"{_pp(m['mean_width'], False)} | {rej} | {implied} |"
+            f"{_pp(m['mean_width'], False)} | {m.get('width_over_need', math.nan):.2f} | {rej} | {implied} | "
+            f"{m.get('undefined', 0)} |"
         )
     if "test_noise_only" in p:
         b = p["test_noise_only"]
         lines.append(
             f"| test-window bootstrap (test-set noise only, not a CI of the difference) | "
-            f"{_rate(b['coverage'])} | - | {_pp(b['mean_width'], False)} | - | - |"
+            f"{_rate(b['coverage'])} | - | {_pp(b['mean_width'], False)} | - | - | - | - |"
         )
     lines += [
         "",
@@ -66,9 +67,31 @@ def _pairs(res: dict) -> list[str]:
         f"(best epoch {enc['best_epoch']}, val loss {enc['best_val_loss']:.3f}).",
         "",
     ]
+    lines += _overview(res["pairs"])
     for name, p in res["pairs"].items():
         lines += _pair(name, p)
     return lines + [f"- {res['seconds_total']:.0f} s", ""]
+
+
+def _overview(pairs: dict) -> list[str]:
+    """Per interval method, over every pair: its coverage and its half-width against the true need, the two
+    figures an interval must get right together (coverage >= 93%, half-width <= 1.3x the need)."""
+    names = list(pairs)
+    lines = [
+        "Per method, each pair's coverage / half-width over 1.96 x the true sd (" + ", ".join(names) + "):",
+        "",
+        "| interval | " + " | ".join(names) + " | lowest coverage | widest |",
+        "|---|" + "---|" * (len(names) + 2),
+    ]
+    methods = dict.fromkeys(m for p in pairs.values() for m in p["methods"])
+    for method in methods:
+        cells = [pairs[n]["methods"].get(method) for n in names]
+        got = [c for c in cells if c is not None]
+        low = min(c["coverage"]["rate"] for c in got)
+        wide = max(c.get("width_over_need", math.nan) for c in got)
+        row = [f"{_pct(c['coverage']['rate'])} / {c.get('width_over_need', math.nan):.2f}" if c else "-" for c in cells]
+        lines.append(f"| {METHOD_TITLES[method]} | " + " | ".join(row) + f" | {_pct(low)} | {wide:.2f} |")
+    return lines + [""]
 
 
 def _labels(res: dict) -> list[str]:

@@ -2,7 +2,8 @@
 
 The protocol runs every arm at several fractions of each training fold (``TransferConfig.fractions``);
 the test folds keep their size at every fraction. The standard error of the paired difference has two
-parts, which ``intervals.decomposition`` separates at every fraction:
+parts, which the per-window intervals separate at every fraction (the verdict's own, with the share of the
+overlap term it counts, ``intervals.OVERLAP_SHARE``; else the decomposition's):
 
 - test noise: sigma_w^2 per window (the cluster-robust variance of the per-window paired score), which
   enters a fold's mean as sigma_w^2 / n_test and the whole estimate as sigma_w^2 / n;
@@ -32,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from .config import LOWER_IS_BETTER, TransferConfig
-from .intervals import PER_WINDOW, all_methods, compare_methods
+from .intervals import OVERLAP_SHARE, PER_WINDOW, all_methods, compare_methods
 
 TARGETS = {"pp": (0.03, 0.05, 0.10), "nats": (0.01, 0.02, 0.05)}
 MAX_FACTOR = 100  # labels needed beyond 100x today's are reported as "more than"
@@ -47,7 +48,8 @@ def variance_points(runs: dict, cfg: TransferConfig, y: np.ndarray, groups: np.n
     points = []
     for f in sorted(runs):
         d = compare_methods(runs[f][arm], runs[f][ref], y, groups, cfg.alpha, cfg.power)[metric]
-        dec = all_methods(d).get("decomposition", {})
+        methods = all_methods(d)  # the training term of the printed method when it has one (per-window methods)
+        dec = methods.get(d["interval"] if d["interval"] in OVERLAP_SHARE else "decomposition", {})
         folds = runs[f][ref]["folds"]
         n_test = float(np.mean([x["n_test"] for x in folds]))
         points.append(
@@ -91,8 +93,8 @@ def se_model(full: dict, exponent: float, folds: int, repeats: int, interval: st
 
     def raw(n: float) -> float:
         tau = tau0 * (n * (folds - 1) / folds / full["n_train"]) ** exponent
-        if interval == "decomposition":
-            return math.sqrt(w2 / n + (1 / J + ratio) * tau)
+        if interval in OVERLAP_SHARE:  # a per-window method: test noise + its count of the training term
+            return math.sqrt(w2 / n + (1 / J + OVERLAP_SHARE[interval] * ratio) * tau)
         return math.sqrt((1 / J + ratio) * (tau + w2_fold * folds / n))  # a fold's test noise: one repeat
 
     scale = full["se"] / raw(n0) if raw(n0) > 0 and math.isfinite(full["se"]) else math.nan

@@ -7,7 +7,14 @@ import pytest
 from scipy import integrate, stats
 
 from moola_lib.transfer.between_models import _repeat_log_likelihood, tau2_posterior
-from moola_lib.transfer.intervals import decomposition, fold_statistics, hierarchical
+from moola_lib.transfer.intervals import (
+    CALIBRATED_OVERLAP_SHARE,
+    cluster_variance_df,
+    decomposition,
+    fold_statistics,
+    hierarchical,
+    per_window_methods,
+)
 
 
 def _folds(repeats: int, k: int):
@@ -67,3 +74,27 @@ def test_hierarchical_widens_where_the_training_term_is_small_and_agrees_where_i
     dec, hier = decomposition(fs, 0.25), hierarchical(fs, 0.25)
     assert hier["se"] == pytest.approx(dec["se"], rel=0.2) and hier["df"] >= 5
     assert hier["p_value"] == pytest.approx(2 * stats.t.sf(abs(hier["t"]), hier["df"]))
+
+
+def test_the_calibrated_interval_counts_a_share_of_the_overlap_term():
+    rng = np.random.default_rng(3)
+    e, folds = _e(rng, 0.2)
+    fs = fold_statistics(e, folds, np.arange(200))
+    full, share = hierarchical(fs, 0.25), hierarchical(fs, 0.25, overlap_share=CALIBRATED_OVERLAP_SHARE)
+    assert full["sigma_tau2"] == share["sigma_tau2"] > 0
+    assert full["var_train"] == pytest.approx((1 / 25 + 0.25) * full["sigma_tau2"])
+    assert share["var_train"] == pytest.approx((1 / 25 + CALIBRATED_OVERLAP_SHARE * 0.25) * full["sigma_tau2"])
+    assert share["var_test"] == full["var_test"] and share["se"] < full["se"]
+    methods = per_window_methods(fs | {"test_train_ratio": 0.25}, fs["mean"])
+    assert methods["calibrated"] == share and methods["hierarchical"] == full
+
+
+def test_the_test_terms_degrees_of_freedom_fall_for_sparse_differences():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(100), 2)
+    normal = rng.normal(0, 1, 200)
+    assert 70 < cluster_variance_df(normal, groups) <= 99  # about G for normal cluster sums
+    sparse = np.zeros(200)
+    sparse[rng.choice(200, 6, replace=False)] = rng.choice([-1.0, 1.0], 6)  # two arms disagree on 6 windows
+    assert 8 < cluster_variance_df(sparse, groups) < 20  # about 2 x the 6 disagreements, not 99
+    assert cluster_variance_df(np.ones(200), groups) == 99 and math.isnan(cluster_variance_df(normal[:4], [0, 0, 1, 1]))
