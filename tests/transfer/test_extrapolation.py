@@ -13,8 +13,9 @@ from moola_lib.transfer.extrapolation import (
     labels_for,
     labels_needed,
     labels_needed_sentence,
+    se_model,
 )
-from moola_lib.transfer.intervals import compare_methods
+from moola_lib.transfer.intervals import OVERLAP_SHARE, compare_methods
 
 K, R, N = 5, 8, 200
 CFG = TransferConfig(
@@ -115,3 +116,16 @@ def test_untrustworthy_answers_say_why():
     auc = labels_needed(runs, dataclasses.replace(CFG, primary_metric="roc_auc"), y, groups)
     assert auc["interval"] == "corrected_t" and any("not a mean of per-window scores" in c for c in auc["caveats"])
     assert auc["predicted_se"][str(N)] > auc["predicted_se"][str(4 * N)] > 0  # all variance as training variance
+
+
+def test_each_per_window_interval_extrapolates_with_its_own_count_of_the_training_term():
+    full = {"n_train": 160.0, "n_test": 40.0, "sigma_w2": 0.04 * 200, "sigma_w2_fold": 0.2, "sigma_tau2": 0.02}
+    full |= {"sd2": 0.03, "se": 0.05}
+    J, ratio = K * R, 1 / (K - 1)
+    for interval, share in OVERLAP_SHARE.items():
+        se = se_model(full, 0.0, K, R, interval)  # a training variance that does not shrink with more labels
+        assert se(200) == pytest.approx(0.05)
+        by_hand = math.sqrt(0.04 * 200 / 800 + (1 / J + share * ratio) * 0.02)
+        assert se(800) / se(200) == pytest.approx(by_hand / math.sqrt(0.04 + (1 / J + share * ratio) * 0.02))
+    calibrated, full_count = se_model(full, 0.0, K, R, "calibrated"), se_model(full, 0.0, K, R, "hierarchical")
+    assert calibrated(800) < full_count(800)  # less of the variance stays when the labels grow
