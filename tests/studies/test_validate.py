@@ -97,7 +97,7 @@ def test_quick_validation_run_writes_its_results(tmp_path, capsys):
 
 def test_rescore_recomputes_the_per_window_methods_from_stored_fold_statistics(tmp_path, capsys):
     run, again = tmp_path / "run.json", tmp_path / "again.json"
-    quick = ["--quick", "-y", "experiments: [pairs]", "-p", "repeats", "5"]  # 5 x 2 between-model df
+    quick = ["--quick", "-y", "experiments: [pairs]", "-p", "repeats", "8"]  # 8 x 2 between-model df: MIN_DF
     assert main([*quick, "--json", str(run)]) == 0
     res = json.loads(run.read_text())
     expected = res["pairs"]["pairs"]["probe_vs_logistic"]["methods"]["hierarchical"]

@@ -42,13 +42,15 @@ def test_the_posterior_finds_a_clear_between_model_variance():
 def test_no_spread_beyond_the_noise_still_leaves_a_positive_between_model_variance():
     rng = np.random.default_rng(1)
     means = rng.normal(0, 0.1, 25) * 0.01  # fold means far closer than their noise (0.01) allows
-    mean, var = tau2_posterior(means, np.full(25, 0.01), _folds(5, 5))
+    mean, var = tau2_posterior(means, np.full(25, 0.01), _folds(5, 5))  # 20 df, the default 5 x 5
     assert 0 < mean < 0.01 and var > 0
 
 
 def test_too_few_between_model_degrees_of_freedom_give_nan():
     assert all(map(math.isnan, tau2_posterior([0.1, 0.2, 0.0, 0.3], [0.01] * 4, [0, 0, 1, 1])))  # 2 df
-    assert all(map(math.isnan, tau2_posterior([0.0] * 10, [0.0] * 10, _folds(2, 5))))  # nothing varies
+    assert all(map(math.isnan, tau2_posterior(np.arange(10.0), [0.01] * 10, _folds(2, 5))))  # 5 x 2: 8 < MIN_DF
+    assert math.isfinite(tau2_posterior(np.arange(20.0), [0.01] * 20, _folds(4, 5))[0])  # 5 x 4: 16
+    assert all(map(math.isnan, tau2_posterior([0.0] * 25, [0.0] * 25, _folds(5, 5))))  # nothing varies
 
 
 def _e(rng, training_sd: float, repeats=5, n=200, k=5):
