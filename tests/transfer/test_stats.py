@@ -151,11 +151,14 @@ def _run(rng, y, assign, skill):
 def test_compare_methods_reports_every_method_and_the_chosen_one():
     rng = np.random.default_rng(0)
     y = np.arange(120) % 2
-    assign = np.stack([rng.permutation(np.arange(120) % 5) for _ in range(3)])
+    assign = np.stack([rng.permutation(np.arange(120) % 5) for _ in range(5)])  # 5 x 5: 20 between-model df
     a, b = _run(rng, y, assign, 0.15), _run(rng, y, assign, 0.05)
     groups = np.arange(120) // 2
     out = compare_methods(a, b, y, groups)
     d = out["balanced_accuracy"]
+    few = compare_methods(*(_run(rng, y, assign[:3], e) for e in (0.15, 0.05)), y, groups)["balanced_accuracy"]
+    # 5 x 3: 12 < MIN_DF between-model df, no posterior: the corrected t is printed
+    assert few["interval"] == "corrected_t" and math.isnan(few["intervals"]["hierarchical"]["se"])
     # only the validated intervals are presented as intervals; the others are kept apart, named so
     assert set(d["intervals"]) == set(VALIDATED) and {"corrected_t", "bayesian_correlated_t"} <= set(VALIDATED)
     assert set(d["unvalidated_intervals"]) == set(METHODS) - set(VALIDATED)
