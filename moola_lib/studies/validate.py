@@ -18,8 +18,10 @@ Every experiment runs through the protocol's own code (folds, probes, intervals,
 
 ``--quick`` runs a seconds-long version (the tests run it); the defaults fit 30 minutes on 2 idle CPU cores
 (``workers`` 2 processes; about 20 minutes; with ``-p sgd_replicates 80 --labels-check`` 24 minutes,
-measured on an idle 2-core machine, VALIDATION.md); ``-p replicate_offset N`` draws fresh replicates. Results
-go to a JSON file (``--json``) and a Markdown summary (``--markdown``).
+measured on an idle 2-core machine, VALIDATION.md); ``-p replicate_offset N`` draws fresh replicates,
+``-p difficulty`` and ``-p n_labelled`` other settings. Results go to a JSON file (``--json``) and a Markdown
+summary (``--markdown``); every replicate keeps each pair's fold statistics, and ``--rescore RESULTS_JSON``
+recomputes every per-window interval method from them (``rescore_results``: no fitting).
 The run's sizes (``ValidationConfig``, ``QUICK``) and the labelled sets it draws: ``validation_config.py``.
 """
 
