@@ -38,8 +38,8 @@ def _pair(name: str, p: dict) -> list[str]:
         implied = _pct(m["implied_power"]) if "implied_power" in m and math.isfinite(m["implied_power"]) else "-"
         lines.append(
             f"| {METHOD_TITLES[method]} | {_rate(m['coverage'])} | {m['spread_over_se']:.2f} | "
-            f"{_pp(m['mean_width'], False)} | {m.get('width_over_need', math.nan):.2f} | {rej} | {implied} | "
-            f"{m.get('undefined', 0)} |"
+            f"{_pp(m['mean_width'], False)} | {m['width_over_need']:.2f} | {rej} | {implied} | "
+            f"{m['undefined']} |"
         )
     if "test_noise_only" in p:
         b = p["test_noise_only"]
@@ -88,8 +88,8 @@ def _overview(pairs: dict) -> list[str]:
         cells = [pairs[n]["methods"].get(method) for n in names]
         got = [c for c in cells if c is not None]
         low = min(c["coverage"]["rate"] for c in got)
-        wide = max(c.get("width_over_need", math.nan) for c in got)
-        row = [f"{_pct(c['coverage']['rate'])} / {c.get('width_over_need', math.nan):.2f}" if c else "-" for c in cells]
+        wide = max(c["width_over_need"] for c in got)
+        row = [f"{_pct(c['coverage']['rate'])} / {c['width_over_need']:.2f}" if c else "-" for c in cells]
         lines.append(f"| {METHOD_TITLES[method]} | " + " | ".join(row) + f" | {_pct(low)} | {wide:.2f} |")
     return lines + [""]
 

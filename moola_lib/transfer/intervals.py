@@ -144,15 +144,22 @@ def per_window_scores(y: np.ndarray, proba: np.ndarray, metric: str) -> np.ndarr
     raise ValueError(f"per_window_scores: {metric!r} is not a mean of per-window scores (one of {PER_WINDOW})")
 
 
+def _cluster_sums(values: np.ndarray, clusters) -> np.ndarray:
+    """Per cluster, the sum of the values' deviations from their mean (G entries)."""
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        return np.zeros(0)
+    _, c = np.unique(clusters, return_inverse=True)
+    return np.bincount(c, weights=values - values.mean(), minlength=int(c.max()) + 1)
+
+
 def cluster_variance_of_mean(values: np.ndarray, clusters: np.ndarray) -> float:
     """Cluster-robust (CR1) variance of the mean of ``values``: G / (G - 1) x sum over clusters of the
     squared summed deviations / N^2 (NaN with fewer than two clusters)."""
-    values = np.asarray(values, dtype=float)
-    _, c = np.unique(clusters, return_inverse=True)
-    G = int(c.max()) + 1 if len(c) else 0
+    sums = _cluster_sums(values, clusters)
+    G = len(sums)
     if G < 2:
         return math.nan
-    sums = np.bincount(c, weights=values - values.mean(), minlength=G)
     return float(G / (G - 1) * np.sum(sums**2) / len(values) ** 2)
 
 
@@ -161,33 +168,34 @@ def cluster_variance_df(values: np.ndarray, clusters: np.ndarray) -> float:
     the spread of the G squared cluster sums u_g it adds up (2 G mean(u)^2 / var(u), at most G - 1; normal
     sums give about G). Sparse, heavy-tailed per-window differences (two arms that disagree on a few windows)
     make the variance estimate far noisier than G - 1 degrees of freedom say. NaN with fewer than 3 clusters."""
-    values = np.asarray(values, dtype=float)
-    _, c = np.unique(clusters, return_inverse=True)
-    G = int(c.max()) + 1 if len(c) else 0
+    u = _cluster_sums(values, clusters) ** 2
+    G = len(u)
     if G < 3:
         return math.nan
-    u = np.bincount(c, weights=values - values.mean(), minlength=G) ** 2
     spread = float(np.var(u, ddof=1))
     return float(G - 1) if spread == 0 else float(min(G - 1, 2 * G * u.mean() ** 2 / spread))
 
 
-def fold_statistics(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray) -> dict:
+def fold_statistics(e: np.ndarray, folds: list[np.ndarray], groups: np.ndarray, test_train_ratio: float) -> dict:
     """What the per-window intervals are computed from (small: one entry per fitted model), so that a study can
     store it and recompute every method later: the mean of ``e`` [repeats, N], var_test (the cluster-robust
-    variance of the mean over windows of e averaged over repeats), per model its repeat, test-fold size, mean
-    of e and test noise (the cluster-robust variance of that mean), N and G (windows and clusters)."""
+    variance of the mean over windows of e averaged over repeats) and its effective degrees of freedom, per
+    model its repeat, test-fold size, mean of e and test noise (the cluster-robust variance of that mean), N,
+    G (windows and clusters) and n_test / n_train."""
     e = np.asarray(e, dtype=float)
     groups = np.asarray(groups)
+    e_bar = e.mean(axis=0)
     return {
         "mean": float(np.mean(e)),
-        "var_test": cluster_variance_of_mean(e.mean(axis=0), groups),
-        "var_test_df": cluster_variance_df(e.mean(axis=0), groups),
+        "var_test": cluster_variance_of_mean(e_bar, groups),
+        "var_test_df": cluster_variance_df(e_bar, groups),
         "fold_repeat": [int(r) for r, _ in folds],
         "fold_size": [len(idx) for _, idx in folds],
         "fold_mean": [float(e[r, idx].mean()) for r, idx in folds],
         "fold_noise": [cluster_variance_of_mean(e[r, idx], groups[idx]) for r, idx in folds],
         "n": int(e.shape[1]),
         "clusters": len(np.unique(groups)),
+        "test_train_ratio": float(test_train_ratio),
     }
 
 
@@ -203,9 +211,7 @@ def _interval_record(mean: float, var_test: float, var_train: float, tau2: float
     }
 
 
-def decomposition(
-    fs: dict, test_train_ratio: float, mean: float | None = None, alpha: float = 0.05, power: float = 0.8
-) -> dict:
+def decomposition(fs: dict, mean: float | None = None, alpha: float = 0.05, power: float = 0.8) -> dict:
     """The variance-decomposition interval (module docstring) from ``fold_statistics`` ``fs``; ``mean``
     (default the mean of e) centres the interval. Returns mean, se, df, t, p_value, ci_low, ci_high, mde and
     the two variance terms var_test and var_train (with sigma_tau^2, the between-model variance beyond test
@@ -213,7 +219,7 @@ def decomposition(
     mean = fs["mean"] if mean is None else float(mean)
     var_test, J, G = fs["var_test"], len(fs["fold_mean"]), fs["clusters"]
     tau2 = _between_model_variance(fs["fold_mean"], fs["fold_noise"], fs["fold_repeat"], fs["fold_size"], fs["n"])
-    var_train = (1.0 / J + test_train_ratio) * tau2
+    var_train = (1.0 / J + fs["test_train_ratio"]) * tau2
     var = var_test + var_train
     out = _interval_record(mean, var_test, var_train, tau2, fs["fold_noise"])
     if not (math.isfinite(var) and var > 0):
@@ -223,9 +229,7 @@ def decomposition(
     return out | _t_record(mean, math.sqrt(var), df, alpha, power)
 
 
-def hierarchical(
-    fs: dict, test_train_ratio: float, mean: float | None = None, alpha=0.05, power=0.8, overlap_share: float = 1.0
-) -> dict:
+def hierarchical(fs: dict, mean: float | None = None, alpha=0.05, power=0.8, overlap_share: float = 1.0) -> dict:
     """The decomposition with sigma_tau^2 from its posterior (``between_models.tau2_posterior``) instead of a
     point estimate floored at 0: var_train = (1/J + overlap_share x n_test/n_train) E[sigma_tau^2], its
     degrees of freedom 2 E^2 / Var (the scaled chi-square with the posterior's mean and variance),
@@ -235,7 +239,7 @@ def hierarchical(
     mean = fs["mean"] if mean is None else float(mean)
     var_test, J, G = fs["var_test"], len(fs["fold_mean"]), fs["clusters"]
     tau2, tau2_var = tau2_posterior(fs["fold_mean"], fs["fold_noise"], fs["fold_repeat"])
-    var_train = (1.0 / J + overlap_share * test_train_ratio) * tau2
+    var_train = (1.0 / J + overlap_share * fs["test_train_ratio"]) * tau2
     var = var_test + var_train
     out = _interval_record(mean, var_test, var_train, tau2, fs["fold_noise"])
     if not (math.isfinite(var) and var > 0 and G > 1):
@@ -313,7 +317,7 @@ def compare_methods(
         fs = None
         if m in PER_WINDOW and "oof" in arm_run and "oof" in ref_run:
             e = per_window_scores(y, arm_run["oof"], m) - per_window_scores(y, ref_run["oof"], m)
-            fs = fold_statistics(e, models, groups) | {"test_train_ratio": ratio}
+            fs = fold_statistics(e, models, groups, ratio)
             methods.update(per_window_methods(fs, nb["mean"], alpha, power))
         name = (
             chosen if chosen in methods and math.isfinite(methods[chosen].get("p_value", math.nan)) else "corrected_t"
@@ -334,13 +338,12 @@ def compare_methods(
 
 
 def per_window_methods(fs: dict, mean: float, alpha: float = 0.05, power: float = 0.8) -> dict:
-    """The methods computed from ``fold_statistics`` (with its ``test_train_ratio``), centred on ``mean``:
+    """The methods computed from ``fold_statistics`` ``fs``, centred on ``mean``:
     what ``compare_methods`` adds for a per-window metric, and what a study recomputes from stored statistics."""
-    ratio = fs["test_train_ratio"]
     return {
-        "decomposition": decomposition(fs, ratio, mean, alpha, power),
-        "hierarchical": hierarchical(fs, ratio, mean, alpha, power),
-        "calibrated": hierarchical(fs, ratio, mean, alpha, power, CALIBRATED_OVERLAP_SHARE),
+        "decomposition": decomposition(fs, mean, alpha, power),
+        "hierarchical": hierarchical(fs, mean, alpha, power),
+        "calibrated": hierarchical(fs, mean, alpha, power, CALIBRATED_OVERLAP_SHARE),
     }
 
 

@@ -67,13 +67,13 @@ def _e(rng, training_sd: float, repeats=5, n=200, k=5):
 def test_hierarchical_widens_where_the_training_term_is_small_and_agrees_where_it_is_clear():
     rng = np.random.default_rng(2)
     e, folds = _e(rng, 0.0)
-    fs = fold_statistics(e, folds, np.arange(200))
-    dec, hier = decomposition(fs, 0.25), hierarchical(fs, 0.25)
+    fs = fold_statistics(e, folds, np.arange(200), 0.25)
+    dec, hier = decomposition(fs), hierarchical(fs)
     assert hier["sigma_tau2"] > dec["sigma_tau2"] and hier["se"] > dec["se"]  # the floor's 0 is a possibility
     assert hier["ci_low"] < dec["ci_low"] < dec["ci_high"] < hier["ci_high"]
     e, folds = _e(rng, 0.3)
-    fs = fold_statistics(e, folds, np.arange(200))
-    dec, hier = decomposition(fs, 0.25), hierarchical(fs, 0.25)
+    fs = fold_statistics(e, folds, np.arange(200), 0.25)
+    dec, hier = decomposition(fs), hierarchical(fs)
     assert hier["se"] == pytest.approx(dec["se"], rel=0.2) and hier["df"] >= 5
     assert hier["p_value"] == pytest.approx(2 * stats.t.sf(abs(hier["t"]), hier["df"]))
 
@@ -81,13 +81,13 @@ def test_hierarchical_widens_where_the_training_term_is_small_and_agrees_where_i
 def test_the_calibrated_interval_counts_a_share_of_the_overlap_term():
     rng = np.random.default_rng(3)
     e, folds = _e(rng, 0.2)
-    fs = fold_statistics(e, folds, np.arange(200))
-    full, share = hierarchical(fs, 0.25), hierarchical(fs, 0.25, overlap_share=CALIBRATED_OVERLAP_SHARE)
+    fs = fold_statistics(e, folds, np.arange(200), 0.25)
+    full, share = hierarchical(fs), hierarchical(fs, overlap_share=CALIBRATED_OVERLAP_SHARE)
     assert full["sigma_tau2"] == share["sigma_tau2"] > 0
     assert full["var_train"] == pytest.approx((1 / 25 + 0.25) * full["sigma_tau2"])
     assert share["var_train"] == pytest.approx((1 / 25 + CALIBRATED_OVERLAP_SHARE * 0.25) * full["sigma_tau2"])
     assert share["var_test"] == full["var_test"] and share["se"] < full["se"]
-    methods = per_window_methods(fs | {"test_train_ratio": 0.25}, fs["mean"])
+    methods = per_window_methods(fs, fs["mean"])
     assert methods["calibrated"] == share and methods["hierarchical"] == full
 
 

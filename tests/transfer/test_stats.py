@@ -87,7 +87,7 @@ def test_decomposition_hand_computed():
     # one repeat, two folds {0, 1}, {2, 3}, every window its own group, n_test / n_train = 1
     e = np.array([[1.0, 3.0, 5.0, 7.0]])
     folds = [(0, np.array([0, 1])), (0, np.array([2, 3]))]
-    out = decomposition(fold_statistics(e, folds, np.arange(4)), test_train_ratio=1.0)
+    out = decomposition(fold_statistics(e, folds, np.arange(4), test_train_ratio=1.0))
     # fold means 2, 6: variance 8; each fold mean's test noise s^2 / 2 = 1, times 1 - 2/4 for a partition
     assert out["sigma_tau2"] == pytest.approx(7.5) and out["var_fold_test"] == pytest.approx(1.0)
     assert out["var_train"] == pytest.approx((1 / 2 + 1) * 7.5)
@@ -104,13 +104,13 @@ def test_decomposition_without_a_training_effect_is_the_test_noise():
     rng = np.random.default_rng(0)
     e = np.tile(rng.normal(0.05, 0.3, 200), (3, 1))  # same per-window difference in every repeat
     folds = [(r, idx) for r in range(3) for idx in np.array_split(rng.permutation(200), 5)]
-    out = decomposition(fold_statistics(e, folds, np.arange(200)), 0.25)
+    out = decomposition(fold_statistics(e, folds, np.arange(200), 0.25))
     assert out["var_train"] < 0.2 * out["var_test"]
     assert out["se"] == pytest.approx(np.std(e[0], ddof=1) / math.sqrt(200), rel=0.1)
     shifted = e.copy()
     for (r, idx), shift in zip(folds, rng.normal(0, 0.2, len(folds))):
         shifted[r, idx] += shift  # each model shifts its own test fold: training variance
-    with_training = decomposition(fold_statistics(shifted, folds, np.arange(200)), 0.25)
+    with_training = decomposition(fold_statistics(shifted, folds, np.arange(200), 0.25))
     assert with_training["sigma_tau2"] > 0.01 and with_training["se"] > 1.5 * out["se"]
 
 
