@@ -44,14 +44,17 @@ from ..transfer.fits import Inputs, arm_probabilities, fit_seed
 from ..transfer.folds import fold_groups, inner_split
 from ..transfer.intervals import per_window_scores
 from ..util.cli import ArgumentParser, run
-from ..util.config import StrictConfig
+from ..util.config import ConfigError, StrictConfig
 from ..util.io import check_writable, read_json, write_json
 from ..util.paths import resolve_path
+from ..util.rundir import run_dir_claim
 from .truth_report import report
 from .truth_verdicts import check, check_markdown, run_verdict
 from .validation_truth import concatenate
 
 SET_MARKET = 5_000_000
+OTHER_SIZE_MARKET = 7_000_000  # sizes outside SIZE_SLOTS: 7,000,000 + 1,000 x size + k (apart from the test's)
+SIZE_SLOTS = (174, 700, 50, 100, 350)  # the first run's order: its sets keep their markets, whatever --sizes says
 TEST_MARKET = 6_000_000
 TEST_SEED = 6_000_001
 PRETRAIN_SPLITS = {"train": ["2024-01-01", "2025-01-01"], "val": ["2025-01-01", "2025-04-01"]}
@@ -93,7 +96,7 @@ class TruthConfig(StrictConfig):
         self.require(
             [
                 (bool(self.sizes) and all(s >= 10 for s in self.sizes), "sizes must be a list of sizes >= 10"),
-                (self.sets >= 2, "sets must be >= 2 (an interval over sets needs two)"),
+                (2 <= self.sets <= 1000, "sets must be 2 .. 1000 (an interval over sets needs two)"),
                 (self.test_size >= 20, "test_size must be >= 20"),
                 (len(self.period) == 2 and len(self.test_period) == 2, "periods must be [first day, last day]"),
                 (bool(self.encoders), "encoders must name at least one encoder"),
@@ -164,10 +167,18 @@ def test_set(tc: TruthConfig):
     )
 
 
+def set_seed(size: int, k: int) -> int:
+    """Market and draw seed of set k of ``size``: keyed by the size, never by its place in ``sizes`` (a run of
+    ``--sizes 50`` must not redraw the markets of the sets of 174)."""
+    if size in SIZE_SLOTS:
+        return SET_MARKET + 1000 * SIZE_SLOTS.index(size) + k
+    return OTHER_SIZE_MARKET + 1000 * size + k
+
+
 def labelled_set(tc: TruthConfig, i: int, k: int):
-    """Set k of size index i: its own market and draw."""
+    """Set k of size index i: its own market and draw (``set_seed``)."""
     lo, hi = tc.period
-    seed = SET_MARKET + 1000 * i + k
+    seed = set_seed(tc.sizes[i], k)
     return synthetic_labelled_set(
         tc.sizes[i], seed=seed, start=lo, end=hi, history_start=str(np.datetime64(lo, "D") - 30), market_seed=seed
     )
@@ -215,12 +226,27 @@ def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict
     return scores, windows
 
 
+SET_SIZE_OPTIONS = ("sizes", "sets", "verdicts", "verdict_sizes")  # a rerun may change these: more or other sets
+
+
+def check_same_settings(stored: dict, tc: TruthConfig, path: Path) -> None:
+    """Refuse to add sets fitted with other settings to a results file (its means would mix two studies)."""
+    new = dataclasses.asdict(tc)
+    changed = [k for k in new if k not in SET_SIZE_OPTIONS and k in stored and stored[k] != new[k]]
+    if changed:
+        raise ConfigError(
+            f"{path}: written with other settings ({', '.join(changed)}); only {', '.join(SET_SIZE_OPTIONS)} may "
+            "change between runs of one study: use another output folder"
+        )
+
+
 def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
     """Every set of every size not yet in out/truth.json, each written as it finishes (then the verdicts of
     the size, ``run_verdicts``); the results."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
     results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
+    check_same_settings(results["config"], tc, path)
     cfg = tc.transfer_config()
     encoders = prepare_encoders(tc, out)
     test = test_set(tc)
@@ -283,7 +309,11 @@ def _main(argv=None) -> int:
     out = Path(args.out_dir)
     for name in ("truth.json", "truth.md", "truth.png"):
         check_writable(out / name)  # before hours of work
-    results = read_json(out / "truth.json") if args.report_only else run_study(tc, out)
+    if args.report_only:
+        results = read_json(out / "truth.json")
+    else:
+        with run_dir_claim(out):  # one writer: a second study on the same folder would lose sets
+            results = run_study(tc, out)
     report(results, out, check_markdown(check(results)))
     print(f"truth study: {out / 'truth.md'}")
     return 0

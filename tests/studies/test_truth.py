@@ -98,3 +98,18 @@ def test_the_verdict_check_counts_coverage_and_regret():
     assert c["regret_mean"] == pytest.approx(0.02) and c["within_1pp"] == 0.5
     assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
     assert truth_key("rocket_minirocket", "m", "2x64") == "rocket_minirocket"
+
+
+def test_a_set_keeps_its_market_whatever_the_other_sizes():
+    by_size = truth.TruthConfig.from_dict({**truth.QUICK, "sizes": [30, 24]})
+    alone = truth.TruthConfig.from_dict(truth.QUICK)
+    assert np.array_equal(truth.labelled_set(by_size, 1, 0).start, truth.labelled_set(alone, 0, 0).start)
+    seeds = {truth.set_seed(size, k) for size in (*truth.SIZE_SLOTS, 24, 1000) for k in range(20)}
+    assert len(seeds) == 7 * 20 and truth.TEST_MARKET not in seeds and truth.set_seed(174, 0) == truth.SET_MARKET
+
+
+def test_a_rerun_with_other_settings_is_refused_before_any_fit(quick_run, capsys):
+    before = (quick_run / "truth.json").read_text()
+    assert truth.main([str(quick_run), "--quick", "--arms", "baseline", "simple"]) == 2
+    assert "written with other settings (arms)" in capsys.readouterr().err
+    assert (quick_run / "truth.json").read_text() == before
