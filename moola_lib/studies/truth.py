@@ -89,7 +89,9 @@ class TruthConfig(StrictConfig):
     verdicts: int = 0  # per size of verdict_sizes: the protocol's verdict on the first sets (truth_verdicts)
     verdict_sizes: list[int] = field(default_factory=lambda: [174, 700])
     verdict_encoder: str = "masked64"
-    verdict_transfer: dict[str, Any] = field(default_factory=lambda: {"repeats": 2})  # CV options over transfer's
+    # CV options over transfer's; {}: transfer_full.yaml's 5 x 5, the verdict users read (the hierarchical interval
+    # and the decision's joint model; 5 x 2 would check the corrected t only), ~1 h a set on one CPU core
+    verdict_transfer: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:

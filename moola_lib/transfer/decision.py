@@ -1,14 +1,15 @@
 """Which arm to use: each arm's probability of being the best and the expected loss of choosing it.
 
-Contract. ``decision(results)`` reads nothing but the fold records (``results["arms"][arm]["folds"]``: the
-metric, ``repeat``, ``fold``, ``n_train``, ``n_test``) and ``results["protocol"]["primary_metric"]``, so it
-answers for any transfer_results.json, files written before it existed included. It returns (JSON-ready)::
+Contract. ``decision(results)`` reads the fold records (``results["arms"][arm]["folds"]``: the metric,
+``repeat``, ``fold``, ``n_train``, ``n_test``, ``test_idx``), each arm's ``oof_probabilities`` and the protocol's
+``primary_metric``, ``y`` and ``groups`` where the file has them, so it answers for any transfer_results.json,
+files written before it existed included. It returns (JSON-ready)::
 
     {"metric", "higher_is_better", "rope",
      "arms": {arm: {"mean", "p_best", "expected_loss"}},           # in the results' arm order
      "recommended", "runner_up", "p_ahead_of_runner_up", "p_within_rope_of_runner_up", "separable",
      "lead": {other arm: {"mean", "ci_low", "ci_high"}},           # recommended minus other, 95%
-     "rule", "model": {"name", "n_splits", "df", "test_train_ratio", "draws", "seed"}}
+     "rule", "model": {"name", "interval", "n_splits", "df", "test_train_ratio", "draws", "seed"[, "mismatch"]}}
 
 ``mean``, ``expected_loss``, ``lead`` and ``rope`` are in the metric's own unit (a fraction for the label
 metrics: x 100 = percentage points; nats for the log-loss). ``expected_loss`` and ``lead`` are oriented so
@@ -16,16 +17,20 @@ that positive favours the arm named first whatever the metric's direction (for t
 better, and a lead is the other arm's loss minus the recommended arm's). ``p_best`` sums to 1 over the arms.
 ``classify fit --arm auto`` reads ``recommended`` and the ``p_best`` values of a run directory.
 
-Model: one posterior of all arms' mean scores, the Bayesian correlated t of Corani & Benavoli (2015)
-generalised from one pair to K arms. The J = folds x repeats (repeat, fold) splits give each arm a score;
-the posterior of the arms' means is a multivariate Student t with J - 1 degrees of freedom, located at the
-arms' mean scores, scale matrix (1/J + n_test/n_train) x the sample covariance of the scores over the
-splits (the Nadeau-Bengio correction: the J training sets overlap). Only differences between arms decide
-anything; the difference of any two arms under this posterior is exactly the pairwise Bayesian correlated t
-of their paired per-split differences (``intervals.bayesian_correlated_t``; its 95% interval equals the
-corrected t's), because the part the arms share cancels. ``DRAWS`` draws with seed ``SEED`` (the answer is
-deterministic): P(best) = the share of draws in which the arm's mean is the highest (exact ties, as of two
-arms with identical scores, shared equally); expected loss = E[max_j mu_j - mu_i].
+Model: one posterior of all arms' mean scores, the same model as the interval the verdict prints. Where the
+verdict prints the hierarchical interval (a per-window metric, out-of-fold probabilities in the file, enough
+between-model degrees of freedom: 5 folds x 5 repeats, not 5 x 2), the posterior is that interval made joint
+(``joint_posterior.hierarchical_posterior``: a multivariate t whose every pairwise difference has the pair's
+hierarchical variance), and each ``lead`` is the pair's own hierarchical interval, the one the comparison table
+prints. Elsewhere (``model["interval"]`` says which) it is the Bayesian correlated t of Corani & Benavoli (2015)
+generalised from one pair to K arms: the J = folds x repeats (repeat, fold) splits give each arm a score; the
+posterior of the arms' means is a multivariate Student t with J - 1 degrees of freedom, located at the arms'
+mean scores, scale matrix (1/J + n_test/n_train) x the sample covariance of the scores over the splits (the
+Nadeau-Bengio correction: the J training sets overlap); the difference of any two arms under it is exactly the
+pairwise Bayesian correlated t of their per-split differences (``intervals.bayesian_correlated_t``; its 95%
+interval equals the corrected t's). ``DRAWS`` draws with seed ``SEED`` (the answer is deterministic): P(best)
+= the share of draws in which the arm's mean is the highest (exact ties, as of two arms with identical scores,
+shared equally); expected loss = E[max_j mu_j - mu_i].
 
 Rules (``RULE``): the recommended arm has the smallest expected loss; ties within ``TIE`` go to the cheaper
 arm (``arms.FIT_COST`` of its kind), then to the earlier row of the arm table. The runner-up has the next
@@ -40,12 +45,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from .arms import arm as arm_row
 from .arms import names
 from .config import LOWER_IS_BETTER
 from .fits import KINDS
 from .intervals import bayesian_correlated_t, rope_for
+from .joint_posterior import draw, hierarchical_posterior
 from .stats import fold_test_train_ratio
 
 DRAWS = 20_000
@@ -57,6 +64,7 @@ RULE = (
     f"P(best) > {SEPARABLE_P} and P(ahead of the runner-up by more than the rope) > {SEPARABLE_P}"
 )
 MODEL = "multivariate Bayesian correlated t over all arms (Corani & Benavoli 2015; Nadeau-Bengio correction)"
+HIERARCHICAL_MODEL = "the verdict's hierarchical interval made joint over all arms (transfer/joint_posterior.py)"
 
 
 def score_matrix(results: dict, metric: str) -> tuple[list[str], np.ndarray, float]:
@@ -103,18 +111,69 @@ def recommend(arms: list[str], expected_loss: np.ndarray) -> list[str]:
     return sorted(arms, key=lambda a: (rounded[arms.index(a)], KINDS[arm_row(a).kind].fit_cost, table.index(a)))
 
 
+def _correlated_t(scores: np.ndarray, ratio: float, rope: float):
+    """The fallback model: (oriented draws, lead(b, i) -> the pair's record, model description)."""
+
+    def lead(b: int, i: int) -> dict:
+        return bayesian_correlated_t(scores[:, b] - scores[:, i], ratio, rope)
+
+    model = {"name": MODEL, "interval": "corrected_t", "n_splits": len(scores), "df": len(scores) - 1}
+    return posterior_draws(scores, ratio), lead, model
+
+
+def oriented_lead(rec: dict, sign: float, rope: float) -> dict:
+    """A pair's hierarchical record (metric units, first minus second) turned by ``sign`` (+1 or -1) into a
+    lead (positive favours the arm named first), with P(lead > rope) and P(|lead| <= rope) of its t."""
+    mean, lo, hi = (sign * rec[k] for k in ("mean", "ci_low", "ci_high"))
+    if rec["se"] == 0:  # identical arms: a point
+        return {
+            "mean": mean,
+            "ci_low": mean,
+            "ci_high": mean,
+            "p_above_rope": float(mean > rope),
+            "p_in_rope": float(abs(mean) <= rope),
+        }
+    t = stats.t(rec["df"], loc=mean, scale=rec["se"])
+    return {
+        "mean": mean,
+        "ci_low": min(lo, hi),
+        "ci_high": max(lo, hi),
+        "p_above_rope": float(t.sf(rope)),
+        "p_in_rope": float(t.cdf(rope) - t.cdf(-rope)),
+    }
+
+
+def _hierarchical(joint: dict, sign: float, rope: float, n_splits: int):
+    """The verdict's interval made joint (``joint_posterior``): (oriented draws, lead(b, i), model description)."""
+
+    def lead(b: int, i: int) -> dict:
+        return oriented_lead(joint["pairs"][min(b, i), max(b, i)], sign if b < i else -sign, rope)
+
+    theta = sign * draw(joint["mean"], joint["cov"], joint["df"], DRAWS, SEED)
+    model = {
+        "name": HIERARCHICAL_MODEL,
+        "interval": "hierarchical",
+        "n_splits": n_splits,
+        "df": joint["df"],
+        "mismatch": joint["mismatch"],
+    }
+    return theta, lead, model
+
+
 def decision(results: dict, metric: str | None = None) -> dict:
     """The decision of the module docstring on ``metric`` (default the run's primary metric)."""
     metric = metric or results["protocol"].get("primary_metric", "balanced_accuracy")
     arms, scores, ratio = score_matrix(results, metric)
     sign, rope = (-1.0 if metric in LOWER_IS_BETTER else 1.0), rope_for(metric)
-    p_best, loss = best_and_loss(posterior_draws(scores, ratio))
+    joint = hierarchical_posterior(results, arms, sign * scores.mean(axis=0), metric)
+    if joint is None:
+        theta, lead, model = _correlated_t(scores, ratio, rope)
+    else:
+        theta, lead, model = _hierarchical(joint, sign, rope, len(scores))
+    p_best, loss = best_and_loss(theta)
     order = recommend(arms, loss)
     best = arms.index(order[0])
-    # the recommended arm minus each other (oriented scores: positive favours it), the posterior's pairwise marginal
-    leads = {
-        a: bayesian_correlated_t(scores[:, best] - scores[:, i], ratio, rope) for i, a in enumerate(arms) if i != best
-    }
+    leads = {a: lead(best, i) for i, a in enumerate(arms) if i != best}  # the recommended arm minus each other
     runner = order[1] if len(order) > 1 else None
     ahead = leads[runner]["p_above_rope"] if runner else 1.0
     return {
@@ -132,12 +191,5 @@ def decision(results: dict, metric: str | None = None) -> dict:
         "separable": bool(p_best[best] > SEPARABLE_P and ahead > SEPARABLE_P),
         "lead": {a: {k: float(d[k]) for k in ("mean", "ci_low", "ci_high")} for a, d in leads.items()},
         "rule": RULE,
-        "model": {
-            "name": MODEL,
-            "n_splits": len(scores),
-            "df": len(scores) - 1,
-            "test_train_ratio": ratio,
-            "draws": DRAWS,
-            "seed": SEED,
-        },
+        "model": {**model, "test_train_ratio": ratio, "draws": DRAWS, "seed": SEED},
     }

@@ -2,6 +2,7 @@
 by set; its summary (paired differences over sets) and the verdicts' check against the truth."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -88,13 +89,16 @@ def test_the_verdict_check_counts_coverage_and_regret():
 
     def record(lo, hi, recommended):
         return {
-            "comparisons": {name: {"mean": (lo + hi) / 2, "printed": [lo, hi], "intervals": {}}},
+            "comparisons": {
+                name: {"mean": (lo + hi) / 2, "printed": [lo, hi], "intervals": {"hierarchical": [math.nan] * 2}}
+            },
             "recommended": recommended,
         }
 
     results["verdicts"] = {"174": {"0": record(0.0, 0.08, "m:frozen"), "1": record(0.05, 0.09, "2x64:baseline")}}
     c = check(results)["174"]
     assert c["comparisons"][name]["printed"]["coverage"] == 0.5
+    assert c["comparisons"][name]["hierarchical"]["sets"] == 0  # undefined (5 x 2) is not a miss
     assert c["regret_mean"] == pytest.approx(0.02) and c["within_1pp"] == 0.5
     assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
     assert truth_key("rocket_minirocket", "m", "2x64") == "rocket_minirocket"
