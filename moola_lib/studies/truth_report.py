@@ -7,7 +7,7 @@ pretrained weights rather than the read-out), every pretrained arm against the b
 non-neural arm of that size (the one with the highest true mean). A difference's interval is the t interval
 over sets; ``sets_for_2pp`` is how many sets an interval of +-2 pp needs at that spread. The test set adds
 its own sampling noise, common to every set: ``se_test`` (from the per-window scores, OUT_DIR/sets).
-``report(results, out)`` writes truth.md and truth.png.
+``curves_markdown``: each difference across the sizes. ``report(results, out)`` writes truth.md and truth.png.
 """
 
 from __future__ import annotations
@@ -153,6 +153,29 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves_markdown(s: dict) -> str:
+    """The paired differences as curves: one row per difference, one column per size (mean and 95% interval
+    over sets), the best non-neural arm named per size. What labels_needed cannot know: how an effect changes
+    with the labels (its model holds the effect fixed and shrinks the noise)."""
+    sizes = sorted(s, key=int)
+    rows: dict[str, dict] = {}
+    for z in sizes:
+        for name, d in s[z]["pairs"].items():
+            generic = name.replace(f" ({s[z]['best_non_neural']})", "") if s[z]["best_non_neural"] else name
+            rows.setdefault(generic, {})[z] = d
+    lines = ["| difference | " + " | ".join(f"n = {z}" for z in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for name, by_size in rows.items():
+        cells = [
+            f"{100 * d['difference']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+            if (d := by_size.get(z))
+            else ""
+            for z in sizes
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    best = ", ".join(f"{z}: {s[z]['best_non_neural']}" for z in sizes)
+    return "\n".join(lines) + f"\n\nBest non-neural arm per size: {best}.\n"
+
+
 def figure(s: dict, path: Path) -> None:
     """True balanced accuracy against labelled-set size, one line per arm (95% intervals over sets)."""
     import matplotlib
@@ -190,6 +213,7 @@ def report(results: dict, out: Path, extra: str = "") -> dict:
     """truth.md (with ``extra`` Markdown after the tables) and truth.png in ``out``; returns the summary."""
     s = summary(results, load_test_windows(out, results))
     if s:
-        atomic_write_text(out / "truth.md", markdown(s) + ("\n" + extra if extra else ""))
+        text = markdown(s) + "\n" + curves_markdown(s)
+        atomic_write_text(out / "truth.md", text + ("\n" + extra if extra else ""))
         figure(s, out / "truth.png")
     return s

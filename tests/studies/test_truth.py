@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from moola_lib.studies import truth
-from moola_lib.studies.truth_report import difference, pairs, summary
+from moola_lib.studies.truth_report import curves_markdown, difference, pairs, summary
 from moola_lib.studies.truth_verdicts import check, truth_key
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,6 +81,15 @@ def test_the_summary_finds_a_planted_gain_and_the_best_arm():
     row = s["pairs"]["m:frozen - 2x64:baseline"]
     assert row["difference"] == pytest.approx(0.04) and row["ci"][0] == pytest.approx(0.04)
     assert s["best_non_neural"] == "simple_boosting"
+
+
+def test_the_differences_read_as_curves_over_the_sizes():
+    results = _results(0.04)
+    results["sets"]["700"] = _results(-0.02)["sets"]["174"]
+    table = curves_markdown(summary(results))
+    row = next(line for line in table.splitlines() if line.startswith("| m:frozen - 2x64:baseline |"))
+    assert row.split(" | ")[1].startswith("+4.0") and row.split(" | ")[2].startswith("-2.0")
+    assert "| m:frozen - best non-neural |" in table and "174: simple_boosting, 700: simple_boosting" in table
 
 
 def test_the_verdict_check_counts_coverage_and_regret():
