@@ -9,7 +9,10 @@ true spread of the estimate (half-width / (1.96 x the sd of the estimate over se
 following the recommendation (the true accuracy of the truly best arm minus that of the recommended one;
 the share within 1 pp of the best). The cross-validated estimate is about models trained on
 (folds - 1) / folds of the set; the truth is about models trained on the whole set: the coverage is measured
-against the truth at the set's own size, and the check states that difference.
+against the truth at the set's own size, and the check states that difference. ``labels_check`` holds each
+verdict's labels_needed (the primary pair's minimal detectable effect as the labels grow, the effect held
+fixed) against the truth curves: at each larger truth size, does the true difference reach the predicted
+MDE, and how do the predicted se, the se the verdicts at that size printed and their true spread compare.
 """
 
 from __future__ import annotations
@@ -45,9 +48,22 @@ def verdict_record(results: dict, encoder: str, architecture: str) -> dict:
         )
         m = comp[METRIC]
         intervals = {k: [v["ci_low"], v["ci_high"]] for k, v in all_methods(m).items() if "ci_low" in v}
-        comparisons[name] = {"mean": m["mean"], "printed": [m["ci_low"], m["ci_high"]], "intervals": intervals}
+        comparisons[name] = {
+            "mean": m["mean"],
+            "se": m["se"],
+            "printed": [m["ci_low"], m["ci_high"]],
+            "intervals": intervals,
+        }
     decided = results["decision"]
+    needed = results.get("labels_needed") or {}
+    if "comparison" in needed:  # the primary pair's labels_needed, in truth names
+        a, b = needed["comparison"].split(" vs ")
+        needed = {
+            "pair": f"{truth_key(a, encoder, architecture)} - {truth_key(b, encoder, architecture)}",
+            **{k: needed[k] for k in ("mde", "observed", "predicted_se")},
+        }
     return {
+        "labels_needed": needed,
         "comparisons": comparisons,
         "recommended": truth_key(decided["recommended"], encoder, architecture),
         "p_best": decided["arms"][decided["recommended"]]["p_best"],
@@ -79,6 +95,59 @@ def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> 
     }
 
 
+def _log_interp(points: dict, n: int) -> float:
+    """labels_needed's predicted se at n, interpolated log-log between its sizes (NaN outside them)."""
+    xs = sorted(int(k) for k in points)
+    if not xs[0] <= n <= xs[-1]:
+        return math.nan
+    ys = np.log([points[str(x)] for x in xs])
+    return float(np.exp(np.interp(math.log(n), np.log(xs), ys)))
+
+
+def _measured(records: list[dict], pair: str) -> tuple[float, float]:
+    """(median printed se, sd of the estimates over sets) of ``pair`` in the verdicts ``records``."""
+    rows = [r["comparisons"][pair] for r in records if pair in r["comparisons"] and "se" in r["comparisons"][pair]]
+    if len(rows) < 2:
+        return math.nan, math.nan
+    return float(np.median([x["se"] for x in rows])), float(np.std([x["mean"] for x in rows], ddof=1))
+
+
+def labels_check(results: dict, size: str) -> dict | None:
+    """labels_needed of the verdicts at ``size`` against the truth curves: at each truth size from ``size`` up,
+    the primary pair's true difference, the minimal detectable effect labels_needed predicts there (median over
+    the verdicts; its model holds the effect fixed and shrinks the noise), whether the true difference reaches
+    it, and, where verdicts ran at that size too, the se they printed and the true spread of their estimates."""
+    needed = [r["labels_needed"] for r in results["verdicts"][size].values() if r.get("labels_needed")]
+    if len(needed) < 2:
+        return None
+    pair = needed[0]["pair"]
+    a, b = pair.split(" - ")
+    # mde / se at the set's own size (labels_needed's first predicted size): the t quantiles' sum
+    factor = float(np.median([x["mde"] / x["predicted_se"][min(x["predicted_se"], key=int)] for x in needed]))
+    rows = []
+    for other, sets in sorted(results["sets"].items(), key=lambda kv: int(kv[0])):
+        scores = size_scores(sets)
+        if int(other) < int(size) or a not in scores or b not in scores or len(sets) < 2:
+            continue
+        n = min(len(scores[a]), len(scores[b]))
+        truth = float(np.mean(scores[a][:n] - scores[b][:n]))
+        se = float(np.median([_log_interp(x["predicted_se"], int(other)) for x in needed]))
+        printed, spread = _measured(list(results["verdicts"].get(other, {}).values()), pair)
+        rows.append(
+            {
+                "size": int(other),
+                "truth": truth,
+                "se_predicted": se,
+                "mde_predicted": factor * se,
+                "detected": bool(abs(truth) >= factor * se),
+                "se_printed": printed,
+                "sd_true": spread,
+            }
+        )
+    observed = [x["observed"] if x["observed"] is not None else math.inf for x in needed]
+    return {"pair": pair, "verdicts": len(needed), "observed_labels": float(np.median(observed)), "rows": rows}
+
+
 def check(results: dict) -> dict:
     """Per size with verdicts: per comparison the true difference and, for the printed interval and each
     method, coverage / width ratio / sets; the recommendation's regret (mean, share within 1 pp)."""
@@ -99,6 +168,7 @@ def check(results: dict) -> dict:
         best = max(scores.values())
         regret = [best - scores.get(r["recommended"], math.nan) for r in records]
         out[size] = {
+            "labels": labels_check(results, size),
             "comparisons": rows,
             "regret_mean": float(np.nanmean(regret)),
             "within_1pp": float(np.mean([x <= 0.01 for x in regret])),
@@ -128,4 +198,24 @@ def check_markdown(checked: dict) -> str:
                         f"{v['width_ratio']:.2f} | {v['sets']} |"
                     )
         lines.append("")
+        if c.get("labels"):
+            lines += _labels_markdown(size, c["labels"])
     return "\n".join(lines)
+
+
+def _labels_markdown(size: str, x: dict) -> list[str]:
+    observed = "more than 100x today's" if math.isinf(x["observed_labels"]) else f"{x['observed_labels']:,.0f}"
+    lines = [
+        f"labels_needed against the truth ({x['verdicts']} verdicts of {size}, {x['pair']}): to detect the effect "
+        f"each verdict observed it asks for {observed} labelled windows (median), holding that effect fixed.",
+        "",
+        "| size | true difference | predicted MDE | true difference detectable | predicted se | printed se | true sd |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in x["rows"]:
+        cells = [f"{100 * r[k]:.1f}" if math.isfinite(r[k]) else "" for k in ("se_predicted", "se_printed", "sd_true")]
+        lines.append(
+            f"| {r['size']} | {100 * r['truth']:+.1f} | {100 * r['mde_predicted']:.1f} | "
+            f"{'yes' if r['detected'] else 'no'} | " + " | ".join(cells) + " |"
+        )
+    return lines + [""]

@@ -9,7 +9,7 @@ import pytest
 
 from moola_lib.studies import truth
 from moola_lib.studies.truth_report import curves_markdown, difference, pairs, summary
-from moola_lib.studies.truth_verdicts import check, truth_key
+from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,3 +126,35 @@ def test_a_rerun_with_other_settings_is_refused_before_any_fit(quick_run, capsys
     assert truth.main([str(quick_run), "--quick", "--arms", "baseline", "simple"]) == 2
     assert "written with other settings (arms)" in capsys.readouterr().err
     assert (quick_run / "truth.json").read_text() == before
+
+
+def test_labels_needed_is_held_against_the_truth_curve():
+    results = _results(0.04)
+    results["sets"]["700"] = _results(0.01)["sets"]["174"]  # the true gain shrinks with the labels
+    name = "m:frozen - 2x64:baseline"
+
+    def record(se, mean):
+        needed = {
+            "pair": name,
+            "mde": 2.8 * se,
+            "observed": 400,
+            "predicted_se": {"174": se, "696": se / 2, "1392": se / 8**0.5},
+        }
+        return {
+            "labels_needed": needed,
+            "comparisons": {name: {"mean": mean, "se": se, "printed": [mean - 2 * se, mean + 2 * se], "intervals": {}}},
+            "recommended": "m:frozen",
+        }
+
+    results["verdicts"] = {
+        "174": {"0": record(0.02, 0.05), "1": record(0.02, 0.03)},
+        "700": {"0": record(0.01, 0.02), "1": record(0.01, 0.0)},
+    }
+    x = labels_check(results, "174")
+    assert x["pair"] == name and x["observed_labels"] == 400
+    at_174, at_700 = x["rows"]
+    assert at_174["truth"] == pytest.approx(0.04) and at_174["mde_predicted"] == pytest.approx(0.056)
+    assert at_700["mde_predicted"] == pytest.approx(2.8 * 0.01 * (696 / 700) ** 0.5, rel=1e-3)  # log-log between
+    assert at_700["detected"] is False and at_700["truth"] == pytest.approx(0.01)  # 0.04 held fixed would be seen
+    assert at_700["se_printed"] == pytest.approx(0.01) and at_700["sd_true"] == pytest.approx(np.std([0.02, 0], ddof=1))
+    assert "labels_needed against the truth (2 verdicts of 174" in check_markdown(check(results))
