@@ -2,9 +2,9 @@
 
 One labelled set, cross-validated, cannot see an effect of a few points (its intervals are ~10 pp wide at
 174 windows). The testbed knows the truth, so this study measures it directly. For every size of ``sizes``
-and every set k < ``sets``: a FRESH labelled set of that size from its own market (seed ``SET_MARKET`` +
-1000 x size index + k, labelled period ``period``, after every encoder's pretraining period; pretraining
-runs on market ``synthetic_seed`` 0), every arm fitted on the WHOLE set with the protocol's own recipe
+and every set k < ``sets``: a FRESH labelled set of that size from its own market (``set_seed``: keyed by the
+size and k, whatever the run's other sizes; labelled period ``period``, after every encoder's pretraining
+period; pretraining runs on market ``synthetic_seed`` 0), every arm fitted on the WHOLE set with the protocol's own recipe
 (``transfer.fits.arm_probabilities`` on the inner split of all its windows: early stopping, read-out,
 regularisation, ``seeds_per_fold`` seeds averaged -- the model ``classify fit`` deploys) and scored
 (balanced accuracy) on ONE large fresh balanced test set from a market no set and no encoder touches.
@@ -16,8 +16,9 @@ the study into OUT_DIR/encoders/NAME (``encoders``: name -> PretrainConfig optio
 
 The transfer settings are those users run: params/transfer_full.yaml's epochs, patience, seeds per fold,
 read-outs and arms (``transfer_settings``; --quick shrinks them). Results go to OUT_DIR/truth.json after
-every set (atomically; a rerun skips the sets it holds: resumable by set), the test-window scores of each
-set to OUT_DIR/sets/ (the test set's own sampling noise, ``truth_report``). ``truth_report`` turns them into
+every set (atomically; a rerun skips the sets it holds: resumable by set; one study process per folder, and a
+rerun may change only the sizes, the number of sets and the verdicts: other settings are refused, so one
+truth.json never mixes two recipes), the test-window scores of each set to OUT_DIR/sets/ (the test set's own sampling noise, ``truth_report``). ``truth_report`` turns them into
 the tables and the figure of VALIDATION.md.
 """
 
