@@ -18,7 +18,6 @@ checked); ``classes_`` names the columns. ``save(dir)`` writes the model into a 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import platform
 import time
@@ -27,8 +26,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from ..features.options import resolve_feature_options
 from ..labels.provenance import EncoderSource
@@ -40,6 +37,7 @@ from ..transfer.fits import KINDS, Inputs, fit_arm, split_probabilities
 from ..transfer.protocol import all_windows_split
 from ..transfer.readouts import DEFAULT_READOUT
 from ..util.io import file_sha256
+from ..util.threads import cpu_threads_block
 from .errors import ClassifierError
 from .files import read_model, state_errors, write_model
 from .recipe import AUTO, TransferRun, check_encoder, choose_arm, recipe_config
@@ -77,7 +75,7 @@ class ArmClassifier:
         options = _model_options(labelled, source)
         _check_classes(labelled, self.background)
         seed, split = all_windows_split(labelled, cfg)
-        with _threads(cfg.cpu_threads if resolve_device(cfg.device).type == "cpu" else None):
+        with cpu_threads_block(cfg.cpu_threads if resolve_device(cfg.device).type == "cpu" else None):
             inputs = Inputs.build(labelled, None if source is None else source.encoder, cfg, arms=[arm])
             model = fit_arm(arm, inputs, labelled.y, split, cfg, seed)
             val_proba = np.mean(split_probabilities(model, inputs, split[1]), axis=0)
@@ -142,7 +140,7 @@ class ArmClassifier:
         X, valid, expansion = self._windows(X, valid, expansion)
         temperature = self.meta["calibration"]["temperature"]
         out = []
-        with _threads(self.meta["recipe"]["config"].get("cpu_threads")):
+        with cpu_threads_block(self.meta["recipe"]["config"].get("cpu_threads")):
             for i in range(0, len(X), CHUNK):
                 part = None if expansion is None else expansion[i : i + CHUNK]
                 proba = self.model_.predict_proba(X[i : i + CHUNK], valid[i : i + CHUNK], part)
@@ -229,23 +227,6 @@ def _check_classes(labelled: LabelledSet, background: str | None) -> None:
             f"{labelled.source.get('path', 'the labelled set')}: no labelled windows of class(es) "
             f"{empty or list(counts)} ({counts}); a classifier learns only classes it has windows of: label some"
         )
-
-
-@contextlib.contextmanager
-def _threads(cpu_threads: int | None):
-    """``cpu_threads`` torch and BLAS threads for a block (None: as they are), restored after it: the
-    protocol's policy (``TransferConfig.cpu_threads``); small LSTMs run fastest on one, and on busy cores a
-    second thread made predictions 5-8x slower."""
-    if cpu_threads is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads)
-    try:
-        with threadpool_limits(limits=cpu_threads, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _calibration(val_proba: np.ndarray, y_val: np.ndarray) -> dict:

@@ -4,9 +4,9 @@ One labelled set, cross-validated, cannot see an effect of a few points (its int
 174 windows). The testbed knows the truth, so this study measures it directly. For every size of ``sizes``
 and every set k < ``sets``: a FRESH labelled set of that size from its own market (``set_seed``: keyed by the
 size and k, whatever the run's other sizes; labelled period ``period``, after every encoder's pretraining
-period; pretraining runs on market ``synthetic_seed`` 0), every arm fitted on the WHOLE set with the protocol's own recipe
-(``transfer.fits.arm_probabilities`` on the inner split of all its windows: early stopping, read-out,
-regularisation, ``seeds_per_fold`` seeds averaged -- the model ``classify fit`` deploys) and scored
+period; pretraining runs on market ``synthetic_seed`` 0), every arm fitted on the WHOLE set with the
+protocol's own recipe (``transfer.fits.arm_probabilities`` on the inner split of all its windows: early
+stopping, read-out, regularisation, ``seeds_per_fold`` seeds averaged -- the model ``classify fit`` deploys) and scored
 (balanced accuracy) on ONE large fresh balanced test set from a market no set and no encoder touches.
 
 Arms: the non-neural ones (simple_*, rocket_*) once per set; per encoder architecture the random-init
@@ -18,8 +18,10 @@ The transfer settings are those users run: params/transfer_full.yaml's epochs, p
 read-outs and arms (``transfer_settings``; --quick shrinks them). Results go to OUT_DIR/truth.json after
 every set (atomically; a rerun skips the sets it holds: resumable by set; one study process per folder, and a
 rerun may change only the sizes, the number of sets and the verdicts: other settings are refused, so one
-truth.json never mixes two recipes), the test-window scores of each set to OUT_DIR/sets/ (the test set's own sampling noise, ``truth_report``). ``truth_report`` turns them into
-the tables and the figure of VALIDATION.md.
+truth.json never mixes two recipes), the test-window scores of each set to OUT_DIR/sets/ (the test set's own
+sampling noise, ``truth_report``). ``truth_report`` turns them into the tables and the figure of VALIDATION.md.
+The fits run with the settings' ``cpu_threads`` torch threads (one): two studies side by side on two cores
+then use one core each (with torch's default, a thread per core, they thrashed; VALIDATION.md has the times).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ..util.config import ConfigError, StrictConfig
 from ..util.io import check_writable, read_json, write_json
 from ..util.paths import resolve_path
 from ..util.rundir import run_dir_claim
+from ..util.threads import cpu_threads_block
 from .truth_report import report
 from .truth_verdicts import check, check_markdown, run_verdict
 from .validation_truth import concatenate
@@ -262,7 +265,8 @@ def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
             if str(k) in done:
                 continue
             t0 = time.perf_counter()
-            scores, windows = run_set(tc, cfg, i, k, encoders, test)
+            with cpu_threads_block(cfg.cpu_threads):
+                scores, windows = run_set(tc, cfg, i, k, encoders, test)
             (out / "sets").mkdir(exist_ok=True)
             arrays = {key.replace(":", "__"): w for key, w in windows.items()}
             np.savez_compressed(out / "sets" / f"{size}_{k}.npz", **arrays)
