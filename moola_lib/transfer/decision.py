@@ -51,7 +51,7 @@ from .arms import arm as arm_row
 from .arms import names
 from .config import LOWER_IS_BETTER
 from .fits import KINDS
-from .intervals import bayesian_correlated_t, rope_for
+from .intervals import VERDICT_INTERVAL, bayesian_correlated_t, rope_for
 from .joint_posterior import draw, hierarchical_posterior
 from .stats import fold_test_train_ratio
 
@@ -165,7 +165,9 @@ def decision(results: dict, metric: str | None = None) -> dict:
     metric = metric or results["protocol"].get("primary_metric", "balanced_accuracy")
     arms, scores, ratio = score_matrix(results, metric)
     sign, rope = (-1.0 if metric in LOWER_IS_BETTER else 1.0), rope_for(metric)
-    joint = hierarchical_posterior(results, arms, sign * scores.mean(axis=0), metric)
+    # the printed interval's own model: the joint hierarchical one only while the verdict prints that interval
+    use_joint = VERDICT_INTERVAL == "hierarchical"
+    joint = hierarchical_posterior(results, arms, sign * scores.mean(axis=0), metric) if use_joint else None
     if joint is None:
         theta, lead, model = _correlated_t(scores, ratio, rope)
     else:
