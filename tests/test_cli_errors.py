@@ -121,7 +121,7 @@ CASES["moola_lib.classify"] = [
     ("background", ["fit", "{tmp}/clf", "--arm", "simple_logistic", "--background", "none"], "background class 'none'"),
 ]
 CASES["moola_lib.studies.truth"] = [
-    ("sets", ["{tmp}/t", "--sets", "1"], "sets must be >= 2"),
+    ("sets", ["{tmp}/t", "--sets", "1"], "sets must be 2 .. 1000"),
     ("sizes", ["{tmp}/t", "--sizes", "5"], "sizes must be"),
     ("out-under-a-file", ["{file}/t"], "is not a folder"),
     ("flag", ["{tmp}/t", "--bogus"], "unrecognized arguments"),

@@ -175,6 +175,11 @@ def _caveats(points: list[dict], fitted: bool, metric: str, n_now: int) -> list[
             "curve rather than the labels needed for the observed effect"
         )
     notes.append(f"beyond about 4x today's {n_now} labels the answer extrapolates far outside the curve")
+    notes.append(
+        "the effect is held fixed: labels needed say how fast the noise falls, not that the effect stays; on the "
+        "testbed the frozen probe's true difference to the baseline was -0.5, +1.5, -0.5, -1.7, -3.0 pp at 50, "
+        "100, 174, 350, 700 labels (VALIDATION.md, the truth study)"
+    )
     return notes
 
 
