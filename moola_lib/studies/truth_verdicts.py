@@ -83,11 +83,11 @@ def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> 
     ]
     # undefined on a set (the hierarchical interval at 5 x 2): not a miss, and not counted among its sets
     intervals = [iv for iv in intervals if iv is not None and all(map(math.isfinite, iv))]
+    if not intervals:
+        return {"coverage": math.nan, "width_ratio": math.nan, "sets": 0}
     estimates = np.array([r["comparisons"][name]["mean"] for r in records])
     half = np.array([(hi - lo) / 2 for lo, hi in intervals])
     spread = float(np.std(estimates, ddof=1)) if len(estimates) > 1 else math.nan
-    if not intervals:
-        return {"coverage": math.nan, "width_ratio": math.nan, "sets": 0}
     return {
         "coverage": float(np.mean([lo <= truth <= hi for lo, hi in intervals])),
         "width_ratio": float(np.mean(half) / (1.96 * spread)) if spread > 0 else math.nan,
