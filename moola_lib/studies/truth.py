@@ -246,9 +246,9 @@ def check_same_settings(stored: dict, tc: TruthConfig, path: Path) -> None:
         )
 
 
-def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
+def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
     """Every set of every size not yet in out/truth.json, each written as it finishes (then the verdicts of
-    the size, ``run_verdicts``); the results."""
+    the size, ``run_verdicts``, their fits on ``jobs`` worker processes); the results."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
     results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
@@ -275,15 +275,16 @@ def run_study(tc: TruthConfig, out: Path, log=print) -> dict:
             shown = ", ".join(f"{a} {100 * x:.1f}" for a, x in scores.items())
             log(f"size {size} set {k}: {time.perf_counter() - t0:.0f} s, {shown}")
         if size in tc.verdict_sizes:
-            run_verdicts(tc, i, out, results, encoders, log)
+            run_verdicts(tc, i, out, results, encoders, log, jobs)
     return results
 
 
-def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: dict, log=print) -> None:
+def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: dict, log=print, jobs: int = 1) -> None:
     """The protocol's verdict on each of the first ``tc.verdicts`` sets of size index i not yet recorded
-    (``truth_verdicts``), written as each finishes."""
+    (``truth_verdicts``), written as each finishes. ``jobs``: worker processes for a verdict's fits (the
+    protocol's results are the same bit for bit for any number, so it is not part of the recipe)."""
     size, name = tc.sizes[i], tc.verdict_encoder
-    cfg = TransferConfig.from_dict({**transfer_settings(tc.arms, tc.transfer), **tc.verdict_transfer})
+    cfg = TransferConfig.from_dict({**transfer_settings(tc.arms, tc.transfer), **tc.verdict_transfer, "n_jobs": jobs})
     done = results.setdefault("verdicts", {}).setdefault(str(size), {})
     for k in range(min(tc.verdicts, tc.sets)):
         if str(k) in done:
@@ -306,9 +307,14 @@ def _main(argv=None) -> int:
     parser.add_argument("--sets", type=int, help="fresh labelled sets per size (default 20)")
     parser.add_argument("--arms", nargs="+", help="TransferConfig.arms values (default: transfer_full.yaml's)")
     parser.add_argument("--verdicts", type=int, help="per size of verdict_sizes: the protocol's verdict on N sets")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worker processes for each verdict's fits (default 1; same results)"
+    )
     parser.add_argument("--quick", action="store_true", help="a seconds-long run of tiny sizes (tests)")
     parser.add_argument("--report-only", action="store_true", help="redraw truth.md and truth.png, fit nothing")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
     options = dict(QUICK) if args.quick else {}
     given = (("sizes", args.sizes), ("sets", args.sets), ("arms", args.arms), ("verdicts", args.verdicts))
     options.update({k: v for k, v in given if v})
@@ -320,7 +326,7 @@ def _main(argv=None) -> int:
         results = read_json(out / "truth.json")
     else:
         with run_dir_claim(out):  # one writer: a second study on the same folder would lose sets
-            results = run_study(tc, out)
+            results = run_study(tc, out, jobs=args.jobs)
     report(results, out, check_markdown(check(results)))
     print(f"truth study: {out / 'truth.md'}")
     return 0

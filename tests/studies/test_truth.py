@@ -158,3 +158,20 @@ def test_labels_needed_is_held_against_the_truth_curve():
     assert at_700["detected"] is False and at_700["truth"] == pytest.approx(0.01)  # 0.04 held fixed would be seen
     assert at_700["se_printed"] == pytest.approx(0.01) and at_700["sd_true"] == pytest.approx(np.std([0.02, 0], ddof=1))
     assert "labels_needed against the truth (2 verdicts of 174" in check_markdown(check(results))
+
+
+def test_the_verdicts_run_on_the_jobs_asked_for(quick_run, tmp_path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(
+        truth, "run_verdict", lambda labelled, path, cfg, *a: seen.append(cfg.n_jobs) or {"recommended": "x"}
+    )
+    tc = truth.TruthConfig.from_dict({**truth.QUICK, "verdicts": 2})
+    results = {"sets": {}, "verdicts": {"24": {"0": {}}}}  # set 0 is recorded: only set 1 runs
+    truth.run_verdicts(tc, 0, tmp_path, results, {"masked8": _Arch()}, log=lambda _: None, jobs=2)
+    assert seen == [2] and set(results["verdicts"]["24"]) == {"0", "1"}
+    assert truth.main([str(quick_run), "--quick", "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err
+
+
+class _Arch:
+    arch = {"num_layers": 1, "hidden_size": 8}
