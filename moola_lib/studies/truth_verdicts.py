@@ -4,10 +4,11 @@ For the first ``verdicts`` sets of a size, the transfer protocol runs on that se
 cross-validated, one encoder: ``verdict_encoder``), as a user with those labels would run it. Each printed
 comparison (its interval under every method, validated or not) and the verdict's recommended arm are kept, keyed by
 the truth study's names (``truth_key``). ``check(results)`` then asks, per size: how often each interval
-covers the true difference of the pair (the truth study's mean over its sets), how wide it is against the
-true spread of the estimate (half-width / (1.96 x the sd of the estimate over sets)), and the regret of
-following the recommendation (the true accuracy of the truly best arm minus that of the recommended one;
-the share within 1 pp of the best). The cross-validated estimate is about models trained on
+covers the true difference of the pair (the truth study's mean over its sets; with its Clopper-Pearson
+interval), how wide it is against the true spread of the estimate (half-width / (1.96 x the sd of the
+estimate over sets); with that sd's chi-square interval), and the regret of following the recommendation
+(the true accuracy of the truly best arm the verdict could recommend minus that of the recommended one; how
+often it is that arm, how often within 1 pp of it). The cross-validated estimate is about models trained on
 (folds - 1) / folds of the set; the truth is about models trained on the whole set: the coverage is measured
 against the truth at the set's own size, and the check states that difference. ``labels_check`` holds each
 verdict's labels_needed (the primary pair's minimal detectable effect as the labels grow, the effect held
@@ -21,6 +22,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from ..labels.provenance import EncoderSource
 from ..transfer.arms import arm as arm_row
@@ -28,6 +30,7 @@ from ..transfer.config import TransferConfig
 from ..transfer.intervals import all_methods
 from ..transfer.protocol import run_transfer
 from .truth_report import size_scores
+from .validation_pairs import clopper_pearson
 
 METRIC = "balanced_accuracy"
 
@@ -77,6 +80,9 @@ def run_verdict(labelled, source: EncoderSource | Path, cfg: TransferConfig, enc
 
 
 def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> dict:
+    """Coverage of the truth by one interval method over the verdicts (with its Clopper-Pearson interval) and
+    its mean half-width against 1.96 x the true spread of the estimate (with the chi-square interval of that
+    spread over the sets: a few sets measure it loosely)."""
     intervals = [
         r["comparisons"][name]["printed"] if key is None else r["comparisons"][name]["intervals"].get(key)
         for r in records
@@ -86,13 +92,23 @@ def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> 
     if not intervals:
         return {"coverage": math.nan, "width_ratio": math.nan, "sets": 0}
     estimates = np.array([r["comparisons"][name]["mean"] for r in records])
-    half = np.array([(hi - lo) / 2 for lo, hi in intervals])
-    spread = float(np.std(estimates, ddof=1)) if len(estimates) > 1 else math.nan
-    return {
-        "coverage": float(np.mean([lo <= truth <= hi for lo, hi in intervals])),
-        "width_ratio": float(np.mean(half) / (1.96 * spread)) if spread > 0 else math.nan,
+    half = float(np.mean([(hi - lo) / 2 for lo, hi in intervals]))
+    hits = int(sum(lo <= truth <= hi for lo, hi in intervals))
+    out = {
+        "coverage": hits / len(intervals),
+        "coverage_ci": clopper_pearson(hits, len(intervals)),
+        "width_ratio": math.nan,
+        "width_ratio_ci": [math.nan, math.nan],
         "sets": len(intervals),
     }
+    df = len(estimates) - 1
+    spread = float(np.std(estimates, ddof=1)) if df else math.nan
+    if spread > 0:
+        # sd's 95% interval: spread * sqrt(df / chi2): the ratio's bounds are the inverse
+        low, high = (spread * math.sqrt(df / stats.chi2.ppf(q, df)) for q in (0.975, 0.025))
+        out["width_ratio"] = half / (1.96 * spread)
+        out["width_ratio_ci"] = [half / (1.96 * high), half / (1.96 * low)]
+    return out
 
 
 def _log_interp(points: dict, n: int) -> float:
@@ -148,9 +164,26 @@ def labels_check(results: dict, size: str) -> dict | None:
     return {"pair": pair, "verdicts": len(needed), "observed_labels": float(np.median(observed)), "rows": rows}
 
 
+def _regret(records: list[dict], scores: dict) -> dict:
+    """Following each verdict's recommendation against the truly best of the arms it could recommend (those
+    its comparisons name): the regret in true accuracy (mean, largest), how often it named that arm, how
+    often an arm within 1 pp of it."""
+    arms = {a for r in records for pair in r["comparisons"] for a in pair.split(" - ") if a in scores}
+    best = max(arms, key=scores.get)
+    regret = [scores[best] - scores.get(r["recommended"], math.nan) for r in records]
+    return {
+        "truly_best": best,
+        "regret_mean": float(np.nanmean(regret)),
+        "regret_max": float(np.nanmax(regret)),
+        "best_share": float(np.mean([r["recommended"] == best for r in records])),
+        "within_1pp": float(np.mean([x <= 0.01 for x in regret])),
+        "sets": len(records),
+    }
+
+
 def check(results: dict) -> dict:
     """Per size with verdicts: per comparison the true difference and, for the printed interval and each
-    method, coverage / width ratio / sets; the recommendation's regret (mean, share within 1 pp)."""
+    method, coverage / width ratio / sets (``_coverage``); the recommendation's regret (``_regret``)."""
     out = {}
     for size, records in results.get("verdicts", {}).items():
         records = list(records.values())
@@ -165,37 +198,34 @@ def check(results: dict) -> dict:
             truth = scores[a] - scores[b]
             methods = {"printed": None, **{k: k for k in records[0]["comparisons"][name]["intervals"]}}
             rows[name] = {"truth": truth, **{m: _coverage(records, name, truth, k) for m, k in methods.items()}}
-        best = max(scores.values())
-        regret = [best - scores.get(r["recommended"], math.nan) for r in records]
-        out[size] = {
-            "labels": labels_check(results, size),
-            "comparisons": rows,
-            "regret_mean": float(np.nanmean(regret)),
-            "within_1pp": float(np.mean([x <= 0.01 for x in regret])),
-            "sets": len(records),
-        }
+        if not rows:  # no comparison the truth scores: nothing to check
+            continue
+        out[size] = {"labels": labels_check(results, size), "comparisons": rows, **_regret(records, scores)}
     return out
 
 
 def check_markdown(checked: dict) -> str:
-    """The verdicts' check as Markdown: per size and comparison, the truth and each interval's coverage and
-    width ratio; the regret of the recommendation ("" without verdicts)."""
+    """The verdicts' check as Markdown: per size the recommendation against the truly best arm, per comparison
+    the truth and each interval's coverage and width ratio with their intervals ("" without verdicts)."""
     lines = []
     for size, c in checked.items():
         lines += [
-            f"Verdicts on {c['sets']} sets of {size}: following the recommendation costs "
-            f"{100 * c['regret_mean']:.1f} pp of true balanced accuracy on average; within 1 pp of the truly best "
-            f"arm on {100 * c['within_1pp']:.0f}%.",
+            f"Verdicts on {c['sets']} sets of {size}: the truly best arm they could recommend is {c['truly_best']}; "
+            f"they recommend it on {100 * c['best_share']:.0f}% and an arm within 1 pp of it on "
+            f"{100 * c['within_1pp']:.0f}%; following the recommendation costs {100 * c['regret_mean']:.1f} pp of "
+            f"true balanced accuracy on average, {100 * c['regret_max']:.1f} pp at most.",
             "",
-            "| comparison | true difference | interval | coverage | half-width / true need | sets |",
+            "| comparison | true difference | interval | coverage [95% CI] | half-width / true need [95% CI] | sets |",
             "|---|---|---|---|---|---|",
         ]
         for name, row in c["comparisons"].items():
             for method, v in row.items():
                 if method != "truth" and v["sets"]:  # an interval undefined on every set has no row
+                    cov, ratio = v["coverage_ci"], v["width_ratio_ci"]
                     lines.append(
-                        f"| {name} | {100 * row['truth']:+.1f} | {method} | {100 * v['coverage']:.0f}% | "
-                        f"{v['width_ratio']:.2f} | {v['sets']} |"
+                        f"| {name} | {100 * row['truth']:+.1f} | {method} | {100 * v['coverage']:.0f}% "
+                        f"[{100 * cov[0]:.0f}, {100 * cov[1]:.0f}] | {v['width_ratio']:.2f} "
+                        f"[{ratio[0]:.2f}, {ratio[1]:.2f}] | {v['sets']} |"
                     )
         lines.append("")
         if c.get("labels"):

@@ -3,6 +3,7 @@ by set; its summary (paired differences over sets) and the verdicts' check again
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -106,9 +107,17 @@ def test_the_verdict_check_counts_coverage_and_regret():
 
     results["verdicts"] = {"174": {"0": record(0.0, 0.08, "m:frozen"), "1": record(0.05, 0.09, "2x64:baseline")}}
     c = check(results)["174"]
-    assert c["comparisons"][name]["printed"]["coverage"] == 0.5
+    printed = c["comparisons"][name]["printed"]
+    assert printed["coverage"] == 0.5 and printed["coverage_ci"] == pytest.approx([0.0126, 0.9874], abs=1e-4)
+    # estimates 0.04 and 0.07 (sd 0.0212), half-widths 0.04 and 0.02: ratio 0.03 / (1.96 x 0.0212)
+    assert printed["width_ratio"] == pytest.approx(0.03 / (1.96 * 0.03 / math.sqrt(2)))
+    low, high = printed["width_ratio_ci"]
+    assert low < printed["width_ratio"] < high and high / low > 30  # one df: the spread is barely measured
     assert c["comparisons"][name]["hierarchical"]["sets"] == 0  # undefined (5 x 2) is not a miss
-    assert c["regret_mean"] == pytest.approx(0.02) and c["within_1pp"] == 0.5
+    assert c["truly_best"] == "m:frozen" and c["best_share"] == 0.5  # boosting is not among the verdict's arms
+    assert c["regret_mean"] == pytest.approx(0.02) and c["regret_max"] == pytest.approx(0.04)
+    assert c["within_1pp"] == 0.5
+    assert "recommend it on 50%" in check_markdown(check(results))
     assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
     assert truth_key("rocket_minirocket", "m", "2x64") == "rocket_minirocket"
 
@@ -167,11 +176,15 @@ def test_the_verdicts_run_on_the_jobs_asked_for(quick_run, tmp_path, monkeypatch
     )
     tc = truth.TruthConfig.from_dict({**truth.QUICK, "verdicts": 2})
     results = {"sets": {}, "verdicts": {"24": {"0": {}}}}  # set 0 is recorded: only set 1 runs
-    truth.run_verdicts(tc, 0, tmp_path, results, {"masked8": _Arch()}, log=lambda _: None, jobs=2)
+    truth.run_verdicts(
+        tc,
+        0,
+        tmp_path,
+        results,
+        {"masked8": SimpleNamespace(arch={"num_layers": 1, "hidden_size": 8})},
+        log=lambda _: None,
+        jobs=2,
+    )
     assert seen == [2] and set(results["verdicts"]["24"]) == {"0", "1"}
     assert truth.main([str(quick_run), "--quick", "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
-
-
-class _Arch:
-    arch = {"num_layers": 1, "hidden_size": 8}
