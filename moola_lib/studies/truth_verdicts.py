@@ -215,6 +215,7 @@ def check_markdown(checked: dict) -> str:
             f"{100 * c['within_1pp']:.0f}%; following the recommendation costs {100 * c['regret_mean']:.1f} pp of "
             f"true balanced accuracy on average, {100 * c['regret_max']:.1f} pp at most.",
             "",
+            *_methods_markdown(c["comparisons"]),
             "| comparison | true difference | interval | coverage [95% CI] | half-width / true need [95% CI] | sets |",
             "|---|---|---|---|---|---|",
         ]
@@ -231,6 +232,23 @@ def check_markdown(checked: dict) -> str:
         if c.get("labels"):
             lines += _labels_markdown(size, c["labels"])
     return "\n".join(lines)
+
+
+def _methods_markdown(rows: dict) -> list[str]:
+    """Per interval method over the comparisons: its lowest coverage, its coverage over all of them, the
+    median and range of its width ratio (the comparisons share the sets: read it as a summary, not a test)."""
+    methods = {m for row in rows.values() for m, v in row.items() if m != "truth" and v["sets"]}
+    lines = [
+        "| interval | lowest coverage | coverage over every comparison | half-width / true need: median (range) |",
+        "|---|---|---|---|",
+    ]
+    for m in sorted(methods, key=lambda m: (m != "printed", m)):
+        cells = [row[m] for row in rows.values() if row[m]["sets"]]
+        ratios = [v["width_ratio"] for v in cells if math.isfinite(v["width_ratio"])]
+        pooled = sum(v["coverage"] * v["sets"] for v in cells) / sum(v["sets"] for v in cells)
+        spread = f"{np.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
+        lines.append(f"| {m} | {100 * min(v['coverage'] for v in cells):.0f}% | {100 * pooled:.1f}% | {spread} |")
+    return [*lines, ""]
 
 
 def _labels_markdown(size: str, x: dict) -> list[str]:

@@ -117,7 +117,9 @@ def test_the_verdict_check_counts_coverage_and_regret():
     assert c["truly_best"] == "m:frozen" and c["best_share"] == 0.5  # boosting is not among the verdict's arms
     assert c["regret_mean"] == pytest.approx(0.02) and c["regret_max"] == pytest.approx(0.04)
     assert c["within_1pp"] == 0.5
-    assert "recommend it on 50%" in check_markdown(check(results))
+    table = check_markdown(check(results))
+    assert "recommend it on 50%" in table and "| printed | 50% | 50.0% | 0.72 (0.72-0.72) |" in table
+    assert "| hierarchical |" not in table.split("| comparison |")[0]  # undefined on every set: no summary row
     assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
     assert truth_key("rocket_minirocket", "m", "2x64") == "rocket_minirocket"
 
