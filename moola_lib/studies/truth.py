@@ -94,7 +94,8 @@ class TruthConfig(StrictConfig):
     verdict_sizes: list[int] = field(default_factory=lambda: [174, 700])
     verdict_encoder: str = "masked64"
     # CV options over transfer's; {}: transfer_full.yaml's 5 x 5, the verdict users read (the hierarchical interval
-    # and the decision's joint model; 5 x 2 would check the corrected t only): 2.5x the fits of 5 x 2
+    # and the decision's joint model; 5 x 2 would check the corrected t only): 2.5x the fits of 5 x 2. Like the
+    # sets, without the learning curve's smaller fractions (labels_needed: its default exponent) or the bootstrap
     verdict_transfer: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
 
