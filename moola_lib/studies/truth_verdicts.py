@@ -200,8 +200,21 @@ def check(results: dict) -> dict:
             rows[name] = {"truth": truth, **{m: _coverage(records, name, truth, k) for m, k in methods.items()}}
         if not rows:  # no comparison the truth scores: nothing to check
             continue
-        out[size] = {"labels": labels_check(results, size), "comparisons": rows, **_regret(records, scores)}
+        out[size] = {
+            "labels": labels_check(results, size),
+            "comparisons": rows,
+            "estimates": {name: _estimate(records, name) for name in rows},
+            **_regret(records, scores),
+        }
     return out
+
+
+def _estimate(records: list[dict], name: str) -> dict:
+    """The verdicts' mean estimate of a pair with its 95% t interval over the sets: against the truth, the
+    estimate's bias (cross-validation scores models trained on (folds - 1) / folds of the set)."""
+    x = np.array([r["comparisons"][name]["mean"] for r in records])
+    half = stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x))
+    return {"mean": float(x.mean()), "ci": [float(x.mean() - half), float(x.mean() + half)]}
 
 
 def check_markdown(checked: dict) -> str:
@@ -216,6 +229,14 @@ def check_markdown(checked: dict) -> str:
             f"true balanced accuracy on average, {100 * c['regret_max']:.1f} pp at most.",
             "",
             *_methods_markdown(c["comparisons"]),
+            "| comparison | true difference | mean estimate over the verdicts [95% CI] |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {100 * row['truth']:+.1f} | {100 * e['mean']:+.1f} "
+                f"[{100 * e['ci'][0]:+.1f}, {100 * e['ci'][1]:+.1f}] |"
+                for (name, row), e in zip(c["comparisons"].items(), c["estimates"].values())
+            ),
+            "",
             "| comparison | true difference | interval | coverage [95% CI] | half-width / true need [95% CI] | sets |",
             "|---|---|---|---|---|---|",
         ]

@@ -117,7 +117,11 @@ def test_the_verdict_check_counts_coverage_and_regret():
     assert c["truly_best"] == "m:frozen" and c["best_share"] == 0.5  # boosting is not among the verdict's arms
     assert c["regret_mean"] == pytest.approx(0.02) and c["regret_max"] == pytest.approx(0.04)
     assert c["within_1pp"] == 0.5
+    # estimates 0.04 and 0.07: mean 0.055, 95% t half-width 12.706 x 0.0212 / sqrt(2) = 0.1906
+    assert c["estimates"][name]["mean"] == pytest.approx(0.055)
+    assert c["estimates"][name]["ci"] == pytest.approx([0.055 - 0.1906, 0.055 + 0.1906], abs=1e-4)
     table = check_markdown(check(results))
+    assert "| m:frozen - 2x64:baseline | +4.0 | +5.5 [-13.6, +24.6] |" in table
     assert "recommend it on 50%" in table and "| printed | 50% | 50.0% | 0.72 (0.72-0.72) |" in table
     assert "| hierarchical |" not in table.split("| comparison |")[0]  # undefined on every set: no summary row
     assert truth_key("frozen", "m", "2x64") == "m:frozen" and truth_key("baseline", "m", "2x64") == "2x64:baseline"
