@@ -218,8 +218,9 @@ def _estimate(records: list[dict], name: str) -> dict:
 
 
 def check_markdown(checked: dict) -> str:
-    """The verdicts' check as Markdown: per size the recommendation against the truly best arm, per comparison
-    the truth and each interval's coverage and width ratio with their intervals ("" without verdicts)."""
+    """The verdicts' check as Markdown: per size the recommendation against the truly best arm, a summary per
+    interval method, per comparison the truth against the mean estimate and each interval's coverage and width
+    ratio with their intervals, labels_needed against the truth curves ("" without verdicts)."""
     lines = []
     for size, c in checked.items():
         lines += [
