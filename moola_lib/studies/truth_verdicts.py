@@ -29,7 +29,7 @@ from ..transfer.arms import arm as arm_row
 from ..transfer.config import TransferConfig
 from ..transfer.intervals import all_methods
 from ..transfer.protocol import run_transfer
-from .truth_report import size_scores
+from .truth_report import difference, size_scores
 from .validation_pairs import clopper_pearson
 
 METRIC = "balanced_accuracy"
@@ -79,10 +79,10 @@ def run_verdict(labelled, source: EncoderSource | Path, cfg: TransferConfig, enc
     return verdict_record(run_transfer(labelled, source, cfg), encoder, architecture)
 
 
-def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> dict:
+def _coverage(records: list[dict], name: str, estimates: np.ndarray, truth: float, key: str | None) -> dict:
     """Coverage of the truth by one interval method over the verdicts (with its Clopper-Pearson interval) and
     its mean half-width against 1.96 x the true spread of the estimate (with the chi-square interval of that
-    spread over the sets: a few sets measure it loosely)."""
+    spread over the sets: a few sets measure it loosely). ``estimates``: the pair's estimate on every verdict."""
     intervals = [
         r["comparisons"][name]["printed"] if key is None else r["comparisons"][name]["intervals"].get(key)
         for r in records
@@ -91,7 +91,6 @@ def _coverage(records: list[dict], name: str, truth: float, key: str | None) -> 
     intervals = [iv for iv in intervals if iv is not None and all(map(math.isfinite, iv))]
     if not intervals:
         return {"coverage": math.nan, "width_ratio": math.nan, "sets": 0}
-    estimates = np.array([r["comparisons"][name]["mean"] for r in records])
     half = float(np.mean([(hi - lo) / 2 for lo, hi in intervals]))
     hits = int(sum(lo <= truth <= hi for lo, hi in intervals))
     out = {
@@ -183,38 +182,35 @@ def _regret(records: list[dict], scores: dict) -> dict:
 
 def check(results: dict) -> dict:
     """Per size with verdicts: per comparison the true difference and, for the printed interval and each
-    method, coverage / width ratio / sets (``_coverage``); the recommendation's regret (``_regret``)."""
+    method, coverage / width ratio / sets (``_coverage``); the mean estimate over the verdicts with its t interval
+    (``truth_report.difference``); the recommendation's regret (``_regret``)."""
     out = {}
     for size, records in results.get("verdicts", {}).items():
         records = list(records.values())
         scores = {k: v.mean() for k, v in size_scores(results["sets"][size]).items()}
         if len(records) < 2 or not scores:
             continue
-        rows = {}
+        rows, estimates = {}, {}
         for name in records[0]["comparisons"]:
             a, b = name.split(" - ")
             if a not in scores or b not in scores:
                 continue
-            truth = scores[a] - scores[b]
+            truth, x = scores[a] - scores[b], np.array([r["comparisons"][name]["mean"] for r in records])
             methods = {"printed": None, **{k: k for k in records[0]["comparisons"][name]["intervals"]}}
-            rows[name] = {"truth": truth, **{m: _coverage(records, name, truth, k) for m, k in methods.items()}}
+            rows[name] = {"truth": truth, **{m: _coverage(records, name, x, truth, k) for m, k in methods.items()}}
+            # the mean estimate over the verdicts against the truth: its bias (cross-validation scores models
+            # trained on (folds - 1) / folds of the set)
+            mean = difference(x, np.zeros_like(x))
+            estimates[name] = {"mean": mean["difference"], "ci": mean["ci"]}
         if not rows:  # no comparison the truth scores: nothing to check
             continue
         out[size] = {
             "labels": labels_check(results, size),
             "comparisons": rows,
-            "estimates": {name: _estimate(records, name) for name in rows},
+            "estimates": estimates,
             **_regret(records, scores),
         }
     return out
-
-
-def _estimate(records: list[dict], name: str) -> dict:
-    """The verdicts' mean estimate of a pair with its 95% t interval over the sets: against the truth, the
-    estimate's bias (cross-validation scores models trained on (folds - 1) / folds of the set)."""
-    x = np.array([r["comparisons"][name]["mean"] for r in records])
-    half = stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x))
-    return {"mean": float(x.mean()), "ci": [float(x.mean() - half), float(x.mean() + half)]}
 
 
 def check_markdown(checked: dict) -> str:
