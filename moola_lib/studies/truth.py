@@ -22,6 +22,9 @@ truth.json never mixes two recipes), the test-window scores of each set to OUT_D
 sampling noise, ``truth_report``). ``truth_report`` turns them into the tables and the figure of VALIDATION.md.
 The fits run with the settings' ``cpu_threads`` torch threads (one): two studies side by side on two cores
 then use one core each (with torch's default, a thread per core, they thrashed; VALIDATION.md has the times).
+``--jobs N`` fits N sets at once on N spawned processes of one thread each, and each verdict's fits on N
+workers (the protocol's parallel path); the results are those of ``--jobs 1`` (the parent process alone
+writes truth.json and sets/, as each set finishes).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError, StrictConfig
 from ..util.io import check_writable, read_json, write_json
 from ..util.paths import resolve_path
+from ..util.processes import spawn_pool
 from ..util.rundir import run_dir_claim
 from ..util.threads import cpu_threads_block
 from .truth_report import report
@@ -233,6 +238,37 @@ def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict
     return scores, windows
 
 
+_WORKER: dict = {}  # in a set worker process: the encoders and the test set (``_set_worker``)
+
+
+def _set_worker(encoders: dict, test) -> None:
+    _WORKER.update(encoders=encoders, test=test)
+
+
+def _timed_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders=None, test=None):
+    """``run_set`` on the settings' CPU threads, and its seconds; encoders and test set: the worker's."""
+    t0 = time.perf_counter()
+    encoders = _WORKER["encoders"] if encoders is None else encoders
+    with cpu_threads_block(cfg.cpu_threads):
+        fitted = run_set(tc, cfg, i, k, encoders, _WORKER["test"] if test is None else test)
+    return k, fitted, time.perf_counter() - t0
+
+
+def fitted_sets(tc: TruthConfig, cfg: TransferConfig, i: int, pending: list[int], encoders: dict, test, jobs: int):
+    """(k, run_set's result, seconds) for every set k of ``pending``, as each finishes: on ``jobs`` spawned
+    processes (one thread each; a set's fits are seeded by the set alone, so its scores are those of the
+    serial run), in this process when ``jobs`` is 1 or one set is pending."""
+    if jobs == 1 or len(pending) <= 1:
+        yield from (_timed_set(tc, cfg, i, k, encoders, test) for k in pending)
+        return
+    pool = spawn_pool(min(jobs, len(pending)), _set_worker, (encoders, test))
+    try:
+        futures = [pool.submit(_timed_set, tc, cfg, i, k) for k in pending]
+        yield from (future.result() for future in as_completed(futures))
+    finally:
+        pool.shutdown(cancel_futures=True)  # an error or an interrupt: no further set starts
+
+
 SET_SIZE_OPTIONS = ("sizes", "sets", "verdicts", "verdict_sizes")  # a rerun may change these: more or other sets
 
 
@@ -248,8 +284,9 @@ def check_same_settings(stored: dict, tc: TruthConfig, path: Path) -> None:
 
 
 def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
-    """Every set of every size not yet in out/truth.json, each written as it finishes (then the verdicts of
-    the size, ``run_verdicts``, their fits on ``jobs`` worker processes); the results."""
+    """Every set of every size not yet in out/truth.json, each written as it finishes (``jobs`` sets at once,
+    ``fitted_sets``; then the verdicts of the size, ``run_verdicts``, their fits on ``jobs`` worker processes);
+    the results."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
     results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
@@ -261,20 +298,17 @@ def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
     results["transfer"] = dataclasses.asdict(cfg)
     results["encoders"] = {name: architecture(enc) for name, enc in encoders.items()}
     for i, size in enumerate(tc.sizes):
-        done = results["sets"].setdefault(str(size), {})
-        for k in range(tc.sets):
-            if str(k) in done:
-                continue
-            t0 = time.perf_counter()
-            with cpu_threads_block(cfg.cpu_threads):
-                scores, windows = run_set(tc, cfg, i, k, encoders, test)
+        sets = results["sets"].setdefault(str(size), {})
+        pending = [k for k in range(tc.sets) if str(k) not in sets]
+        for k, (scores, windows), seconds in fitted_sets(tc, cfg, i, pending, encoders, test, jobs):
             (out / "sets").mkdir(exist_ok=True)
             arrays = {key.replace(":", "__"): w for key, w in windows.items()}
             np.savez_compressed(out / "sets" / f"{size}_{k}.npz", **arrays)
-            done[str(k)] = {"scores": scores, "seconds": time.perf_counter() - t0}
+            sets[str(k)] = {"scores": scores, "seconds": seconds}
+            results["sets"][str(size)] = sets = dict(sorted(sets.items(), key=lambda item: int(item[0])))
             write_json(path, results)
             shown = ", ".join(f"{a} {100 * x:.1f}" for a, x in scores.items())
-            log(f"size {size} set {k}: {time.perf_counter() - t0:.0f} s, {shown}")
+            log(f"size {size} set {k}: {seconds:.0f} s, {shown}")
         if size in tc.verdict_sizes:
             run_verdicts(tc, i, out, results, encoders, log, jobs)
     return results
@@ -309,7 +343,10 @@ def _main(argv=None) -> int:
     parser.add_argument("--arms", nargs="+", help="TransferConfig.arms values (default: transfer_full.yaml's)")
     parser.add_argument("--verdicts", type=int, help="per size of verdict_sizes: the protocol's verdict on N sets")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="worker processes for each verdict's fits (default 1; same results)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes: sets at once (a thread each) and each verdict's fits (default 1; same results)",
     )
     parser.add_argument("--quick", action="store_true", help="a seconds-long run of tiny sizes (tests)")
     parser.add_argument("--report-only", action="store_true", help="redraw truth.md and truth.png, fit nothing")

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import multiprocessing
 import platform
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +48,7 @@ from ..transfer.protocol import run_transfer
 from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
 from ..util.errors import ExpectedError
 from ..util.io import atomic_write_text, check_writable, read_json, write_json
+from ..util.processes import spawn_pool
 from .validation_arms import PAIRS, SGD_ARMS, arm_features, arms_of, encoders, run_arms
 from .validation_config import (
     LABEL_ENCODER_MARKET_SEED,
@@ -77,9 +76,7 @@ def parallel(fn, jobs: list[tuple], workers: int, what: str) -> list:
         results = (fn(*job) for job in jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,)
-        )
+        pool = spawn_pool(workers)
         results = pool.map(fn, *zip(*jobs))
     try:
         for i, res in enumerate(results):

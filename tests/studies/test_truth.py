@@ -3,6 +3,7 @@ by set; its summary (paired differences over sets) and the verdicts' check again
 
 import json
 import math
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -41,6 +42,18 @@ def test_a_rerun_skips_the_sets_it_holds(quick_run):
     logged = []
     truth.run_study(truth.TruthConfig.from_dict({**truth.QUICK, "verdicts": 2}), quick_run, log=logged.append)
     assert logged == [] and (quick_run / "truth.json").read_text().count('"scores"') == before.count('"scores"')
+
+
+def test_sets_fitted_on_two_processes_score_as_the_serial_run(quick_run, tmp_path):
+    shutil.copytree(quick_run / "encoders", tmp_path / "encoders")  # the same encoders, not pretrained again
+    logged = []
+    results = truth.run_study(truth.TruthConfig.from_dict(truth.QUICK), tmp_path, log=logged.append, jobs=2)
+    serial = json.loads((quick_run / "truth.json").read_text())["sets"]["24"]
+    assert list(results["sets"]["24"]) == ["0", "1"] and len(logged) == 2
+    assert {k: s["scores"] for k, s in results["sets"]["24"].items()} == {k: s["scores"] for k, s in serial.items()}
+    for k in "01":
+        ours, theirs = np.load(tmp_path / "sets" / f"24_{k}.npz"), np.load(quick_run / "sets" / f"24_{k}.npz")
+        assert all(np.array_equal(ours[key], theirs[key]) for key in theirs.files)
 
 
 def test_the_sets_are_fresh_and_apart_from_the_test_set():
