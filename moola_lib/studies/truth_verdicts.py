@@ -110,13 +110,26 @@ def _coverage(records: list[dict], name: str, estimates: np.ndarray, truth: floa
     return out
 
 
-def _log_interp(points: dict, n: int) -> float:
-    """labels_needed's predicted se at n, interpolated log-log between its sizes (NaN outside them)."""
-    xs = sorted(int(k) for k in points)
-    if not xs[0] <= n <= xs[-1]:
+def _interp(points: dict[int, float], n: float, log_y: bool) -> float:
+    """``points`` (size -> value) at size n, linear in log size between the sizes around it (and in log value
+    with ``log_y``); NaN outside them."""
+    xs = sorted(points)
+    if not xs or not xs[0] <= n <= xs[-1]:
         return math.nan
-    ys = np.log([points[str(x)] for x in xs])
-    return float(np.exp(np.interp(math.log(n), np.log(xs), ys)))
+    ys = [points[x] for x in xs]
+    y = np.interp(math.log(n), np.log(xs), np.log(ys) if log_y else ys)
+    return float(np.exp(y) if log_y else y)
+
+
+def _true_curve(results: dict, a: str, b: str) -> dict[int, float]:
+    """size -> the true difference a - b (mean over the sets of that size that ran both; two at least)."""
+    curve = {}
+    for size, sets in results["sets"].items():
+        scores = size_scores(sets)
+        if a in scores and b in scores and len(sets) >= 2:
+            n = min(len(scores[a]), len(scores[b]))
+            curve[int(size)] = float(np.mean(scores[a][:n] - scores[b][:n]))
+    return curve
 
 
 def _measured(records: list[dict], pair: str) -> tuple[float, float]:
@@ -140,17 +153,14 @@ def labels_check(results: dict, size: str) -> dict | None:
     # mde / se at the set's own size (labels_needed's first predicted size): the t quantiles' sum
     factor = float(np.median([x["mde"] / x["predicted_se"][min(x["predicted_se"], key=int)] for x in needed]))
     rows = []
-    for other, sets in sorted(results["sets"].items(), key=lambda kv: int(kv[0])):
-        scores = size_scores(sets)
-        if int(other) < int(size) or a not in scores or b not in scores or len(sets) < 2:
+    for other, truth in sorted(_true_curve(results, a, b).items()):
+        if other < int(size):
             continue
-        n = min(len(scores[a]), len(scores[b]))
-        truth = float(np.mean(scores[a][:n] - scores[b][:n]))
-        se = float(np.median([_log_interp(x["predicted_se"], int(other)) for x in needed]))
-        printed, spread = _measured(list(results["verdicts"].get(other, {}).values()), pair)
+        se = float(np.median([_interp({int(k): v for k, v in x["predicted_se"].items()}, other, True) for x in needed]))
+        printed, spread = _measured(list(results["verdicts"].get(str(other), {}).values()), pair)
         rows.append(
             {
-                "size": int(other),
+                "size": other,
                 "truth": truth,
                 "se_predicted": se,
                 "mde_predicted": factor * se,
@@ -191,6 +201,8 @@ def check(results: dict) -> dict:
         if len(records) < 2 or not scores:
             continue
         rows, estimates = {}, {}
+        folds = {**results["transfer"], **results["config"].get("verdict_transfer", {})}["folds"]
+        cv_size = int(size) * (folds - 1) / folds
         for name in records[0]["comparisons"]:
             a, b = name.split(" - ")
             if a not in scores or b not in scores:
@@ -198,13 +210,16 @@ def check(results: dict) -> dict:
             truth, x = scores[a] - scores[b], np.array([r["comparisons"][name]["mean"] for r in records])
             methods = {"printed": None, **{k: k for k in records[0]["comparisons"][name]["intervals"]}}
             rows[name] = {"truth": truth, **{m: _coverage(records, name, x, truth, k) for m, k in methods.items()}}
-            # the mean estimate over the verdicts against the truth: its bias (cross-validation scores models
-            # trained on (folds - 1) / folds of the set)
+            # the mean estimate over the verdicts against the truth: its bias, and against the truth at the size
+            # cross-validation trains on, the part of it that size explains
             mean = difference(x, np.zeros_like(x))
-            estimates[name] = {"mean": mean["difference"], "ci": mean["ci"]}
+            at_cv = _interp(_true_curve(results, a, b), cv_size, False)
+            covered = _coverage(records, name, x, at_cv, None)["coverage"] if math.isfinite(at_cv) else math.nan
+            estimates[name] = {"mean": mean["difference"], "ci": mean["ci"], "truth_cv": at_cv, "coverage_cv": covered}
         if not rows:  # no comparison the truth scores: nothing to check
             continue
         out[size] = {
+            "cv_size": cv_size,
             "labels": labels_check(results, size),
             "comparisons": rows,
             "estimates": estimates,
@@ -226,11 +241,11 @@ def check_markdown(checked: dict) -> str:
             f"true balanced accuracy on average, {100 * c['regret_max']:.1f} pp at most.",
             "",
             *_methods_markdown(c["comparisons"]),
-            "| comparison | true difference | mean estimate over the verdicts [95% CI] |",
-            "|---|---|---|",
+            f"| comparison | true difference | mean estimate over the verdicts [95% CI] | true difference at "
+            f"{c['cv_size']:.0f} (the size CV trains on) | printed interval covers it |",
+            "|---|---|---|---|---|",
             *(
-                f"| {name} | {100 * row['truth']:+.1f} | {100 * e['mean']:+.1f} "
-                f"[{100 * e['ci'][0]:+.1f}, {100 * e['ci'][1]:+.1f}] |"
+                _estimate_row(name, row["truth"], e)
                 for (name, row), e in zip(c["comparisons"].items(), c["estimates"].values())
             ),
             "",
@@ -250,6 +265,12 @@ def check_markdown(checked: dict) -> str:
         if c.get("labels"):
             lines += _labels_markdown(size, c["labels"])
     return "\n".join(lines)
+
+
+def _estimate_row(name: str, truth: float, e: dict) -> str:
+    at_cv = f"{100 * e['truth_cv']:+.1f} | {100 * e['coverage_cv']:.0f}%" if math.isfinite(e["truth_cv"]) else " | "
+    low, high = e["ci"]
+    return f"| {name} | {100 * truth:+.1f} | {100 * e['mean']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] | {at_cv} |"
 
 
 def _methods_markdown(rows: dict) -> list[str]:

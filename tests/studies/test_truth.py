@@ -86,7 +86,7 @@ def _results(gain: float, n_sets: int = 6) -> dict:
     for k in range(n_sets):
         base = 0.7 + rng.normal(0, 0.02)
         sets[str(k)] = {"scores": {"2x64:baseline": base, "m:frozen": base + gain, "simple_boosting": base - 0.01}}
-    return {"sets": {"174": sets}, "encoders": {"m": "2x64"}}
+    return {"sets": {"174": sets}, "encoders": {"m": "2x64"}, "transfer": {"folds": 5}, "config": {}}
 
 
 def test_the_summary_finds_a_planted_gain_and_the_best_arm():
@@ -133,6 +133,15 @@ def test_the_verdict_check_counts_coverage_and_regret():
     # estimates 0.04 and 0.07: mean 0.055, 95% t half-width 12.706 x 0.0212 / sqrt(2) = 0.1906
     assert c["estimates"][name]["mean"] == pytest.approx(0.055)
     assert c["estimates"][name]["ci"] == pytest.approx([0.055 - 0.1906, 0.055 + 0.1906], abs=1e-4)
+    assert math.isnan(c["estimates"][name]["truth_cv"])  # no truth below 174: nothing to interpolate from
+    # with a truth at 100 (gain 0.02), the truth where 5-fold CV trains (139.2 windows), log-linear in size,
+    # and how often the printed interval covers it ([0.0, 0.08] does, [0.05, 0.09] does not)
+    results["sets"]["100"] = _results(0.02)["sets"]["174"]
+    c = check(results)["174"]
+    at_cv = 0.02 + 0.02 * math.log(139.2 / 100) / math.log(174 / 100)
+    assert c["cv_size"] == pytest.approx(139.2) and c["estimates"][name]["truth_cv"] == pytest.approx(at_cv)
+    assert c["estimates"][name]["coverage_cv"] == 0.5
+    assert f"| {name} | +4.0 | +5.5 [-13.6, +24.6] | +3.2 | 50% |" in check_markdown(check(results))
     table = check_markdown(check(results))
     assert "| m:frozen - 2x64:baseline | +4.0 | +5.5 [-13.6, +24.6] |" in table
     assert "recommend it on 50%" in table and "| printed | 50% | 50.0% | 0.72 (0.72-0.72) |" in table
