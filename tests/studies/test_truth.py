@@ -4,14 +4,16 @@ by set; its summary (paired differences over sets) and the verdicts' check again
 import json
 import math
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from moola_lib.studies import truth
-from moola_lib.studies.truth_report import curves_markdown, difference, pairs, summary
+from moola_lib.studies.truth_report import curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
+from moola_lib.transfer.extrapolation import _caveats
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -216,3 +218,15 @@ def test_the_verdicts_run_on_the_jobs_asked_for(quick_run, tmp_path, monkeypatch
     assert seen == [2] and set(results["verdicts"]["24"]) == {"0", "1"}
     assert truth.main([str(quick_run), "--quick", "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
+
+
+def test_the_labels_needed_caveat_quotes_the_committed_truth_curve():
+    # the caveat quotes the study's curve as literals: they must follow docs/experiments/truth/truth.json
+    results = json.loads((Path(__file__).parents[2] / "docs/experiments/truth/truth.json").read_text())
+    curve = {}
+    for size, sets in sorted(results["sets"].items(), key=lambda kv: int(kv[0])):
+        scores = size_scores(sets)
+        curve[size] = difference(scores["masked64:frozen"], scores["2x64:baseline"])["difference"]
+    note = next(c for c in _caveats([{"effect": 0.1, "se": 0.01}], True, "balanced_accuracy", 174) if "fixed" in c)
+    quoted = ", ".join(f"{100 * d:+.1f}" for d in curve.values()) + " pp at " + ", ".join(curve)
+    assert quoted in note
