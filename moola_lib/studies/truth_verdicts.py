@@ -10,7 +10,9 @@ estimate over sets); with that sd's chi-square interval), and the regret of foll
 (the true accuracy of the truly best arm the verdict could recommend minus that of the recommended one; how
 often it is that arm, how often within 1 pp of it). The cross-validated estimate is about models trained on
 (folds - 1) / folds of the set; the truth is about models trained on the whole set: the coverage is measured
-against the truth at the set's own size, and the check states that difference. ``labels_check`` holds each
+against the truth at the set's own size (the model ``classify fit`` deploys), and the mean estimate over the
+verdicts is also held against the truth at the size cross-validation trains on (log-linear between the truth
+study's sizes), which says how much of its bias that size explains. ``labels_check`` holds each
 verdict's labels_needed (the primary pair's minimal detectable effect as the labels grow, the effect held
 fixed) against the truth curves: at each larger truth size, does the true difference reach the predicted
 MDE, and how do the predicted se, the se the verdicts at that size printed and their true spread compare.
@@ -193,7 +195,8 @@ def _regret(records: list[dict], scores: dict) -> dict:
 def check(results: dict) -> dict:
     """Per size with verdicts: per comparison the true difference and, for the printed interval and each
     method, coverage / width ratio / sets (``_coverage``); the mean estimate over the verdicts with its t interval
-    (``truth_report.difference``); the recommendation's regret (``_regret``)."""
+    (``truth_report.difference``), the truth at the size CV trains on and the printed interval's coverage of it;
+    the recommendation's regret (``_regret``)."""
     out = {}
     for size, records in results.get("verdicts", {}).items():
         records = list(records.values())
