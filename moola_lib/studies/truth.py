@@ -12,7 +12,8 @@ stopping, read-out, regularisation, ``seeds_per_fold`` seeds averaged -- the mod
 Arms: the non-neural ones (simple_*, rocket_*) once per set; per encoder architecture the random-init
 ``baseline`` and ``random_frozen``; per encoder ``frozen``, ``finetune``, ``lpft``. Result keys name the encoder
 or the architecture: ``masked64:frozen``, ``2x64:baseline``, ``simple_boosting``. Encoders are pretrained by
-the study into OUT_DIR/encoders/NAME (``encoders``: name -> PretrainConfig options), once.
+the study into OUT_DIR/encoders/NAME (``encoders``: name -> PretrainConfig options), once; ``--encoders`` picks
+them from ``ENCODERS``, VALIDATION.md's 2 x 64 (the default) and 2 x 128 masked and forecast ones.
 
 The transfer settings are those users run: params/transfer_full.yaml's epochs, patience, seeds per fold,
 read-outs and arms (``transfer_settings``; --quick shrinks them). Results go to OUT_DIR/truth.json after
@@ -79,7 +80,21 @@ PRETRAIN = dict(
     device="cpu",
     progress=False,
 )
-ENCODERS = {"masked64": {**PRETRAIN, "objective": "masked"}, "forecast64": {**PRETRAIN, "objective": "forecast"}}
+# VALIDATION.md's 2 x 128 (the real Jade's shape): 1.5 years of bars, 8 epochs (~8 min each on one core)
+PRETRAIN_128 = dict(
+    PRETRAIN,
+    synthetic_start="2023-06-01",
+    splits={**PRETRAIN["splits"], "train": ["2023-07-01", "2025-01-01"]},
+    hidden_size=128,
+    epochs=8,
+)
+ENCODERS = {  # --encoders picks from this table; a study folder keeps the ones it was started with
+    "masked64": {**PRETRAIN, "objective": "masked"},
+    "forecast64": {**PRETRAIN, "objective": "forecast"},
+    "masked128": {**PRETRAIN_128, "objective": "masked"},
+    "forecast128": {**PRETRAIN_128, "objective": "forecast"},
+}
+DEFAULT_ENCODERS = ("masked64", "forecast64")
 FULL_PARAMS = "params/transfer_full.yaml"
 
 
@@ -90,7 +105,7 @@ class TruthConfig(StrictConfig):
     sizes: list[int] = field(default_factory=lambda: [174, 700, 50, 100, 350])  # run in this order
     sets: int = 20  # fresh labelled sets per size
     arms: list[str] = field(default_factory=list)  # TransferConfig.arms values; [] = transfer_full.yaml's
-    encoders: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ENCODERS))
+    encoders: dict[str, dict[str, Any]] = field(default_factory=lambda: {n: ENCODERS[n] for n in DEFAULT_ENCODERS})
     period: list[str] = field(default_factory=lambda: [EMBEDDED_SET.start, "2026-03-31"])  # labelled sets
     test_period: list[str] = field(default_factory=lambda: ["2022-01-03", "2024-06-30"])
     test_size: int = 2400  # the fresh balanced test set's windows
@@ -341,6 +356,12 @@ def _main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", help="labelled-set sizes (default 174 700 50 100 350)")
     parser.add_argument("--sets", type=int, help="fresh labelled sets per size (default 20)")
     parser.add_argument("--arms", nargs="+", help="TransferConfig.arms values (default: transfer_full.yaml's)")
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        choices=list(ENCODERS),
+        help="encoders to pretrain and transfer (default masked64 forecast64; the first is the verdicts')",
+    )
     parser.add_argument("--verdicts", type=int, help="per size of verdict_sizes: the protocol's verdict on N sets")
     parser.add_argument(
         "--jobs",
@@ -356,6 +377,8 @@ def _main(argv=None) -> int:
     options = dict(QUICK) if args.quick else {}
     given = (("sizes", args.sizes), ("sets", args.sets), ("arms", args.arms), ("verdicts", args.verdicts))
     options.update({k: v for k, v in given if v})
+    if args.encoders:
+        options.update(encoders={n: ENCODERS[n] for n in args.encoders}, verdict_encoder=args.encoders[0])
     tc = TruthConfig.from_dict(options)
     out = Path(args.out_dir)
     for name in ("truth.json", "truth.md", "truth.png"):

@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.studies import truth
 from moola_lib.studies.truth_report import curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
 from moola_lib.transfer.extrapolation import _caveats
+from moola_lib.util.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -230,3 +232,23 @@ def test_the_labels_needed_caveat_quotes_the_committed_truth_curve():
     note = next(c for c in _caveats([{"effect": 0.1, "se": 0.01}], True, "balanced_accuracy", 174) if "fixed" in c)
     quoted = ", ".join(f"{100 * d:+.1f}" for d in curve.values()) + " pp at " + ", ".join(curve)
     assert quoted in note
+
+
+def test_the_2x128_encoders_are_picked_on_the_command_line(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def stop(tc, out, jobs):  # the config the study would run, then no fit
+        seen.append(tc)
+        raise ConfigError("stopped before any fit")
+
+    monkeypatch.setattr(truth, "run_study", stop)
+    assert truth.main([str(tmp_path), "--encoders", "masked128", "forecast128", "--verdicts", "10"]) == 2
+    tc = seen[0]
+    assert list(tc.encoders) == ["masked128", "forecast128"] and tc.verdict_encoder == "masked128"
+    configs = [PretrainConfig.from_dict(options) for options in tc.encoders.values()]
+    assert {(c.hidden_size, c.num_layers, c.objective) for c in configs} == {(128, 2, "masked"), (128, 2, "forecast")}
+    assert all(c.synthetic_end < tc.period[0] for c in configs)  # the labelled sets come after pretraining
+    assert truth.main([str(tmp_path)]) == 2 and list(seen[1].encoders) == ["masked64", "forecast64"]
+    with pytest.raises(SystemExit) as exit_:
+        truth.main([str(tmp_path), "--encoders", "masked256"])
+    assert exit_.value.code == 2 and "invalid choice: 'masked256'" in capsys.readouterr().err
