@@ -80,7 +80,7 @@ PRETRAIN = dict(
     device="cpu",
     progress=False,
 )
-# VALIDATION.md's 2 x 128 (the real Jade's shape): 1.5 years of bars, 8 epochs (~8 min each on one core)
+# VALIDATION.md's 2 x 128 (the real Jade's shape): 1.5 years of bars, 8 epochs (~4 min each on 2 cores)
 PRETRAIN_128 = dict(
     PRETRAIN,
     synthetic_start="2023-06-01",
@@ -360,7 +360,7 @@ def _main(argv=None) -> int:
         "--encoders",
         nargs="+",
         choices=list(ENCODERS),
-        help="encoders to pretrain and transfer (default masked64 forecast64; the first is the verdicts')",
+        help=f"encoders to pretrain and transfer (default {' '.join(DEFAULT_ENCODERS)}; the first is the verdicts')",
     )
     parser.add_argument("--verdicts", type=int, help="per size of verdict_sizes: the protocol's verdict on N sets")
     parser.add_argument(

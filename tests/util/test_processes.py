@@ -24,7 +24,7 @@ def test_spawned_workers_run_one_thread_after_their_initializer(tmp_path):
 
 
 STOPPED_STUDY = """
-import os, sys, time
+import os, time
 from moola_lib.util.processes import spawn_pool
 if __name__ == "__main__":
     pool = spawn_pool(1)
@@ -45,11 +45,10 @@ def test_a_worker_ends_soon_after_its_parent_is_killed(tmp_path):
     script.write_text(STOPPED_STUDY)
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root}
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
-    worker = int(parent.stdout.readline())
-    assert _running(worker)
-    parent.kill()
-    parent.wait()
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env) as parent:
+        worker = int(parent.stdout.readline())
+        assert _running(worker)
+        parent.kill()
     deadline = time.monotonic() + 15
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
