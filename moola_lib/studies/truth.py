@@ -25,7 +25,8 @@ The fits run with the settings' ``cpu_threads`` torch threads (one): two studies
 then use one core each (with torch's default, a thread per core, they thrashed; VALIDATION.md has the times).
 ``--jobs N`` fits N sets at once on N spawned processes of one thread each, and each verdict's fits on N
 workers (the protocol's parallel path); the results are those of ``--jobs 1`` (the parent process alone
-writes truth.json and sets/, as each set finishes).
+writes truth.json and sets/, as each set finishes). ``--join A B``: folders of other encoders on the same sets,
+their tables joined (``truth_join``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from ..util.paths import resolve_path
 from ..util.processes import spawn_pool
 from ..util.rundir import run_dir_claim
 from ..util.threads import cpu_threads_block
+from .truth_join import join, sources_markdown
 from .truth_report import report
 from .truth_verdicts import check, check_markdown, run_verdict
 from .validation_truth import concatenate
@@ -371,6 +373,12 @@ def _main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a seconds-long run of tiny sizes (tests)")
     parser.add_argument("--report-only", action="store_true", help="redraw truth.md and truth.png, fit nothing")
+    parser.add_argument(
+        "--join",
+        nargs="+",
+        metavar="DIR",
+        help="study folders fitted on the same sets (other encoders): their tables joined into OUT_DIR, no fits",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {args.jobs})")
@@ -383,6 +391,8 @@ def _main(argv=None) -> int:
     out = Path(args.out_dir)
     for name in ("truth.json", "truth.md", "truth.png"):
         check_writable(out / name)  # before hours of work
+    if args.join:
+        return _join(args.join, out)
     if args.report_only:
         results = read_json(out / "truth.json")
     else:
@@ -390,6 +400,17 @@ def _main(argv=None) -> int:
             results = run_study(tc, out, jobs=args.jobs)
     report(results, out, check_markdown(check(results)))
     print(f"truth study: {out / 'truth.md'}")
+    return 0
+
+
+def _join(folders: list[str], out: Path) -> int:
+    """``--join``: the folders' truth tables on their common sets into out/truth.md and truth.png."""
+    if (out / "truth.json").exists():
+        raise ConfigError(f"{out}: a study folder (truth.json); a joined report goes to a folder of its own")
+    joined, windows = join([Path(f) for f in folders])
+    out.mkdir(parents=True, exist_ok=True)
+    report(joined, out, sources_markdown(joined), test_windows=windows)
+    print(f"truth study, joined: {out / 'truth.md'}")
     return 0
 
 

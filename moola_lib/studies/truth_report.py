@@ -55,16 +55,19 @@ def difference(a: np.ndarray, b: np.ndarray, se_test: float = 0.0) -> dict:
 
 def pairs(keys, architectures: dict) -> dict[str, tuple[str, str]]:
     """The differences the question needs, by name (see the module docstring); ``architectures``: encoder ->
-    its architecture's key prefix ("2x64"). The best non-neural key is "best_non_neural" here, resolved per size."""
+    its architecture's key prefix ("2x64"). With several architectures (``truth_join``) each pretrained arm
+    meets every architecture's baseline. The best non-neural key is "best_non_neural", resolved per size."""
     keys = set(keys)
     out = {}
     for k in sorted(keys):
         if ":" not in k or arm_row(_arm(k)).role != "pretrained":
             continue
         arch = architectures.get(_prefix(k))
-        for control in ("baseline", "random_frozen") if _arm(k) == "frozen" else ("baseline",):
-            if f"{arch}:{control}" in keys:
-                out[f"{k} - {arch}:{control}"] = (k, f"{arch}:{control}")
+        controls = [f"{arch}:baseline"] + ([f"{arch}:random_frozen"] if _arm(k) == "frozen" else [])
+        controls += [f"{a}:baseline" for a in sorted(set(architectures.values()) - {arch})]  # joined folders
+        for control in controls:
+            if control in keys:
+                out[f"{k} - {control}"] = (k, control)
         out[f"{k} - best non-neural"] = (k, "best_non_neural")
     return out
 
@@ -176,27 +179,31 @@ def curves_markdown(s: dict) -> str:
     return "\n".join(lines) + f"\n\nBest non-neural arm per size: {best}.\n"
 
 
-def figure(s: dict, path: Path) -> None:
-    """True balanced accuracy against labelled-set size, one line per arm (95% intervals over sets)."""
+def figure(s: dict, path: Path, architectures: dict | None = None) -> None:
+    """True balanced accuracy against labelled-set size, one line per arm (95% intervals over sets): colour by
+    arm, dashed for forecast encoders, a marker per architecture (``architectures``: encoder -> "2x64"); the
+    arms are dodged sideways so that their intervals at one size do not hide each other."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    architectures = architectures or {}
+    archs = sorted(set(architectures.values()))
     sizes = sorted(s, key=int)
     keys = sorted({k for z in sizes for k in s[z]["arms"]})
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for k in keys:
+    for i, k in enumerate(keys):
         pts = [(int(z), s[z]["arms"][k]) for z in sizes if k in s[z]["arms"]]
-        x = [p[0] for p in pts]
+        arch = architectures.get(_prefix(k), _prefix(k))
         ax.errorbar(
-            x,
+            [p[0] * 1.012 ** (i - len(keys) / 2) for p in pts],
             [100 * p[1]["mean"] for p in pts],
             yerr=[196 * p[1]["se"] for p in pts],
             label=k,
             color=arm_row(_arm(k)).colour,
             linestyle="-" if ":" not in k or "forecast" not in k else "--",
-            marker="o",
+            marker="osD^v"[archs.index(arch) % 5 + 1] if arch in archs else "o",
             capsize=3,
         )
     ax.set_xscale("log")
@@ -209,11 +216,12 @@ def figure(s: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: dict, out: Path, extra: str = "") -> dict:
-    """truth.md (with ``extra`` Markdown after the tables) and truth.png in ``out``; returns the summary."""
-    s = summary(results, load_test_windows(out, results))
+def report(results: dict, out: Path, extra: str = "", test_windows: dict | None = None) -> dict:
+    """truth.md (with ``extra`` Markdown after the tables) and truth.png in ``out``; returns the summary.
+    ``test_windows``: ``load_test_windows``'s (default: read from out/sets)."""
+    s = summary(results, load_test_windows(out, results) if test_windows is None else test_windows)
     if s:
         text = markdown(s) + "\n" + curves_markdown(s)
         atomic_write_text(out / "truth.md", text + ("\n" + extra if extra else ""))
-        figure(s, out / "truth.png")
+        figure(s, out / "truth.png", results.get("encoders"))
     return s

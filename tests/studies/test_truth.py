@@ -12,6 +12,7 @@ import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.studies import truth
+from moola_lib.studies.truth_join import join
 from moola_lib.studies.truth_report import curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
 from moola_lib.transfer.extrapolation import _caveats
@@ -252,3 +253,58 @@ def test_the_2x128_encoders_are_picked_on_the_command_line(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as exit_:
         truth.main([str(tmp_path), "--encoders", "masked256"])
     assert exit_.value.code == 2 and "invalid choice: 'masked256'" in capsys.readouterr().err
+
+
+def _other_encoders(quick_run: Path, folder: Path, gain: float) -> Path:
+    """A copy of the quick study as if its encoder were another architecture's ("masked8b", "1x16") scoring
+    ``gain`` above the original on every set: a second folder fitted on the same sets."""
+    shutil.copytree(quick_run, folder, ignore=shutil.ignore_patterns("encoders"))
+    results = json.loads((folder / "truth.json").read_text())
+    for s in results["sets"]["24"].values():
+        s["scores"] = {_renamed(k): v + gain * (":" in k) for k, v in s["scores"].items()}
+    results["encoders"] = {"masked8b": "1x16"}
+    (folder / "truth.json").write_text(json.dumps(results))
+    for k in "01":
+        arrays = dict(np.load(quick_run / "sets" / f"24_{k}.npz"))
+        np.savez_compressed(folder / "sets" / f"24_{k}.npz", **{_renamed(n, "__"): a for n, a in arrays.items()})
+    return folder
+
+
+def _renamed(key: str, sep: str = ":") -> str:
+    return key.replace(f"masked8{sep}", f"masked8b{sep}").replace(f"1x8{sep}", f"1x16{sep}")
+
+
+def test_two_folders_join_on_their_common_sets(quick_run, tmp_path, capsys):
+    other = _other_encoders(quick_run, tmp_path / "other", 0.01)
+    joined, windows = join([quick_run, other])
+    assert joined["encoders"] == {"masked8": "1x8", "masked8b": "1x16"} and list(joined["sets"]["24"]) == ["0", "1"]
+    first = json.loads((quick_run / "truth.json").read_text())["sets"]["24"]["1"]["scores"]
+    assert joined["sets"]["24"]["1"]["scores"]["masked8b:frozen"] == pytest.approx(first["masked8:frozen"] + 0.01)
+    assert {"masked8:frozen", "masked8b:frozen", "1x16:baseline", "simple_logistic"} <= set(windows["24"])
+    s = summary(joined, windows)["24"]
+    sets = joined["sets"]["24"].values()
+    expected = np.mean([x["scores"]["masked8b:frozen"] - x["scores"]["1x8:baseline"] for x in sets])
+    assert s["pairs"]["masked8b:frozen - 1x8:baseline"]["difference"] == pytest.approx(expected)
+    assert "masked8:frozen - 1x16:baseline" in s["pairs"]  # each pretrained arm meets every architecture's baseline
+    out = tmp_path / "joined"
+    assert truth.main([str(out), "--join", str(quick_run), str(other)]) == 0
+    text = (out / "truth.md").read_text()
+    assert "| masked8b:frozen |" in text and "on their common sets (2 at 24)" in text and (out / "truth.png").exists()
+    assert not (out / "truth.json").exists()
+    assert truth.main([str(quick_run), "--join", str(quick_run), str(other)]) == 2  # not into a study's folder
+    assert "a joined report goes to a folder of its own" in capsys.readouterr().err
+
+
+def test_folders_of_other_sets_are_refused(quick_run, tmp_path):
+    other = _other_encoders(quick_run, tmp_path / "other", 0.0)
+    results = json.loads((other / "truth.json").read_text())
+    results["sets"]["24"]["1"]["scores"]["simple_logistic"] += 0.05  # a shared arm scored otherwise: another set
+    (other / "truth.json").write_text(json.dumps(results))
+    with pytest.raises(ConfigError, match="set 1 of size 24: simple_logistic scored .* the folders did not fit"):
+        join([quick_run, other])
+    results["config"]["test_size"] = 80
+    (other / "truth.json").write_text(json.dumps(results))
+    with pytest.raises(ConfigError, match=r"other set settings than .* \(test_size\)"):
+        join([quick_run, other])
+    with pytest.raises(ConfigError, match="not found"):
+        join([quick_run, tmp_path / "nowhere"])
