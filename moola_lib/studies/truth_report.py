@@ -179,37 +179,50 @@ def curves_markdown(s: dict) -> str:
     return "\n".join(lines) + f"\n\nBest non-neural arm per size: {best}.\n"
 
 
+def _style(k: str, architectures: dict) -> dict:
+    """An arm's look: colour by arm, a marker per architecture (``architectures``: encoder -> "2x64"), hollow
+    and dashed for forecast encoders."""
+    archs = sorted(set(architectures.values()))
+    arch = architectures.get(_prefix(k), _prefix(k))
+    forecast = ":" in k and "forecast" in k
+    return dict(
+        color=arm_row(_arm(k)).colour,
+        marker="sD^v"[archs.index(arch) % 4] if arch in archs else "o",
+        markerfacecolor="none" if forecast else None,
+        linestyle="--" if forecast else "-",
+        capsize=3,
+    )
+
+
 def figure(s: dict, path: Path, architectures: dict | None = None) -> None:
-    """True balanced accuracy against labelled-set size, one line per arm (95% intervals over sets): colour by
-    arm, dashed for forecast encoders, a marker per architecture (``architectures``: encoder -> "2x64"); the
-    arms are dodged sideways so that their intervals at one size do not hide each other."""
+    """True balanced accuracy (95% intervals over sets) against labelled-set size, one line per arm (``_style``);
+    with one size, the arms ranked (a joined report of one size: what a size axis would only scatter)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    architectures = architectures or {}
-    archs = sorted(set(architectures.values()))
     sizes = sorted(s, key=int)
     keys = sorted({k for z in sizes for k in s[z]["arms"]})
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for i, k in enumerate(keys):
-        pts = [(int(z), s[z]["arms"][k]) for z in sizes if k in s[z]["arms"]]
-        arch = architectures.get(_prefix(k), _prefix(k))
-        ax.errorbar(
-            [p[0] * 1.012 ** (i - len(keys) / 2) for p in pts],
-            [100 * p[1]["mean"] for p in pts],
-            yerr=[196 * p[1]["se"] for p in pts],
-            label=k,
-            color=arm_row(_arm(k)).colour,
-            linestyle="-" if ":" not in k or "forecast" not in k else "--",
-            marker="osD^v"[archs.index(arch) % 5 + 1] if arch in archs else "o",
-            capsize=3,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled windows")
-    ax.set_ylabel("true balanced accuracy on the fresh test set (%)")
-    ax.legend(fontsize=7, ncol=2)
+    if len(sizes) == 1:
+        arms = s[sizes[0]]["arms"]
+        keys.sort(key=lambda k: arms[k]["mean"])
+        for i, k in enumerate(keys):
+            ax.errorbar(100 * arms[k]["mean"], i, xerr=196 * arms[k]["se"], **_style(k, architectures or {}))
+        ax.set_yticks(range(len(keys)), keys, fontsize=8)
+        ax.set_xlabel(f"true balanced accuracy on the fresh test set (%), {sizes[0]} labelled windows")
+    else:
+        for k in keys:
+            pts = [(int(z), s[z]["arms"][k]) for z in sizes if k in s[z]["arms"]]
+            y, err = [100 * p[1]["mean"] for p in pts], [196 * p[1]["se"] for p in pts]
+            ax.errorbar([p[0] for p in pts], y, yerr=err, label=k, **_style(k, architectures or {}))
+        ax.set_xscale("log")
+        ax.set_xticks([int(z) for z in sizes], sizes)
+        ax.minorticks_off()
+        ax.set_xlabel("labelled windows")
+        ax.set_ylabel("true balanced accuracy on the fresh test set (%)")
+        ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

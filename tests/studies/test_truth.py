@@ -13,7 +13,7 @@ import pytest
 from moola_lib.pretraining.config import PretrainConfig
 from moola_lib.studies import truth
 from moola_lib.studies.truth_join import join
-from moola_lib.studies.truth_report import curves_markdown, difference, pairs, size_scores, summary
+from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
 from moola_lib.transfer.extrapolation import _caveats
 from moola_lib.util.config import ConfigError
@@ -308,3 +308,12 @@ def test_folders_of_other_sets_are_refused(quick_run, tmp_path):
         join([quick_run, other])
     with pytest.raises(ConfigError, match="not found"):
         join([quick_run, tmp_path / "nowhere"])
+
+
+def test_the_figure_tells_architectures_and_objectives_apart():
+    archs = {"masked64": "2x64", "forecast64": "2x64", "masked128": "2x128"}
+    m64, f64, m128 = (_style(k, archs) for k in ("masked64:frozen", "forecast64:frozen", "masked128:frozen"))
+    assert m64["color"] == f64["color"] == m128["color"]  # one arm, one colour
+    assert m64["marker"] != m128["marker"] and _style("2x128:baseline", archs)["marker"] == m128["marker"]
+    assert f64["markerfacecolor"] == "none" and f64["linestyle"] == "--" and m64["markerfacecolor"] is None
+    assert _style("simple_boosting", archs)["marker"] == "o"
