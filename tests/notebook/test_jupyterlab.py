@@ -367,6 +367,8 @@ def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, la
     press("1", ["consolidation", "retracement", "consolidation"], "key 1 to write a consolidation row")
     press("u", ["consolidation", "retracement"], "key u to remove the last row")
     press(Keys.BACKSPACE, ["consolidation"], "Backspace to remove the last row")
-    assert "labelled 1 (consolidation 1, retracement 0)" in _page_text(browser)
+    # the file is written before the kernel's message redraws the tally: wait for the page, not the file
+    tally = "labelled 1 (consolidation 1, retracement 0)"
+    _wait(lambda: tally in _page_text(browser), 30, "the tally after Backspace")
     button("u undo").click()
     _wait(lambda: rows() == [], 30, "the undo button to remove the last row")
