@@ -392,6 +392,8 @@ def _main(argv=None) -> int:
     for name in ("truth.json", "truth.md", "truth.png"):
         check_writable(out / name)  # before hours of work
     if args.join:
+        if args.quick or any(v for _, v in given) or args.encoders:
+            raise ConfigError("--join fits nothing: it takes no study options (--sizes, --sets, --arms, ...)")
         return _join(args.join, out)
     if args.report_only:
         results = read_json(out / "truth.json")

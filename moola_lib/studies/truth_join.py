@@ -29,7 +29,13 @@ def _load(folder: Path) -> dict:
     path = folder / "truth.json"
     if not path.exists():
         raise ConfigError(f"{path}: not found (--join takes truth study folders)")
-    return read_json(path)
+    try:
+        results = read_json(path)
+    except ValueError as e:  # a truncated or hand-edited file
+        raise ConfigError(f"{path}: not JSON ({e})") from None
+    if not isinstance(results, dict) or not {"config", "sets"} <= set(results):
+        raise ConfigError(f"{path}: not a truth study's results (no 'config' and 'sets')")
+    return results
 
 
 def _check_settings(loaded: list[tuple[Path, dict]]) -> None:

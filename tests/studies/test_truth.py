@@ -308,6 +308,11 @@ def test_folders_of_other_sets_are_refused(quick_run, tmp_path):
         join([quick_run, other])
     with pytest.raises(ConfigError, match="not found"):
         join([quick_run, tmp_path / "nowhere"])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "truth.json").write_text('{"sets": {')
+    with pytest.raises(ConfigError, match="broken/truth.json: not JSON"):
+        join([quick_run, tmp_path / "broken"])
+    assert truth.main([str(tmp_path / "j"), "--join", str(quick_run), "--sizes", "174"]) == 2  # nothing to fit
 
 
 def test_the_figure_tells_architectures_and_objectives_apart():
