@@ -54,13 +54,13 @@ from ..transfer.folds import fold_groups, inner_split
 from ..transfer.intervals import per_window_scores
 from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError, StrictConfig
-from ..util.io import check_writable, read_json, write_json
+from ..util.io import check_writable, write_json
 from ..util.paths import resolve_path
 from ..util.processes import spawn_pool
 from ..util.rundir import run_dir_claim
 from ..util.threads import cpu_threads_block
 from .truth_join import join, sources_markdown
-from .truth_report import report
+from .truth_report import load_results, report
 from .truth_verdicts import check, check_markdown, run_verdict
 from .validation_truth import concatenate
 
@@ -306,7 +306,7 @@ def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
     the results."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
-    results = read_json(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
+    results = load_results(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
     check_same_settings(results["config"], tc, path)
     cfg = tc.transfer_config()
     encoders = prepare_encoders(tc, out)
@@ -396,7 +396,7 @@ def _main(argv=None) -> int:
             raise ConfigError("--join fits nothing: it takes no study options (--sizes, --sets, --arms, ...)")
         return _join(args.join, out)
     if args.report_only:
-        results = read_json(out / "truth.json")
+        results = load_results(out / "truth.json")
     else:
         with run_dir_claim(out):  # one writer: a second study on the same folder would lose sets
             results = run_study(tc, out, jobs=args.jobs)

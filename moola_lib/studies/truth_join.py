@@ -18,24 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..util.config import ConfigError
-from ..util.io import read_json
-from .truth_report import load_test_windows
+from .truth_report import load_results, load_test_windows
 
 SAME = ("period", "test_period", "test_size", "transfer", "seed")  # config options that make the sets and fits
 TOLERANCE = 1e-9  # one fit's score read from two folders: identical up to JSON's float round trip
-
-
-def _load(folder: Path) -> dict:
-    path = folder / "truth.json"
-    if not path.exists():
-        raise ConfigError(f"{path}: not found (--join takes truth study folders)")
-    try:
-        results = read_json(path)
-    except ValueError as e:  # a truncated or hand-edited file
-        raise ConfigError(f"{path}: not JSON ({e})") from None
-    if not isinstance(results, dict) or not {"config", "sets"} <= set(results):
-        raise ConfigError(f"{path}: not a truth study's results (no 'config' and 'sets')")
-    return results
 
 
 def _check_settings(loaded: list[tuple[Path, dict]]) -> None:
@@ -68,7 +54,7 @@ def _merge_scores(size: str, k: str, loaded: list[tuple[Path, dict]]) -> dict:
 
 def join(folders: list[Path]) -> tuple[dict, dict]:
     """(joined results on each size's common sets, size -> key -> per-window test scores over those sets)."""
-    loaded = [(Path(f), _load(Path(f))) for f in folders]
+    loaded = [(Path(f), load_results(Path(f) / "truth.json")) for f in folders]
     _check_settings(loaded)
     joined = {"sets": {}, "encoders": {}, "joined": [str(f) for f, _ in loaded]}
     windows: dict = {}

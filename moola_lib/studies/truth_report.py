@@ -19,7 +19,8 @@ import numpy as np
 from scipy import stats
 
 from ..transfer.arms import arm as arm_row
-from ..util.io import atomic_write_text
+from ..util.config import ConfigError
+from ..util.io import atomic_write_text, read_json
 
 
 def _arm(key: str) -> str:
@@ -119,6 +120,20 @@ def _best(scores: dict, draws: int = 4000, seed: int = 0) -> dict:
     return {"key": keys[best], "p_best": float(winners[best])}
 
 
+def load_results(path: Path) -> dict:
+    """A truth study's truth.json (a report, ``--join``, a resumed run); one-line ``ConfigError`` when it is
+    missing, not JSON (truncated, hand-edited) or not a study's."""
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (a truth study folder holds its truth.json)")
+    try:
+        results = read_json(path)
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON ({e})") from None
+    if not isinstance(results, dict) or not {"config", "sets"} <= set(results):
+        raise ConfigError(f"{path}: not a truth study's results (no 'config' and 'sets')")
+    return results
+
+
 def load_test_windows(out: Path, results: dict) -> dict:
     """size -> key -> per-window test scores averaged over the sets whose file is in out/sets."""
     found = {}
@@ -202,6 +217,7 @@ def figure(s: dict, path: Path, architectures: dict | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    architectures = architectures or {}
     sizes = sorted(s, key=int)
     keys = sorted({k for z in sizes for k in s[z]["arms"]})
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -209,14 +225,14 @@ def figure(s: dict, path: Path, architectures: dict | None = None) -> None:
         arms = s[sizes[0]]["arms"]
         keys.sort(key=lambda k: arms[k]["mean"])
         for i, k in enumerate(keys):
-            ax.errorbar(100 * arms[k]["mean"], i, xerr=196 * arms[k]["se"], **_style(k, architectures or {}))
+            ax.errorbar(100 * arms[k]["mean"], i, xerr=196 * arms[k]["se"], **_style(k, architectures))
         ax.set_yticks(range(len(keys)), keys, fontsize=8)
         ax.set_xlabel(f"true balanced accuracy on the fresh test set (%), {sizes[0]} labelled windows")
     else:
         for k in keys:
             pts = [(int(z), s[z]["arms"][k]) for z in sizes if k in s[z]["arms"]]
             y, err = [100 * p[1]["mean"] for p in pts], [196 * p[1]["se"] for p in pts]
-            ax.errorbar([p[0] for p in pts], y, yerr=err, label=k, **_style(k, architectures or {}))
+            ax.errorbar([p[0] for p in pts], y, yerr=err, label=k, **_style(k, architectures))
         ax.set_xscale("log")
         ax.set_xticks([int(z) for z in sizes], sizes)
         ax.minorticks_off()

@@ -312,6 +312,7 @@ def test_folders_of_other_sets_are_refused(quick_run, tmp_path):
     (tmp_path / "broken" / "truth.json").write_text('{"sets": {')
     with pytest.raises(ConfigError, match="broken/truth.json: not JSON"):
         join([quick_run, tmp_path / "broken"])
+    assert truth.main([str(tmp_path / "broken"), "--report-only"]) == 2  # the one reader: one line, no traceback
     assert truth.main([str(tmp_path / "j"), "--join", str(quick_run), "--sizes", "174"]) == 2  # nothing to fit
 
 
