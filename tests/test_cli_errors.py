@@ -126,6 +126,13 @@ CASES["moola_lib.studies.truth"] = [
     ("out-under-a-file", ["{file}/t"], "is not a folder"),
     ("flag", ["{tmp}/t", "--bogus"], "unrecognized arguments"),
 ]
+CASES["moola_lib.studies.truth_folds"] = [
+    ("no-truth", ["{tmp}/none", "{tmp}/f"], "not found (a truth study folder holds its truth.json)"),
+    ("not-a-truth", ["{data}", "{tmp}/f"], "not found"),
+    ("sets", ["{tmp}/none", "{tmp}/f", "--sets", "1"], "--sets >= 2"),
+    ("out-under-a-file", ["{tmp}/none", "{file}/f"], "is not a folder"),
+    ("flag", ["{tmp}/none", "{tmp}/f", "--bogus"], "unrecognized arguments"),
+]
 CASES["moola_lib.studies.classifier_check"] = [
     ("out-under-a-file", ["{file}/c"], "is not a folder"),
     ("arm", ["{tmp}/c", "--arms", "frozn"], "frozn"),

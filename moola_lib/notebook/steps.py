@@ -29,7 +29,7 @@ from ..pretraining.config import PretrainConfig
 from ..pretraining.devices import resolve_device
 from ..pretraining.job import pretrain
 from ..pretraining.model import JadeEncoder, embed_windows
-from ..transfer.folds import fold_groups
+from ..transfer.folds import config_groups
 from ..util.paths import resolve_path
 from .params import RunParams
 
@@ -79,9 +79,7 @@ def encoder_from_params(params, labelled: LabelledSet, run_dir, encoder: Encoder
         return encoder
     if params.encoder_path is not None:
         return EncoderSource.load(resolve_path(params.encoder_path))
-    labelled.check_folds(
-        params.folds, fold_groups(labelled.groups, labelled.start, labelled.end, params.group_by_session)
-    )
+    labelled.check_folds(params.folds, config_groups(labelled, params))
     encoder_dir = Path(run_dir) / "encoder"
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
     return EncoderSource.load(encoder_dir / "checkpoint_best.pt")

@@ -40,7 +40,7 @@ from ..transfer.arms import result_arms
 from ..transfer.comparisons import comparisons
 from ..transfer.config import TransferConfig
 from ..transfer.fits import Inputs
-from ..transfer.folds import fold_groups, make_folds
+from ..transfer.folds import config_groups, make_folds
 from ..transfer.protocol import evaluate_arms
 from ..transfer.stats import holm, summarise
 from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
@@ -139,7 +139,7 @@ def _comparison_row(comp: dict, encoder: str, arch: str) -> dict:
 def size_result(labelled, sources: dict, cfg: TransferConfig) -> dict:
     """One size: every arm's summary and the comparisons (Holm within the size) of every encoder."""
     t0 = time.perf_counter()
-    groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
+    groups = config_groups(labelled, cfg)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
     shared, by_arch, per_encoder = _runs(labelled, sources, cfg, assign, groups)

@@ -50,7 +50,7 @@ from ..transfer.arms import arm as arm_row
 from ..transfer.arms import result_arms
 from ..transfer.config import TransferConfig
 from ..transfer.fits import Inputs, arm_probabilities, fit_seed
-from ..transfer.folds import fold_groups, inner_split
+from ..transfer.folds import config_groups, inner_split
 from ..transfer.intervals import per_window_scores
 from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError, StrictConfig
@@ -242,7 +242,7 @@ def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict
     train = labelled_set(tc, i, k)
     both = concatenate(train, test)
     n = len(train)
-    groups = fold_groups(train.groups, train.start, train.end, cfg.group_by_session)
+    groups = config_groups(train, cfg)
     seed = fit_seed(cfg.seed, tc.sizes[i], k)
     fit, val = inner_split(np.arange(n), train.y, groups, cfg.inner_val_fraction, seed)
     split = (fit, val, np.arange(n, len(both)))
@@ -331,12 +331,17 @@ def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
     return results
 
 
+def verdict_config(tc: TruthConfig, **options) -> TransferConfig:
+    """The verdicts' TransferConfig: the study's transfer settings, its ``verdict_transfer``, then ``options``."""
+    return TransferConfig.from_dict({**transfer_settings(tc.arms, tc.transfer), **tc.verdict_transfer, **options})
+
+
 def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: dict, log=print, jobs: int = 1) -> None:
     """The protocol's verdict on each of the first ``tc.verdicts`` sets of size index i not yet recorded
     (``truth_verdicts``), written as each finishes. ``jobs``: worker processes for a verdict's fits (the
     protocol's results are the same bit for bit for any number, so it is not part of the recipe)."""
     size, name = tc.sizes[i], tc.verdict_encoder
-    cfg = TransferConfig.from_dict({**transfer_settings(tc.arms, tc.transfer), **tc.verdict_transfer, "n_jobs": jobs})
+    cfg = verdict_config(tc, n_jobs=jobs)
     done = results.setdefault("verdicts", {}).setdefault(str(size), {})
     for k in range(min(tc.verdicts, tc.sets)):
         if str(k) in done:

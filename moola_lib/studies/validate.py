@@ -42,7 +42,7 @@ from ..pretraining.checkpoints import save_encoder
 from ..pretraining.job import pretrain
 from ..pretraining.model import JadeEncoder
 from ..transfer.arms import REFERENCE
-from ..transfer.folds import fold_groups, inner_split, make_folds
+from ..transfer.folds import config_groups, inner_split, make_folds
 from ..transfer.probe import build_classifier, fit_classifier
 from ..transfer.protocol import run_transfer
 from ..util.cli import ArgumentParser, add_parameter_flags, parameters, run
@@ -153,7 +153,7 @@ def _replicate_job(vc: ValidationConfig, r: int, label_path) -> dict:
     encs, template, _, _ = _fixed(vc, label_path)
     i, ls = replicate_set(vc, r)
     cfg = transfer_config(vc)
-    groups = fold_groups(ls.groups, ls.start, ls.end, cfg.group_by_session)
+    groups = config_groups(ls, cfg)
     assign = make_folds(ls.y, groups, vc.folds, vc.repeats, seed=i)
     runs = run_arms(
         _arms(vc, r, vc.sgd_replicates, label_path), ls, arm_features(ls, encs), template, cfg, assign, groups

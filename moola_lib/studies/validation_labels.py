@@ -22,7 +22,7 @@ from ..pretraining.model import JadeEncoder
 from ..transfer.arms import REFERENCE
 from ..transfer.config import TransferConfig
 from ..transfer.extrapolation import labels_needed
-from ..transfer.folds import fold_groups, make_folds
+from ..transfer.folds import config_groups, make_folds
 from ..transfer.intervals import compare_methods
 from .validation_arms import arm_features, encoders, run_arms
 
@@ -37,7 +37,7 @@ def _labels_job(vc, make_set, cfg: TransferConfig, size_index: int, n: int, r: i
     ls = make_set(n, 30_000 + key, LABELS_MARKET_SEED + key, period=vc.labels_check_period)
     arch = dict(hidden_size=vc.hidden_size, num_layers=vc.num_layers)
     encs = {k: v for k, v in encoders(arch, vc.seed).items() if k in ARMS}
-    groups = fold_groups(ls.groups, ls.start, ls.end, cfg.group_by_session)
+    groups = config_groups(ls, cfg)
     assign = make_folds(ls.y, groups, cfg.folds, cfg.repeats, seed=key)
     fractions = sorted(set(vc.labels_fractions) | {1.0}) if size_index == 0 else [1.0]
     feats = arm_features(ls, encs)

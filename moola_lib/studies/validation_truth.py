@@ -18,7 +18,7 @@ import numpy as np
 
 from ..labels.sets import LabelledSet
 from ..transfer.fits import arm_probabilities
-from ..transfer.folds import fold_groups, inner_split
+from ..transfer.folds import config_groups, fold_groups, inner_split
 from ..transfer.intervals import cluster_variance_of_mean, per_window_scores
 from .validation_arms import PROTOCOL_ARM, arm_features, inputs_for
 
@@ -58,7 +58,7 @@ def truth_draw(
     train = make_set(n_train, TRUTH_MARKET_SEED + m, TRUTH_MARKET_SEED + m)
     both = concatenate(train, pool)
     feats = {k: np.concatenate([v, pool_feats[k]]) for k, v in arm_features(train, encs).items()}
-    groups = fold_groups(train.groups, train.start, train.end, cfg.group_by_session)
+    groups = config_groups(train, cfg)
     fit, val = inner_split(np.arange(n_train), train.y, groups, cfg.inner_val_fraction, cfg.seed + m)
     test = np.arange(n_train, len(both))
     out = {}

@@ -47,6 +47,7 @@ class TransferConfig(StrictConfig):
     repeats: int = 5
     seeds_per_fold: int = 1  # baseline / finetune: training seeds averaged per fold
     group_by_session: bool = True  # windows of one trading session (17:00 New York halt) share a fold
+    fold_block_days: int = 1  # > 1: windows of the sessions in one block of N calendar days share a fold
     embargo_bars: int = 0  # drop training windows within this many bars (minutes) of a test window
     epochs: int = 60
     batch_size: int = 32
@@ -80,6 +81,10 @@ class TransferConfig(StrictConfig):
             ),
             (self.folds >= 2 and self.repeats >= 1, "folds must be >= 2 and repeats >= 1"),
             (self.seeds_per_fold >= 1 and self.embargo_bars >= 0, "seeds_per_fold must be >= 1 and embargo_bars >= 0"),
+            (
+                self.fold_block_days == 1 or (self.fold_block_days > 1 and self.group_by_session),
+                "fold_block_days must be >= 1, and > 1 only with group_by_session (it widens the session)",
+            ),
             (0 < self.alpha < 0.5 and 0.5 <= self.power < 1, "alpha must be in (0, 0.5), power in [0.5, 1)"),
             (
                 self.primary_pair() is not None,

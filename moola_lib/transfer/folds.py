@@ -4,8 +4,9 @@ subsamples.
 Every split is stratified by class and group-aware (a group never straddles a split), and a pure
 function of its seed, so every arm sees identical folds. Groups join windows that overlap in time and,
 by default, windows of the same trading session: bars of one session share its regime and news, so a
-test window's session-mates in the training folds would flatter every arm. The embargo drops training
-windows within N bars of a test window (purged cross-validation).
+test window's session-mates in the training folds would flatter every arm. ``fold_block_days`` widens a
+session to a block of calendar days (7: a week), for regimes that outlive a session. The embargo drops
+training windows within N bars of a test window (purged cross-validation).
 """
 
 from __future__ import annotations
@@ -33,15 +34,20 @@ def session_ids(times: pd.DatetimeIndex) -> np.ndarray:
 
 
 def fold_groups(
-    overlap: np.ndarray, start: pd.DatetimeIndex, end: pd.DatetimeIndex, by_session: bool = True
+    overlap: np.ndarray,
+    start: pd.DatetimeIndex,
+    end: pd.DatetimeIndex,
+    by_session: bool = True,
+    block_days: int = 1,
 ) -> np.ndarray:
     """Group ids for the folds: windows that overlap (``overlap`` ids) and, with ``by_session``, windows
-    whose first or last bar falls in the same trading session are joined (transitively). Windows
-    without timestamps keep their overlap group."""
+    whose first or last bar falls in the same trading session -- or, with ``block_days`` > 1, in the same
+    block of that many calendar days of sessions (counted from the epoch's) -- are joined (transitively).
+    Windows without timestamps keep their overlap group."""
     n = len(overlap)
     keys = [np.asarray(overlap)]
     if by_session:
-        keys += [session_ids(start), session_ids(end)]
+        keys += [_block(session_ids(t), block_days) for t in (start, end)]
     rows, cols = [], []
     for k, key in enumerate(keys):
         _, node = np.unique(key, return_inverse=True)
@@ -53,6 +59,15 @@ def fold_groups(
     )
     _, component = connected_components(graph, directed=False)
     return np.unique(component[:n], return_inverse=True)[1].astype(np.int64)
+
+
+def _block(sessions: np.ndarray, days: int) -> np.ndarray:
+    return np.where(sessions >= 0, sessions // days, -1)  # -1: no timestamp, no block
+
+
+def config_groups(labelled, cfg) -> np.ndarray:
+    """``fold_groups`` of a labelled set under a TransferConfig's (or the notebook parameters') grouping."""
+    return fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session, cfg.fold_block_days)
 
 
 def embargo(

@@ -30,7 +30,7 @@ from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .decision import decision
 from .extrapolation import labels_needed
 from .fits import Inputs, fit_seed
-from .folds import embargo, fold_groups, inner_split, make_folds, subsample
+from .folds import config_groups, embargo, inner_split, make_folds, subsample
 from .parallel import Fit, run_fits, start_workers
 from .stats import confusion, fold_metrics, fold_test_train_ratio, summarise
 from .verdict import verdict
@@ -121,7 +121,7 @@ def all_windows_split(labelled: LabelledSet, cfg: TransferConfig) -> tuple[int, 
     """(seed, (fit, early-stopping, test windows)) of a model fitted on every labelled window with the protocol's
     recipe (``moola_lib.classifier``): the inner split of all windows, grouped as the folds are, no test windows
     (nothing is held out: the cross-validation estimated how such a model does on new windows)."""
-    groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
+    groups = config_groups(labelled, cfg)
     seed = fit_seed(cfg.seed, ALL_WINDOWS)
     fit_idx, val_idx = inner_split(np.arange(len(labelled)), labelled.y, groups, cfg.inner_val_fraction, seed)
     return seed, (fit_idx, val_idx, np.arange(0))
@@ -142,7 +142,7 @@ def run_transfer(
     t_start = time.perf_counter()
     start_workers(cfg)  # they start while the folds and the fixed features are prepared
     source = _encoder_source(encoder, labelled.X.shape[-1])
-    groups = fold_groups(labelled.groups, labelled.start, labelled.end, cfg.group_by_session)
+    groups = config_groups(labelled, cfg)
     labelled.check_folds(cfg.folds, groups)
     assign = make_folds(labelled.y, groups, cfg.folds, cfg.repeats, cfg.seed)
     for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):  # every inner split exists: before any training
@@ -197,6 +197,7 @@ def _protocol(labelled: LabelledSet, cfg: TransferConfig, assign, groups, main: 
         "alpha": cfg.alpha,
         "power": cfg.power,
         "group_by_session": cfg.group_by_session,
+        "fold_block_days": cfg.fold_block_days,
         "embargo_bars": cfg.embargo_bars,
         "fold_assignment": assign.tolist(),
         "groups": groups.tolist(),

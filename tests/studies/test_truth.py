@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
-from moola_lib.studies import truth
+from moola_lib.studies import truth, truth_folds
 from moola_lib.studies.truth_join import join
 from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
@@ -323,3 +323,42 @@ def test_the_figure_tells_architectures_and_objectives_apart():
     assert m64["marker"] != m128["marker"] and _style("2x128:baseline", archs)["marker"] == m128["marker"]
     assert f64["markerfacecolor"] == "none" and f64["linestyle"] == "--" and m64["markerfacecolor"] is None
     assert _style("simple_boosting", archs)["marker"] == "o"
+
+
+def test_the_fold_grouping_study_pairs_its_estimates_with_the_truth_and_the_verdicts(quick_run, tmp_path, capsys):
+    out = tmp_path / "folds"
+    assert truth_folds.main([str(quick_run), str(out), "--size", "24", "--sets", "2", "--blocks", "1", "3"]) == 0
+    folds = json.loads((out / "folds.json").read_text())
+    results = json.loads((quick_run / "truth.json").read_text())
+    rows = {(r["comparison"], r["grouping"]): r for r in truth_folds.bias_rows(results, folds)}
+    name = "masked8:frozen - 1x8:baseline"
+    # block 1 is the session: the folder's own verdicts' recipe (quick: 2 folds x 1 repeat), the same estimates
+    assert rows[name, "session (rerun)"]["shift"]["difference"] == 0
+    assert rows[name, "session (rerun)"]["bias"] == rows[name, truth_folds.VERDICTS]["bias"]
+    # the bias is the estimate minus the set's own true difference, paired by set
+    sets, blocks = results["sets"]["24"], folds["blocks"]["3"]
+    true = [sets[k]["scores"]["masked8:frozen"] - sets[k]["scores"]["1x8:baseline"] for k in ("0", "1")]
+    estimate = [blocks[k]["comparisons"][name]["mean"] for k in ("0", "1")]
+    assert rows[name, "blocks of 3 days"]["bias"]["difference"] == pytest.approx(np.mean(estimate) - np.mean(true))
+    # 3-day blocks join sessions: other folds than the sessions'
+    assert any(r["shift"]["difference"] != 0 for (_, g), r in rows.items() if g == "blocks of 3 days")
+    assert "| masked8:frozen - 1x8:baseline | blocks of 3 days | 2 |" in (out / "folds.md").read_text()
+    logged = []
+    wanted = truth_folds.settings(quick_run, 24, 1, truth_folds.ARMS)
+    truth_folds.run_folds(quick_run, out, wanted, [1, 3], 2, 1, log=logged.append)
+    assert logged == []  # resumable: nothing left to fit
+
+
+def test_the_fold_grouping_study_refuses_other_settings_and_its_truth_folder(quick_run, tmp_path, capsys):
+    out = tmp_path / "folds"
+    assert truth_folds.main([str(quick_run), str(out), "--size", "24", "--sets", "2", "--blocks", "1"]) == 0
+    before = (out / "folds.json").read_text()
+    capsys.readouterr()
+    assert truth_folds.main([str(quick_run), str(out), "--size", "24", "--sets", "2", "--repeats", "2"]) == 2
+    assert "other settings (repeats)" in capsys.readouterr().err and (out / "folds.json").read_text() == before
+    assert truth_folds.main([str(quick_run), str(quick_run), "--size", "24"]) == 2
+    assert "the truth folder itself" in capsys.readouterr().err
+    assert truth_folds.main([str(quick_run), str(tmp_path / "new"), "--report-only"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert truth_folds.main([str(quick_run), str(tmp_path / "more"), "--size", "24", "--sets", "3"]) == 2
+    assert "fewer than 3 sets of size 24" in capsys.readouterr().err

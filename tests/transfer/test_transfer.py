@@ -18,7 +18,7 @@ from moola_lib.notebook.steps import labelled_from_params
 from moola_lib.pretraining.checkpoints import save_encoder
 from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer.config import TransferConfig
-from moola_lib.transfer.folds import embargo, fold_groups, inner_split, make_folds, session_ids
+from moola_lib.transfer.folds import config_groups, embargo, fold_groups, inner_split, make_folds, session_ids
 from moola_lib.transfer.linear import C_GRID, fit_logistic
 from moola_lib.transfer.probe import build_classifier, fit_classifier, pooled, predict_proba
 from moola_lib.transfer.protocol import Inputs, run_transfer
@@ -384,6 +384,23 @@ def test_fold_groups_join_sessions_and_overlaps():
         assert len(np.unique(sessions[groups == g])) >= 1
     for s in np.unique(sessions):  # a session never spans two groups
         assert len(np.unique(groups[sessions == s])) == 1
+
+
+def test_fold_blocks_join_the_sessions_of_a_block_of_days():
+    ls = synthetic_labelled_set_small()  # July 2025: sessions 20,270 .. 20,300 days after the epoch
+    sessions, weekly = session_ids(ls.start), fold_groups(ls.groups, ls.start, ls.end, block_days=7)
+    assert len(np.unique(weekly)) < len(np.unique(fold_groups(ls.groups, ls.start, ls.end)))
+    for g in np.unique(weekly):  # a group spans at most one block of 7 days (two, where a window crosses a block)
+        assert np.ptp(sessions[weekly == g]) < 14
+    for block in np.unique(sessions // 7):  # a block never spans two groups
+        assert len(np.unique(weekly[sessions // 7 == block])) == 1
+    times = pd.DatetimeIndex(["2025-07-01 10:00", "2025-07-02 10:00", None], tz="UTC")
+    assert fold_groups(np.arange(3), times, times, block_days=30).tolist() == [0, 0, 1]  # no timestamp: own group
+    cfg = TransferConfig(fold_block_days=7)
+    assert config_groups(ls, cfg).tolist() == weekly.tolist()
+    for bad in ({"fold_block_days": 0}, {"fold_block_days": 7, "group_by_session": False}):
+        with pytest.raises(ConfigError, match="fold_block_days"):
+            TransferConfig(**bad)
 
 
 def synthetic_labelled_set_small():
