@@ -133,6 +133,12 @@ CASES["moola_lib.studies.truth_folds"] = [
     ("out-under-a-file", ["{tmp}/none", "{file}/f"], "is not a folder"),
     ("flag", ["{tmp}/none", "{tmp}/f", "--bogus"], "unrecognized arguments"),
 ]
+CASES["moola_lib.studies.truth_heldout"] = [
+    ("no-truth", ["{tmp}/none", "{tmp}/h"], "not found (a truth study folder holds its truth.json)"),
+    ("jobs", ["{tmp}/none", "{tmp}/h", "--jobs", "0"], "--jobs must be >= 1"),
+    ("same-folder", ["{tmp}", "{tmp}"], "the truth folder itself"),
+    ("report-only", ["{tmp}/none", "{tmp}/h", "--report-only"], "not found (--report-only"),
+]
 CASES["moola_lib.studies.classifier_check"] = [
     ("out-under-a-file", ["{file}/c"], "is not a folder"),
     ("arm", ["{tmp}/c", "--arms", "frozn"], "frozn"),

@@ -262,25 +262,28 @@ def _set_worker(encoders: dict, test) -> None:
     _WORKER.update(encoders=encoders, test=test)
 
 
-def _timed_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders=None, test=None):
-    """``run_set`` on the settings' CPU threads, and its seconds; encoders and test set: the worker's."""
+def _timed_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, fit, encoders=None, test=None):
+    """``fit`` (``run_set``) on the settings' CPU threads, and its seconds; encoders and test set: the worker's."""
     t0 = time.perf_counter()
     encoders = _WORKER["encoders"] if encoders is None else encoders
     with cpu_threads_block(cfg.cpu_threads):
-        fitted = run_set(tc, cfg, i, k, encoders, _WORKER["test"] if test is None else test)
+        fitted = fit(tc, cfg, i, k, encoders, _WORKER["test"] if test is None else test)
     return k, fitted, time.perf_counter() - t0
 
 
-def fitted_sets(tc: TruthConfig, cfg: TransferConfig, i: int, pending: list[int], encoders: dict, test, jobs: int):
-    """(k, run_set's result, seconds) for every set k of ``pending``, as each finishes: on ``jobs`` spawned
+def fitted_sets(
+    tc: TruthConfig, cfg: TransferConfig, i: int, pending: list[int], encoders: dict, test, jobs: int, fit=run_set
+):
+    """(k, ``fit``'s result, seconds) for every set k of ``pending``, as each finishes: on ``jobs`` spawned
     processes (one thread each; a set's fits are seeded by the set alone, so its scores are those of the
-    serial run), in this process when ``jobs`` is 1 or one set is pending."""
+    serial run), in this process when ``jobs`` is 1 or one set is pending. ``fit``: ``run_set`` or another
+    module-level function of the same arguments (``truth_heldout``)."""
     if jobs == 1 or len(pending) <= 1:
-        yield from (_timed_set(tc, cfg, i, k, encoders, test) for k in pending)
+        yield from (_timed_set(tc, cfg, i, k, fit, encoders, test) for k in pending)
         return
     pool = spawn_pool(min(jobs, len(pending)), _set_worker, (encoders, test))
     try:
-        futures = [pool.submit(_timed_set, tc, cfg, i, k) for k in pending]
+        futures = [pool.submit(_timed_set, tc, cfg, i, k, fit) for k in pending]
         yield from (future.result() for future in as_completed(futures))
     finally:
         pool.shutdown(cancel_futures=True)  # an error or an interrupt: no further set starts

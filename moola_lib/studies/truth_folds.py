@@ -14,8 +14,8 @@ set: the bias) and against the folder's verdict on the same set (paired: the shi
 The recipe is the folder's verdicts' (``truth.verdict_config``) but for ``repeats`` (default 1: repeats lower
 an estimate's noise, not its expectation, and the bias is a mean over sets) and ``arms`` (default the
 baseline, the probes and the summaries' arms). Results: OUT_DIR/folds.json after each set (atomically;
-resumable by block and set; one study process per folder; a rerun may add blocks and sets, other settings are
-refused), OUT_DIR/folds.md.
+resumable by block and set; one study process per folder; a rerun may add blocks and sets, other settings
+are refused), OUT_DIR/folds.md.
 """
 
 from __future__ import annotations
@@ -36,22 +36,24 @@ from .truth_verdicts import run_verdict
 
 ARMS = ["baseline", "frozen", "random_frozen", "simple"]
 VERDICTS = "session (the folder's verdicts)"  # the truth folder's own verdicts: the reference grouping
-FIXED = ("truth_dir", "size", "repeats", "arms")  # a rerun may add blocks and sets, not change these
 
 
 def settings(truth_dir: Path, size: int, repeats: int, arms: list[str]) -> dict:
     return {"truth_dir": str(truth_dir), "size": size, "repeats": repeats, "arms": arms}
 
 
-def load_folds(path: Path, wanted: dict) -> dict:
-    """OUT_DIR/folds.json, or a new one; refused (one line) when written with other settings (``FIXED``)."""
+def load_study(path: Path, wanted: dict, part: str) -> dict:
+    """A study's results file (folds.json, heldout.json), or a new one ({settings, ``part``: {}}); refused (one
+    line) when not JSON or written with other settings (every key of ``wanted``)."""
     if not path.exists():
-        return {"settings": wanted, "blocks": {}}
+        return {"settings": wanted, part: {}}
     try:
         stored = read_json(path)
     except ValueError as e:
         raise ConfigError(f"{path}: not JSON ({e})") from None
-    changed = [k for k in FIXED if stored.get("settings", {}).get(k) != wanted[k]]
+    if not isinstance(stored, dict) or part not in stored:
+        raise ConfigError(f"{path}: not this study's results (no {part!r})")
+    changed = [k for k in wanted if stored.get("settings", {}).get(k) != wanted[k]]
     if changed:
         raise ConfigError(f"{path}: written with other settings ({', '.join(changed)}): use another output folder")
     return stored
@@ -76,7 +78,7 @@ def run_folds(truth_dir: Path, out: Path, wanted: dict, blocks: list[int], sets:
     path = out / "folds.json"
     out.mkdir(parents=True, exist_ok=True)
     with run_dir_claim(out):  # one writer: a second process on the same folder would lose sets
-        results = load_folds(path, wanted)  # other settings: refused here, before any fit
+        results = load_study(path, wanted, "blocks")  # other settings: refused here, before any fit
         for block, cfg in configs.items():
             done = results["blocks"].setdefault(str(block), {})
             for k in (k for k in range(sets) if str(k) not in done):
@@ -190,7 +192,7 @@ def _main(argv=None) -> int:
     if args.report_only:
         if not (out / "folds.json").exists():
             raise ConfigError(f"{out / 'folds.json'}: not found (--report-only redraws a run's report)")
-        folds = load_folds(out / "folds.json", wanted)
+        folds = load_study(out / "folds.json", wanted, "blocks")
     else:
         folds = run_folds(truth_dir, out, wanted, args.blocks, args.sets, args.jobs)
     atomic_write_text(out / "folds.md", markdown(truth_dir, folds))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
-from moola_lib.studies import truth, truth_folds
+from moola_lib.studies import truth, truth_folds, truth_heldout
 from moola_lib.studies.truth_join import join
 from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
@@ -362,3 +362,22 @@ def test_the_fold_grouping_study_refuses_other_settings_and_its_truth_folder(qui
     assert "not found" in capsys.readouterr().err
     assert truth_folds.main([str(quick_run), str(tmp_path / "more"), "--size", "24", "--sets", "3"]) == 2
     assert "fewer than 3 sets of size 24" in capsys.readouterr().err
+
+
+def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bias_apart(quick_run, tmp_path):
+    out = tmp_path / "heldout"
+    assert truth_heldout.main([str(quick_run), str(out), "--size", "24", "--sets", "2"]) == 0
+    results = json.loads((quick_run / "truth.json").read_text())
+    heldout = json.loads((out / "heldout.json").read_text())
+    name = "masked8:frozen - 1x8:baseline"
+    for k, s in heldout["sets"].items():  # the quick verdicts are one repeat: the same folds, splits and seeds
+        estimate = s["cv"]["masked8:frozen"] - s["cv"]["1x8:baseline"]
+        assert estimate == pytest.approx(results["verdicts"]["24"][k]["comparisons"][name]["mean"], abs=1e-12)
+        assert s["test"] != s["cv"]  # the same models on the test set: another score
+    row = truth_heldout.decomposition(results, heldout)[name]
+    parts = row["held_out"]["difference"] + row["training_size"]["difference"]
+    assert parts == pytest.approx(row["bias"]["difference"]) and row["estimate"] - row["truth"] == pytest.approx(parts)
+    assert f"| {name} | 2 |" in (out / "heldout.md").read_text()
+    logged = []
+    truth_heldout.run_heldout(quick_run, out, heldout["settings"], 2, 1, logged.append)
+    assert logged == []  # resumable: nothing left to fit

@@ -1,0 +1,182 @@
+"""Cross-validation's bias on the truth study's sets, taken apart (issue 28):
+``python -m moola_lib.studies.truth_heldout TRUTH_DIR OUT_DIR``.
+
+The verdicts' estimates differ from the truth at the set's size (VALIDATION.md) for two reasons one
+measurement cannot tell apart: cross-validation trains on (folds - 1) / folds of the set (the truth, on all of
+it), and it scores on held-out windows of the set (the truth, on a large test set from another market). Here
+each fold's models are scored on both: every arm fitted on every training fold of the verdicts' first repeat
+as the verdict fits it (the same folds, inner splits and seeds: ``protocol.fold_splits``), its probabilities
+taken on the held-out fold AND on the truth study's test set. Per set and arm: the cross-validated estimate
+(the mean over folds of the held-out balanced accuracy, the verdict's) and the same models' true accuracy (the
+mean over folds, on the test set); the truth folder holds the whole-set truth. Per arm against the baseline,
+paired by set:
+
+- held-out windows: the estimate minus the same models' true difference (what scoring on held-out windows of
+  the set gets wrong, the models held fixed);
+- training size: the same models' true difference minus the whole-set truth (what training on 4/5 changes);
+
+the two add up to the verdicts' bias against the truth. Settings: the truth folder's verdict recipe
+(``truth.verdict_config``), one repeat, ``arms`` (default the baseline, the probes and the summaries' arms),
+the verdict encoder only. OUT_DIR/heldout.json after each set (atomically; resumable by set; one writer; other
+settings refused), OUT_DIR/heldout.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..pretraining.checkpoints import load_encoder
+from ..transfer.fits import Inputs, arm_probabilities
+from ..transfer.folds import config_groups, make_folds
+from ..transfer.intervals import per_window_scores
+from ..transfer.protocol import fold_splits
+from ..util.cli import ArgumentParser, run
+from ..util.config import ConfigError
+from ..util.io import atomic_write_text, check_writable, write_json
+from ..util.rundir import run_dir_claim
+from .truth import TruthConfig, arm_plan, fitted_sets, labelled_set, test_set, verdict_config
+from .truth_folds import ARMS, load_study, settings
+from .truth_report import difference, load_results
+from .truth_verdicts import METRIC
+from .validation_truth import concatenate
+
+
+def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, test) -> dict:
+    """Set (i, k): every arm of the plan fitted on each training fold, scored on its held-out fold ("cv") and on
+    the test set ("test"); each the mean over the folds."""
+    train = labelled_set(tc, i, k)
+    both, n = concatenate(train, test), len(train)
+    groups = config_groups(train, cfg)
+    assign = make_folds(train.y, groups, cfg.folds, cfg.repeats, cfg.seed)
+    inputs = {name: Inputs.build(both, enc, cfg) for name, enc in encoders.items()}
+    scores: dict[str, dict[str, list[float]]] = {"cv": {}, "test": {}}
+    for _, _, seed, _, (fit_idx, val_idx, held_out) in fold_splits(train, cfg, assign, groups):
+        split = (fit_idx, val_idx, np.concatenate([held_out, np.arange(n, len(both))]))
+        for key, arm, name in arm_plan(cfg, encoders):
+            probas, _ = arm_probabilities(arm, inputs[name], both.y, split, cfg, seed)
+            p = np.mean(probas, axis=0)
+            cv, true = p[: len(held_out)], p[len(held_out) :]
+            scores["cv"].setdefault(key, []).append(per_window_scores(train.y[held_out], cv, METRIC).mean())
+            scores["test"].setdefault(key, []).append(per_window_scores(test.y, true, METRIC).mean())
+    return {part: {key: float(np.mean(x)) for key, x in d.items()} for part, d in scores.items()}
+
+
+def run_heldout(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, log=print) -> dict:
+    """Every set not yet in out/heldout.json (``jobs`` at once: ``truth.fitted_sets``), written as each finishes;
+    the results. Settings are refused before anything is fitted."""
+    truth = load_results(truth_dir / "truth.json")
+    tc = TruthConfig.from_dict(truth["config"])
+    size, name = wanted["size"], tc.verdict_encoder
+    if size not in tc.sizes or len(truth["sets"].get(str(size), {})) < sets:
+        raise ConfigError(f"{truth_dir / 'truth.json'}: holds fewer than {sets} sets of size {size}")
+    path = truth_dir / "encoders" / name / "checkpoint_best.pt"
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (the truth folder's verdict encoder)")
+    cfg = verdict_config(tc, repeats=wanted["repeats"], arms=wanted["arms"])
+    encoders = {name: load_encoder(path, input_size=None, hidden_size=None, num_layers=None)}
+    out.mkdir(parents=True, exist_ok=True)
+    with run_dir_claim(out):  # one writer: a second process on the same folder would lose sets
+        results = load_study(out / "heldout.json", wanted, "sets")
+        pending = [k for k in range(sets) if str(k) not in results["sets"]]
+        i = tc.sizes.index(size)
+        for k, fitted, seconds in fitted_sets(tc, cfg, i, pending, encoders, test_set(tc), jobs, fit=heldout_set):
+            results["sets"][str(k)] = {**fitted, "seconds": seconds}
+            write_json(out / "heldout.json", results)
+            log(f"set {k}: {seconds:.0f} s")
+    return results
+
+
+def decomposition(truth: dict, heldout: dict) -> dict:
+    """Per arm against the baseline (paired by set): the estimate, the same models' and the whole-set true
+    differences, and the bias split into held-out windows and training size (``difference`` of each)."""
+    size = str(heldout["settings"]["size"])
+    sets = {k: s for k, s in heldout["sets"].items() if k in truth["sets"][size]}
+    baseline = next(key for key in next(iter(sets.values()))["cv"] if key.endswith(":baseline"))
+    rows = {}
+    for key in next(iter(sets.values()))["cv"]:
+        if key == baseline:
+            continue
+        part = {p: np.array([s[p][key] - s[p][baseline] for s in sets.values()]) for p in ("cv", "test")}
+        whole = np.array(
+            [truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in sets]
+        )
+        rows[f"{key} - {baseline}"] = {
+            "sets": len(sets),
+            "estimate": float(part["cv"].mean()),
+            "same_models": float(part["test"].mean()),
+            "truth": float(whole.mean()),
+            "held_out": difference(part["cv"], part["test"]),
+            "training_size": difference(part["test"], whole),
+            "bias": difference(part["cv"], whole),
+        }
+    return rows
+
+
+def _ci(d: dict) -> str:
+    low, high = d["ci"]
+    return f"{100 * d['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def markdown(truth: dict, heldout: dict) -> str:
+    """heldout.md: the settings and one row per arm against the baseline (``decomposition``)."""
+    s = heldout["settings"]
+    lines = [
+        f"Cross-validation's bias taken apart: {s['truth_dir']}, sets of {s['size']}, {s['repeats']} repeat(s), "
+        f"arms {' '.join(s['arms'])} (`python -m moola_lib.studies.truth_heldout`). pp, mean [95% t interval "
+        "over sets]; estimate: the folds' held-out windows; same models: the folds' models on the test set; "
+        "truth: the whole set's models on the test set.",
+        "",
+        "| difference | sets | estimate | same models | truth | held-out windows (estimate - same models) | "
+        "training size (same models - truth) | bias (estimate - truth) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in decomposition(truth, heldout).items():
+        lines.append(
+            f"| {name} | {r['sets']} | {100 * r['estimate']:+.1f} | {100 * r['same_models']:+.1f} | "
+            f"{100 * r['truth']:+.1f} | {_ci(r['held_out'])} | {_ci(r['training_size'])} | {_ci(r['bias'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv=None) -> int:
+    parser = ArgumentParser(
+        prog="python -m moola_lib.studies.truth_heldout",
+        description="Cross-validation's bias on the truth study's sets: held-out windows vs training size.",
+    )
+    parser.add_argument("truth_dir", help="a truth study folder (read only)")
+    parser.add_argument("out_dir", help="results: heldout.json, heldout.md")
+    parser.add_argument("--size", type=int, default=174, help="the sets' size (default 174)")
+    parser.add_argument("--sets", type=int, default=20, help="the first N sets of that size (default 20)")
+    parser.add_argument("--arms", nargs="+", default=ARMS, help=f"TransferConfig.arms (default {' '.join(ARMS)})")
+    parser.add_argument("--jobs", type=int, default=1, help="sets fitted at once, a process each (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="redraw heldout.md, fit nothing")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.sets < 2:
+        raise ConfigError("--jobs must be >= 1 and --sets >= 2")
+    truth_dir, out = Path(args.truth_dir), Path(args.out_dir)
+    if out.resolve() == truth_dir.resolve():
+        raise ConfigError(f"{out}: the truth folder itself; the results go to a folder of their own")
+    for name in ("heldout.json", "heldout.md"):
+        check_writable(out / name)
+    wanted = settings(truth_dir, args.size, 1, args.arms)
+    if args.report_only:
+        if not (out / "heldout.json").exists():
+            raise ConfigError(f"{out / 'heldout.json'}: not found (--report-only redraws a run's report)")
+        heldout = load_study(out / "heldout.json", wanted, "sets")
+    else:
+        heldout = run_heldout(truth_dir, out, wanted, args.sets, args.jobs)
+    atomic_write_text(out / "heldout.md", markdown(load_results(truth_dir / "truth.json"), heldout))
+    print(f"held-out study: {out / 'heldout.md'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command line; expected errors print one line and exit 2 (``moola_lib.util.cli.run``)."""
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
