@@ -78,23 +78,26 @@ def report_when_saved(
     if previous is not None:
         previous.set()
     stop = _watches[notebook] = threading.Event()
+    # the notebook as it is now, read here and not in the thread: a save before the thread first runs (a
+    # busy machine) would otherwise be taken for the state before the run finished, and never reported
+    seen = _file_state(notebook)
     thread = threading.Thread(
-        target=_watch, args=(notebook, run_dir, name, marker, stop, timeout, interval), daemon=True
+        target=_watch, args=(notebook, run_dir, name, marker, stop, (seen, timeout, interval)), daemon=True
     )
     thread.start()
     return thread
 
 
-def _watch(notebook: Path, run_dir: Path, name: str, marker: str, stop: threading.Event, timeout, interval) -> None:
+def _watch(notebook: Path, run_dir: Path, name: str, marker: str, stop: threading.Event, timing: tuple) -> None:
     try:
-        _wait_and_report(notebook, run_dir, name, marker, stop, timeout, interval)
+        _wait_and_report(notebook, run_dir, name, marker, stop, *timing)
     finally:
         if _watches.get(notebook) is stop:
             del _watches[notebook]
 
 
-def _wait_and_report(notebook, run_dir, name, marker, stop: threading.Event, timeout, interval) -> None:
-    seen, deadline = _mtime(notebook), time.monotonic() + timeout
+def _wait_and_report(notebook, run_dir, name, marker, stop: threading.Event, seen, timeout, interval) -> None:
+    deadline = time.monotonic() + timeout
     while not stop.wait(interval):
         if time.monotonic() > deadline:
             print(
@@ -102,7 +105,7 @@ def _wait_and_report(notebook, run_dir, name, marker, stop: threading.Event, tim
                 f"Save it, then: python -m moola_lib.run_notebook --report {notebook} --run-dir {run_dir}"
             )
             return
-        now = _mtime(notebook)
+        now = _file_state(notebook)
         if now == seen:
             continue
         seen = now  # a save: is it the finished run's?
@@ -114,8 +117,10 @@ def _wait_and_report(notebook, run_dir, name, marker, stop: threading.Event, tim
             return
 
 
-def _mtime(path: Path) -> int | None:
+def _file_state(path: Path) -> tuple[int, int] | None:
+    """(mtime, size): a save within the file system's timestamp tick still changes the size, mostly."""
     try:
-        return path.stat().st_mtime_ns
+        stat = path.stat()
     except OSError:
         return None
+    return stat.st_mtime_ns, stat.st_size

@@ -1,6 +1,7 @@
 """A run started in JupyterLab gets its report.html at the notebook's next save (no kernel or browser needed:
 JupyterLab's save is a write of the notebook file, done here by hand), and headless runs start no watch."""
 
+import threading
 import time
 
 import nbformat
@@ -68,6 +69,19 @@ def test_a_new_finish_replaces_the_watch_of_the_same_notebook(live, tmp_path, ca
     save(live, saved_marker(tmp_path / "r2"))
     second.join(20)
     assert (tmp_path / "r2" / "report.html").exists() and not (tmp_path / "r1").exists()
+
+
+def test_a_save_before_the_watch_first_runs_is_still_reported(live, tmp_path, capsys, monkeypatch):
+    run_dir = tmp_path / "r"
+
+    class Late(threading.Thread):  # the watch's thread runs only after the save (a busy machine)
+        def start(self):
+            save(live, saved_marker(run_dir))
+            super().start()
+
+    monkeypatch.setattr(live_report.threading, "Thread", Late)
+    report_when_saved(live, run_dir, "eda", interval=0.02).join(20)
+    assert (run_dir / "report.html").exists()
 
 
 def test_without_a_save_the_watch_gives_up_and_says_how(live, tmp_path, capsys):
