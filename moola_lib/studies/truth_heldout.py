@@ -23,6 +23,7 @@ settings refused), OUT_DIR/heldout.md.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -44,24 +45,34 @@ from .truth_verdicts import METRIC
 from .validation_truth import concatenate
 
 
-def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, test) -> dict:
+def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, tests: dict) -> dict:
     """Set (i, k): every arm of the plan fitted on each training fold, scored on its held-out fold ("cv") and on
-    the test set ("test"); each the mean over the folds."""
+    each set of ``tests`` (name -> LabelledSet: "test", the truth study's; "later", ``later_set``); each the
+    mean over the folds."""
     train = labelled_set(tc, i, k)
-    both, n = concatenate(train, test), len(train)
+    both = train
+    for other in tests.values():
+        both = concatenate(both, other)
     groups = config_groups(train, cfg)
     assign = make_folds(train.y, groups, cfg.folds, cfg.repeats, cfg.seed)
     inputs = {name: Inputs.build(both, enc, cfg) for name, enc in encoders.items()}
-    scores: dict[str, dict[str, list[float]]] = {"cv": {}, "test": {}}
+    parts = {"cv": None, **{name: other.y for name, other in tests.items()}}
+    scores: dict[str, dict[str, list[float]]] = {part: {} for part in parts}
     for _, _, seed, _, (fit_idx, val_idx, held_out) in fold_splits(train, cfg, assign, groups):
-        split = (fit_idx, val_idx, np.concatenate([held_out, np.arange(n, len(both))]))
+        scored = np.concatenate([held_out, np.arange(len(train), len(both))])
         for key, arm, name in arm_plan(cfg, encoders):
-            probas, _ = arm_probabilities(arm, inputs[name], both.y, split, cfg, seed)
-            p = np.mean(probas, axis=0)
-            cv, true = p[: len(held_out)], p[len(held_out) :]
-            scores["cv"].setdefault(key, []).append(per_window_scores(train.y[held_out], cv, METRIC).mean())
-            scores["test"].setdefault(key, []).append(per_window_scores(test.y, true, METRIC).mean())
+            probas, _ = arm_probabilities(arm, inputs[name], both.y, (fit_idx, val_idx, scored), cfg, seed)
+            p = np.split(np.mean(probas, axis=0), np.cumsum([len(held_out), *(len(t) for t in tests.values())])[:-1])
+            for (part, y), q in zip(parts.items(), p):
+                y = train.y[held_out] if y is None else y
+                scores[part].setdefault(key, []).append(per_window_scores(y, q, METRIC).mean())
     return {part: {key: float(np.mean(x)) for key, x in d.items()} for part, d in scores.items()}
+
+
+def later_set(tc: TruthConfig, period: list[str]):
+    """A test set like the truth study's (its market, size and draw) over ``period``: windows of the months
+    after the labelled sets, the months a deployed classifier meets."""
+    return test_set(dataclasses.replace(tc, test_period=list(period)))
 
 
 def run_heldout(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, log=print) -> dict:
@@ -82,7 +93,10 @@ def run_heldout(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, 
         results = load_study(out / "heldout.json", wanted, "sets")
         pending = [k for k in range(sets) if str(k) not in results["sets"]]
         i = tc.sizes.index(size)
-        for k, fitted, seconds in fitted_sets(tc, cfg, i, pending, encoders, test_set(tc), jobs, fit=heldout_set):
+        tests = {"test": test_set(tc)}
+        if wanted["later_period"]:
+            tests["later"] = later_set(tc, wanted["later_period"])
+        for k, fitted, seconds in fitted_sets(tc, cfg, i, pending, encoders, tests, jobs, fit=heldout_set):
             results["sets"][str(k)] = {**fitted, "seconds": seconds}
             write_json(out / "heldout.json", results)
             log(f"set {k}: {seconds:.0f} s")
@@ -94,12 +108,13 @@ def decomposition(truth: dict, heldout: dict) -> dict:
     differences, and the bias split into held-out windows and training size (``difference`` of each)."""
     size = str(heldout["settings"]["size"])
     sets = {k: s for k, s in heldout["sets"].items() if k in truth["sets"][size]}
-    baseline = next(key for key in next(iter(sets.values()))["cv"] if key.endswith(":baseline"))
+    first = next(iter(sets.values()))
+    baseline = next(key for key in first["cv"] if key.endswith(":baseline"))
     rows = {}
-    for key in next(iter(sets.values()))["cv"]:
+    for key in first["cv"]:
         if key == baseline:
             continue
-        part = {p: np.array([s[p][key] - s[p][baseline] for s in sets.values()]) for p in ("cv", "test")}
+        part = {p: np.array([s[p][key] - s[p][baseline] for s in sets.values()]) for p in first if p != "seconds"}
         whole = np.array(
             [truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in sets]
         )
@@ -112,6 +127,8 @@ def decomposition(truth: dict, heldout: dict) -> dict:
             "training_size": difference(part["test"], whole),
             "bias": difference(part["cv"], whole),
         }
+        if "later" in part:  # the same models on the months after the sets
+            rows[f"{key} - {baseline}"]["later"] = difference(part["cv"], part["later"])
     return rows
 
 
@@ -133,11 +150,23 @@ def markdown(truth: dict, heldout: dict) -> str:
         "training size (same models - truth) | bias (estimate - truth) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in decomposition(truth, heldout).items():
+    rows = decomposition(truth, heldout)
+    for name, r in rows.items():
         lines.append(
             f"| {name} | {r['sets']} | {100 * r['estimate']:+.1f} | {100 * r['same_models']:+.1f} | "
             f"{100 * r['truth']:+.1f} | {_ci(r['held_out'])} | {_ci(r['training_size'])} | {_ci(r['bias'])} |"
         )
+    if s.get("later_period"):
+        lo, hi = s["later_period"]
+        lines += [
+            "",
+            f"The same models on the test market's windows of {lo} .. {hi} (after the labelled sets: the months a "
+            "deployed classifier meets): the estimate minus their difference there.",
+            "",
+            "| difference | estimate - same models, later months |",
+            "|---|---|",
+            *(f"| {name} | {_ci(r['later'])} |" for name, r in rows.items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +181,12 @@ def _main(argv=None) -> int:
     parser.add_argument("--sets", type=int, default=20, help="the first N sets of that size (default 20)")
     parser.add_argument("--arms", nargs="+", default=ARMS, help=f"TransferConfig.arms (default {' '.join(ARMS)})")
     parser.add_argument("--jobs", type=int, default=1, help="sets fitted at once, a process each (default 1)")
+    parser.add_argument(
+        "--later-period",
+        nargs=2,
+        metavar=("FIRST", "LAST"),
+        help="also score the fold models on the test market's windows of these days (e.g. after the sets)",
+    )
     parser.add_argument("--report-only", action="store_true", help="redraw heldout.md, fit nothing")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.sets < 2:
@@ -161,7 +196,7 @@ def _main(argv=None) -> int:
         raise ConfigError(f"{out}: the truth folder itself; the results go to a folder of their own")
     for name in ("heldout.json", "heldout.md"):
         check_writable(out / name)
-    wanted = settings(truth_dir, args.size, 1, args.arms)
+    wanted = {**settings(truth_dir, args.size, 1, args.arms), "later_period": args.later_period}
     if args.report_only:
         if not (out / "heldout.json").exists():
             raise ConfigError(f"{out / 'heldout.json'}: not found (--report-only redraws a run's report)")

@@ -19,6 +19,7 @@ from moola_lib.transfer.extrapolation import _caveats
 from moola_lib.util.config import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+QUICK_TEST = truth.QUICK["test_period"]
 
 
 @pytest.fixture(scope="module")
@@ -381,3 +382,11 @@ def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bi
     logged = []
     truth_heldout.run_heldout(quick_run, out, heldout["settings"], 2, 1, logged.append)
     assert logged == []  # resumable: nothing left to fit
+    # later months scored too: here the test set's own period, so the same windows and the same scores
+    args = [str(quick_run), str(tmp_path / "later"), "--size", "24", "--sets", "2", "--later-period", *QUICK_TEST]
+    assert truth_heldout.main(args) == 0
+    later = json.loads((tmp_path / "later" / "heldout.json").read_text())
+    assert all(later["sets"][k][p] == heldout["sets"][k][p] for k in ("0", "1") for p in ("cv", "test"))
+    assert later["sets"]["0"]["later"] == later["sets"]["0"]["test"]
+    assert truth_heldout.decomposition(results, later)[name]["later"] == row["held_out"]
+    assert "estimate - same models, later months" in (tmp_path / "later" / "heldout.md").read_text()
