@@ -127,8 +127,9 @@ def decomposition(truth: dict, heldout: dict) -> dict:
             "training_size": difference(part["test"], whole),
             "bias": difference(part["cv"], whole),
         }
-        if "later" in part:  # the same models on the months after the sets
+        if "later" in part:  # the same models on the months after the sets: against the estimate, the test set
             rows[f"{key} - {baseline}"]["later"] = difference(part["cv"], part["later"])
+            rows[f"{key} - {baseline}"]["period"] = difference(part["later"], part["test"])
     return rows
 
 
@@ -161,11 +162,12 @@ def markdown(truth: dict, heldout: dict) -> str:
         lines += [
             "",
             f"The same models on the test market's windows of {lo} .. {hi} (after the labelled sets: the months a "
-            "deployed classifier meets): the estimate minus their difference there.",
+            "deployed classifier meets): the estimate minus their difference there, and their difference there "
+            "minus on the test set (the test period's own effect, the models held fixed).",
             "",
-            "| difference | estimate - same models, later months |",
-            "|---|---|",
-            *(f"| {name} | {_ci(r['later'])} |" for name, r in rows.items()),
+            "| difference | estimate - same models, later months | same models: later months - test set |",
+            "|---|---|---|",
+            *(f"| {name} | {_ci(r['later'])} | {_ci(r['period'])} |" for name, r in rows.items()),
         ]
     return "\n".join(lines) + "\n"
 

@@ -388,5 +388,6 @@ def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bi
     later = json.loads((tmp_path / "later" / "heldout.json").read_text())
     assert all(later["sets"][k][p] == heldout["sets"][k][p] for k in ("0", "1") for p in ("cv", "test"))
     assert later["sets"]["0"]["later"] == later["sets"]["0"]["test"]
-    assert truth_heldout.decomposition(results, later)[name]["later"] == row["held_out"]
+    taken = truth_heldout.decomposition(results, later)[name]
+    assert taken["later"] == row["held_out"] and taken["period"]["difference"] == 0
     assert "estimate - same models, later months" in (tmp_path / "later" / "heldout.md").read_text()
