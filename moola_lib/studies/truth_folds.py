@@ -59,6 +59,37 @@ def load_study(path: Path, wanted: dict, part: str) -> dict:
     return stored
 
 
+def add_arguments(parser: ArgumentParser, files: str, jobs: str) -> None:
+    """The options the bias studies share (``truth_folds``, ``truth_heldout``); ``files``: what OUT_DIR holds."""
+    parser.add_argument("truth_dir", help="a truth study folder (read only)")
+    parser.add_argument("out_dir", help=f"results: {files}")
+    parser.add_argument("--size", type=int, default=174, help="the sets' size (default 174)")
+    parser.add_argument("--sets", type=int, default=20, help="the first N sets of that size (default 20)")
+    parser.add_argument("--arms", nargs="+", default=ARMS, help=f"TransferConfig.arms (default {' '.join(ARMS)})")
+    parser.add_argument("--jobs", type=int, default=1, help=f"{jobs} (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="redraw the report, fit nothing")
+
+
+def study_folders(args, names: tuple[str, ...]) -> tuple[Path, Path]:
+    """(truth folder, output folder) of the command line, refused before any work: the output folder must be
+    another than the truth folder's and its ``names`` writable; --jobs >= 1, --sets >= 2."""
+    if args.jobs < 1 or args.sets < 2:
+        raise ConfigError("--jobs must be >= 1 and --sets >= 2")
+    truth_dir, out = Path(args.truth_dir), Path(args.out_dir)
+    if out.resolve() == truth_dir.resolve():
+        raise ConfigError(f"{out}: the truth folder itself; the results go to a folder of their own")
+    for name in names:
+        check_writable(out / name)
+    return truth_dir, out
+
+
+def stored_study(path: Path, wanted: dict, part: str) -> dict:
+    """--report-only: the results file ``load_study`` reads, which must exist."""
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (--report-only redraws a run's report)")
+    return load_study(path, wanted, part)
+
+
 def run_folds(truth_dir: Path, out: Path, wanted: dict, blocks: list[int], sets: int, jobs: int, log=print) -> dict:
     """Every (block, set) not yet in out/folds.json: the protocol's verdict with folds grouped by that block,
     written as each finishes (one writer: ``run_dir_claim``); the results. Settings are refused before anything
@@ -171,28 +202,16 @@ def _main(argv=None) -> int:
         prog="python -m moola_lib.studies.truth_folds",
         description="Cross-validation's bias against the truth study's truth, by fold grouping (module docstring).",
     )
-    parser.add_argument("truth_dir", help="a truth study folder with verdicts (read only)")
-    parser.add_argument("out_dir", help="results: folds.json, folds.md")
-    parser.add_argument("--blocks", type=int, nargs="+", default=[7], help="fold_block_days values (default 7)")
-    parser.add_argument("--size", type=int, default=174, help="the sets' size (default 174)")
-    parser.add_argument("--sets", type=int, default=20, help="the first N sets of that size (default 20)")
+    add_arguments(parser, "folds.json, folds.md", "worker processes for each verdict's fits")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[28], help="fold_block_days values (default 28)")
     parser.add_argument("--repeats", type=int, default=1, help="cross-validation repeats (default 1)")
-    parser.add_argument("--arms", nargs="+", default=ARMS, help=f"TransferConfig.arms (default {' '.join(ARMS)})")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for each verdict's fits (default 1)")
-    parser.add_argument("--report-only", action="store_true", help="redraw folds.md, fit nothing")
     args = parser.parse_args(argv)
-    if args.jobs < 1 or args.sets < 2 or args.repeats < 1 or min(args.blocks) < 1:
-        raise ConfigError("--jobs and --repeats must be >= 1, --sets >= 2, every --blocks value >= 1")
-    truth_dir, out = Path(args.truth_dir), Path(args.out_dir)
-    if out.resolve() == truth_dir.resolve():
-        raise ConfigError(f"{out}: the truth folder itself; the results go to a folder of their own")
-    for name in ("folds.json", "folds.md"):
-        check_writable(out / name)
+    if args.repeats < 1 or min(args.blocks) < 1:
+        raise ConfigError("--repeats and every --blocks value must be >= 1")
+    truth_dir, out = study_folders(args, ("folds.json", "folds.md"))
     wanted = settings(truth_dir, args.size, args.repeats, args.arms)
     if args.report_only:
-        if not (out / "folds.json").exists():
-            raise ConfigError(f"{out / 'folds.json'}: not found (--report-only redraws a run's report)")
-        folds = load_study(out / "folds.json", wanted, "blocks")
+        folds = stored_study(out / "folds.json", wanted, "blocks")
     else:
         folds = run_folds(truth_dir, out, wanted, args.blocks, args.sets, args.jobs)
     atomic_write_text(out / "folds.md", markdown(truth_dir, folds))

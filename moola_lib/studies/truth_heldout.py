@@ -36,10 +36,10 @@ from ..transfer.intervals import per_window_scores
 from ..transfer.protocol import fold_splits
 from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError
-from ..util.io import atomic_write_text, check_writable, write_json
+from ..util.io import atomic_write_text, write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, arm_plan, fitted_sets, labelled_set, test_set, verdict_config
-from .truth_folds import ARMS, load_study, settings
+from .truth_folds import add_arguments, load_study, settings, stored_study, study_folders
 from .truth_report import difference, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate
@@ -177,32 +177,18 @@ def _main(argv=None) -> int:
         prog="python -m moola_lib.studies.truth_heldout",
         description="Cross-validation's bias on the truth study's sets: held-out windows vs training size.",
     )
-    parser.add_argument("truth_dir", help="a truth study folder (read only)")
-    parser.add_argument("out_dir", help="results: heldout.json, heldout.md")
-    parser.add_argument("--size", type=int, default=174, help="the sets' size (default 174)")
-    parser.add_argument("--sets", type=int, default=20, help="the first N sets of that size (default 20)")
-    parser.add_argument("--arms", nargs="+", default=ARMS, help=f"TransferConfig.arms (default {' '.join(ARMS)})")
-    parser.add_argument("--jobs", type=int, default=1, help="sets fitted at once, a process each (default 1)")
+    add_arguments(parser, "heldout.json, heldout.md", "sets fitted at once, a process each")
     parser.add_argument(
         "--later-period",
         nargs=2,
         metavar=("FIRST", "LAST"),
         help="also score the fold models on the test market's windows of these days (e.g. after the sets)",
     )
-    parser.add_argument("--report-only", action="store_true", help="redraw heldout.md, fit nothing")
     args = parser.parse_args(argv)
-    if args.jobs < 1 or args.sets < 2:
-        raise ConfigError("--jobs must be >= 1 and --sets >= 2")
-    truth_dir, out = Path(args.truth_dir), Path(args.out_dir)
-    if out.resolve() == truth_dir.resolve():
-        raise ConfigError(f"{out}: the truth folder itself; the results go to a folder of their own")
-    for name in ("heldout.json", "heldout.md"):
-        check_writable(out / name)
+    truth_dir, out = study_folders(args, ("heldout.json", "heldout.md"))
     wanted = {**settings(truth_dir, args.size, 1, args.arms), "later_period": args.later_period}
     if args.report_only:
-        if not (out / "heldout.json").exists():
-            raise ConfigError(f"{out / 'heldout.json'}: not found (--report-only redraws a run's report)")
-        heldout = load_study(out / "heldout.json", wanted, "sets")
+        heldout = stored_study(out / "heldout.json", wanted, "sets")
     else:
         heldout = run_heldout(truth_dir, out, wanted, args.sets, args.jobs)
     atomic_write_text(out / "heldout.md", markdown(load_results(truth_dir / "truth.json"), heldout))
