@@ -82,13 +82,15 @@ def report_when_saved(
     # busy machine) would otherwise be taken for the state before the run finished, and never reported
     seen = _file_state(notebook)
     thread = threading.Thread(
-        target=_watch, args=(notebook, run_dir, name, marker, stop, (seen, timeout, interval)), daemon=True
+        target=_watch, args=(notebook, run_dir, name, marker, stop, seen, timeout, interval), daemon=True
     )
     thread.start()
     return thread
 
 
-def _watch(notebook: Path, run_dir: Path, name: str, marker: str, stop: threading.Event, timing: tuple) -> None:
+def _watch(notebook: Path, run_dir: Path, name: str, marker: str, stop: threading.Event, *timing) -> None:
+    """``_wait_and_report`` (``timing``: the notebook's state before, the timeout, the poll interval), then the
+    watch's entry removed unless a newer watch replaced it."""
     try:
         _wait_and_report(notebook, run_dir, name, marker, stop, *timing)
     finally:

@@ -91,18 +91,25 @@ def stored_study(path: Path, wanted: dict, part: str) -> dict:
     return load_study(path, wanted, part)
 
 
+def truth_folder(truth_dir: Path, size: int, sets: int) -> tuple[dict, TruthConfig, Path]:
+    """(truth.json, its TruthConfig, its verdict encoder's checkpoint) of the truth folder the bias studies read;
+    one line when it holds fewer than ``sets`` sets of ``size`` or lacks that encoder."""
+    truth = load_results(truth_dir / "truth.json")
+    tc = TruthConfig.from_dict(truth["config"])
+    if size not in tc.sizes or len(truth["sets"].get(str(size), {})) < sets:
+        raise ConfigError(f"{truth_dir / 'truth.json'}: holds fewer than {sets} sets of size {size}")
+    encoder = truth_dir / "encoders" / tc.verdict_encoder / "checkpoint_best.pt"
+    if not encoder.exists():
+        raise ConfigError(f"{encoder}: not found (the truth folder's verdict encoder)")
+    return truth, tc, encoder
+
+
 def run_folds(truth_dir: Path, out: Path, wanted: dict, blocks: list[int], sets: int, jobs: int, log=print) -> dict:
     """Every (block, set) not yet in out/folds.json: the protocol's verdict with folds grouped by that block,
     written as each finishes (one writer: ``run_dir_claim``); the results. Settings are refused before anything
     is written or fitted."""
-    truth = load_results(truth_dir / "truth.json")
-    tc = TruthConfig.from_dict(truth["config"])
+    truth, tc, encoder = truth_folder(truth_dir, wanted["size"], sets)
     size, name = wanted["size"], tc.verdict_encoder
-    if size not in tc.sizes or len(truth["sets"].get(str(size), {})) < sets:
-        raise ConfigError(f"{truth_dir / 'truth.json'}: holds fewer than {sets} sets of size {size}")
-    encoder = truth_dir / "encoders" / name / "checkpoint_best.pt"
-    if not encoder.exists():
-        raise ConfigError(f"{encoder}: not found (the truth folder's verdict encoder)")
     configs = {
         block: verdict_config(tc, repeats=wanted["repeats"], arms=wanted["arms"], fold_block_days=block, n_jobs=jobs)
         for block in blocks

@@ -35,11 +35,10 @@ from ..transfer.folds import config_groups, make_folds
 from ..transfer.intervals import per_window_scores
 from ..transfer.protocol import fold_splits
 from ..util.cli import ArgumentParser, run
-from ..util.config import ConfigError
 from ..util.io import atomic_write_text, write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, arm_plan, fitted_sets, labelled_set, test_set, verdict_config
-from .truth_folds import add_arguments, load_study, settings, stored_study, study_folders
+from .truth_folds import add_arguments, load_study, settings, stored_study, study_folders, truth_folder
 from .truth_report import difference, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate
@@ -78,14 +77,8 @@ def later_set(tc: TruthConfig, period: list[str]):
 def run_heldout(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, log=print) -> dict:
     """Every set not yet in out/heldout.json (``jobs`` at once: ``truth.fitted_sets``), written as each finishes;
     the results. Settings are refused before anything is fitted."""
-    truth = load_results(truth_dir / "truth.json")
-    tc = TruthConfig.from_dict(truth["config"])
+    _, tc, path = truth_folder(truth_dir, wanted["size"], sets)
     size, name = wanted["size"], tc.verdict_encoder
-    if size not in tc.sizes or len(truth["sets"].get(str(size), {})) < sets:
-        raise ConfigError(f"{truth_dir / 'truth.json'}: holds fewer than {sets} sets of size {size}")
-    path = truth_dir / "encoders" / name / "checkpoint_best.pt"
-    if not path.exists():
-        raise ConfigError(f"{path}: not found (the truth folder's verdict encoder)")
     cfg = verdict_config(tc, repeats=wanted["repeats"], arms=wanted["arms"])
     encoders = {name: load_encoder(path, input_size=None, hidden_size=None, num_layers=None)}
     out.mkdir(parents=True, exist_ok=True)
