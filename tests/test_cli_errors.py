@@ -139,6 +139,11 @@ CASES["moola_lib.studies.truth_heldout"] = [
     ("same-folder", ["{tmp}", "{tmp}"], "the truth folder itself"),
     ("report-only", ["{tmp}/none", "{tmp}/h", "--report-only"], "not found (--report-only"),
 ]
+CASES["moola_lib.studies.truth_markets"] = [
+    ("no-truth", ["{tmp}/none", "{tmp}/m"], "not found (a truth study folder holds its truth.json)"),
+    ("markets", ["{tmp}/none", "{tmp}/m", "--markets", "1"], "--markets must be >= 2"),
+    ("report-only", ["{tmp}/none", "{tmp}/m", "--report-only"], "not found (--report-only"),
+]
 CASES["moola_lib.studies.classifier_check"] = [
     ("out-under-a-file", ["{file}/c"], "is not a folder"),
     ("arm", ["{tmp}/c", "--arms", "frozn"], "frozn"),

@@ -236,9 +236,9 @@ def arm_plan(cfg: TransferConfig, encoders: dict) -> list[tuple[str, str, str]]:
     return plan
 
 
-def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict, test) -> tuple[dict, dict]:
-    """Every arm of the plan fitted on set (i, k) and scored on the test set: (balanced accuracy per key,
-    per-window scores per key)."""
+def set_probabilities(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict, test) -> dict:
+    """Every arm of the plan fitted on the whole of set (i, k) (the protocol's recipe: one inner split, the
+    settings' seeds): key -> its probabilities on the windows of ``test`` (the mean over seeds)."""
     train = labelled_set(tc, i, k)
     both = concatenate(train, test)
     n = len(train)
@@ -247,12 +247,19 @@ def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict
     fit, val = inner_split(np.arange(n), train.y, groups, cfg.inner_val_fraction, seed)
     split = (fit, val, np.arange(n, len(both)))
     inputs = {name: Inputs.build(both, enc, cfg) for name, enc in encoders.items()}
-    scores, windows = {}, {}
+    out = {}
     for key, arm, name in arm_plan(cfg, encoders):
         probas, _ = arm_probabilities(arm, inputs[name], both.y, split, cfg, seed)
-        windows[key] = per_window_scores(test.y, np.mean(probas, axis=0), "balanced_accuracy")
-        scores[key] = float(windows[key].mean())
-    return scores, windows
+        out[key] = np.mean(probas, axis=0)
+    return out
+
+
+def run_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict, test) -> tuple[dict, dict]:
+    """Every arm of the plan fitted on set (i, k) and scored on the test set (``set_probabilities``): (balanced
+    accuracy per key, per-window scores per key)."""
+    probas = set_probabilities(tc, cfg, i, k, encoders, test)
+    windows = {key: per_window_scores(test.y, p, "balanced_accuracy") for key, p in probas.items()}
+    return {key: float(w.mean()) for key, w in windows.items()}, windows
 
 
 _WORKER: dict = {}  # in a set worker process: the encoders and the test set (``_set_worker``)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
-from moola_lib.studies import truth, truth_folds, truth_heldout
+from moola_lib.studies import truth, truth_folds, truth_heldout, truth_markets
 from moola_lib.studies.truth_join import join
 from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
@@ -391,3 +391,39 @@ def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bi
     taken = truth_heldout.decomposition(results, later)[name]
     assert taken["later"] == row["held_out"] and taken["period"]["difference"] == 0
     assert "estimate - same models, later months" in (tmp_path / "later" / "heldout.md").read_text()
+
+
+def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fresh_ones(quick_run, tmp_path):
+    out = tmp_path / "markets"
+    args = [str(quick_run), str(out), "--size", "24", "--sets", "2", "--markets", "3", "--market-size", "20"]
+    assert truth_markets.main(args) == 0
+    results = json.loads((quick_run / "truth.json").read_text())
+    markets = json.loads((out / "markets.json").read_text())
+    s = markets["sets"]["0"]["markets"]
+    assert set(s) == {"test", "m0", "m1", "m2"} and all(len(s[m]["masked8:frozen"]) == 2 for m in ("m0", "m1"))
+    # the whole-set models of the truth study: on its test market, its scores exactly
+    assert s["test"] == pytest.approx(results["sets"]["24"]["0"]["scores"], abs=1e-12)
+    table = truth_markets.rows(results, markets)
+    name = "masked8:frozen - 1x8:baseline"
+    assert all(r["test_matches_truth"] for r in table.values()) and s["m0"] != s["m1"]
+    verdicts = [results["verdicts"]["24"][k]["comparisons"][name]["mean"] for k in "01"]
+    truths = [results["sets"]["24"][k]["scores"] for k in "01"]
+    bias = np.mean([v - t["masked8:frozen"] + t["1x8:baseline"] for v, t in zip(verdicts, truths)])
+    assert table[name]["bias_test"]["difference"] == pytest.approx(bias)
+    assert f"| {name} | 2 |" in (out / "markets.md").read_text()
+    logged = []
+    truth_markets.run_markets(quick_run, out, markets["settings"], 2, 1, logged.append)
+    assert logged == []  # resumable: nothing left to fit
+    assert truth_markets.main([*args[:-1], "30"]) == 2  # other settings: refused
+
+
+def test_the_markets_spread_is_split_into_window_noise_and_the_markets_own():
+    offsets = np.array([0.0, 0.02, 0.05, -0.01])  # per market; each market's halves +-0.01 apart from its mean
+    sets = np.array([0.0, 0.01, -0.01])  # per set
+    fresh = offsets[None, :, None] + sets[:, None, None] + np.array([0.01, -0.01])[None, None, :]
+    spread = truth_markets.market_spread(fresh)
+    assert spread["per_market"] == pytest.approx(offsets)
+    assert spread["sd"] == pytest.approx(np.std(offsets, ddof=1)) and spread["noise_sd"] == pytest.approx(0.01)
+    assert spread["market_sd"] == pytest.approx(np.sqrt(np.var(offsets, ddof=1) - 0.01**2))
+    low, high = spread["ci"]
+    assert spread["mean"] == pytest.approx(offsets.mean()) and low < spread["mean"] < high
