@@ -47,10 +47,10 @@ FRESH_DRAW = 61_000_000  # every other study's markets: sets 5-7.x million, the 
 TEST = "test"  # the truth study's test market
 
 
-def fresh_market(tc: TruthConfig, j: int, size: int):
-    """Fresh market j: ``size`` balanced windows over the truth study's test period (a market no set, encoder
-    or test set reads)."""
-    lo, hi = tc.test_period
+def fresh_market(tc: TruthConfig, j: int, size: int, period: list[str] | None = None):
+    """Fresh market j: ``size`` balanced windows over ``period`` (default the truth study's test period; a
+    market no set, encoder or test set reads), the market starting 30 days before it."""
+    lo, hi = period or tc.test_period
     history = str(np.datetime64(lo, "D") - 30)
     return synthetic_labelled_set(
         size, 0.5, 0.0, FRESH_DRAW + j, start=lo, end=hi, history_start=history, market_seed=FRESH_MARKET + j
@@ -98,7 +98,12 @@ def run_markets(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, 
         pending = [k for k in range(sets) if str(k) not in results["sets"]]
         markets = {TEST: test_set(tc)}
         if pending:
-            markets.update({f"m{j}": fresh_market(tc, j, wanted["market_size"]) for j in range(wanted["markets"])})
+            markets.update(
+                {
+                    f"m{j}": fresh_market(tc, j, wanted["market_size"], wanted["fresh_period"])
+                    for j in range(wanted["markets"])
+                }
+            )
         i = tc.sizes.index(wanted["size"])
         for k, fitted, seconds in fitted_sets(tc, cfg, i, pending, encoders, markets, jobs, fit=markets_set):
             results["sets"][str(k)] = {"markets": fitted, "seconds": seconds}
@@ -139,9 +144,9 @@ def market_spread(fresh: np.ndarray) -> dict:
 
 
 def rows(truth: dict, markets: dict) -> dict:
-    """Per key against the baseline: the test market's difference (over sets, and its check against the truth
-    folder's), the fresh markets' (``market_spread``), the test market's place among them and, where the
-    folder holds verdicts of these sets, their bias against either truth (paired by set)."""
+    """Per key against the baseline: the test market's difference (over sets; and its largest gap to the truth
+    folder's over the sets), the fresh markets' (``market_spread``), the test market's place among them and,
+    where the folder holds verdicts of these sets, their bias against either truth (paired by set)."""
     size = str(markets["settings"]["size"])
     sets = dict(sorted(markets["sets"].items(), key=lambda kv: int(kv[0])))
     first = next(iter(sets.values()))["markets"][TEST]
@@ -151,11 +156,13 @@ def rows(truth: dict, markets: dict) -> dict:
     for key in (key for key in first if key != baseline):
         name = f"{key} - {baseline}"
         test, fresh = _pair_arrays(sets, key, baseline)
-        stored = [truth["sets"][size][k]["scores"] for k in sets]
+        stored = np.array(
+            [truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in sets]
+        )
         row = {
             "sets": len(sets),
             "test": difference(test, np.zeros_like(test)),
-            "test_matches_truth": bool(np.allclose(test, [s[key] - s[baseline] for s in stored], atol=1e-9)),
+            "truth_gap": float(np.max(np.abs(test - stored))),  # 0 where these fits are the folder's, bit for bit
             "fresh": market_spread(fresh),
         }
         row["test_rank"] = int(np.sum(np.array(row["fresh"]["per_market"]) < row["test"]["difference"]))
@@ -179,9 +186,11 @@ def markdown(truth: dict, markets: dict) -> str:
     """markets.md: the settings, one row per arm against the baseline (``rows``), the verdicts' bias."""
     s = markets["settings"]
     table = rows(truth, markets)
+    lo, hi = s.get("fresh_period") or truth["config"]["test_period"]
     lines = [
         f"The truth on other markets: {s['truth_dir']}, sets of {s['size']}, arms {' '.join(s['arms'])}, "
-        f"{s['markets']} fresh markets of {s['market_size']} windows (`python -m moola_lib.studies.truth_markets`). "
+        f"{s['markets']} fresh markets of {s['market_size']} windows over {lo} .. {hi} "
+        "(`python -m moola_lib.studies.truth_markets`). "
         "pp; test market: the truth study's (mean [95% t interval over sets]); fresh markets: the mean over "
         "markets [95% interval: markets and sets], the markets' sd (the window noise in it, the markets' own sd "
         "beyond that noise), the fresh markets below the test market's difference.",
@@ -196,8 +205,13 @@ def markdown(truth: dict, markets: dict) -> str:
             f"| {name} | {r['sets']} | {_ci(r['test'])} | {_ci(f)} | {100 * f['sd']:.1f} | "
             f"{100 * f['noise_sd']:.1f} | {100 * f['market_sd']:.1f} | {r['test_rank']} of {len(f['per_market'])} |"
         )
-    if not all(r["test_matches_truth"] for r in table.values()):
-        lines += ["", "**The test market's differences do not equal the truth folder's: other fits than its.**"]
+    gap = max(r["truth_gap"] for r in table.values())
+    if gap > 1e-9:
+        lines += [
+            "",
+            f"On the test market these fits' differences are the truth folder's within {100 * gap:.1f} pp on every "
+            "set, not bit for bit (the folder's sets were fitted by earlier code; see VALIDATION.md).",
+        ]
     judged = {name: r for name, r in table.items() if "bias_test" in r}
     if judged:
         lines += [
@@ -223,6 +237,12 @@ def _main(argv=None) -> int:
     add_arguments(parser, "markets.json, markets.md", "sets fitted at once, a process each")
     parser.add_argument("--markets", type=int, default=12, help="fresh markets (default 12)")
     parser.add_argument("--market-size", type=int, default=1000, help="windows a fresh market (default 1000)")
+    parser.add_argument(
+        "--fresh-period",
+        nargs=2,
+        metavar=("FIRST", "LAST"),
+        help="the fresh markets' days (default the truth study's test period; e.g. the sets' own period)",
+    )
     args = parser.parse_args(argv)
     truth_dir, out = study_folders(args, ("markets.json", "markets.md"))
     if args.markets < 2 or args.market_size < 20:
@@ -233,6 +253,7 @@ def _main(argv=None) -> int:
         "arms": args.arms,
         "markets": args.markets,
         "market_size": args.market_size,
+        "fresh_period": args.fresh_period,
     }
     if args.report_only:
         markets = stored_study(out / "markets.json", wanted, "sets")

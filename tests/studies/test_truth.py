@@ -405,7 +405,7 @@ def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fr
     assert s["test"] == pytest.approx(results["sets"]["24"]["0"]["scores"], abs=1e-12)
     table = truth_markets.rows(results, markets)
     name = "masked8:frozen - 1x8:baseline"
-    assert all(r["test_matches_truth"] for r in table.values()) and s["m0"] != s["m1"]
+    assert all(r["truth_gap"] == 0 for r in table.values()) and s["m0"] != s["m1"]
     verdicts = [results["verdicts"]["24"][k]["comparisons"][name]["mean"] for k in "01"]
     truths = [results["sets"]["24"][k]["scores"] for k in "01"]
     bias = np.mean([v - t["masked8:frozen"] + t["1x8:baseline"] for v, t in zip(verdicts, truths)])
@@ -415,6 +415,12 @@ def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fr
     truth_markets.run_markets(quick_run, out, markets["settings"], 2, 1, logged.append)
     assert logged == []  # resumable: nothing left to fit
     assert truth_markets.main([*args[:-1], "30"]) == 2  # other settings: refused
+    # the fresh markets over another period: other windows, the same test market
+    period = ["2025-08-01", "2025-08-31"]
+    assert truth_markets.main([str(quick_run), str(tmp_path / "period"), *args[2:], "--fresh-period", *period]) == 0
+    other = json.loads((tmp_path / "period" / "markets.json").read_text())["sets"]["0"]["markets"]
+    assert other["test"] == s["test"] and other["m0"] != s["m0"]
+    assert "over 2025-08-01 .. 2025-08-31" in (tmp_path / "period" / "markets.md").read_text()
 
 
 def test_the_markets_spread_is_split_into_window_noise_and_the_markets_own():
