@@ -81,29 +81,40 @@ def markets_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: 
     return out
 
 
-def run_markets(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, log=print) -> dict:
-    """Every set not yet in out/markets.json (``jobs`` at once: ``truth.fitted_sets``), written as each
-    finishes; the results. Settings are refused before anything is fitted."""
-    _, tc, _ = truth_folder(truth_dir, wanted["size"], sets)
-    cfg = TransferConfig.from_dict(transfer_settings(wanted["arms"], tc.transfer))
+def study_markets(tc: TruthConfig, wanted: dict) -> dict:
+    """The truth study's test market and the fresh ones (``fresh_market``); one line when a fresh market's
+    period cannot hold ``market_size`` separate episode windows."""
+    markets = {TEST: test_set(tc)}
+    for j in range(wanted["markets"]):
+        try:
+            markets[f"m{j}"] = fresh_market(tc, j, wanted["market_size"], wanted["fresh_period"])
+        except ValueError as e:
+            raise ConfigError(f"--market-size {wanted['market_size']}: {e}") from None
+    return markets
+
+
+def _encoders(truth_dir: Path, tc: TruthConfig) -> dict:
     encoders = {}
     for name in tc.encoders:
         path = truth_dir / "encoders" / name / "checkpoint_best.pt"
         if not path.exists():
             raise ConfigError(f"{path}: not found (the truth folder's encoder {name})")
         encoders[name] = load_encoder(path, input_size=None, hidden_size=None, num_layers=None)
+    return encoders
+
+
+def run_markets(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, log=print) -> dict:
+    """Every set not yet in out/markets.json (``jobs`` at once: ``truth.fitted_sets``), written as each
+    finishes; the results. Settings and markets are refused before the folder is made or anything fitted."""
+    _, tc, _ = truth_folder(truth_dir, wanted["size"], sets)
+    cfg = TransferConfig.from_dict(transfer_settings(wanted["arms"], tc.transfer))
+    encoders = _encoders(truth_dir, tc)
+    held = load_study(out / "markets.json", wanted, "sets")["sets"]
+    markets = study_markets(tc, wanted) if any(str(k) not in held for k in range(sets)) else {}
     out.mkdir(parents=True, exist_ok=True)
     with run_dir_claim(out):  # one writer: a second process on the same folder would lose sets
         results = load_study(out / "markets.json", wanted, "sets")
         pending = [k for k in range(sets) if str(k) not in results["sets"]]
-        markets = {TEST: test_set(tc)}
-        if pending:
-            markets.update(
-                {
-                    f"m{j}": fresh_market(tc, j, wanted["market_size"], wanted["fresh_period"])
-                    for j in range(wanted["markets"])
-                }
-            )
         i = tc.sizes.index(wanted["size"])
         for k, fitted, seconds in fitted_sets(tc, cfg, i, pending, encoders, markets, jobs, fit=markets_set):
             results["sets"][str(k)] = {"markets": fitted, "seconds": seconds}

@@ -393,7 +393,7 @@ def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bi
     assert "estimate - same models, later months" in (tmp_path / "later" / "heldout.md").read_text()
 
 
-def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fresh_ones(quick_run, tmp_path):
+def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fresh_ones(quick_run, tmp_path, capsys):
     out = tmp_path / "markets"
     args = [str(quick_run), str(out), "--size", "24", "--sets", "2", "--markets", "3", "--market-size", "20"]
     assert truth_markets.main(args) == 0
@@ -415,6 +415,9 @@ def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fr
     truth_markets.run_markets(quick_run, out, markets["settings"], 2, 1, logged.append)
     assert logged == []  # resumable: nothing left to fit
     assert truth_markets.main([*args[:-1], "30"]) == 2  # other settings: refused
+    # more windows than the period holds: one line, before the folder is made
+    assert truth_markets.main([args[0], str(tmp_path / "m"), *args[2:6], "--market-size", "100000"]) == 2
+    assert "--market-size 100000: synthetic market" in capsys.readouterr().err and not (tmp_path / "m").exists()
     # the fresh markets over another period: other windows, the same test market
     period = ["2025-08-01", "2025-08-31"]
     assert truth_markets.main([str(quick_run), str(tmp_path / "period"), *args[2:], "--fresh-period", *period]) == 0
