@@ -91,6 +91,15 @@ def stored_study(path: Path, wanted: dict, part: str) -> dict:
     return load_study(path, wanted, part)
 
 
+def write_study(out: Path, files: tuple[str, str], part: str, wanted: dict, report_only: bool, run, report, what: str):
+    """A bias study command's tail: its results (``run()``; with --report-only the stored ones, ``stored_study``),
+    its report ``report(results)`` written to out/files[1] (atomically), the report's path printed; 0."""
+    results = stored_study(out / files[0], wanted, part) if report_only else run()
+    atomic_write_text(out / files[1], report(results))
+    print(f"{what}: {out / files[1]}")
+    return 0
+
+
 def truth_folder(truth_dir: Path, size: int, sets: int) -> tuple[dict, TruthConfig, Path]:
     """(truth.json, its TruthConfig, its verdict encoder's checkpoint) of the truth folder the bias studies read;
     one line when it holds fewer than ``sets`` sets of ``size`` or lacks that encoder."""
@@ -216,15 +225,19 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.blocks) < 1:
         raise ConfigError("--repeats and every --blocks value must be >= 1")
-    truth_dir, out = study_folders(args, ("folds.json", "folds.md"))
+    files = ("folds.json", "folds.md")
+    truth_dir, out = study_folders(args, files)
     wanted = settings(truth_dir, args.size, args.repeats, args.arms)
-    if args.report_only:
-        folds = stored_study(out / "folds.json", wanted, "blocks")
-    else:
-        folds = run_folds(truth_dir, out, wanted, args.blocks, args.sets, args.jobs)
-    atomic_write_text(out / "folds.md", markdown(truth_dir, folds))
-    print(f"fold grouping study: {out / 'folds.md'}")
-    return 0
+    return write_study(
+        out,
+        files,
+        "blocks",
+        wanted,
+        args.report_only,
+        lambda: run_folds(truth_dir, out, wanted, args.blocks, args.sets, args.jobs),
+        lambda folds: markdown(truth_dir, folds),
+        "fold grouping study",
+    )
 
 
 def main(argv=None) -> int:

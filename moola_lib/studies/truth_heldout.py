@@ -35,10 +35,10 @@ from ..transfer.folds import config_groups, make_folds
 from ..transfer.intervals import per_window_scores
 from ..transfer.protocol import fold_splits
 from ..util.cli import ArgumentParser, run
-from ..util.io import atomic_write_text, write_json
+from ..util.io import write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, arm_plan, fitted_sets, labelled_set, test_set, verdict_config
-from .truth_folds import add_arguments, load_study, settings, stored_study, study_folders, truth_folder
+from .truth_folds import add_arguments, load_study, settings, study_folders, truth_folder, write_study
 from .truth_report import difference, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate
@@ -178,15 +178,19 @@ def _main(argv=None) -> int:
         help="also score the fold models on the test market's windows of these days (e.g. after the sets)",
     )
     args = parser.parse_args(argv)
-    truth_dir, out = study_folders(args, ("heldout.json", "heldout.md"))
+    files = ("heldout.json", "heldout.md")
+    truth_dir, out = study_folders(args, files)
     wanted = {**settings(truth_dir, args.size, 1, args.arms), "later_period": args.later_period}
-    if args.report_only:
-        heldout = stored_study(out / "heldout.json", wanted, "sets")
-    else:
-        heldout = run_heldout(truth_dir, out, wanted, args.sets, args.jobs)
-    atomic_write_text(out / "heldout.md", markdown(load_results(truth_dir / "truth.json"), heldout))
-    print(f"held-out study: {out / 'heldout.md'}")
-    return 0
+    return write_study(
+        out,
+        files,
+        "sets",
+        wanted,
+        args.report_only,
+        lambda: run_heldout(truth_dir, out, wanted, args.sets, args.jobs),
+        lambda heldout: markdown(load_results(truth_dir / "truth.json"), heldout),
+        "held-out study",
+    )
 
 
 def main(argv=None) -> int:

@@ -34,10 +34,10 @@ from ..transfer.config import TransferConfig
 from ..transfer.intervals import per_window_scores
 from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError
-from ..util.io import atomic_write_text, write_json
+from ..util.io import write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, fitted_sets, set_probabilities, test_set, transfer_settings
-from .truth_folds import add_arguments, load_study, stored_study, study_folders, truth_folder
+from .truth_folds import add_arguments, load_study, study_folders, truth_folder, write_study
 from .truth_report import difference, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate
@@ -255,7 +255,8 @@ def _main(argv=None) -> int:
         help="the fresh markets' days (default the truth study's test period; e.g. the sets' own period)",
     )
     args = parser.parse_args(argv)
-    truth_dir, out = study_folders(args, ("markets.json", "markets.md"))
+    files = ("markets.json", "markets.md")
+    truth_dir, out = study_folders(args, files)
     if args.markets < 2 or args.market_size < 20:
         raise ConfigError("--markets must be >= 2 and --market-size >= 20")
     wanted = {
@@ -266,13 +267,16 @@ def _main(argv=None) -> int:
         "market_size": args.market_size,
         "fresh_period": args.fresh_period,
     }
-    if args.report_only:
-        markets = stored_study(out / "markets.json", wanted, "sets")
-    else:
-        markets = run_markets(truth_dir, out, wanted, args.sets, args.jobs)
-    atomic_write_text(out / "markets.md", markdown(load_results(truth_dir / "truth.json"), markets))
-    print(f"markets study: {out / 'markets.md'}")
-    return 0
+    return write_study(
+        out,
+        files,
+        "sets",
+        wanted,
+        args.report_only,
+        lambda: run_markets(truth_dir, out, wanted, args.sets, args.jobs),
+        lambda markets: markdown(load_results(truth_dir / "truth.json"), markets),
+        "markets study",
+    )
 
 
 def main(argv=None) -> int:
