@@ -8,12 +8,16 @@ measured (``truth_heldout``: the same fitted models score a pretrained probe 2 p
 on held-out windows of the sets, each set its own market, than on the test market); a test market that
 happens to disfavour the probe would read the same. This study measures it: on the first ``sets`` sets of
 ``size`` of a truth folder, every arm is fitted on the whole set exactly as the truth study fits it
-(``truth.set_probabilities``: the same split and seeds; the scores on the test market equal the folder's) and
+(``truth.set_probabilities``: the same split and seeds; on the test market the folder's scores, but for a
+trained arm's float rounding under other code or threads: ``truth_gap``) and
 scored on the test market and on ``markets`` fresh markets of the generator (``market_size`` balanced windows
 each, over the test period). Per arm against the baseline: the difference on the test market, on each fresh
 market (the mean over sets; its window noise from the two halves of the market), the markets' spread beyond
 that noise, the mean over fresh markets (interval: markets and sets), and, where the folder holds verdicts at
-the size, their bias against either truth (paired by set).
+the size, their bias against each truth (paired by set). ``fresh_period`` draws the fresh markets over other
+days (the sets' own period: the same calendar, so the same trend price, other markets); ``own_market`` N also
+scores each set's models on N windows of the set's own market and period drawn anew, less every one sharing a
+bar with a window of the set (fresh windows of the very market the set came from, as its held-out windows are).
 
 OUT_DIR/markets.json after each set (atomically; resumable by set; one writer; other settings refused),
 OUT_DIR/markets.md. The truth folder is read only.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +41,46 @@ from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError
 from ..util.io import write_json
 from ..util.rundir import run_dir_claim
-from .truth import TruthConfig, fitted_sets, set_probabilities, test_set, transfer_settings
+from .truth import TruthConfig, fitted_sets, labelled_set, set_probabilities, set_seed, test_set, transfer_settings
 from .truth_folds import add_arguments, load_study, study_folders, truth_folder, write_study
 from .truth_report import difference, load_results
 from .truth_verdicts import METRIC
-from .validation_truth import concatenate
+from .validation_truth import concatenate, subset
 
 FRESH_MARKET = 60_000_000  # fresh market j: market seed 60,000,000 + j, draw seed 61,000,000 + j (apart from
 FRESH_DRAW = 61_000_000  # every other study's markets: sets 5-7.x million, the test market 6,000,000)
+OWN_DRAW = 62_000_000  # a set's own market drawn anew: draw seed 62,000,000 + the set's seed
 TEST = "test"  # the truth study's test market
+OWN = "own"  # the set's own market (``OwnMarket``)
+
+
+@dataclass(frozen=True)
+class OwnMarket:
+    """In ``markets``: stands for each set's own market, ``size`` windows drawn anew (``own_market``)."""
+
+    size: int
+
+
+def own_market(tc: TruthConfig, i: int, k: int, size: int):
+    """Fresh windows of set (i, k)'s own market and period: ``size`` balanced windows drawn with another seed,
+    less every one that shares a bar with a window of the set (so none is a training window)."""
+    train = labelled_set(tc, i, k)
+    lo, hi = tc.period
+    seed = set_seed(tc.sizes[i], k)
+    drawn = synthetic_labelled_set(
+        size,
+        0.5,
+        0.0,
+        OWN_DRAW + seed,
+        start=lo,
+        end=hi,
+        history_start=str(np.datetime64(lo, "D") - 30),
+        market_seed=seed,
+    )
+    shared = (drawn.start.values[:, None] <= train.end.values[None, :]) & (
+        drawn.end.values[:, None] >= train.start.values[None, :]
+    )
+    return subset(drawn, ~shared.any(axis=1))
 
 
 def fresh_market(tc: TruthConfig, j: int, size: int, period: list[str] | None = None):
@@ -62,9 +98,10 @@ def _scores(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def markets_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: dict, markets: dict) -> dict:
-    """Set (i, k)'s whole-set models on every market of ``markets`` (name -> LabelledSet; all scored in one
-    pass): market -> key -> balanced accuracy; the test market's whole, every fresh market's two halves
-    (even and odd windows: [first, second], whose difference measures the window noise)."""
+    """Set (i, k)'s whole-set models on every market of ``markets`` (name -> LabelledSet, or ``OwnMarket``: the
+    set's own; all scored in one pass): market -> key -> balanced accuracy; the test market's whole, every other
+    market's two halves (even and odd windows: [first, second], whose difference measures the window noise)."""
+    markets = {n: own_market(tc, i, k, m.size) if isinstance(m, OwnMarket) else m for n, m in markets.items()}
     pool = markets[TEST]
     for name, market in markets.items():
         if name != TEST:
@@ -82,14 +119,21 @@ def markets_set(tc: TruthConfig, cfg: TransferConfig, i: int, k: int, encoders: 
 
 
 def study_markets(tc: TruthConfig, wanted: dict) -> dict:
-    """The truth study's test market and the fresh ones (``fresh_market``); one line when a fresh market's
-    period cannot hold ``market_size`` separate episode windows."""
+    """The truth study's test market, the fresh ones (``fresh_market``) and, with ``own_market``, the sets' own
+    (``OwnMarket``: drawn per set; set 0's is drawn here as a check); one line when a market's period cannot
+    hold the separate episode windows asked for."""
     markets = {TEST: test_set(tc)}
-    for j in range(wanted["markets"]):
-        try:
+    try:
+        for j in range(wanted["markets"]):
             markets[f"m{j}"] = fresh_market(tc, j, wanted["market_size"], wanted["fresh_period"])
+    except ValueError as e:
+        raise ConfigError(f"--market-size {wanted['market_size']}: {e}") from None
+    if wanted.get("own_market"):
+        try:
+            own_market(tc, tc.sizes.index(wanted["size"]), 0, wanted["own_market"])
         except ValueError as e:
-            raise ConfigError(f"--market-size {wanted['market_size']}: {e}") from None
+            raise ConfigError(f"--own-market {wanted['own_market']}: {e}") from None
+        markets[OWN] = OwnMarket(wanted["own_market"])
     return markets
 
 
@@ -127,7 +171,10 @@ def _pair_arrays(sets: dict, key: str, baseline: str) -> tuple[np.ndarray, np.nd
     """(the difference on the test market per set, the fresh markets' differences [set, market, half])."""
     test = np.array([s["markets"][TEST][key] - s["markets"][TEST][baseline] for s in sets.values()])
     fresh = np.array(
-        [[np.subtract(m[key], m[baseline]) for name, m in s["markets"].items() if name != TEST] for s in sets.values()]
+        [
+            [np.subtract(m[key], m[baseline]) for name, m in s["markets"].items() if name not in (TEST, OWN)]
+            for s in sets.values()
+        ]
     )
     return test, fresh
 
@@ -154,22 +201,31 @@ def market_spread(fresh: np.ndarray) -> dict:
     }
 
 
+def _verdict_bias(verdicts: dict, name: str, truths: dict[str, np.ndarray]) -> dict:
+    """The verdicts' bias against each truth of ``truths`` (name -> per set, keyed like ``verdicts``' sets in
+    the study's set order), paired by set: {"bias_" + truth name: ``difference``}; {} with fewer than 2."""
+    order = list(next(iter(truths.values())).keys())
+    judged = [k for k in order if name in verdicts.get(k, {}).get("comparisons", {})]
+    if len(judged) < 2:
+        return {}
+    estimate = np.array([verdicts[k]["comparisons"][name]["mean"] for k in judged])
+    return {f"bias_{t}": difference(estimate, np.array([v[k] for k in judged])) for t, v in truths.items()}
+
+
 def rows(truth: dict, markets: dict) -> dict:
     """Per key against the baseline: the test market's difference (over sets; and its largest gap to the truth
-    folder's over the sets), the fresh markets' (``market_spread``), the test market's place among them and,
-    where the folder holds verdicts of these sets, their bias against either truth (paired by set)."""
+    folder's over the sets), the fresh markets' (``market_spread``), the test market's place among them, the
+    sets' own markets' (when scored: against the fresh markets, paired by set) and, where the folder holds
+    verdicts of these sets, their bias against each truth (paired by set)."""
     size = str(markets["settings"]["size"])
     sets = dict(sorted(markets["sets"].items(), key=lambda kv: int(kv[0])))
-    first = next(iter(sets.values()))["markets"][TEST]
+    scored = next(iter(sets.values()))["markets"]
+    first = scored[TEST]
     baseline = next(key for key in first if key.endswith(":baseline"))
-    verdicts = truth.get("verdicts", {}).get(size, {})
     out = {}
     for key in (key for key in first if key != baseline):
-        name = f"{key} - {baseline}"
         test, fresh = _pair_arrays(sets, key, baseline)
-        stored = np.array(
-            [truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in sets]
-        )
+        stored = [truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in sets]
         row = {
             "sets": len(sets),
             "test": difference(test, np.zeros_like(test)),
@@ -177,13 +233,15 @@ def rows(truth: dict, markets: dict) -> dict:
             "fresh": market_spread(fresh),
         }
         row["test_rank"] = int(np.sum(np.array(row["fresh"]["per_market"]) < row["test"]["difference"]))
-        judged = [k for k in sets if name in verdicts.get(k, {}).get("comparisons", {})]
-        if len(judged) > 1:
-            estimate = np.array([verdicts[k]["comparisons"][name]["mean"] for k in judged])
-            at = [list(sets).index(k) for k in judged]
-            row["bias_test"] = difference(estimate, test[at])
-            row["bias_fresh"] = difference(estimate, fresh.mean(axis=(1, 2))[at])
-        out[name] = row
+        truths = {"test": dict(zip(sets, test)), "fresh": dict(zip(sets, fresh.mean(axis=(1, 2))))}
+        if OWN in scored:
+            own = np.array(
+                [np.mean(np.subtract(s["markets"][OWN][key], s["markets"][OWN][baseline])) for s in sets.values()]
+            )
+            row["own"] = difference(own, fresh.mean(axis=(1, 2)))
+            truths["own"] = dict(zip(sets, own))
+        name = f"{key} - {baseline}"
+        out[name] = {**row, **_verdict_bias(truth.get("verdicts", {}).get(size, {}), name, truths)}
     return out
 
 
@@ -223,21 +281,39 @@ def markdown(truth: dict, markets: dict) -> str:
             f"On the test market these fits' differences are the truth folder's within {100 * gap:.1f} pp on every "
             "set, not bit for bit (the folder's sets were fitted by earlier code; see VALIDATION.md).",
         ]
-    judged = {name: r for name, r in table.items() if "bias_test" in r}
-    if judged:
+    own = {name: r for name, r in table.items() if "own" in r}
+    if own:
         lines += [
             "",
-            "The verdicts' bias (their cross-validated estimate minus the truth, paired by set) against the test "
-            "market's truth and against the fresh markets' mean:",
+            f"The sets' own markets: {s['own_market']} windows of each set's market and period drawn anew, less "
+            "those sharing a bar with a window of the set; the difference there minus on the fresh markets "
+            "(paired by set):",
             "",
-            "| difference | verdicts | bias against the test market | bias against the fresh markets |",
-            "|---|---|---|---|",
-            *(
-                f"| {name} | {r['bias_test']['sets']} | {_ci(r['bias_test'])} | {_ci(r['bias_fresh'])} |"
-                for name, r in judged.items()
-            ),
+            "| difference | sets | own market - fresh markets |",
+            "|---|---|---|",
+            *(f"| {name} | {r['own']['sets']} | {_ci(r['own'])} |" for name, r in own.items()),
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _bias_lines(table)) + "\n"
+
+
+def _bias_lines(table: dict) -> list[str]:
+    """The verdicts' bias against every truth the rows hold (``_verdict_bias``); none without verdicts."""
+    judged = {name: r for name, r in table.items() if "bias_test" in r}
+    if not judged:
+        return []
+    against = [t for t in ("test", "fresh", "own") if f"bias_{t}" in next(iter(judged.values()))]
+    heads = {"test": "the test market", "fresh": "the fresh markets", "own": "the own markets"}
+    return [
+        "",
+        "The verdicts' bias (their cross-validated estimate minus the truth, paired by set) against each truth:",
+        "",
+        "| difference | verdicts | " + " | ".join(f"bias against {heads[t]}" for t in against) + " |",
+        "|---|---|" + "---|" * len(against),
+        *(
+            f"| {name} | {r['bias_test']['sets']} | " + " | ".join(_ci(r[f"bias_{t}"]) for t in against) + " |"
+            for name, r in judged.items()
+        ),
+    ]
 
 
 def _main(argv=None) -> int:
@@ -249,6 +325,12 @@ def _main(argv=None) -> int:
     parser.add_argument("--markets", type=int, default=12, help="fresh markets (default 12)")
     parser.add_argument("--market-size", type=int, default=1000, help="windows a fresh market (default 1000)")
     parser.add_argument(
+        "--own-market",
+        type=int,
+        metavar="N",
+        help="also score each set's own market: N windows of its market and period drawn anew (less the set's)",
+    )
+    parser.add_argument(
         "--fresh-period",
         nargs=2,
         metavar=("FIRST", "LAST"),
@@ -257,8 +339,8 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     files = ("markets.json", "markets.md")
     truth_dir, out = study_folders(args, files)
-    if args.markets < 2 or args.market_size < 20:
-        raise ConfigError("--markets must be >= 2 and --market-size >= 20")
+    if args.markets < 2 or args.market_size < 20 or (args.own_market is not None and args.own_market < 20):
+        raise ConfigError("--markets must be >= 2, --market-size and --own-market >= 20")
     wanted = {
         "truth_dir": str(truth_dir),
         "size": args.size,
@@ -266,6 +348,7 @@ def _main(argv=None) -> int:
         "markets": args.markets,
         "market_size": args.market_size,
         "fresh_period": args.fresh_period,
+        "own_market": args.own_market,
     }
     return write_study(
         out,

@@ -26,6 +26,22 @@ POOL_MARKET_SEED = 3_000_000
 TRUTH_MARKET_SEED = 2_000_000
 
 
+def subset(a: LabelledSet, keep: np.ndarray) -> LabelledSet:
+    """The windows of ``a`` where ``keep`` (a boolean mask), in their order."""
+    return dataclasses.replace(
+        a,
+        X=a.X[keep],
+        valid=a.valid[keep],
+        y=a.y[keep],
+        window_id=a.window_id[keep],
+        start=a.start[keep],
+        end=a.end[keep],
+        expansion=a.expansion[keep],
+        groups=a.groups[keep],
+        truth=None,
+    )
+
+
 def concatenate(a: LabelledSet, b: LabelledSet) -> LabelledSet:
     """One set holding the windows of ``a`` then ``b`` (groups of ``b`` shifted apart from ``a``'s)."""
     return dataclasses.replace(

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
@@ -424,6 +425,36 @@ def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fr
     other = json.loads((tmp_path / "period" / "markets.json").read_text())["sets"]["0"]["markets"]
     assert other["test"] == s["test"] and other["m0"] != s["m0"]
     assert "over 2025-08-01 .. 2025-08-31" in (tmp_path / "period" / "markets.md").read_text()
+
+
+def test_the_markets_study_scores_each_sets_own_market_without_its_windows(quick_run, tmp_path):
+    tc = truth.TruthConfig.from_dict(json.loads((quick_run / "truth.json").read_text())["config"])
+    own, train = truth_markets.own_market(tc, 0, 1, 30), truth.labelled_set(tc, 0, 1)
+    assert 0 < len(own) <= 30 and set(own.y) == {0, 1}
+    for a, b in zip(own.start, own.end):  # no window of the set's own market shares a bar with the set's
+        assert not ((train.start <= b) & (train.end >= a)).any()
+    lo, hi = (pd.Timestamp(d, tz="UTC") for d in tc.period)  # the set's period
+    assert own.start.min() >= lo and own.end.max() < hi + pd.Timedelta(days=1)
+    out = tmp_path / "own"
+    args = [str(quick_run), str(out), "--size", "24", "--sets", "2", "--markets", "2", "--market-size", "20"]
+    assert truth_markets.main([*args, "--own-market", "30"]) == 0
+    markets = json.loads((out / "markets.json").read_text())
+    assert all(len(s["markets"]["own"]["masked8:frozen"]) == 2 for s in markets["sets"].values())
+    row = truth_markets.rows(json.loads((quick_run / "truth.json").read_text()), markets)[
+        "masked8:frozen - 1x8:baseline"
+    ]
+    own_d = [
+        np.mean(np.subtract(s["markets"]["own"]["masked8:frozen"], s["markets"]["own"]["1x8:baseline"]))
+        for s in markets["sets"].values()
+    ]
+    fresh_d = [
+        np.mean([np.subtract(s["markets"][m]["masked8:frozen"], s["markets"][m]["1x8:baseline"]) for m in ("m0", "m1")])
+        for s in markets["sets"].values()
+    ]
+    assert row["own"]["difference"] == pytest.approx(np.mean(own_d) - np.mean(fresh_d))
+    assert "bias_own" in row and "own market - fresh markets" in (out / "markets.md").read_text()
+    assert truth_markets.main([*args[:1], str(tmp_path / "big"), *args[2:], "--own-market", "100000"]) == 2
+    assert not (tmp_path / "big").exists()
 
 
 def test_the_markets_spread_is_split_into_window_noise_and_the_markets_own():
