@@ -187,13 +187,19 @@ def prepare_encoders(tc: TruthConfig, out: Path) -> dict:
     return encoders
 
 
-def test_set(tc: TruthConfig):
-    """The fresh balanced test set: one market of its own over ``test_period`` (no set, no encoder reads it)."""
-    lo, hi = tc.test_period
+def period_windows(n: int, period: list[str], draw: int, market: int, class_balance: float = 0.5):
+    """``n`` windows of market ``market`` over ``period`` (first and last day), drawn with seed ``draw``, the
+    market starting 30 days before the period so every feature is warm: every set and test set of the studies."""
+    lo, hi = period
     history = str(np.datetime64(lo, "D") - 30)
     return synthetic_labelled_set(
-        tc.test_size, 0.5, 0.0, TEST_SEED, start=lo, end=hi, history_start=history, market_seed=TEST_MARKET
+        n, class_balance, 0.0, draw, start=lo, end=hi, history_start=history, market_seed=market
     )
+
+
+def test_set(tc: TruthConfig):
+    """The fresh balanced test set: one market of its own over ``test_period`` (no set, no encoder reads it)."""
+    return period_windows(tc.test_size, tc.test_period, TEST_SEED, TEST_MARKET)
 
 
 def set_seed(size: int, k: int) -> int:
@@ -205,12 +211,9 @@ def set_seed(size: int, k: int) -> int:
 
 
 def labelled_set(tc: TruthConfig, i: int, k: int):
-    """Set k of size index i: its own market and draw (``set_seed``)."""
-    lo, hi = tc.period
+    """Set k of size index i: its own market and draw (``set_seed``), the embedded set's class balance."""
     seed = set_seed(tc.sizes[i], k)
-    return synthetic_labelled_set(
-        tc.sizes[i], seed=seed, start=lo, end=hi, history_start=str(np.datetime64(lo, "D") - 30), market_seed=seed
-    )
+    return period_windows(tc.sizes[i], tc.period, seed, seed, EMBEDDED_SET.class_balance)
 
 
 def architecture(encoder) -> str:

@@ -32,7 +32,7 @@ from ..util.config import ConfigError
 from ..util.io import atomic_write_text, check_writable, read_json, write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, labelled_set, verdict_config
-from .truth_report import difference, load_results
+from .truth_report import difference, interval_text, load_results
 from .truth_verdicts import run_verdict
 
 ARMS = ["baseline", "frozen", "random_frozen", "simple"]
@@ -184,13 +184,6 @@ def bias_rows(truth: dict, folds: dict) -> list[dict]:
     return rows
 
 
-def _ci(d: dict | None) -> str:
-    if d is None:
-        return ""
-    low, high = d["ci"]
-    return f"{100 * d['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-
-
 def markdown(truth_dir: Path, folds: dict) -> str:
     """folds.md: the settings and one row per comparison and grouping (``bias_rows``)."""
     truth = load_results(truth_dir / "truth.json")
@@ -209,7 +202,7 @@ def markdown(truth_dir: Path, folds: dict) -> str:
         lines.append(
             f"| {r['comparison']} | {r['grouping']} | {r['bias']['sets']} | {100 * r['estimate']:+.1f} | "
             f"{100 * r['truth']:+.1f} | "
-            f"{_ci(r['bias'])} | {_ci(r['shift'])} |"
+            f"{interval_text(r['bias'])} | {interval_text(r['shift'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,7 @@ from ..util.io import write_json
 from ..util.rundir import run_dir_claim
 from .truth import TruthConfig, arm_plan, fitted_sets, labelled_set, test_set, verdict_config
 from .truth_folds import add_arguments, load_study, settings, study_folders, truth_folder, write_study
-from .truth_report import difference, load_results
+from .truth_report import difference, interval_text, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate
 
@@ -126,11 +126,6 @@ def decomposition(truth: dict, heldout: dict) -> dict:
     return rows
 
 
-def _ci(d: dict) -> str:
-    low, high = d["ci"]
-    return f"{100 * d['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-
-
 def markdown(truth: dict, heldout: dict) -> str:
     """heldout.md: the settings and one row per arm against the baseline (``decomposition``)."""
     s = heldout["settings"]
@@ -148,7 +143,8 @@ def markdown(truth: dict, heldout: dict) -> str:
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['sets']} | {100 * r['estimate']:+.1f} | {100 * r['same_models']:+.1f} | "
-            f"{100 * r['truth']:+.1f} | {_ci(r['held_out'])} | {_ci(r['training_size'])} | {_ci(r['bias'])} |"
+            f"{100 * r['truth']:+.1f} | {interval_text(r['held_out'])} | {interval_text(r['training_size'])} | "
+            f"{interval_text(r['bias'])} |"
         )
     if s.get("later_period"):
         lo, hi = s["later_period"]
@@ -160,7 +156,7 @@ def markdown(truth: dict, heldout: dict) -> str:
             "",
             "| difference | estimate - same models, later months | same models: later months - test set |",
             "|---|---|---|",
-            *(f"| {name} | {_ci(r['later'])} | {_ci(r['period'])} |" for name, r in rows.items()),
+            *(f"| {name} | {interval_text(r['later'])} | {interval_text(r['period'])} |" for name, r in rows.items()),
         ]
     return "\n".join(lines) + "\n"
 

@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ..labels.testbed import synthetic_labelled_set
 from ..pretraining.checkpoints import load_encoder
 from ..transfer.config import TransferConfig
 from ..transfer.intervals import per_window_scores
@@ -43,9 +42,18 @@ from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError
 from ..util.io import write_json
 from ..util.rundir import run_dir_claim
-from .truth import TruthConfig, fitted_sets, labelled_set, set_probabilities, set_seed, test_set, transfer_settings
+from .truth import (
+    TruthConfig,
+    fitted_sets,
+    labelled_set,
+    period_windows,
+    set_probabilities,
+    set_seed,
+    test_set,
+    transfer_settings,
+)
 from .truth_folds import add_arguments, load_study, study_folders, truth_folder, write_study
-from .truth_report import difference, load_results
+from .truth_report import difference, interval_text, load_results
 from .truth_verdicts import METRIC
 from .validation_truth import concatenate, subset
 
@@ -67,18 +75,8 @@ def own_market(tc: TruthConfig, i: int, k: int, size: int):
     """Fresh windows of set (i, k)'s own market and period: ``size`` balanced windows drawn with another seed,
     less every one that shares a bar with a window of the set (so none is a training window)."""
     train = labelled_set(tc, i, k)
-    lo, hi = tc.period
     seed = set_seed(tc.sizes[i], k)
-    drawn = synthetic_labelled_set(
-        size,
-        0.5,
-        0.0,
-        OWN_DRAW + seed,
-        start=lo,
-        end=hi,
-        history_start=str(np.datetime64(lo, "D") - 30),
-        market_seed=seed,
-    )
+    drawn = period_windows(size, tc.period, OWN_DRAW + seed, seed)
     shared = (drawn.start.values[:, None] <= train.end.values[None, :]) & (
         drawn.end.values[:, None] >= train.start.values[None, :]
     )
@@ -87,12 +85,8 @@ def own_market(tc: TruthConfig, i: int, k: int, size: int):
 
 def fresh_market(tc: TruthConfig, j: int, size: int, period: list[str] | None = None):
     """Fresh market j: ``size`` balanced windows over ``period`` (default the truth study's test period; a
-    market no set, encoder or test set reads), the market starting 30 days before it."""
-    lo, hi = period or tc.test_period
-    history = str(np.datetime64(lo, "D") - 30)
-    return synthetic_labelled_set(
-        size, 0.5, 0.0, FRESH_DRAW + j, start=lo, end=hi, history_start=history, market_seed=FRESH_MARKET + j
-    )
+    market no set, encoder or test set reads)."""
+    return period_windows(size, period or tc.test_period, FRESH_DRAW + j, FRESH_MARKET + j)
 
 
 def _scores(y: np.ndarray, proba: np.ndarray) -> float:
@@ -155,6 +149,8 @@ def run_markets(truth_dir: Path, out: Path, wanted: dict, sets: int, jobs: int, 
     _, tc, _ = truth_folder(truth_dir, wanted["size"], sets)
     cfg = TransferConfig.from_dict(transfer_settings(wanted["arms"], tc.transfer))
     encoders = _encoders(truth_dir, tc)
+    # read once before the folder is made (other settings refused, and the markets drawn only if sets remain,
+    # so a refused run leaves no folder), and again under the claim: the one writer's view
     held = load_study(out / "markets.json", wanted, "sets")["sets"]
     markets = study_markets(tc, wanted) if any(str(k) not in held for k in range(sets)) else {}
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +180,8 @@ def _pair_arrays(sets: dict, key: str, baseline: str) -> tuple[np.ndarray, np.nd
 def market_spread(fresh: np.ndarray) -> dict:
     """The fresh markets' differences ([set, market, half]): per market the mean over sets and halves, their sd,
     the window noise in that sd (from the halves: var(d) = E[(first - second)^2] / 4 for the mean of two) and
-    the markets' own sd beyond it, the mean over markets with its 95% interval (markets' and sets' variance)."""
+    the markets' own sd beyond it, the mean over markets ("difference") with its 95% interval (markets' and
+    sets' variance)."""
     per_market = fresh.mean(axis=(0, 2))
     halves = fresh.mean(axis=0)
     noise = float(np.mean((halves[:, 0] - halves[:, 1]) ** 2) / 4)
@@ -198,7 +195,7 @@ def market_spread(fresh: np.ndarray) -> dict:
         "sd": sd,
         "noise_sd": math.sqrt(noise),
         "market_sd": math.sqrt(max(0.0, sd**2 - noise)),
-        "mean": mean,
+        "difference": mean,
         "ci": [mean - t * se, mean + t * se],
     }
 
@@ -235,22 +232,17 @@ def rows(truth: dict, markets: dict) -> dict:
             "fresh": market_spread(fresh),
         }
         row["test_rank"] = int(np.sum(np.array(row["fresh"]["per_market"]) < row["test"]["difference"]))
-        truths = {"test": dict(zip(sets, test)), "fresh": dict(zip(sets, fresh.mean(axis=(1, 2))))}
+        fresh_per_set = fresh.mean(axis=(1, 2))
+        truths = {"test": dict(zip(sets, test)), "fresh": dict(zip(sets, fresh_per_set))}
         if OWN in scored:
             own = np.array(
                 [np.mean(np.subtract(s["markets"][OWN][key], s["markets"][OWN][baseline])) for s in sets.values()]
             )
-            row["own"] = difference(own, fresh.mean(axis=(1, 2)))
+            row["own"] = difference(own, fresh_per_set)
             truths["own"] = dict(zip(sets, own))
         name = f"{key} - {baseline}"
         out[name] = {**row, **_verdict_bias(truth.get("verdicts", {}).get(size, {}), name, truths)}
     return out
-
-
-def _ci(d: dict) -> str:
-    low, high = d["ci"]
-    mean = d["difference"] if "difference" in d else d["mean"]
-    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def markdown(truth: dict, markets: dict) -> str:
@@ -273,7 +265,7 @@ def markdown(truth: dict, markets: dict) -> str:
     for name, r in table.items():
         f = r["fresh"]
         lines.append(
-            f"| {name} | {r['sets']} | {_ci(r['test'])} | {_ci(f)} | {100 * f['sd']:.1f} | "
+            f"| {name} | {r['sets']} | {interval_text(r['test'])} | {interval_text(f)} | {100 * f['sd']:.1f} | "
             f"{100 * f['noise_sd']:.1f} | {100 * f['market_sd']:.1f} | {r['test_rank']} of {len(f['per_market'])} |"
         )
     gap = max(r["truth_gap"] for r in table.values())
@@ -293,7 +285,7 @@ def markdown(truth: dict, markets: dict) -> str:
             "",
             "| difference | sets | own market - fresh markets |",
             "|---|---|---|",
-            *(f"| {name} | {r['own']['sets']} | {_ci(r['own'])} |" for name, r in own.items()),
+            *(f"| {name} | {r['own']['sets']} | {interval_text(r['own'])} |" for name, r in own.items()),
         ]
     return "\n".join(lines + _bias_lines(table)) + "\n"
 
@@ -312,7 +304,9 @@ def _bias_lines(table: dict) -> list[str]:
         "| difference | verdicts | " + " | ".join(f"bias against {heads[t]}" for t in against) + " |",
         "|---|---|" + "---|" * len(against),
         *(
-            f"| {name} | {r['bias_test']['sets']} | " + " | ".join(_ci(r[f"bias_{t}"]) for t in against) + " |"
+            f"| {name} | {r['bias_test']['sets']} | "
+            + " | ".join(interval_text(r[f"bias_{t}"]) for t in against)
+            + " |"
             for name, r in judged.items()
         ),
     ]

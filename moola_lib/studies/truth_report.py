@@ -150,6 +150,14 @@ def _pp(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def interval_text(d: dict | None) -> str:
+    """A ``difference`` (or any {"difference", "ci"}) as "+1.2 [-0.3, +2.7]" in pp; "" for None."""
+    if d is None:
+        return ""
+    low, high = d["ci"]
+    return f"{100 * d['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def markdown(s: dict) -> str:
     """The study's tables: true accuracy per arm and size, then the paired differences per size."""
     sizes = sorted(s, key=int)

@@ -466,4 +466,4 @@ def test_the_markets_spread_is_split_into_window_noise_and_the_markets_own():
     assert spread["sd"] == pytest.approx(np.std(offsets, ddof=1)) and spread["noise_sd"] == pytest.approx(0.01)
     assert spread["market_sd"] == pytest.approx(np.sqrt(np.var(offsets, ddof=1) - 0.01**2))
     low, high = spread["ci"]
-    assert spread["mean"] == pytest.approx(offsets.mean()) and low < spread["mean"] < high
+    assert spread["difference"] == pytest.approx(offsets.mean()) and low < spread["difference"] < high
