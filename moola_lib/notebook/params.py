@@ -132,6 +132,9 @@ class TransferParams(_ProtocolParams):
     pretrain_num_layers: int = 1
     pretrain_batch_size: int = 256
     pretrain_lr: float = 3e-3
+    # continue an unfinished run in run_dir: the fits it finished (run_dir/transfer_fits) are read, not fitted
+    # again (same results); the default encoder's pretraining continues from its last epoch
+    resume: bool = False
 
 
 def transfer_config(params) -> TransferConfig:

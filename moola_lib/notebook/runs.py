@@ -50,6 +50,7 @@ from typing import Any
 import yaml
 
 from ..pretraining.devices import resolve_device
+from ..transfer.fit_store import FOLDER as TRANSFER_FITS
 from ..util.config import apply_overrides
 from ..util.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 from ..util.paths import resolve_path
@@ -280,9 +281,15 @@ def check_run_dir(
         raise FileExistsError(
             f"run directory {run_dir} already holds a run ({', '.join(sorted(p.name for p in old)[:5])}); "
             "choose another run_dir, or pass overwrite=True to replace it"
-            + (" (or resume=True to continue it)" if (run_dir / "checkpoint_last.pt").exists() else "")
+            + (" (or resume=True to continue it)" if _resumable(run_dir) else "")
         )
     return old
+
+
+def _resumable(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that ``resume`` continues: a pretraining's last checkpoint (its own, or
+    a transfer run's default encoder's) or a transfer run's finished fits."""
+    return any((run_dir / p).exists() for p in ("checkpoint_last.pt", "encoder/checkpoint_last.pt", TRANSFER_FITS))
 
 
 def _listed_files(run_dir: Path, entries: list[Path]) -> list[Path]:

@@ -67,6 +67,7 @@ def default_pretrain_config(params, labelled: LabelledSet) -> PretrainConfig:
         warmup_epochs=1,
         seed=params.seed,
         device=params.device,
+        resume=getattr(params, "resume", False),  # a transfer run resumed: its encoder's pretraining too
     )
 
 

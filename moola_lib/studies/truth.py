@@ -61,7 +61,7 @@ from ..util.rundir import run_dir_claim
 from ..util.threads import cpu_threads_block
 from .truth_join import join, sources_markdown
 from .truth_report import load_results, report
-from .truth_verdicts import check, check_markdown, run_verdict
+from .truth_verdicts import VERDICT_RUNS, check, check_markdown, remove_verdict_run, run_verdict
 from .validation_truth import concatenate
 
 SET_MARKET = 5_000_000
@@ -352,7 +352,9 @@ def verdict_config(tc: TruthConfig, **options) -> TransferConfig:
 def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: dict, log=print, jobs: int = 1) -> None:
     """The protocol's verdict on each of the first ``tc.verdicts`` sets of size index i not yet recorded
     (``truth_verdicts``), written as each finishes. ``jobs``: worker processes for a verdict's fits (the
-    protocol's results are the same bit for bit for any number, so it is not part of the recipe)."""
+    protocol's results are the same bit for bit for any number, so it is not part of the recipe). Each verdict
+    keeps its finished fits in OUT_DIR/verdict-runs/SIZE-SET until it is recorded: a verdict stopped part-way
+    (hours on a CPU) continues where it stopped, with the same results."""
     size, name = tc.sizes[i], tc.verdict_encoder
     cfg = verdict_config(tc, n_jobs=jobs)
     done = results.setdefault("verdicts", {}).setdefault(str(size), {})
@@ -361,8 +363,10 @@ def run_verdicts(tc: TruthConfig, i: int, out: Path, results: dict, encoders: di
             continue
         t0 = time.perf_counter()
         path = out / "encoders" / name / "checkpoint_best.pt"
-        done[str(k)] = run_verdict(labelled_set(tc, i, k), path, cfg, name, architecture(encoders[name]))
+        run_dir = out / VERDICT_RUNS / f"{size}-{k}"  # its finished fits: an interrupted verdict continues there
+        done[str(k)] = run_verdict(labelled_set(tc, i, k), path, cfg, name, architecture(encoders[name]), run_dir)
         write_json(out / "truth.json", results)
+        remove_verdict_run(run_dir)
         chosen = done[str(k)]["recommended"]
         log(f"size {size} set {k}: verdict in {time.perf_counter() - t0:.0f} s, recommends {chosen}")
 

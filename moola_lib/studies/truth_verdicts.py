@@ -76,9 +76,24 @@ def verdict_record(results: dict, encoder: str, architecture: str) -> dict:
     }
 
 
-def run_verdict(labelled, source: EncoderSource | Path, cfg: TransferConfig, encoder: str, architecture: str) -> dict:
-    """The protocol on one set (no run directory), recorded by ``verdict_record``."""
-    return verdict_record(run_transfer(labelled, source, cfg), encoder, architecture)
+VERDICT_RUNS = "verdict-runs"  # a study folder's run directories of the verdicts under way (git-ignored)
+
+
+def run_verdict(
+    labelled, source: EncoderSource | Path, cfg: TransferConfig, encoder: str, architecture: str, run_dir=None
+) -> dict:
+    """The protocol on one set, recorded by ``verdict_record``. ``run_dir``: where the protocol keeps its
+    finished fits (``transfer.fit_store``), so that a verdict stopped part-way continues there."""
+    return verdict_record(run_transfer(labelled, source, cfg, run_dir), encoder, architecture)
+
+
+def remove_verdict_run(run_dir: Path) -> None:
+    """Once its record is written: the verdict's results file (the protocol removed its fits), then its folder
+    and the study's folder of verdict runs if that leaves them empty."""
+    (run_dir / "transfer_results.json").unlink(missing_ok=True)
+    for folder in (run_dir, run_dir.parent):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _coverage(records: list[dict], name: str, estimates: np.ndarray, truth: float, key: str | None) -> dict:

@@ -142,29 +142,39 @@ def _worker_fit(path: str, index: int, y: np.ndarray, fit: Fit, cfg: TransferCon
     return index, _one_fit(_WORKER_INPUTS[1], y, fit, cfg, threads)
 
 
-def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig, progress=None) -> list:
+def run_fits(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig, progress=None, store=None) -> list:
     """(probabilities of each seed, what the fit chose, seconds) of every fit, in the order of ``fits``, on
-    ``resolve_jobs(cfg.n_jobs)`` processes; ``progress`` (a bar) advances as each fit completes."""
+    ``resolve_jobs(cfg.n_jobs)`` processes; ``progress`` (a bar) advances as each fit completes. ``store`` (a
+    ``fit_store.FitStore``): the fits it holds are read, not fitted, and each fit is written to it as it
+    completes, so that a rerun after an interruption fits only the rest."""
+    results = [None if store is None else store.get(fit) for fit in fits]
+    todo = [i for i, result in enumerate(results) if result is None]
+    if progress is not None and len(todo) < len(fits):
+        progress.update(len(fits) - len(todo))
+    for i, result in _completed([fits[i] for i in todo], inputs, y, cfg):
+        results[todo[i]] = result
+        if store is not None:
+            store.put(fits[todo[i]], result)
+        if progress is not None:
+            progress.update(1)
+    return results
+
+
+def _completed(fits: list[Fit], inputs: Inputs, y: np.ndarray, cfg: TransferConfig):
+    """(index in ``fits``, result) of each fit as it completes: in this process with one job, else on the
+    workers (the expected longest fits first)."""
     n_jobs = resolve_jobs(cfg.n_jobs, len(fits))
     if n_jobs == 1:
-        out = []
-        for fit in fits:
-            out.append(_one_fit(inputs, y, fit, cfg, cfg.cpu_threads))
-            if progress is not None:
-                progress.update(1)
-        return out
+        for i, fit in enumerate(fits):
+            yield i, _one_fit(inputs, y, fit, cfg, cfg.cpu_threads)
+        return
     threads = cfg.cpu_threads or max(1, usable_cores() // n_jobs)
     _started()
     folder = tempfile.mkdtemp(prefix="moola-transfer-")
     try:
         path = str(Path(folder) / f"inputs-{uuid.uuid4().hex}.pt")  # unique: a worker's cache key
         torch.save(inputs, path)
-        results: list = [None] * len(fits)
         tasks = (delayed(_worker_fit)(path, i, y, fits[i], cfg, threads) for i in longest_first(fits))
-        for i, result in _parallel(n_jobs, cfg, return_as="generator_unordered")(tasks):
-            results[i] = result
-            if progress is not None:
-                progress.update(1)
-        return results
+        yield from _parallel(n_jobs, cfg, return_as="generator_unordered")(tasks)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

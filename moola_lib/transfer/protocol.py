@@ -29,6 +29,7 @@ from .comparisons import comparisons
 from .config import METRICS, RESULTS_FORMAT, TransferConfig
 from .decision import decision
 from .extrapolation import labels_needed
+from .fit_store import FitStore, fingerprint
 from .fits import Inputs, fit_seed
 from .folds import config_groups, embargo, inner_split, make_folds, subsample
 from .parallel import Fit, run_fits, start_workers
@@ -65,9 +66,12 @@ def evaluate_arms(
     return _evaluate(labelled, inputs, cfg, assign, groups, [fraction], progress, arms)[fraction]
 
 
-def _evaluate(labelled, inputs: Inputs, cfg: TransferConfig, assign, groups, fractions, progress, arms=None) -> dict:
+def _evaluate(
+    labelled, inputs: Inputs, cfg: TransferConfig, assign, groups, fractions, progress, arms=None, store=None
+) -> dict:
     """``evaluate_arms`` of every fraction, keyed by fraction: all their fits submitted at once (``run_fits``
-    balances the slow trained arms against the quick ones across every fraction)."""
+    balances the slow trained arms against the quick ones across every fraction; ``store``: its fits are
+    read, not fitted again)."""
     y, C = labelled.y, len(labelled.classes)
     arms = result_arms(cfg.arms) if arms is None else list(arms)
     plan = [
@@ -76,7 +80,7 @@ def _evaluate(labelled, inputs: Inputs, cfg: TransferConfig, assign, groups, fra
         for r, k, seed, train_idx, split in fold_splits(labelled, cfg, assign, groups, f)
         for arm in arms
     ]
-    results = run_fits([p[-1] for p in plan], inputs, y, cfg, progress)
+    results = run_fits([p[-1] for p in plan], inputs, y, cfg, progress, store)
     out = {f: {arm: {"folds": [], "oof": np.full(assign.shape + (C,), np.nan)} for arm in arms} for f in fractions}
     for (f, r, k, train_idx, (fit_idx, val_idx, test_idx), fit), (probas, info, seconds) in zip(plan, results):
         out[f][fit.arm]["oof"][r, test_idx] = np.mean(probas, axis=0)
@@ -137,7 +141,9 @@ def run_transfer(
     options and training_results.json), or the path of an encoder file or checkpoint (read here, once).
     Its input size must match the features. Evaluates every arm on the same folds, reports how many
     labelled windows lie inside the encoder's pretraining period, and writes
-    ``run_dir/transfer_results.json`` (atomically) when ``run_dir`` is given."""
+    ``run_dir/transfer_results.json`` (atomically) when ``run_dir`` is given. With ``run_dir`` each fit is also
+    kept in ``run_dir/transfer_fits/`` as it completes (``fit_store``), so that a rerun there after an
+    interruption fits only those missing (same results); the folder goes once the results are written."""
     cfg = config if isinstance(config, TransferConfig) else TransferConfig.from_dict(dict(config or {}))
     t_start = time.perf_counter()
     start_workers(cfg)  # they start while the folds and the fixed features are prepared
@@ -148,7 +154,9 @@ def run_transfer(
     for fraction in sorted({*cfg.fractions, 1.0}, reverse=True):  # every inner split exists: before any training
         for _ in fold_splits(labelled, cfg, assign, groups, fraction):
             pass
-    runs = _evaluate_fractions(labelled, Inputs.build(labelled, source.encoder, cfg), cfg, assign, groups)
+    device = str(resolve_device(cfg.device))
+    store = None if run_dir is None else FitStore(run_dir, fingerprint(labelled, source.encoder, cfg, device))
+    runs = _evaluate_fractions(labelled, Inputs.build(labelled, source.encoder, cfg), cfg, assign, groups, store)
     results = {
         "format": RESULTS_FORMAT,
         "config": dataclasses.asdict(cfg),
@@ -166,12 +174,13 @@ def run_transfer(
         "learning_curve": _learning_curve(runs, cfg, list(labelled.classes)),
         "labels_needed": labels_needed(runs, cfg, labelled.y, groups),
         "seconds": time.perf_counter() - t_start,
-        "device": str(resolve_device(cfg.device)),
+        "device": device,
     }
     results["decision"] = decision(results)  # before the verdict, which opens with its answer
     results["verdict"] = verdict(results)
     if run_dir is not None:
         write_json(Path(run_dir) / "transfer_results.json", results)
+        store.remove()
     return results
 
 
@@ -223,18 +232,18 @@ def _arm_results(labelled: LabelledSet, main: dict, cfg: TransferConfig) -> dict
 
 
 def _evaluate_fractions(
-    labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray
+    labelled: LabelledSet, inputs: Inputs, cfg: TransferConfig, assign: np.ndarray, groups: np.ndarray, store=None
 ) -> dict:
     """``evaluate_arms`` for every learning-curve fraction (1.0 always), keyed by fraction, with one
     progress bar and cfg.cpu_threads torch threads on the CPU (restored afterwards; each worker of
-    ``cfg.n_jobs`` > 1 runs that many too)."""
+    ``cfg.n_jobs`` > 1 runs that many too). ``store``: a ``FitStore`` (the fits it holds are not fitted again)."""
     fractions = sorted(set(cfg.fractions) | {1.0})
     progress = progress_bar(total=cfg.n_fits, desc="transfer fits", unit="fit") if cfg.progress else None
     threads = torch.get_num_threads()
     if cfg.cpu_threads is not None and resolve_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
     try:
-        return _evaluate(labelled, inputs, cfg, assign, groups, fractions, progress)
+        return _evaluate(labelled, inputs, cfg, assign, groups, fractions, progress, store=store)
     finally:
         torch.set_num_threads(threads)
         if progress is not None:

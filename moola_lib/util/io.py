@@ -160,7 +160,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (numpy scalars and paths are converted)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def append_line(path: str | os.PathLike, line: str) -> Path:
@@ -272,7 +272,8 @@ def _first_sentence(error: BaseException) -> str:
     return (text.split(". ")[0] or repr(error))[:160]
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps``' default: numpy scalars and arrays, paths and dates as JSON values."""
     import numpy as np
 
     if isinstance(o, np.generic):

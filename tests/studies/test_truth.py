@@ -16,6 +16,7 @@ from moola_lib.studies import truth, truth_folds, truth_heldout, truth_markets
 from moola_lib.studies.truth_join import join
 from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
+from moola_lib.transfer import parallel
 from moola_lib.transfer.extrapolation import _caveats
 from moola_lib.util.config import ConfigError
 
@@ -202,6 +203,30 @@ def test_labels_needed_is_held_against_the_truth_curve():
     assert at_700["detected"] is False and at_700["truth"] == pytest.approx(0.01)  # 0.04 held fixed would be seen
     assert at_700["se_printed"] == pytest.approx(0.01) and at_700["sd_true"] == pytest.approx(np.std([0.02, 0], ddof=1))
     assert "labels_needed against the truth (2 verdicts of 174" in check_markdown(check(results))
+
+
+def test_a_verdict_stopped_part_way_continues_with_the_same_record(quick_run, tmp_path, monkeypatch):
+    shutil.copytree(quick_run / "encoders", tmp_path / "encoders")
+    tc = truth.TruthConfig.from_dict({**truth.QUICK, "verdicts": 1})
+    encoders = {"masked8": SimpleNamespace(arch={"num_layers": 1, "hidden_size": 8})}
+    fit, calls = parallel.arm_probabilities, []
+
+    def stopped(*args, **kwargs):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "arm_probabilities", stopped)
+    results = {"sets": {}}
+    with pytest.raises(KeyboardInterrupt):
+        truth.run_verdicts(tc, 0, tmp_path, results, encoders, log=lambda _: None)
+    assert len(list((tmp_path / "verdict-runs" / "24-0" / "transfer_fits").glob("*.npz"))) == 5
+    monkeypatch.undo()
+    truth.run_verdicts(tc, 0, tmp_path, results, encoders, log=lambda _: None)
+    stored = json.loads((quick_run / "truth.json").read_text())["verdicts"]["24"]["0"]
+    assert json.loads(json.dumps(results["verdicts"]["24"]["0"])) == stored
+    assert not (tmp_path / "verdict-runs").exists()
 
 
 def test_the_verdicts_run_on_the_jobs_asked_for(quick_run, tmp_path, monkeypatch, capsys):
