@@ -15,6 +15,7 @@ from helpers import tiny_set
 from moola_lib.labels.provenance import EncoderSource
 from moola_lib.notebook.params import TransferParams
 from moola_lib.notebook.runs import start_run
+from moola_lib.notebook.steps import default_pretrain_config
 from moola_lib.pretraining.checkpoints import save_encoder
 from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import parallel
@@ -166,3 +167,8 @@ def test_the_transfer_notebook_resumes_an_interrupted_run(monkeypatch, tmp_path,
     assert _as_written(run_transfer(tiny_set(), encoder, CFG, run.dir)) == reference
     assert len(calls) == TransferConfig.from_dict(CFG).n_fits - 3
     run.finish()
+    # the default encoder (no encoder_path) is pretrained into the run directory: resumed with it
+    assert (
+        default_pretrain_config(run.params, tiny_set()).resume
+        and not default_pretrain_config(TransferParams(), tiny_set()).resume
+    )
