@@ -2,7 +2,8 @@
 
 ``run_transfer`` with a run directory keeps one ``FitStore`` in ``run_dir/transfer_fits/``: each fit's
 result (its seeds' test-window probabilities, what it chose, its seconds) is written there, atomically, as
-``<arm>-<seed>.npz`` the moment it completes, by the process that called ``run_fits`` (the workers only
+``<arm>-<seed>.npz`` the moment it completes (not flushed to disk one by one: a file a crash leaves
+empty or cut short reads as missing), by the process that called ``run_fits`` (the workers only
 return results: one writer). A rerun on the same run directory (the transfer notebook's ``resume=True``; the
 truth study's verdicts, which take hours on a CPU) reads the stored fits instead of fitting them again, and
 its results equal the uninterrupted run's: a fit depends on its seed, its split and the run's inputs alone
@@ -23,6 +24,7 @@ import hashlib
 import io
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +112,13 @@ class FitStore:
 
     def get(self, fit):
         """(probabilities of each seed, what the fit chose, seconds) as stored, or None."""
-        path = self.folder / self._name(fit)
-        if not path.exists():
+        try:
+            with np.load(self.folder / self._name(fit), allow_pickle=False) as f:
+                if str(f["split_sha256"]) != self._split_sha(fit):
+                    return None
+                return list(f["probas"]), json.loads(str(f["chosen"])), float(f["seconds"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):  # missing, or cut short by a crash
             return None
-        with np.load(path, allow_pickle=False) as f:
-            if str(f["split_sha256"]) != self._split_sha(fit):
-                return None
-            return list(f["probas"]), json.loads(str(f["chosen"])), float(f["seconds"])
 
     def put(self, fit, result) -> None:
         """Write one fit's result (``run_fits``' tuple), atomically."""
@@ -129,7 +131,8 @@ class FitStore:
             seconds=np.array(seconds),
             split_sha256=np.array(self._split_sha(fit)),
         )
-        atomic_write_bytes(self.folder / self._name(fit), buffer.getvalue())
+        # not flushed to disk one by one (hundreds a run): a file a power cut leaves empty is fitted again
+        atomic_write_bytes(self.folder / self._name(fit), buffer.getvalue(), durable=False)
 
     def remove(self) -> None:
         """Delete the stored fits and the fingerprint, then the folder if that leaves it empty (a file moola

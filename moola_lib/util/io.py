@@ -25,14 +25,16 @@ class FileWriteError(OSError):
     the file and says that its previous content, if any, is unchanged."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
 
     A symlink is written through: its target is replaced and the link stays a link (a labels file shared
     by linking it into each person's folder stays shared). The new file keeps the mode of the file it
     replaces (a private 0600 file stays private, a group-writable one group-writable) and, where the
     writer may set it, its group; a new file gets 0666 less the umask, as ``open`` would give it. An
-    OSError on the way is a FileWriteError naming the file (the old file stays as it was)."""
+    OSError on the way is a FileWriteError naming the file (the old file stays as it was). ``durable=False``
+    skips the flush to disk before the rename (a cache written hundreds of times a run: after a power cut the
+    file may be empty or gone, which its reader must treat as missing)."""
     path = Path(path)
     target = Path(os.path.realpath(path))
     try:
@@ -45,7 +47,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             keep_group_and_mode(f.fileno(), target)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException as e:
         tmp.unlink(missing_ok=True)

@@ -140,6 +140,10 @@ def test_a_fit_stored_for_other_windows_is_fitted_anew(tmp_path, encoder):
     assert chosen == {"best_epoch": [1, 2], "C": 0.1} and seconds == 1.5
     moved = (split[0], split[1], np.arange(15, 21))
     assert store.get(Fit("frozen", moved, 7)) is None and store.get(Fit("baseline", split, 7)) is None
+    path = tmp_path / FOLDER / "frozen-7.npz"
+    for cut in (path.read_bytes()[:100], b""):  # what a crash may leave of a file not yet flushed to disk
+        path.write_bytes(cut)
+        assert store.get(Fit("frozen", split, 7)) is None
 
 
 def test_removing_the_store_keeps_what_moola_did_not_write(tmp_path, encoder):
