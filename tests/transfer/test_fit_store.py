@@ -52,7 +52,7 @@ def _as_written(results) -> dict:
 
     def strip(x):
         if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "n_jobs")}
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "n_jobs", "fits_resumed")}
         return [strip(v) for v in x] if isinstance(x, list) else x
 
     return strip(json.loads(json.dumps(results, default=json_default)))
@@ -91,6 +91,7 @@ def test_an_interrupted_run_continues_with_the_uninterrupted_results(monkeypatch
     calls = _count_fits(monkeypatch)
     resumed = run_transfer(tiny_set(), encoder, CFG, tmp_path)
     assert len(calls) == n_fits - 7 > 0  # only the fits that were missing
+    assert resumed["fits_resumed"] == 7  # recorded: their seconds are the earlier process's
     assert _as_written(resumed) == reference
     assert json.loads((tmp_path / "transfer_results.json").read_text())["arms"].keys() == reference["arms"].keys()
     assert not (tmp_path / FOLDER).exists()  # gone with the results written
