@@ -142,6 +142,11 @@ def _status_ok(url: str) -> bool:
         return False
 
 
+# a page's response to a click or a key: seconds when the machine is idle, but the suite runs on two pytest
+# workers (bin/dev test) and another test's fits may hold both cores; a failure guard, not a speed test
+UI_WAIT = 120
+
+
 def _wait(condition, timeout: float, what: str):
     from selenium.common.exceptions import StaleElementReferenceException
 
@@ -210,9 +215,11 @@ def _click_menu(browser, menu: str, command: str) -> None:
     from selenium.webdriver.common.by import By
 
     _wait(
-        lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == menu], 30, menu
+        lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == menu],
+        UI_WAIT,
+        menu,
     )[0].click()
-    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"li[data-command='{command}']"), 30, command)[0].click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"li[data-command='{command}']"), UI_WAIT, command)[0].click()
 
 
 def _kernel_settled(lab, name: str):
@@ -341,13 +348,13 @@ def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, la
     def press(key, labels: list[str], what: str):
         # ipyevents takes keys while the pointer is over the widget: hover it, then type
         ActionChains(browser).move_to_element(widget).pause(0.3).send_keys(key).perform()
-        _wait(lambda: rows() == labels, 30, what)
+        _wait(lambda: rows() == labels, UI_WAIT, what)
 
     target = _wait(lambda: button("1 consolidation"), 60, "the '1 consolidation' button")
     widget = target.find_element(By.XPATH, "ancestor::div[contains(@class, 'widget-vbox')][1]")
     _scroll_to(browser, widget)
     target.click()
-    _wait(lambda: rows() == ["consolidation"], 30, "the button's row in the labels file")
+    _wait(lambda: rows() == ["consolidation"], UI_WAIT, "the button's row in the labels file")
     # keys count only while the pointer is over the widget (as the widget says): elsewhere "2" labels nothing
     ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, ".jp-FileBrowser")).pause(
         0.3
@@ -355,20 +362,20 @@ def test_label_buttons_and_keys_write_rows_and_undo_removes_the_last(browser, la
     time.sleep(2)
     assert rows() == ["consolidation"]
     press("2", ["consolidation", "retracement"], "key 2 to write a retracement row")
-    _wait(lambda: "2 left in this batch" in _page_text(browser), 30, "the counter after two labels")
+    _wait(lambda: "2 left in this batch" in _page_text(browser), UI_WAIT, "the counter after two labels")
     brief = widget.find_element(By.CSS_SELECTOR, ".widget-html").text
     assert "after the expansion leg" in brief and "1 consolidation: " in brief and "2 retracement: " in brief, brief
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", widget)
-    _wait(lambda: _kernel_idle(browser), 30, "the kernel to draw the next window")
+    _wait(lambda: _kernel_idle(browser), UI_WAIT, "the kernel to draw the next window")
     time.sleep(1)  # the new figure arrives with the last message before idle: let the page draw it
     browser.save_screenshot(str(shots / "label_widget.png"))
     press("s", ["consolidation", "retracement"], "key s to leave the rows alone")
-    _wait(lambda: "1 left in this batch" in _page_text(browser), 30, "key s to skip a window")
+    _wait(lambda: "1 left in this batch" in _page_text(browser), UI_WAIT, "key s to skip a window")
     press("1", ["consolidation", "retracement", "consolidation"], "key 1 to write a consolidation row")
     press("u", ["consolidation", "retracement"], "key u to remove the last row")
     press(Keys.BACKSPACE, ["consolidation"], "Backspace to remove the last row")
     # the file is written before the kernel's message redraws the tally: wait for the page, not the file
     tally = "labelled 1 (consolidation 1, retracement 0)"
-    _wait(lambda: tally in _page_text(browser), 30, "the tally after Backspace")
+    _wait(lambda: tally in _page_text(browser), UI_WAIT, "the tally after Backspace")
     button("u undo").click()
-    _wait(lambda: rows() == [], 30, "the undo button to remove the last row")
+    _wait(lambda: rows() == [], UI_WAIT, "the undo button to remove the last row")

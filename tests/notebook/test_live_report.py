@@ -25,7 +25,7 @@ def save(path, printed: str) -> None:
     nbformat.write(nb, path)
 
 
-def wait_for(condition, timeout=20.0):
+def wait_for(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

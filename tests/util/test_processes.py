@@ -49,7 +49,7 @@ def test_a_worker_ends_soon_after_its_parent_is_killed(tmp_path):
         worker = int(parent.stdout.readline())
         assert _running(worker)
         parent.kill()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # seconds on an idle machine; the suite may share the cores
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(worker)

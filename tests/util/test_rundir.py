@@ -116,7 +116,7 @@ def test_two_pretrain_commands_on_one_run_dir(tmp_path):
         cwd=ROOT,
     )
     try:
-        wait_for(run_dir / LOCK_NAME, timeout=8.0)  # the claim comes within a few seconds of the start
+        wait_for(run_dir / LOCK_NAME, timeout=60.0)  # the claim comes within seconds of the start (on busy cores)
         second = run_command("moola_lib.pretrain", run_dir, "-y", json.dumps(TINY), "-p", "seed", "2")
         assert first.poll() is None, "the first run ended before the second started: make it longer"
         assert_one_line_error(second, "is in use by another run", f"pid {first.pid}")
