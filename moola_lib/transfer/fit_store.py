@@ -90,7 +90,13 @@ class FitStore:
         self.folder = Path(run_dir) / FOLDER
         path = self.folder / FINGERPRINT
         if path.exists():
-            stored = read_json(path)
+            try:
+                stored = read_json(path)
+            except (OSError, ValueError) as e:
+                raise FitStoreError(
+                    f"{path} cannot be read ({e}): move {self.folder} away to fit this run anew, "
+                    "or choose another run_dir"
+                ) from None
             if stored != fingerprint:
                 raise FitStoreError(
                     f"{self.folder} holds the fits of a run with other settings ({_changed(stored, fingerprint)}): "

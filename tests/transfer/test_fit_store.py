@@ -129,6 +129,9 @@ def test_a_run_with_other_settings_is_refused_naming_what_changed(monkeypatch, t
     assert len(FitStore(tmp_path, _fingerprint(encoder, CFG))) == 2  # nothing lost
     with pytest.raises(FitStoreError, match="the labelled windows"):
         FitStore(tmp_path, fingerprint(tiny_set(seed=1), encoder.encoder, TransferConfig.from_dict(CFG), "cpu"))
+    (tmp_path / FOLDER / "fingerprint.json").write_text("{")
+    with pytest.raises(FitStoreError, match="fingerprint.json cannot be read .*move .* away"):
+        FitStore(tmp_path, _fingerprint(encoder, CFG))
 
 
 def test_a_fit_stored_for_other_windows_is_fitted_anew(tmp_path, encoder):
