@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from ..pretraining.checkpoints import LAST
 from ..pretraining.devices import resolve_device
 from ..transfer.fit_store import FOLDER as TRANSFER_FITS
 from ..util.config import apply_overrides
@@ -286,10 +287,13 @@ def check_run_dir(
     return old
 
 
+DEFAULT_ENCODER_DIR = "encoder"  # a transfer run's default encoder is pretrained there (``steps.encoder_from_params``)
+
+
 def _resumable(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that ``resume`` continues: a pretraining's last checkpoint (its own, or
     a transfer run's default encoder's) or a transfer run's finished fits."""
-    return any((run_dir / p).exists() for p in ("checkpoint_last.pt", "encoder/checkpoint_last.pt", TRANSFER_FITS))
+    return any((run_dir / p).exists() for p in (LAST, f"{DEFAULT_ENCODER_DIR}/{LAST}", TRANSFER_FITS))
 
 
 def _listed_files(run_dir: Path, entries: list[Path]) -> list[Path]:

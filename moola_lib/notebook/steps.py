@@ -32,6 +32,7 @@ from ..pretraining.model import JadeEncoder, embed_windows
 from ..transfer.folds import config_groups
 from ..util.paths import resolve_path
 from .params import RunParams
+from .runs import DEFAULT_ENCODER_DIR
 
 __all__ = [
     "classifier_from_params",
@@ -81,7 +82,7 @@ def encoder_from_params(params, labelled: LabelledSet, run_dir, encoder: Encoder
     if params.encoder_path is not None:
         return EncoderSource.load(resolve_path(params.encoder_path))
     labelled.check_folds(params.folds, config_groups(labelled, params))
-    encoder_dir = Path(run_dir) / "encoder"
+    encoder_dir = Path(run_dir) / DEFAULT_ENCODER_DIR
     pretrain(default_pretrain_config(params, labelled), encoder_dir)
     return EncoderSource.load(encoder_dir / "checkpoint_best.pt")
 

@@ -84,7 +84,7 @@ def _changed(stored: dict, current: dict) -> str:
 
 class FitStore:
     """The finished fits of one run (see the module docstring): ``get`` a fit's stored result (None: not
-    stored, or stored for another split), ``put`` one, ``remove`` the folder."""
+    stored, or stored for another split), ``put`` one, ``remove`` the folder; ``len``: the fits it holds."""
 
     def __init__(self, run_dir: str | Path, fingerprint: dict):
         self.folder = Path(run_dir) / FOLDER
@@ -104,6 +104,7 @@ class FitStore:
                 )
         else:
             write_json(path, fingerprint)
+        self.read = 0  # fits ``get`` returned: those this run did not fit (its results' fits_resumed)
 
     @staticmethod
     def _name(fit) -> str:
@@ -122,9 +123,11 @@ class FitStore:
             with np.load(self.folder / self._name(fit), allow_pickle=False) as f:
                 if str(f["split_sha256"]) != self._split_sha(fit):
                     return None
-                return list(f["probas"]), json.loads(str(f["chosen"])), float(f["seconds"])
+                result = list(f["probas"]), json.loads(str(f["chosen"])), float(f["seconds"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):  # missing, or cut short by a crash
             return None
+        self.read += 1
+        return result
 
     def put(self, fit, result) -> None:
         """Write one fit's result (``run_fits``' tuple), atomically."""

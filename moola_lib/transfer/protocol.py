@@ -156,7 +156,6 @@ def run_transfer(
             pass
     device = str(resolve_device(cfg.device))
     store = None if run_dir is None else FitStore(run_dir, fingerprint(labelled, source.encoder, cfg, device))
-    resumed = 0 if store is None else len(store)  # fits an earlier process finished (their seconds are its)
     runs = _evaluate_fractions(labelled, Inputs.build(labelled, source.encoder, cfg), cfg, assign, groups, store)
     results = {
         "format": RESULTS_FORMAT,
@@ -176,7 +175,7 @@ def run_transfer(
         "labels_needed": labels_needed(runs, cfg, labelled.y, groups),
         "seconds": time.perf_counter() - t_start,
         "device": device,
-        "fits_resumed": resumed,
+        "fits_resumed": 0 if store is None else store.read,  # fitted by an earlier process (their seconds are its)
     }
     results["decision"] = decision(results)  # before the verdict, which opens with its answer
     results["verdict"] = verdict(results)

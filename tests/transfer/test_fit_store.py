@@ -97,6 +97,15 @@ def test_an_interrupted_run_continues_with_the_uninterrupted_results(monkeypatch
     assert not (tmp_path / FOLDER).exists()  # gone with the results written
 
 
+def test_a_run_with_fewer_arms_counts_only_the_fits_it_read(monkeypatch, tmp_path, encoder):
+    _interrupted(monkeypatch, encoder, tmp_path, after=6)  # of baseline / frozen / simple
+    kept = ("baseline", "simple_logistic", "simple_boosting")
+    read = sum(p.name.split("-")[0] in kept for p in (tmp_path / FOLDER).glob("*.npz"))
+    fewer = {**CFG, "arms": ["baseline", "simple"], "primary": "simple_logistic vs baseline"}
+    resumed = run_transfer(tiny_set(), encoder, fewer, tmp_path)
+    assert 0 < read < 6 and resumed["fits_resumed"] == read  # the frozen probe's stored fits are not this run's
+
+
 def test_the_rest_may_run_on_workers(monkeypatch, tmp_path, encoder, reference):
     _interrupted(monkeypatch, encoder, tmp_path, after=4)
     assert _as_written(run_transfer(tiny_set(), encoder, {**CFG, "n_jobs": 2}, tmp_path)) == reference
@@ -107,7 +116,7 @@ def test_a_run_with_more_arms_reuses_the_fits_both_runs_share(monkeypatch, tmp_p
     calls = _count_fits(monkeypatch)
     more = {**CFG, "arms": [*CFG["arms"], "random_frozen"]}
     resumed = run_transfer(tiny_set(), encoder, more, tmp_path)
-    assert len(calls) == TransferConfig.from_dict(more).n_fits - 6
+    assert len(calls) == TransferConfig.from_dict(more).n_fits - 6 and resumed["fits_resumed"] == 6
     monkeypatch.undo()
     assert _as_written(resumed) == _as_written(run_transfer(tiny_set(), encoder, more))
 

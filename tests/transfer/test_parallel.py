@@ -147,7 +147,9 @@ def _worker_state(seconds: float) -> tuple[int, tuple[int, bool]]:
 
 def _workers(cfg: TransferConfig) -> dict[int, tuple[int, bool]]:
     """{pid: (objects frozen, aeon's transforms loaded)} of the two workers the fits of a run with ``cfg`` use."""
-    return dict(parallel._parallel(2, cfg)(delayed(_worker_state)(0.5) for _ in range(2)))
+    # 2 s, not 0.5: with both pytest workers and a study on two cores the test failed once, the likeliest cause
+    # one worker taking both tasks; a longer task leaves the other worker time to take its own
+    return dict(parallel._parallel(2, cfg)(delayed(_worker_state)(2.0) for _ in range(2)))
 
 
 def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
