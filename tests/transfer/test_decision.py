@@ -185,3 +185,14 @@ def test_the_verdict_opens_with_the_answer_and_keeps_the_statistics_in_its_table
     assert lines[4].startswith("| topic | detail |") and len(lines) == 6 + len(table)
     frame = figures.decision_table(res["decision"])
     assert frame["arm"].iloc[0] == recommended and list(frame["P(best)"].astype(float)) != []
+
+
+def test_a_small_lead_over_the_baseline_carries_the_truth_studys_caution():
+    small = _results({"baseline": BASE, "frozen": BASE + 0.02 + 0.005 * _noise(7), "simple_boosting": BASE - 0.03})
+    d = decision(small)
+    assert d["recommended"] == "frozen" and 0.015 < d["lead"][REFERENCE]["mean"] < 0.03
+    assert "the truth study" in margin_line(d) and "does not show that it beats the baseline" in margin_line(d)
+    large = decision(_results({"baseline": BASE, "frozen": BASE + 0.05 + 0.005 * _noise(7)}))
+    assert large["recommended"] == "frozen" and "truth study" not in margin_line(large)  # beyond the optimism
+    loss = decision(_results({"baseline": BASE, "frozen": BASE - 0.02}, metric="log_loss"))
+    assert loss["recommended"] == "frozen" and "truth study" not in margin_line(loss)  # measured on accuracy only
