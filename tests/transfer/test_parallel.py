@@ -7,7 +7,9 @@ import gc
 import math
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,16 +142,21 @@ def test_an_error_in_a_worker_reaches_the_caller(encoder):
         evaluate_arms(ls, inputs, cfg, make_folds(ls.y, ls.groups, 3, 1, 0), ls.groups)
 
 
-def _worker_state(seconds: float) -> tuple[int, tuple[int, bool]]:
-    time.sleep(seconds)  # long enough that each worker takes one of two tasks
+def _worker_state(barrier: str) -> tuple[int, tuple[int, bool]]:
+    """This worker's pid and state, once two tasks have reached the barrier folder: a worker busy with one
+    task cannot take the other, so the two tasks run on two workers (a sleep only made that likely)."""
+    folder = Path(barrier)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     return os.getpid(), (gc.get_freeze_count(), "aeon.transformations.collection.convolution_based" in sys.modules)
 
 
 def _workers(cfg: TransferConfig) -> dict[int, tuple[int, bool]]:
     """{pid: (objects frozen, aeon's transforms loaded)} of the two workers the fits of a run with ``cfg`` use."""
-    # 2 s, not 0.5: with both pytest workers and a study on two cores the test failed once, the likeliest cause
-    # one worker taking both tasks; a longer task leaves the other worker time to take its own
-    return dict(parallel._parallel(2, cfg)(delayed(_worker_state)(2.0) for _ in range(2)))
+    with tempfile.TemporaryDirectory() as barrier:
+        return dict(parallel._parallel(2, cfg)(delayed(_worker_state)(barrier) for _ in range(2)))
 
 
 def test_started_workers_are_loaded_and_the_fits_run_on_them(encoder):
