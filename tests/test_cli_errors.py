@@ -139,6 +139,11 @@ CASES["moola_lib.studies.truth_heldout"] = [
     ("same-folder", ["{tmp}", "{tmp}"], "the truth folder itself"),
     ("report-only", ["{tmp}/none", "{tmp}/h", "--report-only"], "not found (--report-only"),
 ]
+CASES["moola_lib.studies.truth_curve"] = [
+    ("no-heldout", ["{tmp}/none", "{tmp}/c", "--heldout", "{tmp}/h"], "not found (--heldout names a truth_heldout"),
+    ("fractions", ["{tmp}/none", "{tmp}/c", "--heldout", "{tmp}/h", "--fractions", "1"], "between 0 and 1"),
+    ("no-flag", ["{tmp}/none", "{tmp}/c"], "--heldout"),
+]
 CASES["moola_lib.studies.truth_markets"] = [
     ("no-truth", ["{tmp}/none", "{tmp}/m"], "not found (a truth study folder holds its truth.json)"),
     ("markets", ["{tmp}/none", "{tmp}/m", "--markets", "1"], "--markets must be >= 2"),

@@ -44,10 +44,11 @@ from .truth_verdicts import METRIC
 from .validation_truth import concatenate
 
 
-def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, tests: dict) -> dict:
+def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, tests: dict, fraction: float = 1.0) -> dict:
     """Set (i, k): every arm of the plan fitted on each training fold, scored on its held-out fold ("cv") and on
     each set of ``tests`` (name -> LabelledSet: "test", the truth study's; "later", ``later_set``); each the
-    mean over the folds."""
+    mean over the folds. ``fraction`` < 1: each training fold subsampled as the learning curve's fraction is
+    (``truth_curve``)."""
     train = labelled_set(tc, i, k)
     both = train
     for other in tests.values():
@@ -57,7 +58,7 @@ def heldout_set(tc: TruthConfig, cfg, i: int, k: int, encoders: dict, tests: dic
     inputs = {name: Inputs.build(both, enc, cfg) for name, enc in encoders.items()}
     parts = {"cv": None, **{name: other.y for name, other in tests.items()}}
     scores: dict[str, dict[str, list[float]]] = {part: {} for part in parts}
-    for _, _, seed, _, (fit_idx, val_idx, held_out) in fold_splits(train, cfg, assign, groups):
+    for _, _, seed, _, (fit_idx, val_idx, held_out) in fold_splits(train, cfg, assign, groups, fraction):
         scored = np.concatenate([held_out, np.arange(len(train), len(both))])
         for key, arm, name in arm_plan(cfg, encoders):
             probas, _ = arm_probabilities(arm, inputs[name], both.y, (fit_idx, val_idx, scored), cfg, seed)

@@ -12,11 +12,19 @@ import pandas as pd
 import pytest
 
 from moola_lib.pretraining.config import PretrainConfig
-from moola_lib.studies import truth, truth_folds, truth_heldout, truth_markets
+from moola_lib.studies import truth, truth_curve, truth_folds, truth_heldout, truth_markets
 from moola_lib.studies.truth_join import join
-from moola_lib.studies.truth_report import _style, curves_markdown, difference, pairs, size_scores, summary
+from moola_lib.studies.truth_report import (
+    _style,
+    curves_markdown,
+    difference,
+    interval_text,
+    pairs,
+    size_scores,
+    summary,
+)
 from moola_lib.studies.truth_verdicts import check, check_markdown, labels_check, truth_key
-from moola_lib.transfer import parallel
+from moola_lib.transfer import answer, parallel
 from moola_lib.transfer.extrapolation import _caveats
 from moola_lib.util.config import ConfigError
 
@@ -262,6 +270,16 @@ def test_the_labels_needed_caveat_quotes_the_committed_truth_curve():
     assert quoted in note
 
 
+def test_the_verdicts_caution_quotes_the_committed_bias():
+    # answer.py's caution about small leads over the baseline quotes the held-out study's bias over its sets
+    docs = Path(__file__).parents[2] / "docs/experiments"
+    results = json.loads((docs / "truth/truth.json").read_text())
+    heldout = json.loads((docs / "truth_heldout/heldout.json").read_text())
+    bias = truth_heldout.decomposition(results, heldout)["masked64:frozen - 2x64:baseline"]["bias"]
+    assert f"{interval_text(bias)} pp over {bias['sets']} sets of 174" in " ".join(answer.__doc__.split())
+    assert 0.02 <= bias["difference"] <= answer.TESTBED_OPTIMISM  # "2-3 points", and below the line's threshold
+
+
 def test_the_2x128_encoders_are_picked_on_the_command_line(tmp_path, monkeypatch, capsys):
     seen = []
 
@@ -417,6 +435,51 @@ def test_the_held_out_study_reproduces_the_verdicts_estimates_and_takes_their_bi
     taken = truth_heldout.decomposition(results, later)[name]
     assert taken["later"] == row["held_out"] and taken["period"]["difference"] == 0
     assert "estimate - same models, later months" in (tmp_path / "later" / "heldout.md").read_text()
+
+
+def test_a_learning_curve_projection_is_the_line_through_its_points():
+    n_train = {0.25: 30.0, 0.5: 60.0, 1.0: 120.0}
+    line = {f: 0.5 + 0.05 * math.log(n) for f, n in n_train.items()}
+    got = truth_curve.projections(line, n_train, 150)
+    assert got["raw"] == line[1.0]
+    assert got["two_point"] == pytest.approx(0.5 + 0.05 * math.log(150)) == got["log_linear"]
+    bent = {**line, 0.25: line[0.25] - 0.03}  # a curve flattening at the top: the two estimators part
+    assert truth_curve.projections(bent, n_train, 150)["log_linear"] > got["two_point"]
+
+
+def test_the_curve_study_projects_the_held_out_estimates_and_holds_them_against_the_truth(quick_run, tmp_path, capsys):
+    study = tmp_path / "truth"  # sets of 48: a fraction of a training fold of 24 leaves too few for an inner split
+    shutil.copytree(quick_run / "encoders", study / "encoders")
+    quick48 = {**truth.QUICK, "sizes": [48], "verdict_sizes": [48], "verdicts": 2}
+    truth.run_study(truth.TruthConfig.from_dict(quick48), study, log=lambda _: None)
+    base = [str(study), "--size", "48", "--sets", "2"]
+    assert truth_heldout.main([base[0], str(tmp_path / "h"), *base[1:]]) == 0
+    args = [base[0], str(tmp_path / "c"), *base[1:], "--heldout", str(tmp_path / "h"), "--fractions", "0.5"]
+    assert truth_curve.main(args) == 0
+    results = json.loads((study / "truth.json").read_text())
+    heldout = json.loads((tmp_path / "h" / "heldout.json").read_text())
+    curve = json.loads((tmp_path / "c" / "curve.json").read_text())
+    for s in curve["sets"].values():
+        assert s["cv"]["0.5"].keys() == heldout["sets"]["0"]["cv"].keys()
+        assert s["n_train"]["0.5"] < s["n_train"]["1.0"]
+    name = "masked8:frozen - 1x8:baseline"
+    rows = truth_curve.error_rows(results, heldout, curve)[name]
+    assert rows["raw"]["bias"]["difference"] == pytest.approx(
+        truth_heldout.decomposition(results, heldout)[name]["bias"]["difference"]
+    )
+    two, line = rows["two_point"], rows["log_linear"]  # two points: one line
+    assert (line["bias"]["difference"], line["rmse"]) == pytest.approx((two["bias"]["difference"], two["rmse"]))
+    assert two["rmse"] != rows["raw"]["rmse"]  # the projection moved the estimates
+    # the quick verdicts are one repeat on the same folds: the verdict's estimate is the held-out one
+    assert rows["verdict_raw"]["bias"]["difference"] == pytest.approx(rows["raw"]["bias"]["difference"])
+    assert rows["verdict_two_point"]["rmse"] == pytest.approx(rows["two_point"]["rmse"])
+    assert f"| {name} | two_point | 2 |" in (tmp_path / "c" / "curve.md").read_text()
+    logged = []
+    truth_curve.run_curve(study, tmp_path / "c", curve["settings"], 2, 1, logged.append)
+    assert logged == []  # resumable: nothing left to fit
+    assert truth_curve.main([*args[:-1], "1.0"]) == 2 and "between 0 and 1" in capsys.readouterr().err
+    assert truth_curve.main([*args[:-3], str(tmp_path / "none")]) == 2
+    assert "heldout.json: not found" in capsys.readouterr().err
 
 
 def test_the_markets_study_reproduces_the_truth_on_its_test_market_and_scores_fresh_ones(quick_run, tmp_path, capsys):
