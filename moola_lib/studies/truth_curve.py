@@ -133,13 +133,23 @@ def error_rows(truth: dict, heldout: dict, curve: dict) -> dict:
             k: truth["sets"][size][k]["scores"][key] - truth["sets"][size][k]["scores"][baseline] for k in common
         }
         errors = {e: {k: est[k][key][e] - est[k][baseline][e] - truth_d[k] for k in common} for e in ESTIMATORS}
-        with_verdict = [k for k in common if name in verdicts.get(k, {}).get("comparisons", {})]
-        if len(with_verdict) >= 2:
-            v = {k: verdicts[k]["comparisons"][name]["mean"] - truth_d[k] for k in with_verdict}
+        verdict = {k: d for k in common if (d := _verdict_estimate(verdicts.get(k, {}), key, baseline)) is not None}
+        if len(verdict) >= 2:
+            v = {k: verdict[k] - truth_d[k] for k in verdict}
             errors["verdict_raw"] = v
-            errors["verdict_two_point"] = {k: v[k] + errors["two_point"][k] - errors["raw"][k] for k in with_verdict}
+            errors["verdict_two_point"] = {k: v[k] + errors["two_point"][k] - errors["raw"][k] for k in verdict}
         rows[name] = {e: _error_summary(errors[e], errors["verdict_raw" if "verdict" in e else "raw"]) for e in errors}
     return rows
+
+
+def _verdict_estimate(record: dict, arm: str, baseline: str) -> float | None:
+    """A truth verdict's estimate of ``arm`` minus ``baseline`` (its comparisons name either first), or None."""
+    comparisons = record.get("comparisons", {})
+    if f"{arm} - {baseline}" in comparisons:
+        return comparisons[f"{arm} - {baseline}"]["mean"]
+    if f"{baseline} - {arm}" in comparisons:
+        return -comparisons[f"{baseline} - {arm}"]["mean"]
+    return None
 
 
 def _error_summary(errors: dict[str, float], reference: dict[str, float]) -> dict:

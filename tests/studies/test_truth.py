@@ -473,6 +473,8 @@ def test_the_curve_study_projects_the_held_out_estimates_and_holds_them_against_
     # the quick verdicts are one repeat on the same folds: the verdict's estimate is the held-out one
     assert rows["verdict_raw"]["bias"]["difference"] == pytest.approx(rows["raw"]["bias"]["difference"])
     assert rows["verdict_two_point"]["rmse"] == pytest.approx(rows["two_point"]["rmse"])
+    other = truth_curve.error_rows(results, heldout, curve)["simple_logistic - 1x8:baseline"]  # the verdict's
+    assert other["verdict_raw"]["bias"]["difference"] == pytest.approx(other["raw"]["bias"]["difference"])  # turned
     assert f"| {name} | two_point | 2 |" in (tmp_path / "c" / "curve.md").read_text()
     logged = []
     truth_curve.run_curve(study, tmp_path / "c", curve["settings"], 2, 1, logged.append)
