@@ -103,12 +103,12 @@ def projections(points: dict[float, float], n_train: dict[float, float], n: int)
     }
 
 
-def set_estimates(curve_set_: dict, full: dict[str, float], n: int) -> dict[str, dict[str, float]]:
-    """Per arm, its ``projections`` on one set: ``curve_set_`` (a curve.json set) and ``full`` (arm -> the
+def set_estimates(record: dict, full: dict[str, float], n: int) -> dict[str, dict[str, float]]:
+    """Per arm, its ``projections`` on one set: ``record`` (the set in curve.json) and ``full`` (arm -> the
     held-out study's full-fraction score)."""
-    n_train = {float(f): v for f, v in curve_set_["n_train"].items()}
+    n_train = {float(f): v for f, v in record["n_train"].items()}
     return {
-        arm: projections({**{float(f): s[arm] for f, s in curve_set_["cv"].items()}, 1.0: score}, n_train, n)
+        arm: projections({**{float(f): s[arm] for f, s in record["cv"].items()}, 1.0: score}, n_train, n)
         for arm, score in full.items()
     }
 
