@@ -72,7 +72,8 @@ def verdict_record(results: dict, encoder: str, architecture: str) -> dict:
         "comparisons": comparisons,
         "recommended": truth_key(decided["recommended"], encoder, architecture),
         "p_best": decided["arms"][decided["recommended"]]["p_best"],
-        "separable": decided["separable"],
+        "separable": decided["separable"],  # under the rule of the day (decision.SEPARABLE_P: 0.5 before 2026-12-06)
+        "p_ahead_of_runner_up": decided["p_ahead_of_runner_up"],
     }
 
 
