@@ -81,8 +81,8 @@ def margin_line(decided: dict) -> str:
     elif ref in lead and metric == "balanced_accuracy" and lead[ref]["ci_low"] < TESTBED_OPTIMISM:
         parts.append(
             "but on the testbed cross-validation put the baseline's rivals 2-3 points higher against it than "
-            "fresh bars did (VALIDATION.md, the truth study); lowered by that, this range includes no gain, so it "
-            "does not show that the recommended model beats the baseline trained on all your labels"
+            "fresh bars did (VALIDATION.md, the truth study); lowered by that much, this range includes zero gain, "
+            "so it does not show that the recommended model beats the baseline trained on all your labels"
         )
     return "2. " + ("; ".join(parts) or "No other model to compare with") + "."
 

@@ -82,6 +82,20 @@ def test_a_lead_inside_the_rope_is_not_separable_however_sure():
     assert d["p_ahead_of_runner_up"] < 0.01 and not d["separable"]
 
 
+def test_separable_takes_a_posterior_probability_above_095_not_more_likely_than_not():
+    def run(lead):
+        return decision(_results({"baseline": BASE, "frozen": BASE + lead + 0.03 * _noise(8)}))
+
+    likely = run(0.02)  # frozen is probably the best and probably ahead by the rope: not enough
+    assert likely["recommended"] == "frozen" and 0.8 < likely["arms"]["frozen"]["p_best"] < 0.95
+    assert 0.5 < likely["p_ahead_of_runner_up"] < 0.95 and not likely["separable"]
+    best_not_ahead = run(0.04)  # the best almost surely, ahead by the rope with 0.94
+    assert best_not_ahead["arms"]["frozen"]["p_best"] > 0.95 > best_not_ahead["p_ahead_of_runner_up"]
+    assert not best_not_ahead["separable"]
+    sure = run(0.05)
+    assert min(sure["arms"]["frozen"]["p_best"], sure["p_ahead_of_runner_up"]) > 0.95 and sure["separable"]
+
+
 def test_lower_log_loss_is_better():
     loss = 0.65 + 0.03 * _noise(5)
     d = decision(_results({"baseline": loss, "frozen": loss - 0.05}, metric="log_loss"))
