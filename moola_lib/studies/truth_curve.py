@@ -205,11 +205,11 @@ def _main(argv=None) -> int:
     files = ("curve.json", "curve.md")
     truth_dir, out = study_folders(args, files)
     heldout_dir = Path(args.heldout)
-    wanted = {**settings(truth_dir, args.size, 1, args.arms), "fractions": sorted(args.fractions)}
+    same = settings(truth_dir, args.size, 1, args.arms)  # the held-out study's, which must match
+    wanted = {**same, "fractions": sorted(args.fractions), "heldout_dir": str(heldout_dir)}
     if not (heldout_dir / "heldout.json").exists():
         raise ConfigError(f"{heldout_dir / 'heldout.json'}: not found (--heldout names a truth_heldout folder)")
-    heldout = load_study(heldout_dir / "heldout.json", settings(truth_dir, args.size, 1, args.arms), "sets")
-    wanted["heldout_dir"] = str(heldout_dir)
+    heldout = load_study(heldout_dir / "heldout.json", same, "sets")
     return write_study(
         out,
         files,

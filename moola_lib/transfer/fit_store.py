@@ -84,7 +84,7 @@ def _changed(stored: dict, current: dict) -> str:
 
 class FitStore:
     """The finished fits of one run (see the module docstring): ``get`` a fit's stored result (None: not
-    stored, or stored for another split), ``put`` one, ``remove`` the folder; ``len``: the fits it holds."""
+    stored, or stored for another split), ``put`` one, ``remove`` the folder."""
 
     def __init__(self, run_dir: str | Path, fingerprint: dict):
         self.folder = Path(run_dir) / FOLDER
@@ -113,9 +113,6 @@ class FitStore:
     @staticmethod
     def _split_sha(fit) -> str:
         return _sha256(*(np.asarray(part, dtype=np.int64) for part in fit.split))
-
-    def __len__(self) -> int:
-        return sum(1 for p in self.folder.iterdir() if _FIT_FILE.match(p.name))
 
     def get(self, fit):
         """(probabilities of each seed, what the fit chose, seconds) as stored, or None."""
