@@ -20,7 +20,7 @@ from moola_lib.pretraining.checkpoints import save_encoder
 from moola_lib.pretraining.model import JadeEncoder
 from moola_lib.transfer import parallel
 from moola_lib.transfer.config import TransferConfig
-from moola_lib.transfer.fit_store import FOLDER, FitStore, FitStoreError, fingerprint
+from moola_lib.transfer.fit_store import _FIT_FILE, FOLDER, FitStore, FitStoreError, fingerprint
 from moola_lib.transfer.parallel import Fit
 from moola_lib.transfer.protocol import run_transfer
 from moola_lib.util.io import json_default
@@ -74,8 +74,8 @@ def _count_fits(monkeypatch, fail_after=None) -> list:
 
 
 def _stored(run_dir) -> int:
-    """The fit files a run left in its store's folder."""
-    return len(list((run_dir / FOLDER).glob("*-*.npz")))
+    """The fit files a run left in its store's folder (named as the store names them, ``_FIT_FILE``)."""
+    return sum(1 for p in (run_dir / FOLDER).iterdir() if _FIT_FILE.match(p.name))
 
 
 def _interrupted(monkeypatch, encoder, run_dir, after: int) -> None:
