@@ -10,8 +10,8 @@
    its range over the baseline, lowered by ``TESTBED_OPTIMISM``, reaches 0 or below (balanced accuracy, the
    metric it was measured on), what the truth study found about such leads: on the testbed, cross-validation
    put the baseline's rivals 2-3 points higher against it than a fresh test set did (VALIDATION.md: +2.4
-   [+0.5, +4.3] pp over 27 sets of 174, about +2.8 on nine verdicts at 700), so such a lead does not show that
-   the arm beats a baseline trained on all the labels (of the truth study's 29 verdicts, 23 recommended another
+   [+0.5, +4.3] pp over 27 sets of 174, about +3.0 on ten verdicts at 700), so such a lead does not show that
+   the arm beats a baseline trained on all the labels (of the truth study's 30 verdicts, 24 recommended another
    arm, each with such a range, and every arm they recommended is truly below the baseline at its size);
 3. what more labels would buy (``results["labels_needed"]``; left out when the results lack it).
 
@@ -27,7 +27,8 @@ from .arms import arm as arm_row
 from .config import LOWER_IS_BETTER
 from .extrapolation import labels_count
 
-# the verdicts' measured optimism for the baseline's rivals, rounded up (module docstring): a fraction, as leads
+# the verdicts' measured optimism for the baseline's rivals (module docstring: 2.4 pp at 174, 3.0 at 700), as a
+# fraction like the leads
 TESTBED_OPTIMISM = 0.03
 
 
