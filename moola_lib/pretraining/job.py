@@ -88,6 +88,7 @@ def _pretrain(
         results.update(feedback.finish(results))
     finally:
         feedback.close()
+        trainer.cpu_threads.restore()  # the caller's thread count back, as the job found it
     if ctx.is_main:
         write_json(run_dir / RESULTS, results)
     ctx.barrier()

@@ -107,6 +107,7 @@ def bench_training(data: PretrainData, config: PretrainConfig, steps: int, repea
     for epoch in range(1, repeats + 1):
         engine_s.append(trainer.train_epoch(epoch)["train_seconds"])
         bare_s.append(bare())
+    trainer.cpu_threads.restore()
     row = {
         "batch_size": config.batch_size,
         "steps": steps,

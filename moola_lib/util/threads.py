@@ -17,9 +17,12 @@ comes and goes during a run. The first decision of a job looks at the load since
 the seconds of data loading before training; it waits until ``MIN_SAMPLE_S`` of load have been seen.
 
 A count the user chose wins: the policy changes nothing when ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is
-set, when torch's count differs from the one it had at import (or the one the policy set last) at the start
-of the job, or once it differs during the job (``torch.set_num_threads`` called meanwhile). It also changes
-nothing on a GPU job, and where /proc/stat cannot be read (not Linux).
+set, when torch's count differs from the one it had at import at the start of the job, or once it differs
+during the job (``torch.set_num_threads`` called meanwhile). It also changes nothing on a GPU job, and where
+/proc/stat cannot be read (not Linux). ``restore()``, at the end of the job, gives back the count the job
+started with: a count the policy left behind would read as the user's to the next job, and a user's own
+count that happens to equal it would read as the policy's (a seeded rerun then ran on other thread counts
+and summed its float32 losses in another order).
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ SLACK = 0.3  # a core that others use for less than 0.7 of the time still takes 
 MIN_SAMPLE_S = 0.25  # the first decision of a job looks at the load of at least this long
 MAX_AGE_S = 60.0  # ... and of at most about this long (longer ago: a fresh sample)
 _AT_IMPORT = torch.get_num_threads()
-_policy_set: int | None = None  # the count the policy set last, in this process
 
 
 def choose_threads(ceiling: int, cores: int, others: float) -> int:
@@ -50,7 +52,7 @@ def choose_threads(ceiling: int, cores: int, others: float) -> int:
 
 def user_chose_threads() -> bool:
     """Whether the thread count is the user's: set in the environment, or by torch.set_num_threads."""
-    return any(os.environ.get(name) for name in USER_ENV) or torch.get_num_threads() not in (_AT_IMPORT, _policy_set)
+    return any(os.environ.get(name) for name in USER_ENV) or torch.get_num_threads() != _AT_IMPORT
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class CpuThreads:
     def __init__(self, device: torch.device):
         self.cpus = allowed_cpus()
         self.ceiling = min(_AT_IMPORT, quota_cores() or _AT_IMPORT)
-        self.count = torch.get_num_threads()
+        self.count = self.initial = torch.get_num_threads()
         self.sample = None if device.type != "cpu" or user_chose_threads() else _recent_sample(self.cpus)
 
     @property
@@ -118,7 +120,7 @@ class CpuThreads:
 
     def adapt(self) -> int:
         """Set and return torch's thread count for the next epoch (unchanged when the policy is off)."""
-        global _policy_set, _latest
+        global _latest
         if self.sample is None:
             return torch.get_num_threads()
         if torch.get_num_threads() != self.count:  # set by the user during the job: theirs from now on
@@ -133,8 +135,13 @@ class CpuThreads:
         self.sample = _latest = now
         if self.count != torch.get_num_threads():
             torch.set_num_threads(self.count)
-        _policy_set = self.count
         return self.count
+
+    def restore(self) -> None:
+        """End the job: give back the count it started with, unless the user set one meanwhile (theirs stays)."""
+        if self.sample is not None and torch.get_num_threads() == self.count != self.initial:
+            torch.set_num_threads(self.initial)
+        self.sample = None
 
 
 def _recent_sample(cpus: frozenset[int]) -> LoadSample | None:

@@ -72,7 +72,6 @@ def policy_env(monkeypatch):
     for name in threads.USER_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(threads, "_AT_IMPORT", 4)
-    monkeypatch.setattr(threads, "_policy_set", None)
     monkeypatch.setattr(threads, "_latest", None)
     torch.set_num_threads(4)
     yield monkeypatch
@@ -99,8 +98,31 @@ def test_the_policy_follows_the_load_per_epoch(policy_env):
     assert policy.active
     assert [policy.adapt() for _ in range(4)] == [4, 2, 4, 1]
     assert torch.get_num_threads() == 1
-    second_job = CpuThreads(CPU)  # the count the policy left is not mistaken for the user's
-    assert second_job.active
+    policy.restore()  # the job's end: the count it found, so the next job's policy is on again
+    assert torch.get_num_threads() == 4 and not policy.active and CpuThreads(CPU).active
+
+
+def test_a_user_count_equal_to_the_policys_last_is_still_the_users(policy_env):
+    # CI failed on this once: a job's policy left 1 thread, a test module then chose 1 thread itself, and
+    # the next job's policy took that for its own, ran on 2 threads and summed its losses in another order
+    scripted_load(policy_env, [3.5, 0.0, 0.0])
+    policy = CpuThreads(CPU)
+    assert policy.adapt() == 1
+    policy.restore()
+    torch.set_num_threads(1)
+    job = CpuThreads(CPU)
+    assert not job.active and job.adapt() == 1 and torch.get_num_threads() == 1
+    job.restore()
+    assert torch.get_num_threads() == 1
+
+
+def test_restore_keeps_a_count_the_user_set_during_the_job(policy_env):
+    scripted_load(policy_env, [3.5, 0.0])
+    policy = CpuThreads(CPU)
+    assert policy.adapt() == 1
+    torch.set_num_threads(3)  # after the policy's last decision
+    policy.restore()
+    assert torch.get_num_threads() == 3
 
 
 def test_a_count_the_user_chose_wins(policy_env):
@@ -177,3 +199,15 @@ def test_contention_command_runs_the_demo(capsys):
     assert main(args) == 0
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith("| 1 | ") and "ended on" in row and row.endswith(" 1.00 |")
+
+
+def test_a_pretraining_job_gives_back_the_thread_count_it_found(policy_env, tmp_path):
+    from helpers import TINY
+
+    from moola_lib.pretraining.job import pretrain
+
+    scripted_load(policy_env, [3.5] * 8)  # busy cores: every decision is one thread
+    policy_env.setattr(threads, "allowed_cpus", lambda: frozenset(range(4)))
+    seen = []
+    pretrain({**TINY, "epochs": 2}, tmp_path / "run", on_epoch=lambda record: seen.append(torch.get_num_threads()))
+    assert seen == [1, 1] and torch.get_num_threads() == 4
