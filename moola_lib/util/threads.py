@@ -139,7 +139,7 @@ class CpuThreads:
 
     def restore(self) -> None:
         """End the job: give back the count it started with, unless the user set one meanwhile (theirs stays)."""
-        if self.sample is not None and torch.get_num_threads() == self.count != self.initial:
+        if self.sample is not None and torch.get_num_threads() == self.count:
             torch.set_num_threads(self.initial)
         self.sample = None
 

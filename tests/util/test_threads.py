@@ -207,7 +207,6 @@ def test_a_pretraining_job_gives_back_the_thread_count_it_found(policy_env, tmp_
     from moola_lib.pretraining.job import pretrain
 
     scripted_load(policy_env, [3.5] * 8)  # busy cores: every decision is one thread
-    policy_env.setattr(threads, "allowed_cpus", lambda: frozenset(range(4)))
     seen = []
     pretrain({**TINY, "epochs": 2}, tmp_path / "run", on_epoch=lambda record: seen.append(torch.get_num_threads()))
     assert seen == [1, 1] and torch.get_num_threads() == 4
