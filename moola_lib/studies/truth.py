@@ -302,10 +302,15 @@ def fitted_sets(
 SET_SIZE_OPTIONS = ("sizes", "sets", "verdicts", "verdict_sizes")  # a rerun may change these: more or other sets
 
 
-def check_same_settings(stored: dict, tc: TruthConfig, path: Path) -> None:
-    """Refuse to add sets fitted with other settings to a results file (its means would mix two studies)."""
-    new = dataclasses.asdict(tc)
+def check_same_settings(results: dict, tc: TruthConfig, path: Path) -> None:
+    """Refuse to add sets fitted with other settings to a results file (its means would mix two studies): the
+    study's options, then the transfer settings they resolve to (params/transfer_full.yaml may have changed)."""
+    new, stored = dataclasses.asdict(tc), results["config"]
     changed = [k for k in new if k not in SET_SIZE_OPTIONS and k in stored and stored[k] != new[k]]
+    if not changed:
+        resolved, fitted = dataclasses.asdict(tc.transfer_config()), results.get("transfer", {})
+        # a TransferConfig option added since the file was written is not a change of its settings
+        changed = [f"transfer.{k}" for k in resolved if k in fitted and fitted[k] != resolved[k]]
     if changed:
         raise ConfigError(
             f"{path}: written with other settings ({', '.join(changed)}); only {', '.join(SET_SIZE_OPTIONS)} may "
@@ -320,7 +325,7 @@ def run_study(tc: TruthConfig, out: Path, log=print, jobs: int = 1) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "truth.json"
     results = load_results(path) if path.exists() else {"config": dataclasses.asdict(tc), "sets": {}}
-    check_same_settings(results["config"], tc, path)
+    check_same_settings(results, tc, path)
     cfg = tc.transfer_config()
     encoders = prepare_encoders(tc, out)
     test = test_set(tc)

@@ -181,6 +181,22 @@ def test_a_rerun_with_other_settings_is_refused_before_any_fit(quick_run, capsys
     assert (quick_run / "truth.json").read_text() == before
 
 
+def test_a_rerun_whose_transfer_settings_resolve_otherwise_is_refused(quick_run, tmp_path, capsys):
+    # the study's own options are unchanged, but params/transfer_full.yaml (what they resolve to) was edited
+    # since the sets were fitted: resuming would mix two studies' sets under one mean
+    out = tmp_path / "copy"
+    shutil.copytree(quick_run, out)
+    results = json.loads((out / "truth.json").read_text())
+    results["transfer"]["readouts"] = ["mean:both"]
+    del results["transfer"]["patience"]  # an option the file predates is no change
+    (out / "truth.json").write_text(json.dumps(results))
+    before = (out / "truth.json").read_text()
+    assert truth.main([str(out), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "written with other settings (transfer.readouts)" in err and "Traceback" not in err
+    assert (out / "truth.json").read_text() == before
+
+
 def test_labels_needed_is_held_against_the_truth_curve():
     results = _results(0.04)
     results["sets"]["700"] = _results(0.01)["sets"]["174"]  # the true gain shrinks with the labels
