@@ -302,15 +302,20 @@ def fitted_sets(
 SET_SIZE_OPTIONS = ("sizes", "sets", "verdicts", "verdict_sizes")  # a rerun may change these: more or other sets
 
 
+def changed_transfer(results: dict, tc: TruthConfig) -> list[str]:
+    """The transfer options whose value ``tc`` resolves to now (params/transfer_full.yaml may have been edited)
+    differs from the one the results' sets were fitted with, as "transfer.NAME"."""
+    resolved, fitted = dataclasses.asdict(tc.transfer_config()), results.get("transfer", {})
+    # a TransferConfig option added since the file was written is not a change of its settings
+    return [f"transfer.{k}" for k in resolved if k in fitted and fitted[k] != resolved[k]]
+
+
 def check_same_settings(results: dict, tc: TruthConfig, path: Path) -> None:
     """Refuse to add sets fitted with other settings to a results file (its means would mix two studies): the
-    study's options, then the transfer settings they resolve to (params/transfer_full.yaml may have changed)."""
+    study's options, then the transfer settings they resolve to (``changed_transfer``)."""
     new, stored = dataclasses.asdict(tc), results["config"]
     changed = [k for k in new if k not in SET_SIZE_OPTIONS and k in stored and stored[k] != new[k]]
-    if not changed:
-        resolved, fitted = dataclasses.asdict(tc.transfer_config()), results.get("transfer", {})
-        # a TransferConfig option added since the file was written is not a change of its settings
-        changed = [f"transfer.{k}" for k in resolved if k in fitted and fitted[k] != resolved[k]]
+    changed = changed or changed_transfer(results, tc)
     if changed:
         raise ConfigError(
             f"{path}: written with other settings ({', '.join(changed)}); only {', '.join(SET_SIZE_OPTIONS)} may "

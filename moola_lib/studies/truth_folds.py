@@ -31,7 +31,7 @@ from ..util.cli import ArgumentParser, run
 from ..util.config import ConfigError
 from ..util.io import atomic_write_text, check_writable, read_json, write_json
 from ..util.rundir import run_dir_claim
-from .truth import TruthConfig, labelled_set, verdict_config
+from .truth import TruthConfig, changed_transfer, labelled_set, verdict_config
 from .truth_report import difference, interval_text, load_results
 from .truth_verdicts import run_verdict
 
@@ -107,6 +107,12 @@ def truth_folder(truth_dir: Path, size: int, sets: int) -> tuple[dict, TruthConf
     tc = TruthConfig.from_dict(truth["config"])
     if size not in tc.sizes or len(truth["sets"].get(str(size), {})) < sets:
         raise ConfigError(f"{truth_dir / 'truth.json'}: holds fewer than {sets} sets of size {size}")
+    changed = changed_transfer(truth, tc)
+    if changed:  # the study's fits would not be the recipe its truth was measured with
+        raise ConfigError(
+            f"{truth_dir / 'truth.json'}: its sets were fitted with other transfer settings than these resolve to now "
+            f"({', '.join(changed)}: params/transfer_full.yaml was edited since?)"
+        )
     encoder = truth_dir / "encoders" / tc.verdict_encoder / "checkpoint_best.pt"
     if not encoder.exists():
         raise ConfigError(f"{encoder}: not found (the truth folder's verdict encoder)")

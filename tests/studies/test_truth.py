@@ -181,20 +181,35 @@ def test_a_rerun_with_other_settings_is_refused_before_any_fit(quick_run, capsys
     assert (quick_run / "truth.json").read_text() == before
 
 
-def test_a_rerun_whose_transfer_settings_resolve_otherwise_is_refused(quick_run, tmp_path, capsys):
-    # the study's own options are unchanged, but params/transfer_full.yaml (what they resolve to) was edited
-    # since the sets were fitted: resuming would mix two studies' sets under one mean
-    out = tmp_path / "copy"
+def _edited_settings(quick_run, out):
+    """A copy of the quick study whose sets were fitted with other read-outs than the settings resolve to now
+    (as if params/transfer_full.yaml had been edited since), and the stored settings lacking a newer option."""
     shutil.copytree(quick_run, out)
     results = json.loads((out / "truth.json").read_text())
     results["transfer"]["readouts"] = ["mean:both"]
     del results["transfer"]["patience"]  # an option the file predates is no change
     (out / "truth.json").write_text(json.dumps(results))
-    before = (out / "truth.json").read_text()
-    assert truth.main([str(out), "--quick"]) == 2
+    return (out / "truth.json").read_text()
+
+
+def test_a_rerun_whose_transfer_settings_resolve_otherwise_is_refused(quick_run, tmp_path, capsys):
+    # resuming would mix two studies' sets under one mean
+    before = _edited_settings(quick_run, tmp_path / "copy")
+    assert truth.main([str(tmp_path / "copy"), "--quick"]) == 2
     err = capsys.readouterr().err
     assert "written with other settings (transfer.readouts)" in err and "Traceback" not in err
-    assert (out / "truth.json").read_text() == before
+    assert (tmp_path / "copy" / "truth.json").read_text() == before
+
+
+@pytest.mark.parametrize("study", [truth_folds, truth_heldout, truth_markets])
+def test_the_bias_studies_refuse_a_truth_folder_fitted_with_other_transfer_settings(study, quick_run, tmp_path, capsys):
+    # their fits would not follow the recipe the folder's truth was measured with (truth_curve reads the folder
+    # through the same truth_folder, after its truth_heldout folder, which is refused first)
+    _edited_settings(quick_run, tmp_path / "copy")
+    assert study.main([str(tmp_path / "copy"), str(tmp_path / "out"), "--size", "24", "--sets", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "other transfer settings" in err and "transfer.readouts" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "sets").exists()
 
 
 def test_labels_needed_is_held_against_the_truth_curve():
