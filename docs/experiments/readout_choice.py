@@ -9,7 +9,7 @@ of the set's windows (a steadier criterion). Rules for choosing are then compare
     python docs/experiments/readout_choice.py TRUTH_DIR OUT.json --report
 
 Resumable (OUT.json is rewritten after every set). The "current" rule must reproduce the truth study's own
-score of the probe on every set: the script checks it. VALIDATION.md, "The read-out choice".
+score of the probe on every set: --report prints the largest difference. VALIDATION.md, "The probes' read-out choice".
 """
 
 import argparse
