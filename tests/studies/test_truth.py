@@ -204,7 +204,7 @@ def test_a_rerun_whose_transfer_settings_resolve_otherwise_is_refused(quick_run,
 @pytest.mark.parametrize("study", [truth_folds, truth_heldout, truth_markets])
 def test_the_bias_studies_refuse_a_truth_folder_fitted_with_other_transfer_settings(study, quick_run, tmp_path, capsys):
     # their fits would not follow the recipe the folder's truth was measured with (truth_curve reads the folder
-    # through the same truth_folder, after its truth_heldout folder, which is refused first)
+    # through the same truth_folder once its --heldout folder is found)
     _edited_settings(quick_run, tmp_path / "copy")
     assert study.main([str(tmp_path / "copy"), str(tmp_path / "out"), "--size", "24", "--sets", "2"]) == 2
     err = capsys.readouterr().err
