@@ -110,8 +110,8 @@ def truth_folder(truth_dir: Path, size: int, sets: int) -> tuple[dict, TruthConf
     changed = changed_transfer(truth, tc)
     if changed:  # the study's fits would not be the recipe its truth was measured with
         raise ConfigError(
-            f"{truth_dir / 'truth.json'}: its sets were fitted with other transfer settings than these resolve to now "
-            f"({', '.join(changed)}: params/transfer_full.yaml was edited since?)"
+            f"{truth_dir / 'truth.json'}: its sets were fitted with other transfer settings than its options "
+            f"resolve to now ({', '.join(changed)}: params/transfer_full.yaml was edited since?)"
         )
     encoder = truth_dir / "encoders" / tc.verdict_encoder / "checkpoint_best.pt"
     if not encoder.exists():
