@@ -13,20 +13,19 @@ score of the probe on every set: --report prints the largest difference. VALIDAT
 """
 
 import argparse
+import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
-from sklearn.model_selection import StratifiedGroupKFold
 
 from moola_lib.pretraining.checkpoints import load_encoder
 from moola_lib.studies.truth import TruthConfig, labelled_set, test_set
+from moola_lib.studies.truth_report import difference, interval_text
 from moola_lib.transfer.arms import arm as arm_row
 from moola_lib.transfer.fits import fit_seed, probe_encoder
-from moola_lib.transfer.folds import config_groups, inner_split
+from moola_lib.transfer.folds import config_groups, inner_split, make_folds
 from moola_lib.transfer.intervals import per_window_scores
 from moola_lib.transfer.linear import fit_logistic
 from moola_lib.transfer.readouts import readout_features
@@ -45,24 +44,24 @@ def features(encoder, labelled, readouts):
     return readout_features(encoder, X, V, labelled.expansion, readouts)
 
 
-def cv_log_loss(Z, y, groups, seed):
-    """Mean held-out log-loss over 5 grouped folds, C chosen per fold on the held-out fold (same for every
-    read-out, so the criterion compares like with like)."""
-    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-    return float(np.mean([fit_logistic(Z, y, a, b).val_log_loss for a, b in splitter.split(Z, y, groups)]))
+def cv_log_loss(Z, y, fold):
+    """Mean held-out log-loss over the folds ``fold`` numbers, C chosen per fold on the held-out fold (the same
+    for every read-out, so the criterion compares like with like)."""
+    losses = [fit_logistic(Z, y, np.flatnonzero(fold != k), np.flatnonzero(fold == k)).val_log_loss for k in set(fold)]
+    return float(np.mean(losses))
 
 
 def one_set(tc, cfg, size, k, encoder, test_features, test):
-    tc.sizes = [size]
-    train = labelled_set(tc, 0, k)
+    train = labelled_set(dataclasses.replace(tc, sizes=[size]), 0, k)  # sets are keyed by size, not by place
     seed = fit_seed(cfg.seed, size, k)
     groups = config_groups(train, cfg)
     fit, val = inner_split(np.arange(len(train)), train.y, groups, cfg.inner_val_fraction, seed)
+    fold = make_folds(train.y, groups, 5, 1, seed)[0]  # the 5-fold criterion's folds, one set for every read-out
     out = {}
     for r, Z in features(encoder, train, cfg.readouts).items():
         m = fit_logistic(Z, train.y, fit, val, cfg.class_weighting)
         test_score = per_window_scores(test.y, m.predict_proba(test_features[r]), "balanced_accuracy").mean()
-        out[r] = {"val": m.val_log_loss, "cv": cv_log_loss(Z, train.y, groups, seed), "test": float(test_score)}
+        out[r] = {"val": m.val_log_loss, "cv": cv_log_loss(Z, train.y, fold), "test": float(test_score)}
     return out
 
 
@@ -74,7 +73,9 @@ def run(args):
     test = test_set(tc)
     for probe in args.probes:
         name, arm = probe.split(":")
-        path = args.truth / "encoders" / (args.encoder_of.get(name, name)) / "checkpoint_best.pt"
+        # a random encoder is built from its architecture's first encoder, as the study's arm plan does
+        name = next((n for n, a in d["encoders"].items() if a == name), name)
+        path = args.truth / "encoders" / name / "checkpoint_best.pt"
         encoder = probe_encoder(
             arm_row(arm), load_encoder(path, input_size=None, hidden_size=None, num_layers=None), cfg.seed
         )
@@ -95,12 +96,6 @@ def choose(row, criterion, keep):
     return min(candidates, key=lambda r: round(row[r][criterion], 10))
 
 
-def interval(d):
-    n = len(d)
-    half = stats.t.ppf(0.975, n - 1) * np.std(d, ddof=1) / math.sqrt(n)
-    return f"{100 * d.mean():+.1f} [{100 * (d.mean() - half):+.1f}, {100 * (d.mean() + half):+.1f}]"
-
-
 def report(args):
     results = json.loads(args.out.read_text())
     for probe, sizes in results.items():
@@ -119,7 +114,8 @@ def report(args):
             )
             base = scores["current (8, inner split)"]
             for rule, s in scores.items():
-                print(f"  {rule:28s} {100 * s.mean():5.1f}  min {100 * s.min():5.1f}  vs current {interval(s - base)}")
+                versus = interval_text(difference(s, base))
+                print(f"  {rule:28s} {100 * s.mean():5.1f}  min {100 * s.min():5.1f}  vs current {versus}")
 
 
 if __name__ == "__main__":
@@ -130,7 +126,5 @@ if __name__ == "__main__":
     p.add_argument("--sizes", nargs="+", type=int, default=[50, 100, 174])
     p.add_argument("--report", action="store_true")
     a = p.parse_args()
-    # the random encoder of an architecture is built from that architecture's first encoder
-    a.encoder_of = {"2x64": "masked64", "2x128": "masked128"}
     torch.set_num_threads(1)
     report(a) if a.report else run(a)
